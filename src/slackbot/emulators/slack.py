@@ -1,0 +1,1015 @@
+"""A Slack emulator: the Web API methods the bot uses, with Slack's real limits, plus a tiny
+workspace that delivers signed Events API callbacks, slash commands and button clicks.
+
+Tests, the sandbox page and the benchmark drive the REAL Bolt app through it over real HTTP:
+the app's `AsyncWebClient(base_url=emulator.api_url)` calls in, and the emulator posts
+deliveries to `app_url` exactly as Slack would (see /work/shared/reference/slack.md).
+
+Wire facts it relies on (checked against slack_sdk 3.47):
+- AsyncWebClient sends chat.postMessage/update/postEphemeral and assistant.threads.setStatus as
+  JSON bodies; most other methods (`params=`) as the *query string* of a POST with an empty
+  form body. Form bodies from other clients are accepted too. The token comes as
+  `Authorization: Bearer`, or as a `token` parameter.
+- files_upload_v2 POSTs the raw bytes (no auth header) to the upload_url returned by
+  files.getUploadURLExternal and only checks for HTTP 200; Slack answers `text/plain`
+  "OK - <size>", so we do as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+TEXT_LIMIT = 40_000  # chat.postMessage truncates beyond this
+UPDATE_TEXT_LIMIT = 4_000  # chat.update refuses beyond this (msg_too_long)
+MAX_BLOCKS = 50
+SECTION_TEXT_LIMIT = 3_000
+HEADER_TEXT_LIMIT = 150
+MARKDOWN_TOTAL_LIMIT = 12_000  # cumulative over a message's markdown blocks -> msg_too_long
+REPLIES_PAGE_CAP = 15  # conversations.replies for non-Marketplace apps, whatever `limit` says
+RESPONSE_URL_USES, RESPONSE_URL_TTL = 5, 30 * 60
+
+KNOWN_BLOCK_TYPES = frozenset({
+    "actions", "context", "context_actions", "divider", "file", "header", "image", "input",
+    "markdown", "rich_text", "section", "table", "video",
+})
+DEFAULT_SCOPES = frozenset({
+    "chat:write", "chat:write.public", "commands", "app_mentions:read", "channels:history",
+    "groups:history", "im:history", "mpim:history", "users:read", "files:write",
+})
+# Scope checked per method (missing_scope); methods not listed are not scope-checked.
+REQUIRED_SCOPES = {
+    "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.delete": "chat:write",
+    "chat.postEphemeral": "chat:write", "users.info": "users:read",
+    "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
+}
+# Reading a conversation (conversations.replies, message.* events) needs its type's history scope.
+HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
+# method -> (per_minute, burst, "team"|"channel"); "*" is every other method, each its own bucket.
+DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
+    "chat.update": (50, 50, "team"),  # Tier 3, shared by every conversation
+    "chat.postMessage": (60, 5, "channel"),  # ~1/s per channel, short bursts
+    "conversations.replies": (1, 1, "team"),  # Tier 1 for non-Marketplace apps since 2025
+    "*": (100, 100, "team"),
+}
+
+
+class SlackError(Exception):
+    """A Web API failure: answered as {"ok": false, "error": ...} with `status`."""
+
+    def __init__(self, error: str, status: int = 200, retry_after: int | None = None, **extra: Any):
+        super().__init__(error)
+        self.error, self.status, self.retry_after, self.extra = error, status, retry_after, extra
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict
+    ok: bool
+    error: str | None
+    status: int
+    time: float
+    team: str
+
+
+@dataclass
+class User:
+    id: str
+    name: str
+    real_name: str
+    is_bot: bool = False
+
+    def to_json(self, team_id: str) -> dict:
+        profile = {"real_name": self.real_name, "display_name": self.name, "real_name_normalized": self.real_name}
+        return {"id": self.id, "team_id": team_id, "name": self.name, "real_name": self.real_name,
+                "is_bot": self.is_bot, "deleted": False, "tz": "UTC", "profile": profile}
+
+
+@dataclass
+class Message:
+    ts: str
+    channel: str
+    user: str | None
+    bot_id: str | None = None
+    text: str = ""
+    blocks: list | None = None
+    thread_ts: str | None = None
+    edits: list = field(default_factory=list)  # (time, text, blocks) per chat.update
+    subtype: str | None = None
+    files: list = field(default_factory=list)
+    reactions: dict = field(default_factory=dict)  # name -> [user ids]
+
+    @property
+    def visible_text(self) -> str:
+        """What a reader sees: the markdown blocks' text when there are any, else `text`."""
+        parts = [b.get("text", "") for b in self.blocks or [] if b.get("type") == "markdown"]
+        return "\n".join(parts) if parts else self.text
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
+        optional = {"bot_id": self.bot_id, "blocks": self.blocks, "thread_ts": self.thread_ts,
+                    "subtype": self.subtype, "files": self.files}
+        out.update({k: v for k, v in optional.items() if v})
+        if self.edits:
+            out["edited"] = {"user": self.user, "ts": _format_ts(self.edits[-1][0])}
+        if self.reactions:
+            out["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in self.reactions.items()]
+        return out
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    is_im: bool
+    members: set
+    messages: list = field(default_factory=list)
+    is_private: bool = False
+
+    @property
+    def channel_type(self) -> str:
+        return "im" if self.is_im else "group" if self.is_private else "channel"
+
+
+@dataclass(eq=False)  # `all` holds the delivery itself; compare by identity
+class Delivery:
+    """What the app answered to one delivery. status 0 means no answer (see `error`)."""
+
+    status: int
+    body: str
+    headers: dict
+    latency: float
+    event_id: str | None = None
+    payload: dict = field(default_factory=dict)
+    all: list = field(default_factory=list)
+    error: str | None = None
+    message: Message | None = None  # the stored user message, for user_message()
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "body": self.body, "latency": self.latency,
+                "event_id": self.event_id, "error": self.error}
+
+
+class TokenBucket:
+    """`burst` tokens, refilled at `per_minute`/60 a second; each call spends one."""
+
+    def __init__(self, per_minute: float, burst: int):
+        self.rate, self.burst = per_minute / 60.0, burst
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> int:
+        """0 if a token was spent, else the whole seconds until one is available (>= 1)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return max(1, math.ceil((1 - self.tokens) / self.rate))
+
+
+def _format_ts(seconds: float) -> str:
+    return f"{seconds:.6f}"
+
+
+def _ts_key(ts: str) -> tuple[int, int]:
+    # Comparing as floats would lose the last digits of a 16-digit ts.
+    whole, _, frac = ts.partition(".")
+    return int(whole), int(frac or 0)
+
+
+def parse_blocks(raw: Any) -> list | None:
+    """Validate Block Kit as Slack does for the limits the bot can hit. None = no blocks given.
+
+    Malformed blocks, more than 50, a section text over 3,000 or a header over 150 characters
+    answer `invalid_blocks`; markdown blocks over 12,000 characters in total answer
+    `msg_too_long` (the text is valid, the message is too big)."""
+    if raw is None or raw == "":
+        return None
+    blocks = raw
+    if isinstance(raw, str):
+        try:
+            blocks = json.loads(raw)
+        except json.JSONDecodeError:
+            raise SlackError("invalid_blocks") from None
+    if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+        raise SlackError("invalid_blocks")
+    markdown_total = 0
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") not in KNOWN_BLOCK_TYPES:
+            raise SlackError("invalid_blocks")
+        kind, text = block["type"], block.get("text")
+        text_str = text.get("text", "") if isinstance(text, dict) else text
+        if kind == "section" and (not (text_str or block.get("fields")) or len(text_str or "") > SECTION_TEXT_LIMIT):
+            raise SlackError("invalid_blocks")
+        if kind == "header" and not 0 < len(text_str or "") <= HEADER_TEXT_LIMIT:
+            raise SlackError("invalid_blocks")
+        if kind == "markdown":
+            if not isinstance(text, str):
+                raise SlackError("invalid_blocks")
+            markdown_total += len(text)
+        if kind == "actions" and not 0 < len(block.get("elements") or []) <= 25:
+            raise SlackError("invalid_blocks")
+    if markdown_total > MARKDOWN_TOTAL_LIMIT:
+        raise SlackError("msg_too_long")
+    return blocks
+
+
+async def _read_params(request: web.Request) -> dict:
+    """Query string + body (JSON or form): slack_sdk uses all three, and so does Slack."""
+    params: dict[str, Any] = dict(request.query)
+    if not request.body_exists:
+        return params
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.text() or "{}")
+        except json.JSONDecodeError:
+            raise SlackError("invalid_json") from None
+        if not isinstance(body, dict):
+            raise SlackError("invalid_json")
+        params.update(body)
+    else:
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
+
+
+def _find_action(blocks: list, action_id: str) -> tuple[str, dict]:
+    for block in blocks:
+        elements = list(block.get("elements") or []) + [block.get("accessory"), block.get("element")]
+        for element in elements:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block.get("block_id") or "emu-block", element
+    raise LookupError(f"no element with action_id {action_id!r} in the message")
+
+
+class SlackEmulator:
+    def __init__(self, *, signing_secret: str = "test-signing-secret", bot_token: str = "xoxb-test-token",
+                 team_id: str = "T0001", bot_user_id: str = "UBOT", bot_id: str = "BBOT",
+                 app_url: str | None = None, rate_limits: bool = True, echo_bot_events: bool = False,
+                 scopes: set[str] | None = None, app_id: str = "A0001", delivery_timeout: float = 10.0):
+        self.signing_secret, self.bot_token = signing_secret, bot_token
+        self.team_id, self.bot_user_id, self.bot_id, self.app_id = team_id, bot_user_id, bot_id, app_id
+        self.app_url, self.rate_limits, self.echo_bot_events = app_url, rate_limits, echo_bot_events
+        self.scopes = set(DEFAULT_SCOPES if scopes is None else scopes)
+        self.delivery_timeout = delivery_timeout
+        self.verification_token = "emulated-verification-token"  # deprecated field, still sent
+        self.base_url = self.api_url = ""
+        self._rate_config = dict(DEFAULT_RATE_LIMITS)
+        self._ids = itertools.count(1)
+        self._last_ts_us = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._feeds: set[asyncio.Queue] = set()
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+
+    def reset(self) -> None:
+        """Back to the seeded workspace; configuration (rate limits, scopes, app_url) is kept."""
+        self.users = {u.id: u for u in (User("U_ALICE", "alice", "Alice Adams"),
+                                        User("U_BOB", "bob", "Bob Brown"),
+                                        User("U_CAROL", "carol", "Carol Chen"))}
+        humans = set(self.users)
+        self.channels = {c.id: c for c in (
+            Channel("C_GENERAL", "general", False, humans | {self.bot_user_id}),
+            Channel("C_RANDOM", "random", False, set(humans)),
+            Channel("D_ALICE", "alice", True, {"U_ALICE", self.bot_user_id}),
+        )}
+        self.calls: list[Call] = []
+        self.ephemerals: list[dict] = []
+        self.files: list[dict] = []
+        self.statuses: list[dict] = []  # assistant.threads.setStatus calls
+        self._buckets: dict[tuple, TokenBucket] = {}
+        self._failures: dict[str, list[tuple[str, int]]] = {}
+        self._uploads: dict[str, dict] = {}  # file_id -> pending upload
+        self._responses: dict[str, dict] = {}  # response_url id -> its context
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def ratelimited(self, method: str | None = None) -> int:
+        return sum(1 for c in self.calls if c.status == 429 and method in (None, c.method))
+
+    def messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
+        """Top-level messages of a channel, or a thread (parent + replies) in ts order."""
+        msgs = self.channels[channel].messages
+        if thread_ts is None:
+            return [m for m in msgs if m.thread_ts in (None, m.ts)]
+        return sorted((m for m in msgs if thread_ts in (m.ts, m.thread_ts)), key=lambda m: _ts_key(m.ts))
+
+    def bot_messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[Message]:
+        """The bot's messages, thread replies included, in one channel/thread or everywhere."""
+        if thread_ts is not None:
+            msgs = self.messages(channel, thread_ts)
+        else:
+            chans = [self.channels[channel]] if channel else self.channels.values()
+            msgs = sorted((m for c in chans for m in c.messages), key=lambda m: _ts_key(m.ts))
+        return [m for m in msgs if m.bot_id == self.bot_id]
+
+    def set_rate_limit(self, method: str, per_minute: float, burst: int, scope: str = "team") -> None:
+        if scope not in ("team", "channel"):
+            raise ValueError("scope must be 'team' or 'channel'")
+        self._rate_config[method] = (per_minute, burst, scope)
+        self._buckets = {k: b for k, b in self._buckets.items() if k[0] != method}
+
+    def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1) -> None:
+        """The next `times` calls to `method` fail: 429 + Retry-After for "ratelimited", else 200 ok:false."""
+        self._failures.setdefault(method, []).extend([(error, retry_after)] * times)
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+        """Poll until predicate() is truthy (e.g. the bot answered in a background task)."""
+        deadline = time.monotonic() + timeout
+        while not (result := predicate()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            await asyncio.sleep(interval)
+        return result
+
+    def _next_ts(self) -> str:
+        # Slack ts: epoch seconds with 6 digits, unique and increasing within a channel.
+        self._last_ts_us = max(int(time.time() * 1_000_000), self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):04d}{secrets.token_hex(3).upper()}"
+
+    def _store(self, msg: Message) -> Message:
+        self.channels[msg.channel].messages.append(msg)
+        self._emit("message", self._message_state(msg))
+        if msg.bot_id == self.bot_id:
+            self._echo(self._bot_message_event(msg))
+        return msg
+
+    def _edit(self, msg: Message, text: str | None, blocks: list | None) -> None:
+        before = msg.to_json()
+        if text is not None:
+            msg.text = text
+        if blocks is not None:
+            msg.blocks = blocks or None  # [] clears the blocks, omitted keeps them
+        msg.edits.append((time.time(), msg.text, msg.blocks))
+        self._emit("message_changed", self._message_state(msg))
+        ch = self.channels[msg.channel]
+        self._echo({"type": "message", "subtype": "message_changed", "hidden": True, "channel": ch.id,
+                    "channel_type": ch.channel_type, "ts": (ts := self._next_ts()), "event_ts": ts,
+                    "message": msg.to_json(), "previous_message": before})
+
+    def _delete(self, msg: Message) -> None:
+        self.channels[msg.channel].messages.remove(msg)
+        self._emit("message_deleted", {"channel": msg.channel, "ts": msg.ts})
+
+    def _message_state(self, msg: Message) -> dict:
+        return {**msg.to_json(), "channel": msg.channel, "visible_text": msg.visible_text,
+                "edit_count": len(msg.edits)}
+
+    # ------------------------------------------------------------ Web API
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method, params = request.match_info["method"], {}
+        try:
+            params = await _read_params(request)
+            self._check_auth(request, params)
+            handler = getattr(self, "_api_" + method.replace(".", "_"), None)
+            if handler is None:
+                raise SlackError("unknown_method")
+            if (scope := REQUIRED_SCOPES.get(method)) and scope not in self.scopes:
+                raise SlackError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
+            self._check_forced_failure(method)
+            self._check_rate_limit(method, params)
+            body, status, headers = {"ok": True, **handler(params)}, 200, {}
+        except SlackError as e:
+            body, status = {"ok": False, "error": e.error, **e.extra}, e.status
+            headers = {"Retry-After": str(e.retry_after)} if e.retry_after else {}
+        self.calls.append(Call(method, params, body["ok"], body.get("error"), status, time.time(), self.team_id))
+        return web.json_response(body, status=status, headers=headers)
+
+    def _check_auth(self, request: web.Request, params: dict) -> None:
+        header = request.headers.get("Authorization", "")
+        token = params.pop("token", None)
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else token
+        if not token:
+            raise SlackError("not_authed")
+        if token != self.bot_token:
+            raise SlackError("invalid_auth")
+
+    def _check_forced_failure(self, method: str) -> None:
+        if queue := self._failures.get(method):
+            error, retry_after = queue.pop(0)
+            if error == "ratelimited":
+                raise SlackError(error, 429, retry_after)
+            raise SlackError(error)
+
+    def _check_rate_limit(self, method: str, params: dict) -> None:
+        if not self.rate_limits:
+            return
+        per_minute, burst, scope = self._rate_config.get(method, self._rate_config["*"])
+        where = self.team_id if scope == "team" else str(params.get("channel") or params.get("channel_id"))
+        bucket = self._buckets.setdefault((method, where), TokenBucket(per_minute, burst))
+        if wait := bucket.take():
+            raise SlackError("ratelimited", 429, wait)
+
+    def _channel(self, channel_id: Any) -> Channel:
+        """A channel by id, by "#name", or a user id (posting to a user opens the DM)."""
+        if not isinstance(channel_id, str):
+            raise SlackError("channel_not_found")
+        if ch := self.channels.get(channel_id):
+            return ch
+        for ch in self.channels.values():
+            if channel_id == f"#{ch.name}" or (ch.is_im and channel_id in ch.members - {self.bot_user_id}):
+                return ch
+        raise SlackError("channel_not_found")
+
+    def _check_can_post(self, ch: Channel) -> None:
+        if self.bot_user_id in ch.members:
+            return
+        if ch.is_im or ch.is_private:
+            raise SlackError("channel_not_found")  # the bot cannot even see it
+        if "chat:write.public" not in self.scopes:
+            raise SlackError("not_in_channel")
+
+    def _find(self, ch: Channel, ts: Any) -> Message:
+        for msg in ch.messages:
+            if msg.ts == ts:
+                return msg
+        raise SlackError("message_not_found")
+
+    def _thread_root(self, ch: Channel, thread_ts: str | None) -> str | None:
+        # Replying to a reply lands in the parent's thread, as in Slack.
+        parent = next((m for m in ch.messages if m.ts == thread_ts), None)
+        return parent.thread_ts if parent and parent.thread_ts else (thread_ts or None)
+
+    @staticmethod
+    def _content(p: dict) -> tuple[str, list | None]:
+        text = str(p.get("text") or "")
+        blocks = parse_blocks(p.get("blocks"))
+        if p.get("markdown_text"):  # newer parameter: a markdown message without blocks
+            text, blocks = str(p["markdown_text"]), parse_blocks([{"type": "markdown", "text": str(p["markdown_text"])}])
+        if not text and not blocks and not p.get("attachments"):
+            raise SlackError("no_text")
+        return text, blocks
+
+    def _api_auth_test(self, p: dict) -> dict:
+        return {"url": self.base_url + "/", "team": "Emulated Workspace", "user": "bot", "team_id": self.team_id,
+                "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+
+    def _api_chat_postMessage(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        self._check_can_post(ch)
+        text, blocks = self._content(p)
+        msg = self._store(Message(self._next_ts(), ch.id, self.bot_user_id, self.bot_id, text[:TEXT_LIMIT],
+                                  blocks, self._thread_root(ch, p.get("thread_ts"))))
+        return {"channel": ch.id, "ts": msg.ts, "message": msg.to_json()}
+
+    def _api_chat_update(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch, p.get("ts"))
+        if msg.bot_id != self.bot_id:
+            raise SlackError("cant_update_message")
+        text = None if p.get("text") is None else str(p["text"])
+        if text is not None and len(text) > UPDATE_TEXT_LIMIT:
+            raise SlackError("msg_too_long")
+        blocks = parse_blocks(p.get("blocks"))
+        if p.get("markdown_text"):
+            text, blocks = str(p["markdown_text"]), parse_blocks([{"type": "markdown", "text": str(p["markdown_text"])}])
+        if text is None and blocks is None and not p.get("attachments"):
+            raise SlackError("no_text")
+        self._edit(msg, text, blocks)
+        return {"channel": ch.id, "ts": msg.ts, "text": msg.text, "message": msg.to_json()}
+
+    def _api_chat_postEphemeral(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        self._check_can_post(ch)
+        if p.get("user") not in self.users:
+            raise SlackError("user_not_found")
+        if p["user"] not in ch.members:
+            raise SlackError("user_not_in_channel")
+        text, blocks = self._content(p)
+        self._add_ephemeral(ch.id, p["user"], text, blocks, p.get("thread_ts"), "chat.postEphemeral")
+        return {"message_ts": self._next_ts()}
+
+    def _api_chat_delete(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch, p.get("ts"))
+        if msg.bot_id != self.bot_id:
+            raise SlackError("cant_delete_message")
+        self._delete(msg)
+        return {"channel": ch.id, "ts": msg.ts}
+
+    def _api_conversations_replies(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        needed = HISTORY_SCOPES[ch.channel_type]
+        if needed not in self.scopes:
+            raise SlackError("missing_scope", needed=needed)
+        if self.bot_user_id not in ch.members:
+            raise SlackError("not_in_channel")
+        thread = self.messages(ch.id, str(p.get("ts")))
+        if not thread:
+            raise SlackError("thread_not_found")
+        try:
+            limit = min(max(int(p.get("limit") or 1000), 1), REPLIES_PAGE_CAP)
+            start = 0
+            if p.get("cursor"):  # Slack-style cursor: base64("next_ts:<ts>")
+                next_ts = base64.b64decode(p["cursor"]).decode().removeprefix("next_ts:")
+                start = next(i for i, m in enumerate(thread) if _ts_key(m.ts) >= _ts_key(next_ts))
+        except (ValueError, StopIteration):
+            raise SlackError("invalid_cursor" if p.get("cursor") else "invalid_limit") from None
+        page, rest = thread[start:start + limit], thread[start + limit:]
+        cursor = base64.b64encode(f"next_ts:{rest[0].ts}".encode()).decode() if rest else ""
+        return {"messages": [self._reply_json(m, thread) for m in page], "has_more": bool(rest),
+                "response_metadata": {"next_cursor": cursor}}
+
+    @staticmethod
+    def _reply_json(msg: Message, thread: list[Message]) -> dict:
+        out = msg.to_json()
+        if msg is thread[0] and msg.thread_ts is None and len(thread) > 1:  # the parent
+            out.update(thread_ts=msg.ts, reply_count=len(thread) - 1, latest_reply=thread[-1].ts,
+                       reply_users=sorted({m.user for m in thread[1:] if m.user}))
+        return out
+
+    def _channel_json(self, ch: Channel) -> dict:
+        out = {"id": ch.id, "name": ch.name, "is_channel": not ch.is_im and not ch.is_private,
+               "is_group": ch.is_private, "is_im": ch.is_im, "is_private": ch.is_private or ch.is_im,
+               "is_archived": False, "is_member": self.bot_user_id in ch.members, "num_members": len(ch.members)}
+        if ch.is_im:
+            out["user"] = next(iter(ch.members - {self.bot_user_id}), None)
+        return out
+
+    def _api_conversations_info(self, p: dict) -> dict:
+        return {"channel": self._channel_json(self._channel(p.get("channel")))}
+
+    def _api_conversations_join(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        if ch.is_im:
+            raise SlackError("method_not_supported_for_channel_type")
+        if ch.is_private and self.bot_user_id not in ch.members:
+            raise SlackError("channel_not_found")
+        ch.members.add(self.bot_user_id)
+        return {"channel": self._channel_json(ch)}
+
+    def _api_users_info(self, p: dict) -> dict:
+        if p.get("user") == self.bot_user_id:
+            return {"user": User(self.bot_user_id, "bot", "Bot", is_bot=True).to_json(self.team_id)}
+        if (user := self.users.get(p.get("user"))) is None:
+            raise SlackError("user_not_found")
+        return {"user": user.to_json(self.team_id)}
+
+    def _api_files_getUploadURLExternal(self, p: dict) -> dict:
+        try:
+            length = int(p["length"])
+            filename = str(p["filename"])
+        except (KeyError, ValueError):
+            raise SlackError("invalid_arguments") from None
+        file_id = self._new_id("F")
+        self._uploads[file_id] = {"filename": filename, "length": length, "content": None}
+        return {"upload_url": f"{self.base_url}/_emu/upload/{file_id}", "file_id": file_id}
+
+    def _api_files_completeUploadExternal(self, p: dict) -> dict:
+        entries = p.get("files")
+        try:
+            entries = json.loads(entries) if isinstance(entries, str) else entries
+            ids = [e["id"] for e in entries]
+        except (TypeError, KeyError, json.JSONDecodeError):
+            raise SlackError("invalid_arguments") from None
+        if not ids or any(self._uploads.get(i, {}).get("content") is None for i in ids):
+            raise SlackError("file_not_found")  # never issued, or the bytes never arrived
+        channel_ids = [c for c in [p.get("channel_id"), *str(p.get("channels") or "").split(",")] if c]
+        chans = [self._channel(c) for c in channel_ids]
+        for ch in chans:
+            self._check_can_post(ch)
+        completed = []
+        for entry in entries:
+            up = self._uploads.pop(entry["id"])
+            record = {"id": entry["id"], "filename": up["filename"], "title": entry.get("title") or up["filename"],
+                      "content": up["content"], "channel": chans[0].id if chans else None,
+                      "thread_ts": p.get("thread_ts"), "initial_comment": p.get("initial_comment")}
+            self.files.append(record)
+            completed.append(self._file_json(record))
+            self._emit("file", {k: v for k, v in record.items() if k != "content"} | {"size": len(up["content"])})
+        for ch in chans:  # sharing posts a file_share message from the bot
+            self._store(Message(self._next_ts(), ch.id, self.bot_user_id, self.bot_id, p.get("initial_comment") or "",
+                                thread_ts=self._thread_root(ch, p.get("thread_ts")), subtype="file_share",
+                                files=completed))
+        return {"files": completed}
+
+    def _file_json(self, record: dict) -> dict:
+        url = f"{self.base_url}/_emu/files/{record['id']}"
+        return {"id": record["id"], "name": record["filename"], "title": record["title"],
+                "size": len(record["content"]), "user": self.bot_user_id, "url_private": url,
+                "url_private_download": url, "permalink": url, "created": int(time.time())}
+
+    def _api_assistant_threads_setStatus(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel_id"))
+        status = {"channel": ch.id, "thread_ts": p.get("thread_ts"), "status": p.get("status", ""), "time": time.time()}
+        self.statuses.append(status)
+        self._emit("status", status)
+        return {}
+
+    def _api_reactions_add(self, p: dict) -> dict:
+        msg = self._find(self._channel(p.get("channel")), p.get("timestamp"))
+        users = msg.reactions.setdefault(str(p.get("name")), [])
+        if self.bot_user_id in users:
+            raise SlackError("already_reacted")
+        users.append(self.bot_user_id)
+        self._emit("message_changed", self._message_state(msg))
+        return {}
+
+    def _add_ephemeral(self, channel: str, user: str, text: str, blocks: list | None,
+                       thread_ts: str | None, via: str) -> None:
+        eph = {"channel": channel, "user": user, "text": text, "blocks": blocks, "thread_ts": thread_ts, "via": via}
+        self.ephemerals.append(eph)
+        self._emit("ephemeral", eph)
+
+    # ------------------------------------------ uploads and response_url
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        pending = self._uploads.get(request.match_info["file_id"])
+        if pending is None:
+            return web.Response(status=404, text="unknown upload", content_type="text/plain")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file") or next(iter(form.values()), b"")
+            data = part.file.read() if isinstance(part, web.FileField) else str(part).encode()
+        else:
+            data = await request.read()
+        pending["content"] = data
+        return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
+
+    async def _handle_file(self, request: web.Request) -> web.Response:
+        for record in self.files:
+            if record["id"] == request.match_info["file_id"]:
+                return web.Response(body=record["content"], content_type="application/octet-stream")
+        return web.Response(status=404, text="file_not_found")
+
+    def _new_response_url(self, channel: str, user: str, thread_ts: str | None = None,
+                          message_ts: str | None = None) -> str:
+        rid = self._new_id("R")
+        self._responses[rid] = {"channel": channel, "user": user, "thread_ts": thread_ts,
+                                "message_ts": message_ts, "uses": 0, "created": time.time()}
+        return f"{self.base_url}/_emu/response/{rid}"
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        ctx = self._responses.get(request.match_info["rid"])
+        if ctx is None or ctx["uses"] >= RESPONSE_URL_USES or time.time() - ctx["created"] > RESPONSE_URL_TTL:
+            return web.json_response({"ok": False, "error": "expired_url"}, status=404)
+        ctx["uses"] += 1
+        try:
+            body = json.loads(await request.text())
+            blocks = parse_blocks(body.get("blocks"))
+        except (json.JSONDecodeError, AttributeError):
+            return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        except SlackError as e:
+            return web.json_response({"ok": False, "error": e.error}, status=400)
+        self._apply_response(ctx, body, str(body.get("text") or ""), blocks, "response_url")
+        return web.json_response({"ok": True})
+
+    def _apply_response(self, ctx: dict, body: dict, text: str, blocks: list | None, via: str) -> None:
+        """A response_url post or an ack body: replace/delete the source message, post, or whisper."""
+        ch = self.channels[ctx["channel"]]
+        source = next((m for m in ch.messages if m.ts == ctx.get("message_ts")), None)
+        thread_ts = body.get("thread_ts") or ctx.get("thread_ts")
+        if source and body.get("delete_original"):
+            self._delete(source)
+        elif source and body.get("replace_original"):
+            self._edit(source, text, blocks if blocks is not None else [])
+        elif body.get("response_type") == "in_channel":
+            self._store(Message(self._next_ts(), ch.id, self.bot_user_id, self.bot_id, text, blocks,
+                                self._thread_root(ch, thread_ts)))
+        else:
+            self._add_ephemeral(ch.id, ctx["user"], text, blocks, thread_ts, via)
+
+    # ------------------------------------------------- driving the app
+
+    def _signature(self, body: bytes, timestamp: str, secret: str) -> str:
+        base = b"v0:" + timestamp.encode() + b":" + body
+        return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+    def _client(self) -> aiohttp.ClientSession:
+        # One session for every delivery: the benchmark sends hundreds a second.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.delivery_timeout),
+                connector=aiohttp.TCPConnector(limit=1000))
+        return self._session
+
+    async def send_signed(self, body: bytes | str, content_type: str, headers: dict | None = None, *,
+                          bad_signature: bool = False, timestamp: int | None = None) -> Delivery:
+        """POST a signed request to app_url. Never raises for network trouble: status 0 + error."""
+        body = body.encode() if isinstance(body, str) else body
+        if not self.app_url:
+            return Delivery(0, "", {}, 0.0, error="app_url is not set")
+        ts = str(int(time.time() if timestamp is None else timestamp))
+        secret = self.signing_secret + ("-wrong" if bad_signature else "")
+        all_headers = {"Content-Type": content_type, "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                       "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": self._signature(body, ts, secret),
+                       **(headers or {})}
+        started = time.perf_counter()
+        try:
+            async with self._client().post(self.app_url, data=body, headers=all_headers) as resp:
+                text = await resp.text()
+                delivery = Delivery(resp.status, text, dict(resp.headers), time.perf_counter() - started)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            delivery = Delivery(0, "", {}, time.perf_counter() - started, error=f"{type(e).__name__}: {e}")
+        delivery.all = [delivery]
+        return delivery
+
+    def _envelope(self, event: dict, event_id: str | None) -> dict:
+        return {
+            "token": self.verification_token, "team_id": self.team_id, "context_team_id": self.team_id,
+            "context_enterprise_id": None, "api_app_id": self.app_id, "event": event, "type": "event_callback",
+            "event_id": event_id or self._new_id("Ev"), "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False, "event_context": "4-" + secrets.token_urlsafe(24),
+        }
+
+    async def _post_envelope(self, envelope: dict, retry_num: int | None, retry_reason: str) -> Delivery:
+        headers = {} if retry_num is None else {"X-Slack-Retry-Num": str(retry_num),
+                                                "X-Slack-Retry-Reason": retry_reason}
+        delivery = await self.send_signed(json.dumps(envelope).encode(), "application/json", headers)
+        delivery.event_id, delivery.payload = envelope["event_id"], envelope
+        return delivery
+
+    async def deliver_event(self, event: dict, *, retry_num: int | None = None, retry_reason: str = "http_timeout",
+                            event_id: str | None = None) -> Delivery:
+        return await self._post_envelope(self._envelope(event, event_id), retry_num, retry_reason)
+
+    async def redeliver(self, delivery: Delivery, retry_num: int = 1, retry_reason: str = "http_timeout") -> Delivery:
+        """Slack's retry: the same envelope and event_id, freshly signed, with retry headers."""
+        if not delivery.event_id:
+            raise ValueError("only Events API deliveries are retried by Slack")
+        return await self._post_envelope(delivery.payload, retry_num, retry_reason)
+
+    def _echo(self, event: dict) -> None:
+        # Slack sends the bot its own messages and edits; deliver them without blocking the API answer.
+        if self.echo_bot_events and self.app_url:
+            task = asyncio.get_running_loop().create_task(self.deliver_event(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _bot_message_event(self, msg: Message) -> dict:
+        ch = self.channels[msg.channel]
+        profile = {"id": self.bot_id, "app_id": self.app_id, "name": "bot", "team_id": self.team_id}
+        return {**msg.to_json(), "app_id": self.app_id, "bot_profile": profile, "channel": ch.id,
+                "channel_type": ch.channel_type, "event_ts": msg.ts, "team": self.team_id}
+
+    def _user_message_events(self, ch: Channel, msg: Message) -> list[dict]:
+        # Slack only sends events from conversations the app is in, for the scopes it holds.
+        if self.bot_user_id not in ch.members:
+            return []
+        base = {"user": msg.user, "text": msg.text, "ts": msg.ts, "event_ts": msg.ts, "channel": ch.id,
+                "team": self.team_id, "client_msg_id": str(uuid.uuid4())}
+        if msg.thread_ts:
+            parent = next((m for m in ch.messages if m.ts == msg.thread_ts), None)
+            base.update(thread_ts=msg.thread_ts, parent_user_id=parent.user if parent else None)
+        events = []
+        if HISTORY_SCOPES[ch.channel_type] in self.scopes:
+            events.append({"type": "message", **base, "channel_type": ch.channel_type})
+        if not ch.is_im and f"<@{self.bot_user_id}>" in msg.text and "app_mentions:read" in self.scopes:
+            events.append({"type": "app_mention", **base})
+        return events
+
+    async def user_message(self, channel: str, text: str, *, user: str = "U_ALICE", thread_ts: str | None = None,
+                           deliver: bool = True) -> Delivery:
+        """A person posts. Channels get a `message` event and, for a mention, a separate `app_mention`
+        (delivered concurrently, as Slack does); DMs get `message` with channel_type "im"."""
+        ch = self.channels[channel]
+        msg = self._store(Message(self._next_ts(), ch.id, user, None, text,
+                                  thread_ts=self._thread_root(ch, thread_ts)))
+        events = self._user_message_events(ch, msg)
+        if not deliver or not events:
+            why = "not delivered (deliver=False)" if not deliver else "not delivered: the app is not in the channel"
+            return Delivery(0, "", {}, 0.0, payload={"event": events[0] if events else {}}, error=why, message=msg)
+        deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
+        for d in deliveries:
+            d.message, d.all = msg, deliveries
+        return deliveries[0]
+
+    async def slash_command(self, command: str, text: str, *, user: str = "U_ALICE",
+                            channel: str = "C_GENERAL") -> Delivery:
+        ch = self.channels[channel]
+        fields = {
+            "token": self.verification_token, "team_id": self.team_id, "team_domain": "emulated",
+            "channel_id": ch.id, "channel_name": "directmessage" if ch.is_im else ch.name, "user_id": user,
+            "user_name": self.users[user].name if user in self.users else user, "command": command,
+            "text": text, "api_app_id": self.app_id, "is_enterprise_install": "false",
+            "response_url": self._new_response_url(ch.id, user), "trigger_id": self._new_id("T.") + ".emu",
+        }
+        delivery = await self.send_signed(urlencode(fields), "application/x-www-form-urlencoded")
+        delivery.payload = fields
+        self._show_ack(delivery, {"channel": ch.id, "user": user})
+        return delivery
+
+    def _show_ack(self, delivery: Delivery, ctx: dict) -> None:
+        # Slack shows a command's ack body to the user (ephemeral unless response_type in_channel).
+        try:
+            body = json.loads(delivery.body) if delivery.status == 200 and delivery.body else None
+        except json.JSONDecodeError:
+            body = {"text": delivery.body}  # a plain-text ack is shown as is
+        if isinstance(body, dict) and (body.get("text") or body.get("blocks")):
+            self._apply_response(ctx, body, str(body.get("text") or ""), body.get("blocks"), "ack")
+
+    async def click_button(self, message: Message, action_id: str, *, user: str = "U_ALICE",
+                           value: str | None = None) -> Delivery:
+        block_id, element = _find_action(message.blocks or [], action_id)
+        ch = self.channels[message.channel]
+        name = self.users[user].name if user in self.users else user
+        container = {"type": "message", "message_ts": message.ts, "channel_id": ch.id, "is_ephemeral": False}
+        if message.thread_ts:
+            container["thread_ts"] = message.thread_ts
+        payload = {
+            "type": "block_actions", "user": {"id": user, "username": name, "name": name, "team_id": self.team_id},
+            "api_app_id": self.app_id, "token": self.verification_token, "container": container,
+            "trigger_id": self._new_id("T.") + ".emu", "team": {"id": self.team_id, "domain": "emulated"},
+            "enterprise": None, "is_enterprise_install": False, "channel": {"id": ch.id, "name": ch.name},
+            "message": message.to_json(), "state": {"values": {}},
+            "response_url": self._new_response_url(ch.id, user, message.thread_ts, message.ts),
+            "actions": [{"type": element.get("type", "button"), "action_id": action_id, "block_id": block_id,
+                         "text": element.get("text"), "value": element.get("value") if value is None else value,
+                         "action_ts": _format_ts(time.time())}],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        delivery = await self.send_signed(body, "application/x-www-form-urlencoded")
+        delivery.payload = payload
+        return delivery
+
+    # ------------------------------------- control endpoints and feed
+
+    def _emit(self, kind: str, data: dict) -> None:
+        event = {"type": kind, **data}
+        for queue in self._feeds:
+            if not queue.full():  # a stalled page loses events rather than growing memory
+                queue.put_nowait(event)
+
+    def state(self) -> dict:
+        return {
+            "team_id": self.team_id, "bot_user_id": self.bot_user_id, "bot_id": self.bot_id,
+            "channels": [{**self._channel_json(c), "members": sorted(c.members),
+                          "messages": [self._message_state(m) for m in c.messages]} for c in self.channels.values()],
+            "users": [u.to_json(self.team_id) for u in self.users.values()],
+            "ephemerals": self.ephemerals, "statuses": self.statuses,
+            "files": [self._file_json(r) | {"channel": r["channel"], "thread_ts": r["thread_ts"]} for r in self.files],
+        }
+
+    async def _http_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state())
+
+    async def _http_calls(self, request: web.Request) -> web.Response:
+        since = int(request.query.get("since", 0))
+        return web.json_response([c.__dict__ for c in self.calls[since:]])
+
+    async def _http_user_message(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        d = await self.user_message(b["channel"], b["text"], user=b.get("user") or "U_ALICE",
+                                    thread_ts=b.get("thread_ts"), deliver=b.get("deliver", True))
+        return web.json_response({"message": self._message_state(d.message), "delivery": d.to_json(),
+                                  "all": [x.to_json() for x in d.all]})
+
+    async def _http_slash_command(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        d = await self.slash_command(b["command"], b.get("text", ""), user=b.get("user") or "U_ALICE",
+                                     channel=b.get("channel") or "C_GENERAL")
+        return web.json_response({"delivery": d.to_json()})
+
+    async def _http_click(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        msg = next((m for m in self.channels[b["channel"]].messages if m.ts == b["ts"]), None)
+        if msg is None:
+            raise LookupError(f"no message {b['ts']} in {b['channel']}")
+        d = await self.click_button(msg, b["action_id"], user=b.get("user") or "U_ALICE", value=b.get("value"))
+        return web.json_response({"delivery": d.to_json()})
+
+    async def _http_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        self._emit("reset", {})
+        return web.json_response({"ok": True})
+
+    async def _http_rate_limit(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        if "enabled" in b:
+            self.rate_limits = bool(b["enabled"])
+        if "method" in b:
+            self.set_rate_limit(b["method"], b["per_minute"], b["burst"], b.get("scope", "team"))
+        return web.json_response({"ok": True})
+
+    async def _http_fail_next(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        self.fail_next(b["method"], b.get("error", "ratelimited"), b.get("times", 1), b.get("retry_after", 1))
+        return web.json_response({"ok": True})
+
+    async def _http_feed(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: one `data:` line of JSON per workspace change."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        self._feeds.add(queue)
+        try:
+            await resp.write(b": connected\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), 15)
+                except asyncio.TimeoutError:
+                    await resp.write(b": keep-alive\n\n")  # also notices a closed page
+                    continue
+                if event is None:  # the emulator is stopping
+                    break
+                await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+        except ConnectionResetError:
+            pass
+        finally:
+            self._feeds.discard(queue)
+        return resp
+
+    @web.middleware
+    async def _control_errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        # Bad input to a control endpoint is the caller's mistake: 400 with the reason, not a 500.
+        try:
+            return await handler(request)
+        except (LookupError, ValueError) as e:
+            return web.json_response({"ok": False, "error": f"{type(e).__name__}: {e}"}, status=400)
+
+    # --------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(client_max_size=100 * 2**20, middlewares=[self._control_errors])
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/_emu/upload/{file_id}", self._handle_upload)
+        app.router.add_get("/_emu/files/{file_id}", self._handle_file)
+        app.router.add_post("/_emu/response/{rid}", self._handle_response_url)
+        app.router.add_get("/_emu/state", self._http_state)
+        app.router.add_get("/_emu/calls", self._http_calls)
+        app.router.add_get("/_emu/feed", self._http_feed)
+        app.router.add_post("/_emu/user_message", self._http_user_message)
+        app.router.add_post("/_emu/slash_command", self._http_slash_command)
+        app.router.add_post("/_emu/click", self._http_click)
+        app.router.add_post("/_emu/reset", self._http_reset)
+        app.router.add_post("/_emu/rate_limit", self._http_rate_limit)
+        app.router.add_post("/_emu/fail_next", self._http_fail_next)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_port = self._runner.addresses[0][1]
+        self.base_url = f"http://{host}:{bound_port}"
+        self.api_url = self.base_url + "/api/"
+        return self.base_url
+
+    async def stop(self) -> None:
+        for queue in self._feeds:  # let SSE handlers finish so shutdown does not wait on them
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    emulator = SlackEmulator(signing_secret=args.signing_secret, bot_token=args.bot_token, app_url=args.app_url,
+                             rate_limits=not args.no_rate_limits, echo_bot_events=args.echo_bot_events)
+    await emulator.start(args.host, args.port)
+    print(f"Slack emulator: Web API {emulator.api_url}, control {emulator.base_url}/_emu/state, "
+          f"delivering to {args.app_url or '(nowhere yet)'}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await emulator.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Emulated Slack Web API + workspace for the bot")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8702)
+    parser.add_argument("--app-url", default=None, help="where to deliver, e.g. http://127.0.0.1:3000/slack/events")
+    parser.add_argument("--signing-secret", default="test-signing-secret")
+    parser.add_argument("--bot-token", default="xoxb-test-token")
+    parser.add_argument("--no-rate-limits", action="store_true")
+    parser.add_argument("--echo-bot-events", action="store_true")
+    try:
+        asyncio.run(_serve(parser.parse_args(argv)))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

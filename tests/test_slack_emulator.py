@@ -1,0 +1,353 @@
+"""The Slack emulator, exercised through the real slack_sdk client and a signature-checking receiver."""
+
+import asyncio
+import json
+from urllib.parse import parse_qs
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from slackbot.emulators.slack import SlackEmulator
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token"
+
+
+class Receiver:
+    """A stand-in app: verifies Slack's signature like Bolt, records requests, answers `reply`."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.verifier = SignatureVerifier(SECRET)
+        self.reply = lambda req: web.Response(status=200)
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not self.verifier.is_valid_request(body, dict(request.headers)):
+            return web.Response(status=401, text="invalid signature")
+        req = {"headers": dict(request.headers), "body": body}
+        if request.content_type == "application/json":
+            req["json"] = json.loads(body)
+        else:
+            req["form"] = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        self.requests.append(req)
+        return self.reply(req)
+
+    def events(self) -> list[dict]:
+        return [r["json"] for r in self.requests if "json" in r]
+
+
+@pytest.fixture
+async def receiver():
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/slack/events", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    yield rec
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def emu(receiver):
+    emulator = SlackEmulator(app_url=receiver.url)
+    await emulator.start()
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def client(emu):
+    return AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+
+
+async def api_error(coro) -> SlackApiError:
+    with pytest.raises(SlackApiError) as info:
+        await coro
+    return info.value
+
+
+# ------------------------------------------------------------------ Web API
+
+
+async def test_auth(emu, client):
+    res = await client.auth_test()
+    assert (res["user_id"], res["bot_id"], res["team_id"]) == ("UBOT", "BBOT", "T0001")
+    bad = AsyncWebClient(token="xoxb-wrong", base_url=emu.api_url)
+    assert (await api_error(bad.auth_test())).response["error"] == "invalid_auth"
+    assert (await api_error(client.api_call("no.such.method"))).response["error"] == "unknown_method"
+
+
+async def test_post_update_and_text_limits(emu, client):
+    res = await client.chat_postMessage(channel="C_GENERAL", text="x" * 45_000, unfurl_links=False)
+    msg = emu.messages("C_GENERAL")[-1]
+    assert res["ts"] == msg.ts and len(msg.text) == 40_000  # truncated, not refused
+    second = await client.chat_postMessage(channel="C_GENERAL", text="hi")
+    assert float(second["ts"]) > float(res["ts"])
+
+    err = await api_error(client.chat_update(channel="C_GENERAL", ts=res["ts"], text="y" * 4_001))
+    assert err.response["error"] == "msg_too_long"
+    await client.chat_update(channel="C_GENERAL", ts=res["ts"], text="short",
+                             blocks=[{"type": "markdown", "text": "**short**"}])
+    assert msg.text == "short" and msg.visible_text == "**short**" and len(msg.edits) == 1
+
+    err = await api_error(client.chat_update(channel="C_GENERAL", ts="1.000001", text="z"))
+    assert err.response["error"] == "message_not_found"
+    alice = (await emu.user_message("C_GENERAL", "hello", deliver=False)).message
+    err = await api_error(client.chat_update(channel="C_GENERAL", ts=alice.ts, text="z"))
+    assert err.response["error"] == "cant_update_message"
+    assert [c.method for c in emu.calls].count("chat.update") == 4
+
+
+@pytest.mark.parametrize("blocks, error", [
+    ([{"type": "divider"}] * 51, "invalid_blocks"),
+    ([{"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3_001}}], "invalid_blocks"),
+    ([{"type": "bogus"}], "invalid_blocks"),
+    (["not a dict"], "invalid_blocks"),
+    ([{"type": "markdown", "text": "m" * 6_001}] * 2, "msg_too_long"),
+])
+async def test_block_limits(client, blocks, error):
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="fallback", blocks=blocks))
+    assert err.response["error"] == error
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
+async def test_no_text(client):
+    assert (await api_error(client.chat_postMessage(channel="C_GENERAL"))).response["error"] == "no_text"
+
+
+async def test_replies_paging_cap_and_tier1_limit(emu, client):
+    parent = (await emu.user_message("C_GENERAL", "question", deliver=False)).message
+    emu.rate_limits = False
+    for i in range(20):
+        await client.chat_postMessage(channel="C_GENERAL", thread_ts=parent.ts, text=f"reply {i}")
+    page1 = await client.conversations_replies(channel="C_GENERAL", ts=parent.ts, limit=200)
+    assert len(page1["messages"]) == 15 and page1["has_more"]
+    assert page1["messages"][0]["reply_count"] == 20
+    page2 = await client.conversations_replies(channel="C_GENERAL", ts=parent.ts,
+                                               cursor=page1["response_metadata"]["next_cursor"])
+    assert len(page2["messages"]) == 6 and not page2["has_more"]
+    assert [m.ts for m in emu.messages("C_GENERAL", parent.ts)] == \
+        [m["ts"] for m in page1["messages"] + page2["messages"]]
+    err = await api_error(client.conversations_replies(channel="C_GENERAL", ts="123.000001"))
+    assert err.response["error"] == "thread_not_found"
+
+    emu.rate_limits = True  # Tier 1: one call a minute
+    await client.conversations_replies(channel="C_GENERAL", ts=parent.ts)
+    err = await api_error(client.conversations_replies(channel="C_GENERAL", ts=parent.ts))
+    assert err.response.status_code == 429 and int(err.response.headers["Retry-After"]) >= 59
+
+
+async def test_chat_update_burst_answers_429(emu, client):
+    ts = (await client.chat_postMessage(channel="C_GENERAL", text="0"))["ts"]
+    for i in range(50):
+        await client.chat_update(channel="C_GENERAL", ts=ts, text=str(i))
+    err = await api_error(client.chat_update(channel="C_GENERAL", ts=ts, text="one too many"))
+    assert err.response.status_code == 429 and err.response["error"] == "ratelimited"
+    assert err.response.headers["Retry-After"] in ("1", "2")  # 50/min: a token every 1.2 s
+    assert emu.ratelimited("chat.update") == 1 and emu.ratelimited() == 1
+
+
+async def test_post_message_burst_is_per_channel(emu, client):
+    for _ in range(5):
+        await client.chat_postMessage(channel="C_GENERAL", text="burst")
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="sixth"))
+    assert err.response.status_code == 429
+    await client.chat_postMessage(channel="D_ALICE", text="other channel has its own bucket")
+    emu.set_rate_limit("chat.postMessage", 6000, 100, scope="channel")
+    await client.chat_postMessage(channel="C_GENERAL", text="after raising the limit")
+
+
+async def test_fail_next(emu, client):
+    emu.fail_next("chat.postMessage", retry_after=3)
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="a"))
+    assert err.response.status_code == 429 and err.response.headers["Retry-After"] == "3"
+    emu.fail_next("chat.postMessage", error="internal_error", times=2)
+    for _ in range(2):
+        err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="b"))
+        assert err.response.status_code == 200 and err.response["error"] == "internal_error"
+    await client.chat_postMessage(channel="C_GENERAL", text="c")
+    assert [c.ok for c in emu.calls_to("chat.postMessage")] == [False, False, False, True]
+
+
+async def test_not_in_channel_without_chat_write_public(emu):
+    strict = SlackEmulator(scopes={"chat:write", "channels:history"})
+    await strict.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=strict.api_url)
+        err = await api_error(client.chat_postMessage(channel="C_RANDOM", text="hi"))
+        assert err.response["error"] == "not_in_channel"
+        await client.conversations_join(channel="C_RANDOM")
+        await client.chat_postMessage(channel="C_RANDOM", text="hi")
+        assert strict.bot_messages("C_RANDOM")[0].text == "hi"
+    finally:
+        await strict.stop()
+    # With the default scopes (chat:write.public) a public channel needs no join.
+    await AsyncWebClient(token=TOKEN, base_url=emu.api_url).chat_postMessage(channel="C_RANDOM", text="ok")
+
+
+async def test_files_upload_v2(emu, client):
+    parent = (await client.chat_postMessage(channel="C_GENERAL", text="report follows"))["ts"]
+    res = await client.files_upload_v2(channel="C_GENERAL", thread_ts=parent, content="# Report\nbody",
+                                       filename="report.md", title="Report", initial_comment="here it is")
+    assert res["file"]["name"] == "report.md"
+    [record] = emu.files
+    assert record["content"] == b"# Report\nbody" and record["title"] == "Report"
+    assert (record["channel"], record["thread_ts"], record["initial_comment"]) == ("C_GENERAL", parent, "here it is")
+    share = emu.messages("C_GENERAL", parent)[-1]
+    assert share.subtype == "file_share" and share.files[0]["id"] == record["id"]
+    # The same upload URL accepts multipart bodies too.
+    up = await client.files_getUploadURLExternal(filename="b.txt", length=3)
+    form = aiohttp.FormData()
+    form.add_field("file", b"abc", filename="b.txt")
+    async with aiohttp.ClientSession() as s, s.post(up["upload_url"], data=form) as r:
+        assert r.status == 200
+    await client.files_completeUploadExternal(files=[{"id": up["file_id"]}], channel_id="C_GENERAL")
+    assert emu.files[1]["content"] == b"abc"
+
+
+async def test_users_info(client):
+    res = await client.users_info(user="U_ALICE")
+    assert res["user"]["real_name"] == "Alice Adams" and res["user"]["name"] == "alice"
+    assert (await api_error(client.users_info(user="U_NOBODY"))).response["error"] == "user_not_found"
+
+
+async def test_other_methods(emu, client):
+    ts = (await client.chat_postMessage(channel="C_GENERAL", text="x"))["ts"]
+    await client.reactions_add(channel="C_GENERAL", timestamp=ts, name="eyes")
+    await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=ts, status="thinking…")
+    await client.chat_postEphemeral(channel="C_GENERAL", user="U_BOB", text="psst")
+    info = await client.conversations_info(channel="C_RANDOM")
+    assert info["channel"]["is_member"] is False
+    await client.chat_delete(channel="C_GENERAL", ts=ts)
+    assert emu.messages("C_GENERAL") == [] and emu.statuses[0]["status"] == "thinking…"
+    assert emu.ephemerals == [{"channel": "C_GENERAL", "user": "U_BOB", "text": "psst", "blocks": None,
+                               "thread_ts": None, "via": "chat.postEphemeral"}]
+
+
+# --------------------------------------------------------------- deliveries
+
+
+async def test_mention_delivers_message_and_app_mention(emu, receiver):
+    d = await emu.user_message("C_GENERAL", "<@UBOT> what is up?")
+    assert d.status == 200 and len(d.all) == 2 and d.latency < 5
+    events = receiver.events()
+    assert sorted(e["event"]["type"] for e in events) == ["app_mention", "message"]
+    assert len({e["event_id"] for e in events}) == 2
+    message = next(e["event"] for e in events if e["event"]["type"] == "message")
+    assert message["channel_type"] == "channel" and message["ts"] == d.message.ts
+    assert events[0]["authorizations"][0]["user_id"] == "UBOT"
+
+    retry = await emu.redeliver(d, retry_num=1)
+    again = receiver.requests[-1]
+    assert retry.event_id == d.event_id == again["json"]["event_id"]
+    assert again["headers"]["X-Slack-Retry-Num"] == "1"
+    assert again["headers"]["X-Slack-Retry-Reason"] == "http_timeout"
+
+
+async def test_dm_and_channel_the_bot_is_not_in(emu, receiver):
+    d = await emu.user_message("D_ALICE", "hi <@UBOT>")  # no app_mention in a DM
+    assert len(d.all) == 1 and d.payload["event"]["channel_type"] == "im"
+    parent = (await emu.user_message("C_GENERAL", "topic", deliver=False)).message
+    reply = await emu.user_message("C_GENERAL", "more", user="U_BOB", thread_ts=parent.ts)
+    assert reply.payload["event"]["thread_ts"] == parent.ts
+    assert reply.payload["event"]["parent_user_id"] == "U_ALICE"
+    assert [m.text for m in emu.messages("C_GENERAL", parent.ts)] == ["topic", "more"]
+    assert [m.text for m in emu.messages("C_GENERAL")] == ["topic"]
+    skipped = await emu.user_message("C_RANDOM", "<@UBOT> hello?")  # the app is not in #random
+    assert skipped.status == 0 and len(receiver.requests) == 2
+
+
+async def test_bad_signature_and_stale_timestamp_are_rejected(emu):
+    body = json.dumps({"type": "event_callback"})
+    assert (await emu.send_signed(body, "application/json", bad_signature=True)).status == 401
+    assert (await emu.send_signed(body, "application/json", timestamp=1_000_000)).status == 401
+    assert (await emu.send_signed(body, "application/json")).status == 200
+
+
+async def test_slash_command_ack_and_response_url(emu, receiver):
+    receiver.reply = lambda req: web.json_response({"text": "working on it"})
+    d = await emu.slash_command("/ask", "why is the sky blue")
+    form = receiver.requests[-1]["form"]
+    assert (form["command"], form["text"], form["user_id"], form["channel_id"]) == \
+        ("/ask", "why is the sky blue", "U_ALICE", "C_GENERAL")
+    assert d.payload["response_url"].startswith(emu.base_url + "/_emu/response/")
+    webhook = AsyncWebhookClient(form["response_url"])
+    await webhook.send(text="only you see this")
+    await webhook.send(text="everyone sees this", response_type="in_channel")
+    assert [(e["text"], e["via"]) for e in emu.ephemerals] == [("working on it", "ack"),
+                                                               ("only you see this", "response_url")]
+    assert emu.bot_messages("C_GENERAL")[-1].text == "everyone sees this"
+
+
+async def test_click_button(emu, client, receiver):
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Start research?"}},
+              {"type": "actions", "block_id": "b1",
+               "elements": [{"type": "button", "action_id": "start", "value": "job-1",
+                             "text": {"type": "plain_text", "text": "Start"}}]}]
+    ts = (await client.chat_postMessage(channel="C_GENERAL", text="Start research?", blocks=blocks))["ts"]
+    msg = emu.messages("C_GENERAL")[-1]
+    d = await emu.click_button(msg, "start", user="U_BOB")
+    payload = json.loads(receiver.requests[-1]["form"]["payload"])
+    assert payload == d.payload and payload["type"] == "block_actions"
+    assert payload["actions"][0]["value"] == "job-1" and payload["actions"][0]["block_id"] == "b1"
+    assert payload["container"]["message_ts"] == ts and payload["user"]["id"] == "U_BOB"
+    assert payload["message"]["blocks"] == blocks and payload["channel"]["id"] == "C_GENERAL"
+    await AsyncWebhookClient(payload["response_url"]).send(text="Started", replace_original=True)
+    assert msg.text == "Started" and msg.blocks is None
+    with pytest.raises(LookupError):
+        await emu.click_button(msg, "start")  # the buttons are gone
+
+
+async def test_echo_bot_events(receiver):
+    emu = SlackEmulator(app_url=receiver.url, echo_bot_events=True)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = (await client.chat_postMessage(channel="C_GENERAL", text="hello"))["ts"]
+        await client.chat_update(channel="C_GENERAL", ts=ts, text="hello, edited")
+        await emu.wait_for(lambda: len(receiver.events()) == 2)
+        by_kind = {e["event"].get("subtype"): e["event"] for e in receiver.events()}
+        assert by_kind[None]["bot_id"] == "BBOT" and by_kind[None]["ts"] == ts
+        changed = by_kind["message_changed"]
+        assert changed["message"]["text"] == "hello, edited" and changed["previous_message"]["text"] == "hello"
+    finally:
+        await emu.stop()
+
+
+# -------------------------------------------------------- control endpoints
+
+
+async def test_control_endpoints_and_feed(emu, receiver):
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async with http.get("/_emu/feed") as feed:
+            assert (await feed.content.readline()).startswith(b": connected")
+            async with http.post("/_emu/user_message", json={"channel": "C_GENERAL", "text": "<@UBOT> hi"}) as r:
+                answer = await r.json()
+            assert answer["delivery"]["status"] == 200 and len(answer["all"]) == 2
+            line = b""
+            while not line.startswith(b"data:"):
+                line = await asyncio.wait_for(feed.content.readline(), 2)
+            event = json.loads(line[len("data:"):])
+            assert event["type"] == "message" and event["text"] == "<@UBOT> hi"
+        async with http.get("/_emu/state") as r:
+            state = await r.json()
+        general = next(c for c in state["channels"] if c["id"] == "C_GENERAL")
+        assert general["messages"][0]["user"] == "U_ALICE"
+        async with http.post("/_emu/click", json={"channel": "C_GENERAL", "ts": "1.1", "action_id": "x"}) as r:
+            assert r.status == 400
+        async with http.post("/_emu/slash_command", json={"command": "/ask", "text": "q"}) as r:
+            assert (await r.json())["delivery"]["status"] == 200
+        async with http.post("/_emu/reset") as r:
+            assert r.status == 200
+        async with http.get("/_emu/calls") as r:
+            assert await r.json() == []
+    assert emu.messages("C_GENERAL") == []
