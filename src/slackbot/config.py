@@ -1,0 +1,175 @@
+"""The one Settings class. Every setting is an environment variable (or a line in `.env`).
+
+Names given by the product issues are kept exactly (SLACK_*, GEMINI_*, REDIS_URL, PORT, ...);
+everything else is SLACKBOT_*. `load_settings()` turns a bad value into one line naming the
+variable, so start-up never shows a traceback for a configuration mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemini-3-flash-preview"
+DEFAULT_RESEARCH_AGENT = "deep-research-pro-preview-12-2025"
+_DEPRECATED_MODEL = re.compile(r"^(models/)?gemini-(1\.5|2\.0)-")
+BUILTIN_TOOLS = {"google_search", "url_context", "code_execution"}
+
+
+def _env(name: str, *, prefixed: bool = True):
+    """Field kwargs binding a field to exactly one environment variable name."""
+    return {"validation_alias": AliasChoices(f"SLACKBOT_{name}" if prefixed else name)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- Slack -----------------------------------------------------------------------------
+    slack_bot_token: str = Field("", **_env("SLACK_BOT_TOKEN", prefixed=False))
+    slack_signing_secret: str = Field("", **_env("SLACK_SIGNING_SECRET", prefixed=False))
+    slack_app_token: str = Field("", **_env("SLACK_APP_TOKEN", prefixed=False))
+    slack_api_url: str = Field("https://slack.com/api/", **_env("SLACK_API_URL", prefixed=False))
+
+    # --- Gemini ----------------------------------------------------------------------------
+    gemini_api_key: str = Field("", **_env("GEMINI_API_KEY", prefixed=False))
+    gemini_base_url: str = Field("", **_env("GEMINI_BASE_URL", prefixed=False))
+    use_enterprise: bool = Field(False, **_env("GOOGLE_GENAI_USE_ENTERPRISE", prefixed=False))
+    google_cloud_project: str = Field("", **_env("GOOGLE_CLOUD_PROJECT", prefixed=False))
+    google_cloud_location: str = Field("global", **_env("GOOGLE_CLOUD_LOCATION", prefixed=False))
+    gemini_model: str = Field(DEFAULT_MODEL, **_env("GEMINI_MODEL", prefixed=False))
+    research_agent: str = Field(DEFAULT_RESEARCH_AGENT, **_env("GEMINI_RESEARCH_AGENT", prefixed=False))
+    system_instruction: str = Field(
+        "You are a helpful assistant in a Slack workspace. Answer concisely in Markdown.",
+        **_env("SYSTEM_INSTRUCTION"),
+    )
+    tools: str = Field("", **_env("TOOLS"))  # comma list of google_search,url_context,code_execution
+    store_interactions: bool = Field(True, **_env("STORE_INTERACTIONS"))
+    gemini_retry_attempts: int = Field(4, ge=1, le=10, **_env("GEMINI_RETRY_ATTEMPTS"))
+    gemini_connect_retries: int = Field(2, ge=0, le=10, **_env("GEMINI_CONNECT_RETRIES"))
+    stream_resume_attempts: int = Field(3, ge=0, le=20, **_env("STREAM_RESUME_ATTEMPTS"))
+    gemini_timeout_seconds: float = Field(120.0, gt=0, **_env("GEMINI_TIMEOUT_SECONDS"))
+
+    # --- Redis and process -----------------------------------------------------------------
+    redis_url: str = Field("redis://localhost:6379/0", **_env("REDIS_URL", prefixed=False))
+    redis_prefix: str = Field("slackbot", **_env("REDIS_PREFIX"))
+    port: int = Field(3000, ge=1, le=65535, **_env("PORT", prefixed=False))
+    host: str = Field("0.0.0.0", **_env("HOST"))
+    chain_ttl_days: float = Field(55.0, gt=0, **_env("CHAIN_TTL_DAYS"))
+    dedup_ttl_seconds: int = Field(86400, ge=60, **_env("DEDUP_TTL_SECONDS"))
+    shutdown_grace_seconds: float = Field(25.0, ge=0, **_env("SHUTDOWN_GRACE_SECONDS"))
+    log_format: Literal["auto", "json", "text"] = Field("auto", **_env("LOG_FORMAT"))
+    log_level: str = Field("INFO", **_env("LOG_LEVEL"))
+    log_content: bool = Field(False, **_env("LOG_CONTENT"))  # debug only: log message text
+
+    # --- Streaming into Slack ----------------------------------------------------------------
+    edit_budget_per_minute: float = Field(40.0, gt=0, **_env("EDIT_BUDGET_PER_MINUTE"))
+    edit_budget_burst: float = Field(10.0, ge=1, **_env("EDIT_BUDGET_BURST"))
+    edit_final_reserve: float = Field(3.0, ge=0, **_env("EDIT_FINAL_RESERVE"))
+    edit_min_interval: float = Field(1.0, gt=0, **_env("EDIT_MIN_INTERVAL"))
+    post_per_channel_per_second: float = Field(1.0, gt=0, **_env("POST_PER_CHANNEL_PER_SECOND"))
+    post_burst: float = Field(3.0, ge=1, **_env("POST_BURST"))
+    placeholder_after_seconds: float = Field(1.0, ge=0, **_env("PLACEHOLDER_AFTER_SECONDS"))
+    message_chars: int = Field(3500, ge=200, le=3900, **_env("MESSAGE_CHARS"))
+    replies_budget_per_minute: float = Field(1.0, gt=0, **_env("REPLIES_BUDGET_PER_MINUTE"))
+    replies_wait_seconds: float = Field(3.0, ge=0, **_env("REPLIES_WAIT_SECONDS"))
+    thread_lock_seconds: float = Field(30.0, gt=1, **_env("THREAD_LOCK_SECONDS"))
+
+    # --- Research ---------------------------------------------------------------------------
+    research_poll_initial: float = Field(10.0, gt=0, **_env("RESEARCH_POLL_INITIAL"))
+    research_poll_max: float = Field(60.0, gt=0, **_env("RESEARCH_POLL_MAX"))
+    research_poll_backoff: float = Field(1.5, ge=1, **_env("RESEARCH_POLL_BACKOFF"))
+    research_max_minutes: float = Field(90.0, gt=0, **_env("RESEARCH_MAX_MINUTES"))
+    research_status_every: float = Field(30.0, gt=0, **_env("RESEARCH_STATUS_EVERY"))
+    research_lease_seconds: float = Field(60.0, gt=1, **_env("RESEARCH_LEASE_SECONDS"))
+    research_max_per_user: int = Field(2, ge=1, **_env("RESEARCH_MAX_PER_USER"))
+    research_file_threshold: int = Field(12000, ge=0, **_env("RESEARCH_FILE_THRESHOLD"))
+    research_worker: bool = Field(True, **_env("RESEARCH_WORKER"))  # run the worker inside `serve`
+
+    # --- Sandbox ----------------------------------------------------------------------------
+    sandbox_port: int = Field(3000, ge=1, le=65535, **_env("SANDBOX_PORT"))
+
+    @field_validator("gemini_model")
+    @classmethod
+    def _replace_deprecated_model(cls, value: str) -> str:
+        if _DEPRECATED_MODEL.match(value):
+            log.warning("GEMINI_MODEL %s is deprecated; using %s instead", value, DEFAULT_MODEL)
+            return DEFAULT_MODEL
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, value: str) -> str:
+        unknown = {t.strip() for t in value.split(",") if t.strip()} - BUILTIN_TOOLS
+        if unknown:
+            raise ValueError(f"unknown tool(s) {sorted(unknown)}; choose from {sorted(BUILTIN_TOOLS)}")
+        return value
+
+    @field_validator("store_interactions")
+    @classmethod
+    def _store_required(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("must be true: store=false disables previous_interaction_id (thread memory)")
+        return value
+
+    @model_validator(mode="after")
+    def _enterprise_needs_project(self) -> "Settings":
+        if self.use_enterprise and not self.google_cloud_project:
+            raise ValueError("GOOGLE_CLOUD_PROJECT: required when GOOGLE_GENAI_USE_ENTERPRISE is true")
+        return self
+
+    # --- derived --------------------------------------------------------------------------------
+    @property
+    def tool_list(self) -> list[dict]:
+        return [{"type": t.strip()} for t in self.tools.split(",") if t.strip()]
+
+    @property
+    def chain_ttl_seconds(self) -> int:
+        return int(self.chain_ttl_days * 86400)
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @property
+    def has_slack_credentials(self) -> bool:
+        return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
+
+    def require_slack(self) -> None:
+        """Serving real Slack needs credentials; say which variable is missing, once."""
+        if not self.slack_bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack")
+        if not self.slack_signing_secret and not self.slack_app_token:
+            raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+        if not self.use_enterprise and not self.gemini_api_key:
+            raise ConfigError("GEMINI_API_KEY: required (or GOOGLE_GENAI_USE_ENTERPRISE=true with ADC)")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line naming the variable."""
+
+
+def _variable_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def load_settings(**overrides) -> Settings:
+    """Build Settings, turning pydantic's report into one line that names the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            raise ConfigError(f"{_variable_name(str(loc[0]))}: {message}") from None
+        raise ConfigError(message) from None

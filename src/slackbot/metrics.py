@@ -1,0 +1,33 @@
+"""Prometheus metrics, one registry per process, served at GET /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry()
+
+EVENTS = Counter("slackbot_events_total", "Slack requests received, by kind and outcome",
+                 ["kind", "outcome"], registry=REGISTRY)
+ANSWERS = Counter("slackbot_answers_total", "Chat answers by outcome (started, completed, failed)",
+                  ["outcome"], registry=REGISTRY)
+FIRST_TEXT = Histogram("slackbot_first_visible_text_seconds",
+                       "Seconds from Gemini's first text to its first appearance in Slack",
+                       buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16), registry=REGISTRY)
+EDITS_PER_ANSWER = Histogram("slackbot_edits_per_answer", "chat.update calls spent on one answer",
+                             buckets=(0, 1, 2, 4, 8, 16, 32, 64), registry=REGISTRY)
+SLACK_429 = Counter("slackbot_slack_ratelimited_total", "HTTP 429 answers from Slack, by method",
+                    ["method"], registry=REGISTRY)
+SLACK_ERRORS = Counter("slackbot_slack_errors_total", "Slack Web API errors, by method and error",
+                       ["method", "error"], registry=REGISTRY)
+GEMINI_ERRORS = Counter("slackbot_gemini_errors_total", "Gemini call failures, by HTTP code or kind",
+                        ["code"], registry=REGISTRY)
+GEMINI_RESUMES = Counter("slackbot_gemini_stream_resumes_total", "Broken Gemini streams resumed",
+                         registry=REGISTRY)
+RESEARCH_JOBS = Counter("slackbot_research_jobs_total", "Research jobs reaching a status",
+                        ["status"], registry=REGISTRY)
+RESEARCH_DURATION = Histogram("slackbot_research_job_seconds", "Research job run time",
+                              buckets=(30, 60, 120, 300, 600, 1200, 2400, 5400), registry=REGISTRY)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

@@ -1,0 +1,263 @@
+"""Every Redis key and atomic script the bot uses, in one place.
+
+Shared state between replicas lives here and only here: event dedup, thread chain heads,
+per-thread locks, rate budgets (token buckets) and research job records. Each multi-step
+decision is one Lua script so two replicas can never interleave inside it. Scripts read the
+clock with Redis' TIME so replicas with skewed clocks still agree.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+__all__ = ["Store", "RedisError", "Budget"]
+
+# Token bucket with an optional reserve and a fair queue of waiters.
+# KEYS: bucket hash, waiters zset (score = when it began waiting), seen zset (score = last ask)
+# ARGV: rate/s, capacity, reserve, member, priority (1 = may use the reserve, skips the queue),
+#       stale seconds, key ttl seconds, recovery per second (of the 429 penalty factor)
+# Returns milliseconds to wait (0 = granted). Lua numbers become integers on return, hence ms.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local member, priority = ARGV[4], tonumber(ARGV[5])
+local stale, ttl, recovery = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
+local tokens = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+local factor = tonumber(b[3]) or 1
+local pause = tonumber(b[4]) or 0
+local elapsed = math.max(0, now - ts)
+factor = math.min(1, factor + elapsed * recovery)
+tokens = math.min(cap, tokens + elapsed * rate * factor)
+local eff = rate * factor
+local function save(w)
+  redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'factor', factor, 'pause', pause)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  return math.ceil(w * 1000)
+end
+local function grant()
+  tokens = tokens - 1
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZREM', KEYS[3], member)
+  return save(0)
+end
+-- waiters that stopped asking (their answer ended or their process died) leave the queue
+local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - stale)
+for _, m in ipairs(gone) do redis.call('ZREM', KEYS[2], m); redis.call('ZREM', KEYS[3], m) end
+if now < pause then return save(pause - now) end
+if priority == 1 then
+  if tokens >= 1 then return grant() end
+  return save((1 - tokens) / eff)
+end
+redis.call('ZADD', KEYS[2], 'NX', now, member)
+redis.call('ZADD', KEYS[3], now, member)
+local avail = tokens - reserve
+local rank = redis.call('ZRANK', KEYS[2], member)
+if avail >= 1 and rank < math.floor(avail) then return grant() end
+return save(math.max(0.05, (rank + 1 - avail) / eff))
+"""
+
+# After a 429: stop everyone until Retry-After, empty the bucket, slow the refill for a while.
+_PENALIZE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local until_ = now + tonumber(ARGV[1])
+local b = redis.call('HMGET', KEYS[1], 'factor', 'pause')
+local factor = math.max(tonumber(ARGV[3]), (tonumber(b[1]) or 1) * tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'tokens', 0, 'ts', now, 'factor', factor,
+           'pause', math.max(until_, tonumber(b[2]) or 0))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
+
+# Move a chain head only from the value the turn started with: never a fork.
+_SET_HEAD = """
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# Claim due research jobs: lease each by pushing its due time forward, record the owner.
+# KEYS: due zset; ARGV: lease seconds, limit, owner token, job key prefix
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
+  redis.call('HSET', ARGV[4] .. id, 'owner', ARGV[3])
+end
+return ids
+"""
+
+# Write job fields only while we still own the job (a lease that expired lost it).
+# KEYS: job hash, due zset; ARGV: owner, next due (or '' to keep, '-' to remove), field, value, ...
+_JOB_WRITE = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if ARGV[2] == '-' then redis.call('ZREM', KEYS[2], KEYS[1]:match('[^:]+$'))
+elseif ARGV[2] ~= '' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1e6 + tonumber(ARGV[2]), KEYS[1]:match('[^:]+$'))
+end
+return 1
+"""
+
+# Per-user cap on concurrent research jobs.
+_RESERVE_SLOT = """
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A token bucket's shape: refill per second, burst capacity, tokens kept for priority takers."""
+
+    rate: float
+    capacity: float
+    reserve: float = 0.0
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot", *, chain_ttl: int, dedup_ttl: int):
+        self.redis = redis
+        self.p = prefix
+        self.chain_ttl = chain_ttl
+        self.dedup_ttl = dedup_ttl
+        self._take = redis.register_script(_TAKE)
+        self._penalize = redis.register_script(_PENALIZE)
+        self._set_head = redis.register_script(_SET_HEAD)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._claim = redis.register_script(_CLAIM)
+        self._job_write = redis.register_script(_JOB_WRITE)
+        self._reserve_slot = redis.register_script(_RESERVE_SLOT)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int) -> "Store":
+        client = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=15,
+        )
+        return cls(client, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    # --- dedup ---------------------------------------------------------------------------
+    async def first_sighting(self, key: str) -> bool:
+        """True exactly once per key across all replicas (within the dedup TTL)."""
+        return bool(await self.redis.set(f"{self.p}:seen:{key}", "1", nx=True, ex=self.dedup_ttl))
+
+    # --- thread chains ---------------------------------------------------------------------
+    def _chain_key(self, team: str, channel: str, thread_ts: str) -> str:
+        return f"{self.p}:chain:{team}:{channel}:{thread_ts}"
+
+    async def chain_head(self, team: str, channel: str, thread_ts: str) -> str | None:
+        return await self.redis.get(self._chain_key(team, channel, thread_ts))
+
+    async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
+        """Compare-and-set the chain head; refreshes the TTL to Gemini's retention."""
+        key = self._chain_key(team, channel, thread_ts)
+        return bool(await self._set_head(keys=[key], args=[expected or "", new, self.chain_ttl]))
+
+    # --- locks ------------------------------------------------------------------------------
+    async def try_lock(self, name: str, ttl_seconds: float) -> str | None:
+        token = secrets.token_hex(8)
+        ok = await self.redis.set(f"{self.p}:lock:{name}", token, nx=True, px=int(ttl_seconds * 1000))
+        return token if ok else None
+
+    async def renew_lock(self, name: str, token: str, ttl_seconds: float) -> bool:
+        return bool(await self._renew(keys=[f"{self.p}:lock:{name}"], args=[token, int(ttl_seconds * 1000)]))
+
+    async def release_lock(self, name: str, token: str) -> None:
+        await self._release(keys=[f"{self.p}:lock:{name}"], args=[token])
+
+    # --- rate budgets ------------------------------------------------------------------------
+    def _bucket_keys(self, name: str) -> list[str]:
+        base = f"{self.p}:bucket:{name}"
+        return [base, f"{base}:waiters", f"{base}:seen"]
+
+    async def take(self, name: str, budget: Budget, *, member: str = "-", priority: bool = True,
+                   stale: float = 5.0, recovery: float = 1 / 300) -> float:
+        """Try to take one token. Returns 0.0 when granted, else seconds to wait before asking again.
+
+        Non-priority takers queue fairly (longest waiting first) and may not use the reserve.
+        """
+        ttl = max(120, int(budget.capacity / budget.rate) + 60)
+        ms = await self._take(
+            keys=self._bucket_keys(name),
+            args=[budget.rate, budget.capacity, budget.reserve, member, 1 if priority else 0, stale, ttl, recovery],
+        )
+        return int(ms) / 1000.0
+
+    async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
+        """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""
+        await self._penalize(keys=self._bucket_keys(name)[:1], args=[retry_after, factor, floor, 3600])
+
+    async def leave_queue(self, name: str, member: str) -> None:
+        keys = self._bucket_keys(name)
+        await self.redis.zrem(keys[1], member)
+        await self.redis.zrem(keys[2], member)
+
+    # --- research jobs -------------------------------------------------------------------------
+    @property
+    def job_due_key(self) -> str:
+        return f"{self.p}:jobs:due"
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.p}:job:{job_id}"
+
+    def user_jobs_key(self, team: str, user: str) -> str:
+        return f"{self.p}:jobs:active:{team}:{user}"
+
+    def user_history_key(self, team: str, user: str) -> str:
+        return f"{self.p}:jobs:history:{team}:{user}"
+
+    async def reserve_job_slot(self, team: str, user: str, job_id: str, cap: int) -> bool:
+        return bool(await self._reserve_slot(keys=[self.user_jobs_key(team, user)], args=[job_id, cap]))
+
+    async def release_job_slot(self, team: str, user: str, job_id: str) -> None:
+        await self.redis.srem(self.user_jobs_key(team, user), job_id)
+
+    async def claim_jobs(self, owner: str, lease: float, limit: int = 10) -> list[str]:
+        return list(await self._claim(keys=[self.job_due_key], args=[lease, limit, owner, f"{self.p}:job:"]))
+
+    async def write_job(self, job_id: str, owner: str, fields: dict, *, due_in: float | None = None,
+                        done: bool = False) -> bool:
+        """Update a job we own; reschedule it (due_in seconds) or take it off the schedule (done)."""
+        due = "-" if done else ("" if due_in is None else str(due_in))
+        flat: list = []
+        for k, v in fields.items():
+            flat += [k, "" if v is None else str(v)]
+        return bool(await self._job_write(keys=[self.job_key(job_id), self.job_due_key], args=[owner, due, *flat]))
