@@ -1,0 +1,628 @@
+"""Local emulator of the Gemini Interactions API (google-genai 3.4.0 wire format).
+
+The real SDK works against it unchanged:
+``genai.Client(api_key="test", http_options=types.HttpOptions(base_url=emu.base_url))``.
+
+Design: every interaction is a *timeline* computed once at create time, a list of
+``(due, event)`` pairs on the monotonic clock. Nothing runs in the background:
+a stream handler writes each event when it falls due, a non-streaming GET folds
+the events already due into an Interaction resource, and a resume GET starts
+the same walk after ``last_event_id``. So streamed, polled and resumed views can
+never disagree, a "broken" stream keeps generating server-side for free, and a
+stream costs one handler coroutine and no other task (cheap for load tests).
+``cancel`` is the only mutation: it drops the events not yet due and appends
+the cancelled ones, waking sleeping streams through ``_Record.changed``.
+
+Stream ``index`` values are positions in the resource's ``steps`` list, whose
+first entries are the input steps (``user_input``), so output steps start at 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import copy
+import datetime
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
+                 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_TERMINAL = {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
+# parsed JSON body, stored on the request by the logging middleware
+_BODY = web.RequestKey("json_body", object) if hasattr(web, "RequestKey") else "json_body"
+_API = r"/{version:v1[a-z0-9]*}/interactions"  # the SDK sends /v1/...; accept v1beta etc.
+
+
+class _ApiError(Exception):
+    """Raised by handlers; turned into the Google error body by ``_error_response``."""
+
+    def __init__(self, code: int, message: str, status: str | None = None):
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or _STATUS_NAMES.get(code, "UNKNOWN")
+
+
+def _error_response(code: int, message: str, status: str | None = None, headers=None) -> web.Response:
+    status = status or _STATUS_NAMES.get(code, "UNKNOWN")
+    body = {"error": {"code": code, "message": message, "status": status}}
+    return web.json_response(body, status=code, headers=headers)
+
+
+def _iso(wall: float) -> str:
+    return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    size = max(1, int(size))
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _input_steps(value: Any) -> list[dict]:
+    """Normalise every accepted ``input`` shape to a list of steps."""
+    if isinstance(value, str):
+        return [{"type": "user_input", "content": [{"type": "text", "text": value}]}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise _ApiError(400, "input must be a string, a content block or a non-empty list")
+    if all(isinstance(v, dict) and "content" in v for v in value):  # a list of steps
+        return copy.deepcopy(value)
+    return [{"type": "user_input", "content": copy.deepcopy(value)}]  # a list of content blocks
+
+
+def _text_of(value: Any) -> str:
+    """Joined text parts of any input shape (content blocks nested in steps included)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(t for t in (_text_of(v) for v in value) if t)
+    if isinstance(value, dict):
+        if value.get("type") == "text" and isinstance(value.get("text"), str):
+            return value["text"]
+        return _text_of(value.get("content", ""))
+    return ""
+
+
+@dataclass
+class _Record:
+    """One interaction: the request, its precomputed timeline and some flags."""
+
+    id: str
+    kind: str  # "model" | "agent"
+    body: dict
+    input_steps: list[dict]
+    input_text: str
+    previous_id: str | None
+    plan: dict
+    t0: float  # time.monotonic() at creation
+    wall0: float  # wall clock at creation
+    timeline: list[tuple[float, dict]] = field(default_factory=list)
+    stored: bool = True
+    gone: bool = False  # deleted or forgotten: the API answers 404
+    stream_connections: int = 0
+    resume_breaks: int = 0
+    changed: asyncio.Future | None = None
+
+    def add(self, due: float, event_type: str, **payload) -> None:
+        # event ids are positional, so "replay after X" is a slice of the timeline
+        self.timeline.append((due, {"event_type": event_type, **payload,
+                                    "event_id": f"evt_{len(self.timeline)}"}))
+
+    def head(self, status: str, **extra) -> dict:
+        """The partial interaction object carried by lifecycle events."""
+        who = {"agent": self.body["agent"]} if self.kind == "agent" else {"model": self.body["model"]}
+        return {"id": self.id, "status": status, "object": "interaction", **who,
+                "created": _iso(self.wall0), **extra}
+
+
+class GeminiEmulator:
+    def __init__(self, *, chunk_chars: int = 24, chunk_delay: float = 0.01, first_token_delay: float = 0.0):
+        self.config = {"chunk_chars": chunk_chars, "chunk_delay": chunk_delay,
+                       "first_token_delay": first_token_delay}
+        self.base_url = ""
+        self.requests: list[dict] = []
+        self._plans: collections.deque = collections.deque()
+        self._agent_plans: collections.deque = collections.deque()
+        self._records: dict[str, _Record] = {}
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(middlewares=[self._log_middleware], client_max_size=64 * 1024 * 1024)
+        r = app.router
+        r.add_post(_API, self._h_create)
+        r.add_get(_API + "/{id}", self._h_get)
+        r.add_post(_API + "/{id}/cancel", self._h_cancel)
+        r.add_delete(_API + "/{id}", self._h_delete)
+        r.add_post("/_emu/script", self._c_script)
+        r.add_post("/_emu/script_agent", self._c_script)
+        r.add_post("/_emu/forget/{id}", self._c_forget)
+        r.add_get("/_emu/interactions/{id}", self._c_interaction)
+        r.add_get("/_emu/requests", self._c_requests)
+        r.add_get("/_emu/model_creates", self._c_model_creates)
+        r.add_post("/_emu/reset", self._c_reset)
+        r.add_post("/_emu/config", self._c_config)
+        # access_log=None: per-request logging would dominate a load benchmark
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # port 0 -> the kernel's pick
+        self.base_url = f"http://{host}:{bound}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------------ scripting
+    def script(self, **plan) -> None:
+        self._plans.append(self._new_plan(plan))
+
+    def script_agent(self, **plan) -> None:
+        self._agent_plans.append(self._new_plan(plan))
+
+    @staticmethod
+    def _new_plan(plan: dict) -> dict:
+        plan = dict(plan)
+        if plan.get("fail_status"):
+            plan["_fails_left"] = int(plan.get("fail_times", 1))
+        return plan
+
+    def forget(self, interaction_id: str) -> None:
+        self._records[interaction_id].gone = True
+
+    def interaction(self, interaction_id: str) -> dict:
+        rec = self._records[interaction_id]
+        now = time.monotonic()
+        future_text = "".join(e["delta"]["text"] for _, e in rec.timeline
+                              if e["event_type"] == "step.delta" and e["delta"]["type"] == "text")
+        return {"id": rec.id, "kind": rec.kind, "request": rec.body, "input_text": rec.input_text,
+                "output_text": future_text, "status": self._fold(rec)["status"],
+                "previous_interaction_id": rec.previous_id, "stored": rec.stored, "gone": rec.gone,
+                "stream_connections": rec.stream_connections,
+                "events": [e for due, e in rec.timeline if due <= now]}
+
+    def model_creates(self) -> list[dict]:
+        """Bodies of accepted (HTTP 200) model creates; injected failures are only in ``requests``."""
+        return [r["body"] for r in self.requests
+                if r["method"] == "POST" and r["path"].endswith("/interactions")
+                and r["status"] == 200 and isinstance(r["body"], dict) and "model" in r["body"]]
+
+    def reset(self) -> None:
+        """Forget plans, interactions and the request log (the pace config is kept)."""
+        self._plans.clear()
+        self._agent_plans.clear()
+        self._records.clear()
+        self.requests.clear()
+
+    def _take_plan(self, queue: collections.deque, text: str) -> dict:
+        """First plan whose ``match`` is in the input; plans with failures left stay queued."""
+        for plan in queue:
+            if plan.get("match") is None or plan["match"] in text:
+                if plan.get("_fails_left", 0) <= 0:
+                    queue.remove(plan)
+                return plan
+        return {}
+
+    # ------------------------------------------------------------------ HTTP plumbing
+    @web.middleware
+    async def _log_middleware(self, request: web.Request, handler):
+        if request.path.startswith("/_emu/"):
+            return await handler(request)
+        raw = await request.read() if request.can_read_body else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        request[_BODY] = body
+        entry = {"method": request.method, "path": request.path, "query": dict(request.query),
+                 "body": body, "status": None, "time": time.time()}
+        self.requests.append(entry)
+        try:
+            if not (request.headers.get("x-goog-api-key") or request.headers.get("authorization")):
+                raise _ApiError(403, "Method doesn't allow unregistered callers. Please use an API key.")
+            resp = await handler(request)
+        except _ApiError as e:
+            resp = _error_response(e.code, e.message, e.status)
+        except web.HTTPException as e:  # aiohttp's own 404/405 for unknown routes
+            resp = _error_response(e.status, e.reason)
+        entry["status"] = resp.status
+        return resp
+
+    def _get_record(self, interaction_id: str) -> _Record:
+        rec = self._records.get(interaction_id)
+        if rec is None or rec.gone or not rec.stored:
+            raise _ApiError(404, f"Interaction '{interaction_id}' not found.")
+        return rec
+
+    # ------------------------------------------------------------------ create
+    async def _h_create(self, request: web.Request) -> web.StreamResponse:
+        body = request[_BODY]
+        if not isinstance(body, dict):
+            raise _ApiError(400, "Request body must be a JSON object.")
+        kind = self._validate_create(body)
+        steps = _input_steps(body["input"])
+        text = _text_of(body["input"])
+        plan = self._take_plan(self._agent_plans if kind == "agent" else self._plans, text)
+        if plan.get("_fails_left", 0) > 0:  # injected failure; the SDK retries 429/5xx itself
+            plan["_fails_left"] -= 1
+            headers = {"Retry-After": str(plan["retry_after"])} if "retry_after" in plan else None
+            return _error_response(int(plan["fail_status"]), "Injected failure.", headers=headers)
+        rec = _Record(id=f"v1_{uuid.uuid4().hex}", kind=kind, body=body, input_steps=steps,
+                      input_text=text, previous_id=body.get("previous_interaction_id"), plan=plan,
+                      t0=time.monotonic(), wall0=time.time(), stored=body.get("store", True) is not False,
+                      resume_breaks=self._resume_breaks(plan))
+        (self._build_agent if kind == "agent" else self._build_model)(rec)
+        self._records[rec.id] = rec
+        if body.get("stream"):
+            return await self._stream(request, rec, 0)
+        if not body.get("background"):  # a blocking create answers once generation is over
+            await self._wait_until(rec, lambda: rec.timeline[-1][0])
+        return web.json_response(self._fold(rec))
+
+    def _validate_create(self, body: dict) -> str:
+        if ("model" in body) == ("agent" in body):
+            raise _ApiError(400, "Exactly one of 'model' or 'agent' must be set.")
+        if "input" not in body:
+            raise _ApiError(400, "'input' is required.")
+        prev = body.get("previous_interaction_id")
+        if body.get("store") is False and (prev or body.get("background")):
+            raise _ApiError(400, "'store=false' cannot be combined with previous_interaction_id or background.")
+        if "agent" in body and not body.get("background"):
+            raise _ApiError(400, "Agent interactions require background=true.")
+        if prev:
+            self._get_record(prev)  # 404 if unknown, deleted or past retention
+        return "agent" if "agent" in body else "model"
+
+    @staticmethod
+    def _resume_breaks(plan: dict) -> int:
+        value = plan.get("break_resume")
+        if value is True:
+            return 1 << 30  # "always"
+        return int(value or 0)
+
+    def _depth(self, rec: _Record) -> int:
+        depth, prev = 1, rec.previous_id
+        while prev and prev in self._records and depth < 10_000:
+            depth, prev = depth + 1, self._records[prev].previous_id
+        return depth
+
+    def _pace(self, rec: _Record, name: str) -> float:
+        return float(rec.plan.get(name, self.config[name]))
+
+    def _build_model(self, rec: _Record) -> None:
+        """Timeline of a model turn: created, [thought step], output step, final status."""
+        plan, t = rec.plan, rec.t0
+        reply = plan.get("text", f"Reply {self._depth(rec)} to: {rec.input_text}")
+        size, gap = self._pace(rec, "chunk_chars"), self._pace(rec, "chunk_delay")
+        rec.add(t, "interaction.created", interaction=rec.head("in_progress"))
+        rec.add(t, "interaction.status_update", interaction_id=rec.id, status="in_progress")
+        t += self._pace(rec, "first_token_delay")
+        index = len(rec.input_steps)
+        if plan.get("thought"):
+            rec.add(t, "step.start", index=index, step={"type": "thought"})
+            for piece in _chunks(plan["thought"], size):
+                rec.add(t, "step.delta", index=index,
+                        delta={"type": "thought_summary", "content": {"type": "text", "text": piece}})
+                t += gap
+            # real thinking models also stream an opaque signature: clients must skip it
+            rec.add(t, "step.delta", index=index, delta={"type": "thought_signature", "signature": "c2lnbmF0dXJl"})
+            rec.add(t, "step.stop", index=index)
+            index += 1
+        if plan.get("error_event"):
+            reply = reply[: len(reply) // 2]  # fail half-way through the answer
+        rec.add(t, "step.start", index=index, step={"type": "model_output"})
+        for i, piece in enumerate(_chunks(reply, size)):
+            t += gap if i else 0.0
+            rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+        if plan.get("error_event"):
+            rec.add(t, "error", error={"code": "INTERNAL", "message": str(plan["error_event"])})
+            return
+        rec.add(t, "step.stop", index=index)
+        self._finish(rec, t, plan.get("status", "completed"), reply, plan.get("thought", ""))
+
+    def _finish(self, rec: _Record, t: float, status: str, text: str, thought: str = "") -> None:
+        inp, out, th = _tokens(rec.input_text), _tokens(text), _tokens(thought)
+        usage = {"total_input_tokens": inp, "total_output_tokens": out,
+                 "total_thought_tokens": th, "total_tokens": inp + out + th}
+        rec.add(t, "interaction.status_update", interaction_id=rec.id, status=status)
+        updated = _iso(rec.wall0 + (t - rec.t0))
+        rec.add(t, "interaction.completed", interaction=rec.head(status, usage=usage, updated=updated))
+
+    def _build_agent(self, rec: _Record) -> None:
+        """Deep-research timeline: ``queued`` for queued_for s, ``in_progress`` for run_for s (thought
+        steps spread over it), then ``final_status`` with the report. ``statuses`` replaces the phases."""
+        plan, t = rec.plan, rec.t0
+        phases = plan.get("statuses") or [["queued", plan.get("queued_for", 0.2)],
+                                          ["in_progress", plan.get("run_for", 1.0)]]
+        rec.add(t, "interaction.created", interaction=rec.head(phases[0][0]))
+        work_start = None
+        for status, seconds in phases:
+            rec.add(t, "interaction.status_update", interaction_id=rec.id, status=status)
+            if status == "in_progress" and work_start is None:
+                work_start = t
+            t += float(seconds)
+        final = plan.get("final_status", "completed")
+        topic = rec.input_text.strip() or "the topic"
+        thoughts = plan.get("thoughts") or [
+            f"Planning the research on {topic[:80]}", "Searching the web for primary sources",
+            "Reading and comparing the sources", "Drafting the report and checking citations"]
+        start = rec.t0 if work_start is None else work_start
+        index = len(rec.input_steps)
+        for i, thought in enumerate(thoughts):  # spread evenly over the working time
+            at = start + (t - start) * i / len(thoughts)
+            rec.add(at, "step.start", index=index, step={"type": "thought"})
+            rec.add(at, "step.delta", index=index,
+                    delta={"type": "thought_summary", "content": {"type": "text", "text": thought}})
+            rec.add(at, "step.stop", index=index)
+            index += 1
+        # thoughts were appended out of time order: sort (stably, so a status comes before a thought
+        # due at the same time) and renumber, since event ids are positions
+        rec.timeline.sort(key=lambda pair: pair[0])
+        rec.timeline[:] = [(due, {**e, "event_id": f"evt_{n}"}) for n, (due, e) in enumerate(rec.timeline)]
+        if final == "failed":
+            rec.add(t, "error", error={"code": "INTERNAL", "message": plan.get("error_event", "Research failed.")})
+            return
+        report = ""
+        if final == "completed" or "report" in plan:
+            report, annotations = (plan["report"], []) if "report" in plan else _default_report(topic)
+            rec.add(t, "step.start", index=index, step={"type": "model_output"})
+            for piece in _chunks(report, 1500):
+                rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+            if annotations:
+                rec.add(t, "step.delta", index=index,
+                        delta={"type": "text_annotation_delta", "annotations": annotations})
+            rec.add(t, "step.stop", index=index)
+        self._finish(rec, t, final, report, " ".join(thoughts))
+
+    # ------------------------------------------------------------------ read side
+    def _fold(self, rec: _Record, include_input: bool = False) -> dict:
+        """The Interaction resource as of now: the input steps plus every event already due."""
+        now = time.monotonic()
+        who = {"agent": rec.body["agent"]} if rec.kind == "agent" else {"model": rec.body["model"]}
+        res: dict[str, Any] = {"id": rec.id, "object": "interaction", "status": "in_progress", **who,
+                               "created": _iso(rec.wall0), "steps": copy.deepcopy(rec.input_steps)}
+        if rec.previous_id:
+            res["previous_interaction_id"] = rec.previous_id
+        if include_input:
+            res["input"] = rec.body["input"]
+        last = rec.t0
+        for due, event in rec.timeline:
+            if due > now:
+                break
+            _apply(res, event)
+            last = due
+        res["updated"] = _iso(rec.wall0 + (last - rec.t0))
+        return res
+
+    async def _h_get(self, request: web.Request) -> web.StreamResponse:
+        rec = self._get_record(request.match_info["id"])
+        if request.query.get("stream", "false").lower() != "true":
+            return web.json_response(self._fold(rec, request.query.get("include_input") == "true"))
+        start = 0
+        last_id = request.query.get("last_event_id")
+        if last_id:
+            try:
+                start = int(last_id.removeprefix("evt_")) + 1
+            except ValueError:
+                raise _ApiError(400, f"Invalid last_event_id '{last_id}'.") from None
+        if rec.resume_breaks > 0 and (last_id or rec.stream_connections > 0):
+            # break_resume: headers, then a cut; the SDK's iterator raises APIConnectionError
+            rec.resume_breaks -= 1
+            return await self._stream(request, rec, start, cut_after=0)
+        return await self._stream(request, rec, start)
+
+    async def _stream(self, request, rec: _Record, start: int, cut_after: int | None = None):
+        """Write the timeline from ``start`` as SSE, each event when it falls due."""
+        first = rec.stream_connections == 0
+        rec.stream_connections += 1
+        clean_after = None
+        if first and "break_after_events" in rec.plan:
+            cut_after = int(rec.plan["break_after_events"])
+        if first and "end_early_after_events" in rec.plan:
+            clean_after = int(rec.plan["end_early_after_events"])
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        i, sent = start, 0
+        try:
+            while i < len(rec.timeline) and sent != cut_after and sent != clean_after:
+                due, event = rec.timeline[i]
+                if due > time.monotonic():
+                    await self._sleep(rec, due - time.monotonic())
+                    continue  # re-check: a cancel may have replaced the tail
+                frame = f"event: {event['event_type']}\nid: {event['event_id']}\ndata: {json.dumps(event)}\n\n"
+                await resp.write(frame.encode())
+                i, sent = i + 1, sent + 1
+            if sent == cut_after:
+                # close() flushes what was written, then FIN without the final empty chunk:
+                # the client sees a truncated chunked body (httpx RemoteProtocolError)
+                request.transport.close()
+                return resp
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away; the interaction itself carries on
+        return resp
+
+    async def _sleep(self, rec: _Record, delay: float) -> None:
+        if rec.changed is None or rec.changed.done():
+            rec.changed = asyncio.get_running_loop().create_future()
+        await asyncio.wait([rec.changed], timeout=delay)  # no extra task, unlike wait_for
+
+    async def _wait_until(self, rec: _Record, due_fn) -> None:
+        while (left := due_fn() - time.monotonic()) > 0:
+            await self._sleep(rec, left)
+
+    async def _h_cancel(self, request: web.Request) -> web.Response:
+        rec = self._get_record(request.match_info["id"])
+        status = self._fold(rec)["status"]
+        if status in _TERMINAL:
+            # documented choice: the real API refuses to cancel a finished interaction
+            raise _ApiError(400, f"Interaction is already in terminal state '{status}'.", "FAILED_PRECONDITION")
+        now = time.monotonic()
+        rec.timeline[:] = [(due, e) for due, e in rec.timeline if due <= now]
+        rec.add(now, "interaction.status_update", interaction_id=rec.id, status="cancelled")
+        rec.add(now, "interaction.completed", interaction=rec.head("cancelled", updated=_iso(time.time())))
+        if rec.changed is not None and not rec.changed.done():
+            rec.changed.set_result(None)  # wake streams and blocking creates
+        return web.json_response(self._fold(rec))
+
+    async def _h_delete(self, request: web.Request) -> web.Response:
+        self._get_record(request.match_info["id"]).gone = True
+        return web.json_response({})
+
+    # ------------------------------------------------------------------ control endpoints
+    async def _c_script(self, request: web.Request) -> web.Response:
+        plan = await request.json()
+        (self.script_agent if request.path.endswith("_agent") else self.script)(**plan)
+        return web.json_response({"ok": True})
+
+    async def _c_forget(self, request: web.Request) -> web.Response:
+        try:
+            self.forget(request.match_info["id"])
+        except KeyError:
+            return _error_response(404, "unknown interaction")
+        return web.json_response({"ok": True})
+
+    async def _c_interaction(self, request: web.Request) -> web.Response:
+        try:
+            return web.json_response(self.interaction(request.match_info["id"]))
+        except KeyError:
+            return _error_response(404, "unknown interaction")
+
+    async def _c_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self.requests)
+
+    async def _c_model_creates(self, request: web.Request) -> web.Response:
+        return web.json_response(self.model_creates())
+
+    async def _c_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def _c_config(self, request: web.Request) -> web.Response:
+        update = await request.json()
+        self.config.update({k: v for k, v in update.items() if k in self.config})
+        return web.json_response(self.config)
+
+
+def _apply(res: dict, event: dict) -> None:
+    """Fold one stream event into the resource (the client-side view of the same data)."""
+    kind = event["event_type"]
+    if kind in ("interaction.created", "interaction.completed"):
+        res["status"] = event["interaction"]["status"]
+        if "usage" in event["interaction"]:
+            res["usage"] = event["interaction"]["usage"]
+    elif kind == "interaction.status_update":
+        res["status"] = event["status"]
+    elif kind == "error":
+        res["status"] = "failed"
+        res.setdefault("errors", []).append(event["error"])
+    elif kind == "step.start":
+        steps = res["steps"]
+        steps.extend({"type": "unknown"} for _ in range(event["index"] + 1 - len(steps)))
+        steps[event["index"]] = copy.deepcopy(event["step"])
+    elif kind == "step.delta":
+        _apply_delta(res["steps"][event["index"]], event["delta"])
+
+
+def _apply_delta(step: dict, delta: dict) -> None:
+    kind = delta["type"]
+    if kind == "text":
+        content = step.setdefault("content", [])
+        if content and content[-1].get("type") == "text":
+            content[-1]["text"] += delta["text"]
+        else:
+            content.append({"type": "text", "text": delta["text"]})
+    elif kind == "thought_summary":
+        summary = step.setdefault("summary", [])
+        part = delta["content"]
+        if summary and summary[-1].get("type") == "text" and part.get("type") == "text":
+            summary[-1]["text"] += part["text"]
+        else:
+            summary.append(dict(part))
+    elif kind == "thought_signature":
+        step["signature"] = delta["signature"]
+    elif kind == "text_annotation_delta":
+        step["content"][-1].setdefault("annotations", []).extend(delta["annotations"])
+
+
+_SOURCES = [("Primary survey", "https://example.org/survey"), ("Industry report", "https://example.com/report"),
+            ("Standards body note", "https://standards.example.net/note"),
+            ("Academic paper", "https://papers.example.edu/paper"), ("News analysis", "https://news.example.org/analysis")]
+_SECTIONS = ["Background", "Current state", "Key players", "Risks and open questions", "Outlook"]
+
+
+def _default_report(topic: str) -> tuple[str, list[dict]]:
+    """A ~6,000-char Markdown report (headings, table, code block, sources) plus url_citation annotations."""
+    title = topic.splitlines()[0][:120]
+    parts = [f"# Research report: {title}\n\n## Executive summary\n\n"
+             f"This report examines {title}. It draws on {len(_SOURCES)} sources and summarises the "
+             "evidence, the main disagreements between them and what to watch next [1].\n"]
+    cites: list[tuple[int, int]] = []  # (section number, source number)
+    for n, name in enumerate(_SECTIONS):
+        src = n % len(_SOURCES) + 1
+        paragraph = (f"Evidence on {name.lower()} is broad but uneven. Several sources agree on the main "
+                     "trend, while they differ on its pace and on the metrics they use to measure it. "
+                     "Where figures conflict we report the more conservative estimate and note the gap. ")
+        detail = (f"For {title[:60]}, the practical consequence is that decisions should rest on the "
+                  "overlap between independent sources rather than on any single headline number. ")
+        parts.append(f"\n## {n + 1}. {name}\n\n{paragraph * 2}[{src}]\n\n{detail * 2}\n\n"
+                     f"- Finding {n + 1}.1: the trend is consistent across regions.\n"
+                     f"- Finding {n + 1}.2: measurement differs between sources.\n"
+                     f"- Finding {n + 1}.3: more data is expected within a year.\n")
+        cites.append((n, src))
+    parts.append("\n## Comparison\n\n| Source | Scope | Confidence |\n|---|---|---|\n"
+                 + "".join(f"| {s} | {['global', 'regional', 'sector'][i % 3]} | {['high', 'medium'][i % 2]} |\n"
+                           for i, (s, _) in enumerate(_SOURCES)))
+    parts.append("\n## Method\n\n```python\nscores = {src: weight * quality for src, weight, quality in rows}\n"
+                 "best = max(scores, key=scores.get)\n```\n")
+    parts.append("\n## Sources\n\n" + "".join(f"{i}. [{s}]({u})\n" for i, (s, u) in enumerate(_SOURCES, 1)))
+    report = "".join(parts)
+    annotations, pos = [], 0
+    for marker_src in [1] + [src for _, src in cites]:  # every "[n]" marker, in order
+        marker = f"[{marker_src}]"
+        pos = report.index(marker, pos)
+        name, url = _SOURCES[marker_src - 1]
+        annotations.append({"type": "url_citation", "url": url, "title": name,
+                            "start_index": pos, "end_index": pos + len(marker)})
+        pos += len(marker)
+    return report, annotations
+
+
+async def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Gemini Interactions API emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8701)
+    parser.add_argument("--chunk-chars", type=int, default=24)
+    parser.add_argument("--chunk-delay", type=float, default=0.01)
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    emu = GeminiEmulator(chunk_chars=args.chunk_chars, chunk_delay=args.chunk_delay,
+                         first_token_delay=args.first_token_delay)
+    url = await emu.start(args.host, args.port)
+    print(f"gemini emulator listening on {url}", flush=True)
+    try:
+        await asyncio.Event().wait()  # until killed
+    finally:
+        await emu.stop()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(_main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,351 @@
+"""The Gemini emulator, driven only through the real google-genai SDK (plus /_emu controls)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import aiohttp
+import pytest
+from google import genai
+from google.genai import _interactions as gi
+from google.genai import types
+
+from slackbot.emulators.gemini import GeminiEmulator
+
+MODEL = "gemini-3-flash-preview"
+AGENT = "deep-research-pro-preview-12-2025"
+
+
+@pytest.fixture
+async def emu():
+    emulator = GeminiEmulator(chunk_chars=8, chunk_delay=0.002)
+    await emulator.start()
+    yield emulator
+    await emulator.stop()
+
+
+def make_client(base_url: str, attempts: int = 3) -> genai.Client:
+    retry = types.HttpRetryOptions(attempts=attempts, initial_delay=0.01, max_delay=0.05)
+    return genai.Client(api_key="test", http_options=types.HttpOptions(base_url=base_url, retry_options=retry))
+
+
+@pytest.fixture
+def client(emu):
+    # keep the Client referenced for the whole test: its async client dies with it
+    return make_client(emu.base_url)
+
+
+@pytest.fixture
+def ai(client):
+    return client.aio.interactions
+
+
+async def collect(stream):
+    return [event async for event in stream]
+
+
+def text_of(events) -> str:
+    return "".join(e.delta.text for e in events if e.event_type == "step.delta" and e.delta.type == "text")
+
+
+async def wait_status(ai, iid, wanted: set[str], timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await ai.get(iid)
+        if got.status in wanted or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------- model turns
+async def test_create_non_stream(ai, emu):
+    r = await ai.create(model=MODEL, input="hello there")
+    assert r.status == "completed"
+    assert r.output_text == "Reply 1 to: hello there"
+    assert [s.type for s in r.steps] == ["user_input", "model_output"]
+    assert r.model == MODEL and r.id.startswith("v1_") and r.created and r.updated
+    assert r.usage.total_output_tokens > 0 and r.usage.total_tokens >= r.usage.total_output_tokens
+    assert emu.requests[0]["path"] == "/v1/interactions" and emu.requests[0]["status"] == 200
+    assert emu.model_creates() == [{"model": MODEL, "input": "hello there"}]
+    assert (await ai.get(r.id)).output_text == r.output_text
+
+
+async def test_input_shapes(ai):
+    block = {"type": "text", "text": "block"}
+    assert (await ai.create(model=MODEL, input=block)).output_text == "Reply 1 to: block"
+    two = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert (await ai.create(model=MODEL, input=two)).output_text == "Reply 1 to: a\nb"
+    steps = [{"type": "user_input", "content": [{"type": "text", "text": "step"}]}]
+    assert (await ai.create(model=MODEL, input=steps)).output_text == "Reply 1 to: step"
+
+
+async def test_stream_deltas_equal_output(ai, emu):
+    reply = "The quick brown fox jumps over the lazy dog. " * 3
+    emu.script(text=reply, thought="Let me think about foxes.")
+    events = await collect(await ai.create(model=MODEL, input="tell me", stream=True))
+    kinds = [e.event_type for e in events]
+    assert kinds[0] == "interaction.created" and kinds[-1] == "interaction.completed"
+    assert kinds[-2] == "interaction.status_update" and events[-1].interaction.status == "completed"
+    assert events[-1].interaction.usage.total_output_tokens > 0
+    assert text_of(events) == reply
+    thoughts = "".join(e.delta.content.text for e in events
+                       if e.event_type == "step.delta" and e.delta.type == "thought_summary")
+    assert thoughts == "Let me think about foxes."
+    starts = [(e.index, e.step.type) for e in events if e.event_type == "step.start"]
+    assert starts == [(1, "thought"), (2, "model_output")]  # index 0 is the user_input step
+    assert [int(e.event_id.split("_")[1]) for e in events] == list(range(len(events)))
+    got = await ai.get(events[0].interaction.id)
+    assert got.output_text == reply and got.steps[1].summary[0].text == "Let me think about foxes."
+
+
+async def test_scripts_are_fifo_and_matched(ai, emu):
+    emu.script(match="weather", text="Sunny.")
+    emu.script(text="First free plan.")
+    assert (await ai.create(model=MODEL, input="hi")).output_text == "First free plan."
+    assert (await ai.create(model=MODEL, input="the weather?")).output_text == "Sunny."
+    assert (await ai.create(model=MODEL, input="hi")).output_text == "Reply 1 to: hi"
+
+
+async def test_stream_pace(ai, emu):
+    emu.script(text="x" * 40, chunk_chars=10, chunk_delay=0.05, first_token_delay=0.1)
+    start = time.monotonic()
+    stream = await ai.create(model=MODEL, input="slow", stream=True)
+    first_text_at = None
+    async for e in stream:
+        if first_text_at is None and e.event_type == "step.delta":
+            first_text_at = time.monotonic() - start
+    assert first_text_at >= 0.09
+    assert time.monotonic() - start >= 0.09 + 3 * 0.05 - 0.01
+
+
+async def test_chain_depth(ai, emu):
+    r1 = await ai.create(model=MODEL, input="one")
+    r2 = await ai.create(model=MODEL, input="two", previous_interaction_id=r1.id)
+    r3 = await ai.create(model=MODEL, input="three", previous_interaction_id=r2.id, stream=True)
+    events = await collect(r3)
+    assert r2.output_text == "Reply 2 to: two" and r2.previous_interaction_id == r1.id
+    assert text_of(events) == "Reply 3 to: three"
+    assert emu.model_creates()[2]["previous_interaction_id"] == r2.id
+
+
+async def test_errors(ai, emu):
+    with pytest.raises(gi.NotFoundError) as info:
+        await ai.create(model=MODEL, input="x", previous_interaction_id="v1_nope")
+    assert info.value.status_code == 404
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="x", store=False, background=True)
+    r = await ai.create(model=MODEL, input="unstored", store=False)
+    assert r.output_text == "Reply 1 to: unstored"
+    with pytest.raises(gi.NotFoundError):
+        await ai.get(r.id)
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(agent=AGENT, input="needs background")
+    with pytest.raises(gi.NotFoundError):
+        await ai.get("v1_unknown")
+    assert [q["status"] for q in emu.requests] == [404, 400, 200, 404, 400, 404]
+
+
+async def test_fail_status_is_retried_by_sdk(ai, emu):
+    emu.script(fail_status=500, fail_times=2, text="finally")
+    r = await ai.create(model=MODEL, input="flaky")
+    assert r.output_text == "finally"
+    assert [q["status"] for q in emu.requests] == [500, 500, 200]
+
+
+async def test_fail_status_exhausts_retries(emu):
+    client = make_client(emu.base_url, attempts=2)
+    emu.script(fail_status=429, fail_times=5)
+    with pytest.raises(gi.RateLimitError):
+        await client.aio.interactions.create(model=MODEL, input="busy")
+    assert [q["status"] for q in emu.requests] == [429, 429]
+
+
+# ---------------------------------------------------------------- broken streams and resume
+async def test_break_and_resume(ai, emu):
+    reply = "Streaming answers get cut sometimes, and resume picks them up. " * 2
+    emu.script(text=reply, break_after_events=5)
+    stream = await ai.create(model=MODEL, input="cut me", stream=True)
+    seen = []
+    with pytest.raises(gi.APIConnectionError):
+        async for e in stream:
+            seen.append(e)
+    assert len(seen) == 5
+    iid = seen[0].interaction.id
+    resumed = await collect(await ai.get(iid, stream=True, last_event_id=seen[-1].event_id))
+    full = emu.interaction(iid)["events"]
+    assert [e.event_id for e in resumed] == [e["event_id"] for e in full[5:]]
+    assert text_of(seen + resumed) == reply
+    assert resumed[-1].event_type == "interaction.completed"
+    # a full replay (no last_event_id) is possible too
+    assert len(await collect(await ai.get(iid, stream=True))) == len(full)
+
+
+async def test_break_keeps_generating_server_side(ai, emu):
+    emu.script(text="y" * 80, chunk_chars=8, chunk_delay=0.02, break_after_events=3)
+    stream = await ai.create(model=MODEL, input="cut early", stream=True)
+    seen = []
+    with pytest.raises(gi.APIConnectionError):
+        async for e in stream:
+            seen.append(e)
+    iid = seen[0].interaction.id
+    assert (await ai.get(iid)).status == "in_progress"  # still generating
+    resumed = await collect(await ai.get(iid, stream=True, last_event_id=seen[-1].event_id))
+    assert text_of(seen + resumed) == "y" * 80
+
+
+async def test_end_early_then_resume(ai, emu):
+    emu.script(text="clean end early " * 3, end_early_after_events=4)
+    seen = await collect(await ai.create(model=MODEL, input="short", stream=True))
+    assert len(seen) == 4 and seen[-1].event_type != "interaction.completed"
+    rest = await collect(await ai.get(seen[0].interaction.id, stream=True, last_event_id=seen[-1].event_id))
+    assert text_of(seen + rest) == "clean end early " * 3
+
+
+async def test_break_resume(ai, emu):
+    emu.script(text="z" * 64, break_after_events=3, break_resume=True)
+    stream = await ai.create(model=MODEL, input="doomed", stream=True)
+    seen = []
+    with pytest.raises(gi.APIConnectionError):
+        async for e in stream:
+            seen.append(e)
+    iid = seen[0].interaction.id
+    with pytest.raises(gi.APIConnectionError):
+        await collect(await ai.get(iid, stream=True, last_event_id=seen[-1].event_id))
+    assert (await wait_status(ai, iid, {"completed"})).output_text == "z" * 64  # polling still works
+
+
+async def test_error_event(ai, emu):
+    emu.script(text="half of this answer", error_event="model overloaded")
+    events = await collect(await ai.create(model=MODEL, input="oops", stream=True))
+    assert events[-1].event_type == "error" and events[-1].error.message == "model overloaded"
+    got = await ai.get(events[0].interaction.id)
+    assert got.status == "failed" and got.errors[0].message == "model overloaded"
+
+
+# ---------------------------------------------------------------- agents
+async def test_agent_progression(ai, emu):
+    emu.script_agent(queued_for=0.15, run_for=0.6, thoughts=["Planning", "Searching", "Writing"])
+    r = await ai.create(agent=AGENT, input="Research emulators", background=True,
+                        agent_config={"type": "deep-research", "thinking_summaries": "auto"})
+    assert r.status == "queued" and r.agent == AGENT
+    statuses, thought_counts = [r.status], []
+    while statuses[-1] not in ("completed", "failed"):
+        await asyncio.sleep(0.03)
+        got = await ai.get(r.id)
+        statuses.append(got.status)
+        thought_counts.append(sum(s.type == "thought" for s in got.steps))
+    assert statuses[0] == "queued" and "in_progress" in statuses and statuses[-1] == "completed"
+    assert thought_counts == sorted(thought_counts) and 0 < min(c for c in thought_counts if c) < 3
+    assert [s.summary[0].text for s in got.steps if s.type == "thought"] == ["Planning", "Searching", "Writing"]
+    report = got.output_text
+    assert len(report) > 4500 and "## Sources" in report and "|---|" in report and "```" in report
+    notes = got.steps[-1].content[0].annotations
+    assert notes and all(n.type == "url_citation" for n in notes)
+    assert all(report[n.start_index:n.end_index].startswith("[") for n in notes)
+
+
+async def test_agent_stream_and_chain(ai, emu):
+    emu.script_agent(queued_for=0.05, run_for=0.2, thoughts=["One", "Two"], report="# Short report")
+    r = await ai.create(agent=AGENT, input="topic", background=True)
+    events = await collect(await ai.get(r.id, stream=True))
+    summaries = [e.delta.content.text for e in events if e.event_type == "step.delta"
+                 and e.delta.type == "thought_summary"]
+    assert summaries == ["One", "Two"] and text_of(events) == "# Short report"
+    assert [e.status for e in events if e.event_type == "interaction.status_update"] == \
+        ["queued", "in_progress", "completed"]
+    follow = await ai.create(model=MODEL, input="summarise it", previous_interaction_id=r.id)
+    assert follow.output_text == "Reply 2 to: summarise it"
+
+
+async def test_agent_explicit_statuses(ai, emu):
+    emu.script_agent(statuses=[["queued", 0.05], ["requires_action", 0.3], ["mystery_status", 0.1]],
+                     final_status="incomplete")
+    r = await ai.create(agent=AGENT, input="odd", background=True)
+    assert (await wait_status(ai, r.id, {"requires_action"})).status == "requires_action"
+    # the stream shows every phase; polling could miss a short one (client GC pauses reach 100 ms)
+    events = await collect(await ai.get(r.id, stream=True))
+    statuses = [e.status for e in events if e.event_type == "interaction.status_update"]
+    assert statuses == ["queued", "requires_action", "mystery_status", "incomplete"]  # SDK keeps unknown strings
+    assert events[-1].interaction.status == "incomplete"
+    assert (await ai.get(r.id)).status == "incomplete"
+
+
+async def test_agent_cancel(ai, emu):
+    emu.script_agent(queued_for=0.0, run_for=30)
+    r = await ai.create(agent=AGENT, input="long job", background=True)
+    stream = await ai.get(r.id, stream=True)
+    cancelled = await ai.cancel(r.id)
+    assert cancelled.status == "cancelled"
+    events = await asyncio.wait_for(collect(stream), 2)  # the open stream ends promptly
+    assert events[-1].event_type == "interaction.completed" and events[-1].interaction.status == "cancelled"
+    assert (await ai.get(r.id)).status == "cancelled"
+    with pytest.raises(gi.BadRequestError):
+        await ai.cancel(r.id)  # already terminal
+
+
+# ---------------------------------------------------------------- retention and deletion
+async def test_forget_and_delete(ai, emu):
+    r1 = await ai.create(model=MODEL, input="remember me")
+    r2 = await ai.create(model=MODEL, input="and me")
+    emu.forget(r1.id)
+    with pytest.raises(gi.NotFoundError):
+        await ai.get(r1.id)
+    with pytest.raises(gi.NotFoundError):
+        await ai.create(model=MODEL, input="again", previous_interaction_id=r1.id)
+    await ai.delete(r2.id)
+    with pytest.raises(gi.NotFoundError):
+        await ai.create(model=MODEL, input="again", previous_interaction_id=r2.id)
+    assert emu.interaction(r1.id)["gone"] is True  # still inspectable
+
+
+# ---------------------------------------------------------------- load and out-of-process controls
+async def test_many_concurrent_streams(ai, emu):
+    async def one(n):
+        return text_of(await collect(await ai.create(model=MODEL, input=f"n{n}", stream=True)))
+
+    texts = await asyncio.gather(*(one(n) for n in range(60)))
+    assert texts == [f"Reply 1 to: n{n}" for n in range(60)]
+
+
+async def test_http_controls(ai, emu):
+    async with aiohttp.ClientSession(emu.base_url) as http:
+        assert (await http.post("/_emu/config", json={"chunk_chars": 5})).status == 200
+        await http.post("/_emu/script", json={"text": "scripted over http"})
+        await http.post("/_emu/script_agent", json={"queued_for": 0, "run_for": 0, "report": "R"})
+        r = await ai.create(model=MODEL, input="q", stream=True)
+        events = await collect(r)
+        assert text_of(events) == "scripted over http"
+        assert sum(e.event_type == "step.delta" for e in events) == 4  # 18 chars / 5
+        iid = events[0].interaction.id
+        record = await (await http.get(f"/_emu/interactions/{iid}")).json()
+        assert record["output_text"] == "scripted over http" and record["status"] == "completed"
+        a = await ai.create(agent=AGENT, input="a", background=True)
+        assert (await wait_status(ai, a.id, {"completed"})).output_text == "R"
+        log = await (await http.get("/_emu/requests")).json()
+        assert {q["method"] for q in log} == {"POST", "GET"} and "/_emu" not in str(log)
+        beta = await http.get(f"/v1beta/interactions/{iid}", headers={"x-goog-api-key": "k"})
+        assert beta.status == 200 and (await beta.json())["status"] == "completed"  # other prefixes work
+        await http.post(f"/_emu/forget/{iid}")
+        with pytest.raises(gi.NotFoundError):
+            await ai.get(iid)
+        await http.post("/_emu/reset")
+        assert await (await http.get("/_emu/requests")).json() == []
+        raw = await http.get("/v1/interactions/whatever")  # no API key at all
+        assert raw.status == 403 and (await raw.json())["error"]["status"] == "PERMISSION_DENIED"
+
+
+async def test_cli_runs_standalone():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "slackbot.emulators.gemini", "--port", "0", "--chunk-chars", "4",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        url = line.strip().rsplit(" ", 1)[-1]
+        client = make_client(url)
+        r = await client.aio.interactions.create(model=MODEL, input="cli")
+        assert r.output_text == "Reply 1 to: cli"
+    finally:
+        proc.terminate()
+        await proc.wait()
