@@ -1,0 +1,291 @@
+"""Markdown <-> Slack text helpers: split answers into Slack-sized messages, build payloads, read user text.
+
+Pure functions, no I/O. Slack's `markdown` block renders standard Markdown itself, so we never convert
+Markdown; we only choose *where* to cut it. That needs fence tracking and a few line classes (heading,
+blank line, table row), which a ~100-line line scanner does. A full parser (markdown-it-py, mistune) was
+not used: it would parse the whole document, and its reading of earlier text can change as text is
+appended (setext headings, lazy continuations), which breaks the streaming guarantee below. Here every
+cut is decided from a window of at most `limit + 1` characters after the previous cut, so a chunk that is
+complete once stays identical however much text follows (see `stable_split`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_MESSAGE_CHARS = 3500
+_MIN_LIMIT = 64
+
+_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]|$)")
+_SPACES = re.compile(r"[ \t]+(?=[^\s`~#>|*+-])")  # not where the next chunk would start a block
+_LEADING_WS = re.compile(r"\s*")
+_PARTIAL_FENCE = re.compile(r"[ \t]*(?:`{1,2}|~{1,2})")
+
+
+@dataclass(frozen=True)
+class _Fence:
+    indent: str
+    marker: str  # e.g. "```" or "~~~~"
+    reopen: str  # marker + first word of the info string, e.g. "```python"
+
+    @property
+    def close(self) -> str:
+        return self.indent + self.marker
+
+
+def _fence_step(state: _Fence | None, line: str) -> _Fence | None:
+    """Fence state after `line` (CommonMark-ish, lenient about indentation)."""
+    m = _FENCE.match(line)
+    if not m:
+        return state
+    indent, marker, info = m.groups()
+    if state is None:
+        if marker[0] == "`" and "`" in info:
+            return None  # ```inline``` code, not a fence
+        words = info.split()
+        return _Fence(indent, marker, marker + (words[0][:20] if words else ""))
+    if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not info.strip():
+        return None
+    return state
+
+
+def _scan(state: _Fence | None, text: str) -> _Fence | None:
+    for line in text.split("\n"):
+        state = _fence_step(state, line)
+    return state
+
+
+def _close_len(state: _Fence | None) -> int:
+    return len(state.close) + 1 if state else 0
+
+
+def _is_row(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
+def _is_table_sep(line: str) -> bool:
+    return _is_row(line) and "-" in line and not line.strip().strip("|:- \t")
+
+
+def _choose_cut(window: str, fence: _Fence | None, header: str | None, budget: int, report: bool) -> tuple[int, str | None]:
+    """Pick the cut offset in `window` (len <= budget + 1), looking at nothing else (this is what makes
+    stable_split work). Also returns the table header to repeat in the next chunk when cutting inside a table."""
+    best: dict[str, tuple[int, str | None]] = {}
+    first = len(window) - len(window.lstrip())  # a chunk must hold some non-whitespace
+
+    def consider(cls: str, c: int, st: _Fence | None, hdr: str | None = None) -> None:
+        # The text before c ends with at least one whitespace char (newline or space run) that is stripped.
+        if c > first and c - 1 + _close_len(st) <= budget:
+            best[cls] = (c, hdr)
+
+    state, off, prev, just_opened = fence, 0, "", False
+    line_states: list[tuple[int, _Fence | None, str]] = []
+    for i, line in enumerate(window.split("\n")):
+        line_states.append((off, state, line))
+        if state is None and not _is_row(line):
+            header = None
+        if i > 0:
+            if state is not None:
+                if not just_opened:
+                    consider("code", off, state)
+            else:
+                h = _HEADING.match(line)
+                if h and report and len(h.group(1)) <= 3:
+                    consider("section", off, None)
+                if h:
+                    consider("heading", off, None)
+                elif not prev.strip() or not line.strip():
+                    consider("para", off, None)
+                elif _is_row(prev) and _is_row(line):
+                    if not _is_table_sep(prev):
+                        consider("table", off, None, header)
+                else:
+                    consider("line", off, None)
+        if state is None and _is_table_sep(line) and _is_row(prev) and len(prev) + len(line) < budget // 4:
+            header = prev + "\n" + line
+        if not _FENCE.match(line):
+            for m in _SPACES.finditer(line):
+                if m.start() > 0:
+                    consider("space", off + m.end(), state)
+        new = _fence_step(state, line)
+        just_opened, state, prev = state is None and new is not None, new, line
+        off += len(line) + 1
+
+    order = (["section"] if report else []) + ["heading", "para", "line", "table", "code", "space"]
+    for cls in order:  # best class whose latest cut still fills the message reasonably
+        floor = budget // 4 if cls == "section" else budget // 2
+        if cls in best and best[cls][0] >= floor:
+            return best[cls]
+    for cls in order:
+        if cls in best:
+            return best[cls]
+    # Hard cut: no usable boundary at all (e.g. one enormous word or code line).
+    for line_off, st, line in reversed(line_states):
+        c = budget - _close_len(st)
+        if c > line_off and _FENCE.match(line) and line_off > first:
+            return line_off, None  # cutting a fence line's info string could turn it into a closing fence
+        if c > line_off or line_off == 0:
+            return max(c, 1), None
+    raise AssertionError("unreachable")
+
+
+def _split(md: str, limit: int, report: bool) -> list[str]:
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be >= {_MIN_LIMIT}")
+    chunks: list[str] = []
+    pos, fence, header = 0, None, None
+    while True:
+        if fence is None:
+            pos = _LEADING_WS.match(md, pos).end()  # an indented first line would render as code
+        rest = md[pos:]
+        if not rest.strip():
+            return chunks
+        prefix = fence.reopen + "\n" if fence else header + "\n" if header else ""
+        budget = limit - len(prefix)
+        if len(rest.rstrip()) <= budget:
+            chunks.append(prefix + rest.rstrip())
+            return chunks
+        cut, header = _choose_cut(rest[: budget + 1], fence, header, budget, report)
+        while True:  # fence state from what the chunk shows (differs only after a hard cut in a fence line)
+            body = rest[:cut].rstrip()
+            end = _scan(fence, body)
+            excess = len(body) + _close_len(end) - budget
+            if excess <= 0 or cut <= 1:
+                break
+            cut = max(1, min(cut - 1, len(body) - excess))
+        chunks.append(prefix + body + ("\n" + end.close if end else ""))
+        pos, fence = pos + cut, end
+
+
+def split_markdown(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
+    """Split an answer into chunks of at most `limit` chars, one per Slack message.
+
+    Boundaries, best first (a boundary must leave the chunk at least half full to win over a lower class):
+    before a heading, at a blank line (outside code), at a line end (plain, then between table rows, then
+    inside code), at a space, else a hard cut. A code block cut in two is closed (```) at the end of one chunk
+    and reopened with its language (```python) at the start of the next. Whitespace at cuts may be dropped;
+    nothing else is. Empty/whitespace-only input gives []. An unclosed fence in `md` itself stays unclosed
+    in the last chunk (use close_open_fences for partial text)."""
+    return _split(md, limit, report=False)
+
+
+def split_report(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
+    """Like split_markdown, but each chunk starts at a #/##/### heading where possible, packing whole
+    sections while they fit (a heading wins if the chunk before it is at least a quarter full)."""
+    return _split(md, limit, report=True)
+
+
+def stable_split(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> tuple[list[str], str]:
+    """For streaming by edits: (frozen_chunks, tail) = (split_markdown(md)[:-1], split_markdown(md)[-1]).
+
+    Each cut depends only on the `limit + 1` chars after the previous cut, so a frozen chunk is final: for
+    any text t extending md, split_markdown(t)[:len(frozen)] == frozen. The tail (<= limit chars, may hold
+    an unclosed fence) is what the current message shows; pass it through close_open_fences. ([], "") for
+    blank input."""
+    chunks = split_markdown(md, limit)
+    return (chunks[:-1], chunks[-1]) if chunks else ([], "")
+
+
+def close_open_fences(partial_md: str) -> str:
+    """Make a still-streaming answer render: drop a trailing half-typed fence line (` or ``) and close a
+    fence left open. Adds at most len(indent + marker) + 1 chars."""
+    lines = partial_md.split("\n")
+    if _PARTIAL_FENCE.fullmatch(lines[-1]):
+        lines.pop()
+    text = "\n".join(lines)
+    state = _scan(None, text)
+    if state is None:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + state.close
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
+    """chat.postMessage/chat.update kwargs: the markdown block renders; `text` is the notification fallback.
+
+    The fallback is the chunk with &, <, > escaped (so model output cannot ping <!channel> or users),
+    trimmed to `fallback_chars` with "…" without cutting an entity. Blank chunk -> placeholder "…"."""
+    if not chunk.strip():
+        chunk = "…"
+    text = _escape(chunk)
+    if len(text) > fallback_chars:
+        text = text[: fallback_chars - 1]
+        amp = text.rfind("&", max(0, len(text) - 4))
+        if amp != -1 and ";" not in text[amp:]:
+            text = text[:amp]
+        text = text.rstrip() + "…"
+    return {"text": text, "blocks": [{"type": "markdown", "text": chunk}]}
+
+
+_SLACK_TOKEN = re.compile(r"<([^<>\n]+)>")
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _convert_token(m: re.Match, names: dict[str, str]) -> str:
+    target, _, label = m.group(1).partition("|")
+    target, label = _unescape(target), _unescape(label)
+    if target.startswith("@"):
+        uid = target[1:]
+        return "@" + names.get(uid, label.lstrip("@") or uid)
+    if target.startswith("#"):
+        return "#" + (label or target[1:])
+    if target.startswith("!"):
+        name = target[1:].split("^")[0]
+        if name in ("here", "channel", "everyone"):
+            return "@" + name
+        return label or "@" + name
+    if target.startswith("mailto:"):
+        addr = target[len("mailto:"):]
+        return addr if not label or label == addr else f"[{label}]({target})"
+    if not label or label == target or label == target.split("://", 1)[-1]:
+        return target
+    return f"[{label}]({target})"
+
+
+def slack_to_prompt(text: str, names: dict[str, str], bot_user_id: str | None = None) -> str:
+    """Slack mrkdwn as users type it -> plain readable text for Gemini (names, links, channels, entities).
+
+    The bot's own mention is removed: at a line start together with a following ":" or ","; before
+    punctuation or a line end together with the spaces before it; elsewhere replaced by one space."""
+    if bot_user_id:
+        bot = rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>"
+        text = re.sub(rf"^[ \t]*{bot}[ \t]*[,:]?[ \t]*", "", text, flags=re.M)
+        text = re.sub(rf"[ \t]*{bot}(?=[ \t]*(?:[,.;:!?)]|$))", "", text, flags=re.M)
+        text = re.sub(rf"[ \t]*{bot}[ \t]*", " ", text)
+    parts, last = [], 0
+    for m in _SLACK_TOKEN.finditer(text):
+        parts += [_unescape(text[last : m.start()]), _convert_token(m, names)]
+        last = m.end()
+    parts.append(_unescape(text[last:]))
+    return "".join(parts).strip()
+
+
+def mentioned_user_ids(text: str) -> list[str]:
+    """User ids mentioned as <@U…>/<@W…>, in order and unique, so the caller can look up their names."""
+    return list(dict.fromkeys(_USER_MENTION.findall(text)))
+
+
+def sources_section(citations: list[dict]) -> str:
+    """A "**Sources**" numbered list of unique cited links (first title wins), or "" if there are none."""
+    seen: dict[str, str] = {}
+    for c in citations:
+        url = (c.get("url") or "").strip()
+        if url and url not in seen:
+            seen[url] = " ".join(str(c.get("title") or "").split())
+    if not seen:
+        return ""
+    lines = ["**Sources**"]
+    for i, (url, title) in enumerate(seen.items(), 1):
+        safe_url = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+        label = (title or url.split("://", 1)[-1]).replace("[", "(").replace("]", ")")
+        lines.append(f"{i}. [{label}]({safe_url})")
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+import random
+import re
+
+import pytest
+
+from slackbot.slack_out.render import (
+    DEFAULT_MESSAGE_CHARS,
+    close_open_fences,
+    mentioned_user_ids,
+    message_payload,
+    slack_to_prompt,
+    sources_section,
+    split_markdown,
+    split_report,
+    stable_split,
+)
+
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})(.*)$")
+TABLE_SEP = re.compile(r"^\s*\|[-|: ]*-[-|: ]*$")
+WORDS = "the of model token stream Slack answer thread message latency budget cache retry".split()
+
+
+def fences_balanced(md: str) -> bool:
+    marker = None
+    for line in md.split("\n"):
+        m = FENCE.match(line)
+        if not m:
+            continue
+        if marker is None:
+            marker = m.group(1)
+        elif m.group(1)[0] == marker[0] and len(m.group(1)) >= len(marker) and not m.group(2).strip():
+            marker = None
+    return marker is None
+
+
+def content(md: str) -> str:
+    """Non-whitespace content, ignoring the lines split may add: fence lines and table headers."""
+    lines = md.split("\n")
+    sep = {i for i, l in enumerate(lines) if TABLE_SEP.match(l)}
+    keep = [l for i, l in enumerate(lines) if not FENCE.match(l) and i not in sep and i + 1 not in sep]
+    return re.sub(r"\s+", "", "\n".join(keep))
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def realistic(rng: random.Random, sections: int = 8) -> str:
+    out = ["# Answer", "", sentence(rng, 12)]
+    for s in range(sections):
+        out += ["", f"## Section {s}", ""]
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.random()
+            if kind < 0.4:
+                out += [" ".join(sentence(rng, rng.randint(5, 25)) for _ in range(rng.randint(1, 6))), ""]
+            elif kind < 0.6:
+                out += [f"- {sentence(rng, rng.randint(3, 12))}" for _ in range(rng.randint(2, 8))] + [""]
+            elif kind < 0.8:
+                out += ["```python"] + [f"    x{i} = compute({i}, 'value')  # step {i}" for i in range(rng.randint(3, 40))]
+                out += ["```", ""]
+            else:
+                out += ["| name | value | note |", "|---|---|---|"]
+                out += [f"| r{i} | {i * 7} | {sentence(rng, 4)} |" for i in range(rng.randint(2, 30))] + [""]
+    return "\n".join(out)
+
+
+def check_chunks(md: str, chunks: list[str], limit: int) -> None:
+    assert chunks, "non-empty input must give chunks"
+    for c in chunks:
+        assert c.strip()
+        assert len(c) <= limit
+        assert fences_balanced(c), c
+    assert content("\n".join(chunks)) == content(md)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("limit", [200, 700, DEFAULT_MESSAGE_CHARS])
+def test_split_markdown_limits_fences_content(seed, limit):
+    md = realistic(random.Random(seed))
+    check_chunks(md, split_markdown(md, limit), limit)
+    check_chunks(md, split_report(md, limit), limit)
+
+
+def test_empty_and_short():
+    assert split_markdown("") == []
+    assert split_markdown(" \n\n  \n") == []
+    assert split_markdown("\n\nhello *world*\n\n") == ["hello *world*"]
+    assert stable_split("") == ([], "")
+    assert stable_split("short") == ([], "short")
+    with pytest.raises(ValueError):
+        split_markdown("x", 10)
+
+
+def test_prefers_paragraph_and_heading_boundaries():
+    paras = [sentence(random.Random(i), 30) for i in range(12)]
+    md = "\n\n".join(paras)
+    chunks = split_markdown(md, 600)
+    assert set(chunks) <= {"\n\n".join(paras[i:j]) for i in range(12) for j in range(i + 1, 13)}
+    md = "\n\n".join(f"## H{i}\n{p}" for i, p in enumerate(paras))
+    for c in split_markdown(md, 600)[1:]:
+        assert c.startswith("## H")
+
+
+def test_long_line_splits_at_spaces():
+    md = " ".join(["word"] * 1000)
+    chunks = split_markdown(md, 300)
+    check_chunks(md, chunks, 300)
+    assert all(c.startswith("word") and c.endswith("word") for c in chunks)
+
+
+def test_hard_cut_without_boundaries():
+    md = "x" * 1000
+    chunks = split_markdown(md, 100)
+    check_chunks(md, chunks, 100)
+    assert "".join(chunks) == md
+
+
+def test_huge_code_block():
+    body = "\n".join(f"    value_{i} = function_call(argument_{i}, other={i})" for i in range(200))
+    md = "Intro text.\n\n```python\n" + body + "\n```\n\nAfter the code."
+    assert len(body) > 10_000
+    chunks = split_markdown(md)
+    check_chunks(md, chunks, DEFAULT_MESSAGE_CHARS)
+    assert len(chunks) >= 4
+    for c in chunks[1:-1]:
+        assert c.startswith("```python\n") and c.endswith("\n```")
+    # the code is cut only at line ends: every code line survives intact
+    code_lines = {l for c in chunks for l in c.split("\n") if l.startswith("    value_")}
+    assert code_lines == set(body.split("\n"))
+
+
+def test_huge_code_line_inside_fence():
+    md = "```\n" + "a" * 500 + "\n```"
+    chunks = split_markdown(md, 120)
+    check_chunks(md, chunks, 120)
+
+
+def test_tables_split_between_rows():
+    rows = [f"| row {i} | {i * i} | some descriptive text here |" for i in range(300)]
+    md = "Table:\n\n| name | square | note |\n|---|---|---|\n" + "\n".join(rows)
+    chunks = split_markdown(md, 1000)
+    check_chunks(md, chunks, 1000)
+    assert len(chunks) > 10
+    for c in chunks[1:]:  # continuation chunks repeat the header so each renders as a table
+        assert c.startswith("| name | square | note |\n|---|---|---|\n| row ")
+        assert all(l.startswith("|") and l.endswith("|") for l in c.split("\n"))
+    rows_out = [l for c in chunks for l in c.split("\n") if l.startswith("| row ")]
+    assert rows_out == rows
+
+
+def test_split_report_starts_chunks_at_sections():
+    rng = random.Random(3)
+    sections = [f"## Part {i}\n\n" + "\n\n".join(sentence(rng, 20) for _ in range(rng.randint(1, 5))) for i in range(20)]
+    md = "# Report\n\nSummary line.\n\n" + "\n\n".join(sections)
+    limit = 1200
+    assert all(len(s) <= limit for s in sections)
+    chunks = split_report(md, limit)
+    check_chunks(md, chunks, limit)
+    for c in chunks[1:]:
+        assert c.startswith("## Part")
+    # whole sections are packed: no chunk could have taken the next section too
+    for a, b in zip(chunks, chunks[1:]):
+        nxt = b.split("\n## ")[0]
+        assert len(a) + 2 + len(nxt) > limit
+
+
+def test_split_report_long_section_falls_back():
+    rng = random.Random(5)
+    md = "## Big\n\n" + "\n\n".join(sentence(rng, 30) for _ in range(40)) + "\n\n## Small\n\nend."
+    chunks = split_report(md, 800)
+    check_chunks(md, chunks, 800)
+    assert chunks[-1].startswith("## Small") or chunks[-1].endswith("## Small\n\nend.")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("limit", [150, 400, 1500])
+def test_stable_split_freezes_monotonically(seed, limit):
+    rng = random.Random(seed)
+    text = realistic(rng, sections=5) + "\n\n```js\n" + "\n".join(f"let v{i} = {i};" for i in range(120))
+    final = split_markdown(text, limit)
+    cuts = sorted(rng.sample(range(len(text) + 1), 80)) + [len(text)]
+    prev_frozen: list[str] = []
+    for n in cuts:
+        frozen, tail = stable_split(text[:n], limit)
+        assert frozen == final[: len(frozen)]
+        assert frozen[: len(prev_frozen)] == prev_frozen
+        assert len(tail) <= limit
+        if frozen:
+            assert len(text[:n]) > limit
+        rendered = close_open_fences(tail)
+        assert fences_balanced(rendered)
+        prev_frozen = frozen
+    assert stable_split(text, limit) == (final[:-1], final[-1])
+
+
+def test_stable_split_every_prefix_small():
+    rng = random.Random(11)
+    text = realistic(rng, sections=2)[:2500]
+    final = split_markdown(text, 100)
+    for n in range(0, len(text) + 1, 3):
+        frozen, _ = stable_split(text[:n], 100)
+        assert frozen == final[: len(frozen)]
+
+
+def test_close_open_fences():
+    assert close_open_fences("hi") == "hi"
+    assert close_open_fences("a\n```py\nx = 1") == "a\n```py\nx = 1\n```"
+    assert close_open_fences("a\n```py\nx = 1\n") == "a\n```py\nx = 1\n```"
+    assert close_open_fences("a\n```py\nx = 1\n``") == "a\n```py\nx = 1\n```"
+    assert close_open_fences("a\n```py\nx\n```\nb\n`") == "a\n```py\nx\n```\nb"
+    assert close_open_fences("text with ```inline``` code") == "text with ```inline``` code"
+    assert close_open_fences("- item\n   ~~~~\n   code") == "- item\n   ~~~~\n   code\n   ~~~~"
+
+
+def test_message_payload():
+    p = message_payload("**Hi** <!channel> & you")
+    assert p["blocks"] == [{"type": "markdown", "text": "**Hi** <!channel> & you"}]
+    assert p["text"] == "**Hi** &lt;!channel&gt; &amp; you"
+    long = message_payload("y" * 3500)
+    assert len(long["text"]) == 3000 and long["text"].endswith("…")
+    assert long["blocks"][0]["text"] == "y" * 3500
+    amp = message_payload("&" * 3500, fallback_chars=100)
+    assert len(amp["text"]) <= 100 and amp["text"].endswith("&amp;…")
+    for blank in ("", "  \n"):
+        p = message_payload(blank)
+        assert p["text"] and p["blocks"][0]["text"].strip()
+
+
+def test_slack_to_prompt():
+    names = {"U1": "Alice Adams", "U2": "Bob"}
+    assert slack_to_prompt("<@UBOT> what does <@U1> think?", names, "UBOT") == "what does @Alice Adams think?"
+    assert slack_to_prompt("<@UBOT>: summarize", names, "UBOT") == "summarize"
+    assert slack_to_prompt("hey <@UBOT>, help <@U9>", names, "UBOT") == "hey, help @U9"
+    assert slack_to_prompt("thanks <@UBOT>!", names, "UBOT") == "thanks!"
+    assert slack_to_prompt("ask <@UBOT> about it", names, "UBOT") == "ask about it"
+    assert slack_to_prompt("<@UBOT>", names, "UBOT") == ""
+    assert slack_to_prompt("<@UBOT> hi", names) == "@UBOT hi"
+    assert slack_to_prompt("see <https://x.io/a?b=1&amp;c=2|the docs>", {}) == "see [the docs](https://x.io/a?b=1&c=2)"
+    assert slack_to_prompt("<https://x.io>", {}) == "https://x.io"
+    assert slack_to_prompt("<https://x.io|x.io>", {}) == "https://x.io"
+    assert slack_to_prompt("mail <mailto:a@b.com|a@b.com>", {}) == "mail a@b.com"
+    assert slack_to_prompt("in <#C123|general> and <#C9>", {}) == "in #general and #C9"
+    assert slack_to_prompt("<!here> <!channel> <!everyone>", {}) == "@here @channel @everyone"
+    assert slack_to_prompt("<!subteam^S1|@devs> ok", {}) == "@devs ok"
+    assert slack_to_prompt("a &lt; b &amp;&amp; c &gt; d", {}) == "a < b && c > d"
+    assert slack_to_prompt("&amp;lt;", {}) == "&lt;"
+    assert slack_to_prompt("line1\n<@UBOT> line2\n    code", names, "UBOT") == "line1\nline2\n    code"
+
+
+def test_mentioned_user_ids():
+    assert mentioned_user_ids("<@U1> and <@W2|bob> and <@U1> <#C1> <!here>") == ["U1", "W2"]
+    assert mentioned_user_ids("nobody") == []
+
+
+def test_sources_section():
+    assert sources_section([]) == ""
+    assert sources_section([{"url": ""}]) == ""
+    s = sources_section([
+        {"url": "https://a.com/x", "title": "A [site]"},
+        {"url": "https://b.com/y (z)", "title": ""},
+        {"url": "https://a.com/x", "title": "dup"},
+    ])
+    assert s == "**Sources**\n1. [A (site)](https://a.com/x)\n2. [b.com/y (z)](https://b.com/y%20%28z%29)"
