@@ -1,0 +1,13 @@
+"""Bolt listeners grouped by kind, each group with its own register(app, services)."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from . import actions, commands, events
+
+
+def register(app: AsyncApp, services) -> None:
+    events.register(app, services)
+    commands.register(app, services)
+    actions.register(app, services)

@@ -1,0 +1,177 @@
+"""Builds the Bolt app and the web server (Slack endpoint, health, readiness, metrics), and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from . import listeners, metrics
+from .chat.turns import TurnRunner
+from .config import Settings
+from .gemini import Gemini
+from .store import Store
+from .tasks import TaskTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    gemini: Gemini
+    client: AsyncWebClient
+    turns: TurnRunner
+    tasks: TaskTracker = field(default_factory=TaskTracker)
+    research: object | None = None  # research.jobs.Research, when enabled
+    worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def build_services(settings: Settings) -> Services:
+    from .research.jobs import Research  # research builds on the chat pieces
+
+    store = Store.from_url(settings.redis_url, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
+                           dedup_ttl=settings.dedup_ttl_seconds)
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    gemini = Gemini(settings)
+    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client))
+    services.research = Research(services)
+    return services
+
+
+def build_bolt(services: Services) -> AsyncApp:
+    s = services.settings
+    app = AsyncApp(
+        client=services.client,
+        signing_secret=s.slack_signing_secret or None,
+        request_verification_enabled=not s.socket_mode,
+        logger=logging.getLogger("slackbot.bolt"),
+    )
+    listeners.register(app, services)
+    return app
+
+
+def build_web(services: Services, bolt: AsyncApp) -> web.Application:
+    verifier = SignatureVerifier(services.settings.slack_signing_secret)
+
+    async def slack_events(request: web.Request) -> web.Response:
+        if not services.tasks.accepting:
+            return web.Response(status=503, text="shutting down")
+        body = await request.text()
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            return web.Response(status=401, text="invalid signature")
+        try:
+            bolt_resp = await bolt.async_dispatch(AsyncBoltRequest(body=body, query=request.query_string,
+                                                                   headers=dict(request.headers)))
+        except Exception:  # unparseable body: logged and acked, since a retry would fail the same way
+            log.warning("malformed Slack request acked", extra={"bytes": len(body)})
+            return web.Response(status=200, text="")
+        if bolt_resp.status == 500:  # signed but not a shape Bolt can handle: same reasoning
+            log.warning("Slack request Bolt could not handle; acked", extra={"bytes": len(body)})
+            return web.Response(status=200, text="")
+        return await to_aiohttp_response(bolt_resp)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        redis_ok = await services.store.ping()
+        ready = redis_ok and services.tasks.accepting
+        return web.json_response({"ok": ready, "redis": redis_ok, "accepting": services.tasks.accepting},
+                                 status=200 if ready else 503)
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    web_app = web.Application()
+    web_app.add_routes([
+        web.post("/slack/events", slack_events),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics_page),
+    ])
+    return web_app
+
+
+async def serve(settings: Settings, *, with_worker: bool | None = None, stop: asyncio.Event | None = None,
+                web_app_hook=None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop`): web server, optional Socket Mode, optional research worker."""
+    services = build_services(settings)
+    bolt = build_bolt(services)
+    web_app = build_web(services, bolt)
+    if web_app_hook:
+        web_app_hook(web_app, services)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info("serving", extra={"port": settings.port, "socket_mode": settings.socket_mode})
+    stop = stop or _stop_on_signals()
+    socket_handler = None
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+        await socket_handler.connect_async()
+    run_worker = settings.research_worker if with_worker is None else with_worker
+    worker = services.research.worker() if run_worker else None
+    worker_task = asyncio.create_task(worker.run()) if worker else None
+    await stop.wait()
+    log.info("shutting down: no new events; letting answers in flight finish")
+    services.tasks.accepting = False
+    if worker:
+        worker.stop()  # its leased jobs go back to the schedule for other workers
+    if socket_handler:
+        await socket_handler.disconnect_async()
+    await services.tasks.drain(settings.shutdown_grace_seconds)
+    if worker_task:
+        await asyncio.wait({worker_task}, timeout=5)
+    await runner.cleanup()
+    await services.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Only the research worker (plus /healthz and /readyz), for operators who scale it apart."""
+    services = build_services(settings)
+    web_app = web.Application()
+    web_app.add_routes([
+        web.get("/healthz", lambda _: web.json_response({"ok": True})),
+        web.get("/readyz", lambda _: _ready(services)),
+        web.get("/metrics", lambda _: web.Response(body=metrics.render(), content_type="text/plain")),
+    ])
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    stop = stop or _stop_on_signals()
+    worker = services.research.worker()
+    task = asyncio.create_task(worker.run())
+    await stop.wait()
+    worker.stop()
+    await asyncio.wait({task}, timeout=settings.shutdown_grace_seconds)
+    await runner.cleanup()
+    await services.close()
+
+
+async def _ready(services: Services) -> web.Response:
+    ok = await services.store.ping()
+    return web.json_response({"ok": ok, "redis": ok}, status=200 if ok else 503)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

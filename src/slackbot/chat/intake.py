@@ -1,0 +1,70 @@
+"""Which Slack events become chat turns. Pure: no I/O, so every rule has a unit test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Message subtypes that are still a person talking; every other subtype (bot_message,
+# message_changed, message_deleted, channel_join, ...) is ignored.
+_USER_SUBTYPES = {None, "", "file_share", "thread_broadcast"}
+DM_THREAD = "dm"  # chain key for top-level DM messages: the DM itself is one conversation
+
+
+@dataclass(frozen=True)
+class Turn:
+    team: str
+    channel: str
+    user: str
+    text: str
+    ts: str
+    reply_thread_ts: str | None  # where the answer goes (None = top level of a DM)
+    chain_thread: str  # the thread key the chain head is stored under
+    kind: str  # mention | reply | dm
+    in_existing_thread: bool = False  # a mention inside a thread people already started
+    files: tuple = ()
+
+    @property
+    def dedup_key(self) -> str:
+        # One message is one turn, however many events carry it (app_mention + message, retries).
+        return f"msg:{self.team}:{self.channel}:{self.ts}"
+
+
+def classify(event: dict, bot_user_id: str | None, team: str) -> Turn | None:
+    """The turn an event asks for, or None when the bot should stay quiet."""
+    if not isinstance(event, dict) or event.get("bot_id") or event.get("bot_profile"):
+        return None
+    user = event.get("user")
+    if not user or user == bot_user_id or not event.get("channel") or not event.get("ts"):
+        return None
+    kind = event.get("type")
+    if kind == "app_mention":
+        return _turn(event, team, "mention")
+    if kind != "message" or event.get("subtype") not in _USER_SUBTYPES:
+        return None
+    if event.get("channel_type") == "im":
+        return _dm_turn(event, team)
+    thread_ts = event.get("thread_ts")
+    if not thread_ts or thread_ts == event["ts"]:
+        return None  # top-level channel chatter; mentions arrive as app_mention
+    if bot_user_id and f"<@{bot_user_id}>" in (event.get("text") or ""):
+        return None  # the app_mention event for the same message answers it
+    return _turn(event, team, "reply")
+
+
+def _turn(event: dict, team: str, kind: str) -> Turn:
+    ts = event["ts"]
+    thread_ts = event.get("thread_ts") or ts
+    return Turn(
+        team=event.get("team") or team, channel=event["channel"], user=event["user"],
+        text=event.get("text") or "", ts=ts, reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
+        in_existing_thread=kind == "mention" and thread_ts != ts, files=tuple(event.get("files") or ()),
+    )
+
+
+def _dm_turn(event: dict, team: str) -> Turn:
+    thread_ts = event.get("thread_ts")
+    return Turn(
+        team=event.get("team") or team, channel=event["channel"], user=event["user"],
+        text=event.get("text") or "", ts=event["ts"], reply_thread_ts=thread_ts,
+        chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),
+    )

@@ -1,0 +1,59 @@
+"""Events API: app mentions, thread replies and DMs become chat turns.
+
+Intake runs as a global middleware, before Bolt acks: it decides in pure code whether an event is
+a turn (`chat.intake.classify`), then claims the message in Redis so it is answered at most once
+across retries, duplicate event kinds and replicas. If Redis is unreachable it answers 503, so
+Slack redelivers later instead of the event being silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+
+from .. import metrics
+from ..chat.intake import classify
+from ..store import RedisError
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, services) -> None:
+    @app.middleware
+    async def intake(body, context, next):
+        if body.get("type") != "event_callback":
+            return await next()
+        event = body.get("event") or {}
+        kind = str(event.get("type", "unknown"))
+        where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
+                 "retry": context.get("retry_num")}
+        turn = classify(event, context.bot_user_id, body.get("team_id") or context.team_id or "")
+        if turn is None:
+            metrics.EVENTS.labels(kind, "ignored").inc()
+            return BoltResponse(status=200, body="")
+        if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
+            return BoltResponse(status=503, body="")
+        try:
+            first = await services.store.first_sighting(turn.dedup_key)
+        except (RedisError, OSError):
+            metrics.EVENTS.labels(kind, "redis_down").inc()
+            log.warning("redis unavailable; asking Slack to redeliver", extra=where)
+            return BoltResponse(status=503, body="")
+        if not first:
+            metrics.EVENTS.labels(kind, "duplicate").inc()
+            log.info("duplicate event", extra=where)
+            return BoltResponse(status=200, body="")
+        metrics.EVENTS.labels(kind, "accepted").inc()
+        log.info("slack event", extra={**where, "kind": turn.kind, "thread_ts": turn.chain_thread})
+        context["turn"] = turn
+        await next()
+
+    async def start_turn(context) -> None:
+        turn = context.get("turn")
+        if turn is not None:
+            services.tasks.spawn(services.turns.run(turn, context.bot_user_id), name=f"turn:{turn.dedup_key}")
+
+    app.event("app_mention")(start_turn)
+    app.event("message")(start_turn)

@@ -1,0 +1,123 @@
+"""Posting and editing Slack messages within Slack's limits, on one replica or several.
+
+* `chat.update` is Tier 3 per workspace: every edit takes a token from one Redis token bucket per
+  team (`edit:{team}`), shared by all answers and replicas. Intermediate edits queue fairly
+  (longest-waiting answer first) and leave a small reserve untouched; final edits may use the
+  reserve and skip the queue, so finished answers land first.
+* `chat.postMessage` is about one per second per channel: one bucket per channel.
+* A 429 that comes anyway (another app, a smaller real limit) pauses the whole bucket for
+  Retry-After and slows its refill for a few minutes (`Store.penalize`).
+* If Redis is unreachable, pacing falls back to a slow local interval rather than failing answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .. import metrics
+from ..config import Settings
+from ..store import Budget, RedisError, Store
+
+log = logging.getLogger(__name__)
+
+_FALLBACK_INTERVAL = 3.0  # seconds between edits per answer while Redis is away
+_MAX_ATTEMPTS = 8
+
+
+class SlackPoster:
+    """Budgeted chat.postMessage / chat.update for one workspace."""
+
+    def __init__(self, client: AsyncWebClient, store: Store, settings: Settings, team: str):
+        self.client = client
+        self.store = store
+        self.team = team
+        self.edit_bucket = f"edit:{team}"
+        self.edit_budget = Budget(settings.edit_budget_per_minute / 60.0, settings.edit_budget_burst,
+                                  settings.edit_final_reserve)
+        self.post_budget = Budget(settings.post_per_channel_per_second, settings.post_burst)
+
+    async def _wait_for(self, bucket: str, budget: Budget, *, member: str = "-", priority: bool = True,
+                        give_up_after: float | None = None) -> bool:
+        """Block until the bucket grants a token; False if that would take longer than give_up_after."""
+        waited = 0.0
+        while True:
+            try:
+                wait = await self.store.take(bucket, budget, member=member, priority=priority)
+            except (RedisError, OSError):
+                wait = 0.0
+                await asyncio.sleep(_FALLBACK_INTERVAL)
+            if wait <= 0:
+                return True
+            if give_up_after is not None and waited + wait > give_up_after:
+                return False
+            await asyncio.sleep(wait)
+            waited += wait
+
+    async def post(self, channel: str, payload: dict, thread_ts: str | None = None) -> str | None:
+        """chat.postMessage; returns the new ts, or None when Slack refused (logged)."""
+        for _ in range(_MAX_ATTEMPTS):
+            await self._wait_for(f"post:{self.team}:{channel}", self.post_budget)
+            try:
+                resp = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
+                return resp["ts"]
+            except SlackApiError as exc:
+                if not await self._after_error("chat.postMessage", exc, channel):
+                    return None
+        return None
+
+    async def edit(self, channel: str, ts: str, payload: dict, *, member: str, final: bool) -> bool:
+        """chat.update paid from the workspace budget. A final edit retries until it lands."""
+        attempts = _MAX_ATTEMPTS if final else 1
+        for _ in range(attempts):
+            await self._wait_for(self.edit_bucket, self.edit_budget, member=member, priority=final)
+            try:
+                await self.client.chat_update(channel=channel, ts=ts, **payload)
+                return True
+            except SlackApiError as exc:
+                if not await self._after_error("chat.update", exc, channel):
+                    return False
+        return False
+
+    async def take_edit_slot(self, member: str, *, priority: bool) -> float:
+        """Ask once for an edit token without blocking: 0.0 = granted, else seconds to wait."""
+        try:
+            return await self.store.take(self.edit_bucket, self.edit_budget, member=member, priority=priority)
+        except (RedisError, OSError):
+            return _FALLBACK_INTERVAL
+
+    async def update_now(self, channel: str, ts: str, payload: dict) -> bool:
+        """chat.update for a token already taken with take_edit_slot."""
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, **payload)
+            return True
+        except SlackApiError as exc:
+            await self._after_error("chat.update", exc, channel)
+            return False
+
+    async def leave(self, member: str) -> None:
+        try:
+            await self.store.leave_queue(self.edit_bucket, member)
+        except (RedisError, OSError):
+            pass
+
+    async def _after_error(self, method: str, exc: SlackApiError, channel: str) -> bool:
+        """Log a Slack error with context; after a 429 wait Retry-After. True = worth retrying."""
+        resp = exc.response
+        error = resp.get("error") if resp is not None else "unknown"
+        if resp is not None and resp.status_code == 429:
+            retry_after = float(resp.headers.get("Retry-After", resp.headers.get("retry-after", 1)) or 1)
+            metrics.SLACK_429.labels(method).inc()
+            log.warning("slack rate limited", extra={"method": method, "channel": channel, "retry_after": retry_after})
+            bucket = self.edit_bucket if method == "chat.update" else f"post:{self.team}:{channel}"
+            try:
+                await self.store.penalize(bucket, retry_after)
+            except (RedisError, OSError):
+                await asyncio.sleep(retry_after)
+            return True
+        metrics.SLACK_ERRORS.labels(method, str(error)).inc()
+        log.warning("slack call failed", extra={"method": method, "channel": channel, "error": error})
+        return False

@@ -1,0 +1,184 @@
+"""One answer growing in Slack as Gemini writes it.
+
+Design (shaped by the shared edit budget, see poster.py):
+* first words: the first message is posted with `chat.postMessage` as soon as text exists, so it
+  never waits for the edit budget; only if Gemini is silent for `placeholder_after` seconds is a
+  "thinking" placeholder posted (its replacement by the first words then jumps the edit queue);
+* growth: at most one `chat.update` per `min_interval` per answer, and only with a token from the
+  workspace bucket; the text is rendered when the token is granted, so a late edit shows the latest
+  text and costs no more than an early one;
+* long answers: `stable_split` freezes chunks that will never change; a frozen chunk gets its final
+  edit and the rest continues in a new message in the same thread;
+* the final text of every message is a priority edit that retries through 429s until it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from .. import metrics
+from .poster import SlackPoster
+from .render import close_open_fences, message_payload, stable_split
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "_Thinking…_"
+EMPTY_ANSWER = "_Gemini returned an empty answer. Try rephrasing?_"
+
+
+@dataclass
+class _Message:
+    ts: str
+    shown: str
+    placeholder: bool = False
+
+
+class AnswerStream:
+    def __init__(self, poster: SlackPoster, channel: str, thread_ts: str | None, *, limit: int,
+                 min_interval: float, placeholder_after: float):
+        self.poster = poster
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.limit = limit
+        self.min_interval = min_interval
+        self.placeholder_after = placeholder_after
+        self.member = uuid.uuid4().hex[:12]
+        self.text = ""
+        self.messages: list[_Message] = []
+        self.edits = 0
+        self.broken = False  # Slack refused a post (e.g. not_in_channel): stop trying
+        self.first_text_at: float | None = None
+        self.first_visible_at: float | None = None
+        self._changed = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # --- called by the turn runner ----------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._pump())
+
+    def feed(self, text: str) -> None:
+        if self.first_text_at is None:
+            self.first_text_at = time.monotonic()
+        self.text += text
+        self._changed.set()
+
+    async def finish(self, note: str = "") -> None:
+        """Land the whole answer (plus an optional italic note line) and stop."""
+        if note:
+            self.text = f"{self.text}\n\n_{note}_" if self.text.strip() else f"_{note}_"
+        self._finished.set()
+        if self._task:
+            await self._task
+        if not self.text.strip():
+            self.text = EMPTY_ANSWER
+        await self._sync(final=True)
+        await self.poster.leave(self.member)
+        metrics.EDITS_PER_ANSWER.observe(self.edits)
+
+    @property
+    def visible(self) -> bool:
+        return any(not m.placeholder for m in self.messages)
+
+    # --- the pump -------------------------------------------------------------------------------
+    async def _pump(self) -> None:
+        try:
+            await self._first_message()
+            last_edit = time.monotonic()
+            while not self._finished.is_set() and not self.broken:
+                await self._wait(self._changed.wait())
+                self._changed.clear()
+                await self._wait(asyncio.sleep(max(0.0, last_edit + self.min_interval - time.monotonic())))
+                if self._finished.is_set():
+                    return
+                await self._sync(final=False)
+                last_edit = time.monotonic()
+        except Exception:  # the final sync still runs; never let the pump kill the turn
+            log.exception("answer pump failed", extra={"channel": self.channel})
+
+    async def _first_message(self) -> None:
+        """Post the first words as soon as they exist; a placeholder only if Gemini is slow."""
+        if not self.text:
+            await self._wait(self._changed.wait(), timeout=self.placeholder_after)
+        if self._finished.is_set():
+            return
+        if self.text:
+            self._changed.clear()
+            await self._sync(final=False)
+        else:
+            ts = await self.poster.post(self.channel, message_payload(PLACEHOLDER), self.thread_ts)
+            if ts is None:
+                self.broken = True
+            else:
+                self.messages.append(_Message(ts, PLACEHOLDER, placeholder=True))
+
+    async def _wait(self, aw, timeout: float | None = None) -> None:
+        """Await `aw`, but return early when the answer finishes."""
+        finished = asyncio.ensure_future(self._finished.wait())
+        other = asyncio.ensure_future(aw)
+        await asyncio.wait({finished, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for fut in (finished, other):
+            fut.cancel()
+
+    # --- bringing Slack in line with self.text ------------------------------------------------
+    async def _sync(self, *, final: bool) -> None:
+        if self.broken:
+            return
+        frozen, tail = stable_split(self.text, self.limit)
+        chunks = frozen + ([tail] if tail.strip() else [])
+        for index, chunk in enumerate(chunks):
+            is_tail = index == len(chunks) - 1 and not final
+            shown = close_open_fences(chunk) if is_tail else chunk
+            if not await self._show(index, shown, final=final or not is_tail):
+                return
+
+    async def _show(self, index: int, shown: str, *, final: bool) -> bool:
+        if index >= len(self.messages):
+            ts = await self.poster.post(self.channel, message_payload(shown), self.thread_ts)
+            if ts is None:
+                self.broken = True
+                return False
+            self.messages.append(_Message(ts, shown))
+            self._mark_visible()
+            return True
+        message = self.messages[index]
+        if message.shown == shown:
+            return True
+        if final or message.placeholder:
+            ok = await self.poster.edit(self.channel, message.ts, message_payload(shown),
+                                        member=self.member, final=True)
+            if ok:
+                message.shown = shown
+        else:
+            ok = await self._budgeted_edit(message)
+        if ok:
+            self.edits += 1
+            message.placeholder = False
+            self._mark_visible()
+        return ok
+
+    async def _budgeted_edit(self, message: _Message) -> bool:
+        """Queue for an intermediate edit; render the newest text once the token is ours."""
+        while not self._finished.is_set():
+            wait = await self.poster.take_edit_slot(self.member, priority=False)
+            if wait <= 0:
+                frozen, tail = stable_split(self.text, self.limit)
+                index = self.messages.index(message)
+                shown = frozen[index] if index < len(frozen) else close_open_fences(tail)
+                if shown == message.shown:
+                    return False
+                if await self.poster.update_now(self.channel, message.ts, message_payload(shown)):
+                    message.shown = shown
+                    return True
+                return False
+            await self._wait(asyncio.sleep(wait))
+        return False
+
+    def _mark_visible(self) -> None:
+        if self.first_visible_at is None and self.first_text_at is not None and self.visible:
+            self.first_visible_at = time.monotonic()
+            metrics.FIRST_TEXT.observe(self.first_visible_at - self.first_text_at)

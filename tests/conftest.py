@@ -1,0 +1,185 @@
+"""Real parts for every end-to-end test: Redis, the two emulators, and the bot served over HTTP.
+
+Redis: REDIS_URL when it answers, else a throwaway redis-server this session starts (and stops).
+Each test writes only under its own random key prefix and deletes exactly those keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from slackbot.app import serve
+from slackbot.config import Settings
+from slackbot.emulators.gemini import GeminiEmulator
+from slackbot.emulators.slack import SlackEmulator
+
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A redis-server process of our own (for tests that stop and restart it)."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server")
+        if not binary:
+            pytest.fail("redis-server is not installed: run scripts/test, which installs it")
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not _answers(self.url):
+            if time.time() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _answers(url):
+        yield url
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def prefix(redis_url):
+    """A key prefix of this test's own; its keys are deleted afterwards (and nothing else)."""
+    name = f"slackbot-test-{secrets.token_hex(4)}"
+    yield name
+    client = aioredis.from_url(redis_url)
+    keys = [k async for k in client.scan_iter(match=f"{name}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def gemini_emu():
+    emu = GeminiEmulator(chunk_chars=12, chunk_delay=0.01)
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def slack_emu():
+    emu = SlackEmulator(signing_secret=SIGNING_SECRET, bot_token=BOT_TOKEN)
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+def bot_settings(*, redis_url: str, prefix: str, slack_emu, gemini_emu, port: int | None = None, **overrides) -> Settings:
+    """Production settings with test-sized timings; everything points at local emulators."""
+    values = dict(
+        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_app_token="",
+        slack_api_url=slack_emu.api_url, gemini_api_key="test-key", gemini_base_url=gemini_emu.base_url,
+        use_enterprise=False, gemini_model="gemini-3-flash-preview", redis_url=redis_url, redis_prefix=prefix,
+        host="127.0.0.1", port=port or free_port(), edit_min_interval=0.2, placeholder_after_seconds=0.5,
+        gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
+        research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
+        tools="", system_instruction="Be brief.",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Bot:
+    settings: Settings
+    url: str
+    task: asyncio.Task
+    stop: asyncio.Event
+
+
+async def start_bot(settings: Settings, slack_emu=None) -> Bot:
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop=stop))
+    url = f"http://127.0.0.1:{settings.port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            if task.done():
+                task.result()
+            try:
+                async with http.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    if slack_emu is not None:
+        slack_emu.app_url = f"{url}/slack/events"
+    return Bot(settings, url, task, stop)
+
+
+async def stop_bot(bot: Bot) -> None:
+    bot.stop.set()
+    await asyncio.wait_for(bot.task, 30)
+
+
+@pytest.fixture
+def settings_for(redis_url, prefix, slack_emu, gemini_emu):
+    def make(**overrides) -> Settings:
+        return bot_settings(redis_url=redis_url, prefix=prefix, slack_emu=slack_emu, gemini_emu=gemini_emu, **overrides)
+    return make
+
+
+@pytest.fixture
+async def bot(settings_for, slack_emu):
+    running = await start_bot(settings_for(), slack_emu)
+    yield running
+    await stop_bot(running)
+
+
+async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Wait until predicate() (sync or async) is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,340 @@
+"""Chat end to end: signed Slack deliveries -> real Bolt app over HTTP -> real SDK -> emulators; Redis real.
+
+Each test names the numbered behaviour of the chat issue it proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from conftest import eventually
+
+from slackbot.slack_out.streamer import PLACEHOLDER
+
+MENTION = "<@UBOT>"
+
+
+def thread_bot_texts(slack_emu, channel, thread_ts):
+    return [m.visible_text for m in slack_emu.bot_messages(channel, thread_ts)]
+
+
+async def head(redis_url, prefix, channel, thread_ts, team="T0001"):
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        return await client.get(f"{prefix}:chain:{team}:{channel}:{thread_ts}")
+    finally:
+        await client.aclose()
+
+
+async def answered(slack_emu, gemini_emu, channel, thread_ts, count=1, timeout=10, settle=0.6):
+    """Wait until the thread holds `count` bot messages and nothing has changed for `settle` seconds."""
+    seen = {"texts": None, "since": 0.0}
+    loop = asyncio.get_running_loop()
+
+    def done():
+        texts = thread_bot_texts(slack_emu, channel, thread_ts)
+        if texts != seen["texts"]:
+            seen.update(texts=texts, since=loop.time())
+            return False
+        return (len(texts) >= count and all(PLACEHOLDER not in t for t in texts)
+                and loop.time() - seen["since"] >= settle)
+    await eventually(done, timeout, message=f"{count} answers in {channel}/{thread_ts}")
+    return thread_bot_texts(slack_emu, channel, thread_ts)
+
+
+# 1 + 2 + 3: acked at once, streamed by edits, final text is Gemini's, chain head stored
+async def test_mention_streams_answer_into_thread_and_stores_chain(bot, slack_emu, gemini_emu, redis_url, prefix):
+    long_text = " ".join(f"word{i}" for i in range(120))
+    gemini_emu.script(text=long_text, chunk_chars=8, chunk_delay=0.01)
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} how do I rotate a Postgres password?")
+    assert all(d.status == 200 for d in delivery.all)
+    assert max(d.latency for d in delivery.all) < 3.0  # the ack does not wait for the answer
+    root = delivery.message.ts
+    await eventually(lambda: gemini_emu.model_creates() and
+                     thread_bot_texts(slack_emu, "C_GENERAL", root) == [long_text], 10, message="final text")
+    created = gemini_emu.model_creates()
+    assert len(created) == 1
+    assert created[0]["input"].strip() == "how do I rotate a Postgres password?"
+    assert created[0]["stream"] is True and created[0].get("store", True) is True
+    assert created[0]["system_instruction"] == "Be brief."  # turn-scoped fields re-sent
+    assert "previous_interaction_id" not in created[0]
+    answer = slack_emu.bot_messages("C_GENERAL", root)[0]
+    assert answer.thread_ts == root
+    assert len(answer.edits) >= 1  # it grew in place
+    interaction_id = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root), message="chain head")
+    assert gemini_emu.interaction(interaction_id)["output_text"] == long_text
+
+
+# 3: a reply in the thread (no mention) continues the chain with memory
+async def test_thread_reply_continues_chain(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} remember the number 42")
+    root = first.message.ts
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root)
+    first_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root))
+    await slack_emu.user_message("C_GENERAL", "what number was it?", thread_ts=root)
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", root, count=2)
+    assert texts[1] == "Reply 2 to: what number was it?"
+    creates = gemini_emu.model_creates()
+    assert creates[-1]["previous_interaction_id"] == first_head
+    second_head = await head(redis_url, prefix, "C_GENERAL", root)
+    assert second_head != first_head
+    assert gemini_emu.interaction(second_head)["previous_interaction_id"] == first_head
+
+
+# DMs: every message is a turn, one conversation per DM
+async def test_dm_every_message_is_a_turn(bot, slack_emu, gemini_emu):
+    await slack_emu.user_message("D_ALICE", "hello there")
+    await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 1 and
+                     slack_emu.bot_messages("D_ALICE")[0].visible_text == "Reply 1 to: hello there")
+    await slack_emu.user_message("D_ALICE", "and again")
+    await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 2 and
+                     slack_emu.bot_messages("D_ALICE")[1].visible_text == "Reply 2 to: and again")
+    assert slack_emu.bot_messages("D_ALICE")[0].thread_ts is None  # a DM answers at top level
+
+
+# 3: two messages at once in one thread: answered one after the other, no fork, no lost turn
+async def test_concurrent_messages_in_one_thread_chain_linearly(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} start")
+    root = first.message.ts
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root)
+    gemini_emu.script(match="alpha", text="alpha answer " * 10, chunk_delay=0.02)
+    gemini_emu.script(match="beta", text="beta answer " * 10, chunk_delay=0.02)
+    await asyncio.gather(
+        slack_emu.user_message("C_GENERAL", "alpha", thread_ts=root),
+        slack_emu.user_message("C_GENERAL", "beta", thread_ts=root),
+    )
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root, count=3)
+    await eventually(lambda: len(gemini_emu.model_creates()) == 3)
+    async def chain():
+        ids, cursor = [], await head(redis_url, prefix, "C_GENERAL", root)
+        while cursor:  # walk the chain back from the head
+            ids.append(cursor)
+            cursor = gemini_emu.interaction(cursor).get("previous_interaction_id")
+        return ids
+    ids = await eventually(lambda: _len_is(chain(), 3), message="three turns on one chain")
+    assert len(set(ids)) == 3, "every turn is on the one chain: no fork, no lost turn"
+    inputs = [gemini_emu.interaction(i)["input_text"] for i in reversed(ids)]
+    assert inputs[0] == "start" and sorted(inputs[1:]) == ["alpha", "beta"]
+
+
+async def _len_is(aw, n):
+    value = await aw
+    return value if len(value) == n else None
+
+
+# Different threads proceed concurrently
+async def test_different_threads_run_concurrently(bot, slack_emu, gemini_emu):
+    gemini_emu.script(match="slow-one", text="one " * 40, chunk_chars=4, chunk_delay=0.05)
+    gemini_emu.script(match="slow-two", text="two " * 40, chunk_chars=4, chunk_delay=0.05)
+    a, b = await asyncio.gather(slack_emu.user_message("C_GENERAL", f"{MENTION} slow-one"),
+                                slack_emu.user_message("C_GENERAL", f"{MENTION} slow-two"))
+    # both answers become visible before either finishes
+    await eventually(lambda: slack_emu.bot_messages("C_GENERAL", a.message.ts) and
+                     slack_emu.bot_messages("C_GENERAL", b.message.ts), 5)
+    assert not all(m.visible_text.strip() == ("one " * 40).strip()
+                   for m in slack_emu.bot_messages("C_GENERAL", a.message.ts))
+    await answered(slack_emu, gemini_emu, "C_GENERAL", a.message.ts)
+    await answered(slack_emu, gemini_emu, "C_GENERAL", b.message.ts)
+
+
+# 4: redelivered events are answered at most once
+async def test_redelivery_is_answered_once(bot, slack_emu, gemini_emu):
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} once please")
+    for retry in (1, 2, 3):
+        for d in delivery.all:
+            again = await slack_emu.redeliver(d, retry_num=retry)
+            assert again.status == 200
+    await answered(slack_emu, gemini_emu, "C_GENERAL", delivery.message.ts)
+    await asyncio.sleep(0.5)
+    assert len(slack_emu.bot_messages("C_GENERAL", delivery.message.ts)) == 1
+    assert len(gemini_emu.model_creates()) == 1
+
+
+# 5: never answers itself or bots; ignores edits/deletes; un-mentioned replies only in its own threads
+async def test_ignores_bots_edits_and_foreign_threads(bot, slack_emu, gemini_emu):
+    people = await slack_emu.user_message("C_GENERAL", "a thread among people")
+    await slack_emu.user_message("C_GENERAL", "no mention here", thread_ts=people.message.ts)
+    await slack_emu.deliver_event({"type": "message", "subtype": "bot_message", "bot_id": "BOTHER", "text": "beep",
+                                   "channel": "C_GENERAL", "ts": "1700000001.000100", "channel_type": "channel"})
+    await slack_emu.deliver_event({"type": "message", "user": "UOTHERBOT", "bot_id": "BOTHER", "text": "<@UBOT> hi",
+                                   "channel": "D_ALICE", "ts": "1700000001.000200", "channel_type": "im"})
+    await slack_emu.deliver_event({"type": "message", "subtype": "message_changed", "channel": "D_ALICE",
+                                   "channel_type": "im", "ts": "1700000001.000300",
+                                   "message": {"user": "U_ALICE", "text": "edited"}})
+    await slack_emu.deliver_event({"type": "message", "subtype": "message_deleted", "channel": "D_ALICE",
+                                   "channel_type": "im", "ts": "1700000001.000400"})
+    await slack_emu.deliver_event({"type": "app_mention", "user": "UBOT", "text": "<@UBOT> me",
+                                   "channel": "C_GENERAL", "ts": "1700000001.000500"})
+    await asyncio.sleep(0.8)
+    assert slack_emu.bot_messages() == []
+    assert gemini_emu.model_creates() == []
+
+
+# 5: the bot's own posts and edits echoed back as events cause nothing
+async def test_own_echoes_are_ignored(settings_for, slack_emu, gemini_emu):
+    from conftest import start_bot, stop_bot
+
+    slack_emu.echo_bot_events = True
+    bot = await start_bot(settings_for(), slack_emu)
+    try:
+        first = await slack_emu.user_message("C_GENERAL", f"{MENTION} echo test")
+        await answered(slack_emu, gemini_emu, "C_GENERAL", first.message.ts)
+        await asyncio.sleep(0.8)
+        assert len(slack_emu.bot_messages("C_GENERAL")) == 1
+        assert len(gemini_emu.model_creates()) == 1
+    finally:
+        await stop_bot(bot)
+
+
+# Signed requests only; malformed payloads are logged and acked
+async def test_bad_signature_rejected_and_malformed_payload_acked(bot, slack_emu, gemini_emu):
+    body = '{"type":"event_callback","event":{"type":"app_mention","user":"U_ALICE","text":"<@UBOT> x","channel":"C_GENERAL","ts":"1.2"}}'
+    rejected = await slack_emu.send_signed(body, "application/json", bad_signature=True)
+    assert rejected.status == 401
+    stale = await slack_emu.send_signed(body, "application/json", timestamp="1000000000")
+    assert stale.status == 401
+    garbage = await slack_emu.send_signed("{not json", "application/json")
+    assert garbage.status == 200
+    no_event = await slack_emu.send_signed('{"type":"event_callback","event":"nonsense"}', "application/json")
+    assert no_event.status == 200
+    await asyncio.sleep(0.3)
+    assert slack_emu.bot_messages() == []
+
+
+# 6: a final Gemini failure leaves one plain line, keeps the head, and the next message works
+async def test_gemini_failure_is_plain_and_conversation_stays_usable(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} first")
+    root = first.message.ts
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root)
+    head_before = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root))
+    gemini_emu.script(match="doomed", fail_status=503, fail_times=10)
+    await slack_emu.user_message("C_GENERAL", "doomed question", thread_ts=root)
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", root, count=2)
+    assert texts[1] == "_I couldn't reach Gemini just now. Please try again in a moment._"
+    assert "Traceback" not in texts[1]
+    assert await head(redis_url, prefix, "C_GENERAL", root) == head_before
+    await slack_emu.user_message("C_GENERAL", "are you back?", thread_ts=root)
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", root, count=3)
+    assert texts[2] == "Reply 2 to: are you back?"
+    assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == head_before
+
+
+# 6: transient errors are retried (by the SDK, not multiplied by ours)
+async def test_transient_gemini_errors_are_retried(bot, slack_emu, gemini_emu):
+    gemini_emu.script(match="flaky", fail_status=500, fail_times=2, text="made it")
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} flaky")
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", delivery.message.ts)
+    assert texts == ["made it"]
+    attempts = [r for r in gemini_emu.requests if r["method"] == "POST" and r["path"].endswith("/interactions")]
+    assert len(attempts) == 3
+
+
+# 6: Gemini forgot the head (404): rebuilt from the Slack thread as a stateless turn, new chain
+async def test_forgotten_chain_is_rebuilt_from_slack(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} my cat is called Miso")
+    root = first.message.ts
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root)
+    old_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root))
+    gemini_emu.forget(old_head)
+    await slack_emu.user_message("C_GENERAL", "what is my cat called?", thread_ts=root)
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", root, count=2)
+    rebuilt = gemini_emu.model_creates()[-1]
+    assert "previous_interaction_id" not in rebuilt
+    assert "my cat is called Miso" in rebuilt["input"] and "what is my cat called?" in rebuilt["input"]
+    assert "Traceback" not in texts[1] and "error" not in texts[1].lower()
+    new_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root))
+    assert new_head not in (None, old_head)
+    assert len(slack_emu.calls_to("conversations.replies")) == 1
+
+
+# 6: when the shared replies budget is spent, a fresh chain starts and says so in one line
+async def test_forgotten_chain_without_budget_starts_fresh(bot, slack_emu, gemini_emu, redis_url, prefix):
+    threads = []
+    for name in ("one", "two"):
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} thread {name}")
+        await answered(slack_emu, gemini_emu, "C_GENERAL", d.message.ts)
+        threads.append(d.message.ts)
+        gemini_emu.forget(await eventually(lambda: head(redis_url, prefix, "C_GENERAL", d.message.ts)))
+    await slack_emu.user_message("C_GENERAL", "still there?", thread_ts=threads[0])
+    await answered(slack_emu, gemini_emu, "C_GENERAL", threads[0], count=2)
+    await slack_emu.user_message("C_GENERAL", "hello?", thread_ts=threads[1])
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", threads[1], count=2)
+    assert texts[1].startswith("Reply 1 to: hello?")
+    assert texts[1].endswith("_I no longer remember this thread's earlier conversation, so I'm starting fresh._")
+    assert len(slack_emu.calls_to("conversations.replies")) == 1  # the budget held: 1 a minute
+    assert slack_emu.ratelimited("conversations.replies") == 0
+
+
+# 7: a 429 from Slack is honoured and the final text still lands
+async def test_slack_429_is_honoured_and_final_text_lands(bot, slack_emu, gemini_emu):
+    gemini_emu.script(text="steady " * 30, chunk_chars=10, chunk_delay=0.02)
+    slack_emu.fail_next("chat.update", "ratelimited", times=2, retry_after=1)
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} go")
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", delivery.message.ts, timeout=15)
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", delivery.message.ts) == [("steady " * 30).strip()]
+                     or thread_bot_texts(slack_emu, "C_GENERAL", delivery.message.ts) == ["steady " * 30], 15)
+    assert slack_emu.ratelimited("chat.update") == 2
+
+
+# 7: not_in_channel is logged and the process lives on
+async def test_not_in_channel_does_not_kill_the_process(settings_for, slack_emu, gemini_emu):
+    from conftest import start_bot, stop_bot
+
+    slack_emu.fail_next("chat.postMessage", "not_in_channel", times=1)
+    bot = await start_bot(settings_for(placeholder_after_seconds=5), slack_emu)
+    try:
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} can you hear me")
+        await eventually(lambda: slack_emu.calls_to("chat.postMessage"))
+        await asyncio.sleep(0.5)
+        assert slack_emu.bot_messages("C_GENERAL", d.message.ts) == []
+        d2 = await slack_emu.user_message("C_GENERAL", f"{MENTION} and now?")
+        await answered(slack_emu, gemini_emu, "C_GENERAL", d2.message.ts)
+        assert not bot.task.done()
+    finally:
+        await stop_bot(bot)
+
+
+# 2: long answers continue in further messages, split at paragraphs/fences, never msg_too_long
+async def test_long_answer_splits_across_messages(settings_for, slack_emu, gemini_emu):
+    from conftest import start_bot, stop_bot
+
+    paragraphs = [f"Paragraph {i}: " + ("lorem ipsum " * 40) for i in range(12)]
+    code = "```python\n" + "\n".join(f"print({i})" for i in range(150)) + "\n```"
+    text = "\n\n".join(paragraphs[:6] + [code] + paragraphs[6:])
+    gemini_emu.script(text=text, chunk_chars=200, chunk_delay=0.005)
+    bot = await start_bot(settings_for(message_chars=1500), slack_emu)
+    try:
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} write a lot")
+        await eventually(lambda: "".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)).count("Paragraph 11") == 1
+                         and len(gemini_emu.model_creates()) == 1, 20)
+        await asyncio.sleep(0.5)
+        texts = thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)
+        assert len(texts) >= 4
+        for t in texts:
+            assert len(t) <= 1500
+            assert t.count("```") % 2 == 0, "every message renders with balanced code fences"
+        joined = "".join(t.replace("```python\n", "").replace("\n```", "") for t in texts)
+        for p in paragraphs:
+            assert p.strip() in joined
+        assert all(c.ok for c in slack_emu.calls_to("chat.update"))
+        assert all(c.error != "msg_too_long" for c in slack_emu.calls)
+    finally:
+        await stop_bot(bot)
+
+
+# 8: a mention in a people's thread starts the chain with the thread as context; mentions readable
+async def test_mention_in_people_thread_uses_thread_context(bot, slack_emu, gemini_emu):
+    root = await slack_emu.user_message("C_GENERAL", "Deploy of v2 failed on <https://ci.example.com/42|build 42>",
+                                        user="U_BOB")
+    await slack_emu.user_message("C_GENERAL", "I think <@U_CAROL> changed the config", thread_ts=root.message.ts)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} summarize this thread", thread_ts=root.message.ts)
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root.message.ts)
+    sent = gemini_emu.model_creates()[-1]["input"]
+    assert "[build 42](https://ci.example.com/42)" in sent
+    assert "@Carol Chen" in sent or "Carol" in sent
+    assert "<@" not in sent
+    assert "summarize this thread" in sent
+    assert len(slack_emu.calls_to("conversations.replies")) == 1
+    assert d.message.ts  # the mention itself
