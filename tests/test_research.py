@@ -1,0 +1,281 @@
+"""/research end to end: signed slash commands and button clicks -> real bot -> agent emulator; Redis real.
+
+Each test names the numbered point of the research issue it proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import redis.asyncio as aioredis
+
+from conftest import eventually, free_port, start_bot, stop_bot
+
+from slackbot.listeners.actions import CANCEL_ACTION
+
+QUESTION = "What changed in EU AI Act enforcement in 2026?"
+
+
+def status_messages(slack_emu, channel="C_GENERAL"):
+    return [m for m in slack_emu.bot_messages(channel) if m.thread_ts in (None, m.ts) and "Deep Research" in m.text]
+
+
+def status_text(message) -> str:
+    """What a person reads in a status message: section and context texts."""
+    lines = []
+    for block in message.blocks or []:
+        if block.get("type") == "section":
+            lines.append(block["text"]["text"])
+        elif block.get("type") == "context":
+            lines.extend(e.get("text", "") for e in block.get("elements", []))
+    return "\n".join(lines)
+
+
+def has_cancel(message) -> bool:
+    return any(e.get("action_id") == CANCEL_ACTION for b in message.blocks or [] if b.get("type") == "actions"
+               for e in b.get("elements", []))
+
+
+def report_texts(slack_emu, status):
+    return [m.visible_text for m in slack_emu.bot_messages("C_GENERAL", status.ts) if m.ts != status.ts]
+
+
+async def job_record(redis_url, prefix):
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:job:*")]
+        return [await client.hgetall(k) for k in keys]
+    finally:
+        await client.aclose()
+
+
+# 1 + 2 + 4 + 6: start, poll to completion, report in the thread, follow-up chains onto the agent
+async def test_research_runs_to_a_report_and_follow_ups_chain_onto_it(bot, slack_emu, gemini_emu, redis_url, prefix):
+    gemini_emu.script_agent(queued_for=0.2, run_for=1.5, thoughts=["Reading the AI Office's 2026 notices",
+                                                                     "Comparing national enforcement"])
+    ack = await slack_emu.slash_command("/research", QUESTION)
+    assert ack.status == 200 and ack.latency < 3.0
+    status = (await eventually(lambda: status_messages(slack_emu), message="status message"))[0]
+    assert QUESTION in status_text(status) and "<@U_ALICE>" in status_text(status)
+    assert has_cancel(status)
+    agent_creates = await eventually(lambda: [r["body"] for r in gemini_emu.requests
+                                               if r["method"] == "POST" and (r["body"] or {}).get("agent")])
+    agent_create = agent_creates[0]
+    assert agent_create["agent"] == "deep-research-pro-preview-12-2025"
+    assert agent_create["background"] is True and agent_create["input"] == QUESTION
+    [job] = await eventually(lambda: job_record(redis_url, prefix), message="job record")
+    for field in ("id", "interaction_id", "team", "channel", "status_ts", "requester", "question", "created", "status"):
+        assert job.get(field), field
+    assert job["status_ts"] == status.ts and job["requester"] == "U_ALICE"
+    # the status moves while it runs, showing progress
+    await eventually(lambda: "Researching" in status_text(slack_emu.bot_messages("C_GENERAL")[0]), 5)
+    await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 10, message="done status")
+    final_status = status_messages(slack_emu)[0]
+    assert "took" in status_text(final_status) and not has_cancel(final_status)
+    report = gemini_emu.interaction(job["interaction_id"])["output_text"]
+    parts = report_texts(slack_emu, final_status)
+    assert len(parts) >= 2, "a long report is split across messages"
+    joined = "\n".join(parts)
+    for heading in [line for line in report.splitlines() if line.startswith("#")]:
+        assert heading in joined
+    assert "http" in joined  # its sources
+    assert all(len(p) <= 3500 for p in parts)
+    # a reply in the report thread asks Gemini about the report
+    await slack_emu.user_message("C_GENERAL", "what is the most important change?", thread_ts=status.ts)
+    await eventually(lambda: "Reply 2 to: what is the most important change?" in report_texts(slack_emu, status), 10,
+                     message="follow-up answer")
+    follow_up = gemini_emu.model_creates()[-1]
+    assert follow_up["previous_interaction_id"] == job["interaction_id"]
+
+
+# 4: above the size threshold the report is also attached as a Markdown file
+async def test_large_report_is_attached_as_file(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(research_file_threshold=1000), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+        await slack_emu.slash_command("/research", "a big question")
+        await eventually(lambda: status_messages(slack_emu) and "Done" in status_text(status_messages(slack_emu)[0]), 10)
+        await eventually(lambda: slack_emu.files, 5)
+        [upload] = slack_emu.files
+        assert upload["filename"].endswith(".md") and upload["thread_ts"] == status_messages(slack_emu)[0].ts
+        assert b"#" in upload["content"]
+    finally:
+        await stop_bot(bot)
+
+
+# 5: failures end with a clear status saying what happened and how to retry
+async def test_failed_and_budget_exceeded_jobs_say_so(bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3, final_status="failed")
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3, final_status="budget_exceeded")
+    await slack_emu.slash_command("/research", "question one")
+    await slack_emu.slash_command("/research", "question two")
+
+    def endings():
+        texts = [status_text(m) for m in status_messages(slack_emu)]
+        return len(texts) == 2 and all("Researching" not in t and "Queued" not in t and "Starting" not in t
+                                       for t in texts) and texts
+    texts = await eventually(endings, 10, message="both jobs ended")
+    assert any("Failed" in t for t in texts)
+    assert any("budget ran out" in t for t in texts)
+    assert all("/research" in t for t in texts), "each says how to retry"
+
+
+# 2: unknown / odd statuses are tolerated until a terminal one; max run time cancels and says timed out
+async def test_unknown_status_then_timeout(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(research_max_minutes=0.03), slack_emu)
+    try:
+        gemini_emu.script_agent(statuses=[["queued", 0.2], ["in_progress", 0.3], ["pondering", 30]])
+        await slack_emu.slash_command("/research", "slow question")
+        await eventually(lambda: status_messages(slack_emu) and "Timed out" in status_text(status_messages(slack_emu)[0]),
+                         15, message="timed out")
+        cancels = [r for r in gemini_emu.requests if r["path"].endswith("/cancel")]
+        assert len(cancels) == 1
+    finally:
+        await stop_bot(bot)
+
+
+# 5: Cancel is the requester's only; it cancels the interaction and updates the status
+async def test_cancel_by_requester_only(bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=30)
+    await slack_emu.slash_command("/research", "long question", user="U_ALICE")
+    status = (await eventually(lambda: status_messages(slack_emu)))[0]
+    await eventually(lambda: any(r["method"] == "POST" and (r["body"] or {}).get("agent") for r in gemini_emu.requests))
+    await asyncio.sleep(0.3)
+    click = await slack_emu.click_button(slack_emu.bot_messages("C_GENERAL")[0], CANCEL_ACTION, user="U_BOB")
+    assert click.status == 200
+    await eventually(lambda: any(e["user"] == "U_BOB" and "Only <@U_ALICE>" in e["text"] for e in slack_emu.ephemerals))
+    assert not [r for r in gemini_emu.requests if r["path"].endswith("/cancel")]
+    await slack_emu.click_button(status_messages(slack_emu)[0], CANCEL_ACTION, user="U_ALICE")
+    await eventually(lambda: "Cancelled" in status_text(status_messages(slack_emu)[0]), 10, message="cancelled")
+    assert "Cancelled by <@U_ALICE>" in status_text(status_messages(slack_emu)[0])
+    assert len([r for r in gemini_emu.requests if r["path"].endswith("/cancel")]) == 1
+    assert not has_cancel(status_messages(slack_emu)[0])
+
+
+# 5: usage, status listing, per-user cap — all ephemeral
+async def test_usage_status_and_per_user_cap(bot, slack_emu, gemini_emu):
+    usage = await slack_emu.slash_command("/research", "")
+    assert usage.status == 200 and "Usage" in usage.body
+    for _ in range(2):
+        gemini_emu.script_agent(queued_for=0.1, run_for=30)
+    await slack_emu.slash_command("/research", "first long one")
+    await slack_emu.slash_command("/research", "second long one")
+    third = await slack_emu.slash_command("/research", "third one")
+    assert "already have 2 research jobs running" in third.body
+    await eventually(lambda: len(status_messages(slack_emu)) == 2)
+    listing = await slack_emu.slash_command("/research", "status")
+    assert "first long one" in listing.body and "second long one" in listing.body
+    other = await slack_emu.slash_command("/research", "bob's question", user="U_BOB")
+    assert "already have" not in other.body  # the cap is per user
+    assert not any("Deep Research" in m.text for m in slack_emu.bot_messages("C_GENERAL") if "third one" in m.text)
+
+
+# 1: where the bot cannot post, it says so ephemerally and starts nothing
+async def test_research_where_bot_cannot_post(settings_for, slack_emu, gemini_emu):
+    slack_emu.scopes.discard("chat:write.public")
+    bot = await start_bot(settings_for(), slack_emu)
+    try:
+        await slack_emu.slash_command("/research", "question", channel="C_RANDOM")
+        await eventually(lambda: any("can't post in this channel" in e["text"] for e in slack_emu.ephemerals), 5)
+        assert not any((r["body"] or {}).get("agent") for r in gemini_emu.requests if r["method"] == "POST")
+    finally:
+        await stop_bot(bot)
+
+
+# 3: durable — SIGKILL the bot mid-research, start it again: polling resumes, report posted once.
+#    Shared — two bot processes on one Redis: each job polled by one at a time, report posted once.
+def _spawn_bot(settings, extra_env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "slackbot", "serve"], env={**_spawn_env(settings), **(extra_env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _wait_healthy(port: int) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async def up():
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+        await eventually(up, 20, interval=0.1, message=f"bot on {port}")
+
+
+async def test_research_survives_sigkill_and_two_processes_post_once(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    first = settings_for(port=free_port())
+    proc = _spawn_bot(first)
+    procs = [proc]
+    try:
+        await _wait_healthy(first.port)
+        slack_emu.app_url = f"http://127.0.0.1:{first.port}/slack/events"
+        gemini_emu.script_agent(queued_for=0.2, run_for=3.0)
+        gemini_emu.script_agent(queued_for=0.2, run_for=3.0)
+        await slack_emu.slash_command("/research", "survive a crash")
+        await slack_emu.slash_command("/research", "second job", user="U_BOB")
+        await eventually(lambda: len(status_messages(slack_emu)) == 2, 10)
+        await eventually(lambda: all("Researching" in status_text(m) for m in status_messages(slack_emu)), 10)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # two fresh processes share the one Redis
+        for _ in range(2):
+            s = settings_for(port=free_port())
+            procs.append(_spawn_bot(s))
+            await _wait_healthy(s.port)
+        await eventually(lambda: all("Done" in status_text(m) for m in status_messages(slack_emu)), 20,
+                         message="both jobs done after the crash")
+        await asyncio.sleep(1.5)  # any duplicate post would land by now
+        jobs = await job_record(redis_url, prefix)
+        for status in status_messages(slack_emu):
+            job = next(j for j in jobs if j["status_ts"] == status.ts)
+            expected = gemini_emu.interaction(job["interaction_id"])["output_text"]
+            parts = report_texts(slack_emu, status)
+            assert int(job["parts_posted"]) == len(parts), "every part posted exactly once"
+            assert len(set(parts)) == len(parts)
+            assert parts[0].split("\n")[0] in expected
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# 7: `slackbot worker` runs only the worker: a job started by a web process without one gets done
+async def test_separate_worker_process_polls_jobs(settings_for, slack_emu, gemini_emu):
+    web = await start_bot(settings_for(research_worker=False), slack_emu)
+    worker_settings = settings_for(port=free_port())
+    env = {"SLACKBOT_RESEARCH_WORKER": "true"}
+    proc = None
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", "worker question")
+        await eventually(lambda: status_messages(slack_emu), 5)
+        await asyncio.sleep(1.5)
+        assert "Done" not in status_text(status_messages(slack_emu)[0]), "no worker yet"
+        proc = subprocess.Popen([sys.executable, "-m", "slackbot", "worker"],
+                                env={**_spawn_env(worker_settings), **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 15, message="worker finished it")
+    finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        await stop_bot(web)
+
+
+def _spawn_env(settings) -> dict:
+    env = {**os.environ, "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
+           "SLACK_API_URL": settings.slack_api_url, "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": settings.gemini_base_url,
+           "REDIS_URL": settings.redis_url, "SLACKBOT_REDIS_PREFIX": settings.redis_prefix, "PORT": str(settings.port),
+           "SLACKBOT_HOST": "127.0.0.1", "SLACKBOT_RESEARCH_POLL_INITIAL": "0.2", "SLACKBOT_RESEARCH_POLL_MAX": "0.4",
+           "SLACKBOT_RESEARCH_STATUS_EVERY": "0.3", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2", "SLACKBOT_LOG_LEVEL": "WARNING"}
+    env.pop("SLACK_APP_TOKEN", None)
+    return env
