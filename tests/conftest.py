@@ -160,7 +160,8 @@ async def stop_bot(bot: Bot) -> None:
 @pytest.fixture
 def settings_for(redis_url, prefix, slack_emu, gemini_emu):
     def make(**overrides) -> Settings:
-        return bot_settings(redis_url=redis_url, prefix=prefix, slack_emu=slack_emu, gemini_emu=gemini_emu, **overrides)
+        overrides.setdefault("redis_url", redis_url)
+        return bot_settings(prefix=prefix, slack_emu=slack_emu, gemini_emu=gemini_emu, **overrides)
     return make
 
 

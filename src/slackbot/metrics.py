@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry()
 
@@ -27,6 +27,9 @@ RESEARCH_JOBS = Counter("slackbot_research_jobs_total", "Research jobs reaching 
                         ["status"], registry=REGISTRY)
 RESEARCH_DURATION = Histogram("slackbot_research_job_seconds", "Research job run time",
                               buckets=(30, 60, 120, 300, 600, 1200, 2400, 5400), registry=REGISTRY)
+
+WORK_IN_FLIGHT = Gauge("slackbot_work_in_flight", "Answers and research steps running in this process",
+                       registry=REGISTRY)
 
 
 def render() -> bytes:

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Coroutine
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -17,8 +19,13 @@ class TaskTracker:
     def spawn(self, coro: Coroutine, *, name: str = "work") -> asyncio.Task:
         task = asyncio.create_task(self._guard(coro, name), name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        metrics.WORK_IN_FLIGHT.inc()
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        metrics.WORK_IN_FLIGHT.dec()
 
     async def _guard(self, coro: Coroutine, name: str) -> None:
         try:

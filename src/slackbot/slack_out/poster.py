@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -57,12 +58,17 @@ class SlackPoster:
             await asyncio.sleep(wait)
             waited += wait
 
-    async def post(self, channel: str, payload: dict, thread_ts: str | None = None) -> str | None:
-        """chat.postMessage; returns the new ts, or None when Slack refused (logged)."""
+    async def post(self, channel: str, payload: dict | Callable[[], dict], thread_ts: str | None = None) -> str | None:
+        """chat.postMessage; returns the new ts, or None when Slack refused (logged).
+
+        `payload` may be a function: it is called once the channel's token is granted, so a message
+        that waited for its turn goes out with the newest text (often sparing a later edit).
+        """
         for _ in range(_MAX_ATTEMPTS):
             await self._wait_for(f"post:{self.team}:{channel}", self.post_budget)
+            body = payload() if callable(payload) else payload
             try:
-                resp = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
+                resp = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **body)
                 return resp["ts"]
             except SlackApiError as exc:
                 if not await self._after_error("chat.postMessage", exc, channel):

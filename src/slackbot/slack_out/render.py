@@ -165,9 +165,11 @@ def split_markdown(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
     Boundaries, best first (a boundary must leave the chunk at least half full to win over a lower class):
     before a heading, at a blank line (outside code), at a line end (plain, then between table rows, then
     inside code), at a space, else a hard cut. A code block cut in two is closed (```) at the end of one chunk
-    and reopened with its language (```python) at the start of the next. Whitespace at cuts may be dropped;
-    nothing else is. Empty/whitespace-only input gives []. An unclosed fence in `md` itself stays unclosed
-    in the last chunk (use close_open_fences for partial text)."""
+    and reopened with its language (```python) at the start of the next; a table cut between rows repeats its
+    header row + separator at the start of the next chunk, so every chunk renders on its own. Whitespace at
+    cuts (and leading indentation of a chunk's first line) may be dropped; nothing else is. Blank input
+    gives []. Every chunk but the last has balanced fences; the last is unclosed only if `md` is (partial
+    text: use close_open_fences)."""
     return _split(md, limit, report=False)
 
 

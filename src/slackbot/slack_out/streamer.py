@@ -129,26 +129,38 @@ class AnswerStream:
         if self.broken:
             return
         frozen, tail = stable_split(self.text, self.limit)
-        chunks = frozen + ([tail] if tail.strip() else [])
-        for index, chunk in enumerate(chunks):
-            is_tail = index == len(chunks) - 1 and not final
-            shown = close_open_fences(chunk) if is_tail else chunk
-            if not await self._show(index, shown, final=final or not is_tail):
+        count = len(frozen) + (1 if tail.strip() else 0)
+        for index in range(count):
+            if not await self._show(index, final=final):
                 return
 
-    async def _show(self, index: int, shown: str, *, final: bool) -> bool:
+    def _chunk(self, index: int, *, final: bool) -> str:
+        """What message `index` should show now: a frozen chunk, or the growing tail."""
+        frozen, tail = stable_split(self.text, self.limit)
+        if index < len(frozen):
+            return frozen[index]
+        return tail if final else close_open_fences(tail)
+
+    async def _show(self, index: int, *, final: bool) -> bool:
         if index >= len(self.messages):
-            ts = await self.poster.post(self.channel, message_payload(shown), self.thread_ts)
+            posted: list[str] = []
+
+            def render() -> dict:  # rendered when the channel's post token is ours: newest text
+                posted.append(self._chunk(index, final=final))
+                return message_payload(posted[-1])
+            ts = await self.poster.post(self.channel, render, self.thread_ts)
             if ts is None:
                 self.broken = True
                 return False
-            self.messages.append(_Message(ts, shown))
+            self.messages.append(_Message(ts, posted[-1]))
             self._mark_visible()
             return True
         message = self.messages[index]
+        shown = self._chunk(index, final=final)
         if message.shown == shown:
             return True
-        if final or message.placeholder:
+        is_frozen = index < len(stable_split(self.text, self.limit)[0])
+        if final or is_frozen or message.placeholder:
             ok = await self.poster.edit(self.channel, message.ts, message_payload(shown),
                                         member=self.member, final=True)
             if ok:
@@ -166,9 +178,7 @@ class AnswerStream:
         while not self._finished.is_set():
             wait = await self.poster.take_edit_slot(self.member, priority=False)
             if wait <= 0:
-                frozen, tail = stable_split(self.text, self.limit)
-                index = self.messages.index(message)
-                shown = frozen[index] if index < len(frozen) else close_open_fences(tail)
+                shown = self._chunk(self.messages.index(message), final=False)
                 if shown == message.shown:
                     return False
                 if await self.poster.update_now(self.channel, message.ts, message_payload(shown)):

@@ -1,0 +1,270 @@
+"""Load and faults (the load issue): shared edit budget, first text, stream resume, Redis outages, intake.
+
+Figures (latencies, CPU) live in `slackbot bench`; these tests assert only what must stay true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from conftest import RedisServer, eventually, free_port, start_bot, stop_bot
+from test_chat import MENTION, answered, head, thread_bot_texts
+
+from slackbot.emulators.slack import Channel
+from slackbot.store import Budget, Store
+from slackbot.slack_out.streamer import PLACEHOLDER
+
+
+# --- 1. one budget per workspace, fair, finals first --------------------------------------------
+async def test_budget_queues_fairly_and_finals_skip_the_queue(redis_url, prefix):
+    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+    budget = Budget(rate=20.0, capacity=3.0, reserve=1.0)
+    try:
+        # drain the bucket down to its reserve
+        while await store.take("edit:T", budget, member="drain", priority=False) == 0:
+            pass
+        grants: list[str] = []
+
+        async def answer(name: str, rounds: int):
+            for _ in range(rounds):
+                while (wait := await store.take("edit:T", budget, member=name, priority=False)) > 0:
+                    await asyncio.sleep(wait)
+                grants.append(name)
+
+        await asyncio.gather(*(answer(f"a{i}", 4) for i in range(5)))
+        counts = Counter(grants)
+        assert set(counts.values()) == {4}
+        # round robin: within any window of 5 consecutive grants no answer appears twice (after warm-up)
+        for start in range(5, len(grants) - 5):
+            window = grants[start:start + 5]
+            assert max(Counter(window).values()) <= 2, grants
+        # the reserve is for finals: a final gets a token while intermediates wait
+        while await store.take("edit:T", budget, member="x", priority=False) == 0:
+            pass
+        assert await store.take("edit:T", budget, member="x", priority=False) > 0
+        assert await store.take("edit:T", budget, priority=True) == 0
+    finally:
+        await store.close()
+
+
+async def test_429_pauses_the_whole_budget(redis_url, prefix):
+    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+    budget = Budget(rate=10.0, capacity=10.0)
+    try:
+        assert await store.take("edit:T", budget) == 0
+        await store.penalize("edit:T", 2.0)
+        wait = await store.take("edit:T", budget)
+        assert 1.5 < wait <= 2.0
+        assert await store.take("edit:T", budget, member="other", priority=False) > 1.5
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_many_answers_share_the_budget_without_429(settings_for, slack_emu, gemini_emu, replicas):
+    """At or under the emulator's chat.update limit: no 429 at all, every final text lands, nobody starves."""
+    # a budget well below the demand: 12 answers want ~3 edits/s each, the workspace allows 4.5/s in all
+    slack_emu.set_rate_limit("chat.update", per_minute=300, burst=6, scope="team")
+    bots = [await start_bot(settings_for(edit_budget_per_minute=270, edit_budget_burst=5, edit_final_reserve=2,
+                                         edit_min_interval=0.3), None) for _ in range(replicas)]
+    try:
+        texts = {}
+        deliveries = []
+        for i in range(12):
+            text = " ".join(f"a{i}w{j}" for j in range(60))
+            texts[f"question {i}"] = text
+            gemini_emu.script(match=f"question {i}", text=text, chunk_chars=10, chunk_delay=0.2)  # ~6 s each
+        channels = [f"C_LOAD{n}" for n in range(4)]  # Slack allows ~1 post/s per channel: spread them
+        for cid in channels:
+            slack_emu.channels[cid] = Channel(cid, cid.lower(), False, {"U_ALICE", "UBOT"})
+        for i in range(12):  # deliveries alternate between replicas, as a load balancer would
+            slack_emu.app_url = f"{bots[i % replicas].url}/slack/events"
+            deliveries.append(await slack_emu.user_message(channels[i % 4], f"{MENTION} question {i}"))
+
+        def all_final():
+            return all(thread_bot_texts(slack_emu, d.message.channel, d.message.ts) == [texts[f"question {i}"]]
+                       for i, d in enumerate(deliveries))
+        await eventually(all_final, 60, interval=0.2, message="every final text")
+        assert slack_emu.ratelimited() == 0
+        for d in deliveries:
+            [answer] = slack_emu.bot_messages(d.message.channel, d.message.ts)
+            # the answer grew in place: at least one intermediate edit before the final one
+            assert len(answer.edits) >= 2, "an answer was starved of intermediate edits"
+    finally:
+        for b in bots:
+            await stop_bot(b)
+
+
+# --- 2. first visible text without waiting for the budget ---------------------------------------
+async def test_first_words_are_posted_not_edited(bot, slack_emu, gemini_emu):
+    gemini_emu.script(text="Hello from Gemini, streaming now.", chunk_chars=6, chunk_delay=0.05)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} hi")
+    await answered(slack_emu, gemini_emu, "C_GENERAL", d.message.ts)
+    posts = [c for c in slack_emu.calls_to("chat.postMessage") if c.params.get("thread_ts") == d.message.ts]
+    assert len(posts) == 1
+    first = str(posts[0].params.get("blocks") or posts[0].params.get("text"))
+    assert "Hello" in first and PLACEHOLDER not in first, "the first message carries the first words"
+
+
+async def test_slow_first_token_shows_placeholder_then_text(bot, slack_emu, gemini_emu):
+    gemini_emu.script(text="Worth the wait.", first_token_delay=1.2)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} think hard")
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [PLACEHOLDER], 3)
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == ["Worth the wait."], 5)
+
+
+# --- 3. Gemini stream resume ---------------------------------------------------------------------
+async def test_broken_stream_resumes_in_the_same_message(bot, slack_emu, gemini_emu, redis_url, prefix):
+    text = " ".join(f"token{i}" for i in range(80))
+    gemini_emu.script(text=text, chunk_chars=10, chunk_delay=0.01, break_after_events=12)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} resume me")
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [text], 10,
+                     message="whole text once, in one message")
+    resumes = [r for r in gemini_emu.requests if r["method"] == "GET" and "last_event_id" in (r["query"] or {})]
+    assert len(resumes) == 1
+    assert len(gemini_emu.model_creates()) == 1, "no second answer"
+    new_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", d.message.ts))
+    assert gemini_emu.interaction(new_head)["output_text"] == text
+
+
+async def test_stream_that_cannot_resume_says_so_and_keeps_head(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} first")
+    await answered(slack_emu, gemini_emu, "C_GENERAL", first.message.ts)
+    before = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", first.message.ts))
+    gemini_emu.script(match="fragile", text="partial " * 40, chunk_chars=8, break_after_events=6, break_resume=True)
+    await slack_emu.user_message("C_GENERAL", "fragile", thread_ts=first.message.ts)
+    line = "_My connection to Gemini broke before the answer was complete. Please ask again._"
+    texts = await eventually(lambda: (t := thread_bot_texts(slack_emu, "C_GENERAL", first.message.ts))[1:]
+                             and t[1].endswith(line) and t, 10, message="the failure line")
+    assert texts[1].startswith("partial partial"), "what was shown stays, followed by one plain line"
+    assert await head(redis_url, prefix, "C_GENERAL", first.message.ts) == before
+
+
+# --- 4. Redis outage ----------------------------------------------------------------------------
+async def test_redis_outage_fails_readiness_and_events_are_redelivered_once(settings_for, slack_emu, gemini_emu):
+    server = RedisServer().start()
+    bot = await start_bot(settings_for(redis_url=server.url), slack_emu)
+    restarted = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{bot.url}/readyz") as r:
+                assert r.status == 200
+            server.stop()
+            async with http.get(f"{bot.url}/readyz") as r:
+                assert r.status == 503
+            d = await slack_emu.user_message("C_GENERAL", f"{MENTION} are you there?")
+            mention = next(x for x in d.all if x.payload["event"]["type"] == "app_mention")
+            assert mention.status == 503, "not acked: Slack will redeliver"
+            await asyncio.sleep(0.3)
+            assert slack_emu.bot_messages("C_GENERAL") == []
+            restarted = RedisServer(server.port).start()
+            await eventually(lambda: _ready(http, bot.url), 10, message="ready again")
+            for retry in (1, 2):
+                for x in d.all:
+                    assert (await slack_emu.redeliver(x, retry_num=retry)).status == 200
+            await answered(slack_emu, gemini_emu, "C_GENERAL", d.message.ts)
+            await asyncio.sleep(0.5)
+            assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) == 1
+            assert len(gemini_emu.model_creates()) == 1
+    finally:
+        await stop_bot(bot)
+        if restarted:
+            restarted.stop()
+
+
+async def _ready(http, url):
+    async with http.get(f"{url}/readyz") as r:
+        return r.status == 200
+
+
+async def test_redis_restart_mid_answer_does_not_crash(settings_for, slack_emu, gemini_emu):
+    server = RedisServer().start()
+    bot = await start_bot(settings_for(redis_url=server.url), slack_emu)
+    restarted = None
+    try:
+        text = " ".join(f"w{i}" for i in range(150))
+        gemini_emu.script(text=text, chunk_chars=10, chunk_delay=0.03)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} long one")
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 5)
+        server.stop()
+        await asyncio.sleep(0.6)
+        restarted = RedisServer(server.port).start()
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [text], 20,
+                         message="final text after the restart")
+        assert not bot.task.done()
+        d2 = await slack_emu.user_message("C_GENERAL", f"{MENTION} still fine?")
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d2.message.ts) == ["Reply 1 to: still fine?"], 10)
+    finally:
+        await stop_bot(bot)
+        if restarted:
+            restarted.stop()
+
+
+# --- 5. sustained intake: acked, answered once, nothing left behind ------------------------------
+async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, slack_emu, gemini_emu, redis_url, prefix):
+    rng = random.Random(7)
+    gemini_emu.config["chunk_delay"] = 0.0
+    channels = [f"C_LOAD{n}" for n in range(6)]
+    for cid in channels:
+        slack_emu.channels[cid] = Channel(cid, cid.lower(), False, {"U_ALICE", "U_BOB", "UBOT"})
+    threads = []
+    for cid in channels[:3]:
+        d = await slack_emu.user_message(cid, f"{MENTION} seed {cid}")
+        threads.append((cid, d.message.ts))
+    for cid, ts in threads:
+        await answered(slack_emu, gemini_emu, cid, ts)
+    deliveries = []
+
+    async def one(i: int):
+        roll, cid = rng.random(), rng.choice(channels)
+        if roll < 0.02:
+            return await slack_emu.user_message(cid, f"{MENTION} burst {i}")
+        if roll < 0.06:
+            tcid, ts = rng.choice(threads)
+            return await slack_emu.user_message(tcid, f"reply {i}", thread_ts=ts)
+        if roll < 0.10:  # a people's thread the bot was never asked into
+            return await slack_emu.user_message(cid, f"aside {i}", thread_ts="1600000000.000100")
+        if roll < 0.5:
+            return await slack_emu.user_message(cid, f"chatter {i}")
+        return await slack_emu.deliver_event({"type": "message", "subtype": "message_changed", "channel": cid,
+                                              "ts": f"1700000{i}.000100", "channel_type": "channel",
+                                              "message": {"text": "x", "user": "U_BOB"}})
+    for second in range(3):  # ~100 events a second for 3 seconds (the benchmark runs 200/s for 30 s)
+        batch = [asyncio.create_task(one(second * 100 + i)) for i in range(100)]
+        deliveries += await asyncio.gather(*batch)
+        await asyncio.sleep(0.2)
+    statuses = Counter(x.status for d in deliveries for x in (d.all or [d]))
+    assert set(statuses) == {200}, statuses
+    for d in deliveries[:60]:  # replayed deliveries change nothing
+        for x in d.all or [d]:
+            await slack_emu.redeliver(x, retry_num=1)
+    await eventually(lambda: _work_in_flight(bot.url), 60, interval=0.2, message="all answers finished")
+    inputs = Counter(c["input"] for c in gemini_emu.model_creates())
+    assert inputs and all(n == 1 for n in inputs.values()), "a message was answered twice"
+    assert not any(k.startswith("aside") or k.startswith("chatter") for k in inputs)
+    for d in deliveries:
+        if d.message is not None and "burst" in d.message.text:
+            assert len(slack_emu.bot_messages(d.message.channel, d.message.ts)) == 1
+    # no per-event state in Redis without a TTL
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        assert keys
+        assert [k for k in keys if await client.ttl(k) == -1] == []
+    finally:
+        await client.aclose()
+
+
+async def _work_in_flight(url: str) -> bool:
+    """True once the bot reports no answers in flight (its process-side state is back to empty)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as r:
+            page = await r.text()
+    line = next(x for x in page.splitlines() if x.startswith("slackbot_work_in_flight "))
+    return float(line.split()[1]) == 0
