@@ -1,0 +1,385 @@
+"""deploy/ against the code: settings names and defaults, commands, routes, probes, shutdown timing.
+
+No Docker engine or cluster is involved: the files are parsed and checked against
+`slackbot.config.Settings`, `slackbot.cli`, the routes `slackbot.app` serves and pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import fnmatch
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from pydantic import TypeAdapter
+
+from conftest import bot_settings
+from slackbot.app import build_bolt, build_services, build_web
+from slackbot.cli import main as cli_main
+from slackbot.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "docker-compose.yml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+SECRET_NAMES = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GEMINI_API_KEY", "REDIS_URL"}
+# The web process's research worker stops within this after the grace (app.serve: wait(..., timeout=5)).
+WORKER_STOP_SECONDS = 5
+
+
+# --- what the code defines -------------------------------------------------------------------------
+def _settings_env() -> dict[str, str]:
+    """Environment variable name -> Settings field name, for every field."""
+    names = {}
+    for field, info in Settings.model_fields.items():
+        choices = info.validation_alias.choices
+        assert len(choices) == 1, f"{field} has several environment names {choices}"
+        names[str(choices[0])] = field
+    return names
+
+
+ENV = _settings_env()
+DEFAULT_GRACE = Settings.model_fields["shutdown_grace_seconds"].default
+DEFAULT_PORT = Settings.model_fields["port"].default
+
+
+def _same_as_default(name: str, text: str) -> bool:
+    """Does this environment string parse (as pydantic would) to the field's default?"""
+    info = Settings.model_fields[ENV[name]]
+    return TypeAdapter(info.annotation).validate_python(text) == info.default
+
+
+@pytest.fixture(scope="module")
+def routes() -> dict[str, set[str]]:
+    """GET paths served by `slackbot serve` (from the real web app) and by `slackbot worker` (app.py source)."""
+    settings = bot_settings(redis_url="redis://127.0.0.1:9/0", prefix="deploy-test",
+                            slack_emu=SimpleNamespace(api_url="http://127.0.0.1:9/api/"),
+                            gemini_emu=SimpleNamespace(base_url="http://127.0.0.1:9"), port=9)
+    services = build_services(settings)
+    web_app = build_web(services, build_bolt(services))
+    serve_paths = {r.resource.canonical for r in web_app.router.routes() if r.method == "GET"}
+    asyncio.run(services.close())
+    # run_worker builds its small web app inline while it runs; read its routes from the source.
+    tree = ast.parse((ROOT / "src/slackbot/app.py").read_text())
+    (run_worker,) = [n for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "run_worker"]
+    worker_paths = {node.args[0].value for node in ast.walk(run_worker)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant)}
+    assert {"/healthz", "/readyz"} <= serve_paths and worker_paths, (serve_paths, worker_paths)
+    return {"serve": serve_paths, "worker": worker_paths}
+
+
+def _accepted_by_cli(subcommand: str) -> bool:
+    """`slackbot <subcommand> --help` exits 0 only for a subcommand the CLI defines."""
+    try:
+        cli_main([subcommand, "--help"])
+    except SystemExit as exc:
+        return exc.code == 0
+    return False
+
+
+# --- the files ------------------------------------------------------------------------------------
+def _yaml_docs(path: Path) -> list:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+K8S_FILES = sorted(p for p in K8S.glob("*.y*ml"))
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[tuple[str, str], dict]:
+    """(kind, name) -> resource, over every k8s file except kustomization.yaml."""
+    out = {}
+    for path in K8S_FILES:
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in _yaml_docs(path):
+            out[(doc["kind"], doc["metadata"]["name"])] = doc
+    return out
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _env_example() -> dict[str, str]:
+    """NAME -> value for every `NAME=value` or `# NAME=value` line."""
+    entries: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if not m:
+            continue
+        name, value = m.group(1), m.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        assert name not in entries, f".env.example lists {name} twice"
+        entries[name] = value
+    return entries
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    instructions, current = [], ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if current and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        keyword, _, rest = current.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        current = ""
+    return instructions
+
+
+def _exec_form(args: str) -> list[str]:
+    return json.loads(args) if args.startswith("[") else shlex.split(args)
+
+
+def _seconds(duration) -> float:
+    if isinstance(duration, (int, float)):
+        return float(duration)
+    total = 0.0
+    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(duration)):
+        total += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+    return total
+
+
+def _deployment(k8s: dict, name: str) -> tuple[dict, dict]:
+    deployment = k8s[("Deployment", name)]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment, container
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", [COMPOSE, *K8S_FILES], ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_parses(path):
+    docs = _yaml_docs(path)
+    assert docs and all(isinstance(d, dict) for d in docs)
+
+
+def test_kustomization_lists_every_k8s_file():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    present = {p.name for p in K8S_FILES} - {"kustomization.yaml"}
+    assert listed == present
+    assert {"configmap.yaml", "secret.yaml", "deployment-web.yaml", "deployment-worker.yaml",
+            "service.yaml", "pdb.yaml"} <= present
+
+
+def test_k8s_resources_carry_no_namespace(k8s):
+    for (kind, name), doc in k8s.items():
+        assert "namespace" not in doc["metadata"], f"{kind}/{name}: namespaces are chosen at apply time"
+
+
+# --- settings names and defaults ---------------------------------------------------------------------
+def test_settings_have_one_environment_name_each():
+    assert len(ENV) == len(Settings.model_fields)
+    assert SECRET_NAMES <= set(ENV)
+
+
+def test_configmap_and_secret_hold_exactly_the_settings(k8s):
+    config = k8s[("ConfigMap", "slackbot-config")]["data"]
+    secret = k8s[("Secret", "slackbot-secrets")]["stringData"]
+    assert set(secret) == SECRET_NAMES
+    assert not set(config) & set(secret), "a name in both the ConfigMap and the Secret"
+    assert set(config) | set(secret) == set(ENV), (
+        f"missing: {sorted(set(ENV) - set(config) - set(secret))}, unknown: {sorted(set(config) - set(ENV))}")
+    assert all(isinstance(v, str) for v in [*config.values(), *secret.values()]), "env values must be strings"
+
+
+def test_configmap_values_are_the_code_defaults(k8s):
+    config = k8s[("ConfigMap", "slackbot-config")]["data"]
+    wrong = {name: value for name, value in config.items() if not _same_as_default(name, value)}
+    assert not wrong, f"ConfigMap values differ from Settings defaults: {wrong}"
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    entries = _env_example()
+    assert set(entries) == set(ENV), (
+        f"missing: {sorted(set(ENV) - set(entries))}, unknown: {sorted(set(entries) - set(ENV))}")
+    wrong = {n: v for n, v in entries.items() if n not in SECRET_NAMES and not _same_as_default(n, v)}
+    assert not wrong, f".env.example values differ from Settings defaults: {wrong}"
+    assert _same_as_default("REDIS_URL", entries["REDIS_URL"])
+    # the secrets are live lines to fill in, each explained by a comment
+    text = ENV_EXAMPLE.read_text()
+    for name in SECRET_NAMES:
+        assert re.search(rf"^{name}=", text, re.M), f"{name} should be an uncommented line to fill in"
+        assert re.search(rf"^# Secret.*\n(#.*\n)*{name}=", text, re.M), f"{name} needs a comment marking it secret"
+
+
+def test_compose_environment_is_settings_only(compose):
+    for name in ("bot", "worker"):
+        service = compose["services"][name]
+        env_files = service["env_file"] if isinstance(service["env_file"], list) else [service["env_file"]]
+        assert env_files == [".env"], "the services read deploy/.env (a copy of deploy/.env.example)"
+        assert ENV_EXAMPLE.exists()
+        environment = service.get("environment") or {}
+        keys = set(environment) if isinstance(environment, dict) else {e.split("=", 1)[0] for e in environment}
+        assert keys <= set(ENV), f"{name}: unknown settings {sorted(keys - set(ENV))}"
+        assert environment["REDIS_URL"].startswith("redis://redis:"), "the compose Redis service"
+    assert compose["services"]["bot"]["environment"]["SLACKBOT_RESEARCH_WORKER"] == "false"
+    assert "SLACKBOT_RESEARCH_WORKER" not in (compose["services"]["worker"].get("environment") or {})
+
+
+# --- compose -----------------------------------------------------------------------------------------
+def test_compose_services(compose, routes):
+    services = compose["services"]
+    assert set(services) == {"bot", "worker", "redis"}
+    assert services["bot"]["command"] == ["serve"] and services["worker"]["command"] == ["worker"]
+    for name, kind in (("bot", "serve"), ("worker", "worker")):
+        service = services[name]
+        assert _accepted_by_cli(service["command"][0])
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["build"]["context"] == ".." and service["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).resolve() == DOCKERFILE
+        check = " ".join(service["healthcheck"]["test"])
+        paths = set(re.findall(r"/(?:healthz|readyz)\b", check))
+        assert paths and paths <= routes[kind], f"{name} healthcheck asks {paths}"
+        assert _seconds(service["stop_grace_period"]) >= DEFAULT_GRACE + WORKER_STOP_SECONDS + 5, (
+            f"{name}: stop_grace_period must exceed SLACKBOT_SHUTDOWN_GRACE_SECONDS ({DEFAULT_GRACE}) plus margin")
+    assert "3000:3000" in services["bot"]["ports"] and not services["worker"].get("ports")
+    redis = services["redis"]
+    assert redis["image"] == "redis:7-alpine"
+    command = redis["command"] if isinstance(redis["command"], str) else " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    volume = redis["volumes"][0].split(":")
+    assert volume[1] == "/data" and volume[0] in compose["volumes"]
+    assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
+
+
+# --- Dockerfile --------------------------------------------------------------------------------------
+def test_dockerfile_base_user_and_layers():
+    instructions = _dockerfile()
+    keywords = [k for k, _ in instructions]
+    assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
+    assert "digest" in DOCKERFILE.read_text() and "@sha256:" in DOCKERFILE.read_text(), "mention digest pinning"
+    (user,) = [a for k, a in instructions if k == "USER"]
+    assert user.split(":")[0] not in ("root", "0")
+    # dependencies first (pyproject only), then the source, then the package itself
+    copies = [a for k, a in instructions if k == "COPY"]
+    assert copies[0].split()[0] == "pyproject.toml"
+    runs = [(i, a) for i, (k, a) in enumerate(instructions) if k == "RUN"]
+    first_copy_src = next(i for i, (k, a) in enumerate(instructions) if k == "COPY" and a.split()[0] == "src")
+    assert any(i < first_copy_src and "pip install --no-cache-dir -r" in a for i, a in runs), "dependency layer"
+    assert any(i > first_copy_src and "pip install --no-cache-dir ." in a for i, a in runs)
+    assert keywords.index("USER") > max(i for i, _ in runs), "install as root, run as the user"
+    assert ("STOPSIGNAL", "SIGTERM") in instructions
+
+
+def test_dockerfile_copies_exist_and_are_not_ignored():
+    ignored = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
+               if p.strip() and not p.startswith("#")]
+    for keyword, args in _dockerfile():
+        if keyword != "COPY":
+            continue
+        parts = [p for p in args.split() if not p.startswith("--")]
+        assert not any(p.startswith("--from") for p in args.split())
+        for source in parts[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
+            assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is .dockerignored"
+    for needed in (".git", ".venv", ".env"):
+        assert needed in ignored, f".dockerignore should exclude {needed}"
+
+
+def test_dockerfile_commands_exist():
+    instructions = dict(_dockerfile())
+    entrypoint = _exec_form(instructions["ENTRYPOINT"])
+    cmd = _exec_form(instructions["CMD"])
+    assert entrypoint == ["slackbot"] and cmd == ["serve"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[entrypoint[0]] == "slackbot.cli:main", "ENTRYPOINT is the project's console script"
+    for subcommand in (*cmd, "worker"):
+        assert _accepted_by_cli(subcommand), f"`slackbot {subcommand}` is not a CLI subcommand"
+    assert not _accepted_by_cli("no-such-command"), "the CLI check itself must be able to fail"
+
+
+def test_dockerfile_port_and_healthcheck(routes):
+    instructions = dict(_dockerfile())
+    assert instructions["EXPOSE"] == str(DEFAULT_PORT)
+    healthcheck = instructions["HEALTHCHECK"]
+    assert "urllib.request" in healthcheck and "curl" not in healthcheck
+    (path,) = re.findall(r"https?://[^/]+(/\w+)", healthcheck)
+    assert path == "/healthz" and path in routes["serve"] and path in routes["worker"]
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,subcommand", [("slackbot-web", "serve"), ("slackbot-worker", "worker")])
+def test_deployments(k8s, routes, name, subcommand):
+    deployment, container = _deployment(k8s, name)
+    pod = deployment["spec"]["template"]["spec"]
+    assert container["args"] == [subcommand] and _accepted_by_cli(subcommand)
+    # configuration
+    refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
+    assert refs == {"configMapRef": "slackbot-config", "secretRef": "slackbot-secrets"}
+    for item in container.get("env") or []:
+        assert item["name"] in ENV
+    # port and probes
+    config = k8s[("ConfigMap", "slackbot-config")]["data"]
+    (port,) = container["ports"]
+    assert port["containerPort"] == int(config["PORT"]) == DEFAULT_PORT
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] in routes[subcommand]
+        assert get["port"] in (port["name"], port["containerPort"])
+    # shutdown: the orchestrator must not kill answers the app still lets finish
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    pre_stop_seconds = float(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0.0
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_seconds + DEFAULT_GRACE + WORKER_STOP_SECONDS
+    assert float(config["SLACKBOT_SHUTDOWN_GRACE_SECONDS"]) == DEFAULT_GRACE
+    # resources and security
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    dockerfile_uid = dict(_dockerfile())["USER"].split(":")[0]
+    assert str(pod["securityContext"]["runAsUser"]) == dockerfile_uid
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod.get("enableServiceLinks") is False
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_web_runs_without_the_in_process_worker(k8s):
+    _, web = _deployment(k8s, "slackbot-web")
+    _, worker = _deployment(k8s, "slackbot-worker")
+    assert {"name": "SLACKBOT_RESEARCH_WORKER", "value": "false"} in web["env"]
+    assert "SLACKBOT_RESEARCH_WORKER" not in {e["name"] for e in worker.get("env") or []}
+
+
+def test_service_and_pdb_select_the_web_pods(k8s):
+    web, container = _deployment(k8s, "slackbot-web")
+    labels = web["spec"]["template"]["metadata"]["labels"]
+    service = k8s[("Service", "slackbot-web")]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] in (container["ports"][0]["name"], container["ports"][0]["containerPort"])
+    pdb = k8s[("PodDisruptionBudget", "slackbot-web")]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert web["spec"]["replicas"] >= 2, "with minAvailable 1, a single replica would block node drains"
+    _, worker_container = _deployment(k8s, "slackbot-worker")
+    worker_labels = k8s[("Deployment", "slackbot-worker")]["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= worker_labels.items(), "the Service must not reach workers"
+
+
+def test_readme_states_what_was_not_run():
+    text = (DEPLOY / "README.md").read_text()
+    assert "Not run here" in text
+    for needle in ("docker compose", "kubectl apply -k", "SLACKBOT_SHUTDOWN_GRACE_SECONDS", "503", "lease"):
+        assert needle in text

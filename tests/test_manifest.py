@@ -1,0 +1,337 @@
+"""manifest.yml against the code: events, commands, interactivity and the exact bot scopes.
+
+Nothing here is a copy of the manifest: the event types, commands and actions come from the real
+Bolt app (built the way the server builds it), the Web API methods from an `ast` walk of
+src/slackbot, the conversation types from `chat.intake.classify`, and the request path from the
+routes `app.build_web` serves. The only hand-written knowledge is Slack's own: which scope each
+method / event / command needs (the tables below). A change in the code that needs a new scope,
+event or command, or that leaves a scope unused, fails a test here.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from conftest import bot_settings
+from slackbot.app import build_bolt, build_services, build_web
+from slackbot.chat.intake import classify
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "src" / "slackbot"
+MANIFEST = ROOT / "manifest.yml"
+# Test/dev-only code talks to the emulators, never to a real workspace.
+EXCLUDED = (PKG / "emulators", PKG / "sandbox", PKG / "bench.py")
+
+# --- Slack's requirements (https://docs.slack.dev/reference/methods, .../events, .../scopes) ----------
+# Web API method (slack_sdk name) -> bot scopes it needs. Every method the code calls must be here.
+SCOPES_BY_METHOD: dict[str, set[str]] = {
+    # chat:write.public: /research posts its status message (then the report thread) in the channel
+    # the command was run in, which may be a public channel the bot was never invited to.
+    "chat_postMessage": {"chat:write", "chat:write.public"},
+    "chat_update": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    # conversations.replies needs the history scope of the conversation type it reads; the bot
+    # reads threads in every conversation type it answers in.
+    "conversations_replies": {"channels:history", "groups:history", "im:history", "mpim:history"},
+    "users_info": {"users:read"},
+    # files.getUploadURLExternal + files.completeUploadExternal
+    "files_upload_v2": {"files:write"},
+    "auth_test": set(),  # Bolt's authorization (bot user id); needs no scope
+}
+# Events API subscription -> the bot scope Slack requires before it delivers that event.
+SCOPES_BY_EVENT: dict[str, set[str]] = {
+    "app_mention": {"app_mentions:read"},
+    "message.channels": {"channels:history"},
+    "message.groups": {"groups:history"},
+    "message.im": {"im:history"},
+    "message.mpim": {"mpim:history"},
+}
+SCOPES_FOR_SLASH_COMMANDS = {"commands"}
+# `message` event channel_type -> the subscription that delivers it.
+MESSAGE_EVENT_BY_CHANNEL_TYPE = {"channel": "message.channels", "group": "message.groups",
+                                 "im": "message.im", "mpim": "message.mpim"}
+BOT_USER = "UBOTUSER1"
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+@pytest.fixture(scope="module")
+def built():
+    """The real services, Bolt app and web app, configured like tests/conftest.py (nothing connects)."""
+    settings = bot_settings(redis_url="redis://127.0.0.1:9/0", prefix="manifest-test",
+                            slack_emu=SimpleNamespace(api_url="http://127.0.0.1:9/api/"),
+                            gemini_emu=SimpleNamespace(base_url="http://127.0.0.1:9"), port=9)
+    services = build_services(settings)
+    bolt = build_bolt(services)
+    web_app = build_web(services, bolt)
+    yield SimpleNamespace(services=services, bolt=bolt, web=web_app)
+    asyncio.run(services.close())
+
+
+def _closure_values(func, depth: int = 0) -> dict:
+    """Free variables of a Bolt matcher function, following nested closures (name -> value)."""
+    found: dict = {}
+    code = getattr(func, "__code__", None)
+    if code is None or depth > 5:
+        return found
+    for name, cell in zip(code.co_freevars, func.__closure__ or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if callable(value) and hasattr(value, "__code__"):
+            for key, inner in _closure_values(value, depth + 1).items():
+                found.setdefault(key, inner)
+        else:
+            found.setdefault(name, value)
+    return found
+
+
+def _registrations_from_bolt(bolt) -> dict[str, set[str]] | None:
+    """{"event": {...}, "command": {...}, "action": {...}} read off the app's listener matchers."""
+    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set()}
+    for listener in bolt._async_listeners:
+        kinds = []
+        for matcher in listener.matchers:
+            values = _closure_values(getattr(matcher, "func", None))
+            if "event_type" in values:
+                kinds.append(("event", values["event_type"]))
+            elif "constraints" in values and isinstance(values["constraints"], dict) and "type" in values["constraints"]:
+                kinds.append(("event", values["constraints"]["type"]))
+            elif "command" in values:
+                kinds.append(("command", values["command"]))
+            elif "constraints" in values:
+                kinds.append(("action", values["constraints"]))
+        if not kinds:
+            return None  # Bolt's internals changed shape: the caller falls back to the source
+        for kind, value in kinds:
+            assert isinstance(value, str), f"{kind} listener on a pattern ({value!r}): list its names explicitly"
+            out[kind].add(value)
+    return out
+
+
+def _registrations_from_source() -> dict[str, set[str]]:
+    """The same, read from `app.event(...)`/`app.command(...)`/`app.action(...)` in listeners/*.py."""
+    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set()}
+    for path in sorted((PKG / "listeners").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Constant) for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "app"
+                    and node.func.attr in out and node.args):
+                arg = node.args[0]
+                value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", None))
+                assert isinstance(value, str), f"{path.name}:{node.lineno}: cannot resolve app.{node.func.attr} argument"
+                out[node.func.attr].add(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def registered(built) -> dict[str, set[str]]:
+    return _registrations_from_bolt(built.bolt) or _registrations_from_source()
+
+
+def _web_api_calls() -> dict[str, list[str]]:
+    """Slack Web API methods called in src/slackbot (method -> ["file:line", ...])."""
+    client_methods = {n for n in dir(AsyncWebClient) if not n.startswith("_") and callable(getattr(AsyncWebClient, n))}
+    calls: dict[str, list[str]] = {}
+    for path in sorted(PKG.rglob("*.py")):
+        if any(path == ex or ex in path.parents for ex in EXCLUDED):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in client_methods:
+                calls.setdefault(node.func.attr, []).append(f"{path.relative_to(PKG)}:{node.lineno}")
+    return calls
+
+
+def _path(url: str) -> str:
+    return urlparse(url).path
+
+
+def _manifest_events(manifest: dict) -> list[str]:
+    return manifest["settings"]["event_subscriptions"]["bot_events"]
+
+
+def _manifest_commands(manifest: dict) -> dict[str, dict]:
+    return {c["command"]: c for c in manifest["features"].get("slash_commands") or []}
+
+
+def _probe_event(subscription: str) -> dict:
+    """The smallest event of this subscription the bot should act on."""
+    if subscription == "app_mention":
+        return {"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.000001",
+                "text": f"<@{BOT_USER}> hello"}
+    channel_type = {v: k for k, v in MESSAGE_EVENT_BY_CHANNEL_TYPE.items()}[subscription]
+    return {"type": "message", "channel_type": channel_type, "user": "U1", "channel": "C1",
+            "ts": "2.000002", "thread_ts": "1.000001", "text": "and then?"}
+
+
+def _handled_channel_types() -> set[str]:
+    """Conversation types whose messages intake turns into chat turns (thread replies or DMs)."""
+    handled = set()
+    for channel_type in MESSAGE_EVENT_BY_CHANNEL_TYPE:
+        base = {"type": "message", "channel_type": channel_type, "user": "U1", "channel": "C1", "text": "hi"}
+        top_level = {**base, "ts": "1.000001"}
+        reply = {**base, "ts": "2.000002", "thread_ts": "1.000001"}
+        if classify(top_level, BOT_USER, "T1") or classify(reply, BOT_USER, "T1"):
+            handled.add(channel_type)
+    return handled
+
+
+# --- (a) events ----------------------------------------------------------------------------------------
+def test_listener_discovery_matches_source(built):
+    """The introspection above sees the same registrations as the listener modules declare."""
+    from_bolt = _registrations_from_bolt(built.bolt)
+    if from_bolt is None:
+        pytest.skip("Bolt matcher internals not introspectable; the other tests use the source")
+    assert from_bolt == _registrations_from_source()
+    assert from_bolt["event"], "no event listeners found: the discovery is broken"
+
+
+def test_every_registered_event_is_subscribed(manifest, registered):
+    subscribed = set(_manifest_events(manifest))
+    for event_type in registered["event"]:
+        if event_type == "message":
+            wanted = {MESSAGE_EVENT_BY_CHANNEL_TYPE[t] for t in _handled_channel_types()}
+            assert wanted, "a message listener but intake handles no conversation type"
+            assert wanted <= subscribed, f"missing message subscriptions: {sorted(wanted - subscribed)}"
+        else:
+            assert event_type in subscribed, f"the app listens to {event_type!r} but the manifest does not subscribe"
+
+
+def test_every_subscribed_event_is_handled(manifest, registered):
+    """No subscription the code ignores: each one maps to a listener and, for messages, a handled type."""
+    handled_types = _handled_channel_types()
+    for subscription in _manifest_events(manifest):
+        assert subscription in SCOPES_BY_EVENT, f"{subscription}: add its scope to SCOPES_BY_EVENT"
+        base = subscription.split(".")[0]
+        assert base in registered["event"], f"subscribed to {subscription} but no listener for {base!r}"
+        if base == "message":
+            channel_type = {v: k for k, v in MESSAGE_EVENT_BY_CHANNEL_TYPE.items()}[subscription]
+            assert channel_type in handled_types, f"{subscription}: intake ignores {channel_type} messages"
+    assert len(_manifest_events(manifest)) == len(set(_manifest_events(manifest))), "duplicate bot_events"
+
+
+async def test_subscribed_events_reach_a_listener_and_become_turns(manifest, built):
+    """A minimal event of each subscription passes intake and matches one of the app's listeners."""
+    for subscription in _manifest_events(manifest):
+        event = _probe_event(subscription)
+        assert classify(event, BOT_USER, "T1") is not None, f"intake drops a plain {subscription} event"
+        body = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev1",
+                "event_time": 1, "event": event}
+        request = AsyncBoltRequest(body=body, mode="socket_mode")
+        response = BoltResponse(status=404)
+        matches = [listener for listener in built.bolt._async_listeners
+                   if await listener.async_matches(req=request, resp=response)]
+        assert matches, f"no listener matches a {subscription} event"
+
+
+def test_direct_messages_are_possible(manifest):
+    """message.im is only useful if people can write to the bot: App Home's Messages tab, writable."""
+    if "message.im" in _manifest_events(manifest):
+        home = manifest["features"].get("app_home") or {}
+        assert home.get("messages_tab_enabled") is True
+        assert home.get("messages_tab_read_only_enabled") is False
+
+
+# --- (b) commands --------------------------------------------------------------------------------------
+def test_every_registered_command_is_declared_and_vice_versa(manifest, registered):
+    declared = _manifest_commands(manifest)
+    assert registered["command"] == set(declared), "slash_commands must equal the app's @app.command names"
+    for name, spec in declared.items():
+        assert spec.get("description"), f"{name}: description required"
+        assert spec.get("should_escape") is False, f"{name}: the handler reads raw text"
+    assert declared["/research"]["usage_hint"] == "[question] | status"
+
+
+# --- (c) scopes ----------------------------------------------------------------------------------------
+def test_web_api_calls_are_found():
+    calls = _web_api_calls()
+    # the discovery itself works: the answer path posts and edits messages
+    assert {"chat_postMessage", "chat_update"} <= set(calls), calls
+    assert "api_call" not in calls, f"raw api_call at {calls.get('api_call')}: call the typed method instead"
+
+
+def test_every_called_method_has_its_scopes(manifest):
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    for method, where in sorted(_web_api_calls().items()):
+        assert method in SCOPES_BY_METHOD, f"{method} (at {', '.join(where)}) is not in SCOPES_BY_METHOD"
+        missing = SCOPES_BY_METHOD[method] - scopes
+        assert not missing, f"{method} (at {', '.join(where)}) needs {sorted(missing)}"
+
+
+def test_events_and_commands_have_their_scopes(manifest):
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    for subscription in _manifest_events(manifest):
+        assert SCOPES_BY_EVENT[subscription] <= scopes, f"{subscription} needs {sorted(SCOPES_BY_EVENT[subscription])}"
+    if _manifest_commands(manifest):
+        assert SCOPES_FOR_SLASH_COMMANDS <= scopes
+
+
+def test_no_scope_without_a_reason(manifest):
+    """Least privilege: every requested scope is needed by a called method, an event or a command."""
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    assert len(scopes) == len(set(scopes)), "duplicate scopes"
+    needed: set[str] = set()
+    for method in _web_api_calls():
+        needed |= SCOPES_BY_METHOD.get(method, set())
+    for subscription in _manifest_events(manifest):
+        needed |= SCOPES_BY_EVENT.get(subscription, set())
+    if _manifest_commands(manifest):
+        needed |= SCOPES_FOR_SLASH_COMMANDS
+    assert set(scopes) == needed, f"extra: {sorted(set(scopes) - needed)}, missing: {sorted(needed - set(scopes))}"
+    assert "user" not in manifest["oauth_config"]["scopes"], "the app acts only as its bot user"
+
+
+# --- (d) request URLs and settings ---------------------------------------------------------------------
+def test_request_urls_are_the_served_slack_route(manifest, built, registered):
+    posts = {route.resource.canonical for route in built.web.router.routes() if route.method == "POST"}
+    assert len(posts) == 1, f"expected one Slack endpoint, app.py serves POST {sorted(posts)}"
+    (slack_path,) = posts
+    assert slack_path == "/slack/events"
+    settings = manifest["settings"]
+    events_url = settings["event_subscriptions"]["request_url"]
+    assert _path(events_url) == slack_path
+    assert urlparse(events_url).scheme == "https"
+    if registered["action"]:
+        assert settings["interactivity"]["is_enabled"] is True, "the app has action listeners"
+    assert _path(settings["interactivity"]["request_url"]) == _path(events_url)
+    for name, spec in _manifest_commands(manifest).items():
+        assert spec["url"] == events_url, f"{name}: the command must post to the same endpoint"
+
+
+def test_app_basics(manifest):
+    assert manifest["_metadata"] == {"major_version": 2, "minor_version": 1}
+    info = manifest["display_information"]
+    assert info["name"] == "Gemini"
+    assert 0 < len(info["description"]) <= 140
+    assert re.fullmatch(r"#[0-9a-fA-F]{6}", info["background_color"])
+    bot_user = manifest["features"]["bot_user"]
+    assert bot_user["display_name"] and bot_user["always_online"] is True
+    settings = manifest["settings"]
+    assert settings["org_deploy_enabled"] is False
+    assert settings["socket_mode_enabled"] is False
+    assert settings["token_rotation_enabled"] is False
+
+
+def test_socket_mode_switch_is_documented():
+    text = MANIFEST.read_text()
+    for needle in ("socket_mode_enabled: true", "connections:write", "SLACK_APP_TOKEN"):
+        assert needle in text, f"the Socket Mode comment should mention {needle}"
