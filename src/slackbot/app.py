@@ -40,11 +40,16 @@ class Services:
         await self.store.close()
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, redis_client=None) -> Services:
+    """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
     from .research.jobs import Research  # research builds on the chat pieces
 
-    store = Store.from_url(settings.redis_url, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
-                           dedup_ttl=settings.dedup_ttl_seconds)
+    if redis_client is None:
+        store = Store.from_url(settings.redis_url, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
+                               dedup_ttl=settings.dedup_ttl_seconds)
+    else:
+        store = Store(redis_client, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
+                      dedup_ttl=settings.dedup_ttl_seconds)
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
     services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client))
@@ -68,8 +73,8 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     verifier = SignatureVerifier(services.settings.slack_signing_secret)
 
     async def slack_events(request: web.Request) -> web.Response:
-        if not services.tasks.accepting:
-            return web.Response(status=503, text="shutting down")
+        # While shutting down, events get 503 (in the intake middleware) so Slack redelivers them to
+        # another replica; commands and clicks are not retried by Slack, so they are still served.
         body = await request.text()
         if not verifier.is_valid_request(body, dict(request.headers)):
             return web.Response(status=401, text="invalid signature")
@@ -107,9 +112,9 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
 
 
 async def serve(settings: Settings, *, with_worker: bool | None = None, stop: asyncio.Event | None = None,
-                web_app_hook=None) -> None:
+                web_app_hook=None, redis_client=None) -> None:
     """Run until SIGTERM/SIGINT (or `stop`): web server, optional Socket Mode, optional research worker."""
-    services = build_services(settings)
+    services = build_services(settings, redis_client)
     bolt = build_bolt(services)
     web_app = build_web(services, bolt)
     if web_app_hook:

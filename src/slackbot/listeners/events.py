@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 def register(app: AsyncApp, services) -> None:
     @app.middleware
-    async def intake(body, context, next):
+    async def intake(body, context, request, next):
         if body.get("type") != "event_callback":
             return await next()
         event = body.get("event") or {}
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
-                 "retry": context.get("retry_num")}
+                 "retry": request.headers.get("x-slack-retry-num", [None])[0]}
         turn = classify(event, context.bot_user_id, body.get("team_id") or context.team_id or "")
         if turn is None:
             metrics.EVENTS.labels(kind, "ignored").inc()
@@ -46,7 +46,8 @@ def register(app: AsyncApp, services) -> None:
             log.info("duplicate event", extra=where)
             return BoltResponse(status=200, body="")
         metrics.EVENTS.labels(kind, "accepted").inc()
-        log.info("slack event", extra={**where, "kind": turn.kind, "thread_ts": turn.chain_thread})
+        content = {"text": turn.text} if services.settings.log_content else {}
+        log.info("slack event", extra={**where, "kind": turn.kind, "thread_ts": turn.chain_thread, **content})
         context["turn"] = turn
         await next()
 

@@ -131,8 +131,11 @@ class Research:
         if not job:
             return
         if user != job.get("requester"):
-            await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=f"Only <@{job.get('requester')}> can cancel this research.")
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, text=f"Only <@{job.get('requester')}> can cancel this research.")
+            except SlackApiError as exc:
+                log.warning("could not refuse a cancel", extra={"job": job_id, "error": exc.response.get("error")})
             return
         if job.get("status") not in view.RUNNING:
             return
