@@ -268,3 +268,19 @@ async def _work_in_flight(url: str) -> bool:
             page = await r.text()
     line = next(x for x in page.splitlines() if x.startswith("slackbot_work_in_flight "))
     return float(line.split()[1]) == 0
+
+
+# Graceful shutdown (deploy issue): stop taking events, let answers in flight finish
+async def test_shutdown_refuses_new_events_and_finishes_answers_in_flight(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(shutdown_grace_seconds=15), slack_emu)
+    text = " ".join(f"w{i}" for i in range(60))
+    gemini_emu.script(text=text, chunk_chars=10, chunk_delay=0.3)  # ~2 s
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} long answer")
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 5)
+    bot.stop.set()
+    await asyncio.sleep(0.2)
+    late = await slack_emu.user_message("C_GENERAL", f"{MENTION} too late")
+    mention = next(x for x in late.all if x.payload["event"]["type"] == "app_mention")
+    assert mention.status == 503, "Slack redelivers it to another replica"
+    await asyncio.wait_for(bot.task, 20)
+    assert thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [text]

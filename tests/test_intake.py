@@ -1,0 +1,57 @@
+"""Which events become turns (pure rules of chat/intake.py)."""
+
+from __future__ import annotations
+
+from slackbot.chat.intake import DM_THREAD, classify
+
+BOT = "UBOT"
+
+
+def ev(**kw):
+    base = {"type": "message", "user": "U1", "text": "hi", "channel": "C1", "ts": "2.0", "channel_type": "channel"}
+    base.update(kw)
+    return base
+
+
+def test_mention_starts_a_thread_under_the_message():
+    turn = classify(ev(type="app_mention", text="<@UBOT> hi"), BOT, "T1")
+    assert turn.kind == "mention" and turn.reply_thread_ts == "2.0" and turn.chain_thread == "2.0"
+    assert not turn.in_existing_thread
+
+
+def test_mention_inside_a_thread_uses_that_thread():
+    turn = classify(ev(type="app_mention", text="<@UBOT> sum up", thread_ts="1.0"), BOT, "T1")
+    assert turn.chain_thread == "1.0" and turn.in_existing_thread
+
+
+def test_thread_reply_is_a_candidate_turn_but_top_level_chatter_is_not():
+    assert classify(ev(thread_ts="1.0"), BOT, "T1").kind == "reply"
+    assert classify(ev(), BOT, "T1") is None
+    assert classify(ev(thread_ts="2.0"), BOT, "T1") is None  # a thread parent
+
+
+def test_message_copy_of_a_mention_is_left_to_app_mention():
+    assert classify(ev(thread_ts="1.0", text="<@UBOT> hi"), BOT, "T1") is None
+
+
+def test_dm_every_message_is_a_turn():
+    top = classify(ev(channel="D1", channel_type="im"), BOT, "T1")
+    assert top.kind == "dm" and top.reply_thread_ts is None and top.chain_thread == DM_THREAD
+    threaded = classify(ev(channel="D1", channel_type="im", thread_ts="1.0"), BOT, "T1")
+    assert threaded.chain_thread == "1.0" and threaded.reply_thread_ts == "1.0"
+
+
+def test_bots_self_edits_and_deletes_are_ignored():
+    assert classify(ev(bot_id="B1", channel_type="im"), BOT, "T1") is None
+    assert classify(ev(user=BOT, channel_type="im"), BOT, "T1") is None
+    for subtype in ("bot_message", "message_changed", "message_deleted", "channel_join"):
+        assert classify(ev(subtype=subtype, channel_type="im"), BOT, "T1") is None
+    assert classify(ev(subtype="file_share", channel_type="im"), BOT, "T1") is not None
+    assert classify({"type": "message"}, BOT, "T1") is None
+    assert classify("nonsense", BOT, "T1") is None
+
+
+def test_one_message_has_one_dedup_key_whatever_carries_it():
+    a = classify(ev(type="app_mention", text="<@UBOT> x", thread_ts="1.0"), BOT, "T1")
+    b = classify(ev(thread_ts="1.0", text="x"), BOT, "T1")
+    assert a.dedup_key == b.dedup_key
