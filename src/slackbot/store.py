@@ -110,11 +110,14 @@ return ids
 """
 
 # Write job fields only while we still own the job (a lease that expired lost it).
-# KEYS: job hash, due zset; ARGV: owner, next due (or '' to keep, '-' to remove), field, value, ...
+# KEYS: job hash, due zset; ARGV: owner, next due (or '' to keep, '-' to end), keep-after-end seconds,
+#       field, value, ...  An ended job's record expires; the schedule never holds it again.
 _JOB_WRITE = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-if ARGV[2] == '-' then redis.call('ZREM', KEYS[2], KEYS[1]:match('[^:]+$'))
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if ARGV[2] == '-' then
+  redis.call('ZREM', KEYS[2], KEYS[1]:match('[^:]+$'))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 elseif ARGV[2] ~= '' then
   local t = redis.call('TIME')
   redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1e6 + tonumber(ARGV[2]), KEYS[1]:match('[^:]+$'))
@@ -122,12 +125,15 @@ end
 return 1
 """
 
-# Per-user cap on concurrent research jobs.
+# Per-user cap on concurrent research jobs. The set expires well after any job could still run.
 _RESERVE_SLOT = """
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
+
+JOB_KEEP_SECONDS = 30 * 86400  # finished job records and per-user history: for /research status
 
 
 @dataclass(frozen=True)
@@ -244,8 +250,8 @@ class Store:
     def user_history_key(self, team: str, user: str) -> str:
         return f"{self.p}:jobs:history:{team}:{user}"
 
-    async def reserve_job_slot(self, team: str, user: str, job_id: str, cap: int) -> bool:
-        return bool(await self._reserve_slot(keys=[self.user_jobs_key(team, user)], args=[job_id, cap]))
+    async def reserve_job_slot(self, team: str, user: str, job_id: str, cap: int, ttl: int) -> bool:
+        return bool(await self._reserve_slot(keys=[self.user_jobs_key(team, user)], args=[job_id, cap, ttl]))
 
     async def release_job_slot(self, team: str, user: str, job_id: str) -> None:
         await self.redis.srem(self.user_jobs_key(team, user), job_id)
@@ -260,4 +266,5 @@ class Store:
         flat: list = []
         for k, v in fields.items():
             flat += [k, "" if v is None else str(v)]
-        return bool(await self._job_write(keys=[self.job_key(job_id), self.job_due_key], args=[owner, due, *flat]))
+        return bool(await self._job_write(keys=[self.job_key(job_id), self.job_due_key],
+                                          args=[owner, due, JOB_KEEP_SECONDS, *flat]))

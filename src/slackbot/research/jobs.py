@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from .. import metrics
 from ..gemini import GeminiError
-from ..store import RedisError
+from ..store import JOB_KEEP_SECONDS, RedisError
 from . import status as view
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Research:
             return
         job_id = secrets.token_hex(8)
         try:
-            reserved = await self.store.reserve_job_slot(team, user, job_id, self.settings.research_max_per_user)
+            reserved = await self.store.reserve_job_slot(team, user, job_id, self.settings.research_max_per_user,
+                                                         ttl=int(self.settings.research_max_minutes * 120) + 3600)
         except (RedisError, OSError):
             await ack("I can't reach my job store right now. Please try again in a minute.")
             return
@@ -58,48 +59,67 @@ class Research:
             await ack(f"You already have {self.settings.research_max_per_user} research jobs running. "
                       "Wait for one to finish, or cancel one, then try again.")
             return
-        await ack()
-        self.services.tasks.spawn(self._start(job_id, team, user, command, text), name=f"research-start:{job_id}")
-
-    async def _start(self, job_id: str, team: str, user: str, command: dict, question: str) -> None:
-        channel = command.get("channel_id", "")
-        now = time.time()
-        job = {"id": job_id, "team": team, "channel": channel, "requester": user, "question": question,
-               "created": now, "updated": now, "status": "starting", "poll_interval": self.settings.research_poll_initial,
-               "parts_posted": 0, "last_status_update": now, "progress": ""}
-        poster = self.services.turns.poster(team)
+        job = self._new_job(job_id, team, user, command.get("channel_id", ""), text)
         try:
-            resp = await self.client.chat_postMessage(channel=channel, **view.status_message(job, now=now))
-        except SlackApiError as exc:
+            await self._record(job)  # before the ack, so `/research status` lists it at once
+        except (RedisError, OSError):
             await self._release(team, user, job_id)
+            await ack("I can't reach my job store right now. Please try again in a minute.")
+            return
+        await ack()
+        self.services.tasks.spawn(self._start(job, command), name=f"research-start:{job_id}")
+
+    def _new_job(self, job_id: str, team: str, user: str, channel: str, question: str) -> dict:
+        now = time.time()
+        return {"id": job_id, "team": team, "channel": channel, "requester": user, "question": question,
+                "created": now, "updated": now, "status": "starting", "parts_posted": 0, "progress": "",
+                "poll_interval": self.settings.research_poll_initial, "last_status_update": now}
+
+    async def _start(self, job: dict, command: dict) -> None:
+        """Post the status message, start the agent, then put the job on the polling schedule."""
+        team, user, channel = job["team"], job["requester"], job["channel"]
+        try:
+            resp = await self.client.chat_postMessage(channel=channel, **view.status_message(job, now=time.time()))
+        except SlackApiError as exc:
+            await self._end_unstarted(job, "failed")
             await self._tell(command, _cannot_post(exc.response.get("error", "")))
             return
         job["status_ts"] = resp["ts"]
         try:
-            interaction_id, gemini_status = await self.gemini.start_research(question)
+            interaction_id, gemini_status = await self.gemini.start_research(job["question"])
         except GeminiError as exc:
             log.warning("research start failed", extra={"team": team, "channel": channel, "kind": exc.kind})
-            job.update(status="failed", finished=time.time())
-            await poster.edit(channel, job["status_ts"], view.status_message(
+            await self._end_unstarted(job, "failed")
+            await self.services.turns.poster(team).edit(channel, job["status_ts"], view.status_message(
                 job, now=time.time(), note=f"Gemini could not start the research. {view.RETRY_HINT}"),
-                member=job_id, final=True)
-            await self._release(team, user, job_id)
-            metrics.RESEARCH_JOBS.labels("failed").inc()
+                member=job["id"], final=True)
             return
         job.update(interaction_id=interaction_id, status=gemini_status or "queued")
-        await self._save_new(job)
+        pipe = self.store.redis.pipeline(transaction=True)
+        pipe.hset(self.store.job_key(job["id"]), mapping={"status_ts": job["status_ts"], "status": job["status"],
+                                                          "interaction_id": interaction_id})
+        pipe.zadd(self.store.job_due_key, {job["id"]: time.time() + float(job["poll_interval"])})
+        await pipe.execute()
         metrics.RESEARCH_JOBS.labels("started").inc()
-        log.info("research started", extra={"team": team, "channel": channel, "job": job_id,
+        log.info("research started", extra={"team": team, "channel": channel, "job": job["id"],
                                              "interaction": interaction_id})
 
-    async def _save_new(self, job: dict) -> None:
+    async def _record(self, job: dict) -> None:
         pipe = self.store.redis.pipeline(transaction=True)
         pipe.hset(self.store.job_key(job["id"]), mapping={k: str(v) for k, v in job.items()})
-        pipe.zadd(self.store.job_due_key, {job["id"]: time.time() + float(job["poll_interval"])})
+        pipe.expire(self.store.job_key(job["id"]), JOB_KEEP_SECONDS)
         history = self.store.user_history_key(job["team"], job["requester"])
         pipe.zadd(history, {job["id"]: float(job["created"])})
         pipe.zremrangebyrank(history, 0, -HISTORY_KEEP - 1)
+        pipe.expire(history, JOB_KEEP_SECONDS)
         await pipe.execute()
+
+    async def _end_unstarted(self, job: dict, status: str) -> None:
+        job.update(status=status, finished=time.time())
+        await self.store.redis.hset(self.store.job_key(job["id"]), mapping={"status": status,
+                                                                          "finished": job["finished"]})
+        await self._release(job["team"], job["requester"], job["id"])
+        metrics.RESEARCH_JOBS.labels(status).inc()
 
     async def user_jobs(self, team: str, user: str) -> list[dict]:
         ids = await self.store.redis.zrevrange(self.store.user_history_key(team, user), 0, 9)
