@@ -56,6 +56,7 @@ class AnswerStream:
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._split_memo: tuple[str | None, tuple[list[str], str]] = (None, ([], ""))
 
     # --- called by the turn runner ----------------------------------------------------------
     def start(self) -> None:
@@ -125,10 +126,16 @@ class AnswerStream:
             fut.cancel()
 
     # --- bringing Slack in line with self.text ------------------------------------------------
+    def _split(self) -> tuple[list[str], str]:
+        """stable_split of the text as it is now, computed once per change of the text."""
+        if self._split_memo[0] is not self.text:
+            self._split_memo = (self.text, stable_split(self.text, self.limit))
+        return self._split_memo[1]
+
     async def _sync(self, *, final: bool) -> None:
         if self.broken:
             return
-        frozen, tail = stable_split(self.text, self.limit)
+        frozen, tail = self._split()
         count = len(frozen) + (1 if tail.strip() else 0)
         for index in range(count):
             if not await self._show(index, final=final):
@@ -136,7 +143,7 @@ class AnswerStream:
 
     def _chunk(self, index: int, *, final: bool) -> str:
         """What message `index` should show now: a frozen chunk, or the growing tail."""
-        frozen, tail = stable_split(self.text, self.limit)
+        frozen, tail = self._split()
         if index < len(frozen):
             return frozen[index]
         return tail if final else close_open_fences(tail)
@@ -159,7 +166,7 @@ class AnswerStream:
         shown = self._chunk(index, final=final)
         if message.shown == shown:
             return True
-        is_frozen = index < len(stable_split(self.text, self.limit)[0])
+        is_frozen = index < len(self._split()[0])
         if final or is_frozen or message.placeholder:
             ok = await self.poster.edit(self.channel, message.ts, message_payload(shown),
                                         member=self.member, final=True)
