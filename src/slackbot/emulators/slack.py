@@ -852,7 +852,7 @@ class SlackEmulator:
     # ------------------------------------- control endpoints and feed
 
     def _emit(self, kind: str, data: dict) -> None:
-        event = {"type": kind, **data}
+        event = {**data, "type": kind}
         for queue in self._feeds:
             if not queue.full():  # a stalled page loses events rather than growing memory
                 queue.put_nowait(event)

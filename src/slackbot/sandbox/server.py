@@ -1,0 +1,357 @@
+"""`slackbot sandbox`: the real bot behind a local Slack-like page, no workspace needed.
+
+What runs, all in this process:
+
+    page (browser) --HTTP--> sandbox web app --HTTP--> SlackEmulator --signed requests--> real bot (serve)
+                     <-SSE--                 <-SSE--                 <--Web API calls----
+                                                                      real bot --> Gemini (real API or emulator)
+                                                                      real bot --> Redis (REDIS_URL or embedded)
+
+The page never talks to the bot directly: every message, slash command and button click goes
+through the emulator, which signs it and delivers it to the bot's /slack/events exactly as Slack
+would, so the sandbox exercises the same code paths as production.
+
+Choices made at start-up (reported by /api/info and in the page's header):
+* Gemini: the real API when GEMINI_API_KEY is set (or enterprise mode), else the Interactions
+  emulator at a readable pace.
+* Redis: REDIS_URL when it answers a PING within a second, else an embedded store (fakeredis,
+  which runs the store's Lua scripts). Keys go under a per-run prefix, deleted at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+from yarl import URL
+
+from ..app import serve
+from ..config import ConfigError, Settings
+from ..emulators.gemini import GeminiEmulator
+from ..emulators.slack import Channel, SlackEmulator
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+EMULATOR_PACE = {"chunk_chars": 8, "chunk_delay": 0.03, "first_token_delay": 0.4}
+# With the emulator, research runs ~25 s and is polled every few seconds, so a visitor sees it move
+# and has time to press Cancel; the real API keeps the production cadence.
+EMULATED_RESEARCH = {"queued_for": 2.0, "run_for": 25.0}
+EMULATED_POLLING = {"research_poll_initial": 2.0, "research_poll_max": 4.0, "research_status_every": 4.0}
+REDIS_PING_TIMEOUT = 1.0
+_FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint, nothing else
+    "user_message": {"channel", "text", "user", "thread_ts"},
+    "slash_command": {"command", "text", "user", "channel"},
+    "click": {"channel", "ts", "action_id", "user", "value"},
+}
+
+
+class SandboxWorkspace(SlackEmulator):
+    """The emulator's seeded workspace, plus a DM with the bot for every seeded person."""
+
+    def reset(self) -> None:
+        super().reset()
+        for user in self.users.values():
+            dm = f"D_{user.name.upper()}"
+            if not any(c.is_im and user.id in c.members for c in self.channels.values()):
+                self.channels[dm] = Channel(dm, user.name, True, {user.id, self.bot_user_id})
+
+
+@dataclass
+class SandboxInfo:
+    gemini: str  # "real" | "emulator"
+    redis: str  # "url" | "embedded"
+    redis_url: str = ""  # shown without its password
+    gemini_model: str = ""
+    gemini_emulator_url: str = ""  # control endpoints (/_emu/script...) when the emulator is in use
+    slack_emulator_url: str = ""
+
+    def to_json(self) -> dict:
+        return {"gemini": self.gemini, "gemini_label": "real API" if self.gemini == "real" else "emulator",
+                "gemini_model": self.gemini_model, "gemini_emulator_url": self.gemini_emulator_url or None,
+                "redis": self.redis, "redis_label": self.redis_url if self.redis == "url" else "embedded",
+                "slack_emulator_url": self.slack_emulator_url}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def redact(url: str) -> str:
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "redis://…"
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+async def redis_answers(url: str, timeout: float = REDIS_PING_TIMEOUT) -> bool:
+    client = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(await asyncio.wait_for(client.ping(), timeout + 0.5))
+    except (RedisError, OSError, asyncio.TimeoutError, ValueError):
+        return False
+    finally:
+        await client.aclose()
+
+
+def embedded_redis():
+    """An in-process Redis (fakeredis with Lua, so the store's scripts run unchanged)."""
+    import fakeredis
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+@dataclass
+class Sandbox:
+    """Everything `slackbot sandbox` runs; `start()` then `close()`. Tests may reach the parts."""
+
+    settings: Settings
+    slack: SandboxWorkspace | None = None
+    gemini_emu: GeminiEmulator | None = None
+    bot_settings: Settings | None = None
+    info: SandboxInfo | None = None
+    url: str = ""
+    _bot_task: asyncio.Task | None = None
+    _bot_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner: web.AppRunner | None = None
+    _http: aiohttp.ClientSession | None = None
+    _feeds: set = field(default_factory=set)  # upstream SSE responses, closed at shutdown
+    _real_redis: bool = False
+
+    async def start(self) -> None:
+        s = self.settings
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self.slack = SandboxWorkspace(signing_secret=secrets.token_hex(16),
+                                      bot_token=f"xoxb-sandbox-{secrets.token_hex(12)}")
+        await self.slack.start()
+        update: dict = {
+            "slack_bot_token": self.slack.bot_token, "slack_signing_secret": self.slack.signing_secret,
+            "slack_app_token": "", "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
+            "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
+        }
+        real_gemini = bool(s.gemini_api_key) or s.use_enterprise
+        if not real_gemini:
+            self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
+            self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
+            await self.gemini_emu.start()
+            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key="sandbox-emulator",
+                          use_enterprise=False,
+                          **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
+        self._real_redis = await redis_answers(s.redis_url)
+        redis_client = None if self._real_redis else embedded_redis()
+        if not self._real_redis:
+            log.info("REDIS_URL does not answer; using the embedded store", extra={"redis": redact(s.redis_url)})
+        self.bot_settings = s.model_copy(update=update)
+        self.info = SandboxInfo(
+            gemini="real" if real_gemini else "emulator", redis="url" if self._real_redis else "embedded",
+            redis_url=redact(s.redis_url) if self._real_redis else "", gemini_model=s.gemini_model,
+            gemini_emulator_url=self.gemini_emu.base_url if self.gemini_emu else "",
+            slack_emulator_url=self.slack.base_url)
+        await self._start_bot(redis_client)
+        await self._start_page()
+
+    async def _start_bot(self, redis_client) -> None:
+        bs = self.bot_settings
+        self._bot_task = asyncio.create_task(serve(bs, stop=self._bot_stop, redis_client=redis_client),
+                                             name="sandbox-bot")
+        bot_url = f"http://127.0.0.1:{bs.port}"
+        for _ in range(500):
+            if self._bot_task.done():
+                self._bot_task.result()  # raises what stopped it
+                raise RuntimeError("the bot stopped while starting")
+            try:
+                async with self._http.get(f"{bot_url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                    if resp.status == 200:
+                        break
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.02)
+        else:
+            raise RuntimeError("the bot did not start within 10 s")
+        self.slack.app_url = f"{bot_url}/slack/events"
+
+    async def _start_page(self) -> None:
+        s = self.settings
+        app = web.Application(middlewares=[_same_origin_json])
+        app.add_routes([
+            web.get("/", self._index),
+            web.get("/api/info", self._api_info),
+            web.get("/api/state", self._api_state),
+            web.get("/api/feed", self._api_feed),
+            web.get("/api/files/{file_id}", self._api_file),
+            web.post("/api/user_message", self._forward("user_message")),
+            web.post("/api/slash_command", self._forward("slash_command")),
+            web.post("/api/click", self._forward("click")),
+            web.static("/static", STATIC),
+        ])
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self.page_host, s.sandbox_port).start()
+        except OSError as exc:
+            raise ConfigError(f"SLACKBOT_SANDBOX_PORT: cannot serve the sandbox on {self.page_host}:{s.sandbox_port} "
+                              f"({exc.strerror or exc}); choose another port") from None
+        port = self._runner.addresses[0][1]
+        shown = "127.0.0.1" if self.page_host in ("0.0.0.0", "::", "") else self.page_host
+        self.url = f"http://{shown}:{port}/"
+
+    @property
+    def page_host(self) -> str:
+        """Loopback unless SLACKBOT_HOST was set on purpose: the page can spend a real Gemini key."""
+        return self.settings.host if "host" in self.settings.model_fields_set else "127.0.0.1"
+
+    async def close(self) -> None:
+        for resp in list(self._feeds):  # end the page's event streams so the server stops at once
+            resp.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._bot_task is not None and not self._bot_task.done():
+            self._bot_stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._bot_task), self.settings.shutdown_grace_seconds + 10)
+            except asyncio.TimeoutError:
+                self._bot_task.cancel()
+            except Exception:
+                log.exception("the bot stopped with an error")
+        if self.slack is not None:
+            await self.slack.stop()
+        if self.gemini_emu is not None:
+            await self.gemini_emu.stop()
+        if self._real_redis and self.bot_settings is not None:
+            await _delete_prefix(self.settings.redis_url, self.bot_settings.redis_prefix)
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def bot_failed(self) -> BaseException | None:
+        task = self._bot_task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception() or RuntimeError("the bot stopped")
+
+    # --- the page's endpoints ---------------------------------------------------------------
+    async def _index(self, _: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _api_info(self, _: web.Request) -> web.Response:
+        return web.json_response({**self.info.to_json(), "bot_user_id": self.slack.bot_user_id})
+
+    async def _api_state(self, _: web.Request) -> web.Response:
+        async with self._http.get(f"{self.slack.base_url}/_emu/state") as resp:
+            return web.json_response(await resp.json(), status=resp.status)
+
+    async def _api_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file_id"]
+        async with self._http.get(f"{self.slack.base_url}/_emu/files/{file_id}") as resp:
+            body = await resp.read()
+        if resp.status != 200:
+            return web.Response(status=resp.status, text="file not found")
+        return web.Response(body=body, content_type="text/plain", charset="utf-8",
+                            headers={"Content-Disposition": f'inline; filename="{file_id}.md"'})
+
+    def _forward(self, name: str):
+        allowed = _FORWARD_FIELDS[name]
+
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
+            if not isinstance(body, dict):
+                return web.json_response({"ok": False, "error": "expected a JSON object"}, status=400)
+            payload = {k: v for k, v in body.items() if k in allowed and v is not None}
+            async with self._http.post(f"{self.slack.base_url}/_emu/{name}", json=payload) as resp:
+                return web.json_response(await resp.json(), status=resp.status)
+        return handler
+
+    async def _api_feed(self, request: web.Request) -> web.StreamResponse:
+        """The emulator's SSE feed, passed through byte for byte."""
+        upstream = await self._http.get(f"{self.slack.base_url}/_emu/feed")
+        self._feeds.add(upstream)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        try:
+            await resp.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await resp.write(chunk)
+        except (ConnectionError, aiohttp.ClientError, asyncio.CancelledError):
+            pass  # the page went away, or we are stopping
+        finally:
+            self._feeds.discard(upstream)
+            upstream.close()
+        return resp
+
+
+@web.middleware
+async def _same_origin_json(request: web.Request, handler):
+    """POSTs must be JSON from this page: another site's form or script cannot drive the bot."""
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if request.content_type != "application/json":
+            return web.json_response({"ok": False, "error": "send application/json"}, status=415)
+        if origin and origin.split("://", 1)[-1].rstrip("/") != request.host:
+            return web.json_response({"ok": False, "error": "cross-origin request refused"}, status=403)
+    return await handler(request)
+
+
+async def _delete_prefix(url: str, prefix: str) -> None:
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    except (RedisError, OSError):
+        log.warning("could not delete the sandbox's Redis keys", extra={"prefix": prefix})
+    finally:
+        await client.aclose()
+
+
+def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signal support
+            pass
+    return stop, installed
+
+
+async def run_sandbox(settings: Settings, *, stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None) -> None:
+    """Serve the sandbox page until SIGINT/SIGTERM (or `stop`); `ready` is set once the page is served."""
+    installed: list[int] = []
+    if stop is None:
+        stop, installed = _stop_on_signals()
+    sandbox = Sandbox(settings)
+    try:
+        await sandbox.start()
+        info = sandbox.info
+        log.info(f"sandbox ready: open {sandbox.url}  (Gemini: {info.to_json()['gemini_label']}, "
+                 f"Redis: {info.to_json()['redis_label']})")
+        if ready is not None:
+            ready.set()
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({stopping, sandbox._bot_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if (failure := sandbox.bot_failed) is not None:
+            raise failure
+    finally:
+        await sandbox.close()
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,880 @@
+// The sandbox page: a small Slack-like client of the emulated workspace.
+//
+// It reads the workspace from /api/state, follows changes on the /api/feed event stream, and sends
+// what the person does (messages, /research, button clicks) to the emulator, which signs and
+// delivers it to the real bot. No framework, no build step.
+//
+// Safety rule for every renderer below: text from the workspace is escaped (esc) before any markup
+// is added around it; URLs become links only for http(s) and mailto.
+"use strict";
+
+// ------------------------------------------------------------------ state
+
+const S = {
+  info: null,
+  botUser: "UBOT",
+  botId: "BBOT",
+  users: {}, // id -> {id, name, real_name}
+  channels: {}, // id -> {id, name, is_im, members, messages: Map(ts -> message)}
+  ephemerals: [], // {key, channel, user, text, blocks, thread_ts, ts, local?}
+  dismissed: new Set(),
+  me: localStorage.getItem("sandbox.me") || "U_ALICE",
+  current: localStorage.getItem("sandbox.channel") || "C_GENERAL",
+  thread: null, // {channel, ts}
+  loaded: false,
+  buffer: [],
+  unread: new Set(),
+  seq: 0,
+};
+
+const BOT_NAME = "Gemini";
+const EMOJI = {
+  mag: "🔍", hourglass_flowing_sand: "⏳", hourglass: "⌛", white_check_mark: "✅", x: "❌",
+  no_entry_sign: "🚫", warning: "⚠️", heavy_check_mark: "✔️", tada: "🎉", eyes: "👀", rocket: "🚀",
+  thumbsup: "👍", "+1": "👍", thumbsdown: "👎", "-1": "👎", heart: "❤️", smile: "😄", slightly_smiling_face: "🙂",
+  wave: "👋", memo: "📝", robot_face: "🤖", sparkles: "✨", thinking_face: "🤔", bulb: "💡", fire: "🔥",
+  page_facing_up: "📄", link: "🔗", clock1: "🕐", stopwatch: "⏱️", information_source: "ℹ️", books: "📚",
+};
+const COLORS = ["#e8912d", "#2bac76", "#4a7fd4", "#cd2553", "#8c5bd0", "#1f9aa8"];
+
+// ------------------------------------------------------------------ helpers
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
+const unent = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+const SLOT = /\u0000(\d+)\u0000/g;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "html") node.innerHTML = v; // only ever given output of the escaping renderers
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined && c !== false) node.append(c instanceof Node ? c : String(c));
+  }
+  return node;
+}
+
+function tsKey(ts) {
+  const [whole, frac = "0"] = String(ts).split(".");
+  return [Number(whole), Number(frac.padEnd(6, "0").slice(0, 6))];
+}
+function cmpTs(a, b) {
+  const [x1, y1] = tsKey(a), [x2, y2] = tsKey(b);
+  return x1 - x2 || y1 - y2;
+}
+function nowTs() {
+  const us = Date.now() * 1000 + (S.seq++ % 1000);
+  return `${Math.floor(us / 1e6)}.${String(us % 1e6).padStart(6, "0")}`;
+}
+function timeOf(ts) {
+  return new Date(tsKey(ts)[0] * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+function fullTimeOf(ts) {
+  return new Date(tsKey(ts)[0] * 1000).toLocaleString();
+}
+function safeHref(url) {
+  const u = String(url).trim();
+  return /^(https?:\/\/|mailto:)/i.test(u) ? u : null;
+}
+function link(href, labelHtml) {
+  return `<a href="${esc(href)}" target="_blank" rel="noopener noreferrer">${labelHtml}</a>`;
+}
+function userName(id) {
+  if (id === S.botUser) return "bot";
+  return S.users[id]?.name || id;
+}
+function realName(id) {
+  if (id === S.botUser) return BOT_NAME;
+  return S.users[id]?.real_name || S.users[id]?.name || id;
+}
+function colorOf(id) {
+  let h = 0;
+  for (const c of String(id)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
+}
+function avatar(id, { small = false, system = false } = {}) {
+  const cls = `avatar${small ? " small" : ""}`;
+  if (system) return el("span", { class: `${cls} system`, "aria-hidden": "true" }, "⚙");
+  if (id === S.botUser) return el("span", { class: `${cls} bot`, "aria-hidden": "true" }, "✦");
+  const a = el("span", { class: cls, "aria-hidden": "true" }, realName(id).slice(0, 1).toUpperCase());
+  a.style.background = colorOf(id);
+  return a;
+}
+function emojify(escaped) {
+  return escaped.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] ?? m);
+}
+
+// ------------------------------------------------------------------ Markdown (the bot's markdown blocks)
+
+// Inline: code spans, links and URLs are cut out first (their content escaped on its own), then the
+// rest is escaped, then emphasis markers become tags, then the cut-out pieces go back in.
+function inlineMd(raw) {
+  const slots = [];
+  const keep = (html) => `\u0000${slots.push(html) - 1}\u0000`;
+  let s = String(raw).replace(/\u0000/g, "");
+  s = s.replace(/(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/g, (_, _t, code) => keep(`<code>${esc(code)}</code>`));
+  s = s.replace(/\[([^\]\n]+)\]\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\)[^\s()<>]*)*)>?(?:\s+"[^"\n]*")?\s*\)/g,
+    (_, label, url) => {
+      const href = safeHref(url);
+      return keep(href ? link(href, inlineMd(label)) : inlineMd(label));
+    });
+  s = s.replace(/<((?:https?:\/\/|mailto:)[^\s<>]+)>/gi, (_, url) => keep(link(url, esc(url))));
+  s = s.replace(/\bhttps?:\/\/[^\s<>()\u0000]+(?:\([^\s<>()]*\))?[^\s<>()\u0000.,;:!?'"*_~\]]?/gi, (url) => {
+    const tidy = url.replace(/[.,;:!?'"*_~\]]+$/, "");
+    return keep(link(tidy, esc(tidy))) + url.slice(tidy.length);
+  });
+  s = esc(s);
+  s = s.replace(/\*\*(?=\S)([\s\S]*?\S)\*\*/g, "<strong>$1</strong>");
+  s = s.replace(/(?<![\w])__(?=\S)([\s\S]*?\S)__(?![\w])/g, "<strong>$1</strong>");
+  s = s.replace(/(?<![*\w])\*(?=[^\s*])([^*\n]*?[^\s*])\*(?![*\w])/g, "<em>$1</em>");
+  s = s.replace(/(?<![\w])_(?=[^\s_])([^_\n]*?[^\s_])_(?![\w])/g, "<em>$1</em>");
+  s = s.replace(/~~(?=\S)([\s\S]*?\S)~~/g, "<del>$1</del>");
+  s = emojify(s);
+  for (let i = 0; i < 5 && s.includes("\u0000"); i++) s = s.replace(SLOT, (_, n) => slots[Number(n)]);
+  return s;
+}
+
+const FENCE_RE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)[^`]*$/;
+const HEADING_RE = /^ {0,3}(#{1,6})(?:\s+(.*?))?\s*#*\s*$/;
+const HR_RE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
+const LIST_RE = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
+const QUOTE_RE = /^ {0,3}>/;
+const TABLE_SEP_RE = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+
+function isTableStart(lines, i) {
+  return lines[i].includes("|") && i + 1 < lines.length && TABLE_SEP_RE.test(lines[i + 1])
+    && (lines[i + 1].includes("|") || lines[i].trim().startsWith("|"));
+}
+function startsBlock(lines, i) {
+  const l = lines[i];
+  return FENCE_RE.test(l) || HEADING_RE.test(l) || HR_RE.test(l) || LIST_RE.test(l) || QUOTE_RE.test(l)
+    || isTableStart(lines, i);
+}
+function splitRow(line) {
+  let s = line.trim();
+  if (s.startsWith("|")) s = s.slice(1);
+  if (s.endsWith("|") && !s.endsWith("\\|")) s = s.slice(0, -1);
+  return s.split(/(?<!\\)\|/).map((c) => c.trim().replace(/\\\|/g, "|"));
+}
+
+function parseList(lines, i) {
+  const first = lines[i].match(LIST_RE);
+  const indent = first[1].length;
+  const ordered = /\d/.test(first[2]);
+  const start = ordered ? parseInt(first[2], 10) : 1;
+  const items = [];
+  while (i < lines.length) {
+    const line = lines[i];
+    const m = line.match(LIST_RE);
+    if (m && m[1].length === indent && /\d/.test(m[2]) === ordered) {
+      items.push({ text: [m[3]], children: [] });
+      i++;
+    } else if (m && m[1].length > indent && items.length) {
+      const [html, next] = parseList(lines, i);
+      items[items.length - 1].children.push(html);
+      i = next;
+    } else if (!m && line.trim() && items.length && line.match(/^\s*/)[0].length > indent) {
+      items[items.length - 1].text.push(line.trim());
+      i++;
+    } else if (!line.trim()) {
+      let j = i;
+      while (j < lines.length && !lines[j].trim()) j++;
+      const n = j < lines.length && lines[j].match(LIST_RE);
+      if (n && n[1].length >= indent && (n[1].length > indent || /\d/.test(n[2]) === ordered)) i = j;
+      else break;
+    } else {
+      break;
+    }
+  }
+  const tag = ordered ? "ol" : "ul";
+  const startAttr = ordered && start !== 1 ? ` start="${start}"` : "";
+  const body = items.map((it) => `<li>${it.text.map(inlineMd).join("<br>")}${it.children.join("")}</li>`).join("");
+  return [`<${tag}${startAttr}>${body}</${tag}>`, i];
+}
+
+function mdBlocks(lines) {
+  const out = [];
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    let m;
+    if (!line.trim()) { i++; continue; }
+    if ((m = line.match(FENCE_RE))) {
+      const close = new RegExp(`^ {0,3}${m[1][0] === "`" ? "`" : "~"}{${m[1].length},}\\s*$`);
+      const body = [];
+      for (i++; i < lines.length && !close.test(lines[i]); i++) body.push(lines[i]);
+      i++;
+      const lang = m[2] ? ` data-lang="${esc(m[2])}"` : "";
+      out.push(`<pre class="code"${lang}><code>${esc(body.join("\n"))}</code></pre>`);
+    } else if ((m = line.match(HEADING_RE))) {
+      const level = m[1].length;
+      out.push(`<h${level}>${inlineMd(m[2] || "")}</h${level}>`);
+      i++;
+    } else if (HR_RE.test(line)) {
+      out.push("<hr>");
+      i++;
+    } else if (isTableStart(lines, i)) {
+      const head = splitRow(line);
+      const aligns = splitRow(lines[i + 1]).map((c) =>
+        c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : "");
+      const cell = (tag, text, k) => `<${tag}${aligns[k] ? ` style="text-align:${aligns[k]}"` : ""}>${inlineMd(text)}</${tag}>`;
+      const rows = [];
+      for (i += 2; i < lines.length && lines[i].trim() && lines[i].includes("|"); i++) {
+        const cells = splitRow(lines[i]);
+        rows.push(`<tr>${head.map((_, k) => cell("td", cells[k] ?? "", k)).join("")}</tr>`);
+      }
+      out.push(`<div class="table-wrap"><table><thead><tr>${head.map((h, k) => cell("th", h, k)).join("")}</tr></thead>`
+        + `<tbody>${rows.join("")}</tbody></table></div>`);
+    } else if (QUOTE_RE.test(line)) {
+      const inner = [];
+      for (; i < lines.length && QUOTE_RE.test(lines[i]); i++) inner.push(lines[i].replace(/^ {0,3}> ?/, ""));
+      out.push(`<blockquote>${mdBlocks(inner).join("")}</blockquote>`);
+    } else if (LIST_RE.test(line)) {
+      const [html, next] = parseList(lines, i);
+      out.push(html);
+      i = next;
+    } else {
+      const para = [line.trim()];
+      for (i++; i < lines.length && lines[i].trim() && !startsBlock(lines, i); i++) para.push(lines[i].trim());
+      out.push(`<p>${para.map(inlineMd).join("<br>")}</p>`);
+    }
+  }
+  return out;
+}
+
+function renderMarkdown(src) {
+  return mdBlocks(String(src ?? "").replace(/\r\n?/g, "\n").replace(/\u0000/g, "").split("\n")).join("");
+}
+
+// ------------------------------------------------------------------ Slack mrkdwn (people's text, Block Kit)
+
+function slackToken(tok) {
+  const [target, label] = (() => {
+    const k = tok.indexOf("|");
+    return k < 0 ? [tok, ""] : [tok.slice(0, k), tok.slice(k + 1)];
+  })();
+  if (target.startsWith("@")) {
+    const id = target.slice(1);
+    const me = id === S.me ? " me" : "";
+    return `<span class="mention${me}" data-user="${esc(id)}">@${esc(id in S.users || id === S.botUser ? userName(id) : unent(label) || id)}</span>`;
+  }
+  if (target.startsWith("#")) {
+    const ch = S.channels[target.slice(1)];
+    return `<span class="channel-ref">#${esc(ch ? ch.name : unent(label) || target.slice(1))}</span>`;
+  }
+  if (target.startsWith("!")) {
+    const name = target.slice(1).split("^")[0];
+    return `<span class="mention">@${esc(unent(label) || name)}</span>`;
+  }
+  const href = safeHref(unent(target));
+  const text = esc(unent(label || target).replace(/^mailto:/, ""));
+  return href ? link(href, text) : text;
+}
+
+function mrkdwn(raw) {
+  const slots = [];
+  const keep = (html) => `\u0000${slots.push(html) - 1}\u0000`;
+  let s = String(raw ?? "").replace(/\u0000/g, "");
+  s = s.replace(/```\n?([\s\S]*?)```/g, (_, code) => keep(`<pre class="code"><code>${esc(unent(code))}</code></pre>`));
+  s = s.replace(/`([^`\n]+)`/g, (_, code) => keep(`<code>${esc(unent(code))}</code>`));
+  s = s.replace(/<([^<>\n]+)>/g, (_, tok) => keep(slackToken(tok)));
+  s = s.replace(/\bhttps?:\/\/[^\s<>\u0000]+[^\s<>\u0000.,;:!?'")\]]/gi, (url) => keep(link(unent(url), esc(unent(url)))));
+  s = esc(unent(s));
+  s = s.replace(/(^|[^\w*])\*(?=\S)([^*\n]*?\S)\*(?![\w*])/g, "$1<strong>$2</strong>");
+  s = s.replace(/(^|[^\w_])_(?=\S)([^_\n]*?\S)_(?![\w_])/g, "$1<em>$2</em>");
+  s = s.replace(/(^|[^\w~])~(?=\S)([^~\n]*?\S)~(?![\w~])/g, "$1<del>$2</del>");
+  s = emojify(s);
+  // quotes: consecutive lines starting with ">"
+  const out = [];
+  let quote = null;
+  for (const line of s.split("\n")) {
+    const q = line.match(/^&gt; ?(.*)$/);
+    if (q) {
+      (quote ??= []).push(q[1]);
+      continue;
+    }
+    if (quote) { out.push(`<blockquote>${quote.join("<br>")}</blockquote>`); quote = null; }
+    out.push(line + "\n");
+  }
+  if (quote) out.push(`<blockquote>${quote.join("<br>")}</blockquote>`);
+  s = out.join("").replace(/\n$/, "").replace(/\n/g, "<br>");
+  for (let i = 0; i < 5 && s.includes("\u0000"); i++) s = s.replace(SLOT, (_, n) => slots[Number(n)]);
+  return s;
+}
+
+// ------------------------------------------------------------------ Block Kit
+
+function textObject(t) {
+  if (!t) return "";
+  if (typeof t === "string") return mrkdwn(t);
+  return t.type === "mrkdwn" ? mrkdwn(t.text) : emojify(esc(t.text)).replace(/\n/g, "<br>");
+}
+
+function button(elem, ctx) {
+  const label = elem.text?.text ?? elem.action_id ?? "Button";
+  const b = el("button", {
+    type: "button", class: `block-button${elem.style ? ` ${elem.style}` : ""}`,
+    "data-action-id": elem.action_id, "data-value": elem.value ?? "",
+  }, label);
+  if (!ctx.ts) {
+    b.disabled = true;
+  } else {
+    b.addEventListener("click", async (ev) => {
+      ev.stopPropagation();
+      b.disabled = true;
+      b.textContent = `${label}…`;
+      try {
+        await api("/api/click", { channel: ctx.channel, ts: ctx.ts, action_id: elem.action_id, value: elem.value, user: S.me });
+      } catch (err) {
+        b.disabled = false;
+        b.textContent = label;
+        note(ctx.channel, ctx.thread_ts, `The click did not reach the bot: ${err.message}`);
+      }
+    });
+  }
+  return b;
+}
+
+function renderBlocks(blocks, fallback, ctx) {
+  const box = el("div", { class: "text" });
+  if (!Array.isArray(blocks) || !blocks.length) {
+    box.innerHTML = mrkdwn(fallback);
+    return box;
+  }
+  let usedFallback = false;
+  for (const b of blocks) {
+    switch (b.type) {
+      case "markdown":
+        box.append(el("div", { class: "md", html: renderMarkdown(b.text) }));
+        break;
+      case "section": {
+        const sec = el("div", { class: "block-section" });
+        const body = el("div", { class: "block-text", html: textObject(b.text) });
+        if (Array.isArray(b.fields)) {
+          body.append(el("div", { class: "block-fields" }, b.fields.map((f) => el("div", { html: textObject(f) }))));
+        }
+        sec.append(body);
+        if (b.accessory?.type === "button") sec.append(button(b.accessory, ctx));
+        box.append(sec);
+        break;
+      }
+      case "context":
+        box.append(el("div", { class: "block-context" }, (b.elements || []).map((e) =>
+          e.type === "image" ? el("span", {}, `[${e.alt_text || "image"}]`) : el("span", { html: textObject(e) }))));
+        break;
+      case "header":
+        box.append(el("div", { class: "block-header", html: textObject(b.text) }));
+        break;
+      case "divider":
+        box.append(el("hr"));
+        break;
+      case "actions":
+        box.append(el("div", { class: "block-actions" }, (b.elements || []).map((e) =>
+          e.type === "button" ? button(e, ctx) : el("span", { class: "block-button", "aria-disabled": "true" },
+            e.placeholder?.text || e.type))));
+        break;
+      default: // rich_text, image, table...: Slack's fallback text says the same
+        if (!usedFallback && fallback) {
+          box.append(el("div", { html: mrkdwn(fallback) }));
+          usedFallback = true;
+        }
+    }
+  }
+  return box;
+}
+
+// ------------------------------------------------------------------ messages
+
+function replyInfo(channel, ts) {
+  const replies = [...channel.messages.values()].filter((m) => m.thread_ts === ts && m.ts !== ts);
+  replies.sort((a, b) => cmpTs(a.ts, b.ts));
+  return replies;
+}
+
+function messageNode(m, { inThread = false, compact = false } = {}) {
+  const isBot = Boolean(m.bot_id) || m.user === S.botUser;
+  const who = m.local ? "system" : isBot ? S.botUser : m.user;
+  const name = m.local ? "Sandbox" : realName(who);
+  const ctx = { channel: m.channel, ts: m.ephemeral ? null : m.ts, thread_ts: m.thread_ts || null };
+  const topLevel = !inThread && !m.ephemeral;
+  const node = el("div", {
+    class: ["message", isBot ? "bot" : "user", m.ephemeral ? "ephemeral" : "", compact ? "compact" : "",
+      topLevel ? "top-level" : ""].filter(Boolean).join(" "),
+    "data-ts": m.ephemeral ? null : m.ts, "data-key": m.key || m.ts, "data-user": who, "data-channel": m.channel,
+  });
+  node.append(avatar(who, { system: m.local }));
+  const body = el("div", { class: "body" });
+  body.append(el("div", { class: "meta" },
+    el("span", { class: "name" }, name),
+    isBot || m.local ? el("span", { class: "app-tag" }, "APP") : null,
+    el("time", { datetime: new Date(tsKey(m.ts)[0] * 1000).toISOString(), title: fullTimeOf(m.ts) }, timeOf(m.ts))));
+  if (m.ephemeral) {
+    body.append(el("div", { class: "ephemeral-label" }, "Only visible to you",
+      el("a", { class: "dismiss", role: "button", onclick: (ev) => { ev.stopPropagation(); S.dismissed.add(m.key); render(); } },
+        "Dismiss")));
+  }
+  body.append(renderBlocks(m.blocks, m.text, ctx));
+  if (m.files?.length) {
+    body.append(el("div", { class: "files" }, m.files.map((f) => {
+      const id = /^[A-Za-z0-9]+$/.test(f.id || "") ? f.id : "";
+      return el("a", { class: "file-card", href: id ? `/api/files/${id}` : null, target: "_blank", rel: "noopener" },
+        el("span", { class: "file-icon" }, "📄"),
+        el("span", {}, el("div", { class: "file-name" }, f.title || f.name || "file"),
+          el("div", { class: "file-size" }, `${f.name || ""} · ${Math.max(1, Math.round((f.size || 0) / 1024))} KB`)));
+    })));
+  }
+  if (m.reactions?.length) {
+    body.append(el("div", { class: "reactions" }, m.reactions.map((r) =>
+      el("span", { class: "reaction", title: r.users.map(userName).join(", ") }, `${EMOJI[r.name] || `:${r.name}:`} ${r.count}`))));
+  }
+  if (topLevel) {
+    const channel = S.channels[m.channel];
+    const replies = channel ? replyInfo(channel, m.ts) : [];
+    if (replies.length) {
+      const people = [...new Set(replies.map((r) => (r.bot_id ? S.botUser : r.user)))].slice(0, 4);
+      body.append(el("div", { class: "thread-summary" },
+        people.map((p) => avatar(p, { small: true })),
+        el("button", { type: "button", class: "thread-link", "data-ts": m.ts },
+          `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`),
+        el("span", { class: "last-reply" }, `Last reply ${timeOf(replies[replies.length - 1].ts)}`)));
+    }
+    node.append(el("button", { type: "button", class: "reply-action", title: "Reply in thread" }, "Reply in thread"));
+    node.addEventListener("click", (ev) => {
+      if (ev.target.closest("a, .block-button") || String(window.getSelection() || "")) return;
+      openThread(m.channel, m.ts);
+    });
+  }
+  node.append(body);
+  return node;
+}
+
+// ------------------------------------------------------------------ rendering
+
+let renderQueued = false;
+function render() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderSidebar();
+    renderChannel();
+    renderThread();
+  });
+}
+
+function myDm() {
+  return Object.values(S.channels).find((c) => c.is_im && c.members.includes(S.me) && c.members.includes(S.botUser));
+}
+
+function renderSidebar() {
+  const chans = Object.values(S.channels).filter((c) => !c.is_im).sort((a, b) => a.name.localeCompare(b.name));
+  const item = (c, label, extra) => el("li", {}, el("button", {
+    type: "button", "data-channel": c.id, "aria-current": String(c.id === S.current),
+    class: S.unread.has(c.id) && c.id !== S.current ? "unread" : "",
+    onclick: () => selectChannel(c.id),
+  }, label, extra));
+  $("#channel-list").replaceChildren(...chans.map((c) => item(c, [el("span", { class: "hash" }, "#"), c.name],
+    c.members.includes(S.botUser) ? null : el("span", { class: "note", title: "The bot is not a member" }, "no bot"))));
+  const dm = myDm();
+  $("#dm-list").replaceChildren(...(dm ? [item(dm, [avatar(S.botUser, { small: true }), BOT_NAME],
+    el("span", { class: "note" }, "app"))] : []));
+  const select = $("#user-select");
+  const users = Object.values(S.users);
+  if (select.options.length !== users.length) {
+    select.replaceChildren(...users.map((u) => el("option", { value: u.id }, `${u.real_name} (@${u.name})`)));
+  }
+  select.value = S.me;
+  $("#me-avatar").replaceWith(Object.assign(avatar(S.me, { small: true }), { id: "me-avatar" }));
+}
+
+function channelLabel(c) {
+  return c.is_im ? BOT_NAME : `# ${c.name}`;
+}
+
+function ephemeralsFor(channel, threadTs) {
+  return S.ephemerals.filter((e) => e.channel === channel && e.user === S.me && !S.dismissed.has(e.key)
+    && (threadTs ? e.thread_ts === threadTs : !e.thread_ts));
+}
+
+function renderChannel() {
+  const c = S.channels[S.current];
+  const list = $("#messages");
+  if (!c) return;
+  $("#channel-title").textContent = channelLabel(c);
+  $("#channel-meta").textContent = c.is_im
+    ? "Direct messages with the app: every message is a turn"
+    : `${c.members.filter((m) => m !== S.botUser).length} people${c.members.includes(S.botUser)
+      ? " · the bot is a member" : " · the bot is not in this channel"}`;
+  $("#composer").placeholder = c.is_im ? `Message ${BOT_NAME}` : `Message #${c.name}`;
+  const top = [...c.messages.values()].filter((m) => !m.thread_ts || m.thread_ts === m.ts);
+  const items = [...top, ...ephemeralsFor(c.id, null)].sort((a, b) => cmpTs(a.ts, b.ts));
+  if (!items.length) {
+    reconcile(list, [{ key: `welcome:${c.id}:${S.me}`, build: () => welcome(c) }]);
+    return;
+  }
+  let prev = null;
+  reconcile(list, items.map((m) => {
+    const compact = Boolean(prev && !prev.ephemeral && !m.ephemeral && sender(prev) === sender(m)
+      && tsKey(m.ts)[0] - tsKey(prev.ts)[0] < 300 && !replyInfo(c, prev.ts).length);
+    prev = m;
+    const replies = replyInfo(c, m.ts);
+    const version = JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, compact, S.me,
+      replies.length, replies.length ? replies[replies.length - 1].ts : "", replies.map(sender)]);
+    return { key: m.key || m.ts, version, build: () => messageNode(m, { compact }) };
+  }));
+}
+
+function sender(m) {
+  return m.local ? "system" : m.bot_id ? S.botUser : m.user;
+}
+
+function renderThread() {
+  const pane = $("#thread-pane");
+  const t = S.thread;
+  const c = t && S.channels[t.channel];
+  const parent = c && c.messages.get(t.ts);
+  if (!parent) {
+    pane.hidden = true;
+    $("#app").classList.remove("thread-open");
+    return;
+  }
+  pane.hidden = false;
+  $("#app").classList.add("thread-open");
+  $("#thread-channel").textContent = c.is_im ? BOT_NAME : `#${c.name}`;
+  const replies = replyInfo(c, t.ts);
+  const items = [parent, ...replies, ...ephemeralsFor(c.id, t.ts)].sort((a, b) => cmpTs(a.ts, b.ts));
+  const rows = [];
+  items.forEach((m, i) => {
+    rows.push({ key: m.key || m.ts, version: JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, S.me]),
+      build: () => messageNode(m, { inThread: true }) });
+    if (i === 0) {
+      const n = replies.length;
+      rows.push({ key: `divider:${n}`, build: () => el("div", { class: "replies-divider" },
+        n ? `${n} ${n === 1 ? "reply" : "replies"}` : "No replies yet") });
+    }
+  });
+  reconcile($("#thread-messages"), rows);
+}
+
+// Keyed update of a list: unchanged rows keep their DOM (and the reader's scroll position).
+function reconcile(container, rows) {
+  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 120;
+  const old = new Map([...container.children].map((n) => [n.dataset.rowKey, n]));
+  const wanted = rows.map((r) => {
+    let node = old.get(r.key);
+    if (!node || node.dataset.rowVersion !== (r.version ?? "")) {
+      const fresh = r.build();
+      fresh.dataset.rowKey = r.key;
+      fresh.dataset.rowVersion = r.version ?? "";
+      if (node) node.replaceWith(fresh);
+      node = fresh;
+    }
+    old.delete(r.key);
+    return node;
+  });
+  for (const n of old.values()) n.remove();
+  wanted.forEach((node, i) => {
+    if (container.children[i] !== node) container.insertBefore(node, container.children[i] || null);
+  });
+  if (nearBottom || container.dataset.stick === "1") {
+    container.scrollTop = container.scrollHeight;
+    container.dataset.stick = "";
+  }
+}
+
+function welcome(c) {
+  const tip = (label, text, fill) => el("button", { type: "button", class: "tip", onclick: () => {
+    const box = $("#composer");
+    box.value = fill;
+    box.focus();
+    autosize(box);
+  } }, label, el("small", {}, text));
+  const botHere = c.members.includes(S.botUser);
+  return el("div", { class: "welcome" },
+    el("h3", {}, c.is_im ? `This is your direct message with ${BOT_NAME}` : `This is the very beginning of #${c.name}`),
+    el("p", {}, c.is_im
+      ? "Every message here is a turn; the bot answers at the top level and remembers the conversation."
+      : botHere ? "Mention the bot to ask Gemini. It answers in a thread, and replies in that thread continue the conversation."
+        : "The bot is not a member of this channel, so mentions here are not delivered to it (as in Slack). /research still works."),
+    el("div", { class: "tips" },
+      botHere && !c.is_im ? tip("@bot what is a good name for a sandbox?", "a mention streams an answer into a thread",
+        "@bot what is a good name for a sandbox?") : null,
+      c.is_im ? tip("Explain Redis Lua scripts in two sentences", "DMs need no mention",
+        "Explain Redis Lua scripts in two sentences") : null,
+      tip("/research What changed in EU AI Act enforcement in 2026?", "a Deep Research job with a status message and Cancel",
+        "/research What changed in EU AI Act enforcement in 2026?"),
+      tip("/research status", "your research jobs (only visible to you)", "/research status")),
+    S.info?.gemini === "emulator" ? el("p", { class: "emulator-note" },
+      "Gemini is emulated here: answers read \"Reply N to: <your message>\", where N counts the turns the bot "
+      + "chained in this conversation. Set GEMINI_API_KEY to talk to the real API.") : null);
+}
+
+// ------------------------------------------------------------------ workspace state + live feed
+
+function messageFrom(raw) {
+  return { ...raw, channel: raw.channel };
+}
+
+function loadState(state) {
+  S.botUser = state.bot_user_id || S.botUser;
+  S.botId = state.bot_id || S.botId;
+  S.users = Object.fromEntries((state.users || []).map((u) => [u.id, u]));
+  S.channels = {};
+  for (const c of state.channels || []) {
+    const messages = new Map((c.messages || []).map((m) => [m.ts, messageFrom({ ...m, channel: c.id })]));
+    S.channels[c.id] = { id: c.id, name: c.name, is_im: c.is_im, members: c.members || [], messages };
+  }
+  const keepLocal = S.ephemerals.filter((e) => e.local);
+  S.ephemerals = (state.ephemerals || []).map((e) => ephemeralFrom(e, lastTs(e.channel, e.thread_ts)));
+  S.ephemerals.push(...keepLocal);
+  if (!S.users[S.me]) S.me = Object.keys(S.users)[0] || S.me;
+  if (!S.channels[S.current]) S.current = "C_GENERAL" in S.channels ? "C_GENERAL" : Object.keys(S.channels)[0];
+  if (S.channels[S.current]?.is_im && !S.channels[S.current].members.includes(S.me)) S.current = myDm()?.id || "C_GENERAL";
+}
+
+function lastTs(channel, threadTs) {
+  const c = S.channels[channel];
+  let last = "0.000000";
+  for (const m of c ? c.messages.values() : []) {
+    if ((threadTs ? m.thread_ts === threadTs || m.ts === threadTs : true) && cmpTs(m.ts, last) > 0) last = m.ts;
+  }
+  const [w, f] = tsKey(last);
+  return `${w}.${String(f + 1).padStart(6, "0")}`;
+}
+
+function ephemeralFrom(e, ts) {
+  return { ...e, ephemeral: true, ts: ts || nowTs(), key: `eph:${S.seq++}` };
+}
+
+function applyEvent(ev) {
+  if (ev.type === "reset") {
+    refresh();
+    return;
+  }
+  if (ev.type === "ephemeral") {
+    S.ephemerals.push(ephemeralFrom(ev, nowTs()));
+  } else if (ev.type === "message_deleted") {
+    S.channels[ev.channel]?.messages.delete(ev.ts);
+  } else if ((ev.type === "message" || ev.type === "message_changed") && ev.ts && ev.channel) {
+    const c = S.channels[ev.channel];
+    if (!c) return;
+    const known = c.messages.get(ev.ts);
+    if (known && (known.edit_count || 0) > (ev.edit_count || 0)) return; // an older view
+    c.messages.set(ev.ts, messageFrom(ev));
+    if (!known && ev.channel !== S.current && (!ev.thread_ts || ev.thread_ts === ev.ts)) S.unread.add(ev.channel);
+  } else {
+    return; // files and statuses show up through their messages
+  }
+  render();
+}
+
+async function refresh() {
+  S.loaded = false;
+  try {
+    const state = await getJSON("/api/state");
+    loadState(state);
+    const seen = (state.ephemerals || []).map((e) => JSON.stringify([e.channel, e.user, e.text, e.thread_ts, e.via]));
+    for (const ev of S.buffer.splice(0)) {
+      if (ev.type === "ephemeral") {
+        const k = seen.indexOf(JSON.stringify([ev.channel, ev.user, ev.text, ev.thread_ts, ev.via]));
+        if (k >= 0) { seen.splice(k, 1); continue; } // already in the state we loaded
+      }
+      applyEvent(ev);
+    }
+    S.loaded = true;
+    $("#messages").dataset.stick = "1";
+    render();
+  } catch (err) {
+    setConn("down", `state: ${err.message}`);
+    setTimeout(refresh, 2000);
+  }
+}
+
+function setConn(state, title) {
+  const c = $("#conn");
+  c.dataset.state = state;
+  c.textContent = state === "live" ? "live" : state === "down" ? "reconnecting…" : "connecting…";
+  if (title) c.title = title;
+}
+
+function connect() {
+  const feed = new EventSource("/api/feed");
+  feed.onopen = () => {
+    setConn("live", "Live updates from the emulated workspace");
+    S.buffer = [];
+    refresh(); // after every (re)connection: events may have been missed
+  };
+  feed.onmessage = (e) => {
+    let ev;
+    try { ev = JSON.parse(e.data); } catch { return; }
+    if (S.loaded) applyEvent(ev);
+    else S.buffer.push(ev);
+  };
+  feed.onerror = () => setConn("down", "The feed dropped; the browser reconnects by itself");
+}
+
+// ------------------------------------------------------------------ talking to the sandbox server
+
+async function getJSON(path) {
+  const resp = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+  return resp.json();
+}
+
+async function api(path, body) {
+  const resp = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(data.error || `HTTP ${resp.status}`);
+  return data;
+}
+
+function note(channel, threadTs, text) {
+  S.ephemerals.push({ ...ephemeralFrom({ channel, user: S.me, text, thread_ts: threadTs || null }, nowTs()), local: true });
+  render();
+}
+
+// What a Slack client sends: &, <, > escaped; "@bot" and "@alice" turned into mention tokens.
+function toSlackText(text) {
+  let s = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  s = s.replace(/(^|[^\w@])@(bot|gemini)\b/gi, (_, pre) => `${pre}<@${S.botUser}>`);
+  for (const u of Object.values(S.users)) {
+    s = s.replace(new RegExp(`(^|[^\\w@<])@${u.name}\\b`, "gi"), (_, pre) => `${pre}<@${u.id}>`);
+  }
+  return s;
+}
+
+async function send(text, { channel, threadTs }) {
+  const trimmed = text.trim();
+  if (!trimmed) return;
+  const slash = trimmed.match(/^(\/[\w-]+)(?:\s+([\s\S]*))?$/);
+  if (slash) {
+    const [, command, args = ""] = slash;
+    if (command !== "/research") {
+      note(channel, threadTs, `\`${command}\` is not a command of this app. Try \`/research <question>\` or \`/research status\`.`);
+      return;
+    }
+    const r = await api("/api/slash_command", { command, text: args.trim(), user: S.me, channel });
+    if (r.delivery && r.delivery.status !== 200) {
+      note(channel, threadTs, `The bot did not accept \`${command}\` (HTTP ${r.delivery.status}${r.delivery.error ? `: ${r.delivery.error}` : ""}).`);
+    }
+    return;
+  }
+  const slackText = toSlackText(trimmed);
+  const r = await api("/api/user_message", { channel, text: slackText, user: S.me, thread_ts: threadTs || undefined });
+  const mentioned = slackText.includes(`<@${S.botUser}>`);
+  const delivery = r.delivery || {};
+  if (mentioned && delivery.status === 0 && /not in the channel/.test(delivery.error || "")) {
+    note(channel, threadTs, `${BOT_NAME} is not a member of #${S.channels[channel]?.name}, so your mention was not delivered to it. `
+      + "Try #general or your direct messages with the app.");
+  } else if (delivery.status && delivery.status !== 200) {
+    note(channel, threadTs, `The bot answered the event with HTTP ${delivery.status}; Slack would retry it.`);
+  } else if (delivery.status === 0 && delivery.error && !/not in the channel/.test(delivery.error)) {
+    note(channel, threadTs, `The event did not reach the bot: ${delivery.error}`);
+  }
+}
+
+// ------------------------------------------------------------------ UI actions
+
+function selectChannel(id) {
+  S.current = id;
+  S.unread.delete(id);
+  localStorage.setItem("sandbox.channel", id);
+  if (S.thread && S.thread.channel !== id) S.thread = null;
+  $("#messages").dataset.stick = "1";
+  render();
+  $("#composer").focus();
+}
+
+function openThread(channel, ts) {
+  S.thread = { channel, ts };
+  $("#thread-messages").dataset.stick = "1";
+  render();
+  requestAnimationFrame(() => $("#thread-composer").focus());
+}
+
+function autosize(box) {
+  box.style.height = "auto";
+  box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
+}
+
+function wireComposer(formSel, boxSel, where) {
+  const form = $(formSel);
+  const box = $(boxSel);
+  const submit = async () => {
+    const text = box.value;
+    if (!text.trim()) return;
+    const target = where();
+    if (!target) return;
+    box.value = "";
+    autosize(box);
+    try {
+      await send(text, target);
+    } catch (err) {
+      box.value = text;
+      autosize(box);
+      note(target.channel, target.threadTs, `Could not send: ${err.message}`);
+    }
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(); });
+  box.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      submit();
+    }
+  });
+  box.addEventListener("input", () => autosize(box));
+}
+
+async function loadInfo() {
+  try {
+    S.info = await getJSON("/api/info");
+  } catch {
+    return;
+  }
+  const i = S.info;
+  S.botUser = i.bot_user_id || S.botUser;
+  const g = $("#badge-gemini");
+  g.textContent = `Gemini: ${i.gemini_label}`;
+  g.dataset.kind = i.gemini;
+  g.title = i.gemini === "real"
+    ? `The real Gemini API (${i.gemini_model}): answers cost quota`
+    : `The Interactions API emulator at ${i.gemini_emulator_url}: replies are "Reply N to: <your message>"`;
+  const r = $("#badge-redis");
+  r.textContent = `Redis: ${i.redis_label}`;
+  r.dataset.kind = i.redis;
+  r.title = i.redis === "url" ? "REDIS_URL answered; the sandbox's keys are deleted when it stops"
+    : "REDIS_URL did not answer: an in-process store (fakeredis) runs the same Lua scripts";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireComposer("#composer-form", "#composer", () => ({ channel: S.current, threadTs: null }));
+  wireComposer("#thread-composer-form", "#thread-composer", () => S.thread && ({ channel: S.thread.channel, threadTs: S.thread.ts }));
+  $("#thread-close").addEventListener("click", () => { S.thread = null; render(); });
+  $("#messages").addEventListener("click", (ev) => {
+    const linkEl = ev.target.closest(".thread-link");
+    if (linkEl) {
+      ev.stopPropagation();
+      openThread(S.current, linkEl.dataset.ts);
+    }
+  });
+  $("#user-select").addEventListener("change", (ev) => {
+    S.me = ev.target.value;
+    localStorage.setItem("sandbox.me", S.me);
+    if (S.channels[S.current]?.is_im) S.current = myDm()?.id || "C_GENERAL";
+    S.thread = S.thread && S.channels[S.thread.channel]?.is_im ? null : S.thread;
+    render();
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && S.thread) { S.thread = null; render(); }
+  });
+  loadInfo().then(connect);
+});
+
+// for debugging in the browser console
+window.sandbox = { state: S, renderMarkdown, mrkdwn };

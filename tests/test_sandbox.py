@@ -1,0 +1,228 @@
+"""`slackbot sandbox`: the page in a real headless browser, driving the real bot through the emulators.
+
+Every action on the page goes page -> sandbox server -> Slack emulator -> signed request -> real Bolt
+app -> Gemini emulator, and comes back over the emulator's event feed; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from conftest import eventually, free_port
+
+from slackbot.config import Settings
+from slackbot.sandbox.server import run_sandbox
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
+QUESTION = "What changed in EU AI Act enforcement in 2026?"
+
+
+def sandbox_settings(*, redis_url: str, prefix: str, **overrides) -> Settings:
+    """Like conftest's bot_settings, but with no Slack or Gemini credentials: the sandbox brings its own."""
+    values = dict(
+        slack_bot_token="", slack_signing_secret="", slack_app_token="", gemini_api_key="", gemini_base_url="",
+        use_enterprise=False, gemini_model="gemini-3-flash-preview", redis_url=redis_url, redis_prefix=prefix,
+        host="127.0.0.1", sandbox_port=free_port(), edit_min_interval=0.2, placeholder_after_seconds=1.0,
+        gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
+        research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
+        tools="", system_instruction="Be brief.",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def sandbox(settings: Settings):
+    """run_sandbox in this test's event loop; yields the page's base URL, stops it cleanly afterwards."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_sandbox(settings, stop=stop, ready=ready))
+    waiter = asyncio.ensure_future(ready.wait())
+    await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # raises why it stopped
+    assert ready.is_set(), "the sandbox did not become ready in 20 s"
+    try:
+        yield f"http://127.0.0.1:{settings.sandbox_port}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def post_json(http: aiohttp.ClientSession, url: str, body: dict) -> dict:
+    async with http.post(url, json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+def chromium_or_skip() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    if os.environ.get("SLACKBOT_SKIP_BROWSER"):
+        pytest.skip(f"{CHROMIUM} is missing and SLACKBOT_SKIP_BROWSER is set")
+    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup-env does), "
+                "or set SLACKBOT_SKIP_BROWSER=1 to skip the browser tests")
+
+
+async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
+    chromium_or_skip()
+    from playwright.async_api import async_playwright, expect
+
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            info = await resp.json()
+        assert info["gemini"] == "emulator" and info["redis"] == "url"
+        gemini = info["gemini_emulator_url"]
+        # slow enough to watch the first answer grow; a research run long enough to cancel
+        await post_json(http, f"{gemini}/_emu/script", {"match": "hello", "chunk_chars": 2, "chunk_delay": 0.15})
+        await post_json(http, f"{gemini}/_emu/script_agent", {"run_for": 30})
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1440, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(base)
+                expect.set_options(timeout=10_000)
+
+                # the header says what is real and what is emulated
+                await expect(page.locator("#badge-gemini")).to_have_text("Gemini: emulator")
+                await expect(page.locator("#badge-redis")).to_have_text(f"Redis: {redis_url}")
+                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+                await expect(page.locator('#channel-list [data-channel="C_GENERAL"]')).to_have_attribute(
+                    "aria-current", "true")
+                await expect(page.locator("#user-select")).to_have_value("U_ALICE")
+
+                # a mention in #general: "@bot" becomes the <@UBOT> mention the bot reacts to
+                await page.locator("#composer").fill("@bot hello")
+                await page.locator("#composer").press("Enter")
+                mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
+                await expect(mine.locator(".text .mention")).to_have_text("@bot")
+                await expect(mine.locator(".text")).to_have_text("@bot hello")
+
+                # the answer goes into the message's thread; open it and watch the answer grow
+                await page.locator("#messages .thread-link").first.click()
+                await expect(page.locator("#thread-pane")).to_be_visible()
+                answer = page.locator("#thread-messages .message.bot .text").first
+                seen: list[str] = []
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if await answer.count():
+                        text = (await answer.text_content() or "").strip()
+                        if not seen or seen[-1] != text:
+                            seen.append(text)
+                        if text == "Reply 1 to: hello":
+                            break
+                    await asyncio.sleep(0.03)
+                assert seen and seen[-1] == "Reply 1 to: hello", seen
+                growth = [t for t in seen if t != "Thinking…"]
+                assert len(growth) >= 2, f"expected the answer to grow by edits, saw {seen}"
+                assert all("Reply 1 to: hello".startswith(t) for t in growth), seen
+
+                # a reply in the thread (no mention needed) continues the conversation
+                await page.locator("#thread-composer").fill("and again?")
+                await page.locator("#thread-composer").press("Enter")
+                await expect(page.locator("#thread-messages .message.bot .text")).to_have_text(
+                    ["Reply 1 to: hello", "Reply 2 to: and again?"])
+                await expect(page.locator("#messages .thread-link").first).to_have_text("3 replies")
+
+                # /research in the composer is sent as a slash command: a status message with Cancel
+                await page.locator("#composer").fill(f"/research {QUESTION}")
+                await page.locator("#composer").press("Enter")
+                status = page.locator("#messages .message.bot", has_text="Deep Research").first
+                await expect(status.locator(".text")).to_contain_text(QUESTION)
+                await expect(status.locator(".text")).to_contain_text("Researching")  # the job is saved and polled
+                cancel = status.locator('.block-actions button[data-action-id="research_cancel"]')
+                await expect(cancel).to_have_text("Cancel")
+                await cancel.click()
+                await expect(status.locator(".text")).to_contain_text("Cancelled", timeout=10_000)
+                await expect(status.locator(".text")).to_contain_text("Cancelled by @alice")
+                await expect(status.locator('button[data-action-id="research_cancel"]')).to_have_count(0)
+
+                # the picture: the channel with its answer thread open
+                await page.locator("#messages .thread-link").first.click()
+                await page.mouse.move(720, 880)  # no hover toolbar over a message
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "sandbox.png"))
+                assert errors == [], errors
+            finally:
+                await browser.close()
+
+    # the sandbox deletes its own keys when it stops
+    client = aioredis.from_url(redis_url)
+    try:
+        assert [k async for k in client.scan_iter(match=f"{prefix}:*")] == []
+    finally:
+        await client.aclose()
+
+
+async def test_sandbox_falls_back_to_embedded_store_and_answers():
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings = sandbox_settings(redis_url=unreachable, prefix=f"slackbot-test-{secrets.token_hex(4)}")
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            info = await resp.json()
+        assert info["redis"] == "embedded" and info["redis_label"] == "embedded"
+        assert info["gemini"] == "emulator"
+        async with http.get(f"{base}/") as resp:
+            assert resp.status == 200 and "slackbot sandbox" in await resp.text()
+        async with http.post(f"{base}/api/user_message", data="channel=C_GENERAL&text=hi") as resp:
+            assert resp.status == 415  # only JSON from the page itself
+
+        async with http.get(f"{base}/api/feed") as feed:
+            assert (await asyncio.wait_for(feed.content.readline(), 5)).startswith(b": connected")
+            sent = await post_json(http, f"{base}/api/user_message",
+                                   {"channel": "C_GENERAL", "text": "<@UBOT> hi there", "user": "U_BOB"})
+            assert sent["delivery"]["status"] == 200
+            root = sent["message"]["ts"]
+            line = b""
+            while not line.startswith(b"data:"):
+                line = await asyncio.wait_for(feed.content.readline(), 5)
+            assert b"hi there" in line  # the proxied feed carries the workspace's changes
+
+        async def answer():
+            async with http.get(f"{base}/api/state") as resp:
+                state = await resp.json()
+            general = next(c for c in state["channels"] if c["id"] == "C_GENERAL")
+            texts = [m["visible_text"] for m in general["messages"] if m.get("bot_id") and m.get("thread_ts") == root]
+            return texts == ["Reply 1 to: hi there"]
+        await eventually(answer, 10, interval=0.1, message="the bot's answer via the embedded store")
+
+        # a whole research job on the embedded store: slot, schedule, claim with lease, report, chain head
+        async with http.get(f"{base}/api/info") as resp:
+            gemini = (await resp.json())["gemini_emulator_url"]
+        await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.5})
+        sent = await post_json(http, f"{base}/api/slash_command",
+                               {"command": "/research", "text": "Embedded stores", "channel": "C_GENERAL",
+                                "user": "U_BOB"})
+        assert sent["delivery"]["status"] == 200
+
+        async def report():
+            async with http.get(f"{base}/api/state") as resp:
+                state = await resp.json()
+            msgs = next(c for c in state["channels"] if c["id"] == "C_GENERAL")["messages"]
+            status = next((m for m in msgs if "Embedded stores" in m["text"] and m.get("bot_id")), None)
+            if status is None or "Done" not in status["text"]:
+                return False
+            return [m["visible_text"] for m in msgs if m.get("thread_ts") == status["ts"] and m["ts"] != status["ts"]]
+        parts = await eventually(report, 15, interval=0.2, message="the research report via the embedded store")
+        assert parts[0].startswith("# Research report: Embedded stores")
+
+        # every seeded person has a DM with the bot
+        async with http.get(f"{base}/api/state") as resp:
+            ims = {c["id"] for c in (await resp.json())["channels"] if c["is_im"]}
+        assert ims == {"D_ALICE", "D_BOB", "D_CAROL"}
