@@ -44,5 +44,5 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party debug logs can print request headers (tokens): keep them at WARNING.
-    for noisy in ("slack_sdk", "slack_bolt", "httpx", "httpcore", "google_genai", "google", "aiohttp.access"):
+    for noisy in ("slack_sdk", "slack_bolt", "httpx", "httpcore", "httpx2", "httpcore2", "google_genai", "google", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

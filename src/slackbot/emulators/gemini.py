@@ -113,6 +113,8 @@ class _Record:
     gone: bool = False  # deleted or forgotten: the API answers 404
     stream_connections: int = 0
     resume_breaks: int = 0
+    first_text_sent: float | None = None  # wall clock when a stream first wrote a text delta
+    last_event_sent: float | None = None  # wall clock of the latest event any stream wrote
     changed: asyncio.Future | None = None
 
     def add(self, due: float, event_type: str, **payload) -> None:
@@ -129,6 +131,7 @@ class _Record:
 
 class GeminiEmulator:
     def __init__(self, *, chunk_chars: int = 24, chunk_delay: float = 0.01, first_token_delay: float = 0.0):
+        self.agent_defaults: dict = {}  # plan fields every agent run starts from (the sandbox slows them)
         self.config = {"chunk_chars": chunk_chars, "chunk_delay": chunk_delay,
                        "first_token_delay": first_token_delay}
         self.base_url = ""
@@ -194,7 +197,12 @@ class GeminiEmulator:
                 "output_text": future_text, "status": self._fold(rec)["status"],
                 "previous_interaction_id": rec.previous_id, "stored": rec.stored, "gone": rec.gone,
                 "stream_connections": rec.stream_connections,
+                "first_text_sent": rec.first_text_sent, "last_event_sent": rec.last_event_sent,
                 "events": [e for due, e in rec.timeline if due <= now]}
+
+    def interaction_ids(self) -> list[str]:
+        """Every interaction created so far, oldest first (the benchmark maps them to messages)."""
+        return list(self._records)
 
     def model_creates(self) -> list[dict]:
         """Bodies of accepted (HTTP 200) model creates; injected failures are only in ``requests``."""
@@ -346,7 +354,7 @@ class GeminiEmulator:
     def _build_agent(self, rec: _Record) -> None:
         """Deep-research timeline: ``queued`` for queued_for s, ``in_progress`` for run_for s (thought
         steps spread over it), then ``final_status`` with the report. ``statuses`` replaces the phases."""
-        plan, t = rec.plan, rec.t0
+        plan, t = {**self.agent_defaults, **rec.plan}, rec.t0
         phases = plan.get("statuses") or [["queued", plan.get("queued_for", 0.2)],
                                           ["in_progress", plan.get("run_for", 1.0)]]
         rec.add(t, "interaction.created", interaction=rec.head(phases[0][0]))
@@ -446,6 +454,9 @@ class GeminiEmulator:
                     continue  # re-check: a cancel may have replaced the tail
                 frame = f"event: {event['event_type']}\nid: {event['event_id']}\ndata: {json.dumps(event)}\n\n"
                 await resp.write(frame.encode())
+                rec.last_event_sent = time.time()
+                if rec.first_text_sent is None and event.get("delta", {}).get("type") == "text":
+                    rec.first_text_sent = rec.last_event_sent
                 i, sent = i + 1, sent + 1
             if sent == cut_after:
                 # close() flushes what was written, then FIN without the final empty chunk:

@@ -101,6 +101,8 @@ class Research:
         pipe.zadd(self.store.job_due_key, {job["id"]: time.time() + float(job["poll_interval"])})
         await pipe.execute()
         metrics.RESEARCH_JOBS.labels("started").inc()
+        if await self.store.redis.hget(self.store.job_key(job["id"]), "cancelled_by"):
+            await self._cancel_started(job["id"], interaction_id)  # Cancel was pressed while starting
         log.info("research started", extra={"team": team, "channel": channel, "job": job["id"],
                                              "interaction": interaction_id})
 
@@ -160,8 +162,13 @@ class Research:
         if job.get("status") not in view.RUNNING:
             return
         await self.store.redis.hset(self.store.job_key(job_id), mapping={"cancelled_by": user})
+        if job.get("interaction_id"):
+            await self._cancel_started(job_id, job["interaction_id"])
+        # else the agent is still being started: _start sees cancelled_by and cancels it at once
+
+    async def _cancel_started(self, job_id: str, interaction_id: str) -> None:
         try:
-            await self.gemini.cancel(job.get("interaction_id", ""))
+            await self.gemini.cancel(interaction_id)
         except GeminiError as exc:
             log.warning("research cancel failed", extra={"job": job_id, "kind": exc.kind})
         # the worker notices at once and writes the final status

@@ -107,11 +107,11 @@ class ResearchWorker:
             await self._progress(job, snap)
 
     async def _progress(self, job: dict, snap: ResearchSnapshot) -> None:
+        """Edit the status message when the status changes, else at a calm rate (elapsed time, progress)."""
         now = time.time()
-        changed = snap.status != job.get("status") or (snap.progress and snap.progress != job.get("progress"))
         due_update = now - float(job.get("last_status_update") or 0) >= self.settings.research_status_every
         fields = {"status": snap.status, "progress": snap.progress or job.get("progress", ""), "updated": now}
-        if (changed and due_update) or snap.status != job.get("status"):
+        if due_update or snap.status != job.get("status"):
             job.update(fields)
             await self._edit_status(job, final=False)
             fields["last_status_update"] = now
