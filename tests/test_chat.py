@@ -338,3 +338,17 @@ async def test_mention_in_people_thread_uses_thread_context(bot, slack_emu, gemi
     assert "summarize this thread" in sent
     assert len(slack_emu.calls_to("conversations.replies")) == 1
     assert d.message.ts  # the mention itself
+
+
+# 6: a connection that cannot be made (the SDK does not retry it; we do, then say so plainly)
+async def test_unreachable_gemini_is_one_plain_line(settings_for, slack_emu, gemini_emu):
+    from conftest import free_port, start_bot, stop_bot
+
+    bot = await start_bot(settings_for(gemini_base_url=f"http://127.0.0.1:{free_port()}", gemini_connect_retries=1),
+                          slack_emu)
+    try:
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} anyone home?")
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) ==
+                         ["_I couldn't reach Gemini just now. Please try again in a moment._"], 15)
+    finally:
+        await stop_bot(bot)
