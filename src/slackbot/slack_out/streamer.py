@@ -77,8 +77,8 @@ class AnswerStream:
             await self._task
         if not self.text.strip():
             self.text = EMPTY_ANSWER
+        await self.poster.leave(self.member)  # finals skip the queue: don't hold a place in it meanwhile
         await self._sync(final=True)
-        await self.poster.leave(self.member)
         metrics.EDITS_PER_ANSWER.observe(self.edits)
 
     @property
