@@ -53,6 +53,30 @@ async def test_budget_queues_fairly_and_finals_skip_the_queue(redis_url, prefix)
         await store.close()
 
 
+async def test_final_edits_are_granted_in_arrival_order(redis_url, prefix):
+    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+    budget = Budget(rate=20.0, capacity=2.0, reserve=1.0)
+    try:
+        while await store.take("edit:T", budget, member="drain", priority=True) == 0:
+            pass
+        order = ["first", "second", "third", "fourth"]
+        for name in order:  # each joins the queue in this order
+            assert await store.take("edit:T", budget, member=name, priority=True) > 0
+        grants: list[str] = []
+
+        async def final(name: str):
+            while (wait := await store.take("edit:T", budget, member=name, priority=True)) > 0:
+                await asyncio.sleep(min(wait, 0.01))  # impatient askers: order must still hold
+            grants.append(name)
+        await asyncio.gather(*(final(n) for n in reversed(order)))
+        assert grants == order
+        # while finals wait, intermediate edits get nothing
+        assert await store.take("edit:T", budget, member="late", priority=True) > 0
+        assert await store.take("edit:T", budget, member="mid", priority=False) > 0
+    finally:
+        await store.close()
+
+
 async def test_429_pauses_the_whole_budget(redis_url, prefix):
     store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
     budget = Budget(rate=10.0, capacity=10.0)

@@ -16,10 +16,12 @@ from redis.exceptions import RedisError
 
 __all__ = ["Store", "RedisError", "Budget"]
 
-# Token bucket with an optional reserve and a fair queue of waiters.
-# KEYS: bucket hash, waiters zset (score = when it began waiting), seen zset (score = last ask)
-# ARGV: rate/s, capacity, reserve, member, priority (1 = may use the reserve, skips the queue),
-#       stale seconds, key ttl seconds, recovery per second (of the 429 penalty factor)
+# Token bucket with a reserve and two fair queues (each served oldest first): priority takers
+# (final edits) may use the reserve and go before everyone in the normal queue (intermediate edits).
+# KEYS: bucket hash, normal queue zset, normal seen zset, priority queue zset, priority seen zset
+#       (queue score = when the taker began waiting, seen score = when it last asked)
+# ARGV: rate/s, capacity, reserve, member, priority (1/0), stale seconds, key ttl seconds,
+#       recovery per second (of the 429 penalty factor)
 # Returns milliseconds to wait (0 = granted). Lua numbers become integers on return, hence ms.
 _TAKE = """
 local t = redis.call('TIME')
@@ -36,33 +38,44 @@ local elapsed = math.max(0, now - ts)
 factor = math.min(1, factor + elapsed * recovery)
 tokens = math.min(cap, tokens + elapsed * rate * factor)
 local eff = rate * factor
+local queue, seen = KEYS[2], KEYS[3]
+if priority == 1 then queue, seen = KEYS[4], KEYS[5] end
 local function save(w)
   redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'factor', factor, 'pause', pause)
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('EXPIRE', KEYS[3], ttl)
+  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
   return math.ceil(w * 1000)
 end
-local function grant()
+-- takers that stopped asking (their answer ended or their process died) leave the queues
+for _, pair in ipairs({{KEYS[2], KEYS[3]}, {KEYS[4], KEYS[5]}}) do
+  local gone = redis.call('ZRANGEBYSCORE', pair[2], '-inf', now - stale)
+  for _, m in ipairs(gone) do redis.call('ZREM', pair[1], m); redis.call('ZREM', pair[2], m) end
+end
+if now < pause then return save(pause - now) end
+redis.call('ZADD', queue, 'NX', now, member)
+redis.call('ZADD', seen, now, member)
+local rank = redis.call('ZRANK', queue, member)
+local avail = tokens
+if priority == 0 then avail = tokens - reserve - redis.call('ZCARD', KEYS[4]) end
+if avail >= 1 and rank < math.floor(avail) then
   tokens = tokens - 1
-  redis.call('ZREM', KEYS[2], member)
-  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZREM', queue, member)
+  redis.call('ZREM', seen, member)
   return save(0)
 end
--- waiters that stopped asking (their answer ended or their process died) leave the queue
-local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - stale)
-for _, m in ipairs(gone) do redis.call('ZREM', KEYS[2], m); redis.call('ZREM', KEYS[3], m) end
-if now < pause then return save(pause - now) end
-if priority == 1 then
-  if tokens >= 1 then return grant() end
-  return save((1 - tokens) / eff)
-end
-redis.call('ZADD', KEYS[2], 'NX', now, member)
-redis.call('ZADD', KEYS[3], now, member)
-local avail = tokens - reserve
-local rank = redis.call('ZRANK', KEYS[2], member)
-if avail >= 1 and rank < math.floor(avail) then return grant() end
 return save(math.max(0.05, (rank + 1 - avail) / eff))
+"""
+
+# How many tokens are free for anyone not yet queued (read-only). KEYS: bucket hash, both queues;
+# ARGV: rate/s, capacity, reserve. Used to skip optional edits (placeholders) when the budget is tight.
+_ROOM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
+if now < (tonumber(b[4]) or 0) then return 0 end
+local tokens = tonumber(b[1]) or tonumber(ARGV[2])
+local elapsed = math.max(0, now - (tonumber(b[2]) or now))
+tokens = math.min(tonumber(ARGV[2]), tokens + elapsed * tonumber(ARGV[1]) * (tonumber(b[3]) or 1))
+return math.floor(tokens - tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2]) - redis.call('ZCARD', KEYS[3]))
 """
 
 # After a 429: stop everyone until Retry-After, empty the bucket, slow the refill for a while.
@@ -153,6 +166,7 @@ class Store:
         self.dedup_ttl = dedup_ttl
         self._take = redis.register_script(_TAKE)
         self._penalize = redis.register_script(_PENALIZE)
+        self._room = redis.register_script(_ROOM)
         self._set_head = redis.register_script(_SET_HEAD)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
@@ -212,13 +226,14 @@ class Store:
     # --- rate budgets ------------------------------------------------------------------------
     def _bucket_keys(self, name: str) -> list[str]:
         base = f"{self.p}:bucket:{name}"
-        return [base, f"{base}:waiters", f"{base}:seen"]
+        return [base, f"{base}:waiters", f"{base}:seen", f"{base}:pwaiters", f"{base}:pseen"]
 
     async def take(self, name: str, budget: Budget, *, member: str = "-", priority: bool = True,
                    stale: float = 5.0, recovery: float = 1 / 300) -> float:
         """Try to take one token. Returns 0.0 when granted, else seconds to wait before asking again.
 
-        Non-priority takers queue fairly (longest waiting first) and may not use the reserve.
+        Takers queue fairly (longest waiting first); priority takers go first and may use the reserve.
+        A taker that stops asking for `stale` seconds loses its place.
         """
         ttl = max(120, int(budget.capacity / budget.rate) + 60)
         ms = await self._take(
@@ -227,14 +242,20 @@ class Store:
         )
         return int(ms) / 1000.0
 
+    async def room(self, name: str, budget: Budget) -> int:
+        """Tokens free beyond the reserve and everyone already waiting (may be negative)."""
+        keys = self._bucket_keys(name)
+        return int(await self._room(keys=[keys[0], keys[1], keys[3]], args=[budget.rate, budget.capacity, budget.reserve]))
+
     async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
         """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""
         await self._penalize(keys=self._bucket_keys(name)[:1], args=[retry_after, factor, floor, 3600])
 
     async def leave_queue(self, name: str, member: str) -> None:
-        keys = self._bucket_keys(name)
-        await self.redis.zrem(keys[1], member)
-        await self.redis.zrem(keys[2], member)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self._bucket_keys(name)[1:]:
+            pipe.zrem(key, member)
+        await pipe.execute()
 
     # --- research jobs -------------------------------------------------------------------------
     @property

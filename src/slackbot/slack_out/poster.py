@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Callable
 
 from slack_sdk.errors import SlackApiError
@@ -41,9 +42,10 @@ class SlackPoster:
                                   settings.edit_final_reserve)
         self.post_budget = Budget(settings.post_per_channel_per_second, settings.post_burst)
 
-    async def _wait_for(self, bucket: str, budget: Budget, *, member: str = "-", priority: bool = True,
+    async def _wait_for(self, bucket: str, budget: Budget, *, member: str | None = None, priority: bool = True,
                         give_up_after: float | None = None) -> bool:
         """Block until the bucket grants a token; False if that would take longer than give_up_after."""
+        member = member or uuid.uuid4().hex[:12]  # a place of its own in the bucket's queue
         waited = 0.0
         while True:
             try:
@@ -75,13 +77,21 @@ class SlackPoster:
                     return None
         return None
 
-    async def edit(self, channel: str, ts: str, payload: dict, *, member: str, final: bool) -> bool:
-        """chat.update paid from the workspace budget. A final edit retries until it lands."""
+    async def edit(self, channel: str, ts: str, payload: dict | Callable[[], dict | None], *, member: str,
+                   final: bool) -> bool:
+        """chat.update paid from the workspace budget. A final edit retries until it lands.
+
+        `payload` may be a function called once the token is granted (newest text; None = nothing to
+        change any more).
+        """
         attempts = _MAX_ATTEMPTS if final else 1
         for _ in range(attempts):
             await self._wait_for(self.edit_bucket, self.edit_budget, member=member, priority=final)
+            body = payload() if callable(payload) else payload
+            if body is None:
+                return True
             try:
-                await self.client.chat_update(channel=channel, ts=ts, **payload)
+                await self.client.chat_update(channel=channel, ts=ts, **body)
                 return True
             except SlackApiError as exc:
                 if not await self._after_error("chat.update", exc, channel):
@@ -94,6 +104,13 @@ class SlackPoster:
             return await self.store.take(self.edit_bucket, self.edit_budget, member=member, priority=priority)
         except (RedisError, OSError):
             return _FALLBACK_INTERVAL
+
+    async def edits_to_spare(self) -> bool:
+        """True when an optional edit (replacing a placeholder) would not delay anyone's answer."""
+        try:
+            return await self.store.room(self.edit_bucket, self.edit_budget) >= 1
+        except (RedisError, OSError):
+            return False
 
     async def update_now(self, channel: str, ts: str, payload: dict) -> bool:
         """chat.update for a token already taken with take_edit_slot."""

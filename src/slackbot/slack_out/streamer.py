@@ -2,8 +2,8 @@
 
 Design (shaped by the shared edit budget, see poster.py):
 * first words: the first message is posted with `chat.postMessage` as soon as text exists, so it
-  never waits for the edit budget; only if Gemini is silent for `placeholder_after` seconds is a
-  "thinking" placeholder posted (its replacement by the first words then jumps the edit queue);
+  never waits for the edit budget; only if Gemini is silent for `placeholder_after` seconds, and the
+  edit budget has room, is a "thinking" placeholder posted (its replacement jumps the edit queue);
 * growth: at most one `chat.update` per `min_interval` per answer, and only with a token from the
   workspace bucket; the text is rendered when the token is granted, so a late edit shows the latest
   text and costs no more than an early one;
@@ -89,7 +89,8 @@ class AnswerStream:
     async def _pump(self) -> None:
         try:
             await self._first_message()
-            last_edit = time.monotonic()
+            # after a placeholder the first words may replace it at once; after words, pace edits
+            last_edit = 0.0 if self.messages and self.messages[0].placeholder else time.monotonic()
             while not self._finished.is_set() and not self.broken:
                 await self._wait(self._changed.wait())
                 self._changed.clear()
@@ -102,20 +103,25 @@ class AnswerStream:
             log.exception("answer pump failed", extra={"channel": self.channel})
 
     async def _first_message(self) -> None:
-        """Post the first words as soon as they exist; a placeholder only if Gemini is slow."""
+        """Post the first words as soon as they exist; a placeholder only if Gemini is slow.
+
+        A placeholder costs an edit later (its replacement), so it is posted only while the workspace's
+        edit budget has room to spare; under load the first message waits for the first words instead.
+        """
         if not self.text:
             await self._wait(self._changed.wait(), timeout=self.placeholder_after)
-        if self._finished.is_set():
-            return
-        if self.text:
-            self._changed.clear()
-            await self._sync(final=False)
-        else:
+        if not self.text and not self._finished.is_set() and await self.poster.edits_to_spare():
             ts = await self.poster.post(self.channel, message_payload(PLACEHOLDER), self.thread_ts)
             if ts is None:
                 self.broken = True
-            else:
-                self.messages.append(_Message(ts, PLACEHOLDER, placeholder=True))
+                return
+            self.messages.append(_Message(ts, PLACEHOLDER, placeholder=True))
+            return
+        if not self.text:
+            await self._wait(self._changed.wait())
+        if self.text and not self._finished.is_set():
+            self._changed.clear()
+            await self._sync(final=False)
 
     async def _wait(self, aw, timeout: float | None = None) -> None:
         """Await `aw`, but return early when the answer finishes."""
@@ -163,18 +169,25 @@ class AnswerStream:
             self._mark_visible()
             return True
         message = self.messages[index]
-        shown = self._chunk(index, final=final)
-        if message.shown == shown:
+        if message.shown == self._chunk(index, final=final):
             return True
         is_frozen = index < len(self._split()[0])
         if final or is_frozen or message.placeholder:
-            ok = await self.poster.edit(self.channel, message.ts, message_payload(shown),
-                                        member=self.member, final=True)
-            if ok:
-                message.shown = shown
+            sent: list[str] = []
+
+            def render() -> dict | None:  # at grant time: the newest text, or nothing if already shown
+                shown = self._chunk(index, final=final)
+                if shown == message.shown:
+                    return None
+                sent.append(shown)
+                return message_payload(shown)
+            ok = await self.poster.edit(self.channel, message.ts, render, member=self.member, final=True)
+            changed = ok and bool(sent)
+            if changed:
+                message.shown = sent[-1]
         else:
-            ok = await self._budgeted_edit(message)
-        if ok:
+            ok = changed = await self._budgeted_edit(message)
+        if changed:
             self.edits += 1
             message.placeholder = False
             self._mark_visible()
