@@ -1,0 +1,34 @@
+"""`slackbot bench` smoke test: the smallest run, end to end, in a subprocess.
+
+Asserts only what must stay true whatever the machine (not timings): the run completes, prints
+its table and JSON line, every answer is final and equal to Gemini's text, nothing is answered
+twice or unasked, and no Redis key is left without a TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_smallest_run(redis_url):
+    cmd = [sys.executable, "-m", "slackbot.bench", "--conversations", "3", "--replicas", "1",
+           "--stream-seconds", "1", "--intake-rate", "20", "--intake-seconds", "2", "--channels", "2",
+           "--redis-url", redis_url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-3000:]}"
+    assert "figure" in out and "ack p50 / p99 (ms), B sustained" in out and "Redis keys without TTL" in out
+    figures = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+    answers = figures["answers"]
+    assert answers["expected"] >= 4  # 3 in phase A, at least one new mention and one thread reply in B
+    assert answers["ok"] == answers["expected"], answers
+    assert answers["failed"] == 0 and answers["incomplete"] == 0
+    assert answers["wrong_text"] == 0
+    assert answers["duplicates"] == 0
+    assert answers["spurious_creates"] == 0 and answers["spurious_posts"] == 0
+    assert answers["chain_errors"] == 0
+    assert figures["redis_keys"]["no_ttl"] == 0
+    assert figures["ack_ms"]["B"]["non_200"] == 0 and figures["ack_ms"]["B"]["n"] >= 30
+    assert figures["bot_cpu_s"]["total"] > 0 and all(mb > 0 for mb in figures["peak_rss_mb"])
