@@ -308,3 +308,22 @@ async def test_shutdown_refuses_new_events_and_finishes_answers_in_flight(settin
     assert mention.status == 503, "Slack redelivers it to another replica"
     await asyncio.wait_for(bot.task, 20)
     assert thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [text]
+
+
+async def test_no_placeholder_when_the_edit_budget_is_spent(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    """A placeholder would cost an edit later; with the budget spent the first words are posted instead."""
+    settings = settings_for(edit_budget_per_minute=6, edit_budget_burst=2, edit_final_reserve=0)
+    bot = await start_bot(settings, slack_emu)
+    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+    try:
+        budget = Budget(6 / 60, 2, 0)
+        while await store.take("edit:T0001", budget) == 0:  # another busy answer spent the budget
+            pass
+        gemini_emu.script(text="Late but whole.", first_token_delay=1.5, chunk_chars=100)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} slow thinker")
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == ["Late but whole."], 10)
+        posts = [c for c in slack_emu.calls_to("chat.postMessage") if c.params.get("thread_ts") == d.message.ts]
+        assert PLACEHOLDER not in str(posts[0].params)
+    finally:
+        await store.close()
+        await stop_bot(bot)

@@ -65,9 +65,11 @@ end
 return save(math.max(0.05, (rank + 1 - avail) / eff))
 """
 
-# How many tokens are free for anyone not yet queued (read-only). KEYS: bucket hash, both queues;
-# ARGV: rate/s, capacity, reserve. Used to skip optional edits (placeholders) when the budget is tight.
-_ROOM = """
+# A placeholder costs one edit later (its replacement). Grant one only while the bucket has a token
+# to spare beyond the reserve, everyone queued and every placeholder already out, and count it
+# until it is replaced. KEYS: bucket hash, normal queue, priority queue, placeholders zset;
+# ARGV: rate/s, capacity, reserve, member, seconds a placeholder counts at most, key ttl.
+_CLAIM_PLACEHOLDER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
@@ -75,7 +77,12 @@ if now < (tonumber(b[4]) or 0) then return 0 end
 local tokens = tonumber(b[1]) or tonumber(ARGV[2])
 local elapsed = math.max(0, now - (tonumber(b[2]) or now))
 tokens = math.min(tonumber(ARGV[2]), tokens + elapsed * tonumber(ARGV[1]) * (tonumber(b[3]) or 1))
-return math.floor(tokens - tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2]) - redis.call('ZCARD', KEYS[3]))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
+local owed = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+if tokens - tonumber(ARGV[3]) - owed < 1 then return 0 end
+redis.call('ZADD', KEYS[4], now, ARGV[4])
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[6]))
+return 1
 """
 
 # After a 429: stop everyone until Retry-After, empty the bucket, slow the refill for a while.
@@ -166,7 +173,7 @@ class Store:
         self.dedup_ttl = dedup_ttl
         self._take = redis.register_script(_TAKE)
         self._penalize = redis.register_script(_PENALIZE)
-        self._room = redis.register_script(_ROOM)
+        self._claim_placeholder = redis.register_script(_CLAIM_PLACEHOLDER)
         self._set_head = redis.register_script(_SET_HEAD)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
@@ -242,10 +249,15 @@ class Store:
         )
         return int(ms) / 1000.0
 
-    async def room(self, name: str, budget: Budget) -> int:
-        """Tokens free beyond the reserve and everyone already waiting (may be negative)."""
+    async def claim_placeholder(self, name: str, budget: Budget, member: str, hold: float = 60.0) -> bool:
+        """May `member` post a placeholder now? Counted against the bucket until released."""
         keys = self._bucket_keys(name)
-        return int(await self._room(keys=[keys[0], keys[1], keys[3]], args=[budget.rate, budget.capacity, budget.reserve]))
+        return bool(await self._claim_placeholder(
+            keys=[keys[0], keys[1], keys[3], f"{keys[0]}:placeholders"],
+            args=[budget.rate, budget.capacity, budget.reserve, member, hold, 3600]))
+
+    async def release_placeholder(self, name: str, member: str) -> None:
+        await self.redis.zrem(f"{self.p}:bucket:{name}:placeholders", member)
 
     async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
         """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""

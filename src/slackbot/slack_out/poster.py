@@ -105,12 +105,18 @@ class SlackPoster:
         except (RedisError, OSError):
             return _FALLBACK_INTERVAL
 
-    async def edits_to_spare(self) -> bool:
-        """True when an optional edit (replacing a placeholder) would not delay anyone's answer."""
+    async def claim_placeholder(self, member: str) -> bool:
+        """May this answer post a placeholder? Only while its replacement would delay no one."""
         try:
-            return await self.store.room(self.edit_bucket, self.edit_budget) >= 1
+            return await self.store.claim_placeholder(self.edit_bucket, self.edit_budget, member)
         except (RedisError, OSError):
             return False
+
+    async def release_placeholder(self, member: str) -> None:
+        try:
+            await self.store.release_placeholder(self.edit_bucket, member)
+        except (RedisError, OSError):
+            pass  # it stops counting after a minute anyway
 
     async def update_now(self, channel: str, ts: str, payload: dict) -> bool:
         """chat.update for a token already taken with take_edit_slot."""

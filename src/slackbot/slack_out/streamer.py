@@ -77,8 +77,10 @@ class AnswerStream:
             await self._task
         if not self.text.strip():
             self.text = EMPTY_ANSWER
-        await self.poster.leave(self.member)  # finals skip the queue: don't hold a place in it meanwhile
+        await self.poster.leave(self.member)  # finals have their own queue: leave the intermediate one
         await self._sync(final=True)
+        if self.messages and self.messages[0].placeholder:  # never replaced (Slack refused): stop counting it
+            await self.poster.release_placeholder(self.member)
         metrics.EDITS_PER_ANSWER.observe(self.edits)
 
     @property
@@ -110,10 +112,11 @@ class AnswerStream:
         """
         if not self.text:
             await self._wait(self._changed.wait(), timeout=self.placeholder_after)
-        if not self.text and not self._finished.is_set() and await self.poster.edits_to_spare():
+        if not self.text and not self._finished.is_set() and await self.poster.claim_placeholder(self.member):
             ts = await self.poster.post(self.channel, message_payload(PLACEHOLDER), self.thread_ts)
             if ts is None:
                 self.broken = True
+                await self.poster.release_placeholder(self.member)
                 return
             self.messages.append(_Message(ts, PLACEHOLDER, placeholder=True))
             return
@@ -189,6 +192,8 @@ class AnswerStream:
             ok = changed = await self._budgeted_edit(message)
         if changed:
             self.edits += 1
+            if message.placeholder:
+                await self.poster.release_placeholder(self.member)
             message.placeholder = False
             self._mark_visible()
         return ok
