@@ -21,7 +21,7 @@ import yaml
 from pydantic import TypeAdapter
 
 from conftest import bot_settings
-from slackbot.app import build_bolt, build_services, build_web
+from slackbot.app import build_bolt, build_services, build_web, health_routes
 from slackbot.cli import main as cli_main
 from slackbot.config import Settings
 
@@ -68,12 +68,11 @@ def routes() -> dict[str, set[str]]:
     web_app = build_web(services, build_bolt(services))
     serve_paths = {r.resource.canonical for r in web_app.router.routes() if r.method == "GET"}
     asyncio.run(services.close())
-    # run_worker builds its small web app inline while it runs; read its routes from the source.
+    # run_worker serves exactly the shared health routes (and no Slack endpoint)
     tree = ast.parse((ROOT / "src/slackbot/app.py").read_text())
     (run_worker,) = [n for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "run_worker"]
-    worker_paths = {node.args[0].value for node in ast.walk(run_worker)
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant)}
+    assert any(isinstance(n, ast.Name) and n.id == "health_routes" for n in ast.walk(run_worker))
+    worker_paths = {r.path for r in health_routes(services) if r.method == "GET"}
     assert {"/healthz", "/readyz"} <= serve_paths and worker_paths, (serve_paths, worker_paths)
     return {"serve": serve_paths, "worker": worker_paths}
 

@@ -89,6 +89,13 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
             return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_resp)
 
+    web_app = web.Application()
+    web_app.add_routes([web.post("/slack/events", slack_events), *health_routes(services)])
+    return web_app
+
+
+def health_routes(services: Services) -> list[web.RouteDef]:
+    """/healthz (alive), /readyz (Redis reachable, not shutting down), /metrics: served by every process."""
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -101,14 +108,7 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain")
 
-    web_app = web.Application()
-    web_app.add_routes([
-        web.post("/slack/events", slack_events),
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-        web.get("/metrics", metrics_page),
-    ])
-    return web_app
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics_page)]
 
 
 async def serve(settings: Settings, *, with_worker: bool | None = None, stop: asyncio.Event | None = None,
@@ -151,11 +151,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Only the research worker (plus /healthz and /readyz), for operators who scale it apart."""
     services = build_services(settings)
     web_app = web.Application()
-    web_app.add_routes([
-        web.get("/healthz", lambda _: web.json_response({"ok": True})),
-        web.get("/readyz", lambda _: _ready(services)),
-        web.get("/metrics", lambda _: web.Response(body=metrics.render(), content_type="text/plain")),
-    ])
+    web_app.add_routes(health_routes(services))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -167,11 +163,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     await asyncio.wait({task}, timeout=settings.shutdown_grace_seconds)
     await runner.cleanup()
     await services.close()
-
-
-async def _ready(services: Services) -> web.Response:
-    ok = await services.store.ping()
-    return web.json_response({"ok": ok, "redis": ok}, status=200 if ok else 503)
 
 
 def _stop_on_signals() -> asyncio.Event:
