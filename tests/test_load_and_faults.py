@@ -22,72 +22,68 @@ from slackbot.slack_out.streamer import PLACEHOLDER
 
 
 # --- 1. one budget per workspace, fair, finals first --------------------------------------------
-async def test_budget_queues_fairly_and_finals_skip_the_queue(redis_url, prefix):
+@pytest.fixture
+async def store(redis_url, prefix):
+    """The bot's own Store, on the real Redis, under this test's key prefix."""
     store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+    yield store
+    await store.close()
+
+
+async def test_budget_queues_fairly_and_finals_skip_the_queue(store):
     budget = Budget(rate=20.0, capacity=3.0, reserve=1.0)
-    try:
-        # drain the bucket down to its reserve
-        while await store.take("edit:T", budget, member="drain", priority=False) == 0:
-            pass
-        grants: list[str] = []
+    # drain the bucket down to its reserve
+    while await store.take("edit:T", budget, member="drain", priority=False) == 0:
+        pass
+    grants: list[str] = []
 
-        async def answer(name: str, rounds: int):
-            for _ in range(rounds):
-                while (wait := await store.take("edit:T", budget, member=name, priority=False)) > 0:
-                    await asyncio.sleep(wait)
-                grants.append(name)
-
-        await asyncio.gather(*(answer(f"a{i}", 4) for i in range(5)))
-        counts = Counter(grants)
-        assert set(counts.values()) == {4}
-        # round robin: within any window of 5 consecutive grants no answer appears twice (after warm-up)
-        for start in range(5, len(grants) - 5):
-            window = grants[start:start + 5]
-            assert max(Counter(window).values()) <= 2, grants
-        # the reserve is for finals: a final gets a token while intermediates wait
-        while await store.take("edit:T", budget, member="x", priority=False) == 0:
-            pass
-        assert await store.take("edit:T", budget, member="x", priority=False) > 0
-        assert await store.take("edit:T", budget, priority=True) == 0
-    finally:
-        await store.close()
-
-
-async def test_final_edits_are_granted_in_arrival_order(redis_url, prefix):
-    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
-    budget = Budget(rate=20.0, capacity=2.0, reserve=1.0)
-    try:
-        while await store.take("edit:T", budget, member="drain", priority=True) == 0:
-            pass
-        order = ["first", "second", "third", "fourth"]
-        for name in order:  # each joins the queue in this order
-            assert await store.take("edit:T", budget, member=name, priority=True) > 0
-        grants: list[str] = []
-
-        async def final(name: str):
-            while (wait := await store.take("edit:T", budget, member=name, priority=True)) > 0:
-                await asyncio.sleep(min(wait, 0.01))  # impatient askers: order must still hold
+    async def answer(name: str, rounds: int):
+        for _ in range(rounds):
+            while (wait := await store.take("edit:T", budget, member=name, priority=False)) > 0:
+                await asyncio.sleep(wait)
             grants.append(name)
-        await asyncio.gather(*(final(n) for n in reversed(order)))
-        assert grants == order
-        # while finals wait, intermediate edits get nothing
-        assert await store.take("edit:T", budget, member="late", priority=True) > 0
-        assert await store.take("edit:T", budget, member="mid", priority=False) > 0
-    finally:
-        await store.close()
+
+    await asyncio.gather(*(answer(f"a{i}", 4) for i in range(5)))
+    counts = Counter(grants)
+    assert set(counts.values()) == {4}
+    # round robin: within any window of 5 consecutive grants no answer appears twice (after warm-up)
+    for start in range(5, len(grants) - 5):
+        window = grants[start:start + 5]
+        assert max(Counter(window).values()) <= 2, grants
+    # the reserve is for finals: a final gets a token while intermediates wait
+    while await store.take("edit:T", budget, member="x", priority=False) == 0:
+        pass
+    assert await store.take("edit:T", budget, member="x", priority=False) > 0
+    assert await store.take("edit:T", budget, priority=True) == 0
 
 
-async def test_429_pauses_the_whole_budget(redis_url, prefix):
-    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
+async def test_final_edits_are_granted_in_arrival_order(store):
+    budget = Budget(rate=20.0, capacity=2.0, reserve=1.0)
+    while await store.take("edit:T", budget, member="drain", priority=True) == 0:
+        pass
+    order = ["first", "second", "third", "fourth"]
+    for name in order:  # each joins the queue in this order
+        assert await store.take("edit:T", budget, member=name, priority=True) > 0
+    grants: list[str] = []
+
+    async def final(name: str):
+        while (wait := await store.take("edit:T", budget, member=name, priority=True)) > 0:
+            await asyncio.sleep(min(wait, 0.01))  # impatient askers: order must still hold
+        grants.append(name)
+    await asyncio.gather(*(final(n) for n in reversed(order)))
+    assert grants == order
+    # while finals wait, intermediate edits get nothing
+    assert await store.take("edit:T", budget, member="late", priority=True) > 0
+    assert await store.take("edit:T", budget, member="mid", priority=False) > 0
+
+
+async def test_429_pauses_the_whole_budget(store):
     budget = Budget(rate=10.0, capacity=10.0)
-    try:
-        assert await store.take("edit:T", budget) == 0
-        await store.penalize("edit:T", 2.0)
-        wait = await store.take("edit:T", budget)
-        assert 1.5 < wait <= 2.0
-        assert await store.take("edit:T", budget, member="other", priority=False) > 1.5
-    finally:
-        await store.close()
+    assert await store.take("edit:T", budget) == 0
+    await store.penalize("edit:T", 2.0)
+    wait = await store.take("edit:T", budget)
+    assert 1.5 < wait <= 2.0
+    assert await store.take("edit:T", budget, member="other", priority=False) > 1.5
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -310,11 +306,10 @@ async def test_shutdown_refuses_new_events_and_finishes_answers_in_flight(settin
     assert thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) == [text]
 
 
-async def test_no_placeholder_when_the_edit_budget_is_spent(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+async def test_no_placeholder_when_the_edit_budget_is_spent(settings_for, slack_emu, gemini_emu, store):
     """A placeholder would cost an edit later; with the budget spent the first words are posted instead."""
     settings = settings_for(edit_budget_per_minute=6, edit_budget_burst=2, edit_final_reserve=0)
     bot = await start_bot(settings, slack_emu)
-    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
     try:
         budget = Budget(6 / 60, 2, 0)
         while await store.take("edit:T0001", budget) == 0:  # another busy answer spent the budget
@@ -325,5 +320,4 @@ async def test_no_placeholder_when_the_edit_budget_is_spent(settings_for, slack_
         posts = [c for c in slack_emu.calls_to("chat.postMessage") if c.params.get("thread_ts") == d.message.ts]
         assert PLACEHOLDER not in str(posts[0].params)
     finally:
-        await store.close()
         await stop_bot(bot)
