@@ -272,7 +272,7 @@ async def test_separate_worker_process_polls_jobs(settings_for, slack_emu, gemin
 
 
 def _spawn_env(settings) -> dict:
-    env = {**os.environ, "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
+    env = {**os.environ, "SLACK_BOT_TOKEN": settings.bot_token, "SLACK_SIGNING_SECRET": settings.signing_secret,
            "SLACK_API_URL": settings.slack_api_url, "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": settings.gemini_base_url,
            "REDIS_URL": settings.redis_url, "SLACKBOT_REDIS_PREFIX": settings.redis_prefix, "PORT": str(settings.port),
            "SLACKBOT_HOST": "127.0.0.1", "SLACKBOT_RESEARCH_POLL_INITIAL": "0.2", "SLACKBOT_RESEARCH_POLL_MAX": "0.4",

@@ -50,7 +50,7 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     else:
         store = Store(redis_client, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
                       dedup_ttl=settings.dedup_ttl_seconds)
-    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
     services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client))
     services.research = Research(services)
@@ -61,7 +61,7 @@ def build_bolt(services: Services) -> AsyncApp:
     s = services.settings
     app = AsyncApp(
         client=services.client,
-        signing_secret=s.slack_signing_secret or None,
+        signing_secret=s.signing_secret or None,
         request_verification_enabled=not s.socket_mode,
         logger=logging.getLogger("slackbot.bolt"),
     )
@@ -70,7 +70,7 @@ def build_bolt(services: Services) -> AsyncApp:
 
 
 def build_web(services: Services, bolt: AsyncApp) -> web.Application:
-    verifier = SignatureVerifier(services.settings.slack_signing_secret)
+    verifier = SignatureVerifier(services.settings.signing_secret)
 
     async def slack_events(request: web.Request) -> web.Response:
         # While shutting down, events get 503 (in the intake middleware) so Slack redelivers them to
@@ -128,7 +128,7 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-        socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+        socket_handler = AsyncSocketModeHandler(bolt, settings.app_token)
         await socket_handler.connect_async()
     run_worker = settings.research_worker if with_worker is None else with_worker
     worker = services.research.worker() if run_worker else None

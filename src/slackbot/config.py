@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     # --- Slack -----------------------------------------------------------------------------
-    slack_bot_token: str = Field("", **_env("SLACK_BOT_TOKEN", prefixed=False))
-    slack_signing_secret: str = Field("", **_env("SLACK_SIGNING_SECRET", prefixed=False))
-    slack_app_token: str = Field("", **_env("SLACK_APP_TOKEN", prefixed=False))
+    slack_bot_token: SecretStr = Field(SecretStr(""), **_env("SLACK_BOT_TOKEN", prefixed=False))
+    slack_signing_secret: SecretStr = Field(SecretStr(""), **_env("SLACK_SIGNING_SECRET", prefixed=False))
+    slack_app_token: SecretStr = Field(SecretStr(""), **_env("SLACK_APP_TOKEN", prefixed=False))
     slack_api_url: str = Field("https://slack.com/api/", **_env("SLACK_API_URL", prefixed=False))
 
     # --- Gemini ----------------------------------------------------------------------------
-    gemini_api_key: str = Field("", **_env("GEMINI_API_KEY", prefixed=False))
+    gemini_api_key: SecretStr = Field(SecretStr(""), **_env("GEMINI_API_KEY", prefixed=False))
     gemini_base_url: str = Field("", **_env("GEMINI_BASE_URL", prefixed=False))
     use_enterprise: bool = Field(False, **_env("GOOGLE_GENAI_USE_ENTERPRISE", prefixed=False))
     google_cloud_project: str = Field("", **_env("GOOGLE_CLOUD_PROJECT", prefixed=False))
@@ -132,21 +132,38 @@ class Settings(BaseSettings):
     def chain_ttl_seconds(self) -> int:
         return int(self.chain_ttl_days * 86400)
 
+    # Secrets are SecretStr so no repr or log line can print them; these read them where needed.
+    @property
+    def bot_token(self) -> str:
+        return self.slack_bot_token.get_secret_value()
+
+    @property
+    def signing_secret(self) -> str:
+        return self.slack_signing_secret.get_secret_value()
+
+    @property
+    def app_token(self) -> str:
+        return self.slack_app_token.get_secret_value()
+
+    @property
+    def api_key(self) -> str:
+        return self.gemini_api_key.get_secret_value()
+
     @property
     def socket_mode(self) -> bool:
-        return bool(self.slack_app_token)
+        return bool(self.app_token)
 
     @property
     def has_slack_credentials(self) -> bool:
-        return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
+        return bool(self.bot_token and (self.signing_secret or self.app_token))
 
     def require_slack(self) -> None:
         """Serving real Slack needs credentials; say which variable is missing, once."""
-        if not self.slack_bot_token:
+        if not self.bot_token:
             raise ConfigError("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack")
-        if not self.slack_signing_secret and not self.slack_app_token:
+        if not self.signing_secret and not self.app_token:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
-        if not self.use_enterprise and not self.gemini_api_key:
+        if not self.use_enterprise and not self.api_key:
             raise ConfigError("GEMINI_API_KEY: required (or GOOGLE_GENAI_USE_ENTERPRISE=true with ADC)")
 
 

@@ -119,7 +119,7 @@ def build_client(settings: Settings) -> genai.Client:
     if settings.use_enterprise:
         return genai.Client(enterprise=True, project=settings.google_cloud_project,
                             location=settings.google_cloud_location, http_options=http)
-    return genai.Client(api_key=settings.gemini_api_key or "unset", http_options=http)
+    return genai.Client(api_key=settings.api_key or "unset", http_options=http)
 
 
 class _StreamState:

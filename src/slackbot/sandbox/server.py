@@ -141,7 +141,7 @@ class Sandbox:
             "slack_app_token": "", "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
             "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
         }
-        real_gemini = bool(s.gemini_api_key) or s.use_enterprise
+        real_gemini = bool(s.api_key) or s.use_enterprise
         if not real_gemini:
             self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
