@@ -729,8 +729,10 @@ class SlackEmulator:
         asyncio.get_running_loop().call_later(max(0.0, stream.expires - time.monotonic()), expire)
 
     def _emit_stream(self, stream: Stream) -> None:
-        msg = self._find(self.channels[stream.channel], stream.ts)
-        self._emit("message_changed", self._message_state(msg))
+        ch = self.channels.get(stream.channel)
+        msg = next((m for m in ch.messages if m.ts == stream.ts), None) if ch else None
+        if msg is not None:  # a deleted message has nothing left to show
+            self._emit("message_changed", self._message_state(msg))
 
     def _render_stream(self, stream: Stream, msg: Message) -> None:
         """What Slack draws: the markdown so far, blocks chunks, then stopStream's blocks under it."""
