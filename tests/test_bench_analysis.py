@@ -19,6 +19,15 @@ def test_percentiles_and_summary():
     assert an.summary([]) == {"n": 0, "p50": None, "p95": None, "max": None}
 
 
+def test_ack_stats():
+    rows = [("A", "mention", 200, 0.010, None, 0.0), ("A", "mention", 200, 0.030, None, 0.0),
+            ("A", "mention", 0, 5.0, "ClientError", 0.0), ("B", "chatter", 200, 4.0, None, 0.0)]
+    a = an.ack_stats(rows, "A")
+    assert a["n"] == 3 and a["p50_ms"] == 20.0 and a["max_ms"] == 30.0  # no answer is not a latency
+    assert a["non_200"] == 1 and a["over_3s"] == 1 and a["statuses"] == {"200": 2, "0": 1}
+    assert an.ack_stats(rows, "B")["over_3s"] == 1
+
+
 def test_visible_text_prefers_markdown_blocks():
     assert an.visible("fallback", [{"type": "markdown", "text": "a"}, {"type": "divider"},
                                    {"type": "markdown", "text": "b"}]) == "a\nb"

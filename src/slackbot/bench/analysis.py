@@ -61,6 +61,19 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def ack_stats(rows: Sequence[tuple], phase: str) -> dict:
+    """Acks of one phase from (phase, kind, HTTP status, latency s, error, sent at) rows; status 0 is
+    no answer at all (its latency is not a latency)."""
+    rows = [r for r in rows if r[0] == phase]
+    lat = [r[3] * 1000 for r in rows if r[2] != 0]
+    return {"n": len(rows), "p50_ms": rnd(pct(lat, 0.5), 1), "p99_ms": rnd(pct(lat, 0.99), 1),
+            "max_ms": rnd(max(lat), 1) if lat else None,
+            "non_200": sum(1 for r in rows if r[2] != 200),
+            "over_3s": sum(1 for r in rows if r[3] > 3.0),
+            "statuses": dict(Counter(str(r[2]) for r in rows)),
+            "by_kind": dict(Counter(r[1] for r in rows))}
+
+
 # ----------------------------------------------------------------------------- answers
 
 def classify(final: str, want: str, stops: Iterable[str]) -> tuple[str, bool]:

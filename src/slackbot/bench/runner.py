@@ -104,17 +104,6 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
 
-def ack_stats(rows: list, phase: str) -> dict:
-    lat = [r[3] * 1000 for r in rows if r[0] == phase and r[2] != 0]
-    rows = [r for r in rows if r[0] == phase]
-    return {"n": len(rows), "p50_ms": an.rnd(an.pct(lat, 0.5), 1), "p99_ms": an.rnd(an.pct(lat, 0.99), 1),
-            "max_ms": an.rnd(max(lat), 1) if lat else None,
-            "non_200": sum(1 for r in rows if r[2] != 200),
-            "over_3s": sum(1 for r in rows if r[3] > 3.0),
-            "statuses": dict(Counter(str(r[2]) for r in rows)),
-            "by_kind": dict(Counter(r[1] for r in rows))}
-
-
 def _bench_slack_class():
     from ..emulators.slack import SlackEmulator
 
@@ -565,7 +554,7 @@ class Bench:
                         "untagged_bot_messages": untagged, "chain_errors": chain_errors,
                         "placeholder_first": placeholder_first,
                         "gemini_creates": sum(len(v) for v in creates.values())},
-            "ack_ms": {"A": ack_stats(ack_rows, "A"), "B": ack_stats(ack_rows, "B")},
+            "ack_ms": {"A": an.ack_stats(ack_rows, "A"), "B": an.ack_stats(ack_rows, "B")},
             "intake": {"deliveries": b_deliveries, "wall_s": an.rnd(self.times.get("b_intake_wall"), 2),
                        "achieved_rate": an.rnd(b_deliveries / self.times["b_intake_wall"], 1)
                        if self.times.get("b_intake_wall") else None,
