@@ -10,6 +10,11 @@ Wire facts it relies on (checked against slack_sdk 3.47):
   JSON bodies; most other methods (`params=`) as the *query string* of a POST with an empty
   form body. Form bodies from other clients are accepted too. The token comes as
   `Authorization: Bearer`, or as a `token` parameter.
+- Native streaming (chat.startStream/appendStream/stopStream, also via `client.chat_stream`) and
+  assistant.threads.setStatus are JSON bodies. What tests read: `stream(channel, ts)` (state,
+  `.texts` after every call, tasks, plan), `user_stops_stream(...)` (the recipient's Stop; control
+  POST /_emu/stop_stream), `current_status(channel, thread_ts)` and `status_history(...)`. The
+  constructor's `stream_expiry_seconds` and `status_clear_seconds` are Slack's ~5 min and 2 min.
 - files_upload_v2 POSTs the raw bytes (no auth header) to the upload_url returned by
   files.getUploadURLExternal and only checks for HTTP 200; Slack answers `text/plain`
   "OK - <size>", so we do as well.
