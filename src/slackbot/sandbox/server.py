@@ -153,7 +153,7 @@ class Sandbox:
         redis_client = None if self._real_redis else embedded_redis()
         if not self._real_redis:
             log.info("REDIS_URL does not answer; using the embedded store", extra={"redis": redact(s.redis_url)})
-        self.bot_settings = s.model_copy(update=update)
+        self.bot_settings = type(s).model_validate(s.model_dump() | update)
         self.info = SandboxInfo(
             gemini="real" if real_gemini else "emulator", redis="url" if self._real_redis else "embedded",
             redis_url=redact(s.redis_url) if self._real_redis else "", gemini_model=s.gemini_model,
