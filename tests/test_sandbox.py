@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from yarl import URL
 
 from conftest import eventually, free_port
 
@@ -34,7 +35,7 @@ def sandbox_settings(*, redis_url: str, prefix: str, **overrides) -> Settings:
     values = dict(
         slack_bot_token="", slack_signing_secret="", slack_app_token="", gemini_api_key="", gemini_base_url="",
         use_enterprise=False, gemini_model="gemini-3-flash-preview", redis_url=redis_url, redis_prefix=prefix,
-        host="127.0.0.1", sandbox_port=free_port(), edit_min_interval=0.2, placeholder_after_seconds=1.0,
+        host="127.0.0.1", port=free_port(), edit_min_interval=0.2, placeholder_after_seconds=1.0,
         gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
         research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
         tools="", system_instruction="Be brief.",
@@ -55,7 +56,7 @@ async def sandbox(settings: Settings):
         task.result()  # raises why it stopped
     assert ready.is_set(), "the sandbox did not become ready in 20 s"
     try:
-        yield f"http://127.0.0.1:{settings.sandbox_port}"
+        yield f"http://127.0.0.1:{settings.port}"
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -226,3 +227,59 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
         async with http.get(f"{base}/api/state") as resp:
             ims = {c["id"] for c in (await resp.json())["channels"] if c["is_im"]}
         assert ims == {"D_ALICE", "D_BOB", "D_CAROL"}
+
+
+async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
+    """DNS rebinding, cross-origin simple POSTs and path tricks reach neither the page nor the emulator."""
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix, research_file_threshold=10)
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        port = settings.port
+        async with http.get(f"{base}/api/info") as resp:
+            info = await resp.json()
+        slack, gemini = info["slack_emulator_url"], info["gemini_emulator_url"]
+
+        # the page answers to its address and to localhost ...
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+            async with http.get(f"{base}/api/info", headers={"Host": host}) as resp:
+                assert resp.status == 200, host
+        # ... and not to a rebound name, even with an Origin that matches it
+        rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+        async with http.get(f"{base}/api/state", headers=rebound) as resp:
+            assert resp.status == 421
+        async with http.post(f"{base}/api/user_message", headers=rebound,
+                             json={"channel": "C_GENERAL", "text": "<@UBOT> rebound"}) as resp:
+            assert resp.status == 421
+        # a cross-origin text/plain POST (no preflight in a browser) is refused, by the page and the emulator
+        plain = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+        body = '{"channel": "C_GENERAL", "text": "<@UBOT> forged"}'
+        async with http.post(f"{base}/api/user_message", data=body, headers=plain) as resp:
+            assert resp.status == 415
+        for path in ("user_message", "slash_command", "click", "reset", "rate_limit", "fail_next"):
+            async with http.post(f"{slack}/_emu/{path}", data=body, headers=plain) as resp:
+                assert resp.status == 415, path
+        async with http.post(f"{slack}/_emu/reset") as resp:  # no body, no type: a simple request too
+            assert resp.status == 415
+        async with http.get(f"{slack}/_emu/state", headers={"Host": "evil.example"}) as resp:
+            assert resp.status == 421
+        async with http.get(f"{slack}/_emu/state") as resp:
+            general = next(c for c in (await resp.json())["channels"] if c["id"] == "C_GENERAL")
+        assert not any("forged" in m["text"] or "rebound" in m["text"] for m in general["messages"])
+
+        # file ids are validated: an encoded "../state" is not the emulator's state
+        for raw in ("%2e%2e%2fstate", "..%2fstate", "%2E%2E%2Fcalls", "F1%2f..%2f..%2fstate"):
+            async with http.get(URL(f"{base}/api/files/{raw}", encoded=True)) as resp:
+                text = await resp.text()
+                assert resp.status == 404 and "channels" not in text and "team_id" not in text, raw
+
+        # ... while a real file (a research report over the file threshold) is served
+        await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.3})
+        await post_json(http, f"{base}/api/slash_command",
+                        {"command": "/research", "text": "Loopback", "channel": "C_GENERAL", "user": "U_BOB"})
+
+        async def file_id():
+            async with http.get(f"{base}/api/state") as resp:
+                files = (await resp.json())["files"]
+            return files[0]["id"] if files else None
+        fid = await eventually(file_id, 15, interval=0.2, message="the report attached as a file")
+        async with http.get(f"{base}/api/files/{fid}") as resp:
+            assert resp.status == 200 and "Loopback" in await resp.text()
