@@ -171,18 +171,71 @@ def test_yaml_parses(path):
     assert docs and all(isinstance(d, dict) for d in docs)
 
 
-def test_kustomization_lists_every_k8s_file():
+SECRET_EXAMPLE = "secret.example.yaml"
+CLUSTER_SCOPED = {"Namespace"}
+
+
+def _render_kustomization() -> list[dict]:
+    """What `kubectl apply -k deploy/k8s` would send, for the fields used here: the listed resources
+    with the kustomization's namespace set on namespaced ones and its image overrides applied."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources", "images"}, (
+        "a kustomize feature this renderer does not model")
+    images = {i["name"]: f"{i.get('newName', i['name'])}:{i['newTag']}" for i in kustomization.get("images", [])}
+    rendered = []
+    for name in kustomization["resources"]:
+        for doc in _yaml_docs(K8S / name):
+            if doc["kind"] not in CLUSTER_SCOPED and "namespace" in kustomization:
+                doc["metadata"]["namespace"] = kustomization["namespace"]
+            for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                container["image"] = images.get(container["image"].split(":")[0], container["image"])
+            rendered.append(doc)
+    return rendered
+
+
+def test_kustomization_lists_every_k8s_file_but_the_secret_example():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    present = {p.name for p in K8S_FILES} - {"kustomization.yaml"}
+    present = {p.name for p in K8S_FILES} - {"kustomization.yaml", SECRET_EXAMPLE}
     assert listed == present
-    assert {"configmap.yaml", "secret.yaml", "deployment-web.yaml", "deployment-worker.yaml",
-            "service.yaml", "pdb.yaml"} <= present
+    assert {"namespace.yaml", "serviceaccount.yaml", "configmap.yaml", "deployment-web.yaml",
+            "deployment-worker.yaml", "service.yaml", "pdb.yaml"} <= present
 
 
-def test_k8s_resources_carry_no_namespace(k8s):
+def test_kustomization_applies_cleanly_on_the_first_try(k8s):
+    """Issue 14.1: the namespace comes with it, no placeholder Secret overwrites a real one, and the
+    pods run as a ServiceAccount an operator can bind for Workload Identity."""
+    rendered = _render_kustomization()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    (namespace,) = [d["metadata"]["name"] for d in rendered if d["kind"] == "Namespace"]
+    assert all(d["metadata"]["namespace"] == namespace for d in rendered if d["kind"] != "Namespace")
+    assert not any(d["kind"] == "Secret" for d in rendered), "apply -k must never overwrite the real Secret"
+    # the example Secret: the exact names the pods read, in the same namespace, placeholders only
+    example = k8s[("Secret", "slackbot-secrets")]
+    assert example["metadata"]["namespace"] == namespace
+    assert set(example["stringData"]) == SECRET_NAMES
+    assert all(v == "" or "REPLACE-ME" in v for v in example["stringData"].values())
+    for doc in rendered:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert ("ServiceAccount", pod["serviceAccountName"]) in kinds, "Workload Identity needs a ServiceAccount"
+        (container,) = pod["containers"]
+        assert {"name": "slackbot-secrets"} in [r["secretRef"] for r in container["envFrom"] if "secretRef" in r]
+        assert container["image"] == "slackbot:0.1.0"
+    # the README's first command creates the namespace the Secret goes into
+    readme = (DEPLOY / "README.md").read_text()
+    steps = [readme.index(c) for c in ("kubectl apply -f deploy/k8s/namespace.yaml",
+                                       f"kubectl -n {namespace} create secret generic slackbot-secrets",
+                                       "kubectl apply -k deploy/k8s")]
+    assert steps == sorted(steps), "namespace, then the Secret, then everything else"
+
+
+def test_k8s_resources_carry_no_namespace_of_their_own(k8s):
     for (kind, name), doc in k8s.items():
-        assert "namespace" not in doc["metadata"], f"{kind}/{name}: namespaces are chosen at apply time"
+        if kind in CLUSTER_SCOPED or (kind, name) == ("Secret", "slackbot-secrets"):
+            continue
+        assert "namespace" not in doc["metadata"], f"{kind}/{name}: the kustomization sets it"
 
 
 # --- settings names and defaults ---------------------------------------------------------------------
