@@ -315,32 +315,84 @@ def test_compose_services(compose, routes):
 
 
 # --- Dockerfile --------------------------------------------------------------------------------------
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, args in _dockerfile():
+        if keyword == "FROM":
+            stages.append([])
+        stages[-1].append((keyword, args))
+    return stages
+
+
 def test_dockerfile_base_user_and_layers():
-    instructions = _dockerfile()
-    keywords = [k for k, _ in instructions]
-    assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
+    build, final = _stages()
+    assert build[0] == ("FROM", "python:3.11-slim-bookworm AS build")
+    assert final[0] == ("FROM", "python:3.11-slim-bookworm"), "the same Python the virtualenv was built with"
     assert "digest" in DOCKERFILE.read_text() and "@sha256:" in DOCKERFILE.read_text(), "mention digest pinning"
-    (user,) = [a for k, a in instructions if k == "USER"]
+    (user,) = [a for k, a in final if k == "USER"]
     assert user.split(":")[0] not in ("root", "0")
-    # dependencies first (pyproject only), then the source, then the package itself
-    copies = [a for k, a in instructions if k == "COPY"]
-    assert copies[0].split()[0] == "pyproject.toml"
-    runs = [(i, a) for i, (k, a) in enumerate(instructions) if k == "RUN"]
-    first_copy_src = next(i for i, (k, a) in enumerate(instructions) if k == "COPY" and a.split()[0] == "src")
-    assert any(i < first_copy_src and "pip install --no-cache-dir -r" in a for i, a in runs), "dependency layer"
-    assert any(i > first_copy_src and "pip install --no-cache-dir ." in a for i, a in runs)
-    assert keywords.index("USER") > max(i for i, _ in runs), "install as root, run as the user"
-    assert ("STOPSIGNAL", "SIGTERM") in instructions
+    # build stage: dependencies first (pyproject + lock only), then the source, then the package
+    copies = [a.split() for k, a in build if k == "COPY"]
+    assert copies[0] == ["pyproject.toml", "uv.lock", "./"]
+    runs = [(i, a) for i, (k, a) in enumerate(build) if k == "RUN"]
+    first_copy_src = next(i for i, (k, a) in enumerate(build) if k == "COPY" and a.split()[0] == "src")
+    assert any(i < first_copy_src and "uv sync --locked" in a and "--no-install-project" in a for i, a in runs)
+    assert any(i > first_copy_src and "uv sync --locked" in a and "--no-editable" in a for i, a in runs)
+    assert re.search(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+", DOCKERFILE.read_text()), "uv itself pinned"
+    # final stage: only the virtualenv is carried over; installs as root, runs as the user
+    assert [a for k, a in final if k == "COPY"] == ["--from=build /venv /venv"]
+    keywords = [k for k, _ in final]
+    assert keywords.index("USER") > max(i for i, (k, _) in enumerate(final) if k in ("RUN", "COPY"))
+    assert ("STOPSIGNAL", "SIGTERM") in final
+
+
+def test_image_installs_the_lock_without_the_extras():
+    """Issue 14.2: every dependency pinned by uv.lock, which matches pyproject.toml; the image
+    installs the base set only (no sandbox, bench or test extras)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"]}
+    root = packages["slackbot"]
+    # the lock was made from this pyproject.toml (uv sync --locked would refuse a stale one)
+    locked_requires = {(r["name"], r.get("specifier", ""), tuple(r.get("extras", [])), r.get("marker"))
+                       for r in root["metadata"]["requires-dist"]}
+
+    def norm(requirement: str, extra: str | None = None):
+        m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[([^\]]+)\])?\s*([^;]*)", requirement)
+        specifier = ",".join(sorted(p.strip() for p in m.group(3).split(",") if p.strip()))
+        return (m.group(1).lower(), specifier, tuple(e.strip() for e in (m.group(2) or "").split(",") if e),
+                f"extra == '{extra}'" if extra else None)
+    declared = {norm(r) for r in pyproject["dependencies"]}
+    declared |= {norm(r, extra) for extra, reqs in pyproject["optional-dependencies"].items() for r in reqs}
+    locked = {(n, ",".join(sorted(s.split(","))) if s else "", e, m) for n, s, e, m in locked_requires}
+    assert locked == declared, "uv.lock is stale: run `uv lock`"
+    assert set(root["metadata"]["provides-extras"]) >= {"sandbox", "bench", "test"}
+    # what the image gets: the closure of the base dependencies, every one pinned with hashes
+    closure, todo = set(), [d["name"] for d in root["dependencies"]]
+    while todo:
+        name = todo.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        todo += [d["name"] for d in packages[name].get("dependencies", [])]
+        for extra in [d for d in root["dependencies"] if d["name"] == name]:
+            for e in extra.get("extra", []):
+                todo += [d["name"] for d in packages[name].get("optional-dependencies", {}).get(e, [])]
+        assert packages[name]["version"] and (packages[name].get("wheels") or packages[name].get("sdist")), name
+        assert all("hash" in w for w in packages[name].get("wheels", [])), name
+    assert {"slack-bolt", "google-genai", "redis", "aiohttp"} <= closure
+    assert not closure & {"fakeredis", "psutil", "pytest", "playwright"}, "extras leaked into the image"
+    for _, args in _dockerfile():
+        assert "--extra" not in args and "--all-extras" not in args
 
 
 def test_dockerfile_copies_exist_and_are_not_ignored():
     ignored = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
                if p.strip() and not p.startswith("#")]
     for keyword, args in _dockerfile():
-        if keyword != "COPY":
+        if keyword != "COPY" or args.startswith("--from="):  # from a build stage, not the context
             continue
         parts = [p for p in args.split() if not p.startswith("--")]
-        assert not any(p.startswith("--from") for p in args.split())
         for source in parts[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is .dockerignored"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from conftest import eventually, free_port
 from slackbot.config import Settings
 from slackbot.sandbox.server import run_sandbox
 
-CHROMIUM = "/usr/bin/chromium"
+# scripts/system-packages installs Debian's chromium, or says what to install and exports the reason
+# the browser test is skipped in SLACKBOT_SKIP_BROWSER; SLACKBOT_CHROMIUM names another browser binary.
+CHROMIUM = os.environ.get("SLACKBOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
@@ -71,10 +74,11 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict) -> dict:
 def chromium_or_skip() -> None:
     if os.path.exists(CHROMIUM):
         return
-    if os.environ.get("SLACKBOT_SKIP_BROWSER"):
-        pytest.skip(f"{CHROMIUM} is missing and SLACKBOT_SKIP_BROWSER is set")
-    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup-env does), "
-                "or set SLACKBOT_SKIP_BROWSER=1 to skip the browser tests")
+    reason = os.environ.get("SLACKBOT_SKIP_BROWSER")
+    if reason:
+        pytest.skip(reason if reason != "1" else f"{CHROMIUM} is missing and SLACKBOT_SKIP_BROWSER is set")
+    pytest.fail(f"{CHROMIUM} is missing: run scripts/test (it installs chromium, or says what to install and "
+                "skips this test), or set SLACKBOT_CHROMIUM to a Chromium or Chrome binary")
 
 
 async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):

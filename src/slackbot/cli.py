@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 
 from . import logs
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         logs.setup(settings.log_level, settings.log_format)
         if command == "bench":
+            if importlib.util.find_spec("psutil") is None:  # the `bench` extra, not in the image
+                raise ConfigError("slackbot bench needs the `bench` extra: pip install 'slackbot[bench]'")
             from .bench import run as run_bench
 
             return run_bench(args)
