@@ -147,7 +147,7 @@ def test_serve_without_any_slack_setting_opens_the_sandbox_on_port(tmp_path):
         while url is None and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line, "the process ended before the sandbox was ready"
-            url = next(iter(re.findall(r"open (http://\S+)", line)), None)
+            url = next(iter(re.findall(r"sandbox ready: open (http://\S+)", line)), None)
         assert url == f"http://127.0.0.1:{port}/"
         with urllib.request.urlopen(url, timeout=5) as resp:
             assert resp.status == 200 and "slackbot sandbox" in resp.read().decode()
@@ -186,3 +186,22 @@ async def test_socket_mode_starts_without_a_signing_secret_and_bolt_does_not_war
         await runner.cleanup()
         await services.close()
     assert "will be unused" not in caplog.text
+
+
+# --- issue 14.4: help that answers -----------------------------------------------------------------
+@pytest.mark.parametrize("command, says", [
+    ("serve", ["Run the Slack bot", "Socket Mode", "sandbox", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
+               "SLACK_APP_TOKEN", "GEMINI_API_KEY", "REDIS_URL", "PORT"]),
+    ("worker", ["research worker", "SLACKBOT_RESEARCH_WORKER=false", "SLACK_BOT_TOKEN", "GEMINI_API_KEY",
+                "REDIS_URL", "PORT"]),
+    ("sandbox", ["without a Slack workspace", "URL", "loopback", "PORT", "SLACKBOT_HOST", "GEMINI_API_KEY",
+                 "REDIS_URL", "slackbot[sandbox]"]),
+])
+def test_help_says_what_each_command_does_and_where_the_table_is(tmp_path, command, says):
+    proc = run_cli(tmp_path, command, "--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    for needle in says:
+        assert needle in proc.stdout, (command, needle)
+    assert "README.md, section Configuration" in proc.stdout
+    readme = (Path(SRC).parent / "README.md").read_text()
+    assert "## Configuration" in readme and "| Variable | Default | What it does |" in readme

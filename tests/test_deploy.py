@@ -297,14 +297,20 @@ def test_compose_services(compose, routes):
         service = services[name]
         assert _accepted_by_cli(service["command"][0])
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert service["build"]["context"] == ".." and service["build"]["dockerfile"] == "deploy/Dockerfile"
-        assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).resolve() == DOCKERFILE
         check = " ".join(service["healthcheck"]["test"])
         paths = set(re.findall(r"/(?:healthz|readyz)\b", check))
         assert paths and paths <= routes[kind], f"{name} healthcheck asks {paths}"
         assert _seconds(service["stop_grace_period"]) >= DEFAULT_GRACE + WORKER_STOP_SECONDS + 5, (
             f"{name}: stop_grace_period must exceed SLACKBOT_SHUTDOWN_GRACE_SECONDS ({DEFAULT_GRACE}) plus margin")
-    assert "3000:3000" in services["bot"]["ports"] and not services["worker"].get("ports")
+    # one build (bot's), one image tag both run
+    build = services["bot"]["build"]
+    assert build["context"] == ".." and build["dockerfile"] == "deploy/Dockerfile"
+    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    assert "build" not in services["worker"] and services["worker"]["image"] == services["bot"]["image"]
+    # the published port follows PORT (Compose interpolates ${PORT:-3000} from deploy/.env or the shell)
+    (published,) = services["bot"]["ports"]
+    assert published == "${PORT:-3000}:${PORT:-3000}" and not services["worker"].get("ports")
+    assert f"${{PORT:-{DEFAULT_PORT}}}" in published
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"
     command = redis["command"] if isinstance(redis["command"], str) else " ".join(redis["command"])
