@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import time
@@ -156,7 +157,20 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
                 await cancel.click()
                 await expect(status.locator(".text")).to_contain_text("Cancelled", timeout=10_000)
                 await expect(status.locator(".text")).to_contain_text("Cancelled by @alice")
+                # the user's own choice, not a failure to retry "perhaps narrower"
+                await expect(status.locator(".text")).not_to_contain_text("narrower")
                 await expect(status.locator('button[data-action-id="research_cancel"]')).to_have_count(0)
+
+                # a private reply ("only visible to you") shows as from the app, not as alice's own words
+                await page.locator("#composer").fill("/research status")
+                await page.locator("#composer").press("Enter")
+                private = page.locator("#messages .message.ephemeral", has_text="research jobs").last
+                await expect(private).to_contain_text("Only visible to you")
+                await expect(private).to_have_attribute("data-user", info["bot_user_id"])
+                await expect(private).to_have_class(re.compile(r"\bbot\b"))
+                await expect(private.locator(".app-tag")).to_have_text("APP")
+                await expect(private.locator(".meta .name")).not_to_have_text("Alice")
+                await expect(private.locator(".avatar")).to_have_class(re.compile(r"\bbot\b"))
 
                 # the picture: the channel with its answer thread open
                 await page.locator("#messages .thread-link").first.click()
