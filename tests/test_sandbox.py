@@ -277,7 +277,12 @@ async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
                 assert resp.status == 415, path
         async with http.post(f"{slack}/_emu/reset") as resp:  # no body, no type: a simple request too
             assert resp.status == 415
+        for path in ("script", "script_agent", "config", "reset"):  # the Gemini emulator's controls too
+            async with http.post(f"{gemini}/_emu/{path}", data='{"text": "forged"}', headers=plain) as resp:
+                assert resp.status == 415, path
         async with http.get(f"{slack}/_emu/state", headers={"Host": "evil.example"}) as resp:
+            assert resp.status == 421
+        async with http.get(f"{gemini}/_emu/requests", headers={"Host": "evil.example"}) as resp:
             assert resp.status == 421
         async with http.get(f"{slack}/_emu/state") as resp:
             general = next(c for c in (await resp.json())["channels"] if c["id"] == "C_GENERAL")

@@ -53,3 +53,12 @@ def refuse_host(request: web.Request) -> web.Response:
 def refuse_content_type(request: web.Request) -> web.Response:
     log.info("control request without application/json refused", extra={"path": request.path})
     return web.json_response({"ok": False, "error": "send application/json"}, status=415)
+
+
+async def local_control(request: web.Request, handler, *, exempt: tuple[str, ...] = ()) -> web.StreamResponse:
+    """Serve a control request only for a local Host and, for POSTs outside `exempt`, only as JSON."""
+    if not host_allowed(request.headers.get("Host", "")):
+        return refuse_host(request)
+    if request.method == "POST" and not request.path.startswith(exempt) and request.content_type != "application/json":
+        return refuse_content_type(request)
+    return await handler(request)

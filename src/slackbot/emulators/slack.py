@@ -943,11 +943,7 @@ class SlackEmulator:
         # /_emu/* drives the workspace: local callers only, and control POSTs only as JSON, so no web
         # page can drive it (guard.py). Upload and response_url stand for Slack's own URLs: exempt.
         if request.path.startswith("/_emu/"):
-            if not guard.host_allowed(request.headers.get("Host", "")):
-                return guard.refuse_host(request)
-            slack_side = request.path.startswith(("/_emu/upload/", "/_emu/response/"))
-            if request.method == "POST" and not slack_side and request.content_type != "application/json":
-                return guard.refuse_content_type(request)
+            return await guard.local_control(request, handler, exempt=("/_emu/upload/", "/_emu/response/"))
         return await handler(request)
 
     @web.middleware
