@@ -37,8 +37,8 @@ def fake_system(tmp_path: Path, tools: dict[str, str]) -> Path:
 
 def source(tmp_path: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess:
     script = f'set -euo pipefail; cd {ROOT}; . scripts/system-packages; echo "SKIP=${{SLACKBOT_SKIP_BROWSER:-}}"'
-    return subprocess.run([str(bin_dir / "bash"), "-c", script], env={"PATH": str(bin_dir), "HOME": str(tmp_path), **env},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run([str(bin_dir / "bash"), "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": str(bin_dir), "HOME": str(tmp_path), **env})
 
 
 def test_without_apt_get_it_says_what_to_install_in_one_line_each(tmp_path):

@@ -16,6 +16,10 @@ Choices made at start-up (reported by /api/info and in the page's header):
   emulator at a readable pace.
 * Redis: REDIS_URL when it answers a PING within a second, else an embedded store (fakeredis,
   which runs the store's Lua scripts). Keys go under a per-run prefix, deleted at exit.
+
+Local in fact (emulators/guard.py): the page listens on PORT at 127.0.0.1 unless SLACKBOT_HOST is
+set, answers only to IP literals, `localhost` and that name (DNS rebinding), takes POSTs only as
+same-origin JSON, and serves only emulator file ids from /api/files/.
 """
 
 from __future__ import annotations
@@ -146,8 +150,9 @@ class Sandbox:
         await self.slack.start()
         # model_copy does not validate: secrets go in as SecretStr, as the fields hold them
         update: dict = {
-            "slack_bot_token": SecretStr(self.slack.bot_token), "slack_signing_secret": SecretStr(self.slack.signing_secret),
-            "slack_app_token": SecretStr(""), "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
+            "slack_bot_token": SecretStr(self.slack.bot_token),
+            "slack_signing_secret": SecretStr(self.slack.signing_secret), "slack_app_token": SecretStr(""),
+            "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
             "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
         }
         real_gemini = bool(s.api_key) or s.use_enterprise
