@@ -390,6 +390,8 @@ class SlackEmulator:
         self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
         self._buckets: dict[tuple, TokenBucket] = {}
         self._failures: dict[str, list[tuple[str, int]]] = {}
+        self._held: dict[str, int] = {}  # method -> successful calls whose answer is held back (hold_next)
+        self.hold_seconds = 0.0
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
         self._responses: dict[str, dict] = {}  # response_url id -> its context
 
@@ -420,6 +422,12 @@ class SlackEmulator:
             raise ValueError("scope must be 'team' or 'channel'")
         self._rate_config[method] = (per_minute, burst, scope)
         self._buckets = {k: b for k, b in self._buckets.items() if k[0] != method}
+
+    def hold_next(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next `times` successful calls to `method` take effect at once but answer after `seconds`
+        (so a test can kill the caller between Slack accepting a post and the caller hearing of it)."""
+        self._held[method] = self._held.get(method, 0) + times
+        self.hold_seconds = seconds
 
     def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1) -> None:
         """The next `times` calls to `method` fail: 429 + Retry-After for "ratelimited", else 200 ok:false."""
@@ -494,6 +502,9 @@ class SlackEmulator:
             body, status = {"ok": False, "error": e.error, **e.extra}, e.status
             headers = {"Retry-After": str(e.retry_after)} if e.retry_after else {}
         self.calls.append(Call(method, params, body["ok"], body.get("error"), status, time.time(), self.team_id))
+        if body["ok"] and self._held.get(method):  # done in Slack, but the answer is slow to come back
+            self._held[method] -= 1
+            await asyncio.sleep(self.hold_seconds)
         return web.json_response(body, status=status, headers=headers)
 
     def _check_auth(self, request: web.Request, params: dict) -> None:
