@@ -31,7 +31,7 @@ from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Policy
 from ..slack_out.poster import SlackPoster
-from ..slack_out.render import render_span
+from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from .context import NameCache, thread_transcript, with_transcript
 from .intake import Turn
@@ -313,10 +313,11 @@ class TurnRunner:
         return with_transcript(transcript, message, reason=reason), ""
 
     async def _reconcile(self, record: TurnRecord, delivery: AnswerDelivery, pending: dict) -> None:
-        """A crash came between Slack accepting a post and the journal recording it? Look before posting again.
+        """A crash between Slack accepting a message and the journal recording it? Look before posting again.
 
         The survivor reads the thread back (the shared conversations.replies budget) and adopts a bot
-        message showing exactly what the intent said; found or not, the post goes ahead only if absent."""
+        message showing exactly what the intent said. If the budget can't be had in time, the message
+        is posted again: that is the one case where a piece of an answer can appear twice."""
         if not record.reply_thread_ts or not record.interaction_id:
             return
         text = ""
@@ -327,15 +328,16 @@ class TurnRunner:
                 break
         if len(text) < pending["e"]:
             return
-        expected = render_span(text, pending["s"], pending["e"], final=not pending.get("grows"))
+        grows = bool(pending.get("grows"))
+        if pending["op"] == "start":
+            expected = stream_piece(text, pending["s"], pending["e"], first=True)
+        else:
+            expected = render_span(text, pending["s"], pending["e"], final=not grows)
         ts = await find_bot_message(self.client, self.store, self.settings, record, expected)
         if ts:
-            from ..slack_out.plan import Segment
-
-            delivery.segments.append(Segment("edit" if pending.get("grows") else "post", ts, pending["s"],
-                                             pending["e"], open=bool(pending.get("grows")),
-                                             final=not pending.get("grows"), has_button=bool(pending.get("grows"))))
+            delivery.adopt(pending["op"], ts, pending["s"], pending["e"], grows)
             metrics.TURNS_RECONCILED.inc()
+            log.info("found a message posted before a crash; not posting it again", extra=_ctx(record))
 
     # --- small steps -----------------------------------------------------------------------------------
     async def _admit(self, record: TurnRecord) -> bool:
@@ -402,8 +404,8 @@ async def find_bot_message(client: AsyncWebClient, store: Store, settings: Setti
     messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
                                  thread_ts=record.reply_thread_ts, oldest=record.ts)
     for msg in messages or []:
-        blocks = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
-        if msg.get("bot_id") and blocks and blocks[0] == expected:
+        shown = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
+        if msg.get("bot_id") and shown and shown[0].strip() == expected.strip():
             return msg.get("ts")
     return None
 

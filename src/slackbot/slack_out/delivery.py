@@ -76,11 +76,29 @@ class AnswerDelivery:
         self._reopen_restored()
 
     def _reopen_restored(self) -> None:
-        """After a crash, open segments are re-rendered whole: how far they had grown is not journalled."""
+        """After a crash, open segments are re-rendered whole: how far they had grown is not journalled.
+
+        An open native stream may have taken appends nobody recorded, so it is not appended to again:
+        it is stopped and then finished like an edited message (chat.update replaces its text whole)."""
+        self._restored_streams: list[Segment] = []
         for seg in self.segments:
             if seg.open:
+                if seg.kind == "stream":
+                    self._restored_streams.append(seg)
+                    seg.kind = "edit"
                 seg.end = seg.start
                 seg.final = False
+
+    def adopt(self, op: str, ts: str, start: int, end: int, grows: bool) -> None:
+        """A message found in Slack that a dead process posted but never journalled: continue it."""
+        if op == "start":
+            seg = Segment("edit", ts, start, start)
+            self._restored_streams.append(seg)
+        elif grows:
+            seg = Segment("edit", ts, start, start, has_button=True)
+        else:
+            seg = Segment("post", ts, start, end, open=False, final=True)
+        self.segments.append(seg)
 
     # --- fed by the turn runner --------------------------------------------------------------
     def start(self) -> None:
@@ -145,6 +163,9 @@ class AnswerDelivery:
     # --- the loop -----------------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
+            for seg in self._restored_streams:
+                await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
+                    channel=self.target.channel, ts=seg.ts))
             while not self.broken:
                 self._changed.clear()
                 step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
