@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from conftest import eventually, free_port, start_bot, stop_bot
 
-from slackbot.listeners.actions import CANCEL_ACTION
+from slackbot.research.status import CANCEL_ACTION
 
 QUESTION = "What changed in EU AI Act enforcement in 2026?"
 
@@ -279,3 +279,4 @@ def _spawn_env(settings) -> dict:
            "SLACKBOT_RESEARCH_STATUS_EVERY": "0.3", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2", "SLACKBOT_LOG_LEVEL": "WARNING"}
     env.pop("SLACK_APP_TOKEN", None)
     return env
+

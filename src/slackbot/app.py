@@ -42,7 +42,9 @@ class Services:
 
 def build_services(settings: Settings, redis_client=None) -> Services:
     """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
-    from .research.jobs import Research  # research builds on the chat pieces
+    from .research.jobs import Research, ResearchDeps  # research builds on the chat pieces
+    from .slack_out.poster import SlackPoster
+    from .store.jobs import JobStore
 
     if redis_client is None:
         store = Store.from_url(settings.redis_url, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
@@ -53,7 +55,10 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
     services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client))
-    services.research = Research(services)
+    services.research = Research(ResearchDeps(
+        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
+        poster=lambda team: SlackPoster(client, store, settings, team), spawn=services.tasks.spawn,
+        adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-CANCEL_ACTION = "research_cancel"
+from ..research.status import CANCEL_ACTION
 
 
 def register(app: AsyncApp, services) -> None:

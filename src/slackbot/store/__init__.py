@@ -1,7 +1,7 @@
 """Every Redis key and atomic script the bot uses, in one place.
 
 Shared state between replicas lives here and only here: event dedup, thread chain heads,
-per-thread locks, rate budgets (token buckets) and research job records. Each multi-step
+per-thread locks and rate budgets (token buckets); research jobs in `jobs.py`. Each multi-step
 decision is one Lua script so two replicas can never interleave inside it. Scripts read the
 clock with Redis' TIME so replicas with skewed clocks still agree.
 """
@@ -116,46 +116,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-# Claim due research jobs: lease each by pushing its due time forward, record the owner.
-# KEYS: due zset; ARGV: lease seconds, limit, owner token, job key prefix
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
-  redis.call('HSET', ARGV[4] .. id, 'owner', ARGV[3])
-end
-return ids
-"""
-
-# Write job fields only while we still own the job (a lease that expired lost it).
-# KEYS: job hash, due zset; ARGV: owner, next due (or '' to keep, '-' to end), keep-after-end seconds,
-#       field, value, ...  An ended job's record expires; the schedule never holds it again.
-_JOB_WRITE = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-if ARGV[2] == '-' then
-  redis.call('ZREM', KEYS[2], KEYS[1]:match('[^:]+$'))
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-elseif ARGV[2] ~= '' then
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1e6 + tonumber(ARGV[2]), KEYS[1]:match('[^:]+$'))
-end
-return 1
-"""
-
-# Per-user cap on concurrent research jobs. The set expires well after any job could still run.
-_RESERVE_SLOT = """
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
-
-JOB_KEEP_SECONDS = 30 * 86400  # finished job records and per-user history: for /research status
-
-
 @dataclass(frozen=True)
 class Budget:
     """A token bucket's shape: refill per second, burst capacity, tokens kept for priority takers."""
@@ -177,9 +137,6 @@ class Store:
         self._set_head = redis.register_script(_SET_HEAD)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
-        self._claim = redis.register_script(_CLAIM)
-        self._job_write = redis.register_script(_JOB_WRITE)
-        self._reserve_slot = redis.register_script(_RESERVE_SLOT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int) -> "Store":
@@ -268,36 +225,3 @@ class Store:
         for key in self._bucket_keys(name)[1:]:
             pipe.zrem(key, member)
         await pipe.execute()
-
-    # --- research jobs -------------------------------------------------------------------------
-    @property
-    def job_due_key(self) -> str:
-        return f"{self.p}:jobs:due"
-
-    def job_key(self, job_id: str) -> str:
-        return f"{self.p}:job:{job_id}"
-
-    def user_jobs_key(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:active:{team}:{user}"
-
-    def user_history_key(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:history:{team}:{user}"
-
-    async def reserve_job_slot(self, team: str, user: str, job_id: str, cap: int, ttl: int) -> bool:
-        return bool(await self._reserve_slot(keys=[self.user_jobs_key(team, user)], args=[job_id, cap, ttl]))
-
-    async def release_job_slot(self, team: str, user: str, job_id: str) -> None:
-        await self.redis.srem(self.user_jobs_key(team, user), job_id)
-
-    async def claim_jobs(self, owner: str, lease: float, limit: int = 10) -> list[str]:
-        return list(await self._claim(keys=[self.job_due_key], args=[lease, limit, owner, f"{self.p}:job:"]))
-
-    async def write_job(self, job_id: str, owner: str, fields: dict, *, due_in: float | None = None,
-                        done: bool = False) -> bool:
-        """Update a job we own; reschedule it (due_in seconds) or take it off the schedule (done)."""
-        due = "-" if done else ("" if due_in is None else str(due_in))
-        flat: list = []
-        for k, v in fields.items():
-            flat += [k, "" if v is None else str(v)]
-        return bool(await self._job_write(keys=[self.job_key(job_id), self.job_due_key],
-                                          args=[owner, due, JOB_KEEP_SECONDS, *flat]))
