@@ -438,3 +438,19 @@ async def test_worker_takes_over_after_serve_is_killed_holding_the_lease(setting
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# 9.5, why the worker posted nothing in the report: beside `serve` on one host with the same PORT, the
+#      worker died at start-up with a traceback nobody saw. It now stops with one line naming PORT.
+def test_worker_on_a_taken_port_stops_with_one_line_naming_it(settings_for):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = settings_for(port=taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "slackbot", "worker"], env=_spawn_env(settings),
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("slackbot: configuration error: PORT:") and "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from . import listeners, metrics
 from .chat.turns import TurnRunner
-from .config import Settings
+from .config import ConfigError, Settings
 from .gemini import Gemini
 from .store import Store
 from .tasks import TaskTracker
@@ -159,7 +159,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     web_app.add_routes(health_routes(services))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:  # found in issue 9.5: a worker beside `serve` on one host died here, unseen
+        await runner.cleanup()
+        await services.close()
+        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); a worker on "
+                          "the same host as `slackbot serve` needs a PORT of its own") from None
     stop = stop or _stop_on_signals()
     worker = services.research.worker()
     task = asyncio.create_task(worker.run())
