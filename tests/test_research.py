@@ -454,3 +454,24 @@ def test_worker_on_a_taken_port_stops_with_one_line_naming_it(settings_for):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("slackbot: configuration error: PORT:") and "Traceback" not in done.stderr
+
+
+# 9.5: a live worker held up by Slack (a Retry-After longer than the lease) keeps its lease, so nobody
+#      (its own next claim included) posts the report a second time
+async def test_step_outliving_its_lease_does_not_post_the_report_twice(settings_for, slack_emu, gemini_emu,
+                                                                        redis_url, prefix):
+    bot = await start_bot(settings_for(research_lease_seconds=1.5), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", "a long report")
+        await eventually(lambda: status_messages(slack_emu), 10, message="status message")
+        slack_emu.fail_next("chat.postMessage", "ratelimited", retry_after=4)
+        status = (await eventually(lambda: [m for m in status_messages(slack_emu) if "Done" in status_text(m)], 30,
+                                   message="done"))[0]
+        [job] = await job_record(redis_url, prefix)
+        parts = report_texts(slack_emu, status)
+        assert slack_emu.ratelimited("chat.postMessage") == 1
+        assert int(job["parts_posted"]) == len(parts) >= 2
+        assert len(set(parts)) == len(parts), "every part posted exactly once"
+    finally:
+        await stop_bot(bot)

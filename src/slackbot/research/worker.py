@@ -15,6 +15,8 @@ What each poll's answer means is decided in decide.py (pure); this module only c
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -42,6 +44,7 @@ class ResearchWorker:
         self.client = research.client
         self.poster = research.deps.poster
         self.id = f"w-{uuid.uuid4().hex[:10]}"
+        self._claims = itertools.count(1)
         self._stopping = asyncio.Event()
         self._active: set[asyncio.Task] = set()
 
@@ -53,12 +56,15 @@ class ResearchWorker:
         while not self._stopping.is_set():
             try:
                 room = _CONCURRENCY - len(self._active)
-                ids = await self.jobs.claim(self.id, self.settings.research_lease_seconds, room) if room else []
+                # each claim has its own owner token: if one step outlives its lease and this same
+                # worker claims the job again, the old step's writes fail as a dead worker's would
+                owner = f"{self.id}.{next(self._claims)}"
+                ids = await self.jobs.claim(owner, self.settings.research_lease_seconds, room) if room else []
             except (RedisError, OSError):
                 ids = []
                 await asyncio.sleep(1)
             for job_id in ids:
-                task = asyncio.create_task(self._step_safely(job_id))
+                task = asyncio.create_task(self._step_safely(job_id, owner))
                 self._active.add(task)
                 task.add_done_callback(self._active.discard)
             try:
@@ -68,18 +74,18 @@ class ResearchWorker:
         if self._active:
             await asyncio.wait(set(self._active), timeout=10)
 
-    async def _step_safely(self, job_id: str) -> None:
+    async def _step_safely(self, job_id: str, owner: str) -> None:
         try:
-            await self.step(job_id)
+            await self.step(job_id, owner)
         except (RedisError, OSError):
             log.warning("redis unavailable while polling research", extra={"job": job_id})
         except Exception:  # keep the worker alive; the lease brings the job back
             log.exception("research step failed", extra={"job": job_id})
 
     # --- one poll of one job --------------------------------------------------------------------
-    async def step(self, job_id: str) -> None:
+    async def step(self, job_id: str, owner: str) -> None:
         job = await self.jobs.get(job_id)
-        if job is None or job.owner != self.id:
+        if job is None or job.owner != owner:
             return  # gone (claim already dropped it from the schedule) or claimed by another since
         if job.status == "posting":  # a previous owner died while posting: carry on
             await self._post_report(job, await self.gemini.research_snapshot(job.interaction_id))
@@ -116,7 +122,8 @@ class ResearchWorker:
         if decide.status_edit_due(old_status=job.status, new_status=snap.status, last_update=job.last_status_update,
                                   now=now, every=self.settings.research_status_every):
             job.status, job.progress = snap.status, fields["progress"]
-            await self._edit_status(job, final=False)
+            async with self._holding(job):  # the edit may wait for the workspace's edit budget
+                await self._edit_status(job, final=False)
             fields["last_status_update"] = now
         await self._reschedule(job, fields)
 
@@ -125,21 +132,47 @@ class ResearchWorker:
         current = job.poll_interval or s.research_poll_initial
         fields["poll_interval"] = decide.next_interval(current, initial=s.research_poll_initial,
                                                        backoff=s.research_poll_backoff, maximum=s.research_poll_max)
-        await self.jobs.write(job.id, self.id, fields, due_in=current)
+        await self.jobs.write(job.id, job.owner, fields, due_in=current)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, job: Job):
+        """Keep the lease while waiting on Slack: a live worker that is merely slow must not have its job
+        claimed again (its in-flight post would repeat). A dead worker stops renewing, so the lease
+        still brings its job back."""
+        lease = self.settings.research_lease_seconds
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    if not await self.jobs.write(job.id, job.owner, {}, due_in=lease):
+                        return  # lost the job after all: the owner-checked writes stop the rest
+                except (RedisError, OSError):
+                    pass  # try again at the next beat; the lease covers two missed beats
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # --- endings --------------------------------------------------------------------------------
     async def _post_report(self, job: Job, snap: ResearchSnapshot) -> None:
         lease = self.settings.research_lease_seconds
-        if not await self.jobs.write(job.id, self.id, {"status": "posting"}, due_in=lease):
+        if not await self.jobs.write(job.id, job.owner, {"status": "posting"}, due_in=lease):
             return
         parts = report_parts(snap, self.settings.message_chars)
         poster = self.poster(job.team)
-        for index in range(job.parts_posted, len(parts)):
-            ts = await poster.post(job.channel, message_payload(parts[index]), job.status_ts)
-            if ts is None or not await self.jobs.write(job.id, self.id, {"parts_posted": index + 1}, due_in=lease):
-                return  # Slack refused or the lease moved on; the next owner continues from here
-        if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
-            await self._attach_file(job, snap)
+        async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
+            for index in range(job.parts_posted, len(parts)):
+                ts = await poster.post(job.channel, message_payload(parts[index]), job.status_ts)
+                if ts is None or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
+                                                           due_in=lease):
+                    return  # Slack refused or the lease moved on; the next owner continues from here
+            if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
+                await self._attach_file(job, snap)
         await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
         await self._finish(job, "completed", snap)
 
@@ -151,14 +184,14 @@ class ResearchWorker:
             )
         except Exception as exc:  # the report is already in the thread; the file is a convenience
             log.warning("report file upload failed", extra={"job": job.id, "error": type(exc).__name__})
-        await self.jobs.write(job.id, self.id, {"file_posted": True})
+        await self.jobs.write(job.id, job.owner, {"file_posted": True})
 
     async def _finish(self, job: Job, status: str, snap: ResearchSnapshot | None = None) -> None:
         now = time.time()
         fields: dict = {"status": status, "finished": now, "updated": now}
         if snap and snap.progress:
             fields["progress"] = snap.progress
-        if not await self.jobs.finish(job.id, self.id, fields):
+        if not await self.jobs.finish(job.id, job.owner, fields):
             return
         job.status, job.finished, job.updated = status, now, now
         job.progress = fields.get("progress", job.progress)
