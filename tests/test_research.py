@@ -475,3 +475,45 @@ async def test_step_outliving_its_lease_does_not_post_the_report_twice(settings_
         assert len(set(parts)) == len(parts), "every part posted exactly once"
     finally:
         await stop_bot(bot)
+
+
+# 9.5: a job whose starter died before its agent started is not stuck "Starting" for ever: after the start
+#      grace a worker ends it, says so on its status message (no Cancel left) and frees the user's slot
+async def test_job_whose_starter_died_is_ended_by_a_worker(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    web_settings, worker_settings = settings_for(port=free_port()), settings_for(port=free_port())
+    quick = {"SLACKBOT_GEMINI_TIMEOUT_SECONDS": "1", "SLACKBOT_GEMINI_RETRY_ATTEMPTS": "2",
+             "SLACKBOT_GEMINI_CONNECT_RETRIES": "0", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2"}  # start grace: 4 s
+    web = _spawn_bot(web_settings, quick)
+    worker = subprocess.Popen([sys.executable, "-m", "slackbot", "worker"], env={**_spawn_env(worker_settings), **quick},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_healthy(web_settings.port)
+        await _wait_healthy(worker_settings.port)
+        slack_emu.app_url = f"http://127.0.0.1:{web_settings.port}/slack/events"
+        # Gemini asks the first create to come back in 20 s: serve is inside the start when it dies
+        gemini_emu.script_agent(fail_status=503, fail_times=1, retry_after=20, run_for=1)
+        await slack_emu.slash_command("/research", "started by a doomed process")
+        await eventually(lambda: status_messages(slack_emu), 10, message="status message")
+        await eventually(lambda: any((r["body"] or {}).get("agent") for r in gemini_emu.requests), 10)
+        web.send_signal(signal.SIGKILL)
+        web.wait()
+        ended = await eventually(lambda: [m for m in status_messages(slack_emu) if "restarted" in status_text(m)], 20,
+                                 message="status message says the research never began")
+        assert not has_cancel(ended[0]) and "/research" in status_text(ended[0])
+        [job] = await job_record(redis_url, prefix)
+        assert job["status"] == "not_started"
+        client = aioredis.from_url(redis_url, decode_responses=True)
+        try:
+            assert not await client.sismember(f"{prefix}:jobs:active:{job['team']}:U_ALICE", job["id"])
+            assert await client.zscore(f"{prefix}:jobs:due", job["id"]) is None
+        finally:
+            await client.aclose()
+    finally:
+        for p in (web, worker):
+            if p.poll() is None:
+                p.terminate()
+        for p in (web, worker):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -11,9 +11,15 @@ import redis.asyncio as aioredis
 from slackbot.store.jobs import Job, JobStore
 
 
-@pytest.fixture
-async def jobs(redis_url, prefix):
-    client = aioredis.from_url(redis_url, decode_responses=True)
+@pytest.fixture(params=["redis", "embedded"])
+async def jobs(request, redis_url, prefix):
+    """The real Redis, and the sandbox's embedded store (fakeredis running the same Lua)."""
+    if request.param == "embedded":
+        from slackbot.sandbox.server import embedded_redis
+
+        client = embedded_redis()
+    else:
+        client = aioredis.from_url(redis_url, decode_responses=True)
     yield JobStore(client, prefix)
     await client.aclose()
 
@@ -26,7 +32,7 @@ def _job(job_id="j1", user="U_ALICE") -> Job:
 
 async def _started(jobs: JobStore, job_id="j1") -> Job:
     job = _job(job_id)
-    await jobs.record(job)
+    await jobs.record(job, start_grace=60)
     assert await jobs.start(job_id, status_ts="1.1", interaction_id="v1_x", status="queued", first_poll_in=0) == "started"
     return job
 
@@ -72,7 +78,7 @@ async def test_cancel_after_finish_never_reschedules(jobs, prefix):
 async def test_cancel_outcomes(jobs):
     assert await jobs.request_cancel("nope", "U_ALICE") == ("gone", "")
     job = _job()
-    await jobs.record(job)
+    await jobs.record(job, start_grace=60)
     assert await jobs.request_cancel("j1", "U_BOB") == ("not_requester", "U_ALICE")
     assert await jobs.request_cancel("j1", "U_ALICE") == ("requested", "")  # agent still starting
     assert await jobs.start("j1", status_ts="1.1", interaction_id="v1_x", status="queued", first_poll_in=5) == "cancel"
@@ -100,3 +106,24 @@ async def test_every_key_but_the_schedule_has_a_ttl(jobs, prefix):
         ttl = await jobs.redis.ttl(key)
         assert (ttl == -1) if key == f"{prefix}:jobs:due" else (ttl > 0), key
     assert [j.id for j in await jobs.user_jobs("T1", "U_ALICE")] == ["j1"]
+
+
+async def test_a_job_whose_starter_died_comes_due_and_cannot_start_after_it_ended(jobs, prefix):
+    await jobs.record(_job(), start_grace=0)  # its starter died right after recording it
+    assert await jobs.claim("w-1", lease=5) == ["j1"]
+    assert await jobs.finish("j1", "w-1", {"status": "not_started", "finished": time.time()})
+    # the starter was only slow after all: its start is refused, so it cancels the agent it made
+    assert await jobs.start("j1", status_ts="1.1", interaction_id="v1_x", status="queued", first_poll_in=0) == "gone"
+    assert not await jobs.end_unstarted("j1", "failed")
+    assert (await jobs.get("j1")).status == "not_started"
+    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+
+
+async def test_a_job_that_never_got_going_leaves_the_schedule(jobs, prefix):
+    await jobs.record(_job(), start_grace=60)
+    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is not None
+    assert await jobs.set_status_ts("j1", "1.1")
+    assert await jobs.end_unstarted("j1", "failed")
+    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+    job = await jobs.get("j1")
+    assert job.status == "failed" and job.finished > 0 and job.status_ts == "1.1"

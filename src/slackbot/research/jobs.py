@@ -59,6 +59,13 @@ class Research:
 
         return ResearchWorker(self)
 
+    @property
+    def start_grace(self) -> float:
+        """Longest a healthy start can take (every Gemini attempt timing out, plus a lease): a job whose
+        agent has not started by then lost its starter, and a worker ends it."""
+        s = self.settings
+        return s.gemini_timeout_seconds * (s.gemini_retry_attempts + s.gemini_connect_retries) + s.research_lease_seconds
+
     def spawn(self, coro: Coroutine, name: str) -> None:
         self.deps.spawn(coro, name=name)
 
@@ -96,7 +103,7 @@ class Research:
         job = Job(id=job_id, team=team, channel=command.get("channel_id", ""), requester=user, question=question,
                   created=now, updated=now, poll_interval=s.research_poll_initial, last_status_update=now)
         try:
-            await self.jobs.record(job)  # before the ack, so `/research status` lists it at once
+            await self.jobs.record(job, start_grace=self.start_grace)  # before the ack: `/research status` lists it
         except (RedisError, OSError):
             await self.release(job)
             raise
@@ -112,6 +119,7 @@ class Research:
             await self._tell(command, view.cannot_post(exc.response.get("error", "")))
             return
         job.status_ts = resp["ts"]
+        await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
         try:
             interaction_id, gemini_status = await self.gemini.start_research(job.question)
         except GeminiError as exc:

@@ -87,6 +87,9 @@ class ResearchWorker:
         job = await self.jobs.get(job_id)
         if job is None or job.owner != owner:
             return  # gone (claim already dropped it from the schedule) or claimed by another since
+        if not job.interaction_id:  # due before its agent started: the process starting it died
+            await self._finish(job, "not_started")
+            return
         if job.status == "posting":  # a previous owner died while posting: carry on
             await self._post_report(job, await self.gemini.research_snapshot(job.interaction_id))
             return
@@ -212,6 +215,8 @@ class ResearchWorker:
             await poster.post(job.channel, message_payload(part), job.status_ts)
 
     async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> None:
+        if not job.status_ts:
+            return  # its starter died before the status message was up
         await self.poster(job.team).edit(job.channel, job.status_ts, view.status_message(job, now=time.time(), note=note),
                                          member=f"job-{job.id}", final=final)
 

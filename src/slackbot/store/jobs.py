@@ -94,10 +94,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 """
 
-# Record a new job with its TTL and add it to the requester's history (newest HISTORY_KEEP kept).
-# KEYS: job hash, history zset; ARGV: id, created, keep seconds, history size, field, value, ...
-_RECORD = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+# Record a new job with its TTL, add it to the requester's history (newest HISTORY_KEEP kept), and
+# schedule a check after the start grace: if the process starting it dies first, a worker ends it.
+# KEYS: job hash, history zset, due zset; ARGV: id, created, keep seconds, history size, start grace,
+#       field, value, ...
+_RECORD = _NOW + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
@@ -105,12 +108,22 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
 
+# The status message is up: remember it, so whoever ends the job can edit it.
+# KEYS: job hash; ARGV: status_ts
+_SET_STATUS_TS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status_ts', ARGV[1])
+return 1
+"""
+
 # The agent started: remember the status message and interaction, put the job on the schedule.
 # A Cancel pressed meanwhile is reported back (the caller cancels the agent at once).
 # KEYS: job hash, due zset; ARGV: id, status_ts, interaction id, status, first poll in seconds
-# Returns 0 if the job is gone, 1 if started, 2 if started but a cancel was requested.
+# Returns 0 if the job is gone or already ended (a worker gave up on its start), 1 if started,
+# 2 if started but a cancel was requested.
 _START = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (tonumber(redis.call('HGET', KEYS[1], 'finished') or '') or 0) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 'status_ts', ARGV[2], 'interaction_id', ARGV[3], 'status', ARGV[4], 'updated', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[1])
 if (redis.call('HGET', KEYS[1], 'cancelled_by') or '') ~= '' then return 2 end
@@ -118,10 +131,13 @@ return 1
 """
 
 # A job that never got going (Slack refused the status message, Gemini refused the agent) ends.
-# KEYS: job hash; ARGV: status, status_ts
+# KEYS: job hash, due zset; ARGV: status, status_ts, id
 _END_UNSTARTED = _NOW + """
+redis.call('ZREM', KEYS[2], ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished', now, 'updated', now, 'status_ts', ARGV[2])
+if (tonumber(redis.call('HGET', KEYS[1], 'finished') or '') or 0) > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished', now, 'updated', now)
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'status_ts', ARGV[2]) end
 return 1
 """
 
@@ -194,6 +210,7 @@ class JobStore:
         self.p = prefix
         self._record = redis.register_script(_RECORD)
         self._start = redis.register_script(_START)
+        self._set_status_ts = redis.register_script(_SET_STATUS_TS)
         self._end_unstarted = redis.register_script(_END_UNSTARTED)
         self._claim = redis.register_script(_CLAIM)
         self._write = redis.register_script(_WRITE)
@@ -228,22 +245,27 @@ class JobStore:
     async def release_slot(self, team: str, user: str, job_id: str) -> None:
         await self.redis.srem(self._slots(team, user), job_id)
 
-    async def record(self, job: Job) -> None:
-        """A new job (before the ack, so `/research status` lists it at once)."""
+    async def record(self, job: Job, *, start_grace: float) -> None:
+        """A new job (before the ack, so `/research status` lists it at once). It is due after
+        `start_grace`: if its agent has not started by then, a worker ends it (its starter died)."""
         flat = [x for pair in job.fields().items() for x in pair]
-        await self._record(keys=[self._job(job.id), self._history(job.team, job.requester)],
-                           args=[job.id, job.created, JOB_KEEP_SECONDS, HISTORY_KEEP, *flat])
+        await self._record(keys=[self._job(job.id), self._history(job.team, job.requester), self._due],
+                           args=[job.id, job.created, JOB_KEEP_SECONDS, HISTORY_KEEP, start_grace, *flat])
+
+    async def set_status_ts(self, job_id: str, status_ts: str) -> bool:
+        return bool(await self._set_status_ts(keys=[self._job(job_id)], args=[status_ts]))
 
     async def start(self, job_id: str, *, status_ts: str, interaction_id: str, status: str,
                     first_poll_in: float) -> str:
         """The agent runs: schedule its first poll. Returns "started", "cancel" (Cancel was pressed
-        while it started: cancel the agent now) or "gone" (the record vanished)."""
+        while it started: cancel the agent now) or "gone" (the record vanished, or a worker already
+        ended the job because its start took too long: cancel the agent)."""
         result = await self._start(keys=[self._job(job_id), self._due],
                                    args=[job_id, status_ts, interaction_id, status, first_poll_in])
         return {0: "gone", 1: "started", 2: "cancel"}[int(result)]
 
     async def end_unstarted(self, job_id: str, status: str, status_ts: str = "") -> bool:
-        return bool(await self._end_unstarted(keys=[self._job(job_id)], args=[status, status_ts]))
+        return bool(await self._end_unstarted(keys=[self._job(job_id), self._due], args=[status, status_ts, job_id]))
 
     async def get(self, job_id: str) -> Job | None:
         return Job.from_fields(await self.redis.hgetall(self._job(job_id)))
