@@ -20,7 +20,7 @@ OUTCOMES = {
     "timed_out": ("hourglass", "Timed out"),
     "requires_action": ("warning", "Stopped: the agent asked for an action this bot can't take"),
     "lost": ("x", "Lost: Gemini no longer knows this research"),
-    "not_started": ("x", "Failed: the bot restarted before the research began"),
+    "not_started": ("x", "Failed: the research never started (the bot may have restarted)"),
 }
 RETRY_HINT = "Try again with `/research <question>`, perhaps narrower."
 

@@ -90,15 +90,15 @@ class ResearchWorker:
         if not job.interaction_id:  # due before its agent started: the process starting it died
             await self._finish(job, "not_started")
             return
-        if job.status == "posting":  # a previous owner died while posting: carry on
-            await self._post_report(job, await self.gemini.research_snapshot(job.interaction_id))
-            return
         max_seconds = self.settings.research_max_minutes * 60
         elapsed = time.time() - job.created
         try:
             snap = await self.gemini.research_snapshot(job.interaction_id)
         except GeminiError as exc:
             await self._carry_out(job, decide.after_error(exc.kind, elapsed, max_seconds), None)
+            return
+        if job.status == "posting":  # a previous owner died while posting: carry on
+            await self._post_report(job, snap)
             return
         await self._carry_out(job, decide.after_snapshot(snap.status, elapsed, max_seconds), snap)
 
