@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,6 +139,8 @@ def _registrations_from_source() -> dict[str, set[str]]:
                     and node.func.attr in out and node.args):
                 arg = node.args[0]
                 value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", None))
+                if value is None and isinstance(arg, ast.Name):  # a name imported from its owner (CANCEL_ACTION)
+                    value = getattr(importlib.import_module(f"slackbot.listeners.{path.stem}"), arg.id, None)
                 assert isinstance(value, str), f"{path.name}:{node.lineno}: cannot resolve app.{node.func.attr} argument"
                 out[node.func.attr].add(value)
     return out

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from . import listeners, metrics
 from .chat.turns import TurnRunner
-from .config import Settings
+from .config import ConfigError, Settings
 from .gemini import Gemini
 from .store import Store
 from .tasks import TaskTracker
@@ -43,7 +43,9 @@ class Services:
 
 def build_services(settings: Settings, redis_client=None) -> Services:
     """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
-    from .research.jobs import Research  # research builds on the chat pieces
+    from .research.jobs import Research, ResearchDeps  # research builds on the chat pieces
+    from .slack_out.poster import SlackPoster
+    from .store.jobs import JobStore
 
     ttls = {"chain_ttl": settings.chain_ttl_seconds, "dedup_ttl": settings.dedup_ttl_seconds,
             "journal_ttl": settings.journal_ttl_seconds}
@@ -56,7 +58,10 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     gemini = Gemini(settings)
     tasks = TaskTracker()
     services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks)
-    services.research = Research(services)
+    services.research = Research(ResearchDeps(
+        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
+        poster=lambda team: SlackPoster(client, store, settings, team), spawn=services.tasks.spawn,
+        adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 
 
@@ -181,7 +186,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     web_app.add_routes(health_routes(services))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:  # found in issue 9.5: a worker beside `serve` on one host died here, unseen
+        await runner.cleanup()
+        await services.close()
+        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); a worker on "
+                          "the same host as `slackbot serve` needs a PORT of its own") from None
     stop = stop or _stop_on_signals()
     worker = services.research.worker()
     task = asyncio.create_task(worker.run())
