@@ -1,5 +1,6 @@
 import random
 import re
+import time
 
 import pytest
 
@@ -245,6 +246,68 @@ def test_slack_to_prompt():
     assert slack_to_prompt("a &lt; b &amp;&amp; c &gt; d", {}) == "a < b && c > d"
     assert slack_to_prompt("&amp;lt;", {}) == "&lt;"
     assert slack_to_prompt("line1\n<@UBOT> line2\n    code", names, "UBOT") == "line1\nline2\n    code"
+
+
+def _old_drop_bot_mentions(text: str, bot_user_id: str) -> str:
+    """The three regex passes slack_to_prompt used before (quadratic on blank runs): the reference
+    behaviour on short texts."""
+    bot = rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>"
+    text = re.sub(rf"^[ \t]*{bot}[ \t]*[,:]?[ \t]*", "", text, flags=re.M)
+    text = re.sub(rf"[ \t]*{bot}(?=[ \t]*(?:[,.;:!?)]|$))", "", text, flags=re.M)
+    return re.sub(rf"[ \t]*{bot}[ \t]*", " ", text)
+
+
+def test_bot_mention_rules_match_the_regex_reference():
+    # The linear rewrite keeps the rules: same text wherever the mention was, up to how many blanks stand
+    # where two adjacent mentions were (one now, two before).
+    alphabet = [" ", "\t", "\n", ",", ".", ":", "!", ")", "a", "<@UBOT>", "<@UBOT|bot>", "<@UX>"]
+    blanks = lambda t: re.sub(r"[ \t]+", " ", t).strip()
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert blanks(slack_to_prompt(text, {}, "UBOT")) == blanks(slack_to_prompt(
+            _old_drop_bot_mentions(text, "UBOT"), {})), text
+
+
+N = 100_000
+PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a message per character)
+    "spaces": " " * N, "tabs": "\t" * N, "mention then spaces": "<@UBOT>" + " " * N + "x",
+    "spaces then mention": " " * N + "<@UBOT>", "fence then spaces": "```" + " " * N,
+    "word spaces backtick": "a" + " " * N + "`", "backticks": "`" * N, "tildes": "~" * N,
+    "unclosed labels": "<@U1|" * (N // 5), "unclosed bot labels": "<@UBOT|" * (N // 7),
+    "bot mentions": "<@UBOT> " * (N // 8) + ".", "open brackets": "<" * N, "newlines": "\n" * N,
+    "blank lines": " \n" * (N // 2), "backtick lines": ("`" * 5000 + "\n") * 20, "pipes": "|" * N,
+    "hashes": "#" * N, "fence lines": "\n```" * (N // 4), "long info string": "```" + "p" * N,
+    "indented fence": " " * 5000 + "```\n" + "x " * (N // 2),
+}
+
+
+def _guarded(fn, *args):
+    # Not a timing assertion: linear code takes milliseconds here, the quadratic versions took 3-17 s on a
+    # single one of these inputs. The guard only catches a relapse into something absurd.
+    started = time.process_time()
+    result = fn(*args)
+    assert time.process_time() - started < 1.5, f"{fn.__name__} is not linear"
+    return result
+
+
+@pytest.mark.parametrize("shape", PATHOLOGICAL)
+def test_pathological_text_is_linear(shape):
+    text = PATHOLOGICAL[shape]
+    prompt = _guarded(slack_to_prompt, text, {"U1": "Al"}, "UBOT")
+    assert "<@UBOT>" not in prompt and prompt == prompt.strip()
+    assert set(_guarded(mentioned_user_ids, text)) <= {"UBOT"}
+    for split in (split_markdown, split_report):
+        for limit in (DEFAULT_MESSAGE_CHARS, 200):
+            chunks = _guarded(split, text, limit)
+            # Structural: a chunk is cut from a window of limit + 1 chars and holds at least a quarter of
+            # it, so the work is linear and a pathological answer cannot flood a thread.
+            assert len(chunks) <= 4 * len(text) / limit + 4, (shape, limit, len(chunks))
+            assert all(len(c) <= limit for c in chunks)
+            visible = lambda t: re.sub(r"[\s`~]", "", t)  # fences are closed and reopened at cuts
+            assert len(visible("".join(chunks))) >= len(visible(text))  # nothing is lost
+    _guarded(close_open_fences, text)
+    _guarded(message_payload, text)
 
 
 def test_mentioned_user_ids():
