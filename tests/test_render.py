@@ -7,8 +7,10 @@ import pytest
 from slackbot.slack_out.render import (
     DEFAULT_MESSAGE_CHARS,
     close_open_fences,
+    escape_mrkdwn,
     mentioned_user_ids,
     message_payload,
+    neutralize_slack_markup,
     slack_to_prompt,
     sources_section,
     split_markdown,
@@ -215,7 +217,7 @@ def test_close_open_fences():
 
 def test_message_payload():
     p = message_payload("**Hi** <!channel> & you")
-    assert p["blocks"] == [{"type": "markdown", "text": "**Hi** <!channel> & you"}]
+    assert p["blocks"] == [{"type": "markdown", "text": "**Hi** &lt;!channel&gt; & you"}]
     assert p["text"] == "**Hi** &lt;!channel&gt; &amp; you"
     long = message_payload("y" * 3500)
     assert len(long["text"]) == 3000 and long["text"].endswith("…")
@@ -225,6 +227,23 @@ def test_message_payload():
     for blank in ("", "  \n"):
         p = message_payload(blank)
         assert p["text"] and p["blocks"][0]["text"].strip()
+
+
+def test_nobody_elses_text_becomes_slack_markup():
+    # Pings, broadcasts and disguised links show as typed, in the block and in the fallback.
+    hostile = ("<!channel> <!here> <!everyone> <@U123> <@W9|boss> <!subteam^S1|@devs> <!date^1|x> "
+               "<https://evil.example|Slack login> <mailto:a@evil.example|IT desk>")
+    p = message_payload(hostile)
+    block = p["blocks"][0]["text"]
+    assert "<" not in block and ">" not in block
+    assert block.replace("&lt;", "<").replace("&gt;", ">") == hostile
+    assert "<" not in p["text"] and ">" not in p["text"]
+    # Code and ordinary text keep their angle brackets: Markdown autolinks, generics, HTML.
+    plain = "See <https://ok.example> and `List<String>`\n```html\n<!DOCTYPE html>\n<!-- x -->\n<a href=\"#\">\n```"
+    assert message_payload(plain)["blocks"][0]["text"] == plain
+    assert neutralize_slack_markup("<" * 5 + "<@U1>" + ">" * 5) == "<" * 5 + "&lt;@U1&gt;" + ">" * 5
+    assert len(neutralize_slack_markup("<@>" * 1300)) <= 3 * 3900  # stays under the block's 12,000
+    assert escape_mrkdwn("a <@U1> & <b>") == "a &lt;@U1&gt; &amp; &lt;b&gt;"
 
 
 def test_slack_to_prompt():
@@ -279,6 +298,7 @@ PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a 
     "blank lines": " \n" * (N // 2), "backtick lines": ("`" * 5000 + "\n") * 20, "pipes": "|" * N,
     "hashes": "#" * N, "fence lines": "\n```" * (N // 4), "long info string": "```" + "p" * N,
     "indented fence": " " * 5000 + "```\n" + "x " * (N // 2),
+    "token starts": "<@" * (N // 2), "link starts": "<a:b" * (N // 4), "bang starts": "<!a" * (N // 3),
 }
 
 
@@ -308,6 +328,7 @@ def test_pathological_text_is_linear(shape):
             assert len(visible("".join(chunks))) >= len(visible(text))  # nothing is lost
     _guarded(close_open_fences, text)
     _guarded(message_payload, text)
+    _guarded(neutralize_slack_markup, text)
 
 
 def test_mentioned_user_ids():

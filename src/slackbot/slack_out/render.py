@@ -213,15 +213,37 @@ def close_open_fences(partial_md: str) -> str:
     return text + ("" if text.endswith("\n") else "\n") + state.close
 
 
-def _escape(text: str) -> str:
+def escape_mrkdwn(text: str) -> str:
+    """Someone else's text (a question, a progress line, a file name) made safe for `mrkdwn` and `text`:
+    &, < and > as entities, so `<!channel>`, `<@U…>` or `<https://evil|Slack login>` show as typed."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_escape = escape_mrkdwn
+
+# Slack's own markup in Markdown we did not write: a mention or broadcast (<@U…>, <!channel>, <!subteam^…>,
+# <!date…>: lowercase, unlike <!DOCTYPE> or <!--) or a link whose label hides its target
+# (<https://evil|Slack login>). Slack documents the markdown block as standard Markdown (links are
+# [label](url)) and says nothing about these tokens, while its output is Slack markup; so they are never
+# passed through. A "<" starts a match only where a token can follow, and every scan stops at the next
+# "<" or ">": linear.
+_SLACK_MARKUP = re.compile(r"<(?=@|![a-z]|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*\|)([^<>]*)>")
+
+
+def neutralize_slack_markup(md: str) -> str:
+    """Markdown for a `markdown` block with Slack's mention/broadcast/disguised-link tokens shown as typed
+    (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!DOCTYPE>`), is
+    left alone, so code renders as written. At most triples the text (a 3-char token becomes 9 chars),
+    which keeps SLACKBOT_MESSAGE_CHARS (<= 3,900) under the block's 12,000."""
+    return _SLACK_MARKUP.sub(r"&lt;\1&gt;", md)
 
 
 def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
     """chat.postMessage/chat.update kwargs: the markdown block renders; `text` is the notification fallback.
 
-    The fallback is the chunk with &, <, > escaped (so model output cannot ping <!channel> or users),
-    trimmed to `fallback_chars` with "…" without cutting an entity. Blank chunk -> placeholder "…"."""
+    Neither can ping or disguise a link: the block goes through neutralize_slack_markup, and the fallback is
+    the chunk with &, <, > escaped, trimmed to `fallback_chars` with "…" without cutting an entity. Blank
+    chunk -> placeholder "…"."""
     if not chunk.strip():
         chunk = "…"
     text = _escape(chunk)
@@ -231,7 +253,7 @@ def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
         if amp != -1 and ";" not in text[amp:]:
             text = text[:amp]
         text = text.rstrip() + "…"
-    return {"text": text, "blocks": [{"type": "markdown", "text": chunk}]}
+    return {"text": text, "blocks": [{"type": "markdown", "text": neutralize_slack_markup(chunk)}]}
 
 
 _SLACK_TOKEN = re.compile(r"<([^<>\n]+)>")
