@@ -75,9 +75,11 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         # While shutting down, events get 503 (in the intake middleware) so Slack redelivers them to
         # another replica; commands and clicks are not retried by Slack, so they are still served.
-        body = await request.text()
-        if not verifier.is_valid_request(body, dict(request.headers)):
-            return web.Response(status=401, text="invalid signature")
+        body, refusal = _authenticate(await request.read(), request.headers, verifier)
+        if refusal is not None:
+            log.warning("Slack request refused", extra={"status": refusal.status, "reason": refusal.text,
+                                                        "bytes": request.content_length})
+            return refusal
         try:
             bolt_resp = await bolt.async_dispatch(AsyncBoltRequest(body=body, query=request.query_string,
                                                                    headers=dict(request.headers)))
@@ -94,13 +96,33 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     return web_app
 
 
+def _authenticate(raw: bytes, headers, verifier: SignatureVerifier) -> tuple[str, web.Response | None]:
+    """The request body as text, or the 4xx that refuses it. Never raises on what a client sends.
+
+    Slack always sends UTF-8 whatever the Content-Type's charset says, so the charset is ignored (a
+    bogus one made aiohttp raise). The timestamp must be plain digits (the SDK's int() raised on "1.5"
+    or "abc"), and the signature ASCII (hmac.compare_digest raises on anything else)."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12 and signature.isascii()):
+        return "", web.Response(status=401, text="invalid signature")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "", web.Response(status=400, text="body is not UTF-8")
+    if not verifier.is_valid(body, timestamp, signature):
+        return "", web.Response(status=401, text="invalid signature")
+    return body, None
+
+
 def health_routes(services: Services) -> list[web.RouteDef]:
-    """/healthz (alive), /readyz (Redis reachable, not shutting down), /metrics: served by every process."""
+    """/healthz (alive), /readyz (Redis takes writes, not shutting down), /metrics: served by every process."""
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        redis_ok = await services.store.ping()
+        # A write, not a ping: an out-of-memory or read-only Redis answers PING while every event gets 503.
+        redis_ok = await services.store.writable()
         ready = redis_ok and services.tasks.accepting
         return web.json_response({"ok": ready, "redis": redis_ok, "accepting": services.tasks.accepting},
                                  status=200 if ready else 503)
