@@ -201,6 +201,14 @@ class Store:
         except (RedisError, OSError):
             return False
 
+    async def writable(self) -> bool:
+        """Whether Redis takes writes now: reachable is not enough (out of memory with noeviction, or a
+        read-only replica, answer reads and refuse every claim). Writes one short-lived key."""
+        try:
+            return bool(await self.redis.set(f"{self.p}:probe:writable", "1", ex=10))
+        except (RedisError, OSError):
+            return False
+
     # --- dedup ---------------------------------------------------------------------------
     async def first_sighting(self, key: str) -> bool:
         """True exactly once per key across all replicas (within the dedup TTL)."""
