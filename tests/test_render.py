@@ -345,3 +345,38 @@ def test_sources_section():
         {"url": "https://a.com/x", "title": "dup"},
     ])
     assert s == "**Sources**\n1. [A (site)](https://a.com/x)\n2. [b.com/y (z)](https://b.com/y%20%28z%29)"
+
+
+# Every regex that sees user or Gemini text, with the reason it is linear. A new one fails this test until
+# it is audited here (and given a shape in PATHOLOGICAL above).
+AUDITED_REGEXES = {
+    "_FENCE": "match() at a line start only; the indent run is backtracked over once",
+    "_HEADING": "match() at a line start; bounded repeats",
+    "_SPACES": "a lookbehind lets a blank run match only from its first char, so each run is scanned once",
+    "_LEADING_WS": "match() at one offset",
+    "_PARTIAL_FENCE": "fullmatch() of one line; the indent run is backtracked over once",
+    "_SLACK_TOKEN": "a scan from each '<' stops at the next '<' or '>'",
+    "_USER_MENTION": "a scan from each '<@' stops at the next '<' or '>'",
+    "_BLANKS": "match() at one offset",
+    "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
+}
+AUDITED_MODULES = {"slackbot.slack_out.render"}  # config.py (settings) and bench.py (its own tags) aside
+
+
+def test_every_regex_on_user_or_gemini_text_is_audited():
+    import pathlib
+
+    import slackbot
+    from slackbot.slack_out import render
+
+    root = pathlib.Path(slackbot.__file__).parent
+    users = set()
+    for path in root.rglob("*.py"):
+        module = "slackbot." + ".".join(path.relative_to(root).with_suffix("").parts)
+        if module in ("slackbot.config", "slackbot.bench"):
+            continue
+        if re.search(r"^\s*(import re\b|from re import)", path.read_text(), re.M):
+            users.add(module)
+    assert users == AUDITED_MODULES
+    patterns = {name for name, value in vars(render).items() if isinstance(value, re.Pattern)}
+    assert patterns == set(AUDITED_REGEXES)
