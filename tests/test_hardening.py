@@ -190,6 +190,14 @@ async def test_bad_requests_get_4xx_and_one_line_never_a_traceback(bot, slack_em
             refused = [r for r in caplog.records if r.getMessage() == "Slack request refused"]
             assert len(refused) == 1, name
             assert _tracebacks(caplog) == [], (name, [r.getMessage() for r in _tracebacks(caplog)])
+    # Signed but malformed: acked (a retry would fail the same way) or Bolt's own 404, never a traceback.
+    for name, data in [("not JSON", "{not json"), ("event not an object", '{"type":"event_callback","event":"x"}'),
+                       ("form without payload", "a=1&b=2"), ("payload not JSON", "payload=%7Bnope")]:
+        caplog.clear()
+        content_type = "application/json" if data.startswith("{") else "application/x-www-form-urlencoded"
+        delivery = await slack_emu.send_signed(data, content_type)
+        assert delivery.status in (200, 404), (name, delivery.status)
+        assert _tracebacks(caplog) == [], (name, [r.getMessage() for r in _tracebacks(caplog)])
     # A correctly signed request is Slack's, whatever charset it claims (Slack sends UTF-8): answered.
     caplog.clear()
     delivery = await slack_emu.send_signed(body, "application/json; charset=bogus-8")

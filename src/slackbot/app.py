@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import uuid
@@ -80,6 +81,9 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
             log.warning("Slack request refused", extra={"status": refusal.status, "reason": refusal.text,
                                                         "bytes": request.content_length})
             return refusal
+        if _event_not_an_object(body):  # Bolt's authorization step would log a traceback: same as unparseable
+            log.warning("malformed Slack request acked", extra={"bytes": len(body)})
+            return web.Response(status=200, text="")
         try:
             bolt_resp = await bolt.async_dispatch(AsyncBoltRequest(body=body, query=request.query_string,
                                                                    headers=dict(request.headers)))
@@ -113,6 +117,18 @@ def _authenticate(raw: bytes, headers, verifier: SignatureVerifier) -> tuple[str
     if not verifier.is_valid(body, timestamp, signature):
         return "", web.Response(status=401, text="invalid signature")
     return body, None
+
+
+def _event_not_an_object(body: str) -> bool:
+    """A signed JSON envelope whose `event` is not an object (the one shape Bolt's middleware cannot survive:
+    it dereferences `event` before any listener runs). Other bad shapes Bolt answers itself, without a trace."""
+    if not body.startswith("{") or '"event"' not in body:
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False  # Bolt's own parse fails the same way, and is acked
+    return isinstance(payload, dict) and "event" in payload and not isinstance(payload["event"], dict)
 
 
 def health_routes(services: Services) -> list[web.RouteDef]:

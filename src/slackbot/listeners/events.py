@@ -25,7 +25,8 @@ def register(app: AsyncApp, services) -> None:
     async def intake(body, context, request, next):
         if body.get("type") != "event_callback":
             return await next()
-        event = body.get("event") or {}
+        event = body.get("event")
+        event = event if isinstance(event, dict) else {}  # signed but malformed: ignored like chatter
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
