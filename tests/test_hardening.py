@@ -15,6 +15,7 @@ import platform
 import statistics
 import sys
 import time
+from urllib.parse import urlencode
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -159,6 +160,14 @@ def _signed_headers(body: bytes, timestamp: str, content_type: str = "applicatio
     return {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
 
 
+def _payload(**odd) -> str:
+    """A signed Cancel click (form-encoded `payload`) with some field in a shape Slack never sends."""
+    payload = {"type": "block_actions", "user": {"id": "U_ALICE"}, "team": {"id": "T0001"},
+               "channel": {"id": "C_GENERAL"}, "actions": [{"action_id": "research_cancel", "value": "j1"}],
+               "container": {"type": "message", "message_ts": "1.1", "channel_id": "C_GENERAL"}, **odd}
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def _tracebacks(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or r.name.startswith("aiohttp")]
 
@@ -192,7 +201,9 @@ async def test_bad_requests_get_4xx_and_one_line_never_a_traceback(bot, slack_em
             assert _tracebacks(caplog) == [], (name, [r.getMessage() for r in _tracebacks(caplog)])
     # Signed but malformed: acked (a retry would fail the same way) or Bolt's own 404, never a traceback.
     for name, data in [("not JSON", "{not json"), ("event not an object", '{"type":"event_callback","event":"x"}'),
-                       ("form without payload", "a=1&b=2"), ("payload not JSON", "payload=%7Bnope")]:
+                       ("form without payload", "a=1&b=2"), ("payload not JSON", "payload=%7Bnope"),
+                       ("actions not a list", _payload(actions="x")), ("no actions", _payload(actions=[])),
+                       ("actions of strings", _payload(actions=["x"]))]:
         caplog.clear()
         content_type = "application/json" if data.startswith("{") else "application/x-www-form-urlencoded"
         delivery = await slack_emu.send_signed(data, content_type)
