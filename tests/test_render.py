@@ -244,6 +244,8 @@ def test_nobody_elses_text_becomes_slack_markup():
     assert neutralize_slack_markup("<" * 5 + "<@U1>" + ">" * 5) == "<" * 5 + "&lt;@U1&gt;" + ">" * 5
     assert len(neutralize_slack_markup("<@>" * 1300)) <= 3 * 3900  # stays under the block's 12,000
     assert escape_mrkdwn("a <@U1> & <b>") == "a &lt;@U1&gt; &amp; &lt;b&gt;"
+    # Read back from the thread (a rebuilt conversation), Gemini sees what it wrote, not the entities.
+    assert slack_to_prompt(block, {}) == hostile
 
 
 def test_slack_to_prompt():
