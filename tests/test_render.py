@@ -362,6 +362,8 @@ AUDITED_REGEXES = {
     "_BLANKS": "match() at one offset",
     "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
 }
+# (Plus the bot-mention pattern _drop_bot_mentions builds: a scan from each "<@BOT" stops at "<" or ">";
+# the blanks around a mention are measured from it, never searched for.)
 AUDITED_MODULES = {"slackbot.slack_out.render"}  # config.py (settings) and bench.py (its own tags) aside
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -104,7 +105,8 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     return web_app
 
 
-def _authenticate(raw: bytes, headers, verifier: SignatureVerifier) -> tuple[str, web.Response | None]:
+def _authenticate(raw: bytes, headers: Mapping[str, str], verifier: SignatureVerifier,
+                  ) -> tuple[str, web.Response | None]:
     """The request body as text, or the 4xx that refuses it. Never raises on what a client sends.
 
     Slack always sends UTF-8 whatever the Content-Type's charset says, so the charset is ignored (a

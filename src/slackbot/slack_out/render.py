@@ -218,9 +218,6 @@ def escape_mrkdwn(text: str) -> str:
     &, < and > as entities, so `<!channel>`, `<@U…>` or `<https://evil|Slack login>` show as typed."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-
-_escape = escape_mrkdwn
-
 # Slack's own markup in Markdown we did not write: a mention or broadcast (<@U…>, <!channel>, <!subteam^…>,
 # <!date…>: lowercase, unlike <!DOCTYPE> or <!--) or a link whose label hides its target
 # (<https://evil|Slack login>). Slack documents the markdown block as standard Markdown (links are
@@ -246,7 +243,7 @@ def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
     chunk -> placeholder "…"."""
     if not chunk.strip():
         chunk = "…"
-    text = _escape(chunk)
+    text = escape_mrkdwn(chunk)
     if len(text) > fallback_chars:
         text = text[: fallback_chars - 1]
         amp = text.rfind("&", max(0, len(text) - 4))
@@ -314,7 +311,7 @@ def _drop_bot_mentions(text: str, bot_user_id: str) -> str:
         body = line.lstrip(" \t")
         if m := bot.match(body):
             line = body[m.end():].lstrip(" \t")
-            if line[:1] in (",", ":") and line:
+            if line[:1] in (",", ":"):
                 line = line[1:].lstrip(" \t")
         lines.append(line)
     text = "\n".join(lines)
