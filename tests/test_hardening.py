@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 
 from conftest import SIGNING_SECRET, RedisServer, eventually, start_bot, stop_bot
 
+from slackbot.slack_out.streamer import PLACEHOLDER
+
 MENTION = "<@UBOT>"
 
 
@@ -109,13 +111,15 @@ async def test_pathological_messages_are_answered_while_healthz_keeps_answering(
             assert all(d.status == 200 for d in delivery.all), name
             thread = delivery.message.ts if channel.startswith("C") else None
             await eventually(lambda: len(slack_emu.bot_messages(channel, thread)) > (0 if thread else before)
-                             and "Thinking" not in slack_emu.bot_messages(channel, thread)[-1].visible_text,
+                             and PLACEHOLDER not in slack_emu.bot_messages(channel, thread)[-1].visible_text,
                              30, message=f"answer to the {name}")
-            await asyncio.sleep(0.05)  # a probe sent just before the answer landed has returned
-            window = probe.between(started, time.time())
+            answered = time.time()
+            # every probe sent while the message was handled has come back
+            await eventually(lambda: probe.samples[-1][0] > answered, message="a probe after the answer")
+            window = probe.between(started, answered)
             assert window and all(status == 200 for *_, status in window), name
             latencies = [latency * 1000 for _, latency, _ in window]
-            figures.append((name, len(window), statistics.median(latencies), max(latencies), time.time() - started))
+            figures.append((name, len(window), statistics.median(latencies), max(latencies), answered - started))
     finally:
         await probe.stop()
     print(f"\n/healthz from another process while the bot handled each message ({_machine()}):")
@@ -138,7 +142,7 @@ async def test_gemini_text_never_pings_or_disguises_links(bot, slack_emu, gemini
     gemini_emu.script(match="summarise", text=f"The page says: {HOSTILE} and `List<String>` is fine.")
     delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} summarise that page")
     root = delivery.message.ts
-    await eventually(lambda: any("page says" in t and "Thinking" not in t
+    await eventually(lambda: any("page says" in t and PLACEHOLDER not in t
                                  for t in bot_texts(slack_emu, "C_GENERAL", root)), message="answer")
     sent = [c.params for c in slack_emu.calls if c.method in ("chat.postMessage", "chat.update") and c.ok]
     final = [p for p in sent if "page says" in str(p.get("text", ""))][-1]
