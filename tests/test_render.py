@@ -231,18 +231,19 @@ def test_message_payload():
 
 def test_nobody_elses_text_becomes_slack_markup():
     # Pings, broadcasts and disguised links show as typed, in the block and in the fallback.
-    hostile = ("<!channel> <!here> <!everyone> <@U123> <@W9|boss> <!subteam^S1|@devs> <!date^1|x> "
-               "<https://evil.example|Slack login> <mailto:a@evil.example|IT desk>")
+    hostile = ("<!channel> <!here> <!everyone> <!here|here> <@U123> <@W9|boss> <!subteam^S1|@devs> "
+               "<!date^1^{date}|x> <https://evil.example|Slack login> <mailto:a@evil.example|IT desk>")
     p = message_payload(hostile)
     block = p["blocks"][0]["text"]
     assert "<" not in block and ">" not in block
     assert block.replace("&lt;", "<").replace("&gt;", ">") == hostile
     assert "<" not in p["text"] and ">" not in p["text"]
     # Code and ordinary text keep their angle brackets: Markdown autolinks, generics, HTML.
-    plain = "See <https://ok.example> and `List<String>`\n```html\n<!DOCTYPE html>\n<!-- x -->\n<a href=\"#\">\n```"
+    plain = ("See <https://ok.example> and `List<String>`, `Map<@NonNull K, V>`\n```html\n<!DOCTYPE html>\n"
+             "<!doctype html>\n<!-- x -->\n<a href=\"#\">\n```")
     assert message_payload(plain)["blocks"][0]["text"] == plain
     assert neutralize_slack_markup("<" * 5 + "<@U1>" + ">" * 5) == "<" * 5 + "&lt;@U1&gt;" + ">" * 5
-    assert len(neutralize_slack_markup("<@>" * 1300)) <= 3 * 3900  # stays under the block's 12,000
+    assert len(neutralize_slack_markup("<@U1>" * 780)) <= 3 * 3900  # stays under the block's 12,000
     assert escape_mrkdwn("a <@U1> & <b>") == "a &lt;@U1&gt; &amp; &lt;b&gt;"
     # Read back from the thread (a rebuilt conversation), Gemini sees what it wrote, not the entities.
     assert slack_to_prompt(block, {}) == hostile
@@ -300,7 +301,8 @@ PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a 
     "blank lines": " \n" * (N // 2), "backtick lines": ("`" * 5000 + "\n") * 20, "pipes": "|" * N,
     "hashes": "#" * N, "fence lines": "\n```" * (N // 4), "long info string": "```" + "p" * N,
     "indented fence": " " * 5000 + "```\n" + "x " * (N // 2),
-    "token starts": "<@" * (N // 2), "link starts": "<a:b" * (N // 4), "bang starts": "<!a" * (N // 3),
+    "token starts": "<@" * (N // 2), "link starts": "<a:b" * (N // 4), "bang starts": "<!here" * (N // 6),
+    "id starts": "<@U1" * (N // 4), "subteam starts": "<!subteam^" * (N // 10),
 }
 
 

@@ -218,19 +218,21 @@ def escape_mrkdwn(text: str) -> str:
     &, < and > as entities, so `<!channel>`, `<@U…>` or `<https://evil|Slack login>` show as typed."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-# Slack's own markup in Markdown we did not write: a mention or broadcast (<@U…>, <!channel>, <!subteam^…>,
-# <!date…>: lowercase, unlike <!DOCTYPE> or <!--) or a link whose label hides its target
-# (<https://evil|Slack login>). Slack documents the markdown block as standard Markdown (links are
-# [label](url)) and says nothing about these tokens, while its output is Slack markup; so they are never
-# passed through. A "<" starts a match only where a token can follow, and every scan stops at the next
-# "<" or ">": linear.
-_SLACK_MARKUP = re.compile(r"<(?=@|![a-z]|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*\|)([^<>]*)>")
+# Slack's own markup in Markdown we did not write: a mention or broadcast (<@U…>, <!channel>, <!here>,
+# <!everyone>, <!subteam^…>, <!date^…>) or a link whose label hides its target (<https://evil|Slack login>).
+# Slack documents the markdown block as standard Markdown (links are [label](url)) and says nothing about
+# these tokens, while its output is Slack markup; so they are never passed through. The shapes are exact
+# so code keeps its brackets (`<!doctype html>`, `Map<@NonNull K, V>`). A "<" starts a match only where a
+# token can follow, and every scan stops at the next "<" or ">": linear.
+_SLACK_MARKUP = re.compile(
+    r"<(?=@[UW][A-Z0-9_]+[|>]|!(?:here|channel|everyone|group)[|>]|!(?:subteam|date)\^"
+    r"|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*\|)([^<>]*)>")
 
 
 def neutralize_slack_markup(md: str) -> str:
     """Markdown for a `markdown` block with Slack's mention/broadcast/disguised-link tokens shown as typed
-    (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!DOCTYPE>`), is
-    left alone, so code renders as written. At most triples the text (a 3-char token becomes 9 chars),
+    (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!doctype html>`),
+    is left alone, so code renders as written. At most triples the text (a 3-char token becomes 9 chars),
     which keeps SLACKBOT_MESSAGE_CHARS (<= 3,900) under the block's 12,000."""
     return _SLACK_MARKUP.sub(r"&lt;\1&gt;", md)
 
