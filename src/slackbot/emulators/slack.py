@@ -1064,12 +1064,16 @@ class SlackEmulator:
         return {**msg.to_json(), "app_id": self.app_id, "bot_profile": profile, "channel": ch.id,
                 "channel_type": ch.channel_type, "event_ts": msg.ts, "team": self.team_id}
 
-    def _user_message_events(self, ch: Channel, msg: Message) -> list[dict]:
+    def _user_message_events(self, ch: Channel, msg: Message, user_team: str | None = None) -> list[dict]:
         # Slack only sends events from conversations the app is in, for the scopes it holds.
         if self.bot_user_id not in ch.members:
             return []
         base = {"user": msg.user, "text": msg.text, "ts": msg.ts, "event_ts": msg.ts, "channel": ch.id,
-                "team": self.team_id, "client_msg_id": str(uuid.uuid4())}
+                "team": user_team or self.team_id, "client_msg_id": str(uuid.uuid4())}
+        if user_team and user_team != self.team_id:
+            # Slack Connect: the event names the sender's organisation; the envelope and its
+            # `authorizations` still name the workspace the app is installed in.
+            base.update(user_team=user_team, source_team=user_team)
         if msg.thread_ts:
             parent = next((m for m in ch.messages if m.ts == msg.thread_ts), None)
             base.update(thread_ts=msg.thread_ts, parent_user_id=parent.user if parent else None)
@@ -1081,13 +1085,14 @@ class SlackEmulator:
         return events
 
     async def user_message(self, channel: str, text: str, *, user: str = "U_ALICE", thread_ts: str | None = None,
-                           deliver: bool = True) -> Delivery:
+                           deliver: bool = True, user_team: str | None = None) -> Delivery:
         """A person posts. Channels get a `message` event and, for a mention, a separate `app_mention`
-        (delivered concurrently, as Slack does); DMs get `message` with channel_type "im"."""
+        (delivered concurrently, as Slack does); DMs get `message` with channel_type "im".
+        `user_team`: the sender belongs to another organisation (a Slack Connect channel)."""
         ch = self.channels[channel]
         msg = self._store(Message(self._next_ts(), ch.id, user, None, text,
                                   thread_ts=self._thread_root(ch, thread_ts)))
-        events = self._user_message_events(ch, msg)
+        events = self._user_message_events(ch, msg, user_team)
         if not deliver or not events:
             why = "not delivered (deliver=False)" if not deliver else "not delivered: the app is not in the channel"
             return Delivery(0, "", {}, 0.0, payload={"event": events[0] if events else {}}, error=why, message=msg)

@@ -159,6 +159,14 @@ class Store:
         except (RedisError, OSError):
             return False
 
+    async def writable(self) -> bool:
+        """Whether Redis takes writes now: reachable is not enough (out of memory with noeviction, or a
+        read-only replica, answer reads and refuse every claim). Writes one short-lived key."""
+        try:
+            return bool(await self.redis.set(f"{self.p}:probe:writable", "1", ex=10))
+        except (RedisError, OSError):
+            return False
+
     # --- thread chains (kept here for research, which links a report thread to its chain) ------
     async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
         """Compare-and-set the chain head; refreshes the TTL to Gemini's retention (and the bot's presence)."""
