@@ -18,12 +18,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
-from ..gemini import Delta, Gemini, GeminiError
+from ..gemini import Delta, Done, Gemini, GeminiError
+from ..profiles import Profile
+from ..slack_out.answer import Extras
 from ..slack_out.poster import SlackPoster
 from ..slack_out.render import message_payload
 from ..slack_out.streamer import AnswerStream
 from ..store import RedisError, Store
 from .context import NameCache, thread_transcript, with_transcript
+from .profiles_lookup import channel_name
 from .intake import Turn
 
 log = logging.getLogger(__name__)
@@ -77,9 +80,11 @@ class TurnRunner:
         if head is None and turn.in_existing_thread:
             user_input, note = await self._with_thread(turn, message, bot_user_id,
                                                        "You were just mentioned in a Slack thread.", NO_READBACK)
+        profile = await self._profile(turn)
+        extras = Extras()
         try:
             try:
-                new_id = await self._stream(stream, user_input, head)
+                done = await self._stream(stream, user_input, head, profile, extras)
             except GeminiError as exc:
                 if exc.kind != "not_found" or head is None:
                     raise
@@ -87,25 +92,39 @@ class TurnRunner:
                 user_input, note = await self._with_thread(turn, message, bot_user_id,
                                                            "Our earlier conversation in this Slack thread expired.",
                                                            FRESH_CHAIN)
-                new_id = await self._stream(stream, user_input, None)
+                extras = Extras()
+                done = await self._stream(stream, user_input, None, profile, extras)
         except GeminiError as exc:
             metrics.ANSWERS.labels("failed").inc()
             log.warning("answer failed", extra={**_ctx(turn), "kind": exc.kind, "code": exc.code})
             await stream.finish(note=FAILURE_LINES.get(exc.kind, FAILURE_LINES["unavailable"]))
             return
-        await stream.finish(note=note)
+        note = " ".join(n for n in (extras.failure_note(), note) if n)
+        await stream.finish(note=note, extras=extras, max_sources=s.max_sources, output_chars=s.code_output_chars)
+        new_id = done.interaction_id
         moved = await self.store.move_head(turn.team, turn.channel, turn.chain_thread, head, new_id)
         metrics.ANSWERS.labels("completed").inc()
+        usage = metrics.count_usage(profile.model or s.gemini_model, profile.name, done.usage)
         log.info("answer done", extra={**_ctx(turn), "interaction": new_id, "head_moved": moved,
-                                       "edits": stream.edits, "latency_ms": int((time.monotonic() - started) * 1000)})
+                                       "edits": stream.edits, "latency_ms": int((time.monotonic() - started) * 1000),
+                                       "model": profile.model or s.gemini_model, "profile": profile.name, **usage})
 
-    async def _stream(self, stream: AnswerStream, user_input: str, head: str | None) -> str:
-        async for item in self.gemini.stream_turn(user_input, head):
+    async def _stream(self, stream: AnswerStream, user_input: str, head: str | None, profile: Profile,
+                      extras: Extras) -> Done:
+        async for item in self.gemini.stream_turn(user_input, head, profile):
             if isinstance(item, Delta):
                 stream.feed(item.text)
+            elif isinstance(item, Done):
+                return item
             else:
-                return item.interaction_id
+                extras.add(item)  # citations, code runs, failed tools: shown with the final text
         raise GeminiError("stream_failed", "no completion")
+
+    async def _profile(self, turn: Turn) -> Profile:
+        """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
+        profiles = self.settings.profile_map
+        name = await channel_name(self.client, turn.channel) if profiles.needs_names else None
+        return profiles.for_channel(turn.channel, name) or self.settings.default_profile
 
     async def _with_thread(self, turn: Turn, message: str, bot_user_id: str | None, reason: str,
                            fallback_note: str) -> tuple[str, str]:

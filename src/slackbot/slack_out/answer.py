@@ -290,3 +290,48 @@ def final_messages(text: str, citations: Iterable = (), code_runs: Iterable = ()
         prose = f"{prose.rstrip()}\n\n{tail}" if prose.strip() else tail
     messages += [_payload(c) for c in split_markdown(prose, limit)]
     return messages or [_payload("…")]
+
+
+# --- what a turn collects for its final messages, and its status lines -----------------------------
+@dataclass
+class Extras:
+    """Everything besides text that a turn's stream yields and the final messages show."""
+
+    citations: list
+    code_runs: list
+    failures: list  # ToolActivity items with phase "failed"
+
+    def __init__(self) -> None:
+        self.citations, self.code_runs, self.failures = [], [], []
+
+    def add(self, item) -> None:
+        kind = type(item).__name__
+        if kind == "Citation":
+            self.citations.append(item)
+        elif kind == "CodeRun":
+            self.code_runs.append(item)
+        elif kind == "ToolActivity" and item.phase == "failed":
+            self.failures.append(item)
+
+    def failure_note(self) -> str:
+        """One plain line for failed tools (the answer itself goes on)."""
+        names = list(dict.fromkeys(_escape(f.name) for f in self.failures))
+        if not names:
+            return ""
+        which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        noun = "tool" if len(names) == 1 else "tools"
+        return f"The {which} {noun} failed, so this answer may be missing what {'it' if len(names) == 1 else 'they'} would have added."
+
+
+_TOOL_STATUS = {"google_search": "Searching the web…", "url_context": "Reading the linked pages…",
+                "code_execution": "Running code…", "file_search": "Searching files…",
+                "google_maps": "Looking at maps…"}
+
+
+def tool_status(activity) -> str | None:
+    """The thread status while a tool step runs (None once it is over): e.g. "Calling crm.lookup…"."""
+    if activity.phase != "call":
+        return None
+    if activity.tool == "mcp_server":
+        return f"Calling {activity.name}…"
+    return _TOOL_STATUS.get(activity.tool, f"Using {activity.tool}…")

@@ -15,12 +15,14 @@ Design (shaped by the shared edit budget, see poster.py):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 
 from .. import metrics
+from .answer import final_messages
 from .poster import SlackPoster
 from .render import close_open_fences, message_payload, stable_split
 
@@ -28,6 +30,14 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER = "_Thinking…_"
 EMPTY_ANSWER = "_Gemini returned an empty answer. Try rephrasing?_"
+
+
+def _shown_key(payload: dict) -> str:
+    """What a message shows, comparable with the streamed chunk text (`_Message.shown`)."""
+    blocks = payload.get("blocks") or []
+    if len(blocks) == 1 and blocks[0].get("type") == "markdown":
+        return blocks[0]["text"]
+    return json.dumps(blocks, sort_keys=True)
 
 
 @dataclass
@@ -68,17 +78,21 @@ class AnswerStream:
         self.text += text
         self._changed.set()
 
-    async def finish(self, note: str = "") -> None:
-        """Land the whole answer (plus an optional italic note line) and stop."""
+    async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500) -> None:
+        """Land the whole answer (plus an optional italic note line) and stop. `extras`
+        (answer.Extras): citations and code runs shown with the final text, images uploaded."""
         if note:
             self.text = f"{self.text}\n\n_{note}_" if self.text.strip() else f"_{note}_"
         self._finished.set()
         if self._task:
             await self._task
-        if not self.text.strip():
+        runs = list(extras.code_runs) if extras else []
+        if not self.text.strip() and not runs:
             self.text = EMPTY_ANSWER
         await self.poster.leave(self.member)  # finals have their own queue: leave the intermediate one
-        await self._sync(final=True)
+        await self._sync_final(final_messages(self.text, extras.citations if extras else (), runs, self.limit,
+                                              max_sources=max_sources, output_chars=output_chars))
+        await self._upload_images(runs)
         if self.messages and self.messages[0].placeholder:  # never replaced (Slack refused): stop counting it
             await self.poster.release_placeholder(self.member)
         metrics.EDITS_PER_ANSWER.observe(self.edits)
@@ -133,6 +147,52 @@ class AnswerStream:
         await asyncio.wait({finished, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for fut in (finished, other):
             fut.cancel()
+
+    # --- the final messages (tables, code runs, sources: answer.final_messages) ----------------
+    async def _sync_final(self, payloads: list[dict]) -> None:
+        """Post or edit one message per final payload; an edit only where it differs from what is
+        shown (a plain answer costs no more edits than before); surplus messages are deleted."""
+        if self.broken:
+            return
+        for index, payload in enumerate(payloads):
+            key = _shown_key(payload)
+            if index >= len(self.messages):
+                ts = await self.poster.post(self.channel, payload, self.thread_ts)
+                if ts is None:
+                    self.broken = True
+                    return
+                self.messages.append(_Message(ts, key))
+                self._mark_visible()
+                continue
+            message = self.messages[index]
+            if message.shown == key:
+                continue
+            if not await self.poster.edit(self.channel, message.ts, payload, member=self.member, final=True):
+                return
+            message.shown = key
+            self.edits += 1
+            if message.placeholder:
+                await self.poster.release_placeholder(self.member)
+            message.placeholder = False
+            self._mark_visible()
+        for message in self.messages[len(payloads):]:  # the final layout needs fewer messages
+            try:
+                await self.poster.client.chat_delete(channel=self.channel, ts=message.ts)
+            except Exception:  # a leftover message is untidy, not wrong: log and go on
+                log.warning("could not delete a surplus answer message", extra={"channel": self.channel})
+        del self.messages[len(payloads):]
+
+    async def _upload_images(self, runs: list) -> None:
+        """Images the code produced (plots), uploaded into the answer's thread."""
+        images = [(n, i, img) for n, run in enumerate(runs, 1) for i, img in enumerate(run.images, 1)]
+        for n, i, img in images:
+            ext = (img.mime_type.split("/")[-1] or "png").replace("jpeg", "jpg")
+            try:
+                await self.poster.client.files_upload_v2(
+                    channel=self.channel, thread_ts=self.thread_ts, content=img.data,
+                    filename=f"code-run-{n}-{i}.{ext}", title=f"Code run {n} output {i}")
+            except Exception:
+                log.warning("could not upload a code image", extra={"channel": self.channel})
 
     # --- bringing Slack in line with self.text ------------------------------------------------
     def _split(self) -> tuple[list[str], str]:
