@@ -129,3 +129,17 @@ def test_slack_emulator_validates_table_blocks():
     with pytest.raises(SlackError) as err:
         parse_blocks([ok, ok])
     assert err.value.error == "only_one_table_allowed"
+
+
+def test_tool_status_lines_and_failure_note():
+    from slackbot.gemini import ToolActivity
+    from slackbot.slack_out.answer import Extras, tool_status
+    assert tool_status(ToolActivity("mcp_server", "crm.lookup", "call")) == "Calling crm.lookup…"
+    assert tool_status(ToolActivity("google_search", "google_search", "call")) == "Searching the web…"
+    assert tool_status(ToolActivity("code_execution", "code_execution", "result")) is None
+    extras = Extras()
+    for item in (ToolActivity("mcp_server", "a.x", "failed"), ToolActivity("mcp_server", "b<y>", "failed"),
+                 ToolActivity("mcp_server", "a.x", "failed"), ToolActivity("google_search", "g", "result")):
+        extras.add(item)
+    assert extras.failure_note() == ("The a.x and b&lt;y&gt; tools failed, so this answer may be missing what "
+                                     "they would have added.")
