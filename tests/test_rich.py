@@ -262,3 +262,46 @@ async def test_usage_logged_and_counted_per_model_and_profile(run_bot, slack_emu
     assert await counted("output") - before == 100
     assert await counted("thought") > 0 and await counted("input") > 0
     assert delivery.message.ts
+
+
+# resume and event-id dedup hold for the new items: a stream cut mid-tools shows each code run once
+async def test_resumed_stream_shows_each_code_run_once(run_bot, slack_emu, gemini_emu):
+    await run_bot(tools="code_execution")
+    gemini_emu.script(text="Result: 4.", break_after_events=5, tool_steps=[
+        {"tool": "code_execution", "code": "print(2 + 2)", "output": "4"}])
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} 2+2 in python")
+    root = delivery.message.ts
+    msgs = await settled(slack_emu, "C_GENERAL", root, lambda ms: "Code run" in "".join(md(m) for m in ms))
+    text = "".join(md(m) for m in msgs)
+    assert text.count("print(2 + 2)") == 1 and text.startswith("Result: 4.")
+    rec = gemini_emu.interaction(gemini_emu.interaction_ids()[0])
+    assert rec["stream_connections"] == 2  # it really was resumed
+
+
+async def test_emulator_checks_tools_and_generation_config_as_the_sdk_defines_them(gemini_emu):
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=gemini_emu.base_url))
+    # the SDK checks some of these before sending; the emulator answers other clients the same way
+    bad = [
+        {"tools": [{"type": "mcp_server", "name": "x"}]},  # no url
+        {"tools": [{"type": "mcp_server", "name": "x", "url": "https://x", "headers": {"A": 1}}]},
+        {"tools": [{"type": "mcp_server", "name": "x", "url": "https://x", "allowed_tools": ["a"]}]},
+        {"tools": [{"type": "google_search", "colour": "red"}]},
+        {"tools": [{"type": "teleport"}]},
+        {"generation_config": {"thinking_level": "extreme"}},
+        {"generation_config": {"max_output_tokens": 0}},
+    ]
+    async with aiohttp.ClientSession() as http:
+        for extra in bad:
+            body = {"model": "gemini-3-flash-preview", "input": "hi", **extra}
+            async with http.post(f"{gemini_emu.base_url}/v1/interactions", json=body,
+                                 headers={"x-goog-api-key": "k"}) as resp:
+                assert resp.status == 400, extra
+                assert (await resp.json())["error"]["status"] == "INVALID_ARGUMENT"
+    ok = await client.aio.interactions.create(
+        model="gemini-3-flash-preview", input="hi", generation_config={"thinking_level": "low", "max_output_tokens": 5},
+        tools=[{"type": "mcp_server", "name": "x", "url": "https://x/mcp", "headers": {"A": "b"},
+                "allowed_tools": [{"mode": "auto", "tools": ["t"]}]}])
+    assert ok.status == "completed"
