@@ -70,7 +70,7 @@ def test_sources_numbered_deduplicated_escaped_with_host():
              Citation("", "handbook.pdf")]
     md = sources_markdown(cites)
     lines = md.splitlines()
-    assert lines[0] == "*Sources*"
+    assert lines[0] == "**Sources**"
     assert lines[1] == "1. [Alpha &lt;b&gt;&amp;](https://www.example.com/a) · example.com"
     assert lines[2] == "2. [News (breaking)](https://news.example.org/x%281%29) · news.example.org"
     assert lines[3] == "3. handbook.pdf"
@@ -90,7 +90,7 @@ def test_code_run_is_a_labelled_block_with_trimmed_output():
                   images=[Image("image/png", b"png")])
     msgs = final_messages("Done.", code_runs=[run], limit=3500, output_chars=200)
     md = "".join(markdown_of(m) for m in msgs)
-    assert "*Code run* (python, ran)" in md
+    assert "**Code run** (python, ran)" in md
     assert "```python\nfor i in range(10000): print(i)\n```" in md
     assert "more characters of output not shown" in md
     assert "1 image attached below" in md

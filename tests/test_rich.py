@@ -120,7 +120,7 @@ async def test_code_run_shown_and_image_uploaded(run_bot, slack_emu, gemini_emu)
     msgs = await settled(slack_emu, "C_GENERAL", root, lambda ms: "Code run" in "".join(md(m) for m in ms))
     text = "".join(md(m) for m in msgs)
     assert text.startswith("The mean is 4.5.")
-    assert "*Code run* (python, ran)" in text
+    assert "**Code run** (python, ran)" in text
     assert "```python\nimport statistics\nprint(statistics.mean(range(10)))\n```" in text
     assert "row 0" in text and "row 499" not in text and "not shown" in text
     files = await eventually(lambda: [f for f in slack_emu.files if f["thread_ts"] == root], 5, message="upload")

@@ -170,7 +170,7 @@ def code_run_markdown(run, number: int, total: int, output_chars: int = OUTPUT_C
     outcome = "failed" if getattr(run, "outcome", "ok") == "error" else "ran"
     language = re.sub(r"[^A-Za-z0-9_+-]", "", getattr(run, "language", "") or "python")[:20]
     code = _trim((run.code or "").rstrip(), CODE_CHARS, "code")
-    parts = [f"*{label}* ({language}, {outcome})", f"{_fence_for(code)}{language}\n{code}\n{_fence_for(code)}"]
+    parts = [f"**{label}** ({language}, {outcome})", f"{_fence_for(code)}{language}\n{code}\n{_fence_for(code)}"]
     output = (run.output or "").rstrip()
     images = len(getattr(run, "images", []) or [])
     if output:
@@ -221,7 +221,7 @@ def sources_markdown(citations: Iterable, max_sources: int = 10, max_chars: int 
         seen[key] = (title, safe)
     if not seen or max_sources <= 0:
         return ""
-    lines = ["*Sources*"]
+    lines = ["**Sources**"]
     used = len(lines[0])
     entries = list(seen.values())
     for n, (title, url) in enumerate(entries, 1):
