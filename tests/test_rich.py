@@ -305,3 +305,36 @@ async def test_emulator_checks_tools_and_generation_config_as_the_sdk_defines_th
         tools=[{"type": "mcp_server", "name": "x", "url": "https://x/mcp", "headers": {"A": "b"},
                 "allowed_tools": [{"mode": "auto", "tools": ["t"]}]}])
     assert ok.status == "completed"
+
+
+def test_stream_items_from_sdk_events_pair_results_with_calls_and_merge_deltas():
+    """Wire shapes the emulator does not script: results without names, output streamed in deltas."""
+    import pydantic
+    from google.genai._gaos.types.interactions.interactionsseevent import InteractionSSEEvent
+
+    from slackbot.gemini import CodeRun, ToolActivity, _StreamState
+
+    adapter = pydantic.TypeAdapter(InteractionSSEEvent)
+    state = _StreamState()
+    events = [
+        {"event_type": "step.start", "index": 1, "event_id": "e1",
+         "step": {"type": "mcp_server_tool_call", "id": "c1", "name": "lookup", "server_name": "crm", "arguments": {}}},
+        {"event_type": "step.stop", "index": 1, "event_id": "e2"},
+        {"event_type": "step.start", "index": 2, "event_id": "e3",
+         "step": {"type": "mcp_server_tool_result", "call_id": "c1", "result": {"isError": True}}},
+        {"event_type": "step.stop", "index": 2, "event_id": "e4"},
+        {"event_type": "step.start", "index": 3, "event_id": "e5",
+         "step": {"type": "code_execution_call", "id": "c2", "arguments": {"code": "print(1)"}}},
+        {"event_type": "step.stop", "index": 3, "event_id": "e6"},
+        {"event_type": "step.start", "index": 4, "event_id": "e7",
+         "step": {"type": "code_execution_result", "call_id": "c2", "result": ""}},
+        {"event_type": "step.delta", "index": 4, "event_id": "e8", "delta": {"type": "code_execution_result", "result": "1"}},
+        {"event_type": "step.delta", "index": 4, "event_id": "e8", "delta": {"type": "code_execution_result", "result": "1"}},
+        {"event_type": "step.delta", "index": 4, "event_id": "e9", "delta": {"type": "code_execution_result", "result": "\n"}},
+        {"event_type": "step.stop", "index": 4, "event_id": "e10"},
+    ]
+    items = [item for e in events for item in state.consume(adapter.validate_python(e))]
+    assert items == [ToolActivity("mcp_server", "crm.lookup", "call"), ToolActivity("mcp_server", "crm.lookup", "failed"),
+                     ToolActivity("code_execution", "code_execution", "call"),
+                     ToolActivity("code_execution", "code_execution", "result"),
+                     CodeRun(code="print(1)", output="1\n", outcome="ok", language="python", images=[])]

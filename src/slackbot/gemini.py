@@ -251,7 +251,7 @@ class _StreamState:
         self._steps: dict[int, dict] = {}
         self._announced: set[int] = set()
         self._thought = ""
-        self._code_calls: dict[str, dict] = {}
+        self._calls: dict[str, dict] = {}  # call id -> call step, for results that do not repeat names
         self._last_code_call: dict = {}
 
     def consume(self, event: Any) -> list:
@@ -333,10 +333,10 @@ class _StreamState:
         if index in self._announced:
             return []
         self._announced.add(index)
+        if step.get("id"):
+            self._calls[step["id"]] = step
         if tool == "code_execution":
             self._last_code_call = step
-            if step.get("id"):
-                self._code_calls[step["id"]] = step
         return [ToolActivity(tool, _tool_name(tool, step), "call")]
 
     def _stop(self, index: int) -> list:
@@ -349,10 +349,11 @@ class _StreamState:
         if tool[1] == "call":
             return self._announce(index, step, tool[0])
         failed = _result_failed(step)
-        items: list = [ToolActivity(tool[0], _tool_name(tool[0], step), "failed" if failed else "result")]
+        call = self._calls.pop(step.get("call_id") or "", None)
+        named = step if step.get("name") or not call else {**step, **{k: call.get(k) for k in ("name", "server_name")}}
+        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result")]
         if tool[0] == "code_execution":
-            call = self._code_calls.pop(step.get("call_id") or "", None) or self._last_code_call
-            items.append(_code_run(call, step))
+            items.append(_code_run(call or self._last_code_call, step))
         return items
 
 
