@@ -184,6 +184,7 @@ profiles:
     tools: [google_search, url_context]
     thinking_level: low
     max_output_tokens: 1024
+    mcp_servers: [crm]
   quiet:
     system_instruction: "Answer in one sentence."
     tools: []
@@ -197,24 +198,27 @@ channels:
 async def test_channel_profiles_shape_each_turn_and_gemini_command_shows_them(run_bot, slack_emu, gemini_emu, tmp_path):
     path = tmp_path / "profiles.yaml"
     path.write_text(PROFILES)
-    await run_bot(profiles_file=str(path), tools="code_execution")
+    servers = [{"name": "crm", "url": "https://crm.example.com/mcp"}, {"name": "wiki", "url": "https://wiki.example.com/mcp"}]
+    await run_bot(profiles_file=str(path), tools="code_execution", mcp_servers=json.dumps(servers))
     delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} hello support")
     await settled(slack_emu, "C_GENERAL", delivery.message.ts, lambda ms: "Reply" in md(ms[0]))
     body = gemini_emu.model_creates()[0]
     assert body["model"] == "gemini-3.1-pro-preview"
     assert body["system_instruction"] == "You help customers. Cite sources."
-    assert body["tools"] == [{"type": "google_search"}, {"type": "url_context"}]
+    assert body["tools"] == [{"type": "google_search"}, {"type": "url_context"},
+                             {"type": "mcp_server", "name": "crm", "url": "https://crm.example.com/mcp"}]
     assert body["generation_config"] == {"thinking_summaries": "auto", "thinking_level": "low", "max_output_tokens": 1024}
     await slack_emu.user_message("D_ALICE", "hello quiet")
     await eventually(lambda: len(gemini_emu.model_creates()) == 2, message="DM turn")
     dm = gemini_emu.model_creates()[1]
     assert dm["model"] == "gemini-3-flash-preview" and dm["system_instruction"] == "Answer in one sentence."
-    assert "tools" not in dm  # the profile turns tools off
+    assert [t["type"] for t in dm["tools"]] == ["mcp_server", "mcp_server"]  # no built-ins; every MCP server
     await slack_emu.slash_command("/gemini", "", channel="C_GENERAL", user="U_BOB")
     shown = await eventually(lambda: [e for e in slack_emu.ephemerals if e["user"] == "U_BOB"], 5, message="ephemeral")
     text = shown[-1]["text"]
     assert "Gemini profile in #general: support" in text
-    assert "gemini-3.1-pro-preview" in text and "google_search, url_context" in text and "Thinking level: low" in text
+    assert "gemini-3.1-pro-preview" in text and "google_search, url_context, crm (MCP)" in text
+    assert "wiki" not in text and "Thinking level: low" in text and "Max output tokens: 1024" in text
     await slack_emu.slash_command("/gemini", "", channel="C_RANDOM", user="U_CAROL")
     other = await eventually(lambda: [e for e in slack_emu.ephemerals if e["user"] == "U_CAROL"], 5, message="ephemeral")
     assert "#random: default" in other[-1]["text"] and "code_execution" in other[-1]["text"]
@@ -238,6 +242,11 @@ def test_profiles_file_is_checked_at_start_up(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(profiles_file=str(tmp_path / "missing.yaml"))
     assert "cannot read" in str(err.value)
+    path = tmp_path / "mcp.yaml"
+    path.write_text("profiles:\n  a:\n    mcp_servers: [crm]\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(profiles_file=str(path))
+    assert str(err.value) == "SLACKBOT_PROFILES_FILE: profiles.a.mcp_servers: 'crm' is not in SLACKBOT_MCP_SERVERS"
 
 
 # 6: each answer's usage is on its log line and counted in /metrics per model and profile

@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .profiles import McpServer, Profile, ProfileMap, load_profiles, parse_mcp_servers
@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     profiles_file: str = Field("", **_env("PROFILES_FILE"))  # YAML/JSON: channels -> profile
     code_output_chars: int = Field(1500, ge=100, le=3000, **_env("CODE_OUTPUT_CHARS"))
     max_sources: int = Field(10, ge=0, le=40, **_env("MAX_SOURCES"))
+    _profiles: ProfileMap | None = PrivateAttr(None)  # parsed once, on first use
 
     # --- Redis and process -----------------------------------------------------------------
     redis_url: str = Field("redis://localhost:6379/0", **_env("REDIS_URL", prefixed=False))
@@ -141,6 +142,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _profiles_name_known_mcp_servers(self) -> "Settings":
+        known = {server.name for server in self.mcp_server_list}
+        for profile in self.profile_map.profiles.values():
+            unknown = sorted(set(profile.mcp_servers or ()) - known)
+            if unknown:
+                raise ValueError(f"SLACKBOT_PROFILES_FILE: profiles.{profile.name}.mcp_servers: "
+                                 f"{unknown[0]!r} is not in SLACKBOT_MCP_SERVERS")
+        return self
+
+    @model_validator(mode="after")
     def _enterprise_needs_project(self) -> "Settings":
         if self.use_enterprise and not self.google_cloud_project:
             raise ValueError("GOOGLE_CLOUD_PROJECT: required when GOOGLE_GENAI_USE_ENTERPRISE is true")
@@ -159,19 +170,17 @@ class Settings(BaseSettings):
     def mcp_server_list(self) -> tuple[McpServer, ...]:
         return parse_mcp_servers(self.mcp_servers)
 
-    def mcp_tools(self) -> list[dict]:
-        """`mcp_server` tools for a create body, header values resolved from the environment now."""
-        return [server.tool() for server in self.mcp_server_list]
+    def mcp_tools(self, only: tuple[str, ...] | None = None) -> list[dict]:
+        """`mcp_server` tools for a create body (`only`: these names), header values resolved now."""
+        return [server.tool() for server in self.mcp_server_list if only is None or server.name in only]
 
     @property
     def profile_map(self) -> ProfileMap:
         if not self.profiles_file:
             return ProfileMap()
-        cached = getattr(self, "_profile_map", None)
-        if cached is None:
-            cached = load_profiles(self.profiles_file)
-            object.__setattr__(self, "_profile_map", cached)
-        return cached
+        if self._profiles is None:
+            self._profiles = load_profiles(self.profiles_file)
+        return self._profiles
 
     @property
     def default_profile(self) -> Profile:

@@ -383,7 +383,7 @@ class Gemini:
         if instruction:
             body["system_instruction"] = instruction
         tools = [{"type": t} for t in (profile.tools if profile.tools is not None else s.tool_names)]
-        tools += s.mcp_tools()
+        tools += s.mcp_tools(profile.mcp_servers)
         if tools:
             body["tools"] = tools
         config: dict = {"thinking_summaries": "auto"}  # thought summaries become the thread's status

@@ -13,6 +13,7 @@ Profiles file (YAML or JSON):
         tools: [google_search, url_context]
         thinking_level: low
         max_output_tokens: 2048
+        mcp_servers: [crm]        # optional: which SLACKBOT_MCP_SERVERS (default all, [] none)
     channels:
       C0123456789: support      # by channel id
       "#eng-help": support      # or by name ("#" optional)
@@ -46,6 +47,7 @@ class Profile(BaseModel):
     tools: tuple[ToolName, ...] | None = None
     thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
     max_output_tokens: int | None = Field(None, ge=1, le=65536)
+    mcp_servers: tuple[str, ...] | None = None  # names from SLACKBOT_MCP_SERVERS; None = all of them
 
 
 class _File(BaseModel):

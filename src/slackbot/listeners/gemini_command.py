@@ -24,7 +24,8 @@ def describe_profile(settings: Settings, profile: Profile, channel_label: str) -
     """The ephemeral text: one line per field, everything from config escaped for mrkdwn."""
     model = profile.model or settings.gemini_model
     tools = list(profile.tools if profile.tools is not None else settings.tool_names)
-    tools += [f"{s.name} (MCP)" for s in settings.mcp_server_list]
+    tools += [f"{s.name} (MCP)" for s in settings.mcp_server_list
+              if profile.mcp_servers is None or s.name in profile.mcp_servers]
     instruction = profile.system_instruction if profile.system_instruction is not None else settings.system_instruction
     if len(instruction) > _INSTRUCTION_CHARS:
         instruction = instruction[: _INSTRUCTION_CHARS - 1] + "…"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import urlsplit
 
@@ -297,12 +297,9 @@ def final_messages(text: str, citations: Iterable = (), code_runs: Iterable = ()
 class Extras:
     """Everything besides text that a turn's stream yields and the final messages show."""
 
-    citations: list
-    code_runs: list
-    failures: list  # ToolActivity items with phase "failed"
-
-    def __init__(self) -> None:
-        self.citations, self.code_runs, self.failures = [], [], []
+    citations: list = field(default_factory=list)
+    code_runs: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # ToolActivity items with phase "failed"
 
     def add(self, item) -> None:
         kind = type(item).__name__
