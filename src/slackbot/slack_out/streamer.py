@@ -21,6 +21,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from slack_sdk.errors import SlackApiError
+
 from .. import metrics
 from .answer import final_messages
 from .poster import SlackPoster
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER = "_Thinking…_"
 EMPTY_ANSWER = "_Gemini returned an empty answer. Try rephrasing?_"
+MAX_IMAGES = 4  # images from code runs uploaded per answer
 
 
 def _shown_key(payload: dict) -> str:
@@ -178,20 +181,20 @@ class AnswerStream:
         for message in self.messages[len(payloads):]:  # the final layout needs fewer messages
             try:
                 await self.poster.client.chat_delete(channel=self.channel, ts=message.ts)
-            except Exception:  # a leftover message is untidy, not wrong: log and go on
+            except (SlackApiError, OSError, asyncio.TimeoutError):  # untidy, not wrong: log and go on
                 log.warning("could not delete a surplus answer message", extra={"channel": self.channel})
         del self.messages[len(payloads):]
 
     async def _upload_images(self, runs: list) -> None:
         """Images the code produced (plots), uploaded into the answer's thread."""
         images = [(n, i, img) for n, run in enumerate(runs, 1) for i, img in enumerate(run.images, 1)]
-        for n, i, img in images:
+        for n, i, img in images[:MAX_IMAGES]:  # a loop that plots 50 times should not flood the thread
             ext = (img.mime_type.split("/")[-1] or "png").replace("jpeg", "jpg")
             try:
                 await self.poster.client.files_upload_v2(
                     channel=self.channel, thread_ts=self.thread_ts, content=img.data,
                     filename=f"code-run-{n}-{i}.{ext}", title=f"Code run {n} output {i}")
-            except Exception:
+            except (SlackApiError, OSError, asyncio.TimeoutError):
                 log.warning("could not upload a code image", extra={"channel": self.channel})
 
     # --- bringing Slack in line with self.text ------------------------------------------------
