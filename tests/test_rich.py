@@ -347,3 +347,19 @@ def test_stream_items_from_sdk_events_pair_results_with_calls_and_merge_deltas()
                      ToolActivity("code_execution", "code_execution", "call"),
                      ToolActivity("code_execution", "code_execution", "result"),
                      CodeRun(code="print(1)", output="1\n", outcome="ok", language="python", images=[])]
+
+
+# 2: a long table streamed over several messages lands as one table block; surplus messages go
+async def test_table_streamed_over_several_messages_lands_as_one_table(run_bot, slack_emu, gemini_emu):
+    await run_bot(message_chars=600)
+    rows = "\n".join(f"| region-{i:02d} | {i * 37 % 101} ms | {'yes' if i % 2 else 'no'} |" for i in range(70))
+    gemini_emu.script(text=f"| Region | Latency | Replica |\n|---|---|---|\n{rows}\n\nAll regions replicate.",
+                      chunk_chars=200, chunk_delay=0.05)
+    delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} latency table please")
+    root = delivery.message.ts
+    await eventually(lambda: len(slack_emu.bot_messages("C_GENERAL", root)) >= 3, message="streamed in pieces")
+    msgs = await settled(slack_emu, "C_GENERAL", root, lambda ms: len(ms) == 2 and tables(ms[0]))
+    [table] = tables(msgs[0])
+    assert len(table["rows"]) == 71 and table["rows"][70][0]["text"] == "region-69"
+    assert md(msgs[1]).strip() == "All regions replicate."
+    assert len(slack_emu.calls_to("chat.delete")) >= 1 and all(c.ok for c in slack_emu.calls_to("chat.delete"))

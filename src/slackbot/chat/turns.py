@@ -26,8 +26,8 @@ from ..slack_out.render import message_payload
 from ..slack_out.streamer import AnswerStream
 from ..store import RedisError, Store
 from .context import NameCache, thread_transcript, with_transcript
-from .profiles_lookup import channel_name
 from .intake import Turn
+from .profiles_lookup import channel_name
 
 log = logging.getLogger(__name__)
 
