@@ -76,8 +76,8 @@ class CodeRun:
     code: str
     output: str
     outcome: str  # ok | error
-    language: str = "python"
     images: list[Image] = field(default_factory=list)
+    language: str = "python"
 
 
 @dataclass
