@@ -363,3 +363,23 @@ async def test_table_streamed_over_several_messages_lands_as_one_table(run_bot, 
     assert len(table["rows"]) == 71 and table["rows"][70][0]["text"] == "region-69"
     assert md(msgs[1]).strip() == "All regions replicate."
     assert len(slack_emu.calls_to("chat.delete")) >= 1 and all(c.ok for c in slack_emu.calls_to("chat.delete"))
+
+
+async def test_stream_turn_yields_thought_lines_tool_steps_citations_and_usage(settings_for, gemini_emu):
+    """What the delivery planner consumes: gemini.stream_turn's typed items, over the real SDK."""
+    from slackbot.gemini import Citation, Delta, Done, Gemini, Thought, ToolActivity
+
+    gemini = Gemini(settings_for(tools="url_context"))
+    gemini_emu.script(text="Read it.", thought="Opening the page.\nComparing the two versions",
+                      tool_steps=[{"tool": "url_context", "urls": ["https://example.com/a"]}],
+                      annotations=[{"url": "https://example.com/a", "title": "A"}])
+    items = [item async for item in gemini.stream_turn("summarise https://example.com/a", None)]
+    thoughts = [i.text for i in items if isinstance(i, Thought)]
+    assert thoughts == ["Opening the page.", "Comparing the two versions"]  # whole lines only
+    assert [i for i in items if isinstance(i, ToolActivity)] == [
+        ToolActivity("url_context", "url_context", "call"), ToolActivity("url_context", "url_context", "result")]
+    assert [i for i in items if isinstance(i, Citation)] == [Citation("https://example.com/a", "A")]
+    assert "".join(i.text for i in items if isinstance(i, Delta)) == "Read it."
+    done = items[-1]
+    assert isinstance(done, Done) and done.status == "completed"
+    assert done.usage.output == 2 and done.usage.thought > 0 and done.usage.input > 0

@@ -251,6 +251,7 @@ class _StreamState:
         self._steps: dict[int, dict] = {}
         self._announced: set[int] = set()
         self._thought = ""
+        self._thought_shown = ""
         self._calls: dict[str, dict] = {}  # call id -> call step, for results that do not repeat names
         self._last_code_call: dict = {}
 
@@ -292,7 +293,7 @@ class _StreamState:
     def _start(self, index: int, step: dict) -> list:
         self._steps[index] = step
         if step.get("type") == "thought":
-            self._thought = ""
+            self._thought = self._thought_shown = ""
         items: list = []
         for part in step.get("content") or []:
             if isinstance(part, dict):
@@ -309,8 +310,8 @@ class _StreamState:
             if not text:
                 return []
             self._thought += text
-            lines = [line.strip() for line in self._thought.splitlines() if line.strip()]
-            return [Thought(lines[-1][:_THOUGHT_CHARS])] if lines else []
+            complete, _, _ = self._thought.rpartition("\n")
+            return self._thought_line(complete)  # only whole lines: a status must not flicker mid-word
         if dtype == "text_annotation_delta":
             return _citations(getattr(delta, "annotations", None))
         tool = _tool_of(dtype)
@@ -339,10 +340,20 @@ class _StreamState:
             self._last_code_call = step
         return [ToolActivity(tool, _tool_name(tool, step), "call")]
 
+    def _thought_line(self, text: str) -> list:
+        lines = [line.strip().strip("*").strip() for line in text.splitlines()]
+        lines = [line for line in lines if line]
+        if not lines or lines[-1][:_THOUGHT_CHARS] == self._thought_shown:
+            return []
+        self._thought_shown = lines[-1][:_THOUGHT_CHARS]
+        return [Thought(self._thought_shown)]
+
     def _stop(self, index: int) -> list:
         step = self._steps.pop(index, None)
         if not step:
             return []
+        if step.get("type") == "thought":
+            return self._thought_line(self._thought)  # the last line, complete now
         tool = _tool_of(str(step.get("type", "")))
         if not tool:
             return []
