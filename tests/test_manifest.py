@@ -46,6 +46,11 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     # reads threads in every conversation type it answers in.
     "conversations_replies": {"channels:history", "groups:history", "im:history", "mpim:history"},
     "users_info": {"users:read"},
+    # conversations.info: channel names for profiles mapped by name; the bot answers in public and
+    # private channels (DMs have no name and are never looked up)
+    "conversations_info": {"channels:read", "groups:read"},
+    # chat.delete: a final answer that needs fewer messages than were streamed removes the surplus
+    "chat_delete": {"chat:write"},
     # files.getUploadURLExternal + files.completeUploadExternal
     "files_upload_v2": {"files:write"},
     "auth_test": set(),  # Bolt's authorization (bot user id); needs no scope

@@ -312,9 +312,48 @@ def parse_blocks(raw: Any) -> list | None:
             markdown_total += len(text)
         if kind == "actions" and not 0 < len(block.get("elements") or []) <= 25:
             raise SlackError("invalid_blocks")
+        if kind == "table":
+            _check_table(block)
+    if sum(1 for b in blocks if b.get("type") == "table") > 1:
+        raise SlackError("only_one_table_allowed")
     if markdown_total > MARKDOWN_TOTAL_LIMIT:
         raise SlackError("msg_too_long")
     return blocks
+
+
+TABLE_MAX_ROWS, TABLE_MAX_CELLS = 100, 20  # docs.slack.dev/reference/block-kit/blocks/table-block
+TABLE_ALIGNS = {"left", "center", "right"}
+
+
+def _check_table(block: dict) -> None:
+    """The table block as documented: 1-100 rows, each 1-20 cells of raw_text {text} or rich_text
+    {elements}; column_settings at most 20 of {align: left|center|right, is_wrapped: bool}."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not 0 < len(rows) <= TABLE_MAX_ROWS:
+        raise SlackError("invalid_blocks")
+    for row in rows:
+        if not isinstance(row, list) or not 0 < len(row) <= TABLE_MAX_CELLS:
+            raise SlackError("invalid_blocks")
+        for cell in row:
+            kind = cell.get("type") if isinstance(cell, dict) else None
+            if kind == "raw_text":
+                if not isinstance(cell.get("text"), str) or not cell["text"]:
+                    raise SlackError("invalid_blocks")
+            elif kind == "rich_text":
+                if not isinstance(cell.get("elements"), list):
+                    raise SlackError("invalid_blocks")
+            else:
+                raise SlackError("invalid_blocks")
+    settings = block.get("column_settings", [])
+    if not isinstance(settings, list) or len(settings) > TABLE_MAX_CELLS:
+        raise SlackError("invalid_blocks")
+    for setting in settings:
+        if setting is None:
+            continue  # a null entry keeps a column's default
+        if (not isinstance(setting, dict) or set(setting) - {"align", "is_wrapped"}
+                or setting.get("align", "left") not in TABLE_ALIGNS
+                or not isinstance(setting.get("is_wrapped", False), bool)):
+            raise SlackError("invalid_blocks")
 
 
 async def _read_params(request: web.Request) -> dict:
