@@ -387,7 +387,7 @@ class AnswerDelivery:
                 continue
             seg = self.segments[index]
             shown = render_span(self.text, seg.start, seg.end, final=True)
-            if payload["blocks"] == [{"type": "markdown", "text": shown}] and not seg.has_button:
+            if payload["blocks"] == message_payload(shown)["blocks"] and not seg.has_button:
                 continue
             if await self.poster.edit(t.channel, seg.ts, payload, member=t.turn_id, final=True):
                 self.calls["edit"] += 1
