@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from conftest import SIGNING_SECRET, RedisServer, eventually, start_bot, stop_bot
 
-from slackbot.slack_out.streamer import PLACEHOLDER
+PLACEHOLDER = "_Thinking…_"  # the old design's placeholder: never shown any more
 
 MENTION = "<@UBOT>"
 

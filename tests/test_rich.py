@@ -16,7 +16,7 @@ import pytest
 from conftest import eventually, start_bot, stop_bot
 
 from slackbot.config import ConfigError, load_settings
-from slackbot.slack_out.streamer import PLACEHOLDER
+PLACEHOLDER = "_Thinking…_"  # the old design's placeholder: never shown any more
 
 MENTION = "<@UBOT>"
 TABLE = "| Feature | Postgres | MySQL |\n|---|---|---|\n| Replication | streaming | binlog |\n| Failover | Patroni | Orchestrator |"

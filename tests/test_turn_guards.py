@@ -1,0 +1,183 @@
+"""The turn core under a hostile or unlucky workspace (hardening issue) and the planner's Stop and
+thinking state (planner issue). Real Bolt app over HTTP, real Redis, real SDK against the emulators."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from conftest import eventually, start_bot, stop_bot
+from test_chat import MENTION, head, joined, thread_bot_texts
+
+from slackbot.chat.turns import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
+from slackbot.emulators.slack import Channel
+from slackbot.slack_out.delivery import STOP_ACTION
+
+
+async def _in_flight(url: str) -> float:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as r:
+            page = await r.text()
+    return next(float(x.split()[1]) for x in page.splitlines() if x.startswith("slackbot_work_in_flight "))
+
+
+async def _keys(redis_url: str, pattern: str) -> list[str]:
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        return [k async for k in client.scan_iter(match=pattern)]
+    finally:
+        await client.aclose()
+
+
+# 9.1: 200 replies in a people's thread plus 20 mentions within a second, on a small pool and turn cap
+async def test_burst_in_a_busy_people_thread(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    bot = await start_bot(settings_for(max_concurrent_turns=4, redis_max_connections=6), slack_emu)
+    try:
+        gemini_emu.config["chunk_delay"] = 0.02
+        for n in range(20):
+            slack_emu.channels[f"C_B{n}"] = Channel(f"C_B{n}", f"b{n}", False, {"U_ALICE", "U_BOB", "UBOT"})
+        people = await slack_emu.user_message("C_GENERAL", "a thread of people", user="U_BOB")
+        chatter = [slack_emu.user_message("C_GENERAL", f"reply {i}", user="U_BOB", thread_ts=people.message.ts)
+                   for i in range(200)]
+        mentions = [slack_emu.user_message(f"C_B{n}", f"{MENTION} question {n}", user=f"U_{n}") for n in range(20)]
+        done = await asyncio.gather(*chatter, *mentions)
+        assert {x.status for d in done for x in d.all} == {200}
+        for n, d in enumerate(done[200:]):
+            await eventually(lambda: joined(slack_emu, f"C_B{n}", d.message.ts) == f"Reply1to:question{n}", 30,
+                             message=f"mention {n} answered")
+        assert slack_emu.bot_messages("C_GENERAL", people.message.ts) == [], "nothing in the people's thread"
+        assert slack_emu.ratelimited("chat.postMessage") == 0
+        # the replies were refused before anything was written for them
+        assert await _keys(redis_url, f"{prefix}:seen:msg:T0001:C_GENERAL:*") == []
+        assert await _keys(redis_url, f"{prefix}:turn:T0001:C_GENERAL:*") == []
+    finally:
+        await stop_bot(bot)
+
+
+# 9.4: any exception inside a turn ends it with one plain line, no status left, nothing pending
+async def _zero(url: str) -> bool:
+    return await _in_flight(url) == 0
+
+
+# 9.4: a trickling stream cannot hold a thread for ever: the deadline ends it, the thread goes on
+async def test_turn_deadline_ends_a_trickling_answer(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(turn_deadline_seconds=2.0), slack_emu)
+    try:
+        gemini_emu.script(match="trickle", text="drip. " * 200, chunk_chars=6, chunk_delay=0.3)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} trickle")
+        await eventually(lambda: any(t.endswith(f"_{TOO_SLOW}_") for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 15)
+        await slack_emu.user_message("C_GENERAL", "next please", thread_ts=d.message.ts)
+        await eventually(lambda: any("Reply 2 to: next please" in t for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 10)
+    finally:
+        await stop_bot(bot)
+
+
+# 9.11: per-user caps with a plain ephemeral line; max_output_tokens on every turn; bounded messages
+async def test_cost_guard(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(user_max_active_answers=1, user_turns_per_minute=2,
+                                       max_messages_per_answer=2, message_chars=300, max_output_tokens=321),
+                          slack_emu)
+    try:
+        gemini_emu.script(match="long", text="Long. " * 800, chunk_chars=200, chunk_delay=0.01)
+        gemini_emu.script(match="slow", text="slow answer", chunk_chars=2, chunk_delay=0.3)
+        slow = await slack_emu.user_message("C_GENERAL", f"{MENTION} slow")
+        busy = await slack_emu.user_message("C_GENERAL", f"{MENTION} meanwhile")
+        await eventually(lambda: any(e["text"] == BUSY_USER.format(n=1) for e in slack_emu.ephemerals), 10)
+        await eventually(lambda: joined(slack_emu, "C_GENERAL", slow.message.ts) == "slowanswer", 10)
+        assert thread_bot_texts(slack_emu, "C_GENERAL", busy.message.ts) == []
+        assert all(c["generation_config"]["max_output_tokens"] == 321 for c in gemini_emu.model_creates())
+        await slack_emu.user_message("C_GENERAL", f"{MENTION} long", user="U_BOB")
+        long_one = slack_emu.messages("C_GENERAL")[-1]
+        await eventually(lambda: any("too long for Slack" in t for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", long_one.ts)), 15)
+        assert len(slack_emu.bot_messages("C_GENERAL", long_one.ts)) <= 2
+        await slack_emu.user_message("C_GENERAL", f"{MENTION} third of the minute")
+        await eventually(lambda: any(e["text"] == FAST_USER for e in slack_emu.ephemerals), 10)
+    finally:
+        await stop_bot(bot)
+
+
+# 9.13: Gemini loses the interaction mid-answer: the partial answer stays with one line; the head stays
+async def test_lost_interaction_mid_answer_keeps_the_head(bot, slack_emu, gemini_emu, redis_url, prefix):
+    first = await slack_emu.user_message("C_GENERAL", f"{MENTION} first")
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", first.message.ts), 10)
+    before = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", first.message.ts))
+    gemini_emu.script(match="vanish", text="partial words. " * 30, chunk_chars=8, chunk_delay=0.05,
+                      break_after_events=8)
+    creates = len(gemini_emu.model_creates())
+    known = set(gemini_emu.interaction_ids())
+    await slack_emu.user_message("C_GENERAL", "vanish", thread_ts=first.message.ts)
+    [new_id] = await eventually(lambda: [i for i in gemini_emu.interaction_ids() if i not in known], 10)
+    gemini_emu.forget(new_id)  # before the stream breaks (after 8 events): its resume finds nothing
+    line = f"_{FAILURE_LINES['lost']}_"
+    await eventually(lambda: line in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", first.message.ts)), 15)
+    assert "partial" in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", first.message.ts))
+    assert await head(redis_url, prefix, "C_GENERAL", first.message.ts) == before
+    assert len(gemini_emu.model_creates()) == creates + 1, "not asked again as a new chain"
+
+
+# 9.14: a failed first answer still owns its thread: a plain reply there is answered
+async def test_failed_first_answer_still_owns_its_thread(bot, slack_emu, gemini_emu):
+    gemini_emu.script(match="doomed", fail_status=400)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} doomed")
+    await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts) ==
+                     [f"_{FAILURE_LINES['rejected']}_"], 10)
+    await slack_emu.user_message("C_GENERAL", "try again?", thread_ts=d.message.ts)
+    await eventually(lambda: any("try again?" in t for t in thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)),
+                     10, message="the plain reply answered")
+
+
+# 11.6: Stop — only the asker; Gemini's stream is closed, the partial answer stays with a note
+async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    bot = await start_bot(settings_for(), slack_emu)
+    try:
+        gemini_emu.script(match="ramble", text="On and on. " * 200, chunk_chars=10, chunk_delay=0.1)
+        await slack_emu.user_message("D_ALICE", "ramble")  # a DM: no thread, so an edited message with Stop
+        answer = await eventually(lambda: slack_emu.bot_messages("D_ALICE"), 10)
+        msg = answer[0]
+        assert any(b.get("type") == "actions" for b in msg.blocks or [])
+        await slack_emu.click_button(msg, STOP_ACTION, user="U_BOB")
+        await eventually(lambda: any("Only <@U_ALICE> can stop" in e["text"] for e in slack_emu.ephemerals), 5)
+        await slack_emu.click_button(msg, STOP_ACTION, user="U_ALICE")
+        await eventually(lambda: any(t.endswith(f"_{STOPPED}_") for t in
+                                     [m.visible_text for m in slack_emu.bot_messages("D_ALICE")]), 10)
+        shown = " ".join(m.visible_text for m in slack_emu.bot_messages("D_ALICE"))
+        assert "On and on." in shown and len(shown) < len("On and on. " * 200)
+        assert await head(redis_url, prefix, "D_ALICE", "dm") is None, "a stopped answer does not move the head"
+        assert not any(b.get("type") == "actions" for m in slack_emu.bot_messages("D_ALICE") for b in m.blocks or [])
+    finally:
+        await stop_bot(bot)
+
+
+# 11.6: the native stream's own Stop is honoured the same way
+async def test_native_stop_ends_the_answer(bot, slack_emu, gemini_emu):
+    gemini_emu.script(match="endless", text="More and more. " * 200, chunk_chars=10, chunk_delay=0.1)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} endless")
+    ts = await eventually(lambda: [c.params for c in slack_emu.calls_to("chat.startStream") if c.ok] and
+                          slack_emu.bot_messages("C_GENERAL", d.message.ts)[0].ts, 10)
+    slack_emu.user_stops_stream("C_GENERAL", ts, "U_ALICE")
+    await eventually(lambda: any(t.endswith(f"_{STOPPED}_") for t in
+                                 thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 10)
+    await eventually(lambda: slack_emu.current_status("C_GENERAL", d.message.ts) is None, 5)
+
+
+# 11.5: thought summaries show as the thread status, never in the answer
+async def test_thinking_shows_in_the_status_never_in_the_answer(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(thinking_summaries=True), slack_emu)
+    try:
+        gemini_emu.script(match="ponder", text="The answer is 42.", first_token_delay=1.0,
+                          thought="Considering the question carefully\nWeighing the options\n")
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} ponder")
+        await eventually(lambda: joined(slack_emu, "C_GENERAL", d.message.ts) == "Theansweris42.", 10)
+        shown = [m for s in slack_emu.status_history("C_GENERAL", d.message.ts)
+                 for m in (s.get("loading_messages") or [])]
+        assert any("Weighing the options" in m or "Considering" in m for m in shown)
+        assert "Weighing" not in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts))
+        assert gemini_emu.model_creates()[-1]["generation_config"]["thinking_summaries"] == "auto"
+        await eventually(lambda: slack_emu.current_status("C_GENERAL", d.message.ts) is None, 5)
+    finally:
+        await stop_bot(bot)
