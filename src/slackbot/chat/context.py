@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -57,10 +58,17 @@ class NameCache:
         return slack_to_prompt(text, names, bot_user_id)
 
 
+@dataclass
+class Transcript:
+    text: str
+    files: list[dict] = field(default_factory=list)  # people's files in those messages, oldest first
+
+
 async def thread_transcript(client: AsyncWebClient, store: Store, settings: Settings, names: NameCache, *,
                             team: str, channel: str, thread_ts: str, exclude_ts: str,
-                            bot_user_id: str | None) -> str | None:
-    """The thread's recent messages as a transcript, or None if the shared budget can't be had promptly."""
+                            bot_user_id: str | None) -> Transcript | None:
+    """The thread's recent messages as a transcript (with the files people shared in them), or None
+    if the shared budget can't be had promptly."""
     budget = Budget(settings.replies_budget_per_minute / 60.0, 1.0)
     deadline = time.monotonic() + settings.replies_wait_seconds
     try:
@@ -76,17 +84,20 @@ async def thread_transcript(client: AsyncWebClient, store: Store, settings: Sett
             await store.penalize(f"replies:{team}", float(exc.response.headers.get("Retry-After", 60)))
         log.warning("conversations.replies failed", extra={"channel": channel, "error": exc.response.get("error")})
         return None
-    lines = []
+    lines, files = [], []
     for msg in resp.get("messages") or []:
         if msg.get("ts") == exclude_ts or msg.get("subtype") in ("channel_join", "message_deleted"):
             continue
         text = await names.readable(_message_text(msg), bot_user_id)
+        is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
+        shared = [] if is_bot else [f for f in msg.get("files") or [] if isinstance(f, dict)]  # never our own
+        files.extend(shared)
+        text += "".join(f" [shared the file “{f.get('name') or f.get('title') or 'file'}”]" for f in shared)
         if not text.strip():
             continue
-        is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
         speaker = "Assistant" if is_bot else await names.name(msg.get("user", "someone"))
         lines.append(f"{speaker}: {text}")
-    return "\n".join(lines)
+    return Transcript("\n".join(lines), files)
 
 
 def _message_text(msg: dict) -> str:

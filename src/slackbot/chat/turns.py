@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
+from ..files.fetch import turn_parts
 from ..gemini import Delta, Gemini, GeminiError
 from ..slack_out.poster import SlackPoster
 from ..slack_out.render import message_payload
@@ -72,11 +73,12 @@ class TurnRunner:
                               min_interval=s.edit_min_interval, placeholder_after=s.placeholder_after_seconds)
         stream.start()
         message = await self.names.readable(turn.text, bot_user_id)
-        note = ""
-        user_input = message
         if head is None and turn.in_existing_thread:
             user_input, note = await self._with_thread(turn, message, bot_user_id,
                                                        "You were just mentioned in a Slack thread.", NO_READBACK)
+        else:  # files shared with this message go in as content parts; a follow-up has them in the chain
+            given = await turn_parts(turn.files, message, self.settings, bot_user_id=bot_user_id)
+            user_input, note = given.input, given.note
         try:
             try:
                 new_id = await self._stream(stream, user_input, head)
@@ -99,7 +101,7 @@ class TurnRunner:
         log.info("answer done", extra={**_ctx(turn), "interaction": new_id, "head_moved": moved,
                                        "edits": stream.edits, "latency_ms": int((time.monotonic() - started) * 1000)})
 
-    async def _stream(self, stream: AnswerStream, user_input: str, head: str | None) -> str:
+    async def _stream(self, stream: AnswerStream, user_input: str | list, head: str | None) -> str:
         async for item in self.gemini.stream_turn(user_input, head):
             if isinstance(item, Delta):
                 stream.feed(item.text)
@@ -108,14 +110,19 @@ class TurnRunner:
         raise GeminiError("stream_failed", "no completion")
 
     async def _with_thread(self, turn: Turn, message: str, bot_user_id: str | None, reason: str,
-                           fallback_note: str) -> tuple[str, str]:
+                           fallback_note: str) -> tuple[str | list, str]:
         """(input, note): the thread as context when the shared budget allows, else the message alone."""
         transcript = await thread_transcript(
             self.client, self.store, self.settings, self.names, team=turn.team, channel=turn.channel,
             thread_ts=turn.chain_thread, exclude_ts=turn.ts, bot_user_id=bot_user_id)
         if transcript is None:
-            return message, fallback_note
-        return with_transcript(transcript, message, reason=reason), ""
+            given = await turn_parts(turn.files, message, self.settings, bot_user_id=bot_user_id)
+            return given.input, " ".join(filter(None, [given.note, fallback_note]))
+        # this message's files first, then the thread's newest first: the caps keep the most recent
+        given = await turn_parts([*turn.files, *reversed(transcript.files)],
+                                 with_transcript(transcript.text, message, reason=reason),
+                                 self.settings, bot_user_id=bot_user_id)
+        return given.input, given.note
 
     @asynccontextmanager
     async def _thread_lock(self, name: str):
