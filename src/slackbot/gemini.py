@@ -161,7 +161,9 @@ class Gemini:
         self.client = client or build_client(settings)
         self._api = self.client.aio.interactions
 
-    def _turn_body(self, user_input: Any, previous_id: str | None) -> dict:
+    def _turn_body(self, user_input: str | list[dict], previous_id: str | None) -> dict:
+        """`user_input`: the message text, or a list of content parts (text first, then the files
+        people shared: `files.fetch.TurnInput.input`); the SDK sends either as the turn's input."""
         s = self.settings
         body: dict = {"model": s.gemini_model, "input": user_input, "stream": True, "store": True}
         # turn-scoped: the API does not carry these along the chain
@@ -185,7 +187,7 @@ class Gemini:
                     raise GeminiError("unavailable", type(exc).__name__) from None
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def stream_turn(self, user_input: Any, previous_id: str | None) -> AsyncIterator[Delta | Done]:
+    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None) -> AsyncIterator[Delta | Done]:
         """One chat turn, streamed. Resumes a broken stream in place; raises GeminiError at the end."""
         started = time.monotonic()
         state = _StreamState()

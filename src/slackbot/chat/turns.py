@@ -117,7 +117,7 @@ class TurnRunner:
             thread_ts=turn.chain_thread, exclude_ts=turn.ts, bot_user_id=bot_user_id)
         if transcript is None:
             given = await turn_parts(turn.files, message, self.settings, bot_user_id=bot_user_id)
-            return given.input, " ".join(filter(None, [given.note, fallback_note]))
+            return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
         # this message's files first, then the thread's newest first: the caps keep the most recent
         given = await turn_parts([*turn.files, *reversed(transcript.files)],
                                  with_transcript(transcript.text, message, reason=reason),

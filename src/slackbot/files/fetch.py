@@ -46,7 +46,9 @@ class TurnInput:
 
     @property
     def note(self) -> str:
-        return " ".join(self.notes)
+        """One line per skipped file. The streamer shows a note as one italic line (`_note_`), so the
+        lines are joined to close and reopen the italics around each newline."""
+        return "_\n_".join(self.notes)
 
 
 class Skipped(Exception):

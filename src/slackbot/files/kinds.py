@@ -173,7 +173,7 @@ def skip_note(name: str, reason: str, *, cap: int = 0, mime: str = "") -> str:
         "unreachable": f"I couldn't open {shown} (it may be deleted, external or restricted), so I answered without it.",
         "type": f"I can't read {shown} ({what}), so I answered without it.",
         "too_big": f"{shown} is over the {_size(cap)} per-file limit, so I answered without it.",
-        "too_many": f"I read only the first {cap} files, so I answered without {shown}.",
+        "too_many": f"I read at most {cap} files per message, so I answered without {shown}.",
         "turn_full": f"{shown} would go over the {_size(cap)} per-message limit, so I answered without it.",
         "signin": f"I couldn't open {shown}: this app lacks the files:read permission. Ask an admin to reinstall it.",
         "empty": f"{shown} is empty, so I answered without it.",
