@@ -30,6 +30,7 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 from aiohttp import web
 from redis.exceptions import RedisError
 from yarl import URL
@@ -52,7 +53,9 @@ _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint,
     "user_message": {"channel", "text", "user", "thread_ts"},
     "slash_command": {"command", "text", "user", "channel"},
     "click": {"channel", "ts", "action_id", "user", "value"},
+    "share": {"channel", "text", "user", "thread_ts", "files"},  # a message with attached files
 }
+SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
 
 
 class SandboxWorkspace(SlackEmulator):
@@ -137,8 +140,9 @@ class Sandbox:
                                       bot_token=f"xoxb-sandbox-{secrets.token_hex(12)}")
         await self.slack.start()
         update: dict = {
-            "slack_bot_token": self.slack.bot_token, "slack_signing_secret": self.slack.signing_secret,
-            "slack_app_token": "", "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
+            # model_copy does not validate: secrets must already be SecretStr
+            "slack_bot_token": SecretStr(self.slack.bot_token), "slack_signing_secret": SecretStr(self.slack.signing_secret),
+            "slack_app_token": SecretStr(""), "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
             "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
         }
         real_gemini = bool(s.api_key) or s.use_enterprise
@@ -146,7 +150,7 @@ class Sandbox:
             self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
             await self.gemini_emu.start()
-            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key="sandbox-emulator",
+            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key=SecretStr("sandbox-emulator"),
                           use_enterprise=False,
                           **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
         self._real_redis = await redis_answers(s.redis_url)
@@ -184,7 +188,7 @@ class Sandbox:
 
     async def _start_page(self) -> None:
         s = self.settings
-        app = web.Application(middlewares=[_same_origin_json])
+        app = web.Application(middlewares=[_same_origin_json], client_max_size=SHARE_MAX_BYTES)
         app.add_routes([
             web.get("/", self._index),
             web.get("/api/info", self._api_info),
@@ -194,6 +198,7 @@ class Sandbox:
             web.post("/api/user_message", self._forward("user_message")),
             web.post("/api/slash_command", self._forward("slash_command")),
             web.post("/api/click", self._forward("click")),
+            web.post("/api/share", self._forward("share")),
             web.static("/static", STATIC),
         ])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -253,13 +258,20 @@ class Sandbox:
             return web.json_response(await resp.json(), status=resp.status)
 
     async def _api_file(self, request: web.Request) -> web.StreamResponse:
+        """A file for the page (reports, attachments), fetched as the bot would: with its token."""
         file_id = request.match_info["file_id"]
-        async with self._http.get(f"{self.slack.base_url}/_emu/files/{file_id}") as resp:
+        headers = {"Authorization": f"Bearer {self.slack.bot_token}"}
+        async with self._http.get(f"{self.slack.base_url}/_emu/files/{file_id}", headers=headers) as resp:
             body = await resp.read()
+            upstream = resp.content_type
         if resp.status != 200:
             return web.Response(status=resp.status, text="file not found")
-        return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                            headers={"Content-Disposition": f'inline; filename="{file_id}.md"'})
+        safe = {"Content-Disposition": "inline", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"}
+        # images and PDFs as themselves; anything else as plain text, so no upload can script the page
+        if (upstream.startswith("image/") and upstream != "image/svg+xml") or upstream == "application/pdf":
+            return web.Response(body=body, content_type=upstream, headers=safe)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=safe)
 
     def _forward(self, name: str):
         allowed = _FORWARD_FIELDS[name]
