@@ -239,3 +239,49 @@ async def test_bots_own_file_is_never_input(bot, slack_emu, gemini_emu):
     assert [p["mime_type"] for p in file_parts(gemini_emu.model_creates()[-1])] == ["image/png"]
     assert "research-report.md" not in dm_texts(slack_emu)[0]  # ignored silently, not "skipped"
     assert not [r for r in slack_emu.file_requests if r["file"] == report["id"]]
+
+
+# 6: the emulators know files ------------------------------------------------------------------------
+
+# The Slack emulator serves url_private only to the bot token (with files:read); anyone else gets
+# Slack's sign-in page, HTTP 200 text/html, as Slack does.
+async def test_slack_emulator_serves_files_only_to_the_bot_token(slack_emu):
+    import aiohttp
+
+    f = slack_emu.host_file("a.pdf", PDF, mimetype="application/pdf")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f["url_private_download"], headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as resp:
+            assert resp.status == 200 and resp.content_type == "application/pdf" and await resp.read() == PDF
+        for headers in ({}, {"Authorization": "Bearer xoxb-someone-else"}):
+            async with http.get(f["url_private"], headers=headers) as resp:
+                assert resp.status == 200 and resp.content_type == "text/html"
+                assert "Sign in" in await resp.text()
+    assert [r["authorized"] for r in slack_emu.file_requests] == [True, False, False]
+
+
+# The Interactions emulator checks content parts as the SDK defines them and says what it received.
+async def test_gemini_emulator_validates_parts_and_digests_bytes(gemini_emu):
+    import base64
+
+    import pytest
+    from google import genai
+    from google.genai import types
+    from google.genai._interactions import BadRequestError
+
+    client = genai.Client(api_key="test", http_options=types.HttpOptions(
+        base_url=gemini_emu.base_url, retry_options=types.HttpRetryOptions(attempts=1)))
+    api = client.aio.interactions
+    data = base64.b64encode(PNG).decode()
+    done = await api.create(model="gemini-3-flash-preview", input=[
+        {"type": "text", "text": "what is this?"}, {"type": "image", "mime_type": "image/png", "data": data}])
+    assert gemini_emu.interaction(done.id)["media"] == [
+        {"type": "image", "mime_type": "image/png", "bytes": len(PNG), "sha256": hashlib.sha256(PNG).hexdigest()}]
+    assert digest(PNG) in gemini_emu.interaction(done.id)["output_text"]
+    bad = [{"type": "image", "mime_type": "application/zip", "data": data},  # not an image type of the SDK
+           {"type": "document", "mime_type": "image/png", "data": data},  # an image type, not a document one
+           {"type": "image", "mime_type": "image/png", "data": "not base64!"},
+           {"type": "image", "mime_type": "image/png"},  # neither data nor uri
+           {"type": "image", "mime_type": "image/png", "data": data, "uri": "gs://x"}]  # both
+    for part in bad:
+        with pytest.raises(BadRequestError):  # HTTP 400, as the SDK raises it
+            await api.create(model="gemini-3-flash-preview", input=[{"type": "text", "text": "x"}, part])
