@@ -115,7 +115,7 @@ def bot_settings(*, redis_url: str, prefix: str, slack_emu, gemini_emu, port: in
         slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_app_token="",
         slack_api_url=slack_emu.api_url, gemini_api_key="test-key", gemini_base_url=gemini_emu.base_url,
         use_enterprise=False, gemini_model="gemini-3-flash-preview", redis_url=redis_url, redis_prefix=prefix,
-        host="127.0.0.1", port=port or free_port(), edit_min_interval=0.2, placeholder_after_seconds=0.5,
+        host="127.0.0.1", port=port or free_port(), edit_min_interval=0.2, turn_lease_seconds=3.0,
         gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
         research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
         tools="", system_instruction="Be brief.",

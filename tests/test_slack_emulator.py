@@ -351,3 +351,172 @@ async def test_control_endpoints_and_feed(emu, receiver):
         async with http.get("/_emu/calls") as r:
             assert await r.json() == []
     assert emu.messages("C_GENERAL") == []
+
+
+# ------------------------------------------------- native streaming and thread status
+
+
+async def _mention(emu) -> str:
+    return (await emu.user_message("C_GENERAL", "<@UBOT> explain", deliver=False)).message.ts
+
+
+async def test_native_stream_grows_and_stops_through_chat_stream(emu, client):
+    thread = await _mention(emu)
+    streamer = await client.chat_stream(channel="C_GENERAL", thread_ts=thread, recipient_team_id="T0001",
+                                        recipient_user_id="U_ALICE", buffer_size=1)
+    await streamer.append(markdown_text="Hello")
+    await streamer.append(markdown_text=" *world*", chunks=[
+        {"type": "plan_update", "title": "Answering"},
+        {"type": "task_update", "id": "t1", "title": "Reading", "status": "in_progress"}])
+    stream = emu.stream("C_GENERAL", streamer.ts)
+    assert stream.state == "streaming" and stream.texts == ["Hello", "Hello *world*"]
+    assert stream.plan_title == "Answering" and stream.tasks["t1"]["status"] == "in_progress"
+    # While it streams, the thread shows the text so far, as Slack would.
+    replies = await client.conversations_replies(channel="C_GENERAL", ts=thread)
+    assert replies["messages"][1]["text"] == "Hello *world*" and replies["messages"][1]["bot_id"] == "BBOT"
+    feedback = [{"type": "context_actions", "elements": [{"type": "feedback_buttons", "action_id": "fb"}]}]
+    await streamer.stop(markdown_text="!", blocks=feedback,
+                        metadata={"event_type": "answer", "event_payload": {"id": "1"}})
+    assert stream.state == "stopped" and stream.texts[-1] == "Hello *world*!"
+    msg = emu.bot_messages("C_GENERAL", thread)[0]
+    assert msg.visible_text == "Hello *world*!" and msg.blocks[-1]["type"] == "context_actions"
+    assert stream.metadata["event_type"] == "answer"
+    assert [len(emu.calls_to(m)) for m in ("chat.startStream", "chat.appendStream", "chat.stopStream")] == [1, 1, 1]
+    assert (await api_error(client.chat_appendStream(channel="C_GENERAL", ts=streamer.ts, markdown_text="x"))
+            ).response["error"] == "message_not_in_streaming_state"
+
+
+async def test_start_stream_needs_thread_and_recipient_in_channels(emu, client):
+    thread = await _mention(emu)
+    cases = [({"recipient_team_id": "T0001"}, "missing_recipient_user_id"),
+             ({"recipient_user_id": "U_ALICE"}, "missing_recipient_team_id")]
+    for kwargs, error in cases:
+        e = await api_error(client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="x", **kwargs))
+        assert e.response["error"] == error
+    e = await api_error(client.chat_startStream(channel="C_GENERAL", thread_ts="", markdown_text="x",
+                                                recipient_team_id="T0001", recipient_user_id="U_ALICE"))
+    assert e.response["error"] == "invalid_arguments"
+    dm = (await emu.user_message("D_ALICE", "hi", deliver=False)).message.ts
+    started = await client.chat_startStream(channel="D_ALICE", thread_ts=dm, markdown_text="ok")
+    assert emu.stream("D_ALICE", started["ts"]).markdown == "ok"
+
+
+async def test_stream_chunk_and_size_limits(emu, client):
+    thread = await _mention(emu)
+    ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, recipient_team_id="T0001",
+                                        recipient_user_id="U_ALICE"))["ts"]
+    e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="x" * 12_001))
+    assert e.response["error"] == "msg_too_long"
+    for chunk in ({"type": "sparkles"}, {"type": "task_update", "id": "a", "title": "b", "status": "done"}):
+        e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[chunk]))
+        assert e.response["error"] == "invalid_chunks"
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="y" * 12_000)
+    assert len(emu.stream("C_GENERAL", ts).markdown) == 12_000
+    user_ts = thread
+    e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=user_ts, markdown_text="x"))
+    assert e.response["error"] == "message_not_owned_by_app"
+
+
+async def test_stream_expires_then_chat_update_finishes_it(receiver):
+    emu = SlackEmulator(app_url=receiver.url, stream_expiry_seconds=0.3)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        thread = await _mention(emu)
+        ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="part",
+                                            recipient_team_id="T0001", recipient_user_id="U_ALICE"))["ts"]
+        e = await api_error(client.chat_update(channel="C_GENERAL", ts=ts, text="whole"))
+        assert e.response["error"] == "streaming_state_conflict"
+        await emu.wait_for(lambda: emu.stream("C_GENERAL", ts).state == "expired")
+        for call in (client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="more"),
+                     client.chat_stopStream(channel="C_GENERAL", ts=ts)):
+            assert (await api_error(call)).response["error"] == "message_not_in_streaming_state"
+        assert emu.bot_messages("C_GENERAL")[0].visible_text == "part"
+        await client.chat_update(channel="C_GENERAL", ts=ts, text="whole", blocks=[{"type": "markdown", "text": "whole"}])
+        assert emu.bot_messages("C_GENERAL")[0].visible_text == "whole"
+    finally:
+        await emu.stop()
+
+
+async def test_user_presses_stop(emu, client):
+    thread = await _mention(emu)
+    ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="so far",
+                                        recipient_team_id="T0001", recipient_user_id="U_ALICE"))["ts"]
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async with http.post("/_emu/stop_stream", json={"channel": "C_GENERAL", "ts": ts, "user": "U_BOB"}) as r:
+            assert r.status == 400  # only the person the stream is for sees Stop
+        async with http.post("/_emu/stop_stream", json={"channel": "C_GENERAL", "ts": ts, "user": "U_ALICE"}) as r:
+            assert r.status == 200 and (await r.json())["stream"]["state"] == "stopped_by_user"
+    for call in (client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="more"),
+                 client.chat_stopStream(channel="C_GENERAL", ts=ts)):
+        assert (await api_error(call)).response["error"] == "stopped_by_user"
+    assert emu.bot_messages("C_GENERAL")[0].visible_text == "so far"
+    await client.chat_update(channel="C_GENERAL", ts=ts, text="so far (stopped)")
+    assert emu.bot_messages("C_GENERAL")[0].text == "so far (stopped)"
+
+
+async def test_stream_methods_have_their_tiers(emu, client):
+    thread = await _mention(emu)
+    args = {"channel": "C_GENERAL", "thread_ts": thread, "recipient_team_id": "T0001", "recipient_user_id": "U_ALICE"}
+    for _ in range(20):  # Tier 2: about 20 a minute
+        ts = (await client.chat_startStream(**args, markdown_text="x"))["ts"]
+    e = await api_error(client.chat_startStream(**args))
+    assert e.response.status_code == 429 and int(e.response.headers["Retry-After"]) >= 1
+    emu.set_rate_limit("chat.appendStream", 60, 2)
+    for _ in range(2):
+        await client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="y")
+    e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="y"))
+    assert e.response.status_code == 429
+    await client.chat_stopStream(channel="C_GENERAL", ts=ts)  # its own bucket
+    assert emu.ratelimited("chat.startStream") == 1 and emu.ratelimited("chat.appendStream") == 1
+
+
+async def test_thread_status_shows_and_clears(receiver):
+    emu = SlackEmulator(app_url=receiver.url, status_clear_seconds=0.3)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        thread = await _mention(emu)
+        for body in ({"channel_id": "C_GENERAL", "status": "x"}, {"thread_ts": thread, "status": "x"},
+                     {"channel_id": "C_GENERAL", "thread_ts": thread, "status": "x",
+                      "loading_messages": [str(i) for i in range(11)]}):
+            e = await api_error(client.api_call("assistant.threads.setStatus", json=body))
+            assert e.response["error"] == "invalid_arguments"
+        await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread, status="is thinking…",
+                                                 loading_messages=["Reading", "Writing"])
+        shown = emu.current_status("C_GENERAL", thread)
+        assert shown["status"] == "is thinking…" and shown["loading_messages"] == ["Reading", "Writing"]
+        await client.chat_postMessage(channel="C_GENERAL", thread_ts=thread, text="answer")  # clears it
+        assert emu.current_status("C_GENERAL", thread) is None
+        await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread, status="is thinking…")
+        await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread, status="")
+        await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread, status="is still thinking…")
+        await emu.wait_for(lambda: emu.status_history("C_GENERAL", thread)[-1]["via"] == "timeout")
+        assert emu.current_status("C_GENERAL", thread) is None
+        assert [(s["status"], s["via"]) for s in emu.status_history("C_GENERAL", thread)] == [
+            ("is thinking…", "app"), ("", "message"), ("is thinking…", "app"), ("", "app"),
+            ("is still thinking…", "app"), ("", "timeout")]
+    finally:
+        await emu.stop()
+
+
+async def test_feed_shows_stream_growth_and_status(emu, client):
+    thread = await _mention(emu)
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async with http.get("/_emu/feed") as feed:
+            assert (await feed.content.readline()).startswith(b": connected")
+            await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread, status="is thinking…",
+                                                     loading_messages=["Reading"])
+            ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="a",
+                                                recipient_team_id="T0001", recipient_user_id="U_ALICE"))["ts"]
+            await client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="b")
+            await client.chat_stopStream(channel="C_GENERAL", ts=ts)
+            events = []
+            while len(events) < 5:
+                line = await asyncio.wait_for(feed.content.readline(), 2)
+                if line.startswith(b"data:"):
+                    events.append(json.loads(line[len("data:"):]))
+    assert [e["type"] for e in events] == ["status", "message", "status", "message_changed", "message_changed"]
+    assert events[0]["loading_messages"] == ["Reading"] and events[2]["status"] == ""
+    assert events[1]["visible_text"] == "a" and events[3]["visible_text"] == "ab"
+    assert events[3]["stream"]["state"] == "streaming" and events[4]["stream"]["state"] == "stopped"

@@ -44,15 +44,17 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
     from .research.jobs import Research  # research builds on the chat pieces
 
+    ttls = {"chain_ttl": settings.chain_ttl_seconds, "dedup_ttl": settings.dedup_ttl_seconds,
+            "journal_ttl": settings.journal_ttl_seconds}
     if redis_client is None:
-        store = Store.from_url(settings.redis_url, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
-                               dedup_ttl=settings.dedup_ttl_seconds)
+        store = Store.from_url(settings.redis_url, settings.redis_prefix, **ttls,
+                               max_connections=settings.redis_max_connections, pool_timeout=settings.redis_pool_timeout)
     else:
-        store = Store(redis_client, settings.redis_prefix, chain_ttl=settings.chain_ttl_seconds,
-                      dedup_ttl=settings.dedup_ttl_seconds)
+        store = Store(redis_client, settings.redis_prefix, **ttls)
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
-    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client))
+    tasks = TaskTracker()
+    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks)
     services.research = Research(services)
     return services
 
@@ -133,6 +135,8 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
     run_worker = settings.research_worker if with_worker is None else with_worker
     worker = services.research.worker() if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
+    leases_stop = asyncio.Event()
+    leases = asyncio.create_task(services.turns.maintain(leases_stop))
     await stop.wait()
     log.info("shutting down: no new events; letting answers in flight finish")
     services.tasks.accepting = False
@@ -141,6 +145,8 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
     if socket_handler:
         await socket_handler.disconnect_async()
     await services.tasks.drain(settings.shutdown_grace_seconds)
+    leases_stop.set()  # turns cut off by the drain come back to another replica after their lease
+    await asyncio.wait({leases}, timeout=5)
     if worker_task:
         await asyncio.wait({worker_task}, timeout=5)
     await runner.cleanup()

@@ -67,18 +67,35 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", **_env("LOG_LEVEL"))
     log_content: bool = Field(False, **_env("LOG_CONTENT"))  # debug only: log message text
 
-    # --- Streaming into Slack ----------------------------------------------------------------
+    # --- Delivering answers into Slack (the planner: slack_out/plan.py) -------------------------
+    delivery: Literal["planner", "edits"] = Field("planner", **_env("DELIVERY"))
     edit_budget_per_minute: float = Field(40.0, gt=0, **_env("EDIT_BUDGET_PER_MINUTE"))
     edit_budget_burst: float = Field(10.0, ge=1, **_env("EDIT_BUDGET_BURST"))
     edit_final_reserve: float = Field(3.0, ge=0, **_env("EDIT_FINAL_RESERVE"))
     edit_min_interval: float = Field(1.0, gt=0, **_env("EDIT_MIN_INTERVAL"))
     post_per_channel_per_second: float = Field(1.0, gt=0, **_env("POST_PER_CHANNEL_PER_SECOND"))
     post_burst: float = Field(3.0, ge=1, **_env("POST_BURST"))
-    placeholder_after_seconds: float = Field(1.0, ge=0, **_env("PLACEHOLDER_AFTER_SECONDS"))
+    stream_starts_per_minute: float = Field(18.0, gt=0, **_env("STREAM_STARTS_PER_MINUTE"))
+    stream_appends_per_minute: float = Field(90.0, gt=0, **_env("STREAM_APPENDS_PER_MINUTE"))
+    stream_max_seconds: float = Field(240.0, gt=1, **_env("STREAM_MAX_SECONDS"))
+    status_per_minute: float = Field(100.0, gt=0, **_env("STATUS_PER_MINUTE"))
+    stall_seconds: float = Field(4.0, gt=0, **_env("STALL_SECONDS"))
     message_chars: int = Field(3500, ge=200, le=3900, **_env("MESSAGE_CHARS"))
+    max_messages_per_answer: int = Field(8, ge=1, le=50, **_env("MAX_MESSAGES_PER_ANSWER"))
     replies_budget_per_minute: float = Field(1.0, gt=0, **_env("REPLIES_BUDGET_PER_MINUTE"))
     replies_wait_seconds: float = Field(3.0, ge=0, **_env("REPLIES_WAIT_SECONDS"))
-    thread_lock_seconds: float = Field(30.0, gt=1, **_env("THREAD_LOCK_SECONDS"))
+
+    # --- Turns: concurrency, crash survival, cost guard ---------------------------------------
+    max_concurrent_turns: int = Field(64, ge=1, **_env("MAX_CONCURRENT_TURNS"))
+    redis_max_connections: int = Field(50, ge=4, **_env("REDIS_MAX_CONNECTIONS"))
+    redis_pool_timeout: float = Field(10.0, gt=0, **_env("REDIS_POOL_TIMEOUT"))
+    turn_lease_seconds: float = Field(15.0, gt=0.5, **_env("TURN_LEASE_SECONDS"))
+    turn_deadline_seconds: float = Field(600.0, gt=1, **_env("TURN_DEADLINE_SECONDS"))
+    journal_ttl_seconds: int = Field(7200, ge=60, **_env("JOURNAL_TTL_SECONDS"))
+    user_max_active_answers: int = Field(3, ge=1, **_env("USER_MAX_ACTIVE_ANSWERS"))
+    user_turns_per_minute: int = Field(10, ge=1, **_env("USER_TURNS_PER_MINUTE"))
+    max_output_tokens: int = Field(8192, ge=16, **_env("MAX_OUTPUT_TOKENS"))
+    thinking_summaries: bool = Field(False, **_env("THINKING_SUMMARIES"))
 
     # --- Research ---------------------------------------------------------------------------
     research_poll_initial: float = Field(10.0, gt=0, **_env("RESEARCH_POLL_INITIAL"))
@@ -122,6 +139,12 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must be true: store=false disables previous_interaction_id (thread memory)")
         return value
+
+    @model_validator(mode="after")
+    def _journal_outlives_turns(self) -> "Settings":
+        if self.journal_ttl_seconds < self.turn_deadline_seconds + 60:
+            raise ValueError("SLACKBOT_JOURNAL_TTL_SECONDS: must exceed SLACKBOT_TURN_DEADLINE_SECONDS by a minute")
+        return self
 
     @model_validator(mode="after")
     def _enterprise_needs_project(self) -> "Settings":

@@ -42,6 +42,20 @@ class Delta:
 
 
 @dataclass
+class Started:
+    """Gemini accepted the turn: its interaction id (journalled, so a survivor can replay the stream)."""
+
+    interaction_id: str
+
+
+@dataclass
+class Thought:
+    """A thought summary line: shown as the thread status, never in the answer."""
+
+    text: str
+
+
+@dataclass
 class Done:
     interaction_id: str
     status: str
@@ -60,7 +74,7 @@ class GeminiError(Exception):
 
     def __init__(self, kind: str, detail: str = "", code: int | None = None):
         super().__init__(f"{kind}: {detail}")
-        self.kind = kind  # not_found | rate_limited | unavailable | rejected | stream_failed
+        self.kind = kind  # not_found | lost | rate_limited | unavailable | rejected | stream_failed
         self.code = code
 
 
@@ -132,7 +146,7 @@ class _StreamState:
         self.done = False
         self._seen: set[str] = set()
 
-    def consume(self, event: Any) -> str | None:
+    def consume(self, event: Any) -> "Delta | Thought | Started | None":
         event_id = getattr(event, "event_id", None)
         if event_id:
             if event_id in self._seen:  # a replay after resume: already shown
@@ -141,17 +155,25 @@ class _StreamState:
             self.last_event_id = event_id
         kind = getattr(event, "event_type", "")
         if kind in ("interaction.created", "interaction.completed"):
+            first = self.interaction_id is None
             self.interaction_id = event.interaction.id
             self.status = str(event.interaction.status)
             self.done = kind == "interaction.completed"
+            if first:
+                return Started(self.interaction_id)
         elif kind == "interaction.status_update":
             self.status = str(event.status)
         elif kind == "error":
             err = getattr(event, "error", None)
             metrics.GEMINI_ERRORS.labels("stream_error").inc()
             raise GeminiError("unavailable", getattr(err, "message", None) or "stream error")
-        elif kind == "step.delta" and getattr(event.delta, "type", "") == "text":
-            return event.delta.text
+        elif kind == "step.delta":
+            delta_type = getattr(event.delta, "type", "")
+            if delta_type == "text":
+                return Delta(event.delta.text) if event.delta.text else None
+            if delta_type == "thought_summary":
+                line = getattr(getattr(event.delta, "content", None), "text", None)
+                return Thought(line) if line else None
         return None
 
 
@@ -171,6 +193,10 @@ class Gemini:
             body["system_instruction"] = s.system_instruction
         if s.tool_list:
             body["tools"] = s.tool_list
+        config: dict = {"max_output_tokens": s.max_output_tokens}
+        if s.thinking_summaries:
+            config["thinking_summaries"] = "auto"
+        body["generation_config"] = config
         if previous_id:
             body["previous_interaction_id"] = previous_id
         return body
@@ -187,18 +213,30 @@ class Gemini:
                     raise GeminiError("unavailable", type(exc).__name__) from None
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None) -> AsyncIterator[Delta | Done]:
+    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None) -> AsyncIterator[Delta | Thought | Started | Done]:
         """One chat turn, streamed. Resumes a broken stream in place; raises GeminiError at the end."""
-        started = time.monotonic()
-        state = _StreamState()
         stream = await self._open(self._turn_body(user_input, previous_id))
+        async for item in self._follow(stream, _StreamState()):
+            yield item
+
+    async def replay_turn(self, interaction_id: str) -> AsyncIterator[Delta | Thought | Started | Done]:
+        """A turn another process started: its stream from the first event (Gemini stores it), then on."""
+        state = _StreamState()
+        state.interaction_id = interaction_id
+        yield Started(interaction_id)
+        stream = await self._resume(state)
+        async for item in self._follow(stream, state):
+            yield item
+
+    async def _follow(self, stream, state: _StreamState) -> AsyncIterator[Delta | Thought | Started | Done]:
+        started = time.monotonic()
         resumes = 0
         while True:
             try:
                 async for event in stream:
-                    text = state.consume(event)
-                    if text:
-                        yield Delta(text)
+                    item = state.consume(event)
+                    if item is not None:
+                        yield item
                     if state.done:
                         break
             except _TRANSPORT_ERRORS as exc:
@@ -223,7 +261,10 @@ class Gemini:
         try:
             return await self._api.get(state.interaction_id, stream=True, last_event_id=state.last_event_id)
         except APIStatusError as exc:
-            raise _from_status_error(exc) from None
+            error = _from_status_error(exc)
+            if error.kind == "not_found":  # Gemini lost the interaction mid-answer: not an expired chain
+                error.kind = "lost"
+            raise error from None
         except _TRANSPORT_ERRORS:
             return _EmptyStream()  # counts as one more failed resume attempt
 

@@ -28,6 +28,13 @@ RESEARCH_JOBS = Counter("slackbot_research_jobs_total", "Research jobs reaching 
 RESEARCH_DURATION = Histogram("slackbot_research_job_seconds", "Research job run time",
                               buckets=(30, 60, 120, 300, 600, 1200, 2400, 5400), registry=REGISTRY)
 
+TURNS_RECOVERED = Counter("slackbot_turns_recovered_total",
+                          "Turns finished by this process after the process running them died", registry=REGISTRY)
+TURNS_RECONCILED = Counter("slackbot_turns_reconciled_total",
+                           "Posts found already in Slack after a crash, so not posted again", registry=REGISTRY)
+DELIVERY_CALLS = Counter("slackbot_delivery_calls_total", "Slack writes spent delivering answers, by kind",
+                         ["kind"], registry=REGISTRY)
+
 WORK_IN_FLIGHT = Gauge("slackbot_work_in_flight", "Answers and research steps running in this process",
                        registry=REGISTRY)
 

@@ -58,6 +58,28 @@ class NameCache:
         return slack_to_prompt(text, names, bot_user_id)
 
 
+async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, *, team: str, channel: str,
+                      thread_ts: str, oldest: str | None = None) -> list[dict] | None:
+    """A thread's messages (at most REPLIES_LIMIT), or None if the shared budget can't be had promptly."""
+    budget = Budget(settings.replies_budget_per_minute / 60.0, 1.0)
+    deadline = time.monotonic() + settings.replies_wait_seconds
+    extra = {"oldest": oldest} if oldest else {}
+    try:
+        while (wait := await store.take(f"replies:{team}", budget)) > 0:
+            if time.monotonic() + wait > deadline:
+                return None
+            await asyncio.sleep(wait)
+        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=REPLIES_LIMIT, **extra)
+    except (RedisError, OSError):
+        return None
+    except SlackApiError as exc:
+        if exc.response is not None and exc.response.status_code == 429:
+            await store.penalize(f"replies:{team}", float(exc.response.headers.get("Retry-After", 60)))
+        log.warning("conversations.replies failed", extra={"channel": channel, "error": exc.response.get("error")})
+        return None
+    return list(resp.get("messages") or [])
+
+
 @dataclass
 class Transcript:
     text: str
@@ -69,23 +91,11 @@ async def thread_transcript(client: AsyncWebClient, store: Store, settings: Sett
                             bot_user_id: str | None) -> Transcript | None:
     """The thread's recent messages as a transcript (with the files people shared in them), or None
     if the shared budget can't be had promptly."""
-    budget = Budget(settings.replies_budget_per_minute / 60.0, 1.0)
-    deadline = time.monotonic() + settings.replies_wait_seconds
-    try:
-        while (wait := await store.take(f"replies:{team}", budget)) > 0:
-            if time.monotonic() + wait > deadline:
-                return None
-            await asyncio.sleep(wait)
-        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=REPLIES_LIMIT)
-    except (RedisError, OSError):
-        return None
-    except SlackApiError as exc:
-        if exc.response is not None and exc.response.status_code == 429:
-            await store.penalize(f"replies:{team}", float(exc.response.headers.get("Retry-After", 60)))
-        log.warning("conversations.replies failed", extra={"channel": channel, "error": exc.response.get("error")})
+    messages = await read_thread(client, store, settings, team=team, channel=channel, thread_ts=thread_ts)
+    if messages is None:
         return None
     lines, files = [], []
-    for msg in resp.get("messages") or []:
+    for msg in messages:
         if msg.get("ts") == exclude_ts or msg.get("subtype") in ("channel_join", "message_deleted"):
             continue
         text = await names.readable(_message_text(msg), bot_user_id)

@@ -22,6 +22,8 @@ class Turn:
     kind: str  # mention | reply | dm
     in_existing_thread: bool = False  # a mention inside a thread people already started
     files: tuple = ()
+    parent_user: str = ""  # who wrote the thread's first message (Slack sends it with replies)
+    user_team: str = ""  # the sender's own workspace (a partner org's in Slack Connect)
 
     @property
     def dedup_key(self) -> str:
@@ -58,6 +60,7 @@ def _turn(event: dict, team: str, kind: str) -> Turn:
         team=event.get("team") or team, channel=event["channel"], user=event["user"],
         text=event.get("text") or "", ts=ts, reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
         in_existing_thread=kind == "mention" and thread_ts != ts, files=tuple(event.get("files") or ()),
+        parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
     )
 
 
@@ -67,4 +70,5 @@ def _dm_turn(event: dict, team: str) -> Turn:
         team=event.get("team") or team, channel=event["channel"], user=event["user"],
         text=event.get("text") or "", ts=event["ts"], reply_thread_ts=thread_ts,
         chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),
+        parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
     )

@@ -1,29 +1,39 @@
-"""The turn runner: lock the thread, call Gemini, stream into Slack, move the chain head.
+"""The turn runner: journal the turn, lock the thread, call Gemini, deliver into Slack, move the head.
 
-Guarantees (all enforced in Redis, so they hold across replicas):
-* one turn at a time per thread (a lock renewed while the answer streams), so two messages that
-  arrive together are answered one after the other, each chained to the answer before it;
-* the head moves by compare-and-set from the value the turn started with: never a fork;
-* a failed turn leaves the head where it was, so the next message in the thread works.
+Guarantees (enforced in Redis, so they hold across replicas):
+* every accepted message is answered at least once and shown once: intake journals the turn before
+  the ack; the process running it holds a lease it renews; when a process dies, a survivor claims
+  the turn after the lease and finishes it from the journal (replaying Gemini's stored stream);
+* one turn at a time per thread: a Redis lock held by the turn's id (so a survivor finishing a dead
+  process's turn takes the lock over instead of waiting behind it); waiters in one process queue on
+  a local lock, and only the first of them asks Redis, with backoff;
+* the head moves by compare-and-set from the value the turn started with: never a fork; a failed or
+  stopped turn leaves the head where it was, so the next message in the thread works;
+* every turn ends with its answer or one plain line, within `SLACKBOT_TURN_DEADLINE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from contextlib import asynccontextmanager
+import uuid
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
-from ..gemini import Delta, Gemini, GeminiError
+from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought
+from ..slack_out.delivery import AnswerDelivery, Target
+from ..slack_out.plan import Policy
 from ..slack_out.poster import SlackPoster
-from ..slack_out.render import message_payload
-from ..slack_out.streamer import AnswerStream
-from ..store import RedisError, Store
+from ..slack_out.render import render_span
+from ..store import RedisError, Store, TurnRecord
 from .context import NameCache, thread_transcript, with_transcript
 from .intake import Turn
 
@@ -33,123 +43,372 @@ FAILURE_LINES = {
     "rate_limited": "Gemini is over its rate limit right now. Please try again in a minute.",
     "unavailable": "I couldn't reach Gemini just now. Please try again in a moment.",
     "stream_failed": "My connection to Gemini broke before the answer was complete. Please ask again.",
+    "lost": "Gemini lost this answer partway through, so it ends here. Please ask again.",
     "rejected": "Gemini couldn't answer that request. Try rephrasing it.",
     "not_found": "I lost track of this conversation. Please ask again.",
 }
+UNEXPECTED = "Something went wrong on my side while answering. Please try again."
+TOO_SLOW = "This answer took too long, so I stopped it here."
+ABANDONED = "I couldn't finish this answer in time. Please ask again."
+STOPPED = "Stopped at the asker's request."
 STORE_DOWN = "I can't reach my memory store right now. Please try again in a minute."
 NO_READBACK = "I couldn't read this thread's earlier messages just now, so I only saw your message."
 FRESH_CHAIN = "I no longer remember this thread's earlier conversation, so I'm starting fresh."
-_LOCK_WAIT_LIMIT = 900.0  # seconds a turn waits behind others in its thread
+BUSY_USER = "You already have {n} answers in progress. Please wait for one to finish."
+FAST_USER = "You're sending messages faster than I can answer. Please wait a minute and try again."
+_LOCK_POLL = (0.2, 2.0)  # backoff bounds while another replica holds a thread's lock
+
+
+class Stopped(Exception):
+    """The asker pressed Stop."""
+
+
+@dataclass
+class _Active:
+    lock_key: str
+    task: asyncio.Task | None = None
+    stop_event: asyncio.Event | None = None
 
 
 class TurnRunner:
-    def __init__(self, settings: Settings, store: Store, gemini: Gemini, client: AsyncWebClient):
+    def __init__(self, settings: Settings, store: Store, gemini: Gemini, client: AsyncWebClient, tasks):
         self.settings = settings
         self.store = store
+        self.turns = store.turns
         self.gemini = gemini
         self.client = client
+        self.tasks = tasks
+        self.owner = f"r-{uuid.uuid4().hex[:10]}"
         self.names = NameCache(client)
+        self.slots = asyncio.Semaphore(settings.max_concurrent_turns)
+        self._active: dict[str, _Active] = {}
+        self._local_locks: dict[str, asyncio.Lock] = {}
+        s = settings
+        self.policy = Policy(limit=s.message_chars, min_interval=s.edit_min_interval, stall_after=s.stall_seconds,
+                             stream_max_age=s.stream_max_seconds, native=s.delivery == "planner",
+                             edits_only=s.delivery == "edits")
+
+    @property
+    def lease(self) -> float:
+        return self.settings.turn_lease_seconds
 
     def poster(self, team: str) -> SlackPoster:
         return SlackPoster(self.client, self.store, self.settings, team)
 
-    async def run(self, turn: Turn, bot_user_id: str | None) -> None:
-        lock = f"thread:{turn.team}:{turn.channel}:{turn.chain_thread}"
-        try:
-            async with self._thread_lock(lock):
-                head = await self.store.chain_head(turn.team, turn.channel, turn.chain_thread)
-                if turn.kind == "reply" and head is None:
-                    return  # a people's thread the bot was never asked into
-                await self._answer(turn, head, bot_user_id)
-        except (RedisError, OSError):
-            log.warning("redis unavailable during a turn", extra=_ctx(turn), exc_info=True)
-            await self.poster(turn.team).post(turn.channel, message_payload(f"_{STORE_DOWN}_"), turn.reply_thread_ts)
+    # --- intake ------------------------------------------------------------------------------------
+    async def accept(self, turn: Turn, bot_user_id: str | None) -> int:
+        """Journal a turn before the ack: 1 = ours to run now, 0 = seen before, -1 = not a thread of ours."""
+        record = TurnRecord(
+            id=turn.dedup_key.removeprefix("msg:"), team=turn.team, channel=turn.channel, user=turn.user,
+            text=turn.text, ts=turn.ts, reply_thread_ts=turn.reply_thread_ts or "", chain_thread=turn.chain_thread,
+            kind=turn.kind, in_existing_thread=turn.in_existing_thread, files=list(turn.files),
+            owned_by_parent=bool(bot_user_id) and turn.parent_user == bot_user_id, owner=self.owner,
+            user_team=turn.user_team or turn.team, bot_user_id=bot_user_id or "", created=time.time())
+        outcome = await self.turns.accept(record, is_reply=turn.kind == "reply", lease=self.lease)
+        if outcome == 1:
+            self.launch(record)
+        return outcome
 
-    async def _answer(self, turn: Turn, head: str | None, bot_user_id: str | None) -> None:
+    def launch(self, record: TurnRecord) -> None:
+        self._active[record.id] = _Active(self.turns.lock_key(record.team, record.channel, record.chain_thread))
+        self._active[record.id].task = self.tasks.spawn(self._run(record), name=f"turn:{record.id}")
+
+    # --- leases and recovery --------------------------------------------------------------------------
+    async def maintain(self, stopping: asyncio.Event) -> None:
+        """Renew this process's leases (one call), act on Stop requests, and finish dead processes' turns."""
+        tick = max(0.2, min(self.lease / 3, 2.0))
+        while not stopping.is_set():
+            try:
+                await self._renew()
+                if self.tasks.accepting:
+                    for turn_id in await self.turns.claim_due(self.owner, self.lease, limit=10):
+                        record = await self.turns.load(turn_id)
+                        if record is not None and turn_id not in self._active:
+                            metrics.TURNS_RECOVERED.inc()
+                            log.info("recovering a turn", extra={"turn": turn_id, "state": record.state})
+                            self.launch(record)
+            except (RedisError, OSError):
+                log.warning("could not renew turn leases")
+            try:
+                await asyncio.wait_for(stopping.wait(), tick)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _renew(self) -> None:
+        pairs = [(turn_id, a.lock_key) for turn_id, a in self._active.items()]
+        stopped, lost = await self.turns.renew(self.owner, self.lease, self._lock_ttl, pairs)
+        for turn_id in stopped:
+            self._signal_stop(turn_id)
+        for turn_id in lost:  # another replica took it over (we were too slow to renew): let it
+            active = self._active.get(turn_id)
+            if active and active.task:
+                log.warning("lost a turn's lease; another replica finishes it", extra={"turn": turn_id})
+                active.task.cancel()
+
+    @property
+    def _lock_ttl(self) -> float:
+        # longer than a lease, so after a crash the survivor of the turn gets its thread first
+        return self.lease * 3
+
+    # --- Stop ----------------------------------------------------------------------------------------
+    async def request_stop(self, turn_id: str, user: str) -> str:
+        """The Stop button: '' when stopping, else the one line to show the clicker."""
+        record = await self.turns.request_stop(turn_id, user)
+        if record is None or record.state == "done":
+            return "That answer has already finished."
+        if record.user != user:
+            return f"Only <@{record.user}> can stop this answer."
+        self._signal_stop(turn_id)  # at once if it runs here; else its owner sees it within a tick
+        return ""
+
+    def _signal_stop(self, turn_id: str) -> None:
+        active = self._active.get(turn_id)
+        if active and active.stop_event:
+            active.stop_event.set()
+
+    # --- one turn ----------------------------------------------------------------------------------------
+    async def _run(self, record: TurnRecord) -> None:
+        active = self._active[record.id]
+        try:
+            async with self._thread_lock(active.lock_key, record.id), self.slots:
+                await self._turn(record, active)
+        except (RedisError, OSError):
+            log.warning("redis unavailable during a turn", extra=_ctx(record), exc_info=True)
+            await self._say(record, STORE_DOWN)
+        finally:
+            self._active.pop(record.id, None)
+
+    async def _turn(self, record: TurnRecord, active: _Active) -> None:
+        recovered = record.state == "running"
+        if record.state == "done":
+            return
+        if record.created and time.time() - record.created > self.settings.turn_deadline_seconds:
+            await self._say(record, ABANDONED)  # a turn found long after its process died
+            await self._end(record, active)
+            return
+        if not recovered and not await self._admit(record):
+            await self._end(record, active)
+            return
+        if not recovered:
+            record.head_before = await self.turns.chain_head(record.team, record.channel, record.chain_thread) or ""
+            record.state = "running"
+            await self.turns.write(record.id, self.owner, {"state": "running", "head_before": record.head_before})
+        try:
+            await self._answer(record, active, recovered)
+        finally:
+            await self._release_user(record)
+            await self._end(record, active)
+
+    async def _answer(self, record: TurnRecord, active: _Active, recovered: bool) -> None:
         started = time.monotonic()
         metrics.ANSWERS.labels("started").inc()
+        restored = json.loads(record.delivery) if record.delivery else None
+        delivery = self._delivery(record, restored)
+        if recovered and restored and restored.get("pending"):
+            await self._reconcile(record, delivery, restored["pending"])
+        active.stop_event = asyncio.Event()
+        await delivery.begin()
+        delivery.start()
+        outcome, note, new_id = "completed", "", ""
+        try:
+            async with asyncio.timeout(max(1.0, record.created + self.settings.turn_deadline_seconds - time.time())):
+                new_id, note = await self._converse(record, delivery, active.stop_event, recovered)
+        except Stopped:
+            outcome, note = "stopped", STOPPED
+        except TimeoutError:
+            outcome, note = "failed", TOO_SLOW
+        except GeminiError as exc:
+            outcome, note = "failed", FAILURE_LINES.get(exc.kind, FAILURE_LINES["unavailable"])
+            log.warning("answer failed", extra={**_ctx(record), "kind": exc.kind, "code": exc.code})
+        except (RedisError, OSError):
+            raise
+        except Exception:
+            outcome, note = "failed", UNEXPECTED
+            log.exception("turn failed", extra=_ctx(record))
+        if delivery.user_stopped and outcome == "completed":
+            outcome, note = "stopped", STOPPED
+        moved = False
+        try:
+            await delivery.finish(note=note)
+            moved = outcome == "completed" and await self.turns.move_head(
+                record.team, record.channel, record.chain_thread, record.head_before or None, new_id)
+            await delivery.close()
+        finally:
+            delivery.cancel()
+        metrics.ANSWERS.labels(outcome).inc()
+        log.info("answer done", extra={**_ctx(record), "outcome": outcome, "interaction": new_id,
+                                       "head_moved": moved, "delivery": delivery.mix, "recovered": recovered,
+                                       "latency_ms": int((time.monotonic() - started) * 1000)})
+
+    def _delivery(self, record: TurnRecord, restored: dict | None) -> AnswerDelivery:
+        target = Target(record.channel, record.reply_thread_ts or None, record.id, record.user,
+                        record.user_team or record.team)
+
+        async def journal(state: dict) -> None:
+            await self.turns.write(record.id, self.owner, {"delivery": json.dumps(state)})
         s = self.settings
-        stream = AnswerStream(self.poster(turn.team), turn.channel, turn.reply_thread_ts, limit=s.message_chars,
-                              min_interval=s.edit_min_interval, placeholder_after=s.placeholder_after_seconds)
-        stream.start()
-        message = await self.names.readable(turn.text, bot_user_id)
-        if head is None and turn.in_existing_thread:
-            user_input, note = await self._with_thread(turn, message, bot_user_id,
-                                                       "You were just mentioned in a Slack thread.", NO_READBACK)
+        return AnswerDelivery(self.poster(record.team), self.client, target, self.policy, journal=journal,
+                              max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
+                              status=s.delivery == "planner", restored=restored)
+
+    async def _converse(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event,
+                        recovered: bool) -> tuple[str, str]:
+        """Stream Gemini's answer into the delivery; returns (new interaction id, note for the user)."""
+        head = record.head_before or None
+        if recovered and record.interaction_id:
+            return await self._consume(record, delivery, stop, self.gemini.replay_turn(record.interaction_id)), ""
+        message = await self.names.readable(record.text, record.bot_user_id or None)
+        if head is None and (record.in_existing_thread or record.kind == "reply"):
+            user_input, note = await self._with_thread(record, message, "You were just mentioned in a Slack thread."
+                                                       if record.kind == "mention" else
+                                                       "This Slack thread's earlier conversation is not in memory.",
+                                                       NO_READBACK)
         else:  # files shared with this message go in as content parts; a follow-up has them in the chain
-            given = await turn_parts(turn.files, message, self.settings, bot_user_id=bot_user_id)
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
             user_input, note = given.input, given.note
         try:
-            try:
-                new_id = await self._stream(stream, user_input, head)
-            except GeminiError as exc:
-                if exc.kind != "not_found" or head is None:
-                    raise
-                # Gemini's retention lapsed: rebuild from Slack and start a new chain
-                user_input, note = await self._with_thread(turn, message, bot_user_id,
-                                                           "Our earlier conversation in this Slack thread expired.",
-                                                           FRESH_CHAIN)
-                new_id = await self._stream(stream, user_input, None)
+            return await self._consume(record, delivery, stop, self.gemini.stream_turn(user_input, head)), note
         except GeminiError as exc:
-            metrics.ANSWERS.labels("failed").inc()
-            log.warning("answer failed", extra={**_ctx(turn), "kind": exc.kind, "code": exc.code})
-            await stream.finish(note=FAILURE_LINES.get(exc.kind, FAILURE_LINES["unavailable"]))
-            return
-        await stream.finish(note=note)
-        moved = await self.store.move_head(turn.team, turn.channel, turn.chain_thread, head, new_id)
-        metrics.ANSWERS.labels("completed").inc()
-        log.info("answer done", extra={**_ctx(turn), "interaction": new_id, "head_moved": moved,
-                                       "edits": stream.edits, "latency_ms": int((time.monotonic() - started) * 1000)})
+            if exc.kind != "not_found" or head is None:
+                raise
+        # Gemini's retention lapsed: rebuild from Slack and start a new chain
+        user_input, note = await self._with_thread(record, message,
+                                                   "Our earlier conversation in this Slack thread expired.", FRESH_CHAIN)
+        return await self._consume(record, delivery, stop, self.gemini.stream_turn(user_input, None)), note
 
-    async def _stream(self, stream: AnswerStream, user_input: str | list, head: str | None) -> str:
-        async for item in self.gemini.stream_turn(user_input, head):
-            if isinstance(item, Delta):
-                stream.feed(item.text)
-            else:
-                return item.interaction_id
+    async def _consume(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, items) -> str:
+        """Feed Gemini's stream into the delivery until Done; a Stop click cancels the reading."""
+        reader = asyncio.ensure_future(self._read(record, delivery, items))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                return reader.result()
+            raise Stopped()
+        finally:
+            for task in (reader, stopper):
+                task.cancel()
+            await asyncio.gather(reader, stopper, return_exceptions=True)
+
+    async def _read(self, record: TurnRecord, delivery: AnswerDelivery, items) -> str:
+        async with aclosing(items):
+            async for item in items:
+                if isinstance(item, Delta):
+                    delivery.feed(item.text)
+                elif isinstance(item, Thought):
+                    await delivery.thought(item.text)
+                elif isinstance(item, Started):
+                    record.interaction_id = item.interaction_id
+                    await self.turns.write(record.id, self.owner, {"interaction_id": item.interaction_id})
+                elif isinstance(item, Done):
+                    return item.interaction_id
+                if delivery.user_stopped:
+                    raise Stopped()
         raise GeminiError("stream_failed", "no completion")
 
-    async def _with_thread(self, turn: Turn, message: str, bot_user_id: str | None, reason: str,
+    async def _with_thread(self, record: TurnRecord, message: str, reason: str,
                            fallback_note: str) -> tuple[str | list, str]:
-        """(input, note): the thread as context when the shared budget allows, else the message alone."""
+        """(input, note): the thread as context when the shared budget allows, else the message alone;
+        with the files of this message and, newest first within the caps, of the thread."""
+        bot = record.bot_user_id or None
         transcript = await thread_transcript(
-            self.client, self.store, self.settings, self.names, team=turn.team, channel=turn.channel,
-            thread_ts=turn.chain_thread, exclude_ts=turn.ts, bot_user_id=bot_user_id)
+            self.client, self.store, self.settings, self.names, team=record.team, channel=record.channel,
+            thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
-            given = await turn_parts(turn.files, message, self.settings, bot_user_id=bot_user_id)
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=bot)
             return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
-        # this message's files first, then the thread's newest first: the caps keep the most recent
-        given = await turn_parts([*turn.files, *reversed(transcript.files)],
-                                 with_transcript(transcript.text, message, reason=reason),
-                                 self.settings, bot_user_id=bot_user_id)
+        given = await turn_parts([*record.files, *reversed(transcript.files)],
+                                 with_transcript(transcript.text, message, reason=reason), self.settings, bot_user_id=bot)
         return given.input, given.note
 
-    @asynccontextmanager
-    async def _thread_lock(self, name: str):
-        ttl = self.settings.thread_lock_seconds
-        deadline = time.monotonic() + _LOCK_WAIT_LIMIT
-        while (token := await self.store.try_lock(name, ttl)) is None:
-            if time.monotonic() > deadline:
-                raise RedisError(f"gave up waiting for {name}")
-            await asyncio.sleep(0.1)
-        renewer = asyncio.create_task(self._renew(name, token, ttl))
+    async def _reconcile(self, record: TurnRecord, delivery: AnswerDelivery, pending: dict) -> None:
+        """A crash came between Slack accepting a post and the journal recording it? Look before posting again.
+
+        The survivor reads the thread back (the shared conversations.replies budget) and adopts a bot
+        message showing exactly what the intent said; found or not, the post goes ahead only if absent."""
+        if not record.reply_thread_ts or not record.interaction_id:
+            return
+        text = ""
+        async for item in self.gemini.replay_turn(record.interaction_id):
+            if isinstance(item, Delta):
+                text += item.text
+            if len(text) >= pending["e"] or isinstance(item, Done):
+                break
+        if len(text) < pending["e"]:
+            return
+        expected = render_span(text, pending["s"], pending["e"], final=not pending.get("grows"))
+        ts = await find_bot_message(self.client, self.store, self.settings, record, expected)
+        if ts:
+            from ..slack_out.plan import Segment
+
+            delivery.segments.append(Segment("edit" if pending.get("grows") else "post", ts, pending["s"],
+                                             pending["e"], open=bool(pending.get("grows")),
+                                             final=not pending.get("grows"), has_button=bool(pending.get("grows"))))
+            metrics.TURNS_RECONCILED.inc()
+
+    # --- small steps -----------------------------------------------------------------------------------
+    async def _admit(self, record: TurnRecord) -> bool:
+        s = self.settings
+        verdict = await self.turns.admit_user(record.team, record.user, record.id, max_active=s.user_max_active_answers,
+                                              per_minute=s.user_turns_per_minute, hold=s.turn_deadline_seconds)
+        if verdict == 1:
+            return True
+        line = BUSY_USER.format(n=s.user_max_active_answers) if verdict == 0 else FAST_USER
+        metrics.EVENTS.labels("turn", "over_quota").inc()
         try:
-            yield
+            await self.client.chat_postEphemeral(channel=record.channel, user=record.user, text=line,
+                                                 thread_ts=record.reply_thread_ts or None)
+        except SlackApiError as exc:
+            log.warning("could not tell a user about their quota", extra={"error": exc.response.get("error")})
+        return False
+
+    async def _release_user(self, record: TurnRecord) -> None:
+        try:
+            await self.turns.release_user(record.team, record.user, record.id)
+        except (RedisError, OSError):
+            pass  # the entry expires by itself
+
+    async def _end(self, record: TurnRecord, active: _Active) -> None:
+        try:
+            await self.turns.done(record.id, self.owner, active.lock_key)
+        except (RedisError, OSError):
+            log.warning("could not close a turn's journal entry; it expires", extra=_ctx(record))
+
+    async def _say(self, record: TurnRecord, line: str) -> None:
+        """One plain line in the turn's thread, through the channel's post budget."""
+        from ..slack_out.render import message_payload
+
+        await self.poster(record.team).post(record.channel, message_payload(f"_{line}_"),
+                                            record.reply_thread_ts or None)
+
+    @asynccontextmanager
+    async def _thread_lock(self, lock_key: str, turn_id: str):
+        local = self._local_locks.setdefault(lock_key, asyncio.Lock())
+        try:
+            async with local:
+                delay = _LOCK_POLL[0]
+                while not await self.turns.try_lock(lock_key, turn_id, self._lock_ttl):
+                    await asyncio.sleep(delay)
+                    delay = min(_LOCK_POLL[1], delay * 1.5)
+                yield
         finally:
-            renewer.cancel()
-            try:
-                await self.store.release_lock(name, token)
-            except (RedisError, OSError):
-                pass  # it expires by itself
-
-    async def _renew(self, name: str, token: str, ttl: float) -> None:
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                await self.store.renew_lock(name, token, ttl)
-            except (RedisError, OSError):
-                log.warning("could not renew thread lock", extra={"lock": name})
+            if not local.locked() and not getattr(local, "_waiters", None):
+                self._local_locks.pop(lock_key, None)
 
 
-def _ctx(turn: Turn) -> dict:
-    return {"team": turn.team, "channel": turn.channel, "thread_ts": turn.chain_thread, "kind": turn.kind}
+async def find_bot_message(client: AsyncWebClient, store: Store, settings: Settings, record: TurnRecord,
+                           expected: str) -> str | None:
+    """The ts of a bot message in the turn's thread that shows `expected`, or None (budgeted read)."""
+    from .context import read_thread
+
+    messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
+                                 thread_ts=record.reply_thread_ts, oldest=record.ts)
+    for msg in messages or []:
+        blocks = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
+        if msg.get("bot_id") and blocks and blocks[0] == expected:
+            return msg.get("ts")
+    return None
+
+
+def _ctx(record: TurnRecord) -> dict:
+    return {"team": record.team, "channel": record.channel, "thread_ts": record.chain_thread, "kind": record.kind}

@@ -10,6 +10,11 @@ Wire facts it relies on (checked against slack_sdk 3.47):
   JSON bodies; most other methods (`params=`) as the *query string* of a POST with an empty
   form body. Form bodies from other clients are accepted too. The token comes as
   `Authorization: Bearer`, or as a `token` parameter.
+- Native streaming (chat.startStream/appendStream/stopStream, also via `client.chat_stream`) and
+  assistant.threads.setStatus are JSON bodies. What tests read: `stream(channel, ts)` (state,
+  `.texts` after every call, tasks, plan), `user_stops_stream(...)` (the recipient's Stop; control
+  POST /_emu/stop_stream), `current_status(channel, thread_ts)` and `status_history(...)`. The
+  constructor's `stream_expiry_seconds` and `status_clear_seconds` are Slack's ~5 min and 2 min.
 - files_upload_v2 POSTs the raw bytes (no auth header) to the upload_url returned by
   files.getUploadURLExternal and only checks for HTTP 200; Slack answers `text/plain`
   "OK - <size>", so we do as well.
@@ -60,6 +65,7 @@ REQUIRED_SCOPES = {
     "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.delete": "chat:write",
     "chat.postEphemeral": "chat:write", "users.info": "users:read",
     "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
+    "chat.startStream": "chat:write", "chat.appendStream": "chat:write", "chat.stopStream": "chat:write",
 }
 # Reading a conversation (conversations.replies, message.* events) needs its type's history scope.
 HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
@@ -68,8 +74,20 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
     "chat.update": (50, 50, "team"),  # Tier 3, shared by every conversation
     "chat.postMessage": (60, 5, "channel"),  # ~1/s per channel, short bursts
     "conversations.replies": (1, 1, "team"),  # Tier 1 for non-Marketplace apps since 2025
+    "chat.startStream": (20, 20, "team"),  # Tier 2
+    "chat.appendStream": (100, 100, "team"),  # Tier 4
+    "chat.stopStream": (20, 20, "team"),  # Tier 2
+    "assistant.threads.setStatus": (600, 600, "team"),  # special tier: generous, unpublished; 10/s here
     "*": (100, 100, "team"),
 }
+
+# Native streaming (chat.startStream / appendStream / stopStream) and thread status.
+STREAM_MARKDOWN_LIMIT = 12_000  # markdown per call (markdown_text + markdown_text chunks)
+STREAM_EXPIRY_SECONDS = 300.0  # Slack closes a stream after ~5 minutes even while appends flow
+STATUS_CLEAR_SECONDS = 120.0  # setStatus: "a two minute timeout applies"
+MAX_LOADING_MESSAGES = 10
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
 class SlackError(Exception):
@@ -169,6 +187,72 @@ class Delivery:
                 "event_id": self.event_id, "error": self.error}
 
 
+@dataclass(eq=False)
+class Stream:
+    """One native streaming message, from chat.startStream to its end.
+
+    `state` is "streaming", then one of "stopped" (chat.stopStream), "stopped_by_user" (the
+    recipient pressed Stop) or "expired" (Slack closed it after `stream_expiry_seconds`).
+    `history` has one entry per call that changed it: (time, method, markdown added, text after)."""
+
+    channel: str
+    ts: str
+    thread_ts: str
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    started: float  # time.monotonic()
+    expires: float  # time.monotonic() deadline
+    task_display_mode: str = "timeline"
+    state: str = "streaming"
+    markdown: str = ""
+    tasks: dict = field(default_factory=dict)  # task id -> latest task_update chunk
+    plan_title: str | None = None
+    blocks: list = field(default_factory=list)  # blocks chunks, in order
+    end_blocks: list | None = None  # chat.stopStream `blocks`, drawn under the text
+    metadata: Any = None
+    session_status: str | None = None
+    history: list = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        """The visible text after each call: how a reader saw it grow."""
+        return [h[3] for h in self.history]
+
+    def to_json(self) -> dict:
+        return {"state": self.state, "recipient_user_id": self.recipient_user_id, "tasks": list(self.tasks.values()),
+                "plan_title": self.plan_title, "task_display_mode": self.task_display_mode,
+                "appends": len(self.history)}
+
+
+def parse_chunks(raw: Any) -> list[dict]:
+    """Streaming chunks as Slack reads them (slack_sdk.models.messages.chunk): markdown_text{text},
+    task_update{id, title, status}, plan_update{title}, blocks{blocks}; anything else is invalid_chunks."""
+    if raw is None or raw == "":
+        return []
+    chunks = raw
+    if isinstance(raw, str):  # form-encoded callers send JSON text
+        try:
+            chunks = json.loads(raw)
+        except json.JSONDecodeError:
+            raise SlackError("invalid_chunks") from None
+    if not isinstance(chunks, list):
+        raise SlackError("invalid_chunks")
+    for chunk in chunks:
+        kind = chunk.get("type") if isinstance(chunk, dict) else None
+        if kind == "markdown_text" and isinstance(chunk.get("text"), str):
+            continue
+        if kind == "plan_update" and isinstance(chunk.get("title"), str):
+            continue
+        if kind == "task_update" and all(isinstance(chunk.get(k), str) for k in ("id", "title")) \
+                and chunk.get("status") in TASK_STATUSES:
+            continue
+        if kind == "blocks" and isinstance(chunk.get("blocks"), list) and chunk["blocks"]:
+            parse_blocks(chunk["blocks"])  # invalid_blocks, as Slack answers for bad blocks
+            continue
+        raise SlackError("invalid_chunks")
+    return chunks
+
+
 class TokenBucket:
     """`burst` tokens, refilled at `per_minute`/60 a second; each call spends one."""
 
@@ -266,12 +350,15 @@ class SlackEmulator:
     def __init__(self, *, signing_secret: str = "test-signing-secret", bot_token: str = "xoxb-test-token",
                  team_id: str = "T0001", bot_user_id: str = "UBOT", bot_id: str = "BBOT",
                  app_url: str | None = None, rate_limits: bool = True, echo_bot_events: bool = False,
-                 scopes: set[str] | None = None, app_id: str = "A0001", delivery_timeout: float = 10.0):
+                 scopes: set[str] | None = None, app_id: str = "A0001", delivery_timeout: float = 10.0,
+                 stream_expiry_seconds: float = STREAM_EXPIRY_SECONDS,
+                 status_clear_seconds: float = STATUS_CLEAR_SECONDS):
         self.signing_secret, self.bot_token = signing_secret, bot_token
         self.team_id, self.bot_user_id, self.bot_id, self.app_id = team_id, bot_user_id, bot_id, app_id
         self.app_url, self.rate_limits, self.echo_bot_events = app_url, rate_limits, echo_bot_events
         self.scopes = set(DEFAULT_SCOPES if scopes is None else scopes)
         self.delivery_timeout = delivery_timeout
+        self.stream_expiry_seconds, self.status_clear_seconds = stream_expiry_seconds, status_clear_seconds
         self.verification_token = "emulated-verification-token"  # deprecated field, still sent
         self.base_url = self.api_url = ""
         self._rate_config = dict(DEFAULT_RATE_LIMITS)
@@ -300,7 +387,9 @@ class SlackEmulator:
         self.ephemerals: list[dict] = []
         self.files: list[dict] = []  # uploads by the bot and files people share (host_file)
         self.file_requests: list[dict] = []  # every GET of a file URL: host, path, whether it carried the token
-        self.statuses: list[dict] = []  # assistant.threads.setStatus calls
+        self.statuses: list[dict] = []  # every status shown or cleared, in order (see status_history)
+        self.streams: dict[tuple[str, str], Stream] = {}  # (channel, ts) -> native stream
+        self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
         self._buckets: dict[tuple, TokenBucket] = {}
         self._failures: dict[str, list[tuple[str, int]]] = {}
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
@@ -358,6 +447,8 @@ class SlackEmulator:
     def _store(self, msg: Message) -> Message:
         self.channels[msg.channel].messages.append(msg)
         self._emit("message", self._message_state(msg))
+        if msg.bot_id == self.bot_id and msg.thread_ts:  # the app's reply clears its thread status
+            self._clear_status(msg.channel, msg.thread_ts, "message")
         if msg.bot_id == self.bot_id:
             self._echo(self._bot_message_event(msg))
         return msg
@@ -380,8 +471,11 @@ class SlackEmulator:
         self._emit("message_deleted", {"channel": msg.channel, "ts": msg.ts})
 
     def _message_state(self, msg: Message) -> dict:
-        return {**msg.to_json(), "channel": msg.channel, "visible_text": msg.visible_text,
-                "edit_count": len(msg.edits)}
+        out = {**msg.to_json(), "channel": msg.channel, "visible_text": msg.visible_text,
+               "edit_count": len(msg.edits)}
+        if stream := self.streams.get((msg.channel, msg.ts)):
+            out["stream"] = self._stream_live(stream).to_json()
+        return out
 
     # ------------------------------------------------------------ Web API
 
@@ -486,6 +580,8 @@ class SlackEmulator:
         msg = self._find(ch, p.get("ts"))
         if msg.bot_id != self.bot_id:
             raise SlackError("cant_update_message")
+        if (stream := self.streams.get((ch.id, msg.ts))) and self._stream_live(stream).state == "streaming":
+            raise SlackError("streaming_state_conflict")
         text = None if p.get("text") is None else str(p["text"])
         if text is not None and len(text) > UPDATE_TEXT_LIMIT:
             raise SlackError("msg_too_long")
@@ -624,11 +720,197 @@ class SlackEmulator:
                "created": int(time.time())}
         return out | (record.get("extra") or {})
 
+    # ------------------------------------- native streaming and thread status
+    # Facts (docs.slack.dev method pages, slack_sdk 3.48 AsyncChatStream): startStream needs thread_ts,
+    # and in channels (not DMs) recipient_user_id + recipient_team_id; each call carries at most 12,000
+    # characters of markdown; Slack closes a stream after ~5 minutes (message_not_in_streaming_state);
+    # chat.update on a message still streaming answers streaming_state_conflict and works once it is
+    # not. The recipient can press Stop in Slack's client: the message keeps the text so far and the
+    # app's next appendStream/stopStream answers stopped_by_user (the app learns it only that way).
+    # Appends are not echoed as message_changed events: they are not chat.update edits.
+
+    def _stream_live(self, stream: Stream) -> Stream:
+        """The stream with its expiry applied (Slack's clock runs whether or not anyone calls)."""
+        if stream.state == "streaming" and time.monotonic() >= stream.expires:
+            stream.state = "expired"
+        return stream
+
+    def _expire_later(self, stream: Stream) -> None:
+        # The page should see a stream end when Slack would end it, not at the next call.
+        def expire() -> None:
+            if self.streams.get((stream.channel, stream.ts)) is stream and stream.state == "streaming":
+                stream.state = "expired"
+                self._emit_stream(stream)
+        asyncio.get_running_loop().call_later(max(0.0, stream.expires - time.monotonic()), expire)
+
+    def _emit_stream(self, stream: Stream) -> None:
+        ch = self.channels.get(stream.channel)
+        msg = next((m for m in ch.messages if m.ts == stream.ts), None) if ch else None
+        if msg is not None:  # a deleted message has nothing left to show
+            self._emit("message_changed", self._message_state(msg))
+
+    def _render_stream(self, stream: Stream, msg: Message) -> None:
+        """What Slack draws: the markdown so far, blocks chunks, then stopStream's blocks under it."""
+        blocks = ([{"type": "markdown", "text": stream.markdown}] if stream.markdown else []) + stream.blocks
+        msg.text, msg.blocks = stream.markdown, blocks + (stream.end_blocks or []) or None
+
+    def _stream_content(self, stream: Stream, msg: Message, p: dict, method: str) -> None:
+        """Apply one call's markdown_text and chunks to the stream, and record what the reader now sees."""
+        chunks = parse_chunks(p.get("chunks"))
+        markdown = str(p.get("markdown_text") or "")
+        added = markdown + "".join(c["text"] for c in chunks if c["type"] == "markdown_text")
+        if len(markdown) > STREAM_MARKDOWN_LIMIT or len(added) > STREAM_MARKDOWN_LIMIT:
+            raise SlackError("msg_too_long")
+        stream.markdown += added
+        for chunk in chunks:
+            if chunk["type"] == "task_update":
+                stream.tasks[chunk["id"]] = {k: v for k, v in chunk.items() if k != "type"}
+            elif chunk["type"] == "plan_update":
+                stream.plan_title = chunk["title"]
+            elif chunk["type"] == "blocks":
+                stream.blocks.extend(chunk["blocks"])
+        self._render_stream(stream, msg)
+        stream.history.append((time.time(), method, added, stream.markdown))
+
+    def _streaming(self, p: dict) -> tuple[Stream, Message]:
+        """The stream named by channel + ts, if the app may still write to it."""
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch, p.get("ts"))
+        if msg.bot_id != self.bot_id:
+            raise SlackError("message_not_owned_by_app")
+        stream = self.streams.get((ch.id, msg.ts))
+        if stream is None:
+            raise SlackError("message_not_in_streaming_state")
+        state = self._stream_live(stream).state
+        if state != "streaming":
+            raise SlackError("stopped_by_user" if state == "stopped_by_user" else "message_not_in_streaming_state")
+        return stream, msg
+
+    def _api_chat_startStream(self, p: dict) -> dict:
+        ch = self._channel(p.get("channel"))
+        self._check_can_post(ch)
+        if not p.get("thread_ts"):
+            raise SlackError("invalid_arguments")  # streamed messages are always replies
+        if not ch.is_im and not p.get("recipient_user_id"):
+            raise SlackError("missing_recipient_user_id")
+        if not ch.is_im and not p.get("recipient_team_id"):
+            raise SlackError("missing_recipient_team_id")
+        mode = p.get("task_display_mode") or "timeline"
+        if mode not in ("timeline", "plan"):
+            raise SlackError("invalid_arguments")
+        parse_chunks(p.get("chunks"))  # validate before anything is posted
+        now = time.monotonic()
+        msg = Message(self._next_ts(), ch.id, self.bot_user_id, self.bot_id, "",
+                      thread_ts=self._thread_root(ch, str(p["thread_ts"])))
+        stream = Stream(ch.id, msg.ts, msg.thread_ts or msg.ts, p.get("recipient_user_id"),
+                        p.get("recipient_team_id"), now, now + self.stream_expiry_seconds, mode)
+        self.streams[(ch.id, msg.ts)] = stream
+        self._stream_content(stream, msg, p, "chat.startStream")
+        self._store(msg)
+        self._expire_later(stream)
+        return {"channel": ch.id, "ts": msg.ts}
+
+    def _api_chat_appendStream(self, p: dict) -> dict:
+        stream, msg = self._streaming(p)
+        if not p.get("markdown_text") and not p.get("chunks"):
+            raise SlackError("no_text")
+        self._stream_content(stream, msg, p, "chat.appendStream")
+        self._emit_stream(stream)
+        return {"channel": stream.channel, "ts": stream.ts}
+
+    def _api_chat_stopStream(self, p: dict) -> dict:
+        stream, msg = self._streaming(p)
+        if p.get("session_status") is not None and p["session_status"] not in SESSION_STATUSES:
+            raise SlackError("invalid_arguments")
+        end_blocks = parse_blocks(p.get("blocks"))
+        metadata = p.get("metadata")
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError:
+                raise SlackError("invalid_metadata_format") from None
+        if metadata is not None and not (isinstance(metadata, dict) and "event_type" in metadata):
+            raise SlackError("invalid_metadata_format")
+        self._stream_content(stream, msg, p, "chat.stopStream")
+        stream.end_blocks, stream.metadata, stream.session_status = end_blocks, metadata, p.get("session_status")
+        stream.state = "stopped"
+        self._render_stream(stream, msg)
+        self._emit_stream(stream)
+        return {"channel": stream.channel, "ts": stream.ts, "message": msg.to_json()}
+
+    def stream(self, channel: str, ts: str) -> Stream:
+        """The native stream of a message, with Slack's expiry applied (KeyError if it never streamed)."""
+        return self._stream_live(self.streams[(channel, ts)])
+
+    def user_stops_stream(self, channel: str, ts: str, user: str | None = None) -> Stream:
+        """The person the stream is for presses Stop in Slack's client. The text so far stays; the
+        app's next appendStream/stopStream answers stopped_by_user. Only the recipient sees Stop."""
+        stream = self.streams.get((channel, ts))
+        if stream is None:
+            raise LookupError(f"no stream {ts} in {channel}")
+        if self._stream_live(stream).state != "streaming":
+            raise ValueError(f"stream {ts} is not streaming ({stream.state})")
+        if stream.recipient_user_id and user is not None and user != stream.recipient_user_id:
+            raise ValueError(f"only {stream.recipient_user_id} can stop this stream")
+        stream.state = "stopped_by_user"
+        self._emit_stream(stream)
+        return stream
+
+    def status_history(self, channel: str, thread_ts: str) -> list[dict]:
+        """Every status shown under a thread and every clear, in order. A clear has status "" and
+        `via` "app" (setStatus with an empty status), "message" (the app posted) or "timeout"."""
+        return [s for s in self.statuses if s["channel"] == channel and s["thread_ts"] == thread_ts]
+
+    def current_status(self, channel: str, thread_ts: str) -> dict | None:
+        """The status shown under a thread now, or None when it is clear."""
+        shown = self._shown_status.get((channel, thread_ts))
+        if shown and time.monotonic() - shown["shown_at"] >= self.status_clear_seconds:
+            self._clear_status(channel, thread_ts, "timeout")
+            return None
+        return shown
+
+    def _set_status(self, channel: str, thread_ts: str, status: str, loading: list, via: str) -> dict:
+        entry = {"channel": channel, "thread_ts": thread_ts, "status": status, "loading_messages": loading,
+                 "time": time.time(), "via": via}
+        self.statuses.append(entry)
+        key = (channel, thread_ts)
+        shown = entry | {"shown_at": time.monotonic()}
+        if status:
+            self._shown_status[key] = shown
+        else:
+            self._shown_status.pop(key, None)
+        self._emit("status", entry)
+        return shown
+
+    def _clear_status(self, channel: str, thread_ts: str, via: str) -> None:
+        if (channel, thread_ts) in self._shown_status:
+            self._set_status(channel, thread_ts, "", [], via)
+
     def _api_assistant_threads_setStatus(self, p: dict) -> dict:
-        ch = self._channel(p.get("channel_id"))
-        status = {"channel": ch.id, "thread_ts": p.get("thread_ts"), "status": p.get("status", ""), "time": time.time()}
-        self.statuses.append(status)
-        self._emit("status", status)
+        if not self.scopes & {"chat:write", "assistant:write"}:
+            raise SlackError("missing_scope", needed="chat:write")
+        if not p.get("channel_id") or not p.get("thread_ts") or p.get("status") is None:
+            raise SlackError("invalid_arguments")
+        ch = self._channel(p["channel_id"])
+        loading = p.get("loading_messages") or []
+        if isinstance(loading, str):  # form-encoded: JSON text
+            try:
+                loading = json.loads(loading)
+            except json.JSONDecodeError:
+                raise SlackError("invalid_arguments") from None
+        if not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES \
+                or not all(isinstance(m, str) for m in loading):
+            raise SlackError("invalid_arguments")
+        thread_ts, status = str(p["thread_ts"]), str(p["status"])
+        if not status:
+            self._set_status(ch.id, thread_ts, "", [], "app")
+            return {}
+        shown = self._set_status(ch.id, thread_ts, status, loading, "app")
+
+        def expire() -> None:  # "a two minute timeout applies": cleared unless replaced meanwhile
+            if self._shown_status.get((ch.id, thread_ts)) is shown:
+                self._clear_status(ch.id, thread_ts, "timeout")
+        asyncio.get_running_loop().call_later(self.status_clear_seconds, expire)
         return {}
 
     def _api_reactions_add(self, p: dict) -> dict:
@@ -933,6 +1215,7 @@ class SlackEmulator:
                           "messages": [self._message_state(m) for m in c.messages]} for c in self.channels.values()],
             "users": [u.to_json(self.team_id) for u in self.users.values()],
             "ephemerals": self.ephemerals, "statuses": self.statuses,
+            "thread_statuses": [s for k in list(self._shown_status) if (s := self.current_status(*k))],
             "files": [self._file_json(r) | {"channel": r["channel"], "thread_ts": r["thread_ts"]} for r in self.files],
         }
 
@@ -982,6 +1265,11 @@ class SlackEmulator:
         self.fail_next(b["method"], b.get("error", "ratelimited"), b.get("times", 1), b.get("retry_after", 1))
         return web.json_response({"ok": True})
 
+    async def _http_stop_stream(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        stream = self.user_stops_stream(b["channel"], b["ts"], b.get("user"))
+        return web.json_response({"ok": True, "stream": stream.to_json()})
+
     async def _http_feed(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: one `data:` line of JSON per workspace change."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -1030,6 +1318,7 @@ class SlackEmulator:
         app.router.add_post("/_emu/reset", self._http_reset)
         app.router.add_post("/_emu/rate_limit", self._http_rate_limit)
         app.router.add_post("/_emu/fail_next", self._http_fail_next)
+        app.router.add_post("/_emu/stop_stream", self._http_stop_stream)
         app.router.add_post("/_emu/share", self._http_share)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()

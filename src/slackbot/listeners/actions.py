@@ -1,8 +1,15 @@
-"""Interactivity: the Cancel button on research status messages."""
+"""Interactivity: the Cancel button on research status messages, the Stop button on answers."""
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from ..slack_out.delivery import STOP_ACTION
+
+log = logging.getLogger(__name__)
 
 CANCEL_ACTION = "research_cancel"
 
@@ -13,3 +20,15 @@ def register(app: AsyncApp, services) -> None:
         await ack()
         if services.research is not None:
             services.tasks.spawn(services.research.handle_cancel(body, action), name="research-cancel")
+
+    @app.action(STOP_ACTION)
+    async def stop(ack, body, action, client):
+        await ack()
+        user = (body.get("user") or {}).get("id", "")
+        line = await services.turns.request_stop(action.get("value") or "", user)
+        if line:
+            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+            try:
+                await client.chat_postEphemeral(channel=channel, user=user, text=line)
+            except SlackApiError as exc:
+                log.warning("could not answer a Stop click", extra={"error": exc.response.get("error")})

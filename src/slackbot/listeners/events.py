@@ -1,9 +1,11 @@
 """Events API: app mentions, thread replies and DMs become chat turns.
 
 Intake runs as a global middleware, before Bolt acks: it decides in pure code whether an event is
-a turn (`chat.intake.classify`), then claims the message in Redis so it is answered at most once
-across retries, duplicate event kinds and replicas. If Redis is unreachable it answers 503, so
-Slack redelivers later instead of the event being silently dropped.
+a turn (`chat.intake.classify`), then, in one Redis script, refuses replies in threads the bot is not
+part of (before writing anything), claims the message (so retries, duplicate event kinds and
+replicas answer it once) and journals the turn (so it is answered even if this process dies before
+it is done). If Redis is unreachable it answers 503, so Slack redelivers later instead of the event
+being silently dropped.
 """
 
 from __future__ import annotations
@@ -36,25 +38,25 @@ def register(app: AsyncApp, services) -> None:
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
             return BoltResponse(status=503, body="")
         try:
-            first = await services.store.first_sighting(turn.dedup_key)
+            accepted = await services.turns.accept(turn, context.bot_user_id)
         except (RedisError, OSError):
             metrics.EVENTS.labels(kind, "redis_down").inc()
             log.warning("redis unavailable; asking Slack to redeliver", extra=where)
             return BoltResponse(status=503, body="")
-        if not first:
+        if accepted < 0:
+            metrics.EVENTS.labels(kind, "ignored").inc()  # a reply in a thread the bot was never part of
+            return BoltResponse(status=200, body="")
+        if accepted == 0:
             metrics.EVENTS.labels(kind, "duplicate").inc()
             log.info("duplicate event", extra=where)
             return BoltResponse(status=200, body="")
         metrics.EVENTS.labels(kind, "accepted").inc()
         content = {"text": turn.text} if services.settings.log_content else {}
         log.info("slack event", extra={**where, "kind": turn.kind, "thread_ts": turn.chain_thread, **content})
-        context["turn"] = turn
         await next()
 
-    async def start_turn(context) -> None:
-        turn = context.get("turn")
-        if turn is not None:
-            services.tasks.spawn(services.turns.run(turn, context.bot_user_id), name=f"turn:{turn.dedup_key}")
+    async def acked(ack) -> None:  # the turn already runs (journalled and launched by the intake)
+        await ack()
 
-    app.event("app_mention")(start_turn)
-    app.event("message")(start_turn)
+    app.event("app_mention")(acked)
+    app.event("message")(acked)

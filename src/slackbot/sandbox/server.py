@@ -30,7 +30,6 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 from aiohttp import web
 from redis.exceptions import RedisError
 from yarl import URL
@@ -140,9 +139,8 @@ class Sandbox:
                                       bot_token=f"xoxb-sandbox-{secrets.token_hex(12)}")
         await self.slack.start()
         update: dict = {
-            # model_copy does not validate: secrets must already be SecretStr
-            "slack_bot_token": SecretStr(self.slack.bot_token), "slack_signing_secret": SecretStr(self.slack.signing_secret),
-            "slack_app_token": SecretStr(""), "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
+            "slack_bot_token": self.slack.bot_token, "slack_signing_secret": self.slack.signing_secret,
+            "slack_app_token": "", "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
             "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
         }
         real_gemini = bool(s.api_key) or s.use_enterprise
@@ -150,14 +148,14 @@ class Sandbox:
             self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
             await self.gemini_emu.start()
-            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key=SecretStr("sandbox-emulator"),
+            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key="sandbox-emulator",
                           use_enterprise=False,
                           **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
         self._real_redis = await redis_answers(s.redis_url)
         redis_client = None if self._real_redis else embedded_redis()
         if not self._real_redis:
             log.info("REDIS_URL does not answer; using the embedded store", extra={"redis": redact(s.redis_url)})
-        self.bot_settings = s.model_copy(update=update)
+        self.bot_settings = type(s).model_validate(s.model_dump() | update)
         self.info = SandboxInfo(
             gemini="real" if real_gemini else "emulator", redis="url" if self._real_redis else "embedded",
             redis_url=redact(s.redis_url) if self._real_redis else "", gemini_model=s.gemini_model,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Callable
+from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -30,8 +31,18 @@ _FALLBACK_INTERVAL = 3.0  # seconds between edits per answer while Redis is away
 _MAX_ATTEMPTS = 8
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One budgeted Slack call: done (with its answer), or not made (wait = seconds until a token), or failed."""
+
+    ok: bool
+    wait: float = 0.0
+    error: str = ""
+    data: dict | None = None
+
+
 class SlackPoster:
-    """Budgeted chat.postMessage / chat.update for one workspace."""
+    """Budgeted Slack writes for one workspace: every method's budget is a Redis bucket shared by replicas."""
 
     def __init__(self, client: AsyncWebClient, store: Store, settings: Settings, team: str):
         self.client = client
@@ -41,6 +52,56 @@ class SlackPoster:
         self.edit_budget = Budget(settings.edit_budget_per_minute / 60.0, settings.edit_budget_burst,
                                   settings.edit_final_reserve)
         self.post_budget = Budget(settings.post_per_channel_per_second, settings.post_burst)
+        starts = Budget(settings.stream_starts_per_minute / 60.0, 3.0)
+        self.budgets = {  # planner budget name -> (bucket, shape, priority)
+            "edit": (self.edit_bucket, self.edit_budget, False),
+            "edit:final": (self.edit_bucket, self.edit_budget, True),
+            "start": (f"start:{team}", starts, False),
+            "stop": (f"stop:{team}", starts, False),
+            "append": (f"append:{team}", Budget(settings.stream_appends_per_minute / 60.0, 10.0), False),
+            "status": (f"status:{team}", Budget(settings.status_per_minute / 60.0, 20.0), False),
+        }
+
+    def _budget(self, name: str, channel: str) -> tuple[str, Budget, bool]:
+        if name == "post":
+            return f"post:{self.team}:{channel}", self.post_budget, False
+        return self.budgets[name]
+
+    async def attempt(self, budget: str, channel: str, method: str, call: Callable[[], Awaitable],
+                      before: Callable[[], Awaitable] | None = None) -> Outcome:
+        """Make one Slack call if `budget` has a token now; never waits. A 429 pauses the bucket for everyone.
+
+        `before` runs once the token is ours, just ahead of the call (the journal's record of intent)."""
+        bucket, shape, priority = self._budget(budget, channel)
+        try:
+            wait = await self.store.take_now(bucket, shape, priority=priority)
+        except (RedisError, OSError):
+            wait = 0.0  # pacing is a courtesy; the answer matters more (Slack's 429 still guards)
+        if wait > 0:
+            return Outcome(False, wait=wait)
+        if before is not None:
+            await before()
+        try:
+            resp = await call()
+        except SlackApiError as exc:
+            return await self._failed(method, bucket, exc, channel)
+        return Outcome(True, data=resp.data if hasattr(resp, "data") else dict(resp))
+
+    async def _failed(self, method: str, bucket: str, exc: SlackApiError, channel: str) -> Outcome:
+        resp = exc.response
+        error = (resp.get("error") if resp is not None else None) or "unknown"
+        if resp is not None and resp.status_code == 429:
+            retry_after = float(resp.headers.get("Retry-After", resp.headers.get("retry-after", 1)) or 1)
+            metrics.SLACK_429.labels(method).inc()
+            log.warning("slack rate limited", extra={"method": method, "channel": channel, "retry_after": retry_after})
+            try:
+                await self.store.penalize(bucket, retry_after)
+            except (RedisError, OSError):
+                pass
+            return Outcome(False, wait=retry_after, error="ratelimited")
+        metrics.SLACK_ERRORS.labels(method, str(error)).inc()
+        log.warning("slack call failed", extra={"method": method, "channel": channel, "error": error})
+        return Outcome(False, error=str(error))
 
     async def _wait_for(self, bucket: str, budget: Budget, *, member: str | None = None, priority: bool = True,
                         give_up_after: float | None = None) -> bool:
@@ -98,55 +159,7 @@ class SlackPoster:
                     return False
         return False
 
-    async def take_edit_slot(self, member: str, *, priority: bool) -> float:
-        """Ask once for an edit token without blocking: 0.0 = granted, else seconds to wait."""
-        try:
-            return await self.store.take(self.edit_bucket, self.edit_budget, member=member, priority=priority)
-        except (RedisError, OSError):
-            return _FALLBACK_INTERVAL
-
-    async def claim_placeholder(self, member: str) -> bool:
-        """May this answer post a placeholder? Only while its replacement would delay no one."""
-        try:
-            return await self.store.claim_placeholder(self.edit_bucket, self.edit_budget, member)
-        except (RedisError, OSError):
-            return False
-
-    async def release_placeholder(self, member: str) -> None:
-        try:
-            await self.store.release_placeholder(self.edit_bucket, member)
-        except (RedisError, OSError):
-            pass  # it stops counting after a minute anyway
-
-    async def update_now(self, channel: str, ts: str, payload: dict) -> bool:
-        """chat.update for a token already taken with take_edit_slot."""
-        try:
-            await self.client.chat_update(channel=channel, ts=ts, **payload)
-            return True
-        except SlackApiError as exc:
-            await self._after_error("chat.update", exc, channel)
-            return False
-
-    async def leave(self, member: str) -> None:
-        try:
-            await self.store.leave_queue(self.edit_bucket, member)
-        except (RedisError, OSError):
-            pass
-
     async def _after_error(self, method: str, exc: SlackApiError, channel: str) -> bool:
-        """Log a Slack error with context; after a 429 wait Retry-After. True = worth retrying."""
-        resp = exc.response
-        error = resp.get("error") if resp is not None else "unknown"
-        if resp is not None and resp.status_code == 429:
-            retry_after = float(resp.headers.get("Retry-After", resp.headers.get("retry-after", 1)) or 1)
-            metrics.SLACK_429.labels(method).inc()
-            log.warning("slack rate limited", extra={"method": method, "channel": channel, "retry_after": retry_after})
-            bucket = self.edit_bucket if method == "chat.update" else f"post:{self.team}:{channel}"
-            try:
-                await self.store.penalize(bucket, retry_after)
-            except (RedisError, OSError):
-                await asyncio.sleep(retry_after)
-            return True
-        metrics.SLACK_ERRORS.labels(method, str(error)).inc()
-        log.warning("slack call failed", extra={"method": method, "channel": channel, "error": error})
-        return False
+        """Log a Slack error with context; after a 429 the bucket is paused. True = worth retrying."""
+        bucket = self.edit_bucket if method == "chat.update" else f"post:{self.team}:{channel}"
+        return (await self._failed(method, bucket, exc, channel)).error == "ratelimited"

@@ -190,6 +190,58 @@ def stable_split(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> tuple[list[str]
     return (chunks[:-1], chunks[-1]) if chunks else ([], "")
 
 
+def _fence_at(md: str, start: int) -> _Fence | None:
+    return _scan(None, md[:start]) if start else None
+
+
+def first_cut(md: str, start: int, limit: int = DEFAULT_MESSAGE_CHARS) -> int | None:
+    """Where a message showing md[start:] must end (an offset into md), or None while it all fits.
+
+    The same cut split_markdown would make for a chunk starting at `start`, and as stable: it depends
+    only on the `limit + 1` characters after `start`, so it never moves as text is appended."""
+    fence = _fence_at(md, start)
+    pos = _LEADING_WS.match(md, start).end() if fence is None else start
+    rest = md[pos:]
+    budget = limit - (len(fence.reopen) + 1 if fence else 0)
+    if len(rest.rstrip()) <= budget:
+        return None
+    cut, _ = _choose_cut(rest[: budget + 1], fence, None, budget, False)
+    while True:
+        body = rest[:cut].rstrip()
+        excess = len(body) + _close_len(_scan(fence, body)) - budget
+        if excess <= 0 or cut <= 1:
+            return pos + cut
+        cut = max(1, min(cut - 1, len(body) - excess))
+
+
+def render_span(md: str, start: int, end: int, *, final: bool) -> str:
+    """What a message showing md[start:end] displays: a code block open at `start` is reopened, one
+    open at `end` closed (a still-growing view also drops a half-typed fence line)."""
+    fence = _fence_at(md, start)
+    pos = _LEADING_WS.match(md, start, max(start, end)).end() if fence is None else start
+    body = md[pos:end].rstrip()
+    chunk = (fence.reopen + "\n" if fence else "") + body
+    if not final:
+        return close_open_fences(chunk)
+    still_open = _scan(fence, body)
+    return chunk + ("\n" + still_open.close if still_open else "")
+
+
+def stream_piece(md: str, start: int, end: int, *, first: bool) -> str:
+    """The markdown a native stream appends for md[start:end] (the first piece reopens a code block)."""
+    if not first:
+        return md[start:end]
+    fence = _fence_at(md, start)
+    pos = _LEADING_WS.match(md, start, max(start, end)).end() if fence is None else start
+    return (fence.reopen + "\n" if fence else "") + md[pos:end]
+
+
+def stream_closing(md: str, start: int, end: int) -> str:
+    """What to append when a stream that showed md[start:end] ends: a fence close if one is open."""
+    still_open = _scan(_fence_at(md, start), md[start:end])
+    return ("\n" + still_open.close) if still_open else ""
+
+
 def close_open_fences(partial_md: str) -> str:
     """Make a still-streaming answer render: drop a trailing half-typed fence line (` or ``) and close a
     fence left open. Adds at most len(indent + marker) + 1 chars."""

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["Store", "RedisError", "Budget"]
+from .turns import TurnRecord, TurnStore
+
+__all__ = ["Store", "RedisError", "Budget", "TurnRecord", "TurnStore"]
 
 # Token bucket with a reserve and two fair queues (each served oldest first): priority takers
 # (final edits) may use the reserve and go before everyone in the normal queue (intermediate edits).
@@ -65,24 +67,29 @@ end
 return save(math.max(0.05, (rank + 1 - avail) / eff))
 """
 
-# A placeholder costs one edit later (its replacement). Grant one only while the bucket has a token
-# to spare beyond the reserve, everyone queued and every placeholder already out, and count it
-# until it is replaced. KEYS: bucket hash, normal queue, priority queue, placeholders zset;
-# ARGV: rate/s, capacity, reserve, member, seconds a placeholder counts at most, key ttl.
-_CLAIM_PLACEHOLDER = """
+# Take one token now if there is one (beyond `reserve` for ordinary takers), else say how long until
+# there would be. No queue: the delivery planner decides what to do meanwhile (another budget may
+# carry the text). KEYS: bucket hash; ARGV: rate/s, capacity, reserve, key ttl, recovery per second.
+# Returns milliseconds to wait (0 = granted).
+_TAKE_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
-if now < (tonumber(b[4]) or 0) then return 0 end
-local tokens = tonumber(b[1]) or tonumber(ARGV[2])
-local elapsed = math.max(0, now - (tonumber(b[2]) or now))
-tokens = math.min(tonumber(ARGV[2]), tokens + elapsed * tonumber(ARGV[1]) * (tonumber(b[3]) or 1))
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
-local owed = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
-if tokens - tonumber(ARGV[3]) - owed < 1 then return 0 end
-redis.call('ZADD', KEYS[4], now, ARGV[4])
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[6]))
-return 1
+local tokens = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+local factor = tonumber(b[3]) or 1
+local pause = tonumber(b[4]) or 0
+local elapsed = math.max(0, now - ts)
+factor = math.min(1, factor + elapsed * tonumber(ARGV[5]))
+tokens = math.min(cap, tokens + elapsed * rate * factor)
+local wait = 0
+if now < pause then wait = pause - now
+elseif tokens - reserve >= 1 then tokens = tokens - 1
+else wait = math.max(0.02, (1 + reserve - tokens) / (rate * factor)) end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'factor', factor, 'pause', pause)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return math.ceil(wait * 1000)
 """
 
 # After a 429: stop everyone until Retry-After, empty the bucket, slow the refill for a while.
@@ -95,14 +102,6 @@ local factor = math.max(tonumber(ARGV[3]), (tonumber(b[1]) or 1) * tonumber(ARGV
 redis.call('HSET', KEYS[1], 'tokens', 0, 'ts', now, 'factor', factor,
            'pause', math.max(until_, tonumber(b[2]) or 0))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return 1
-"""
-
-# Move a chain head only from the value the turn started with: never a fork.
-_SET_HEAD = """
-local cur = redis.call('GET', KEYS[1]) or ''
-if cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 
@@ -166,15 +165,16 @@ class Budget:
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot", *, chain_ttl: int, dedup_ttl: int):
+    def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot", *, chain_ttl: int, dedup_ttl: int,
+                 journal_ttl: int = 3600):
         self.redis = redis
         self.p = prefix
         self.chain_ttl = chain_ttl
         self.dedup_ttl = dedup_ttl
+        self.turns = TurnStore(redis, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
         self._take = redis.register_script(_TAKE)
+        self._take_now = redis.register_script(_TAKE_NOW)
         self._penalize = redis.register_script(_PENALIZE)
-        self._claim_placeholder = redis.register_script(_CLAIM_PLACEHOLDER)
-        self._set_head = redis.register_script(_SET_HEAD)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
         self._claim = redis.register_script(_CLAIM)
@@ -182,15 +182,21 @@ class Store:
         self._reserve_slot = redis.register_script(_RESERVE_SLOT)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int) -> "Store":
-        client = aioredis.from_url(
+    def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int, journal_ttl: int = 3600,
+                 max_connections: int = 50, pool_timeout: float = 10.0) -> "Store":
+        # A blocking pool: under a burst, callers wait (bounded) for a connection instead of failing
+        # at once with MaxConnectionsError, as the default pool does past its cap.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=15,
+            max_connections=max_connections,
+            timeout=pool_timeout,
         )
-        return cls(client, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl)
+        client = aioredis.Redis(connection_pool=pool)
+        return cls(client, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -214,9 +220,8 @@ class Store:
         return await self.redis.get(self._chain_key(team, channel, thread_ts))
 
     async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
-        """Compare-and-set the chain head; refreshes the TTL to Gemini's retention."""
-        key = self._chain_key(team, channel, thread_ts)
-        return bool(await self._set_head(keys=[key], args=[expected or "", new, self.chain_ttl]))
+        """Compare-and-set the chain head; refreshes the TTL to Gemini's retention (and the bot's presence)."""
+        return await self.turns.move_head(team, channel, thread_ts, expected, new)
 
     # --- locks ------------------------------------------------------------------------------
     async def try_lock(self, name: str, ttl_seconds: float) -> str | None:
@@ -249,25 +254,21 @@ class Store:
         )
         return int(ms) / 1000.0
 
-    async def claim_placeholder(self, name: str, budget: Budget, member: str, hold: float = 60.0) -> bool:
-        """May `member` post a placeholder now? Counted against the bucket until released."""
-        keys = self._bucket_keys(name)
-        return bool(await self._claim_placeholder(
-            keys=[keys[0], keys[1], keys[3], f"{keys[0]}:placeholders"],
-            args=[budget.rate, budget.capacity, budget.reserve, member, hold, 3600]))
+    async def take_now(self, name: str, budget: Budget, *, priority: bool = False,
+                       recovery: float = 1 / 300) -> float:
+        """One token now (0.0) or the seconds until one would be free; priority takers may use the reserve."""
+        ttl = max(120, int(budget.capacity / budget.rate) + 60)
+        reserve = 0.0 if priority else budget.reserve
+        ms = await self._take_now(keys=self._bucket_keys(name)[:1],
+                                  args=[budget.rate, budget.capacity, reserve, ttl, recovery])
+        return int(ms) / 1000.0
 
-    async def release_placeholder(self, name: str, member: str) -> None:
-        await self.redis.zrem(f"{self.p}:bucket:{name}:placeholders", member)
+
 
     async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
         """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""
         await self._penalize(keys=self._bucket_keys(name)[:1], args=[retry_after, factor, floor, 3600])
 
-    async def leave_queue(self, name: str, member: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for key in self._bucket_keys(name)[1:]:
-            pipe.zrem(key, member)
-        await pipe.execute()
 
     # --- research jobs -------------------------------------------------------------------------
     @property

@@ -420,6 +420,7 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
         "Dismiss")));
   }
   body.append(renderBlocks(m.blocks, m.text, ctx));
+  if (m.stream?.state === "streaming") body.append(streamCursor());
   if (m.files?.length) {
     body.append(el("div", { class: "files" }, m.files.map(fileCard)));
   }
@@ -524,6 +525,43 @@ function renderChannel() {
   }));
 }
 
+// ------------------------------------------------------------------ native streams and thread status
+
+// A native stream (chat.startStream) shows a cursor while it grows; assistant.threads.setStatus shows
+// "<app> is thinking…" under the thread with its loading messages rotating, until it is cleared.
+const THREAD_STATUS = new Map(); // "channel:thread_ts" -> {status, loading_messages, time}
+
+function streamCursor() {
+  return el("span", { class: "stream-cursor", style: "opacity:.6" }, "▍");
+}
+
+function setThreadStatus(s) {
+  const key = `${s.channel}:${s.thread_ts}`;
+  if (s.status) THREAD_STATUS.set(key, s);
+  else THREAD_STATUS.delete(key);
+}
+
+function statusRow(channel, threadTs) {
+  const s = THREAD_STATUS.get(`${channel}:${threadTs}`);
+  if (!s) return null;
+  const loading = s.loading_messages || [];
+  return { key: `status:${s.time}`, version: "", build: () => el("div",
+    { class: "thread-status", style: "padding:4px 20px 8px 60px;color:#616061;font-size:13px", "data-i": "0",
+      "data-loading": JSON.stringify(loading) },
+    el("div", { style: "font-style:italic" }, `${BOT_NAME} ${s.status}`),
+    loading.length ? el("div", { class: "status-loading", style: "font-size:12px" }, loading[0]) : null) };
+}
+
+setInterval(() => { // Slack rotates the loading messages
+  for (const node of document.querySelectorAll(".thread-status[data-loading]")) {
+    const list = JSON.parse(node.dataset.loading);
+    const line = node.querySelector(".status-loading");
+    if (list.length < 2 || !line) continue;
+    node.dataset.i = String((Number(node.dataset.i) + 1) % list.length);
+    line.textContent = list[Number(node.dataset.i)];
+  }
+}, 2500);
+
 function sender(m) {
   return m.local ? "system" : m.bot_id ? S.botUser : m.user;
 }
@@ -545,7 +583,8 @@ function renderThread() {
   const items = [parent, ...replies, ...ephemeralsFor(c.id, t.ts)].sort((a, b) => cmpTs(a.ts, b.ts));
   const rows = [];
   items.forEach((m, i) => {
-    rows.push({ key: m.key || m.ts, version: JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, S.me]),
+    rows.push({ key: m.key || m.ts, version: JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, S.me,
+      m.stream?.state]),
       build: () => messageNode(m, { inThread: true }) });
     if (i === 0) {
       const n = replies.length;
@@ -553,6 +592,8 @@ function renderThread() {
         n ? `${n} ${n === 1 ? "reply" : "replies"}` : "No replies yet") });
     }
   });
+  const status = statusRow(c.id, t.ts);
+  if (status) rows.push(status);
   reconcile($("#thread-messages"), rows);
 }
 
@@ -624,6 +665,8 @@ function loadState(state) {
     const messages = new Map((c.messages || []).map((m) => [m.ts, messageFrom({ ...m, channel: c.id })]));
     S.channels[c.id] = { id: c.id, name: c.name, is_im: c.is_im, members: c.members || [], messages };
   }
+  THREAD_STATUS.clear();
+  (state.thread_statuses || []).forEach(setThreadStatus);
   const keepLocal = S.ephemerals.filter((e) => e.local);
   S.ephemerals = (state.ephemerals || []).map((e) => ephemeralFrom(e, lastTs(e.channel, e.thread_ts)));
   S.ephemerals.push(...keepLocal);
@@ -662,8 +705,10 @@ function applyEvent(ev) {
     if (known && (known.edit_count || 0) > (ev.edit_count || 0)) return; // an older view
     c.messages.set(ev.ts, messageFrom(ev));
     if (!known && ev.channel !== S.current && (!ev.thread_ts || ev.thread_ts === ev.ts)) S.unread.add(ev.channel);
+  } else if (ev.type === "status") {
+    setThreadStatus(ev);
   } else {
-    return; // files and statuses show up through their messages
+    return; // files show up through their messages
   }
   render();
 }

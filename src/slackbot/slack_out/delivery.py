@@ -1,0 +1,344 @@
+"""One answer reaching Slack: carries out the planner's steps (plan.py) against the Redis budgets.
+
+The planner decides; this module only makes the calls it asks for, records what Slack accepted,
+and tells the journal (so a survivor can finish the answer if this process dies):
+* before a message is posted, the intent (`pending`: which span) is journalled, so a survivor can
+  look the message up instead of posting it twice;
+* after a message is posted or a segment sealed, the segment list is journalled. Growth of an open
+  segment is not: edits are idempotent, and a survivor re-renders an open segment whole.
+The thread status ("<app> is thinking…") is the sign of life while nothing else is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .. import metrics
+from .plan import Policy, Segment, Step, View, next_step
+from .poster import SlackPoster
+from .render import message_payload, render_span, stream_closing, stream_piece
+
+log = logging.getLogger(__name__)
+
+STOP_ACTION = "answer_stop"
+LOADING_MESSAGES = ["Reading your message…", "Thinking it through…", "Writing an answer…"]
+_STATUS_EVERY = 2.0  # seconds between thought-summary status updates
+_CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
+
+
+@dataclass(frozen=True)
+class Target:
+    channel: str
+    thread_ts: str | None  # None: top level of a DM
+    turn_id: str
+    recipient_user: str
+    recipient_team: str
+    stop_button: bool = True
+
+
+Journal = Callable[[dict], Awaitable[None]]
+
+
+class AnswerDelivery:
+    def __init__(self, poster: SlackPoster, client: AsyncWebClient, target: Target, policy: Policy, *,
+                 journal: Journal, max_chars: int, status: bool = True, restored: dict | None = None):
+        self.poster = poster
+        self.client = client
+        self.target = target
+        self.policy = policy if target.thread_ts else dataclasses.replace(policy, native=False)
+        self.journal = journal
+        self.max_chars = max_chars
+        self.use_status = status and target.thread_ts is not None
+        self.text = ""
+        self.done = False
+        self.truncated = False
+        self.broken = False  # Slack refused to post here (e.g. not_in_channel): nothing more to try
+        self.user_stopped = False  # the native stream's own Stop was pressed
+        self.segments = [Segment.from_json(s) for s in (restored or {}).get("segs", [])]
+        self.free_at: dict[str, float] = {}
+        self.calls: Counter[str] = Counter()
+        self.first_text_at: float | None = None
+        self.first_visible_at: float | None = None
+        self.last_visible = time.monotonic()
+        self._status_live = False
+        self._status_at = 0.0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._cleanup: list[asyncio.Task] = []
+        self._reopen_restored()
+
+    def _reopen_restored(self) -> None:
+        """After a crash, open segments are re-rendered whole: how far they had grown is not journalled."""
+        for seg in self.segments:
+            if seg.open:
+                seg.end = seg.start
+                seg.final = False
+
+    # --- fed by the turn runner --------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def feed(self, text: str) -> None:
+        if self.truncated:
+            return
+        if self.first_text_at is None:
+            self.first_text_at = time.monotonic()
+        room = self.max_chars - len(self.text)
+        if len(text) > room:  # one answer never floods a thread
+            text, self.truncated = text[:max(0, room)], True
+        self.text += text
+        self._changed.set()
+
+    async def begin(self) -> None:
+        """Sign of life: the thread status with rotating loading messages, if its budget allows."""
+        if self.use_status and not self.visible:
+            await self._set_status("is thinking…", LOADING_MESSAGES)
+
+    async def thought(self, line: str) -> None:
+        """A thought summary: shown as the status (never in the answer) while nothing else is visible."""
+        now = time.monotonic()
+        if self.use_status and not self.visible and line.strip() and now - self._status_at >= _STATUS_EVERY:
+            await self._set_status("is thinking…", [line.strip()[:150]])
+
+    async def finish(self, note: str = "") -> None:
+        """Land the whole answer (plus an optional italic note) and clear the status."""
+        if self.truncated:
+            note = (note + " " if note else "") + "The answer was too long for Slack, so I stopped here."
+        if note:
+            self.text = f"{self.text.rstrip()}\n\n_{note}_" if self.text.strip() else f"_{note}_"
+        if not self.text.strip():
+            self.text = "_Gemini returned an empty answer. Try rephrasing?_"
+        self.done = True
+        self._changed.set()
+        if self._task is None:
+            self.start()
+        await self._task
+        if self._status_live:
+            await self._set_status("", None, attempts=10)
+
+    async def close(self) -> None:
+        """Wait (bounded) for background tidying: sealed streams stopped, Stop buttons removed."""
+        if self._cleanup:
+            await asyncio.wait(self._cleanup, timeout=_CLEANUP_SECONDS + 5)
+
+    def cancel(self) -> None:
+        for task in [self._task, *self._cleanup]:
+            if task and not task.done():
+                task.cancel()
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.segments)
+
+    @property
+    def mix(self) -> dict[str, int]:
+        return dict(self.calls)
+
+    # --- the loop -----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            while not self.broken:
+                self._changed.clear()
+                step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
+                                      self.last_visible), self.policy)
+                if step.op == "finished":
+                    return
+                if step.op == "wait":
+                    await self._sleep(step.until)
+                    continue
+                await getattr(self, f"_{step.op}")(step)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the runner still ends the turn with one line; never a silent hang
+            log.exception("delivery failed", extra={"channel": self.target.channel})
+            self.broken = True
+
+    async def _sleep(self, until: float) -> None:
+        if until > 0:
+            timeout: float | None = max(0.02, until - time.monotonic())
+        else:
+            timeout = 0.5 if self.done else None  # else: until the text changes
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _learn(self, budget: str, wait: float) -> None:
+        self.free_at[budget] = time.monotonic() + wait
+
+    # --- steps --------------------------------------------------------------------------------------
+    async def _start(self, step: Step) -> None:
+        t = self.target
+        piece = stream_piece(self.text, step.start, step.end, first=True)
+        out = await self.poster.attempt("start", t.channel, "chat.startStream", lambda: self.client.chat_startStream(
+            channel=t.channel, thread_ts=t.thread_ts, markdown_text=piece, recipient_user_id=t.recipient_user,
+            recipient_team_id=t.recipient_team), before=lambda: self._intent("start", step))
+        if out.ok:
+            self._new(Segment("stream", out.data["ts"], step.start, step.end), "stream")
+            await self._journal()
+        elif out.wait:
+            self._learn("start", out.wait)
+        else:  # e.g. channel_type_not_supported, a Slack Connect recipient: edits and posts carry it
+            self.policy = dataclasses.replace(self.policy, native=False)
+
+    async def _append(self, step: Step) -> None:
+        seg = self.segments[-1]
+        piece = self.text[seg.end:step.end]
+        out = await self.poster.attempt("append", self.target.channel, "chat.appendStream",
+                                        lambda: self.client.chat_appendStream(channel=self.target.channel, ts=seg.ts,
+                                                                              markdown_text=piece))
+        if out.ok:
+            seg.end = step.end
+            self._changed_now(seg, "append")
+        elif out.wait:
+            self._learn("append", out.wait)
+        else:
+            await self._stream_gone(seg, out.error)
+
+    async def _stop(self, step: Step) -> None:
+        seg = self.segments[-1]
+        closing = stream_closing(self.text, seg.start, seg.end)
+        out = await self.poster.attempt("stop", self.target.channel, "chat.stopStream",
+                                        lambda: self.client.chat_stopStream(channel=self.target.channel, ts=seg.ts,
+                                                                            markdown_text=closing or None))
+        if out.ok or (out.error and not out.wait):
+            seg.open, seg.final = False, True
+            self.calls["stop"] += out.ok
+            await self._journal()
+        else:
+            self._learn("stop", out.wait)
+
+    async def _stream_gone(self, seg: Segment, error: str) -> None:
+        """Slack closed the stream (expired, or stopped by the user): what it shows stays; go on below."""
+        if error == "stopped_by_user":
+            self.user_stopped = True
+        seg.open = False
+        self.policy = dataclasses.replace(self.policy, native=False)
+        await self._journal()
+
+    async def _post(self, step: Step, *, grows: bool = False) -> None:
+        t = self.target
+        body = render_span(self.text, step.start, step.end, final=not grows)
+        payload = self._payload(body, button=grows and not self.segments)
+        out = await self.poster.attempt("post", t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
+            channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows))
+        if out.ok:
+            seg = Segment("edit" if grows else "post", out.data["ts"], step.start, step.end, open=grows,
+                          final=not grows)
+            seg.has_button = len(payload["blocks"]) > 1
+            self._new(seg, "post")
+            await self._journal()
+        elif out.wait:
+            self._learn("post", out.wait)
+        else:
+            self.broken = True  # not_in_channel, channel_not_found, ...: logged by the poster
+
+    async def _post_open(self, step: Step) -> None:
+        await self._post(step, grows=True)
+
+    async def _edit(self, step: Step) -> None:
+        seg = self.segments[-1]
+        body = render_span(self.text, seg.start, step.end, final=step.final)
+        payload = self._payload(body, button=seg.has_button and not step.final)
+        budget = "edit:final" if step.final else "edit"
+        out = await self.poster.attempt(budget, self.target.channel, "chat.update",
+                                        lambda: self.client.chat_update(channel=self.target.channel, ts=seg.ts,
+                                                                        **payload))
+        if out.ok:
+            seg.end, seg.final = step.end, step.final
+            if step.final:
+                seg.has_button = False
+            self._changed_now(seg, "edit")
+        elif out.wait:
+            self._learn(budget, out.wait)
+            if not step.final:
+                self._learn("edit:final", 0)
+        else:  # the message is gone (deleted) or refuses edits: leave it, go on below
+            seg.open = False
+            await self._journal()
+
+    async def _seal(self, step: Step) -> None:
+        seg = self.segments[-1]
+        seg.open = False
+        if seg.kind == "stream":
+            self._tidy(self._stop_later(seg))
+        elif seg.has_button or not seg.final:
+            self._tidy(self._finalise_later(seg))
+        await self._journal()
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def _payload(self, body: str, *, button: bool) -> dict:
+        payload = message_payload(body)
+        if button and self.target.stop_button:
+            payload["blocks"] = payload["blocks"] + [{"type": "actions", "elements": [{
+                "type": "button", "action_id": STOP_ACTION, "value": self.target.turn_id,
+                "text": {"type": "plain_text", "text": "Stop"}}]}]
+        return payload
+
+    def _new(self, seg: Segment, kind: str) -> None:
+        now = time.monotonic()
+        seg.changed_at = seg.started_at = now
+        self.segments.append(seg)
+        self._status_live = False  # Slack clears the status when the app posts in the thread
+        self._changed_now(seg, kind)
+
+    def _changed_now(self, seg: Segment, kind: str) -> None:
+        now = time.monotonic()
+        seg.changed_at = self.last_visible = now
+        self.calls[kind] += 1
+        if self.first_visible_at is None:
+            self.first_visible_at = now
+            if self.first_text_at is not None:
+                metrics.FIRST_TEXT.observe(now - self.first_text_at)
+
+    async def _intent(self, op: str, step: Step, grows: bool = False) -> None:
+        await self.journal({"segs": [s.to_json() for s in self.segments],
+                            "pending": {"op": op, "s": step.start, "e": step.end, "grows": grows}})
+
+    async def _journal(self) -> None:
+        await self.journal({"segs": [s.to_json() for s in self.segments]})
+
+    async def _set_status(self, status: str, loading: list[str] | None, attempts: int = 1) -> None:
+        t = self.target
+        kwargs = {"loading_messages": loading} if loading else {}
+        for _ in range(attempts):
+            out = await self.poster.attempt("status", t.channel, "assistant.threads.setStatus",
+                                            lambda: self.client.assistant_threads_setStatus(
+                                                channel_id=t.channel, thread_ts=t.thread_ts, status=status, **kwargs))
+            if out.ok:
+                self._status_live, self._status_at = bool(status), time.monotonic()
+                self.calls["status"] += 1
+                return
+            if not out.wait:
+                return
+            await asyncio.sleep(min(out.wait, 1.0))
+
+    def _tidy(self, coro) -> None:
+        self._cleanup.append(asyncio.create_task(coro))
+
+    async def _stop_later(self, seg: Segment) -> None:
+        closing = stream_closing(self.text, seg.start, seg.end)
+        await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
+            channel=self.target.channel, ts=seg.ts, markdown_text=closing or None))
+
+    async def _finalise_later(self, seg: Segment) -> None:
+        """A sealed message still shows its growing rendering (or the Stop button): tidy it when an edit is free."""
+        payload = self._payload(render_span(self.text, seg.start, seg.end, final=True), button=False)
+        await self._retry("edit", "chat.update", lambda: self.client.chat_update(
+            channel=self.target.channel, ts=seg.ts, **payload))
+
+    async def _retry(self, budget: str, method: str, call) -> None:
+        deadline = time.monotonic() + _CLEANUP_SECONDS
+        while time.monotonic() < deadline:
+            out = await self.poster.attempt(budget, self.target.channel, method, call)
+            if out.ok or not out.wait:
+                return
+            await asyncio.sleep(min(out.wait, max(0.05, deadline - time.monotonic())))

@@ -1,0 +1,182 @@
+"""The delivery planner: how the next piece of an answer reaches Slack. Pure: no I/O, no clock.
+
+Slack gives a bot several budgets, each per workspace (posts: per channel): `chat.update` (Tier 3),
+`chat.startStream`/`chat.stopStream` (Tier 2) with `chat.appendStream` (Tier 4), and
+`chat.postMessage` (about 1/s per channel). Spending only the edit budget makes every answer's last
+words queue behind everyone else's edits. So an answer is delivered as a list of *segments* (Slack
+messages), each covering a span of the answer's text, and each of one kind:
+
+* `stream`: a native Slack stream, grown by appends (the smoothest, when Tier 2 has room);
+* `edit`: a posted message grown by `chat.update` about once a second (while the edit budget has room);
+* `post`: a finished piece posted once and never touched again (per-channel budget: plentiful).
+
+The planner looks at what is shown, what Gemini has written and when each budget next has a token
+(`free_at`, learnt from the store's last answer), and returns one `Step`. Rules, in order:
+1. a segment never holds more than `limit` characters: past that it is sealed and the text goes on
+   in a new one;
+2. when Gemini is done, the rest lands by whichever budget can carry it *now*: the open segment (an
+   append or a priority edit) if that budget is free within `final_wait`, else as new posts; finals
+   never wait behind an edit queue;
+3. while Gemini writes, the open segment grows when its budget allows; if it cannot for `stall_after`
+   seconds, it is sealed where it stands and finished sentences are posted as new messages
+   (posts mode), so no answer stands still for long under load;
+4. intermediate text is cut at a line or sentence end (or at a space, before the first one or in a
+   long run), so a seal never splits a word and the next message starts cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .render import first_cut
+
+Op = Literal["start", "append", "stop", "post", "post_open", "edit", "seal", "wait", "finished"]
+_SENTENCE_ENDS = (". ", "! ", "? ", ": ", ".\n", "!\n", "?\n")
+_LONG_RUN = 160  # chars without a line or sentence end after which a space will do
+
+
+@dataclass
+class Segment:
+    kind: Literal["stream", "edit", "post"]
+    ts: str
+    start: int
+    end: int  # text[start:end] is what the message shows
+    open: bool = True
+    changed_at: float = 0.0  # when it last changed in Slack
+    started_at: float = 0.0
+    final: bool = False  # shows its final rendering (fences closed, no Stop button)
+    has_button: bool = False  # carries the Stop button
+
+    def to_json(self) -> dict:
+        return {"k": self.kind, "ts": self.ts, "s": self.start, "e": self.end, "o": self.open, "f": self.final,
+                "b": self.has_button}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Segment":
+        return cls(d["k"], d["ts"], d["s"], d["e"], d["o"], final=d.get("f", False), has_button=d.get("b", False))
+
+
+@dataclass(frozen=True)
+class Policy:
+    limit: int = 3500  # characters per message
+    min_interval: float = 1.0  # fastest a segment grows
+    stall_after: float = 4.0  # seconds an open segment may stand still before posts take over
+    final_wait: float = 0.5  # how long a final waits for its open segment's budget before posting
+    stream_max_age: float = 240.0  # Slack closes streams after ~5 minutes: seal before that
+    native: bool = True  # native streams allowed here (a thread, recipient known, strategy)
+    edits_only: bool = False  # the old design, kept for the benchmark's comparison
+
+
+@dataclass(frozen=True)
+class Step:
+    op: Op
+    start: int = 0
+    end: int = 0
+    final: bool = False
+    until: float = 0.0  # for "wait": when to look again (0 = when the text changes)
+
+
+@dataclass
+class View:
+    text: str
+    done: bool
+    now: float
+    segments: list[Segment]
+    free_at: dict[str, float] = field(default_factory=dict)  # budget name -> when a token is expected
+    last_visible: float = 0.0  # when anything of this answer last changed in Slack
+
+
+def display_end(text: str, start: int, done: bool) -> int:
+    """How far an intermediate view of text[start:] may reach: a line or sentence end, else a space."""
+    if done:
+        return len(text)
+    nl = text.rfind("\n", start)
+    best = nl + 1 if nl >= 0 else start
+    for mark in _SENTENCE_ENDS:
+        i = text.rfind(mark, best)
+        if i >= 0:
+            best = max(best, i + len(mark))
+    if best == start or len(text) - best > _LONG_RUN:
+        sp = text.rfind(" ", best)
+        if sp > best:
+            best = sp + 1
+    return best
+
+
+def next_step(view: View, policy: Policy) -> Step:
+    segs = view.segments
+    open_seg = segs[-1] if segs and segs[-1].open else None
+    pos = segs[-1].end if segs else 0
+    seg_start = open_seg.start if open_seg else pos
+    cut = first_cut(view.text, seg_start, policy.limit)  # None when text[seg_start:] fits one message
+    if cut is not None:
+        target = cut
+    else:
+        target = display_end(view.text, seg_start, view.done)
+    if open_seg is None:
+        return _new_segment(view, policy, pos, target, cut)
+    return _grow(view, policy, open_seg, target, cut)
+
+
+def _free(view: View, budget: str, within: float = 0.0) -> bool:
+    return view.free_at.get(budget, 0.0) <= view.now + within
+
+
+def _wait_for(view: View, budget: str) -> Step:
+    return Step("wait", until=max(view.free_at.get(budget, 0.0), view.now + 0.05))
+
+
+def _new_segment(view: View, policy: Policy, pos: int, target: int, cut: int | None) -> Step:
+    if target <= pos or not view.text[pos:target].strip():
+        if view.done and not view.text[pos:].strip():
+            return Step("finished")
+        return Step("wait")
+    final = view.done or cut is not None
+    if policy.edits_only:
+        op = "post" if final else "post_open"
+        return Step(op, pos, target, final=final) if _free(view, "post") else _wait_for(view, "post")
+    if not final and not view.segments and policy.native and _free(view, "start") and _free(view, "stop", 5.0):
+        return Step("start", pos, target)
+    if not final and _free(view, "edit", policy.min_interval):
+        return Step("post_open", pos, target) if _free(view, "post") else _wait_for(view, "post")
+    # posts mode: finished pieces as new messages; while Gemini writes, only worthwhile pieces
+    quiet = view.now - view.last_visible
+    if not final and view.segments and quiet < policy.stall_after and target - pos < policy.limit // 3:
+        return Step("wait", until=view.last_visible + policy.stall_after)
+    return Step("post", pos, target, final=True) if _free(view, "post") else _wait_for(view, "post")
+
+
+def _grow(view: View, policy: Policy, seg: Segment, target: int, cut: int | None) -> Step:
+    budget = {"stream": "append", "edit": "edit"}[seg.kind]
+    sealing = cut is not None and target <= seg.end  # full: nothing more fits
+    final = view.done or cut is not None
+    if sealing or (final and target <= seg.end):
+        if seg.kind == "stream":
+            return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop", policy.final_wait) \
+                else Step("seal", seg.start, seg.end)
+        if seg.final:
+            return Step("seal", seg.start, seg.end)
+        if _free(view, "edit:final", policy.final_wait):
+            return Step("edit", seg.start, seg.end, final=True) if _free(view, "edit:final") \
+                else _wait_for(view, "edit:final")
+        return Step("seal", seg.start, seg.end)  # the rendering differs only cosmetically; no edit to spare
+    if target <= seg.end:
+        if seg.kind == "stream" and view.now - seg.started_at > policy.stream_max_age:
+            return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop") else Step("seal", seg.start, seg.end)
+        return Step("wait")
+    if final:
+        key = budget if seg.kind == "stream" else "edit:final"
+        if policy.edits_only or _free(view, key, policy.final_wait):
+            return Step("append" if seg.kind == "stream" else "edit", seg.start, target, final=True) \
+                if _free(view, key) else _wait_for(view, key)
+        return Step("seal", seg.start, seg.end)  # the rest goes out as posts, now
+    if view.now - seg.changed_at < policy.min_interval:
+        return Step("wait", until=seg.changed_at + policy.min_interval)
+    if seg.kind == "stream" and view.now - seg.started_at > policy.stream_max_age:
+        return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop") else Step("seal", seg.start, seg.end)
+    if _free(view, budget):
+        return Step("append" if seg.kind == "stream" else "edit", seg.start, target)
+    if not policy.edits_only and view.now - seg.changed_at >= policy.stall_after:
+        return Step("seal", seg.start, seg.end)  # stood still too long: posts take over
+    return _wait_for(view, budget)
