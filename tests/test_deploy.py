@@ -171,18 +171,71 @@ def test_yaml_parses(path):
     assert docs and all(isinstance(d, dict) for d in docs)
 
 
-def test_kustomization_lists_every_k8s_file():
+SECRET_EXAMPLE = "secret.example.yaml"
+CLUSTER_SCOPED = {"Namespace"}
+
+
+def _render_kustomization() -> list[dict]:
+    """What `kubectl apply -k deploy/k8s` would send, for the fields used here: the listed resources
+    with the kustomization's namespace set on namespaced ones and its image overrides applied."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources", "images"}, (
+        "a kustomize feature this renderer does not model")
+    images = {i["name"]: f"{i.get('newName', i['name'])}:{i['newTag']}" for i in kustomization.get("images", [])}
+    rendered = []
+    for name in kustomization["resources"]:
+        for doc in _yaml_docs(K8S / name):
+            if doc["kind"] not in CLUSTER_SCOPED and "namespace" in kustomization:
+                doc["metadata"]["namespace"] = kustomization["namespace"]
+            for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                container["image"] = images.get(container["image"].split(":")[0], container["image"])
+            rendered.append(doc)
+    return rendered
+
+
+def test_kustomization_lists_every_k8s_file_but_the_secret_example():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    present = {p.name for p in K8S_FILES} - {"kustomization.yaml"}
+    present = {p.name for p in K8S_FILES} - {"kustomization.yaml", SECRET_EXAMPLE}
     assert listed == present
-    assert {"configmap.yaml", "secret.yaml", "deployment-web.yaml", "deployment-worker.yaml",
-            "service.yaml", "pdb.yaml"} <= present
+    assert {"namespace.yaml", "serviceaccount.yaml", "configmap.yaml", "deployment-web.yaml",
+            "deployment-worker.yaml", "service.yaml", "pdb.yaml"} <= present
 
 
-def test_k8s_resources_carry_no_namespace(k8s):
+def test_kustomization_applies_cleanly_on_the_first_try(k8s):
+    """Issue 14.1: the namespace comes with it, no placeholder Secret overwrites a real one, and the
+    pods run as a ServiceAccount an operator can bind for Workload Identity."""
+    rendered = _render_kustomization()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    (namespace,) = [d["metadata"]["name"] for d in rendered if d["kind"] == "Namespace"]
+    assert all(d["metadata"]["namespace"] == namespace for d in rendered if d["kind"] != "Namespace")
+    assert not any(d["kind"] == "Secret" for d in rendered), "apply -k must never overwrite the real Secret"
+    # the example Secret: the exact names the pods read, in the same namespace, placeholders only
+    example = k8s[("Secret", "slackbot-secrets")]
+    assert example["metadata"]["namespace"] == namespace
+    assert set(example["stringData"]) == SECRET_NAMES
+    assert all(v == "" or "REPLACE-ME" in v for v in example["stringData"].values())
+    for doc in rendered:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert ("ServiceAccount", pod["serviceAccountName"]) in kinds, "Workload Identity needs a ServiceAccount"
+        (container,) = pod["containers"]
+        assert {"name": "slackbot-secrets"} in [r["secretRef"] for r in container["envFrom"] if "secretRef" in r]
+        assert container["image"] == "slackbot:0.1.0"
+    # the README's first command creates the namespace the Secret goes into
+    readme = (DEPLOY / "README.md").read_text()
+    steps = [readme.index(c) for c in ("kubectl apply -f deploy/k8s/namespace.yaml",
+                                       f"kubectl -n {namespace} create secret generic slackbot-secrets",
+                                       "kubectl apply -k deploy/k8s")]
+    assert steps == sorted(steps), "namespace, then the Secret, then everything else"
+
+
+def test_k8s_resources_carry_no_namespace_of_their_own(k8s):
     for (kind, name), doc in k8s.items():
-        assert "namespace" not in doc["metadata"], f"{kind}/{name}: namespaces are chosen at apply time"
+        if kind in CLUSTER_SCOPED or (kind, name) == ("Secret", "slackbot-secrets"):
+            continue
+        assert "namespace" not in doc["metadata"], f"{kind}/{name}: the kustomization sets it"
 
 
 # --- settings names and defaults ---------------------------------------------------------------------
@@ -244,14 +297,20 @@ def test_compose_services(compose, routes):
         service = services[name]
         assert _accepted_by_cli(service["command"][0])
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert service["build"]["context"] == ".." and service["build"]["dockerfile"] == "deploy/Dockerfile"
-        assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).resolve() == DOCKERFILE
         check = " ".join(service["healthcheck"]["test"])
         paths = set(re.findall(r"/(?:healthz|readyz)\b", check))
         assert paths and paths <= routes[kind], f"{name} healthcheck asks {paths}"
         assert _seconds(service["stop_grace_period"]) >= DEFAULT_GRACE + WORKER_STOP_SECONDS + 5, (
             f"{name}: stop_grace_period must exceed SLACKBOT_SHUTDOWN_GRACE_SECONDS ({DEFAULT_GRACE}) plus margin")
-    assert "3000:3000" in services["bot"]["ports"] and not services["worker"].get("ports")
+    # one build (bot's), one image tag both run
+    build = services["bot"]["build"]
+    assert build["context"] == ".." and build["dockerfile"] == "deploy/Dockerfile"
+    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    assert "build" not in services["worker"] and services["worker"]["image"] == services["bot"]["image"]
+    # the published port follows PORT (Compose interpolates ${PORT:-3000} from deploy/.env or the shell)
+    (published,) = services["bot"]["ports"]
+    assert published == "${PORT:-3000}:${PORT:-3000}" and not services["worker"].get("ports")
+    assert f"${{PORT:-{DEFAULT_PORT}}}" in published
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"
     command = redis["command"] if isinstance(redis["command"], str) else " ".join(redis["command"])
@@ -262,32 +321,84 @@ def test_compose_services(compose, routes):
 
 
 # --- Dockerfile --------------------------------------------------------------------------------------
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, args in _dockerfile():
+        if keyword == "FROM":
+            stages.append([])
+        stages[-1].append((keyword, args))
+    return stages
+
+
 def test_dockerfile_base_user_and_layers():
-    instructions = _dockerfile()
-    keywords = [k for k, _ in instructions]
-    assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
+    build, final = _stages()
+    assert build[0] == ("FROM", "python:3.11-slim-bookworm AS build")
+    assert final[0] == ("FROM", "python:3.11-slim-bookworm"), "the same Python the virtualenv was built with"
     assert "digest" in DOCKERFILE.read_text() and "@sha256:" in DOCKERFILE.read_text(), "mention digest pinning"
-    (user,) = [a for k, a in instructions if k == "USER"]
+    (user,) = [a for k, a in final if k == "USER"]
     assert user.split(":")[0] not in ("root", "0")
-    # dependencies first (pyproject only), then the source, then the package itself
-    copies = [a for k, a in instructions if k == "COPY"]
-    assert copies[0].split()[0] == "pyproject.toml"
-    runs = [(i, a) for i, (k, a) in enumerate(instructions) if k == "RUN"]
-    first_copy_src = next(i for i, (k, a) in enumerate(instructions) if k == "COPY" and a.split()[0] == "src")
-    assert any(i < first_copy_src and "pip install --no-cache-dir -r" in a for i, a in runs), "dependency layer"
-    assert any(i > first_copy_src and "pip install --no-cache-dir ." in a for i, a in runs)
-    assert keywords.index("USER") > max(i for i, _ in runs), "install as root, run as the user"
-    assert ("STOPSIGNAL", "SIGTERM") in instructions
+    # build stage: dependencies first (pyproject + lock only), then the source, then the package
+    copies = [a.split() for k, a in build if k == "COPY"]
+    assert copies[0] == ["pyproject.toml", "uv.lock", "./"]
+    runs = [(i, a) for i, (k, a) in enumerate(build) if k == "RUN"]
+    first_copy_src = next(i for i, (k, a) in enumerate(build) if k == "COPY" and a.split()[0] == "src")
+    assert any(i < first_copy_src and "uv sync --locked" in a and "--no-install-project" in a for i, a in runs)
+    assert any(i > first_copy_src and "uv sync --locked" in a and "--no-editable" in a for i, a in runs)
+    assert re.search(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+", DOCKERFILE.read_text()), "uv itself pinned"
+    # final stage: only the virtualenv is carried over; installs as root, runs as the user
+    assert [a for k, a in final if k == "COPY"] == ["--from=build /venv /venv"]
+    keywords = [k for k, _ in final]
+    assert keywords.index("USER") > max(i for i, (k, _) in enumerate(final) if k in ("RUN", "COPY"))
+    assert ("STOPSIGNAL", "SIGTERM") in final
+
+
+def test_image_installs_the_lock_without_the_extras():
+    """Issue 14.2: every dependency pinned by uv.lock, which matches pyproject.toml; the image
+    installs the base set only (no sandbox, bench or test extras)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"]}
+    root = packages["slackbot"]
+    # the lock was made from this pyproject.toml (uv sync --locked would refuse a stale one)
+    locked_requires = {(r["name"], r.get("specifier", ""), tuple(r.get("extras", [])), r.get("marker"))
+                       for r in root["metadata"]["requires-dist"]}
+
+    def norm(requirement: str, extra: str | None = None):
+        m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[([^\]]+)\])?\s*([^;]*)", requirement)
+        specifier = ",".join(sorted(p.strip() for p in m.group(3).split(",") if p.strip()))
+        return (m.group(1).lower(), specifier, tuple(e.strip() for e in (m.group(2) or "").split(",") if e),
+                f"extra == '{extra}'" if extra else None)
+    declared = {norm(r) for r in pyproject["dependencies"]}
+    declared |= {norm(r, extra) for extra, reqs in pyproject["optional-dependencies"].items() for r in reqs}
+    locked = {(n, ",".join(sorted(s.split(","))) if s else "", e, m) for n, s, e, m in locked_requires}
+    assert locked == declared, "uv.lock is stale: run `uv lock`"
+    assert set(root["metadata"]["provides-extras"]) >= {"sandbox", "bench", "test"}
+    # what the image gets: the closure of the base dependencies, every one pinned with hashes
+    closure, todo = set(), [d["name"] for d in root["dependencies"]]
+    while todo:
+        name = todo.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        todo += [d["name"] for d in packages[name].get("dependencies", [])]
+        for extra in [d for d in root["dependencies"] if d["name"] == name]:
+            for e in extra.get("extra", []):
+                todo += [d["name"] for d in packages[name].get("optional-dependencies", {}).get(e, [])]
+        assert packages[name]["version"] and (packages[name].get("wheels") or packages[name].get("sdist")), name
+        assert all("hash" in w for w in packages[name].get("wheels", [])), name
+    assert {"slack-bolt", "google-genai", "redis", "aiohttp"} <= closure
+    assert not closure & {"fakeredis", "psutil", "pytest", "playwright"}, "extras leaked into the image"
+    for _, args in _dockerfile():
+        assert "--extra" not in args and "--all-extras" not in args
 
 
 def test_dockerfile_copies_exist_and_are_not_ignored():
     ignored = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
                if p.strip() and not p.startswith("#")]
     for keyword, args in _dockerfile():
-        if keyword != "COPY":
+        if keyword != "COPY" or args.startswith("--from="):  # from a build stage, not the context
             continue
         parts = [p for p in args.split() if not p.startswith("--")]
-        assert not any(p.startswith("--from") for p in args.split())
         for source in parts[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is .dockerignored"

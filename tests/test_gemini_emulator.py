@@ -327,10 +327,10 @@ async def test_http_controls(ai, emu):
         assert {q["method"] for q in log} == {"POST", "GET"} and "/_emu" not in str(log)
         beta = await http.get(f"/v1beta/interactions/{iid}", headers={"x-goog-api-key": "k"})
         assert beta.status == 200 and (await beta.json())["status"] == "completed"  # other prefixes work
-        await http.post(f"/_emu/forget/{iid}")
+        await http.post(f"/_emu/forget/{iid}", json={})
         with pytest.raises(gi.NotFoundError):
             await ai.get(iid)
-        await http.post("/_emu/reset")
+        await http.post("/_emu/reset", json={})
         assert await (await http.get("/_emu/requests")).json() == []
         raw = await http.get("/v1/interactions/whatever")  # no API key at all
         assert raw.status == 403 and (await raw.json())["error"]["status"] == "PERMISSION_DENIED"

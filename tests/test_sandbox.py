@@ -9,20 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from yarl import URL
 
 from conftest import eventually, free_port
 
 from slackbot.config import Settings
 from slackbot.sandbox.server import run_sandbox
 
-CHROMIUM = "/usr/bin/chromium"
+# scripts/system-packages installs Debian's chromium, or says what to install and exports the reason
+# the browser test is skipped in SLACKBOT_SKIP_BROWSER; SLACKBOT_CHROMIUM names another browser binary.
+CHROMIUM = os.environ.get("SLACKBOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
@@ -34,7 +39,7 @@ def sandbox_settings(*, redis_url: str, prefix: str, **overrides) -> Settings:
     values = dict(
         slack_bot_token="", slack_signing_secret="", slack_app_token="", gemini_api_key="", gemini_base_url="",
         use_enterprise=False, gemini_model="gemini-3-flash-preview", redis_url=redis_url, redis_prefix=prefix,
-        host="127.0.0.1", sandbox_port=free_port(), edit_min_interval=0.2, placeholder_after_seconds=1.0,
+        host="127.0.0.1", port=free_port(), edit_min_interval=0.2, placeholder_after_seconds=1.0,
         gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
         research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
         tools="", system_instruction="Be brief.",
@@ -55,7 +60,7 @@ async def sandbox(settings: Settings):
         task.result()  # raises why it stopped
     assert ready.is_set(), "the sandbox did not become ready in 20 s"
     try:
-        yield f"http://127.0.0.1:{settings.sandbox_port}"
+        yield f"http://127.0.0.1:{settings.port}"
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -70,10 +75,11 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict) -> dict:
 def chromium_or_skip() -> None:
     if os.path.exists(CHROMIUM):
         return
-    if os.environ.get("SLACKBOT_SKIP_BROWSER"):
-        pytest.skip(f"{CHROMIUM} is missing and SLACKBOT_SKIP_BROWSER is set")
-    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup-env does), "
-                "or set SLACKBOT_SKIP_BROWSER=1 to skip the browser tests")
+    reason = os.environ.get("SLACKBOT_SKIP_BROWSER")
+    if reason:
+        pytest.skip(reason if reason != "1" else f"{CHROMIUM} is missing and SLACKBOT_SKIP_BROWSER is set")
+    pytest.fail(f"{CHROMIUM} is missing: run scripts/test (it installs chromium, or says what to install and "
+                "skips this test), or set SLACKBOT_CHROMIUM to a Chromium or Chrome binary")
 
 
 async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
@@ -151,7 +157,20 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
                 await cancel.click()
                 await expect(status.locator(".text")).to_contain_text("Cancelled", timeout=10_000)
                 await expect(status.locator(".text")).to_contain_text("Cancelled by @alice")
+                # the user's own choice, not a failure to retry "perhaps narrower"
+                await expect(status.locator(".text")).not_to_contain_text("narrower")
                 await expect(status.locator('button[data-action-id="research_cancel"]')).to_have_count(0)
+
+                # a private reply ("only visible to you") shows as from the app, not as alice's own words
+                await page.locator("#composer").fill("/research status")
+                await page.locator("#composer").press("Enter")
+                private = page.locator("#messages .message.ephemeral", has_text="research jobs").last
+                await expect(private).to_contain_text("Only visible to you")
+                await expect(private).to_have_attribute("data-user", info["bot_user_id"])
+                await expect(private).to_have_class(re.compile(r"\bbot\b"))
+                await expect(private.locator(".app-tag")).to_have_text("APP")
+                await expect(private.locator(".meta .name")).not_to_have_text("Alice")
+                await expect(private.locator(".avatar")).to_have_class(re.compile(r"\bbot\b"))
 
                 # the picture: the channel with its answer thread open
                 await page.locator("#messages .thread-link").first.click()
@@ -226,6 +245,67 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
         async with http.get(f"{base}/api/state") as resp:
             ims = {c["id"] for c in (await resp.json())["channels"] if c["is_im"]}
         assert ims == {"D_ALICE", "D_BOB", "D_CAROL"}
+
+
+async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
+    """DNS rebinding, cross-origin simple POSTs and path tricks reach neither the page nor the emulator."""
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix, research_file_threshold=10)
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        port = settings.port
+        async with http.get(f"{base}/api/info") as resp:
+            info = await resp.json()
+        slack, gemini = info["slack_emulator_url"], info["gemini_emulator_url"]
+
+        # the page answers to its address and to localhost ...
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+            async with http.get(f"{base}/api/info", headers={"Host": host}) as resp:
+                assert resp.status == 200, host
+        # ... and not to a rebound name, even with an Origin that matches it
+        rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+        async with http.get(f"{base}/api/state", headers=rebound) as resp:
+            assert resp.status == 421
+        async with http.post(f"{base}/api/user_message", headers=rebound,
+                             json={"channel": "C_GENERAL", "text": "<@UBOT> rebound"}) as resp:
+            assert resp.status == 421
+        # a cross-origin text/plain POST (no preflight in a browser) is refused, by the page and the emulator
+        plain = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+        body = '{"channel": "C_GENERAL", "text": "<@UBOT> forged"}'
+        async with http.post(f"{base}/api/user_message", data=body, headers=plain) as resp:
+            assert resp.status == 415
+        for path in ("user_message", "slash_command", "click", "reset", "rate_limit", "fail_next"):
+            async with http.post(f"{slack}/_emu/{path}", data=body, headers=plain) as resp:
+                assert resp.status == 415, path
+        async with http.post(f"{slack}/_emu/reset") as resp:  # no body, no type: a simple request too
+            assert resp.status == 415
+        for path in ("script", "script_agent", "config", "reset"):  # the Gemini emulator's controls too
+            async with http.post(f"{gemini}/_emu/{path}", data='{"text": "forged"}', headers=plain) as resp:
+                assert resp.status == 415, path
+        async with http.get(f"{slack}/_emu/state", headers={"Host": "evil.example"}) as resp:
+            assert resp.status == 421
+        async with http.get(f"{gemini}/_emu/requests", headers={"Host": "evil.example"}) as resp:
+            assert resp.status == 421
+        async with http.get(f"{slack}/_emu/state") as resp:
+            general = next(c for c in (await resp.json())["channels"] if c["id"] == "C_GENERAL")
+        assert not any("forged" in m["text"] or "rebound" in m["text"] for m in general["messages"])
+
+        # file ids are validated: an encoded "../state" is not the emulator's state
+        for raw in ("%2e%2e%2fstate", "..%2fstate", "%2E%2E%2Fcalls", "F1%2f..%2f..%2fstate"):
+            async with http.get(URL(f"{base}/api/files/{raw}", encoded=True)) as resp:
+                text = await resp.text()
+                assert resp.status == 404 and "channels" not in text and "team_id" not in text, raw
+
+        # ... while a real file (a research report over the file threshold) is served
+        await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.3})
+        await post_json(http, f"{base}/api/slash_command",
+                        {"command": "/research", "text": "Loopback", "channel": "C_GENERAL", "user": "U_BOB"})
+
+        async def file_id():
+            async with http.get(f"{base}/api/state") as resp:
+                files = (await resp.json())["files"]
+            return files[0]["id"] if files else None
+        fid = await eventually(file_id, 15, interval=0.2, message="the report attached as a file")
+        async with http.get(f"{base}/api/files/{fid}") as resp:
+            assert resp.status == 200 and "Loopback" in await resp.text()
 
 
 def tiny_png(width: int = 24, height: int = 16) -> bytes:

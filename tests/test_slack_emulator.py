@@ -346,7 +346,7 @@ async def test_control_endpoints_and_feed(emu, receiver):
             assert r.status == 400
         async with http.post("/_emu/slash_command", json={"command": "/ask", "text": "q"}) as r:
             assert (await r.json())["delivery"]["status"] == 200
-        async with http.post("/_emu/reset") as r:
+        async with http.post("/_emu/reset", json={}) as r:
             assert r.status == 200
         async with http.get("/_emu/calls") as r:
             assert await r.json() == []

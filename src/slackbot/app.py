@@ -12,6 +12,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -59,20 +60,39 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     return services
 
 
+class _DropClientTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns on every
+    start that the token "will be unused" (slack_bolt/app/async_app.py: `token = token or
+    os.environ.get("SLACK_BOT_TOKEN")`, then `if token is not None: warning_client_prioritized...`).
+    Our client carries that same token, so the warning says nothing: drop exactly that message."""
+
+    MESSAGE = warning_client_prioritized_and_token_skipped()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.MESSAGE
+
+
+_bolt_log = logging.getLogger("slackbot.bolt")
+_bolt_log.addFilter(_DropClientTokenWarning())
+
+
 def build_bolt(services: Services) -> AsyncApp:
     s = services.settings
     app = AsyncApp(
         client=services.client,
-        signing_secret=s.signing_secret or None,
+        # Socket Mode needs no signing secret: "" keeps Bolt from reading SLACK_SIGNING_SECRET itself.
+        signing_secret=s.signing_secret,
         request_verification_enabled=not s.socket_mode,
-        logger=logging.getLogger("slackbot.bolt"),
+        logger=_bolt_log,
     )
     listeners.register(app, services)
     return app
 
 
 def build_web(services: Services, bolt: AsyncApp) -> web.Application:
-    verifier = SignatureVerifier(services.settings.signing_secret)
+    # POST /slack/events only with a signing secret to verify it by: Socket Mode receives events
+    # over its WebSocket and runs without one (SignatureVerifier refuses an empty secret).
+    verifier = SignatureVerifier(services.settings.signing_secret) if services.settings.signing_secret else None
 
     async def slack_events(request: web.Request) -> web.Response:
         # While shutting down, events get 503 (in the intake middleware) so Slack redelivers them to
@@ -92,7 +112,8 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
         return await to_aiohttp_response(bolt_resp)
 
     web_app = web.Application()
-    web_app.add_routes([web.post("/slack/events", slack_events), *health_routes(services)])
+    web_app.add_routes([web.post("/slack/events", slack_events)] if verifier else [])
+    web_app.add_routes(health_routes(services))
     return web_app
 
 

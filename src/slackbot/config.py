@@ -114,9 +114,6 @@ class Settings(BaseSettings):
     files_max_count: int = Field(10, ge=0, **_env("FILES_MAX_COUNT"))
     file_fetch_timeout_seconds: float = Field(60.0, gt=0, **_env("FILE_FETCH_TIMEOUT_SECONDS"))
 
-    # --- Sandbox ----------------------------------------------------------------------------
-    sandbox_port: int = Field(3000, ge=1, le=65535, **_env("SANDBOX_PORT"))
-
     @field_validator("gemini_model")
     @classmethod
     def _replace_deprecated_model(cls, value: str) -> str:
@@ -183,14 +180,19 @@ class Settings(BaseSettings):
         return bool(self.app_token)
 
     @property
-    def has_slack_credentials(self) -> bool:
-        return bool(self.bot_token and (self.signing_secret or self.app_token))
+    def slack_configured(self) -> bool:
+        """Any Slack setting at all means "serve Slack": only a blank slate may start the sandbox."""
+        return bool(self.bot_token or self.signing_secret or self.app_token)
 
-    def require_slack(self) -> None:
-        """Serving real Slack needs credentials; say which variable is missing, once."""
+    def require_slack(self, *, receives_events: bool = True) -> None:
+        """Serving real Slack needs every credential of its mode; name the first one missing, once.
+
+        `receives_events` is false for `slackbot worker`: it only calls the Web API and Gemini.
+        """
         if not self.bot_token:
-            raise ConfigError("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack")
-        if not self.signing_secret and not self.app_token:
+            raise ConfigError("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack; "
+                              "leave every SLACK_* token unset to run the sandbox instead")
+        if receives_events and not self.socket_mode and not self.signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
         if not self.use_enterprise and not self.api_key:
             raise ConfigError("GEMINI_API_KEY: required (or GOOGLE_GENAI_USE_ENTERPRISE=true with ADC)")

@@ -245,7 +245,7 @@ class TurnRunner:
                         record.user_team or record.team)
 
         async def journal(state: dict) -> None:
-            await self.turns.write(record.id, self.owner, {"delivery": json.dumps(state)})
+            await self._note(record, {"delivery": json.dumps(state)})
         s = self.settings
         return AnswerDelivery(self.poster(record.team), self.client, target, self.policy, journal=journal,
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
@@ -299,7 +299,7 @@ class TurnRunner:
                     await delivery.thought(item.text)
                 elif isinstance(item, Started):
                     record.interaction_id = item.interaction_id
-                    await self.turns.write(record.id, self.owner, {"interaction_id": item.interaction_id})
+                    await self._note(record, {"interaction_id": item.interaction_id})
                 elif isinstance(item, Done):
                     return item.interaction_id
                 if delivery.user_stopped:
@@ -361,6 +361,13 @@ class TurnRunner:
         except SlackApiError as exc:
             log.warning("could not tell a user about their quota", extra={"error": exc.response.get("error")})
         return False
+
+    async def _note(self, record: TurnRecord, fields: dict[str, str]) -> None:
+        """Journal progress. Best effort: while Redis is away the answer goes on (only a crash then loses it)."""
+        try:
+            await self.turns.write(record.id, self.owner, fields)
+        except (RedisError, OSError):
+            log.warning("could not journal a turn's progress", extra=_ctx(record))
 
     async def _release_user(self, record: TurnRecord) -> None:
         try:

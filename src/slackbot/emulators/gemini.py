@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from . import guard
+
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
                  500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -273,8 +275,8 @@ class GeminiEmulator:
     # ------------------------------------------------------------------ HTTP plumbing
     @web.middleware
     async def _log_middleware(self, request: web.Request, handler):
-        if request.path.startswith("/_emu/"):
-            return await handler(request)
+        if request.path.startswith("/_emu/"):  # control: local Host and JSON POSTs only (guard.py)
+            return await guard.local_control(request, handler)
         raw = await request.read() if request.can_read_body else b""
         try:
             body = json.loads(raw) if raw else None

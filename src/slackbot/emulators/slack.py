@@ -41,6 +41,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from . import guard
+
 TEXT_LIMIT = 40_000  # chat.postMessage truncates beyond this
 UPDATE_TEXT_LIMIT = 4_000  # chat.update refuses beyond this (msg_too_long)
 MAX_BLOCKS = 50
@@ -1294,6 +1296,14 @@ class SlackEmulator:
         return resp
 
     @web.middleware
+    async def _control_guard(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        # /_emu/* drives the workspace: local callers only, and control POSTs only as JSON, so no web
+        # page can drive it (guard.py). Upload and response_url stand for Slack's own URLs: exempt.
+        if request.path.startswith("/_emu/"):
+            return await guard.local_control(request, handler, exempt=("/_emu/upload/", "/_emu/response/"))
+        return await handler(request)
+
+    @web.middleware
     async def _control_errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         # Bad input to a control endpoint is the caller's mistake: 400 with the reason, not a 500.
         try:
@@ -1304,7 +1314,7 @@ class SlackEmulator:
     # --------------------------------------------------------- lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = web.Application(client_max_size=100 * 2**20, middlewares=[self._control_errors])
+        app = web.Application(client_max_size=100 * 2**20, middlewares=[self._control_guard, self._control_errors])
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/_emu/upload/{file_id}", self._handle_upload)
         app.router.add_get("/_emu/files/{file_id}", self._handle_file)

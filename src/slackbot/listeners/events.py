@@ -41,7 +41,7 @@ def register(app: AsyncApp, services) -> None:
             accepted = await services.turns.accept(turn, context.bot_user_id)
         except (RedisError, OSError):
             metrics.EVENTS.labels(kind, "redis_down").inc()
-            log.warning("redis unavailable; asking Slack to redeliver", extra=where)
+            log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
             return BoltResponse(status=503, body="")
         if accepted < 0:
             metrics.EVENTS.labels(kind, "ignored").inc()  # a reply in a thread the bot was never part of

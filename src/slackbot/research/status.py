@@ -74,7 +74,8 @@ def outcome_note(status: str, by_user: str | None = None) -> str:
     if status == "completed":
         return ""
     if status == "cancelled" and by_user:
-        return f"Cancelled by <@{by_user}>. {RETRY_HINT}"
+        # the user's own choice, not a failure: no "perhaps narrower" hint
+        return f"Cancelled by <@{by_user}>. Start a new one any time with `/research <question>`."
     return RETRY_HINT
 
 

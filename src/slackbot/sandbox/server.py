@@ -16,12 +16,17 @@ Choices made at start-up (reported by /api/info and in the page's header):
   emulator at a readable pace.
 * Redis: REDIS_URL when it answers a PING within a second, else an embedded store (fakeredis,
   which runs the store's Lua scripts). Keys go under a per-run prefix, deleted at exit.
+
+Local in fact (emulators/guard.py): the page listens on PORT at 127.0.0.1 unless SLACKBOT_HOST is
+set, answers only to IP literals, `localhost` and that name (DNS rebinding), takes POSTs only as
+same-origin JSON, and serves only emulator file ids from /api/files/.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -31,11 +36,13 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 from yarl import URL
 
 from ..app import serve
 from ..config import ConfigError, Settings
+from ..emulators import guard
 from ..emulators.gemini import GeminiEmulator
 from ..emulators.slack import Channel, SlackEmulator
 
@@ -54,6 +61,7 @@ _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint,
     "click": {"channel", "ts", "action_id", "user", "value"},
     "share": {"channel", "text", "user", "thread_ts", "files"},  # a message with attached files
 }
+FILE_ID = re.compile(r"F[A-Z0-9]{1,32}")  # the emulator's file ids; anything else never reaches it
 SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
 
 
@@ -110,7 +118,11 @@ async def redis_answers(url: str, timeout: float = REDIS_PING_TIMEOUT) -> bool:
 
 def embedded_redis():
     """An in-process Redis (fakeredis with Lua, so the store's scripts run unchanged)."""
-    import fakeredis
+    try:
+        import fakeredis
+    except ImportError:  # the `sandbox` extra is not in the production image
+        raise ConfigError("REDIS_URL: does not answer, and the embedded store is not installed "
+                          "(pip install 'slackbot[sandbox]', or start Redis)") from None
 
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
 
@@ -138,9 +150,11 @@ class Sandbox:
         self.slack = SandboxWorkspace(signing_secret=secrets.token_hex(16),
                                       bot_token=f"xoxb-sandbox-{secrets.token_hex(12)}")
         await self.slack.start()
+        # model_copy does not validate: secrets go in as SecretStr, as the fields hold them
         update: dict = {
-            "slack_bot_token": self.slack.bot_token, "slack_signing_secret": self.slack.signing_secret,
-            "slack_app_token": "", "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
+            "slack_bot_token": SecretStr(self.slack.bot_token),
+            "slack_signing_secret": SecretStr(self.slack.signing_secret), "slack_app_token": SecretStr(""),
+            "slack_api_url": self.slack.api_url, "host": "127.0.0.1", "port": free_port(),
             "redis_prefix": f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}",
         }
         real_gemini = bool(s.api_key) or s.use_enterprise
@@ -148,7 +162,7 @@ class Sandbox:
             self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
             await self.gemini_emu.start()
-            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key="sandbox-emulator",
+            update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key=SecretStr("sandbox-emulator"),
                           use_enterprise=False,
                           **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
         self._real_redis = await redis_answers(s.redis_url)
@@ -186,7 +200,8 @@ class Sandbox:
 
     async def _start_page(self) -> None:
         s = self.settings
-        app = web.Application(middlewares=[_same_origin_json], client_max_size=SHARE_MAX_BYTES)
+        app = web.Application(middlewares=[_loopback_host(self.allowed_hosts()), _same_origin_json],
+                              client_max_size=SHARE_MAX_BYTES)
         app.add_routes([
             web.get("/", self._index),
             web.get("/api/info", self._api_info),
@@ -202,9 +217,9 @@ class Sandbox:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, self.page_host, s.sandbox_port).start()
+            await web.TCPSite(self._runner, self.page_host, s.port).start()
         except OSError as exc:
-            raise ConfigError(f"SLACKBOT_SANDBOX_PORT: cannot serve the sandbox on {self.page_host}:{s.sandbox_port} "
+            raise ConfigError(f"PORT: cannot serve the sandbox on {self.page_host}:{s.port} "
                               f"({exc.strerror or exc}); choose another port") from None
         port = self._runner.addresses[0][1]
         shown = "127.0.0.1" if self.page_host in ("0.0.0.0", "::", "") else self.page_host
@@ -214,6 +229,14 @@ class Sandbox:
     def page_host(self) -> str:
         """Loopback unless SLACKBOT_HOST was set on purpose: the page can spend a real Gemini key."""
         return self.settings.host if "host" in self.settings.model_fields_set else "127.0.0.1"
+
+    def allowed_hosts(self) -> set[str]:
+        """Host names the page answers to besides IP literals: a DNS-rebinding page's Host is its own
+        name, so only `localhost` and a name given on purpose in SLACKBOT_HOST are accepted."""
+        names = set(guard.LOCAL_NAMES)
+        if self.page_host and not guard.is_ip(self.page_host):
+            names.add(self.page_host.lower())
+        return names
 
     async def close(self) -> None:
         for resp in list(self._feeds):  # end the page's event streams so the server stops at once
@@ -258,8 +281,11 @@ class Sandbox:
     async def _api_file(self, request: web.Request) -> web.StreamResponse:
         """A file for the page (reports, attachments), fetched as the bot would: with its token."""
         file_id = request.match_info["file_id"]
+        if not FILE_ID.fullmatch(file_id):  # e.g. "../state" (sent as %2e%2e%2fstate) is not a file
+            log.info("sandbox: file id refused", extra={"chars": len(file_id)})
+            return web.Response(status=404, text="file not found")
         headers = {"Authorization": f"Bearer {self.slack.bot_token}"}
-        async with self._http.get(f"{self.slack.base_url}/_emu/files/{file_id}", headers=headers) as resp:
+        async with self._http.get(URL(self.slack.base_url) / "_emu" / "files" / file_id, headers=headers) as resp:
             body = await resp.read()
             upstream = resp.content_type
         if resp.status != 200:
@@ -304,13 +330,24 @@ class Sandbox:
         return resp
 
 
+def _loopback_host(names: set[str]):
+    """Refuse any Host that is not an IP literal or an allowed name (DNS rebinding, see guard.py)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if not guard.host_allowed(request.headers.get("Host", ""), names):
+            return guard.refuse_host(request)
+        return await handler(request)
+    return middleware
+
+
 @web.middleware
 async def _same_origin_json(request: web.Request, handler):
     """POSTs must be JSON from this page: another site's form or script cannot drive the bot."""
     if request.method == "POST":
         origin = request.headers.get("Origin")
         if request.content_type != "application/json":
-            return web.json_response({"ok": False, "error": "send application/json"}, status=415)
+            return guard.refuse_content_type(request)
         if origin and origin.split("://", 1)[-1].rstrip("/") != request.host:
             return web.json_response({"ok": False, "error": "cross-origin request refused"}, status=403)
     return await handler(request)

@@ -12,7 +12,11 @@ import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .turns import TurnRecord, TurnStore
 
@@ -194,6 +198,9 @@ class Store:
             health_check_interval=15,
             max_connections=max_connections,
             timeout=pool_timeout,
+            # a pooled connection that died with a Redis restart is replaced, not reported
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         client = aioredis.Redis(connection_pool=pool)
         return cls(client, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)

@@ -140,7 +140,7 @@ return out
 """
 
 # One call per tick for all of a process's turns: extend the leases (and thread locks) still ours;
-# report turns someone asked to stop and turns we lost. KEYS: due; ARGV: owner, lease, lock ttl ms,
+# report turns someone asked to stop and turns another replica took over. KEYS: due; ARGV: owner, lease, lock ttl ms,
 # turn key prefix, id, lock key, id, lock key, ...  Returns {stopped ids..., '|', lost ids...}.
 _RENEW = _NOW + """
 local stopped, lost = {}, {}
@@ -148,7 +148,9 @@ for i = 5, #ARGV, 2 do
   local id, lock = ARGV[i], ARGV[i + 1]
   local key = ARGV[4] .. id
   local rec = redis.call('HMGET', key, 'owner', 'stop_by')
-  if rec[1] ~= ARGV[1] then
+  if not rec[1] then
+    -- the record is gone (Redis lost its data): nobody else can take the turn over; carry on
+  elseif rec[1] ~= ARGV[1] then
     table.insert(lost, id)
   else
     redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)

@@ -398,7 +398,8 @@ function replyInfo(channel, ts) {
 }
 
 function messageNode(m, { inThread = false, compact = false } = {}) {
-  const isBot = Boolean(m.bot_id) || m.user === S.botUser;
+  // An ephemeral's `user` is who sees it; the app sent it, so it shows as the app's, as in Slack.
+  const isBot = Boolean(m.bot_id) || m.user === S.botUser || Boolean(m.ephemeral && !m.local);
   const who = m.local ? "system" : isBot ? S.botUser : m.user;
   const name = m.local ? "Sandbox" : realName(who);
   const ctx = { channel: m.channel, ts: m.ephemeral ? null : m.ts, thread_ts: m.thread_ts || null };
@@ -563,7 +564,7 @@ setInterval(() => { // Slack rotates the loading messages
 }, 2500);
 
 function sender(m) {
-  return m.local ? "system" : m.bot_id ? S.botUser : m.user;
+  return m.local ? "system" : m.bot_id || m.ephemeral ? S.botUser : m.user;
 }
 
 function renderThread() {
