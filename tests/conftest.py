@@ -184,3 +184,48 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05, m
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
         await asyncio.sleep(interval)
+
+
+# --- real bot processes (crash tests) ---------------------------------------------------------------
+def process_env(settings: Settings, **extra: str) -> dict:
+    """The environment of a `slackbot serve` process with these (test-sized) settings."""
+    env = {**os.environ, "SLACK_BOT_TOKEN": settings.bot_token, "SLACK_SIGNING_SECRET": settings.signing_secret,
+           "SLACK_API_URL": settings.slack_api_url, "GEMINI_API_KEY": "test-key",
+           "GEMINI_BASE_URL": settings.gemini_base_url, "REDIS_URL": settings.redis_url,
+           "SLACKBOT_REDIS_PREFIX": settings.redis_prefix, "PORT": str(settings.port), "SLACKBOT_HOST": "127.0.0.1",
+           "SLACKBOT_TURN_LEASE_SECONDS": str(settings.turn_lease_seconds), "SLACKBOT_LOG_LEVEL": "WARNING",
+           "SLACKBOT_USER_MAX_ACTIVE_ANSWERS": "100", "SLACKBOT_USER_TURNS_PER_MINUTE": "1000",
+           "SLACKBOT_EDIT_MIN_INTERVAL": str(settings.edit_min_interval), "SLACKBOT_RESEARCH_WORKER": "false"}
+    env.pop("SLACK_APP_TOKEN", None)
+    env.update(extra)
+    return env
+
+
+def spawn_serve(settings: Settings, **extra: str) -> subprocess.Popen:
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "slackbot", "serve"], env=process_env(settings, **extra),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as http:
+        async def up():
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+        await eventually(up, 30, interval=0.1, message=f"bot on {port}")
+
+
+def end_processes(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 import redis.asyncio as aioredis
 
 from conftest import eventually
@@ -17,6 +19,20 @@ MENTION = "<@UBOT>"
 
 def thread_bot_texts(slack_emu, channel, thread_ts):
     return [m.visible_text for m in slack_emu.bot_messages(channel, thread_ts)]
+
+
+def visible_updates(slack_emu, channel, thread_ts) -> int:
+    """How many times a reader saw the answer change: messages, edits and stream appends."""
+    count = 0
+    for m in slack_emu.bot_messages(channel, thread_ts):
+        stream = slack_emu.streams.get((channel, m.ts))
+        count += 1 + len(m.edits) + (len(stream.texts) - 1 if stream else 0)
+    return count
+
+
+def joined(slack_emu, channel, thread_ts) -> str:
+    """An answer's text as a reader sees it across its messages, whitespace aside."""
+    return "".join(" ".join(thread_bot_texts(slack_emu, channel, thread_ts)).split())
 
 
 async def head(redis_url, prefix, channel, thread_ts, team="T0001"):
@@ -60,7 +76,7 @@ async def test_mention_streams_answer_into_thread_and_stores_chain(bot, slack_em
     assert "previous_interaction_id" not in created[0]
     answer = slack_emu.bot_messages("C_GENERAL", root)[0]
     assert answer.thread_ts == root
-    assert len(answer.edits) >= 1  # it grew in place
+    assert visible_updates(slack_emu, "C_GENERAL", root) >= 2  # it grew in place (stream appends or edits)
     interaction_id = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root), message="chain head")
     assert gemini_emu.interaction(interaction_id)["output_text"] == long_text
 
@@ -267,32 +283,42 @@ async def test_forgotten_chain_without_budget_starts_fresh(bot, slack_emu, gemin
 
 # 7: a 429 from Slack pauses that method's budget; the final text still lands (by another budget)
 async def test_slack_429_is_honoured_and_final_text_lands(bot, slack_emu, gemini_emu):
-    gemini_emu.script(text="steady " * 30, chunk_chars=10, chunk_delay=0.02)
-    slack_emu.fail_next("chat.update", "ratelimited", times=2, retry_after=1)
+    gemini_emu.script(text="steady. " * 40, chunk_chars=10, chunk_delay=0.05)
+    slack_emu.fail_next("chat.appendStream", "ratelimited", times=1, retry_after=1)
     delivery = await slack_emu.user_message("C_GENERAL", f"{MENTION} go")
-    await eventually(lambda: "".join(" ".join(thread_bot_texts(slack_emu, "C_GENERAL", delivery.message.ts)).split())
-                     == "steady" * 30, 15, message="the whole answer")
-    assert 1 <= slack_emu.ratelimited("chat.update") <= 2
-    after_429 = [c for c in slack_emu.calls_to("chat.update") if not c.ok]
-    assert all(c.error == "ratelimited" for c in after_429)
+    await eventually(lambda: joined(slack_emu, "C_GENERAL", delivery.message.ts) == "steady." * 40, 15,
+                     message="the whole answer")
+    assert slack_emu.ratelimited("chat.appendStream") == 1
+    appends = slack_emu.calls_to("chat.appendStream")
+    limited = next(i for i, c in enumerate(appends) if c.error == "ratelimited")
+    # the method's budget paused for Retry-After: no append until the second had passed
+    assert all(c.time >= appends[limited].time + 0.9 for c in appends[limited + 1:])
 
 
 # 7: not_in_channel is logged and the process lives on
 async def test_not_in_channel_does_not_kill_the_process(settings_for, slack_emu, gemini_emu):
     from conftest import start_bot, stop_bot
 
+    slack_emu.fail_next("chat.startStream", "not_in_channel", times=1)
     slack_emu.fail_next("chat.postMessage", "not_in_channel", times=1)
     bot = await start_bot(settings_for(), slack_emu)
     try:
         d = await slack_emu.user_message("C_GENERAL", f"{MENTION} can you hear me")
         await eventually(lambda: slack_emu.calls_to("chat.postMessage"))
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _nothing_in_flight(bot.url), 10, message="the turn ended")
         assert slack_emu.bot_messages("C_GENERAL", d.message.ts) == []
         d2 = await slack_emu.user_message("C_GENERAL", f"{MENTION} and now?")
         await answered(slack_emu, gemini_emu, "C_GENERAL", d2.message.ts)
         assert not bot.task.done()
     finally:
         await stop_bot(bot)
+
+
+async def _nothing_in_flight(url: str) -> bool:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as r:
+            page = await r.text()
+    return any(line == "slackbot_work_in_flight 0.0" for line in page.splitlines())
 
 
 # 2: long answers continue in further messages, split at paragraphs/fences, never msg_too_long

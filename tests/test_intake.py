@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slackbot.chat.intake import DM_THREAD, classify
+from slackbot.chat.intake import DM_THREAD, classify, installing_team
 
 BOT = "UBOT"
 
@@ -55,3 +55,21 @@ def test_one_message_has_one_dedup_key_whatever_carries_it():
     a = classify(ev(type="app_mention", text="<@UBOT> x", thread_ts="1.0"), BOT, "T1")
     b = classify(ev(thread_ts="1.0", text="x"), BOT, "T1")
     assert a.dedup_key == b.dedup_key
+
+
+def test_state_belongs_to_the_installing_workspace_not_the_sender():
+    # 9.10 Slack Connect: a partner organisation's member carries their own `team`; the turn (its dedup
+    # key, chain and edit budget) is keyed by the workspace the app is installed in.
+    partner = ev(thread_ts="1.0", team="T_PARTNER", user_team="T_PARTNER")
+    turn = classify(partner, BOT, "T_HOME")
+    assert turn.team == "T_HOME" and turn.dedup_key == "msg:T_HOME:C1:2.0"
+    dm = classify(ev(channel="D1", channel_type="im", team="T_PARTNER"), BOT, "T_HOME")
+    assert dm.team == "T_HOME"
+
+
+def test_installing_team_reads_authorizations_first():
+    body = {"team_id": "T_ENVELOPE", "authorizations": [{"team_id": "T_HOME", "is_bot": True}]}
+    assert installing_team(body) == "T_HOME"
+    assert installing_team({"team_id": "T_ENVELOPE", "authorizations": [{"team_id": None}]}) == "T_ENVELOPE"
+    assert installing_team({"authorizations": []}, "T_CONTEXT") == "T_CONTEXT"
+    assert installing_team({"authorizations": "nonsense"}) == ""

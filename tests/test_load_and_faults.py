@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conftest import RedisServer, eventually, free_port, start_bot, stop_bot
-from test_chat import MENTION, answered, head, thread_bot_texts
+from test_chat import MENTION, answered, head, joined, thread_bot_texts, visible_updates
 
 from slackbot.emulators.slack import Channel
 from slackbot.store import Budget, Store
@@ -117,20 +117,6 @@ async def test_many_answers_share_the_budget_without_429(settings_for, slack_emu
     finally:
         for b in bots:
             await stop_bot(b)
-
-
-def visible_updates(slack_emu, channel, thread_ts) -> int:
-    """How many times a reader saw the answer change: messages, edits and stream appends."""
-    count = 0
-    for m in slack_emu.bot_messages(channel, thread_ts):
-        stream = slack_emu.streams.get((channel, m.ts))
-        count += 1 + len(m.edits) + (len(stream.texts) - 1 if stream else 0)
-    return count
-
-
-def joined(slack_emu, channel, thread_ts) -> str:
-    """An answer's text as a reader sees it across its messages, whitespace aside."""
-    return "".join(" ".join(thread_bot_texts(slack_emu, channel, thread_ts)).split())
 
 
 # --- 2. sign of life at once, first words without waiting for the edit budget --------------------

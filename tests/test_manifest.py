@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +46,11 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     # reads threads in every conversation type it answers in.
     "conversations_replies": {"channels:history", "groups:history", "im:history", "mpim:history"},
     "users_info": {"users:read"},
+    # conversations.info: channel names for profiles mapped by name; the bot answers in public and
+    # private channels (DMs have no name and are never looked up)
+    "conversations_info": {"channels:read", "groups:read"},
+    # chat.delete: a final answer that needs fewer messages than were streamed removes the surplus
+    "chat_delete": {"chat:write"},
     # files.getUploadURLExternal + files.completeUploadExternal
     "files_upload_v2": {"files:write"},
     "auth_test": set(),  # Bolt's authorization (bot user id); needs no scope
@@ -141,6 +147,8 @@ def _registrations_from_source() -> dict[str, set[str]]:
                     and node.func.attr in out and node.args):
                 arg = node.args[0]
                 value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", None))
+                if value is None and isinstance(arg, ast.Name):  # a name imported from its owner (CANCEL_ACTION)
+                    value = getattr(importlib.import_module(f"slackbot.listeners.{path.stem}"), arg.id, None)
                 assert isinstance(value, str), f"{path.name}:{node.lineno}: cannot resolve app.{node.func.attr} argument"
                 out[node.func.attr].add(value)
     return out

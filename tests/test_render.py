@@ -1,13 +1,16 @@
 import random
 import re
+import time
 
 import pytest
 
 from slackbot.slack_out.render import (
     DEFAULT_MESSAGE_CHARS,
     close_open_fences,
+    escape_mrkdwn,
     mentioned_user_ids,
     message_payload,
+    neutralize_slack_markup,
     slack_to_prompt,
     sources_section,
     split_markdown,
@@ -214,7 +217,7 @@ def test_close_open_fences():
 
 def test_message_payload():
     p = message_payload("**Hi** <!channel> & you")
-    assert p["blocks"] == [{"type": "markdown", "text": "**Hi** <!channel> & you"}]
+    assert p["blocks"] == [{"type": "markdown", "text": "**Hi** &lt;!channel&gt; & you"}]
     assert p["text"] == "**Hi** &lt;!channel&gt; &amp; you"
     long = message_payload("y" * 3500)
     assert len(long["text"]) == 3000 and long["text"].endswith("…")
@@ -224,6 +227,26 @@ def test_message_payload():
     for blank in ("", "  \n"):
         p = message_payload(blank)
         assert p["text"] and p["blocks"][0]["text"].strip()
+
+
+def test_nobody_elses_text_becomes_slack_markup():
+    # Pings, broadcasts and disguised links show as typed, in the block and in the fallback.
+    hostile = ("<!channel> <!here> <!everyone> <!here|here> <@U123> <@W9|boss> <!subteam^S1|@devs> "
+               "<!date^1^{date}|x> <https://evil.example|Slack login> <mailto:a@evil.example|IT desk>")
+    p = message_payload(hostile)
+    block = p["blocks"][0]["text"]
+    assert "<" not in block and ">" not in block
+    assert block.replace("&lt;", "<").replace("&gt;", ">") == hostile
+    assert "<" not in p["text"] and ">" not in p["text"]
+    # Code and ordinary text keep their angle brackets: Markdown autolinks, generics, HTML.
+    plain = ("See <https://ok.example> and `List<String>`, `Map<@NonNull K, V>`\n```html\n<!DOCTYPE html>\n"
+             "<!doctype html>\n<!-- x -->\n<a href=\"#\">\n```")
+    assert message_payload(plain)["blocks"][0]["text"] == plain
+    assert neutralize_slack_markup("<" * 5 + "<@U1>" + ">" * 5) == "<" * 5 + "&lt;@U1&gt;" + ">" * 5
+    assert len(neutralize_slack_markup("<@U1>" * 780)) <= 3 * 3900  # stays under the block's 12,000
+    assert escape_mrkdwn("a <@U1> & <b>") == "a &lt;@U1&gt; &amp; &lt;b&gt;"
+    # Read back from the thread (a rebuilt conversation), Gemini sees what it wrote, not the entities.
+    assert slack_to_prompt(block, {}) == hostile
 
 
 def test_slack_to_prompt():
@@ -247,6 +270,71 @@ def test_slack_to_prompt():
     assert slack_to_prompt("line1\n<@UBOT> line2\n    code", names, "UBOT") == "line1\nline2\n    code"
 
 
+def _old_drop_bot_mentions(text: str, bot_user_id: str) -> str:
+    """The three regex passes slack_to_prompt used before (quadratic on blank runs): the reference
+    behaviour on short texts."""
+    bot = rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>"
+    text = re.sub(rf"^[ \t]*{bot}[ \t]*[,:]?[ \t]*", "", text, flags=re.M)
+    text = re.sub(rf"[ \t]*{bot}(?=[ \t]*(?:[,.;:!?)]|$))", "", text, flags=re.M)
+    return re.sub(rf"[ \t]*{bot}[ \t]*", " ", text)
+
+
+def test_bot_mention_rules_match_the_regex_reference():
+    # The linear rewrite keeps the rules: same text wherever the mention was, up to how many blanks stand
+    # where two adjacent mentions were (one now, two before).
+    alphabet = [" ", "\t", "\n", ",", ".", ":", "!", ")", "a", "<@UBOT>", "<@UBOT|bot>", "<@UX>"]
+    blanks = lambda t: re.sub(r"[ \t]+", " ", t).strip()
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert blanks(slack_to_prompt(text, {}, "UBOT")) == blanks(slack_to_prompt(
+            _old_drop_bot_mentions(text, "UBOT"), {})), text
+
+
+N = 100_000
+PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a message per character)
+    "spaces": " " * N, "tabs": "\t" * N, "mention then spaces": "<@UBOT>" + " " * N + "x",
+    "spaces then mention": " " * N + "<@UBOT>", "fence then spaces": "```" + " " * N,
+    "word spaces backtick": "a" + " " * N + "`", "backticks": "`" * N, "tildes": "~" * N,
+    "unclosed labels": "<@U1|" * (N // 5), "unclosed bot labels": "<@UBOT|" * (N // 7),
+    "bot mentions": "<@UBOT> " * (N // 8) + ".", "open brackets": "<" * N, "newlines": "\n" * N,
+    "blank lines": " \n" * (N // 2), "backtick lines": ("`" * 5000 + "\n") * 20, "pipes": "|" * N,
+    "hashes": "#" * N, "fence lines": "\n```" * (N // 4), "long info string": "```" + "p" * N,
+    "indented fence": " " * 5000 + "```\n" + "x " * (N // 2),
+    "token starts": "<@" * (N // 2), "link starts": "<a:b" * (N // 4), "bang starts": "<!here" * (N // 6),
+    "id starts": "<@U1" * (N // 4), "subteam starts": "<!subteam^" * (N // 10),
+}
+
+
+def _guarded(fn, *args):
+    # Not a timing assertion: linear code takes milliseconds here, the quadratic versions took 3-17 s on a
+    # single one of these inputs. The guard only catches a relapse into something absurd.
+    started = time.process_time()
+    result = fn(*args)
+    assert time.process_time() - started < 1.5, f"{fn.__name__} is not linear"
+    return result
+
+
+@pytest.mark.parametrize("shape", PATHOLOGICAL)
+def test_pathological_text_is_linear(shape):
+    text = PATHOLOGICAL[shape]
+    prompt = _guarded(slack_to_prompt, text, {"U1": "Al"}, "UBOT")
+    assert "<@UBOT>" not in prompt and prompt == prompt.strip()
+    assert set(_guarded(mentioned_user_ids, text)) <= {"UBOT"}
+    for split in (split_markdown, split_report):
+        for limit in (DEFAULT_MESSAGE_CHARS, 200):
+            chunks = _guarded(split, text, limit)
+            # Structural: a chunk is cut from a window of limit + 1 chars and holds at least a quarter of
+            # it, so the work is linear and a pathological answer cannot flood a thread.
+            assert len(chunks) <= 4 * len(text) / limit + 4, (shape, limit, len(chunks))
+            assert all(len(c) <= limit for c in chunks)
+            visible = lambda t: re.sub(r"[\s`~]", "", t)  # fences are closed and reopened at cuts
+            assert len(visible("".join(chunks))) >= len(visible(text))  # nothing is lost
+    _guarded(close_open_fences, text)
+    _guarded(message_payload, text)
+    _guarded(neutralize_slack_markup, text)
+
+
 def test_mentioned_user_ids():
     assert mentioned_user_ids("<@U1> and <@W2|bob> and <@U1> <#C1> <!here>") == ["U1", "W2"]
     assert mentioned_user_ids("nobody") == []
@@ -261,3 +349,40 @@ def test_sources_section():
         {"url": "https://a.com/x", "title": "dup"},
     ])
     assert s == "**Sources**\n1. [A (site)](https://a.com/x)\n2. [b.com/y (z)](https://b.com/y%20%28z%29)"
+
+
+# Every regex that sees user or Gemini text, with the reason it is linear. A new one fails this test until
+# it is audited here (and given a shape in PATHOLOGICAL above).
+AUDITED_REGEXES = {
+    "_FENCE": "match() at a line start only; the indent run is backtracked over once",
+    "_HEADING": "match() at a line start; bounded repeats",
+    "_SPACES": "a lookbehind lets a blank run match only from its first char, so each run is scanned once",
+    "_LEADING_WS": "match() at one offset",
+    "_PARTIAL_FENCE": "fullmatch() of one line; the indent run is backtracked over once",
+    "_SLACK_TOKEN": "a scan from each '<' stops at the next '<' or '>'",
+    "_USER_MENTION": "a scan from each '<@' stops at the next '<' or '>'",
+    "_BLANKS": "match() at one offset",
+    "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
+}
+# (Plus the bot-mention pattern _drop_bot_mentions builds: a scan from each "<@BOT" stops at "<" or ">";
+# the blanks around a mention are measured from it, never searched for.)
+AUDITED_MODULES = {"slackbot.slack_out.render"}  # config.py (settings) and bench.py (its own tags) aside
+
+
+def test_every_regex_on_user_or_gemini_text_is_audited():
+    import pathlib
+
+    import slackbot
+    from slackbot.slack_out import render
+
+    root = pathlib.Path(slackbot.__file__).parent
+    users = set()
+    for path in root.rglob("*.py"):
+        module = "slackbot." + ".".join(path.relative_to(root).with_suffix("").parts)
+        if module in ("slackbot.config", "slackbot.bench"):
+            continue
+        if re.search(r"^\s*(import re\b|from re import)", path.read_text(), re.M):
+            users.add(module)
+    assert users == AUDITED_MODULES
+    patterns = {name for name, value in vars(render).items() if isinstance(value, re.Pattern)}
+    assert patterns == set(AUDITED_REGEXES)

@@ -6,16 +6,19 @@ Each test names the numbered point of the research issue it proves.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 import subprocess
 import sys
+import time
+from urllib.parse import urlencode
 
 import redis.asyncio as aioredis
 
 from conftest import eventually, free_port, start_bot, stop_bot
 
-from slackbot.listeners.actions import CANCEL_ACTION
+from slackbot.research.status import CANCEL_ACTION
 
 QUESTION = "What changed in EU AI Act enforcement in 2026?"
 
@@ -279,3 +282,238 @@ def _spawn_env(settings) -> dict:
            "SLACKBOT_RESEARCH_STATUS_EVERY": "0.3", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2", "SLACKBOT_LOG_LEVEL": "WARNING"}
     env.pop("SLACK_APP_TOKEN", None)
     return env
+
+
+
+# 9.3: nobody's text becomes Slack markup: the question and Gemini's progress line are shown as typed
+HOSTILE = "Is this safe? <!channel> <!here> <@U_BOB> <https://evil.example/login|Slack login>"
+
+
+async def test_status_message_escapes_question_and_progress(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(research_file_threshold=100), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=2.0, thoughts=[f"Reading a page that says {HOSTILE}"] * 3)
+        await slack_emu.slash_command("/research", HOSTILE)
+
+        def shows_progress():
+            msgs = status_messages(slack_emu)
+            return msgs and "Reading a page" in status_text(msgs[0]) and copy.deepcopy(msgs[0])  # as it was then
+        running = await eventually(shows_progress, 10, message="progress line shown")
+        listing = await slack_emu.slash_command("/research", "status")
+        await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 15, message="done")
+        upload = (await eventually(lambda: slack_emu.files, 10, message="report file"))[0]
+        for text in (status_text(running), running.text, status_text(status_messages(slack_emu)[0]),
+                     status_messages(slack_emu)[0].text, listing.body, upload["title"]):
+            for markup in ("<!channel>", "<!here>", "<@U_BOB>", "<https://evil"):
+                assert markup not in text, (markup, text)
+        assert "&lt;!channel&gt; &lt;!here&gt; &lt;@U_BOB&gt; &lt;https://evil.example/login|Slack login&gt;" \
+            in status_text(running)
+        assert "Reading a page that says Is this safe? &lt;!channel&gt;" in status_text(running)
+        assert "&lt;!here&gt;" in running.text and "&lt;!channel&gt;" in listing.body
+    finally:
+        await stop_bot(bot)
+
+
+# 9.5: a job whose record vanished (expired, or Redis lost it) leaves the schedule; nothing recreates it
+async def test_vanished_job_leaves_the_schedule_and_is_never_recreated(bot, slack_emu, gemini_emu, redis_url, prefix):
+    gemini_emu.script_agent(queued_for=0.1, run_for=30)
+    await slack_emu.slash_command("/research", "a job that will vanish")
+    [job] = await eventually(lambda: job_record(redis_url, prefix), message="job record")
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        await eventually(lambda: client.zscore(f"{prefix}:jobs:due", job["id"]), 5, message="scheduled")
+        await client.delete(f"{prefix}:job:{job['id']}")
+        await eventually(lambda: _none(client.zscore(f"{prefix}:jobs:due", job["id"])), 10, message="unscheduled")
+        assert not await client.exists(f"{prefix}:job:{job['id']}")
+    finally:
+        await client.aclose()
+
+
+async def _none(awaitable) -> bool:
+    return await awaitable is None
+
+
+# 9.5: Cancel on a job that just finished does not put it back on the schedule; every key but the
+#      schedule has a TTL once a job has run
+async def test_cancel_after_finish_is_answered_and_never_reschedules(bot, slack_emu, gemini_emu, redis_url, prefix):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+    await slack_emu.slash_command("/research", "quick one")
+    status = (await eventually(lambda: status_messages(slack_emu), message="status"))[0]
+    with_cancel = copy.deepcopy(status)  # the message as a slow client still shows it, Cancel and all
+    await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 10, message="done")
+    click = await slack_emu.click_button(with_cancel, CANCEL_ACTION, user="U_ALICE")
+    assert click.status == 200
+    await eventually(lambda: any("already finished" in e["text"] for e in slack_emu.ephemerals), 5)
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        [job] = await job_record(redis_url, prefix)
+        assert job["status"] == "completed"
+        assert await client.zscore(f"{prefix}:jobs:due", job["id"]) is None
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        no_ttl = [k for k in keys if await client.ttl(k) == -1 and not k.endswith(":jobs:due")]
+        assert not no_ttl
+    finally:
+        await client.aclose()
+    assert not [r for r in gemini_emu.requests if r["path"].endswith("/cancel")]
+
+
+# 9.9: Cancel on an orphaned status message (its record is gone) answers the clicker plainly
+async def test_cancel_on_an_orphaned_status_message_is_answered(bot, slack_emu, gemini_emu, redis_url, prefix):
+    gemini_emu.script_agent(queued_for=0.1, run_for=30)
+    await slack_emu.slash_command("/research", "orphan me")
+    status = (await eventually(lambda: status_messages(slack_emu), message="status"))[0]
+    await eventually(lambda: job_record(redis_url, prefix), message="job record")
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:  # Redis restarted without persistence: every research key is gone
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:job*")]
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+    click = await slack_emu.click_button(status, CANCEL_ACTION, user="U_ALICE")
+    assert click.status == 200
+    whisper = await eventually(lambda: [e for e in slack_emu.ephemerals if e["user"] == "U_ALICE"], 5,
+                               message="ephemeral answer")
+    assert "can't find this research" in whisper[0]["text"]
+
+
+# 9.7: a signed /research replayed inside Slack's 5-minute window starts one job, not two
+async def test_replayed_slash_command_starts_one_job(bot, slack_emu, gemini_emu, redis_url, prefix):
+    gemini_emu.script_agent(queued_for=0.1, run_for=30)
+    fields = {"token": slack_emu.verification_token, "team_id": slack_emu.team_id, "team_domain": "emulated",
+              "channel_id": "C_GENERAL", "channel_name": "general", "user_id": "U_ALICE", "user_name": "alice",
+              "command": "/research", "text": "replay me", "api_app_id": slack_emu.app_id,
+              "is_enterprise_install": "false", "trigger_id": "13345224609.738474920.8088930838d88f008e0"}
+    body, sent_at = urlencode(fields), int(time.time())
+    first = await slack_emu.send_signed(body, "application/x-www-form-urlencoded", timestamp=sent_at)
+    replay = await slack_emu.send_signed(body, "application/x-www-form-urlencoded", timestamp=sent_at)
+    assert first.status == 200 and replay.status == 200
+    assert replay.body == ""  # acked quietly: the requester already got their job
+    # a job is recorded before its command is acked, so by now both would be in Redis
+    assert len(await job_record(redis_url, prefix)) == 1
+    await eventually(lambda: status_messages(slack_emu), message="status message")
+    listing = await slack_emu.slash_command("/research", "status")
+    assert listing.body.count("replay me") == 1
+    assert len([r for r in gemini_emu.requests if r["method"] == "POST" and (r["body"] or {}).get("agent")]) == 1
+
+
+# 9.5: `slackbot serve` and `slackbot worker` share Redis; SIGKILL serve while it holds a job's lease
+#      (mid-report): the worker takes the job over after the lease and posts the report exactly once
+async def test_worker_takes_over_after_serve_is_killed_holding_the_lease(settings_for, slack_emu, gemini_emu,
+                                                                        redis_url, prefix):
+    web_settings, worker_settings = settings_for(port=free_port()), settings_for(port=free_port())
+    lease = {"SLACKBOT_RESEARCH_LEASE_SECONDS": "4"}
+    web = _spawn_bot(web_settings, lease)
+    worker = subprocess.Popen([sys.executable, "-m", "slackbot", "worker"], env={**_spawn_env(worker_settings), **lease},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_healthy(web_settings.port)
+        await _wait_healthy(worker_settings.port)
+        worker.send_signal(signal.SIGSTOP)  # so the job is surely serve's when it dies
+        slack_emu.app_url = f"http://127.0.0.1:{web_settings.port}/slack/events"
+        gemini_emu.script_agent(queued_for=0.2, run_for=2.0)
+        await slack_emu.slash_command("/research", "survive a kill")
+        await eventually(lambda: status_messages(slack_emu), 10, message="status message")
+        # serve's first report post is answered 429: it holds the lease (status "posting") while it waits
+        slack_emu.fail_next("chat.postMessage", "ratelimited", retry_after=3)
+        await eventually(lambda: slack_emu.ratelimited("chat.postMessage"), 15, message="serve is posting the report")
+        [job] = await job_record(redis_url, prefix)
+        assert job["status"] == "posting"
+        web.send_signal(signal.SIGKILL)
+        web.wait()
+        worker.send_signal(signal.SIGCONT)
+        status = (await eventually(lambda: [m for m in status_messages(slack_emu) if "Done" in status_text(m)], 30,
+                                   message="the worker finished the report"))[0]
+        [job] = await job_record(redis_url, prefix)
+        expected = gemini_emu.interaction(job["interaction_id"])["output_text"]
+        parts = report_texts(slack_emu, status)
+        assert int(job["parts_posted"]) == len(parts) and len(set(parts)) == len(parts)
+        assert parts[0].split("\n")[0] in expected
+    finally:
+        for p in (web, worker):
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+        for p in (web, worker):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# 9.5, why the worker posted nothing in the report: beside `serve` on one host with the same PORT, the
+#      worker died at start-up with a traceback nobody saw. It now stops with one line naming PORT.
+def test_worker_on_a_taken_port_stops_with_one_line_naming_it(settings_for):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = settings_for(port=taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "slackbot", "worker"], env=_spawn_env(settings),
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("slackbot: configuration error: PORT:") and "Traceback" not in done.stderr
+
+
+# 9.5: a live worker held up by Slack (a Retry-After longer than the lease) keeps its lease, so nobody
+#      (its own next claim included) posts the report a second time
+async def test_step_outliving_its_lease_does_not_post_the_report_twice(settings_for, slack_emu, gemini_emu,
+                                                                        redis_url, prefix):
+    bot = await start_bot(settings_for(research_lease_seconds=1.5), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", "a long report")
+        await eventually(lambda: status_messages(slack_emu), 10, message="status message")
+        slack_emu.fail_next("chat.postMessage", "ratelimited", retry_after=4)
+        status = (await eventually(lambda: [m for m in status_messages(slack_emu) if "Done" in status_text(m)], 30,
+                                   message="done"))[0]
+        [job] = await job_record(redis_url, prefix)
+        parts = report_texts(slack_emu, status)
+        assert slack_emu.ratelimited("chat.postMessage") == 1
+        assert int(job["parts_posted"]) == len(parts) >= 2
+        assert len(set(parts)) == len(parts), "every part posted exactly once"
+    finally:
+        await stop_bot(bot)
+
+
+# 9.5: a job whose starter died before its agent started is not stuck "Starting" for ever: after the start
+#      grace a worker ends it, says so on its status message (no Cancel left) and frees the user's slot
+async def test_job_whose_starter_died_is_ended_by_a_worker(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    web_settings, worker_settings = settings_for(port=free_port()), settings_for(port=free_port())
+    quick = {"SLACKBOT_GEMINI_TIMEOUT_SECONDS": "1", "SLACKBOT_GEMINI_RETRY_ATTEMPTS": "2",
+             "SLACKBOT_GEMINI_CONNECT_RETRIES": "0", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2"}  # start grace: 4 s
+    web = _spawn_bot(web_settings, quick)
+    worker = subprocess.Popen([sys.executable, "-m", "slackbot", "worker"], env={**_spawn_env(worker_settings), **quick},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_healthy(web_settings.port)
+        await _wait_healthy(worker_settings.port)
+        slack_emu.app_url = f"http://127.0.0.1:{web_settings.port}/slack/events"
+        # Gemini asks the first create to come back in 20 s: serve is inside the start when it dies
+        gemini_emu.script_agent(fail_status=503, fail_times=1, retry_after=20, run_for=1)
+        await slack_emu.slash_command("/research", "started by a doomed process")
+        await eventually(lambda: status_messages(slack_emu), 10, message="status message")
+        await eventually(lambda: any((r["body"] or {}).get("agent") for r in gemini_emu.requests), 10)
+        web.send_signal(signal.SIGKILL)
+        web.wait()
+        ended = await eventually(lambda: [m for m in status_messages(slack_emu) if "restarted" in status_text(m)], 20,
+                                 message="status message says the research never began")
+        assert not has_cancel(ended[0]) and "/research" in status_text(ended[0])
+        [job] = await job_record(redis_url, prefix)
+        assert job["status"] == "not_started"
+        client = aioredis.from_url(redis_url, decode_responses=True)
+        try:
+            assert not await client.sismember(f"{prefix}:jobs:active:{job['team']}:U_ALICE", job["id"])
+            assert await client.zscore(f"{prefix}:jobs:due", job["id"]) is None
+        finally:
+            await client.aclose()
+    finally:
+        for p in (web, worker):
+            if p.poll() is None:
+                p.terminate()
+        for p in (web, worker):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

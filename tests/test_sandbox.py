@@ -308,6 +308,57 @@ async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
             assert resp.status == 200 and "Loopback" in await resp.text()
 
 
+# issue 13 in the page: a grounded answer with a table, a code run (and its plot) and its sources
+async def test_sandbox_shows_table_code_run_and_sources(redis_url, prefix):
+    chromium_or_skip()
+    from playwright.async_api import async_playwright, expect
+
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix, tools="google_search,code_execution")
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            gemini = (await resp.json())["gemini_emulator_url"]
+        text = ("Replication compared:\n\n| Feature | Postgres | MySQL |\n|---|---|---|\n"
+                "| Replication | streaming | binlog |\n| Failover | Patroni | Orchestrator |\n\nBoth are mature.")
+        await post_json(http, f"{gemini}/_emu/script", {
+            "match": "compare", "text": text,
+            "tool_steps": [{"tool": "google_search", "queries": ["postgres mysql replication"]},
+                           {"tool": "code_execution", "code": "print(sum(range(5)))", "output": "10", "image": True}],
+            "annotations": [{"url": "https://www.postgresql.org/docs/current/high-availability.html",
+                             "title": "PostgreSQL: High Availability", "cite": "streaming"},
+                            {"url": "https://dev.mysql.com/doc/refman/8.4/en/replication.html",
+                             "title": "MySQL Replication"}]})
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1440, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(base)
+                expect.set_options(timeout=10_000)
+                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+                await page.locator("#composer").fill("@bot compare Postgres and MySQL replication")
+                await page.locator("#composer").press("Enter")
+                await page.locator("#messages .thread-link").first.click()
+                thread = page.locator("#thread-pane")
+                table = thread.locator("table.block-table")
+                await expect(table.locator("th")).to_have_text(["Feature", "Postgres", "MySQL"])
+                await expect(table.locator("tbody tr").first.locator("td")).to_have_text(
+                    ["Replication", "streaming", "binlog"])
+                await expect(thread).to_contain_text("Code run")
+                await expect(thread.locator("code", has_text="print(sum(range(5)))").first).to_be_visible()
+                sources = thread.locator("a", has_text="PostgreSQL: High Availability")
+                await expect(sources).to_have_attribute(
+                    "href", "https://www.postgresql.org/docs/current/high-availability.html")
+                await expect(thread.locator("a", has_text="MySQL Replication")).to_be_visible()
+                await expect(thread.locator(".file-card").first).to_contain_text("code-run-1-1.png")
+                await page.mouse.move(720, 880)
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "sandbox-rich.png"))
+                assert errors == [], errors
+            finally:
+                await browser.close()
+
+
 def tiny_png(width: int = 24, height: int = 16) -> bytes:
     """A real PNG (so the page can show it), built by hand: no imaging library needed."""
     import struct

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from . import listeners, metrics
 from .chat.turns import TurnRunner
-from .config import Settings
+from .config import ConfigError, Settings
 from .gemini import Gemini
 from .store import Store
 from .tasks import TaskTracker
@@ -43,7 +44,9 @@ class Services:
 
 def build_services(settings: Settings, redis_client=None) -> Services:
     """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
-    from .research.jobs import Research  # research builds on the chat pieces
+    from .research.jobs import Research, ResearchDeps  # research builds on the chat pieces
+    from .slack_out.poster import SlackPoster
+    from .store.jobs import JobStore
 
     ttls = {"chain_ttl": settings.chain_ttl_seconds, "dedup_ttl": settings.dedup_ttl_seconds,
             "journal_ttl": settings.journal_ttl_seconds}
@@ -56,7 +59,10 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     gemini = Gemini(settings)
     tasks = TaskTracker()
     services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks)
-    services.research = Research(services)
+    services.research = Research(ResearchDeps(
+        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
+        poster=lambda team: SlackPoster(client, store, settings, team), spawn=services.tasks.spawn,
+        adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 
 
@@ -97,19 +103,29 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         # While shutting down, events get 503 (in the intake middleware) so Slack redelivers them to
         # another replica; commands and clicks are not retried by Slack, so they are still served.
-        body = await request.text()
-        if not verifier.is_valid_request(body, dict(request.headers)):
-            return web.Response(status=401, text="invalid signature")
+        body, refusal = _authenticate(await request.read(), request.headers, verifier)
+        if refusal is not None:
+            log.warning("Slack request refused", extra={"status": refusal.status, "reason": refusal.text,
+                                                        "bytes": request.content_length})
+            return refusal
         try:
             bolt_resp = await bolt.async_dispatch(AsyncBoltRequest(body=body, query=request.query_string,
                                                                    headers=dict(request.headers)))
         except Exception:  # unparseable body: logged and acked, since a retry would fail the same way
             log.warning("malformed Slack request acked", extra={"bytes": len(body)})
             return web.Response(status=200, text="")
-        if bolt_resp.status == 500:  # signed but not a shape Bolt can handle: same reasoning
-            log.warning("Slack request Bolt could not handle; acked", extra={"bytes": len(body)})
+        if bolt_resp.status == 500:  # signed, but a shape Bolt can't handle (bolt_error logged it): same reasoning
             return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_resp)
+
+    @bolt.error
+    async def bolt_error(error: Exception) -> None:
+        # Bolt logs a traceback for any exception in its middleware or a listener, and a signed payload of
+        # an odd shape (an `event` or `actions` that is not what Slack sends) raises there. One line each;
+        # the traceback only at DEBUG, for whoever is chasing a bug.
+        log.warning("Slack request Bolt could not handle; acked",
+                    extra={"error": f"{type(error).__name__}: {error}"[:200]})
+        log.debug("Bolt error", exc_info=error)
 
     web_app = web.Application()
     web_app.add_routes([web.post("/slack/events", slack_events)] if verifier else [])
@@ -117,13 +133,34 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     return web_app
 
 
+def _authenticate(raw: bytes, headers: Mapping[str, str], verifier: SignatureVerifier,
+                  ) -> tuple[str, web.Response | None]:
+    """The request body as text, or the 4xx that refuses it. Never raises on what a client sends.
+
+    Slack always sends UTF-8 whatever the Content-Type's charset says, so the charset is ignored (a
+    bogus one made aiohttp raise). The timestamp must be plain digits (the SDK's int() raised on "1.5"
+    or "abc"), and the signature ASCII (hmac.compare_digest raises on anything else)."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12 and signature.isascii()):
+        return "", web.Response(status=401, text="invalid signature")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "", web.Response(status=400, text="body is not UTF-8")
+    if not verifier.is_valid(body, timestamp, signature):
+        return "", web.Response(status=401, text="invalid signature")
+    return body, None
+
+
 def health_routes(services: Services) -> list[web.RouteDef]:
-    """/healthz (alive), /readyz (Redis reachable, not shutting down), /metrics: served by every process."""
+    """/healthz (alive), /readyz (Redis takes writes, not shutting down), /metrics: served by every process."""
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        redis_ok = await services.store.ping()
+        # A write, not a ping: an out-of-memory or read-only Redis answers PING while every event gets 503.
+        redis_ok = await services.store.writable()
         ready = redis_ok and services.tasks.accepting
         return web.json_response({"ok": ready, "redis": redis_ok, "accepting": services.tasks.accepting},
                                  status=200 if ready else 503)
@@ -181,7 +218,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     web_app.add_routes(health_routes(services))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:  # found in issue 9.5: a worker beside `serve` on one host died here, unseen
+        await runner.cleanup()
+        await services.close()
+        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); a worker on "
+                          "the same host as `slackbot serve` needs a PORT of its own") from None
     stop = stop or _stop_on_signals()
     worker = services.research.worker()
     task = asyncio.create_task(worker.run())

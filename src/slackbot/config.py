@@ -11,8 +11,10 @@ import logging
 import re
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .profiles import McpServer, Profile, ProfileMap, load_profiles, parse_mcp_servers
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,15 @@ class Settings(BaseSettings):
     gemini_connect_retries: int = Field(2, ge=0, le=10, **_env("GEMINI_CONNECT_RETRIES"))
     stream_resume_attempts: int = Field(3, ge=0, le=20, **_env("STREAM_RESUME_ATTEMPTS"))
     gemini_timeout_seconds: float = Field(120.0, gt=0, **_env("GEMINI_TIMEOUT_SECONDS"))
+
+    # --- Tools and profiles: remote MCP servers, per-channel profiles, answer extras (issue 13) ---
+    # JSON list of {name, url, headers, allowed_tools}; header values "env:NAME" / "${NAME}" are read
+    # from the environment each turn (secrets stay out of the JSON and out of logs)
+    mcp_servers: str = Field("", **_env("MCP_SERVERS"), repr=False)
+    profiles_file: str = Field("", **_env("PROFILES_FILE"))  # YAML/JSON: channels -> profile
+    code_output_chars: int = Field(1500, ge=100, le=3000, **_env("CODE_OUTPUT_CHARS"))
+    max_sources: int = Field(10, ge=0, le=40, **_env("MAX_SOURCES"))
+    _profiles: ProfileMap | None = PrivateAttr(None)  # parsed once, on first use
 
     # --- Redis and process -----------------------------------------------------------------
     redis_url: str = Field("redis://localhost:6379/0", **_env("REDIS_URL", prefixed=False))
@@ -130,6 +141,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown tool(s) {sorted(unknown)}; choose from {sorted(BUILTIN_TOOLS)}")
         return value
 
+    @field_validator("mcp_servers")
+    @classmethod
+    def _valid_mcp_servers(cls, value: str) -> str:
+        parse_mcp_servers(value)  # raises one line; the parsed list is rebuilt on use (cheap)
+        return value
+
+    @field_validator("profiles_file")
+    @classmethod
+    def _valid_profiles(cls, value: str) -> str:
+        if value.strip():
+            load_profiles(value.strip())
+        return value.strip()
+
     @field_validator("store_interactions")
     @classmethod
     def _store_required(cls, value: bool) -> bool:
@@ -144,6 +168,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _profiles_name_known_mcp_servers(self) -> "Settings":
+        known = {server.name for server in self.mcp_server_list}
+        for profile in self.profile_map.profiles.values():
+            unknown = sorted(set(profile.mcp_servers or ()) - known)
+            if unknown:
+                raise ValueError(f"SLACKBOT_PROFILES_FILE: profiles.{profile.name}.mcp_servers: "
+                                 f"{unknown[0]!r} is not in SLACKBOT_MCP_SERVERS")
+        return self
+
+    @model_validator(mode="after")
     def _enterprise_needs_project(self) -> "Settings":
         if self.use_enterprise and not self.google_cloud_project:
             raise ValueError("GOOGLE_CLOUD_PROJECT: required when GOOGLE_GENAI_USE_ENTERPRISE is true")
@@ -151,8 +185,33 @@ class Settings(BaseSettings):
 
     # --- derived --------------------------------------------------------------------------------
     @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.tools.split(",") if t.strip())
+
+    @property
     def tool_list(self) -> list[dict]:
-        return [{"type": t.strip()} for t in self.tools.split(",") if t.strip()]
+        return [{"type": t} for t in self.tool_names]
+
+    @property
+    def mcp_server_list(self) -> tuple[McpServer, ...]:
+        return parse_mcp_servers(self.mcp_servers)
+
+    def mcp_tools(self, only: tuple[str, ...] | None = None) -> list[dict]:
+        """`mcp_server` tools for a create body (`only`: these names), header values resolved now."""
+        return [server.tool() for server in self.mcp_server_list if only is None or server.name in only]
+
+    @property
+    def profile_map(self) -> ProfileMap:
+        if not self.profiles_file:
+            return ProfileMap()
+        if self._profiles is None:
+            self._profiles = load_profiles(self.profiles_file)
+        return self._profiles
+
+    @property
+    def default_profile(self) -> Profile:
+        """The settings' own turn fields as a profile (channels without one of their own)."""
+        return Profile(name="default")
 
     @property
     def chain_ttl_seconds(self) -> int:

@@ -13,6 +13,8 @@ its own backoff and Retry-After). We add only what it does not cover, so the two
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from google.genai._interactions import (
 
 from . import metrics
 from .config import Settings
+from .profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,55 @@ class Started:
 
 @dataclass
 class Thought:
-    """A thought summary line: shown as the thread status, never in the answer."""
-
+    """The latest line of Gemini's thought summary (shown as the thread's status while it thinks)."""
     text: str
+
+
+@dataclass
+class ToolActivity:
+    """A tool step: `tool` is the step family (google_search, url_context, code_execution, mcp_server,
+    file_search, ...), `name` what to show (for MCP "server.tool"), `phase` call | result | failed."""
+    tool: str
+    name: str
+    phase: str
+
+
+@dataclass
+class Citation:
+    url: str
+    title: str
+
+
+@dataclass
+class Image:
+    mime_type: str
+    data: bytes
+
+
+@dataclass
+class CodeRun:
+    code: str
+    output: str
+    outcome: str  # ok | error
+    images: list[Image] = field(default_factory=list)
+    language: str = "python"
+
+
+@dataclass
+class Usage:
+    input: int = 0
+    output: int = 0
+    thought: int = 0
 
 
 @dataclass
 class Done:
     interaction_id: str
     status: str
+    usage: Usage | None = None
+
+
+StreamItem = Started | Delta | Thought | ToolActivity | Citation | CodeRun | Done
 
 
 @dataclass
@@ -136,45 +179,210 @@ def build_client(settings: Settings) -> genai.Client:
     return genai.Client(api_key=settings.api_key or "unset", http_options=http)
 
 
+_TOOL_STEPS = {"google_search", "url_context", "code_execution", "mcp_server_tool", "file_search",
+               "google_maps", "retrieval", "function", "tool_search"}
+_THOUGHT_CHARS = 150
+
+
+def _tool_of(step_type: str) -> tuple[str, str] | None:
+    """("code_execution", "call") for "code_execution_call"; None for a step that is not a tool step."""
+    base, _, phase = step_type.rpartition("_")
+    if phase in ("call", "result") and base in _TOOL_STEPS:
+        return ("mcp_server" if base == "mcp_server_tool" else base), phase
+    return None
+
+
+def _dump(model: Any) -> dict:
+    if isinstance(model, dict):
+        return model
+    dump = getattr(model, "model_dump", None)
+    return dump(mode="json", exclude_none=True) if dump else {}
+
+
+def _result_failed(step: dict) -> bool:
+    """Tool result steps flag errors with `is_error`; an MCP result is MCP's CallToolResult (`isError`)."""
+    if step.get("is_error"):
+        return True
+    result = step.get("result")
+    return isinstance(result, dict) and bool(result.get("isError") or result.get("is_error") or result.get("error"))
+
+
+def _citations(annotations: Any) -> list[Citation]:
+    found = []
+    for ann in annotations or []:
+        ann = _dump(ann)
+        kind = ann.get("type")
+        if kind == "url_citation" and ann.get("url"):
+            found.append(Citation(ann["url"], ann.get("title") or ""))
+        elif kind == "place_citation" and ann.get("url"):
+            found.append(Citation(ann["url"], ann.get("name") or ""))
+        elif kind == "file_citation" and (ann.get("document_uri") or ann.get("file_name")):
+            uri = ann.get("document_uri") or ""
+            found.append(Citation(uri if uri.startswith(("http://", "https://")) else "",
+                                  ann.get("file_name") or ann.get("source") or uri))
+    return found
+
+
+def _code_run(call: dict, result: dict) -> CodeRun:
+    args = call.get("arguments") or {}
+    outputs, images = [], []
+    value = result.get("result")
+    for part in [value] if isinstance(value, str) else value or []:
+        if isinstance(part, str):
+            outputs.append(part)
+        elif part.get("type") == "text":
+            outputs.append(part.get("text", ""))
+        elif part.get("type") == "image" and part.get("data"):
+            try:
+                images.append(Image(part.get("mime_type") or "image/png", base64.b64decode(part["data"])))
+            except (binascii.Error, ValueError):
+                log.info("code execution image was not base64; skipped")
+    return CodeRun(code=args.get("code") or "", output="".join(outputs),
+                   outcome="error" if _result_failed(result) else "ok",
+                   language=args.get("language") or "python", images=images)
+
+
 class _StreamState:
-    """Folds stream events into text deltas; remembers what a resume needs."""
+    """Folds stream events into typed items (text, thoughts, tool steps, citations, code runs);
+    remembers what a resume needs. Tool steps are assembled per step index from `step.start` and
+    any `step.delta` of the same type, and reported once: calls when they start, results at
+    `step.stop` (their content may arrive in deltas)."""
 
     def __init__(self) -> None:
         self.interaction_id: str | None = None
         self.last_event_id: str | None = None
         self.status = "in_progress"
         self.done = False
+        self.usage: Usage | None = None
         self._seen: set[str] = set()
+        self._steps: dict[int, dict] = {}
+        self._announced: set[int] = set()
+        self._thought = ""
+        self._thought_shown = ""
+        self._calls: dict[str, dict] = {}  # call id -> call step, for results that do not repeat names
+        self._last_code_call: dict = {}
 
-    def consume(self, event: Any) -> "Delta | Thought | Started | None":
+    def consume(self, event: Any) -> list:
+        """The items one event adds (usually none or one Delta)."""
         event_id = getattr(event, "event_id", None)
         if event_id:
             if event_id in self._seen:  # a replay after resume: already shown
-                return None
+                return []
             self._seen.add(event_id)
             self.last_event_id = event_id
         kind = getattr(event, "event_type", "")
+        if kind == "step.delta":
+            delta = event.delta
+            dtype = getattr(delta, "type", "")
+            if dtype == "text":  # the hot path: no dumps
+                return [Delta(delta.text)] if delta.text else []
+            return self._delta(event.index, dtype, delta)
+        if kind == "step.start":
+            return self._start(event.index, _dump(event.step))
+        if kind == "step.stop":
+            return self._stop(event.index)
         if kind in ("interaction.created", "interaction.completed"):
             first = self.interaction_id is None
             self.interaction_id = event.interaction.id
             self.status = str(event.interaction.status)
             self.done = kind == "interaction.completed"
+            usage = getattr(event.interaction, "usage", None)
+            if usage is not None:
+                self.usage = Usage(usage.total_input_tokens or 0, usage.total_output_tokens or 0,
+                                   usage.total_thought_tokens or 0)
             if first:
-                return Started(self.interaction_id)
+                return [Started(self.interaction_id)]
         elif kind == "interaction.status_update":
             self.status = str(event.status)
         elif kind == "error":
             err = getattr(event, "error", None)
             metrics.GEMINI_ERRORS.labels("stream_error").inc()
             raise GeminiError("unavailable", getattr(err, "message", None) or "stream error")
-        elif kind == "step.delta":
-            delta_type = getattr(event.delta, "type", "")
-            if delta_type == "text":
-                return Delta(event.delta.text) if event.delta.text else None
-            if delta_type == "thought_summary":
-                line = getattr(getattr(event.delta, "content", None), "text", None)
-                return Thought(line) if line else None
-        return None
+        return []
+
+    def _start(self, index: int, step: dict) -> list:
+        self._steps[index] = step
+        if step.get("type") == "thought":
+            self._thought = self._thought_shown = ""
+        items: list = []
+        for part in step.get("content") or []:
+            if isinstance(part, dict):
+                items += _citations(part.get("annotations"))
+        tool = _tool_of(str(step.get("type", "")))
+        if tool and tool[1] == "call" and (tool[0] != "mcp_server" or step.get("name")):
+            items += self._announce(index, step, tool[0])
+        return items
+
+    def _delta(self, index: int, dtype: str, delta: Any) -> list:
+        if dtype == "thought_summary":
+            content = getattr(delta, "content", None)
+            text = getattr(content, "text", None)
+            if not text:
+                return []
+            self._thought += text
+            complete, _, _ = self._thought.rpartition("\n")
+            return self._thought_line(complete)  # only whole lines: a status must not flicker mid-word
+        if dtype == "text_annotation_delta":
+            return _citations(getattr(delta, "annotations", None))
+        tool = _tool_of(dtype)
+        if tool is None:
+            return []  # thought signatures, media deltas, kinds this bot does not show
+        step = self._steps.setdefault(index, {"type": dtype})
+        data = _dump(delta)
+        for key, value in data.items():
+            if key == "result" and isinstance(value, str) and isinstance(step.get("result"), str):
+                step["result"] += value  # streamed output arrives in pieces
+            elif key == "arguments" and isinstance(value, dict):
+                step.setdefault("arguments", {}).update(value)
+            else:
+                step[key] = value
+        if tool[1] == "call":
+            return self._announce(index, step, tool[0])
+        return []
+
+    def _announce(self, index: int, step: dict, tool: str) -> list:
+        if index in self._announced:
+            return []
+        self._announced.add(index)
+        if step.get("id"):
+            self._calls[step["id"]] = step
+        if tool == "code_execution":
+            self._last_code_call = step
+        return [ToolActivity(tool, _tool_name(tool, step), "call")]
+
+    def _thought_line(self, text: str) -> list:
+        lines = [line.strip().strip("*").strip() for line in text.splitlines()]
+        lines = [line for line in lines if line]
+        if not lines or lines[-1][:_THOUGHT_CHARS] == self._thought_shown:
+            return []
+        self._thought_shown = lines[-1][:_THOUGHT_CHARS]
+        return [Thought(self._thought_shown)]
+
+    def _stop(self, index: int) -> list:
+        step = self._steps.pop(index, None)
+        if not step:
+            return []
+        if step.get("type") == "thought":
+            return self._thought_line(self._thought)  # the last line, complete now
+        tool = _tool_of(str(step.get("type", "")))
+        if not tool:
+            return []
+        if tool[1] == "call":
+            return self._announce(index, step, tool[0])
+        failed = _result_failed(step)
+        call = self._calls.pop(step.get("call_id") or "", None)
+        named = step if step.get("name") or not call else {**step, **{k: call.get(k) for k in ("name", "server_name")}}
+        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result")]
+        if tool[0] == "code_execution":
+            items.append(_code_run(call or self._last_code_call, step))
+        return items
+
+
+def _tool_name(tool: str, step: dict) -> str:
+    if tool == "mcp_server":
+        server, name = step.get("server_name") or "", step.get("name") or ""
+        return f"{server}.{name}" if server and name else server or name or "mcp"
+    return tool
 
 
 class Gemini:
@@ -183,19 +391,28 @@ class Gemini:
         self.client = client or build_client(settings)
         self._api = self.client.aio.interactions
 
-    def _turn_body(self, user_input: str | list[dict], previous_id: str | None) -> dict:
-        """`user_input`: the message text, or a list of content parts (text first, then the files
-        people shared: `files.fetch.TurnInput.input`); the SDK sends either as the turn's input."""
+    def _turn_body(self, user_input: str | list[dict], previous_id: str | None, profile: Profile | None = None) -> dict:
+        """The create body of one chat turn. `profile`: the channel's (None: the settings' defaults).
+
+        system_instruction, tools and generation_config are turn-scoped (the API does not carry them
+        along the chain), so every turn sends its channel's profile in full; MCP servers ride along
+        every turn, with header values read from the environment only here."""
         s = self.settings
-        body: dict = {"model": s.gemini_model, "input": user_input, "stream": True, "store": True}
-        # turn-scoped: the API does not carry these along the chain
-        if s.system_instruction:
-            body["system_instruction"] = s.system_instruction
-        if s.tool_list:
-            body["tools"] = s.tool_list
-        config: dict = {"max_output_tokens": s.max_output_tokens}
+        profile = profile or s.default_profile
+        body: dict = {"model": profile.model or s.gemini_model, "input": user_input, "stream": True, "store": True}
+        instruction = profile.system_instruction if profile.system_instruction is not None else s.system_instruction
+        if instruction:
+            body["system_instruction"] = instruction
+        tools = [{"type": t} for t in (profile.tools if profile.tools is not None else s.tool_names)]
+        tools += s.mcp_tools(profile.mcp_servers)
+        if tools:
+            body["tools"] = tools
+        # thought summaries become the thread's status; a cap on every turn is the cost guard
+        config: dict = {"max_output_tokens": profile.max_output_tokens or s.max_output_tokens}
         if s.thinking_summaries:
             config["thinking_summaries"] = "auto"
+        if profile.thinking_level:
+            config["thinking_level"] = profile.thinking_level
         body["generation_config"] = config
         if previous_id:
             body["previous_interaction_id"] = previous_id
@@ -213,13 +430,15 @@ class Gemini:
                     raise GeminiError("unavailable", type(exc).__name__) from None
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None) -> AsyncIterator[Delta | Thought | Started | Done]:
-        """One chat turn, streamed. Resumes a broken stream in place; raises GeminiError at the end."""
-        stream = await self._open(self._turn_body(user_input, previous_id))
+    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None,
+                          profile: Profile | None = None) -> AsyncIterator[StreamItem]:
+        """One chat turn, streamed as Started, Delta, Thought, ToolActivity, Citation and CodeRun items,
+        then Done (with usage). Resumes a broken stream in place; raises GeminiError at the end."""
+        stream = await self._open(self._turn_body(user_input, previous_id, profile))
         async for item in self._follow(stream, _StreamState()):
             yield item
 
-    async def replay_turn(self, interaction_id: str) -> AsyncIterator[Delta | Thought | Started | Done]:
+    async def replay_turn(self, interaction_id: str) -> AsyncIterator[StreamItem]:
         """A turn another process started: its stream from the first event (Gemini stores it), then on."""
         state = _StreamState()
         state.interaction_id = interaction_id
@@ -228,14 +447,13 @@ class Gemini:
         async for item in self._follow(stream, state):
             yield item
 
-    async def _follow(self, stream, state: _StreamState) -> AsyncIterator[Delta | Thought | Started | Done]:
+    async def _follow(self, stream, state: _StreamState) -> AsyncIterator[StreamItem]:
         started = time.monotonic()
         resumes = 0
         while True:
             try:
                 async for event in stream:
-                    item = state.consume(event)
-                    if item is not None:
+                    for item in state.consume(event):
                         yield item
                     if state.done:
                         break
@@ -248,7 +466,7 @@ class Gemini:
                                                    "latency_ms": int((time.monotonic() - started) * 1000)})
                 if state.status != "completed":
                     raise GeminiError("rejected", f"status {state.status}")
-                yield Done(state.interaction_id or "", state.status)
+                yield Done(state.interaction_id or "", state.status, state.usage)
                 return
             if state.interaction_id is None or resumes >= self.settings.stream_resume_attempts:
                 raise GeminiError("stream_failed", "stream ended before the answer was complete")

@@ -41,3 +41,17 @@ WORK_IN_FLIGHT = Gauge("slackbot_work_in_flight", "Answers and research steps ru
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+# Token usage of chat answers (issue 13): what the bot costs, per model and channel profile.
+TOKENS = Counter("slackbot_gemini_tokens_total", "Gemini tokens used by chat answers, by model, profile and kind",
+                 ["model", "profile", "kind"], registry=REGISTRY)
+
+
+def count_usage(model: str, profile: str, usage) -> dict:
+    """Count one answer's usage (gemini.Usage or None); returns the fields for its log line."""
+    if usage is None:
+        return {}
+    fields = {"tokens_input": usage.input, "tokens_output": usage.output, "tokens_thought": usage.thought}
+    for kind, value in (("input", usage.input), ("output", usage.output), ("thought", usage.thought)):
+        TOKENS.labels(model, profile, kind).inc(value)
+    return fields

@@ -31,8 +31,22 @@ class Turn:
         return f"msg:{self.team}:{self.channel}:{self.ts}"
 
 
+def installing_team(body: dict, fallback: str | None = None) -> str:
+    """The workspace the app is installed in, which owns every piece of this bot's state for the event.
+
+    Not the sender's `team`: in a Slack Connect channel a partner organisation's member carries their own
+    team id, while the thread, its chain and the edit budget belong to the installation. Slack names the
+    installation in `authorizations` (Bolt reads it there too, for shared channels); an org-wide install
+    has no team there, so the envelope's `team_id` comes next."""
+    auths = body.get("authorizations") if isinstance(body, dict) else None
+    if isinstance(auths, list) and auths and isinstance(auths[0], dict) and auths[0].get("team_id"):
+        return str(auths[0]["team_id"])
+    return str((body.get("team_id") if isinstance(body, dict) else None) or fallback or "")
+
+
 def classify(event: dict, bot_user_id: str | None, team: str) -> Turn | None:
-    """The turn an event asks for, or None when the bot should stay quiet."""
+    """The turn an event asks for, or None when the bot should stay quiet. `team` is the installing
+    workspace (installing_team), whoever sent the message."""
     if not isinstance(event, dict) or event.get("bot_id") or event.get("bot_profile"):
         return None
     user = event.get("user")
@@ -57,8 +71,8 @@ def _turn(event: dict, team: str, kind: str) -> Turn:
     ts = event["ts"]
     thread_ts = event.get("thread_ts") or ts
     return Turn(
-        team=event.get("team") or team, channel=event["channel"], user=event["user"],
-        text=event.get("text") or "", ts=ts, reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
+        team=team, channel=event["channel"], user=event["user"], text=event.get("text") or "", ts=ts,
+        reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
         in_existing_thread=kind == "mention" and thread_ts != ts, files=tuple(event.get("files") or ()),
         parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
     )
@@ -67,8 +81,8 @@ def _turn(event: dict, team: str, kind: str) -> Turn:
 def _dm_turn(event: dict, team: str) -> Turn:
     thread_ts = event.get("thread_ts")
     return Turn(
-        team=event.get("team") or team, channel=event["channel"], user=event["user"],
-        text=event.get("text") or "", ts=event["ts"], reply_thread_ts=thread_ts,
+        team=team, channel=event["channel"], user=event["user"], text=event.get("text") or "", ts=event["ts"],
+        reply_thread_ts=thread_ts,
         chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),
         parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
     )

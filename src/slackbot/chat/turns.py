@@ -28,14 +28,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
-from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought
+from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought, ToolActivity
+from ..profiles import Profile
+from ..slack_out.answer import Extras, tool_status
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Policy
 from ..slack_out.poster import SlackPoster
-from ..slack_out.render import render_span
+from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from .context import NameCache, thread_transcript, with_transcript
 from .intake import Turn
+from .profiles_lookup import channel_name
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +212,11 @@ class TurnRunner:
         active.stop_event = asyncio.Event()
         await delivery.begin()
         delivery.start()
-        outcome, note, new_id = "completed", "", ""
+        profile, extras = await self._profile(record), Extras()
+        outcome, note, done = "completed", "", None
         try:
             async with asyncio.timeout(max(1.0, record.created + self.settings.turn_deadline_seconds - time.time())):
-                new_id, note = await self._converse(record, delivery, active.stop_event, recovered)
+                done, note = await self._converse(record, delivery, active.stop_event, recovered, profile, extras)
         except Stopped:
             outcome, note = "stopped", STOPPED
         except TimeoutError:
@@ -228,16 +232,24 @@ class TurnRunner:
         if delivery.user_stopped and outcome == "completed":
             outcome, note = "stopped", STOPPED
         moved = False
+        new_id = done.interaction_id if done else ""
+        s = self.settings
         try:
-            await delivery.finish(note=note)
+            note = " ".join(n for n in (extras.failure_note(), note) if n)
+            await delivery.finish(note=note, extras=extras, max_sources=s.max_sources, output_chars=s.code_output_chars)
             moved = outcome == "completed" and await self.turns.move_head(
                 record.team, record.channel, record.chain_thread, record.head_before or None, new_id)
             await delivery.close()
         finally:
             delivery.cancel()
         metrics.ANSWERS.labels(outcome).inc()
+        for kind, count in delivery.mix.items():
+            metrics.DELIVERY_CALLS.labels(kind).inc(count)
+        model = profile.model or s.gemini_model
+        usage = metrics.count_usage(model, profile.name, done.usage if done else None)
         log.info("answer done", extra={**_ctx(record), "outcome": outcome, "interaction": new_id,
                                        "head_moved": moved, "delivery": delivery.mix, "recovered": recovered,
+                                       "model": model, "profile": profile.name, **usage,
                                        "latency_ms": int((time.monotonic() - started) * 1000)})
 
     def _delivery(self, record: TurnRecord, restored: dict | None) -> AnswerDelivery:
@@ -251,12 +263,15 @@ class TurnRunner:
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
                               status=s.delivery == "planner", restored=restored)
 
-    async def _converse(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event,
-                        recovered: bool) -> tuple[str, str]:
-        """Stream Gemini's answer into the delivery; returns (new interaction id, note for the user)."""
+    async def _converse(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, recovered: bool,
+                        profile: Profile, extras: Extras) -> tuple[Done, str]:
+        """Stream Gemini's answer into the delivery; returns (its Done, a note for the user)."""
         head = record.head_before or None
+
+        def consume(items):
+            return self._consume(record, delivery, stop, items, extras)
         if recovered and record.interaction_id:
-            return await self._consume(record, delivery, stop, self.gemini.replay_turn(record.interaction_id)), ""
+            return await consume(self.gemini.replay_turn(record.interaction_id)), ""
         message = await self.names.readable(record.text, record.bot_user_id or None)
         if head is None and (record.in_existing_thread or record.kind == "reply"):
             user_input, note = await self._with_thread(record, message, "You were just mentioned in a Slack thread."
@@ -267,18 +282,20 @@ class TurnRunner:
             given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
             user_input, note = given.input, given.note
         try:
-            return await self._consume(record, delivery, stop, self.gemini.stream_turn(user_input, head)), note
+            return await consume(self.gemini.stream_turn(user_input, head, profile)), note
         except GeminiError as exc:
             if exc.kind != "not_found" or head is None:
                 raise
         # Gemini's retention lapsed: rebuild from Slack and start a new chain
         user_input, note = await self._with_thread(record, message,
                                                    "Our earlier conversation in this Slack thread expired.", FRESH_CHAIN)
-        return await self._consume(record, delivery, stop, self.gemini.stream_turn(user_input, None)), note
+        extras.__init__()  # what the failed first try collected is not this answer's
+        return await consume(self.gemini.stream_turn(user_input, None, profile)), note
 
-    async def _consume(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, items) -> str:
+    async def _consume(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, items,
+                       extras: Extras) -> Done:
         """Feed Gemini's stream into the delivery until Done; a Stop click cancels the reading."""
-        reader = asyncio.ensure_future(self._read(record, delivery, items))
+        reader = asyncio.ensure_future(self._read(record, delivery, items, extras))
         stopper = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -290,7 +307,7 @@ class TurnRunner:
                 task.cancel()
             await asyncio.gather(reader, stopper, return_exceptions=True)
 
-    async def _read(self, record: TurnRecord, delivery: AnswerDelivery, items) -> str:
+    async def _read(self, record: TurnRecord, delivery: AnswerDelivery, items, extras: Extras) -> Done:
         async with aclosing(items):
             async for item in items:
                 if isinstance(item, Delta):
@@ -301,7 +318,11 @@ class TurnRunner:
                     record.interaction_id = item.interaction_id
                     await self._note(record, {"interaction_id": item.interaction_id})
                 elif isinstance(item, Done):
-                    return item.interaction_id
+                    return item
+                else:  # citations, code runs, tool steps: shown with the final text
+                    extras.add(item)
+                    if isinstance(item, ToolActivity):
+                        await delivery.tool(tool_status(item))
                 if delivery.user_stopped:
                     raise Stopped()
         raise GeminiError("stream_failed", "no completion")
@@ -322,10 +343,11 @@ class TurnRunner:
         return given.input, given.note
 
     async def _reconcile(self, record: TurnRecord, delivery: AnswerDelivery, pending: dict) -> None:
-        """A crash came between Slack accepting a post and the journal recording it? Look before posting again.
+        """A crash between Slack accepting a message and the journal recording it? Look before posting again.
 
         The survivor reads the thread back (the shared conversations.replies budget) and adopts a bot
-        message showing exactly what the intent said; found or not, the post goes ahead only if absent."""
+        message showing exactly what the intent said. If the budget can't be had in time, the message
+        is posted again: that is the one case where a piece of an answer can appear twice."""
         if not record.reply_thread_ts or not record.interaction_id:
             return
         text = ""
@@ -336,17 +358,24 @@ class TurnRunner:
                 break
         if len(text) < pending["e"]:
             return
-        expected = render_span(text, pending["s"], pending["e"], final=not pending.get("grows"))
+        grows = bool(pending.get("grows"))
+        if pending["op"] == "start":
+            expected = stream_piece(text, pending["s"], pending["e"], first=True)
+        else:
+            expected = render_span(text, pending["s"], pending["e"], final=not grows)
         ts = await find_bot_message(self.client, self.store, self.settings, record, expected)
         if ts:
-            from ..slack_out.plan import Segment
-
-            delivery.segments.append(Segment("edit" if pending.get("grows") else "post", ts, pending["s"],
-                                             pending["e"], open=bool(pending.get("grows")),
-                                             final=not pending.get("grows"), has_button=bool(pending.get("grows"))))
+            delivery.adopt(pending["op"], ts, pending["s"], pending["e"], grows)
             metrics.TURNS_RECONCILED.inc()
+            log.info("found a message posted before a crash; not posting it again", extra=_ctx(record))
 
     # --- small steps -----------------------------------------------------------------------------------
+    async def _profile(self, record: TurnRecord) -> Profile:
+        """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
+        profiles = self.settings.profile_map
+        name = await channel_name(self.client, record.channel) if profiles.needs_names else None
+        return profiles.for_channel(record.channel, name) or self.settings.default_profile
+
     async def _admit(self, record: TurnRecord) -> bool:
         s = self.settings
         verdict = await self.turns.admit_user(record.team, record.user, record.id, max_active=s.user_max_active_answers,
@@ -411,8 +440,8 @@ async def find_bot_message(client: AsyncWebClient, store: Store, settings: Setti
     messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
                                  thread_ts=record.reply_thread_ts, oldest=record.ts)
     for msg in messages or []:
-        blocks = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
-        if msg.get("bot_id") and blocks and blocks[0] == expected:
+        shown = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
+        if msg.get("bot_id") and shown and shown[0].strip() == expected.strip():
             return msg.get("ts")
     return None
 

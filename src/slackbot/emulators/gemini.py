@@ -341,6 +341,7 @@ class GeminiEmulator:
             raise _ApiError(400, "Agent interactions require background=true.")
         if prev:
             self._get_record(prev)  # 404 if unknown, deleted or past retention
+        _validate_turn_fields(body)
         return "agent" if "agent" in body else "model"
 
     @staticmethod
@@ -378,12 +379,18 @@ class GeminiEmulator:
             rec.add(t, "step.delta", index=index, delta={"type": "thought_signature", "signature": "c2lnbmF0dXJl"})
             rec.add(t, "step.stop", index=index)
             index += 1
+        if plan.get("tool_steps"):
+            t, index = _add_tool_steps(rec, plan["tool_steps"], t, index, gap)
         if plan.get("error_event"):
             reply = reply[: len(reply) // 2]  # fail half-way through the answer
         rec.add(t, "step.start", index=index, step={"type": "model_output"})
         for i, piece in enumerate(_chunks(reply, size)):
             t += gap if i else 0.0
             rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+        if plan.get("annotations"):
+            # grounding metadata streams after the text it annotates, as text_annotation_delta
+            rec.add(t, "step.delta", index=index,
+                    delta={"type": "text_annotation_delta", "annotations": _annotations(plan["annotations"], reply)})
         if plan.get("error_event"):
             rec.add(t, "error", error={"code": "INTERNAL", "message": str(plan["error_event"])})
             return
@@ -616,6 +623,149 @@ def _apply_delta(step: dict, delta: dict) -> None:
         step["signature"] = delta["signature"]
     elif kind == "text_annotation_delta":
         step["content"][-1].setdefault("annotations", []).extend(delta["annotations"])
+
+
+# ------------------------------------------------------------------ tools, annotations, request checks
+_TOOL_TYPES = {"google_search", "url_context", "code_execution", "file_search", "mcp_server", "function",
+               "google_maps", "computer_use", "retrieval", "tool_search"}
+_TOOL_KEYS = {  # fields the SDK's Tool variants define (types/interactions/*.py); others answer 400
+    "google_search": {"search_types"}, "url_context": set(), "code_execution": set(),
+    "mcp_server": {"name", "url", "headers", "allowed_tools", "defer_loading"},
+    "file_search": {"file_search_store_names", "metadata_filter", "top_k"},
+}
+_GENERATION_KEYS = {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "thinking_level",
+                    "thinking_summaries", "tool_choice", "speech_config", "image_config", "video_config",
+                    "transcription_config"}
+_THINKING_LEVELS = {"minimal", "low", "medium", "high", "xhigh"}
+# one pixel, transparent: what a plot looks like to a test
+_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def _validate_turn_fields(body: dict) -> None:
+    """`tools` and `generation_config` as the SDK defines them (MCPServerParam, GenerationConfig)."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _ApiError(400, "'tools' must be a list.")
+        names = set()
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if kind not in _TOOL_TYPES:
+                raise _ApiError(400, f"tools[{i}].type: unknown tool type {kind!r}.")
+            extra = set(tool) - {"type"} - _TOOL_KEYS.get(kind, set(tool))
+            if extra:
+                raise _ApiError(400, f"tools[{i}]: unknown field(s) {sorted(extra)} for {kind}.")
+            if kind == "mcp_server":
+                _validate_mcp_tool(i, tool)
+                if tool["name"] in names:
+                    raise _ApiError(400, f"tools[{i}].name: duplicate MCP server name.")
+                names.add(tool["name"])
+    config = body.get("generation_config")
+    if config is not None:
+        if not isinstance(config, dict):
+            raise _ApiError(400, "'generation_config' must be an object.")
+        extra = set(config) - _GENERATION_KEYS
+        if extra:
+            raise _ApiError(400, f"generation_config: unknown field(s) {sorted(extra)}.")
+        if "thinking_level" in config and config["thinking_level"] not in _THINKING_LEVELS:
+            raise _ApiError(400, "generation_config.thinking_level: invalid value.")
+        if "thinking_summaries" in config and config["thinking_summaries"] not in ("auto", "none"):
+            raise _ApiError(400, "generation_config.thinking_summaries: invalid value.")
+        tokens = config.get("max_output_tokens")
+        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+            raise _ApiError(400, "generation_config.max_output_tokens: must be a positive integer.")
+
+
+def _validate_mcp_tool(i: int, tool: dict) -> None:
+    if not isinstance(tool.get("name"), str) or not tool["name"]:
+        raise _ApiError(400, f"tools[{i}].name: required for mcp_server.")
+    if not isinstance(tool.get("url"), str) or not tool["url"].startswith(("https://", "http://")):
+        raise _ApiError(400, f"tools[{i}].url: must be an http(s) URL.")
+    headers = tool.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise _ApiError(400, f"tools[{i}].headers: must map strings to strings.")
+    allowed = tool.get("allowed_tools", [])
+    if not isinstance(allowed, list):
+        raise _ApiError(400, f"tools[{i}].allowed_tools: must be a list.")
+    for entry in allowed:  # AllowedTools: {mode?: auto|any|none|validated, tools?: [str]}
+        if (not isinstance(entry, dict) or set(entry) - {"mode", "tools"}
+                or entry.get("mode", "auto") not in ("auto", "any", "none", "validated")
+                or not all(isinstance(t, str) for t in entry.get("tools", []))):
+            raise _ApiError(400, f"tools[{i}].allowed_tools: each entry is {{mode, tools: [str]}}.")
+
+
+def _declared(rec: _Record, kind: str, server: str | None = None, name: str | None = None) -> bool:
+    """A model calls only the tools its request declares (and, for MCP, only allowed tool names)."""
+    for tool in rec.body.get("tools") or []:
+        if tool.get("type") != kind:
+            continue
+        if kind != "mcp_server":
+            return True
+        if tool.get("name") == server:
+            allowed = [t for entry in tool.get("allowed_tools") or [] for t in entry.get("tools", [])]
+            return not allowed or name in allowed
+    return False
+
+
+def _add_tool_steps(rec: _Record, steps: list[dict], t: float, index: int, gap: float) -> tuple[float, int]:
+    """Call/result step pairs before the answer. Each scripted step: {"tool": google_search |
+    url_context | code_execution | mcp, ...}; a step for a tool the request did not declare is
+    skipped, as a real model cannot call it.
+      google_search: queries; url_context: urls;
+      code_execution: code, output, is_error, image (true: one PNG in the result);
+      mcp: server, name, arguments, result (text), is_error (MCP's CallToolResult.isError)."""
+    for n, spec in enumerate(steps):
+        kind = spec.get("tool")
+        call_id = f"call_{n}"
+        if kind == "mcp":
+            if not _declared(rec, "mcp_server", spec.get("server"), spec.get("name")):
+                continue
+            call = {"type": "mcp_server_tool_call", "id": call_id, "name": spec["name"],
+                    "server_name": spec["server"], "arguments": spec.get("arguments", {})}
+            text = str(spec.get("result", "ok"))
+            result = {"type": "mcp_server_tool_result", "call_id": call_id, "name": spec["name"],
+                      "server_name": spec["server"],
+                      "result": ({"isError": True, "content": [{"type": "text", "text": text}]}
+                                 if spec.get("is_error") else [{"type": "text", "text": text}])}
+        elif kind == "code_execution":
+            if not _declared(rec, "code_execution"):
+                continue
+            call = {"type": "code_execution_call", "id": call_id,
+                    "arguments": {"code": spec.get("code", "print(1)"), "language": "python"}}
+            parts: list = [{"type": "text", "text": spec.get("output", "")}]
+            if spec.get("image"):
+                parts.append({"type": "image", "mime_type": "image/png", "data": _PNG})
+            result = {"type": "code_execution_result", "call_id": call_id, "result": parts,
+                      "is_error": bool(spec.get("is_error"))}
+        elif kind in ("google_search", "url_context"):
+            if not _declared(rec, kind):
+                continue
+            args = {"queries": spec.get("queries", ["query"])} if kind == "google_search" else \
+                {"urls": spec.get("urls", ["https://example.com/"])}
+            call = {"type": f"{kind}_call", "id": call_id, "arguments": args}
+            result = {"type": f"{kind}_result", "call_id": call_id, "result": [],
+                      "is_error": bool(spec.get("is_error"))}
+        else:
+            raise _ApiError(500, f"emulator: unknown scripted tool {kind!r}")
+        for step in (call, result):
+            rec.add(t, "step.start", index=index, step=step)
+            t += float(spec.get("seconds", gap))
+            rec.add(t, "step.stop", index=index)
+            index += 1
+    return t, index
+
+
+def _annotations(specs: list, reply: str) -> list[dict]:
+    """url_citation annotations: {"url", "title", "cite": text in the reply to anchor} (or full dicts)."""
+    out = []
+    for spec in specs:
+        ann = {"type": "url_citation", **spec}
+        cite = ann.pop("cite", None)
+        if cite and cite in reply:
+            start = len(reply[: reply.index(cite)].encode())  # indexes are in bytes
+            ann.update(start_index=start, end_index=start + len(cite.encode()))
+        out.append(ann)
+    return out
 
 
 _SOURCES = [("Primary survey", "https://example.org/survey"), ("Industry report", "https://example.com/report"),

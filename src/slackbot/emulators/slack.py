@@ -315,9 +315,48 @@ def parse_blocks(raw: Any) -> list | None:
             markdown_total += len(text)
         if kind == "actions" and not 0 < len(block.get("elements") or []) <= 25:
             raise SlackError("invalid_blocks")
+        if kind == "table":
+            _check_table(block)
+    if sum(1 for b in blocks if b.get("type") == "table") > 1:
+        raise SlackError("only_one_table_allowed")
     if markdown_total > MARKDOWN_TOTAL_LIMIT:
         raise SlackError("msg_too_long")
     return blocks
+
+
+TABLE_MAX_ROWS, TABLE_MAX_CELLS = 100, 20  # docs.slack.dev/reference/block-kit/blocks/table-block
+TABLE_ALIGNS = {"left", "center", "right"}
+
+
+def _check_table(block: dict) -> None:
+    """The table block as documented: 1-100 rows, each 1-20 cells of raw_text {text} or rich_text
+    {elements}; column_settings at most 20 of {align: left|center|right, is_wrapped: bool}."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not 0 < len(rows) <= TABLE_MAX_ROWS:
+        raise SlackError("invalid_blocks")
+    for row in rows:
+        if not isinstance(row, list) or not 0 < len(row) <= TABLE_MAX_CELLS:
+            raise SlackError("invalid_blocks")
+        for cell in row:
+            kind = cell.get("type") if isinstance(cell, dict) else None
+            if kind == "raw_text":
+                if not isinstance(cell.get("text"), str) or not cell["text"]:
+                    raise SlackError("invalid_blocks")
+            elif kind == "rich_text":
+                if not isinstance(cell.get("elements"), list):
+                    raise SlackError("invalid_blocks")
+            else:
+                raise SlackError("invalid_blocks")
+    settings = block.get("column_settings", [])
+    if not isinstance(settings, list) or len(settings) > TABLE_MAX_CELLS:
+        raise SlackError("invalid_blocks")
+    for setting in settings:
+        if setting is None:
+            continue  # a null entry keeps a column's default
+        if (not isinstance(setting, dict) or set(setting) - {"align", "is_wrapped"}
+                or setting.get("align", "left") not in TABLE_ALIGNS
+                or not isinstance(setting.get("is_wrapped", False), bool)):
+            raise SlackError("invalid_blocks")
 
 
 async def _read_params(request: web.Request) -> dict:
@@ -394,6 +433,8 @@ class SlackEmulator:
         self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
         self._buckets: dict[tuple, TokenBucket] = {}
         self._failures: dict[str, list[tuple[str, int]]] = {}
+        self._held: dict[str, int] = {}  # method -> successful calls whose answer is held back (hold_next)
+        self.hold_seconds = 0.0
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
         self._responses: dict[str, dict] = {}  # response_url id -> its context
 
@@ -424,6 +465,12 @@ class SlackEmulator:
             raise ValueError("scope must be 'team' or 'channel'")
         self._rate_config[method] = (per_minute, burst, scope)
         self._buckets = {k: b for k, b in self._buckets.items() if k[0] != method}
+
+    def hold_next(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next `times` successful calls to `method` take effect at once but answer after `seconds`
+        (so a test can kill the caller between Slack accepting a post and the caller hearing of it)."""
+        self._held[method] = self._held.get(method, 0) + times
+        self.hold_seconds = seconds
 
     def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1) -> None:
         """The next `times` calls to `method` fail: 429 + Retry-After for "ratelimited", else 200 ok:false."""
@@ -498,6 +545,9 @@ class SlackEmulator:
             body, status = {"ok": False, "error": e.error, **e.extra}, e.status
             headers = {"Retry-After": str(e.retry_after)} if e.retry_after else {}
         self.calls.append(Call(method, params, body["ok"], body.get("error"), status, time.time(), self.team_id))
+        if body["ok"] and self._held.get(method):  # done in Slack, but the answer is slow to come back
+            self._held[method] -= 1
+            await asyncio.sleep(self.hold_seconds)
         return web.json_response(body, status=status, headers=headers)
 
     def _check_auth(self, request: web.Request, params: dict) -> None:
@@ -1122,12 +1172,16 @@ class SlackEmulator:
         return {**msg.to_json(), "app_id": self.app_id, "bot_profile": profile, "channel": ch.id,
                 "channel_type": ch.channel_type, "event_ts": msg.ts, "team": self.team_id}
 
-    def _user_message_events(self, ch: Channel, msg: Message) -> list[dict]:
+    def _user_message_events(self, ch: Channel, msg: Message, user_team: str | None = None) -> list[dict]:
         # Slack only sends events from conversations the app is in, for the scopes it holds.
         if self.bot_user_id not in ch.members:
             return []
         base = {"user": msg.user, "text": msg.text, "ts": msg.ts, "event_ts": msg.ts, "channel": ch.id,
-                "team": self.team_id, "client_msg_id": str(uuid.uuid4())}
+                "team": user_team or self.team_id, "client_msg_id": str(uuid.uuid4())}
+        if user_team and user_team != self.team_id:
+            # Slack Connect: the event names the sender's organisation; the envelope and its
+            # `authorizations` still name the workspace the app is installed in.
+            base.update(user_team=user_team, source_team=user_team)
         if msg.thread_ts:
             parent = next((m for m in ch.messages if m.ts == msg.thread_ts), None)
             base.update(thread_ts=msg.thread_ts, parent_user_id=parent.user if parent else None)
@@ -1139,13 +1193,14 @@ class SlackEmulator:
         return events
 
     async def user_message(self, channel: str, text: str, *, user: str = "U_ALICE", thread_ts: str | None = None,
-                           deliver: bool = True) -> Delivery:
+                           deliver: bool = True, user_team: str | None = None) -> Delivery:
         """A person posts. Channels get a `message` event and, for a mention, a separate `app_mention`
-        (delivered concurrently, as Slack does); DMs get `message` with channel_type "im"."""
+        (delivered concurrently, as Slack does); DMs get `message` with channel_type "im".
+        `user_team`: the sender belongs to another organisation (a Slack Connect channel)."""
         ch = self.channels[channel]
         msg = self._store(Message(self._next_ts(), ch.id, user, None, text,
                                   thread_ts=self._thread_root(ch, thread_ts)))
-        events = self._user_message_events(ch, msg)
+        events = self._user_message_events(ch, msg, user_team)
         if not deliver or not events:
             why = "not delivered (deliver=False)" if not deliver else "not delivered: the app is not in the channel"
             return Delivery(0, "", {}, 0.0, payload={"event": events[0] if events else {}}, error=why, message=msg)

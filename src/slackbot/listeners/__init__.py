@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from . import actions, commands, events
+from . import actions, commands, events, gemini_command
 
 
 def register(app: AsyncApp, services) -> None:
     events.register(app, services)
     commands.register(app, services)
     actions.register(app, services)
+    gemini_command.register(app, services)

@@ -11,7 +11,7 @@ from ..slack_out.delivery import STOP_ACTION
 
 log = logging.getLogger(__name__)
 
-CANCEL_ACTION = "research_cancel"
+from ..research.status import CANCEL_ACTION
 
 
 def register(app: AsyncApp, services) -> None:

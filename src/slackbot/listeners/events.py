@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
 from .. import metrics
-from ..chat.intake import classify
+from ..chat.intake import classify, installing_team
 from ..store import RedisError
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,12 @@ def register(app: AsyncApp, services) -> None:
     async def intake(body, context, request, next):
         if body.get("type") != "event_callback":
             return await next()
-        event = body.get("event") or {}
+        event = body.get("event")
+        event = event if isinstance(event, dict) else {}  # signed but malformed: ignored like chatter
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
-        turn = classify(event, context.bot_user_id, body.get("team_id") or context.team_id or "")
+        turn = classify(event, context.bot_user_id, installing_team(body, context.team_id))
         if turn is None:
             metrics.EVENTS.labels(kind, "ignored").inc()
             return BoltResponse(status=200, body="")

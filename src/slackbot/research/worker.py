@@ -6,13 +6,17 @@ already posted) must survive any process. A due-time sorted set with leases expr
 directly: `claim` (one Lua script) hands each due job to one worker and pushes its due time
 forward by the lease; if that worker dies, the lease runs out and another claims it. Every write
 checks the job's `owner`, so a worker whose lease lapsed cannot post or overwrite anything.
-Delivery: the report is posted part by part, each part counted in the job hash right after Slack
-accepts it; a crash can at worst repeat the one part that was in flight.
+Delivery: the report is posted part by part, each part counted in the job record right after
+Slack accepts it; a crash can at worst repeat the one part that was in flight.
+
+What each poll's answer means is decided in decide.py (pure); this module only carries it out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -21,11 +25,12 @@ from .. import metrics
 from ..gemini import GeminiError, ResearchSnapshot
 from ..slack_out.render import message_payload, sources_section, split_report
 from ..store import RedisError
+from ..store.jobs import Job
+from . import decide
 from . import status as view
 
 log = logging.getLogger(__name__)
 
-FAILED_ENDINGS = {"failed", "cancelled", "incomplete", "budget_exceeded", "requires_action"}
 _TICK = 0.5  # seconds between claims; jobs themselves are polled at their own interval
 _CONCURRENCY = 20
 
@@ -34,10 +39,12 @@ class ResearchWorker:
     def __init__(self, research):
         self.research = research
         self.settings = research.settings
-        self.store = research.store
+        self.jobs = research.jobs
         self.gemini = research.gemini
         self.client = research.client
+        self.poster = research.deps.poster
         self.id = f"w-{uuid.uuid4().hex[:10]}"
+        self._claims = itertools.count(1)
         self._stopping = asyncio.Event()
         self._active: set[asyncio.Task] = set()
 
@@ -49,12 +56,15 @@ class ResearchWorker:
         while not self._stopping.is_set():
             try:
                 room = _CONCURRENCY - len(self._active)
-                ids = await self.store.claim_jobs(self.id, self.settings.research_lease_seconds, room) if room else []
+                # each claim has its own owner token: if one step outlives its lease and this same
+                # worker claims the job again, the old step's writes fail as a dead worker's would
+                owner = f"{self.id}.{next(self._claims)}"
+                ids = await self.jobs.claim(owner, self.settings.research_lease_seconds, room) if room else []
             except (RedisError, OSError):
                 ids = []
                 await asyncio.sleep(1)
             for job_id in ids:
-                task = asyncio.create_task(self._step_safely(job_id))
+                task = asyncio.create_task(self._step_safely(job_id, owner))
                 self._active.add(task)
                 task.add_done_callback(self._active.discard)
             try:
@@ -64,121 +74,151 @@ class ResearchWorker:
         if self._active:
             await asyncio.wait(set(self._active), timeout=10)
 
-    async def _step_safely(self, job_id: str) -> None:
+    async def _step_safely(self, job_id: str, owner: str) -> None:
         try:
-            await self.step(job_id)
+            await self.step(job_id, owner)
         except (RedisError, OSError):
             log.warning("redis unavailable while polling research", extra={"job": job_id})
         except Exception:  # keep the worker alive; the lease brings the job back
             log.exception("research step failed", extra={"job": job_id})
 
     # --- one poll of one job --------------------------------------------------------------------
-    async def step(self, job_id: str) -> None:
-        job = await self.store.redis.hgetall(self.store.job_key(job_id))
-        if not job or job.get("owner") != self.id:
-            if not job:
-                await self.store.redis.zrem(self.store.job_due_key, job_id)
+    async def step(self, job_id: str, owner: str) -> None:
+        job = await self.jobs.get(job_id)
+        if job is None or job.owner != owner:
+            return  # gone (claim already dropped it from the schedule) or claimed by another since
+        if not job.interaction_id:  # due before its agent started: the process starting it died
+            await self._finish(job, "not_started")
             return
-        if job.get("status") == "posting":  # a previous owner died while posting: carry on
-            await self._post_report(job, await self.gemini.research_snapshot(job["interaction_id"]))
-            return
-        elapsed = time.time() - float(job["created"])
+        max_seconds = self.settings.research_max_minutes * 60
+        elapsed = time.time() - job.created
         try:
-            snap = await self.gemini.research_snapshot(job["interaction_id"])
+            snap = await self.gemini.research_snapshot(job.interaction_id)
         except GeminiError as exc:
-            if exc.kind == "not_found":
-                await self._finish(job, "lost")
-            elif elapsed > self.settings.research_max_minutes * 60:
-                await self._finish(job, "timed_out")
-            else:  # transient: the SDK already retried; try again at the job's pace
-                await self._reschedule(job, {})
+            await self._carry_out(job, decide.after_error(exc.kind, elapsed, max_seconds), None)
             return
-        if snap.status == "completed":
+        if job.status == "posting":  # a previous owner died while posting: carry on
             await self._post_report(job, snap)
-        elif snap.status in FAILED_ENDINGS:
-            await self._finish(job, snap.status, snap)
-        elif elapsed > self.settings.research_max_minutes * 60:
-            try:
-                await self.gemini.cancel(job["interaction_id"])
-            except GeminiError:
-                pass
-            await self._finish(job, "timed_out", snap)
-        else:  # queued, in_progress, requires_continuation, or a status this code does not know yet
-            await self._progress(job, snap)
+            return
+        await self._carry_out(job, decide.after_snapshot(snap.status, elapsed, max_seconds), snap)
 
-    async def _progress(self, job: dict, snap: ResearchSnapshot) -> None:
+    async def _carry_out(self, job: Job, nxt: decide.Next, snap: ResearchSnapshot | None) -> None:
+        if nxt.action == "report" and snap is not None:
+            await self._post_report(job, snap)
+        elif nxt.action == "finish":
+            await self._finish(job, nxt.outcome, snap)
+        elif nxt.action == "time_out":
+            try:
+                await self.gemini.cancel(job.interaction_id)
+            except GeminiError:
+                pass  # it ends on Gemini's side anyway; the user is told it timed out
+            await self._finish(job, nxt.outcome, snap)
+        elif snap is not None:
+            await self._progress(job, snap)
+        else:  # a transient failure: try again at the job's pace
+            await self._reschedule(job, {})
+
+    async def _progress(self, job: Job, snap: ResearchSnapshot) -> None:
         """Edit the status message when the status changes, else at a calm rate (elapsed time, progress)."""
         now = time.time()
-        due_update = now - float(job.get("last_status_update") or 0) >= self.settings.research_status_every
-        fields = {"status": snap.status, "progress": snap.progress or job.get("progress", ""), "updated": now}
-        if due_update or snap.status != job.get("status"):
-            job.update(fields)
-            await self._edit_status(job, final=False)
+        fields: dict = {"status": snap.status, "progress": snap.progress or job.progress, "updated": now}
+        if decide.status_edit_due(old_status=job.status, new_status=snap.status, last_update=job.last_status_update,
+                                  now=now, every=self.settings.research_status_every):
+            job.status, job.progress = snap.status, fields["progress"]
+            async with self._holding(job):  # the edit may wait for the workspace's edit budget
+                await self._edit_status(job, final=False)
             fields["last_status_update"] = now
         await self._reschedule(job, fields)
 
-    async def _reschedule(self, job: dict, fields: dict) -> None:
+    async def _reschedule(self, job: Job, fields: dict) -> None:
         s = self.settings
-        interval = min(s.research_poll_max, float(job.get("poll_interval") or s.research_poll_initial) * s.research_poll_backoff)
-        fields["poll_interval"] = interval
-        await self.store.write_job(job["id"], self.id, fields, due_in=float(job.get("poll_interval") or interval))
+        current = job.poll_interval or s.research_poll_initial
+        fields["poll_interval"] = decide.next_interval(current, initial=s.research_poll_initial,
+                                                       backoff=s.research_poll_backoff, maximum=s.research_poll_max)
+        await self.jobs.write(job.id, job.owner, fields, due_in=current)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, job: Job):
+        """Keep the lease while waiting on Slack: a live worker that is merely slow must not have its job
+        claimed again (its in-flight post would repeat). A dead worker stops renewing, so the lease
+        still brings its job back."""
+        lease = self.settings.research_lease_seconds
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    if not await self.jobs.write(job.id, job.owner, {}, due_in=lease):
+                        return  # lost the job after all: the owner-checked writes stop the rest
+                except (RedisError, OSError):
+                    pass  # try again at the next beat; the lease covers two missed beats
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # --- endings --------------------------------------------------------------------------------
-    async def _post_report(self, job: dict, snap: ResearchSnapshot) -> None:
-        if not await self.store.write_job(job["id"], self.id, {"status": "posting"},
-                                          due_in=self.settings.research_lease_seconds):
+    async def _post_report(self, job: Job, snap: ResearchSnapshot) -> None:
+        lease = self.settings.research_lease_seconds
+        if not await self.jobs.write(job.id, job.owner, {"status": "posting"}, due_in=lease):
             return
         parts = report_parts(snap, self.settings.message_chars)
-        poster = self.research.services.turns.poster(job["team"])
-        for index in range(int(job.get("parts_posted") or 0), len(parts)):
-            ts = await poster.post(job["channel"], message_payload(parts[index]), job["status_ts"])
-            if ts is None or not await self.store.write_job(job["id"], self.id, {"parts_posted": index + 1},
-                                                            due_in=self.settings.research_lease_seconds):
-                return  # Slack refused or the lease moved on; the next owner continues from here
-        if len(snap.text) > self.settings.research_file_threshold and not job.get("file_posted"):
-            await self._attach_file(job, snap)
-        # follow-ups in the report thread chain onto the research interaction
-        await self.store.move_head(job["team"], job["channel"], job["status_ts"], None, job["interaction_id"])
+        poster = self.poster(job.team)
+        async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
+            for index in range(job.parts_posted, len(parts)):
+                ts = await poster.post(job.channel, message_payload(parts[index]), job.status_ts)
+                if ts is None or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
+                                                           due_in=lease):
+                    return  # Slack refused or the lease moved on; the next owner continues from here
+            if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
+                await self._attach_file(job, snap)
+        await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
         await self._finish(job, "completed", snap)
 
-    async def _attach_file(self, job: dict, snap: ResearchSnapshot) -> None:
+    async def _attach_file(self, job: Job, snap: ResearchSnapshot) -> None:
         try:
             await self.client.files_upload_v2(
-                channel=job["channel"], thread_ts=job["status_ts"], filename="research-report.md",
-                title=f"Research: {job['question'][:80]}", content=_with_sources(snap),
+                channel=job.channel, thread_ts=job.status_ts, filename="research-report.md",
+                title=view.file_title(job.question), content=_with_sources(snap),
             )
         except Exception as exc:  # the report is already in the thread; the file is a convenience
-            log.warning("report file upload failed", extra={"job": job["id"], "error": str(exc)[:200]})
-        await self.store.write_job(job["id"], self.id, {"file_posted": 1})
+            log.warning("report file upload failed", extra={"job": job.id, "error": type(exc).__name__})
+        await self.jobs.write(job.id, job.owner, {"file_posted": True})
 
-    async def _finish(self, job: dict, status: str, snap: ResearchSnapshot | None = None) -> None:
+    async def _finish(self, job: Job, status: str, snap: ResearchSnapshot | None = None) -> None:
         now = time.time()
-        fields = {"status": status, "finished": now, "updated": now}
+        fields: dict = {"status": status, "finished": now, "updated": now}
         if snap and snap.progress:
             fields["progress"] = snap.progress
-        if not await self.store.write_job(job["id"], self.id, fields, done=True):
+        if not await self.jobs.finish(job.id, job.owner, fields):
             return
-        job.update(fields)
+        job.status, job.finished, job.updated = status, now, now
+        job.progress = fields.get("progress", job.progress)
         if status == "incomplete" and snap and snap.text.strip():
             await self._post_partial(job, snap)
-        await self._edit_status(job, final=True, note=view.outcome_note(status, job.get("cancelled_by")))
-        await self.research._release(job["team"], job["requester"], job["id"])
+        await self._edit_status(job, final=True, note=view.outcome_note(status, job.cancelled_by))
+        await self.research.release(job)
         metrics.RESEARCH_JOBS.labels(status).inc()
-        metrics.RESEARCH_DURATION.observe(now - float(job["created"]))
-        log.info("research finished", extra={"job": job["id"], "status": status, "team": job["team"],
-                                              "channel": job["channel"], "interaction": job.get("interaction_id")})
+        metrics.RESEARCH_DURATION.observe(now - job.created)
+        log.info("research finished", extra={"job": job.id, "status": status, "team": job.team,
+                                              "channel": job.channel, "interaction": job.interaction_id})
 
-    async def _post_partial(self, job: dict, snap: ResearchSnapshot) -> None:
-        poster = self.research.services.turns.poster(job["team"])
+    async def _post_partial(self, job: Job, snap: ResearchSnapshot) -> None:
+        poster = self.poster(job.team)
         parts = report_parts(snap, self.settings.message_chars)
         parts[0] = "_The research stopped early; here is what it had so far._\n\n" + parts[0]
         for part in parts:
-            await poster.post(job["channel"], message_payload(part), job["status_ts"])
+            await poster.post(job.channel, message_payload(part), job.status_ts)
 
-    async def _edit_status(self, job: dict, *, final: bool, note: str = "") -> None:
-        poster = self.research.services.turns.poster(job["team"])
-        await poster.edit(job["channel"], job["status_ts"], view.status_message(job, now=time.time(), note=note),
-                          member=f"job-{job['id']}", final=final)
+    async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> None:
+        if not job.status_ts:
+            return  # its starter died before the status message was up
+        await self.poster(job.team).edit(job.channel, job.status_ts, view.status_message(job, now=time.time(), note=note),
+                                         member=f"job-{job.id}", final=final)
 
 
 def _with_sources(snap: ResearchSnapshot) -> str:

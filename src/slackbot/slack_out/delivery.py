@@ -19,9 +19,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
+from .answer import final_messages, split_tables
 from .plan import Policy, Segment, Step, View, next_step
 from .poster import SlackPoster
 from .render import message_payload, render_span, stream_closing, stream_piece
@@ -32,6 +34,7 @@ STOP_ACTION = "answer_stop"
 LOADING_MESSAGES = ["Reading your message…", "Thinking it through…", "Writing an answer…"]
 _STATUS_EVERY = 2.0  # seconds between thought-summary status updates
 _CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
+MAX_IMAGES = 4  # images from code runs uploaded per answer
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,29 @@ class AnswerDelivery:
         self._reopen_restored()
 
     def _reopen_restored(self) -> None:
-        """After a crash, open segments are re-rendered whole: how far they had grown is not journalled."""
+        """After a crash, open segments are re-rendered whole: how far they had grown is not journalled.
+
+        An open native stream may have taken appends nobody recorded, so it is not appended to again:
+        it is stopped and then finished like an edited message (chat.update replaces its text whole)."""
+        self._restored_streams: list[Segment] = []
         for seg in self.segments:
             if seg.open:
+                if seg.kind == "stream":
+                    self._restored_streams.append(seg)
+                    seg.kind = "edit"
                 seg.end = seg.start
                 seg.final = False
+
+    def adopt(self, op: str, ts: str, start: int, end: int, grows: bool) -> None:
+        """A message found in Slack that a dead process posted but never journalled: continue it."""
+        if op == "start":
+            seg = Segment("edit", ts, start, start)
+            self._restored_streams.append(seg)
+        elif grows:
+            seg = Segment("edit", ts, start, start, has_button=True)
+        else:
+            seg = Segment("post", ts, start, end, open=False, final=True)
+        self.segments.append(seg)
 
     # --- fed by the turn runner --------------------------------------------------------------
     def start(self) -> None:
@@ -108,8 +129,17 @@ class AnswerDelivery:
         if self.use_status and not self.visible and line.strip() and now - self._status_at >= _STATUS_EVERY:
             await self._set_status("is thinking…", [line.strip()[:150]])
 
-    async def finish(self, note: str = "") -> None:
-        """Land the whole answer (plus an optional italic note) and clear the status."""
+    async def tool(self, line: str | None) -> None:
+        """A tool step began: the status says which (e.g. "Calling crm.lookup…")."""
+        if self.use_status and line and time.monotonic() - self._status_at >= _STATUS_EVERY / 2:
+            await self._set_status(line, [line])
+
+    async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500) -> None:
+        """Land the whole answer (plus an optional italic note) and clear the status.
+
+        `extras` (answer.Extras): citations and code runs. When there are any, or the text holds a
+        table, the answer's messages are laid out once more at the end (answer.final_messages:
+        Slack table blocks, code runs, a sources list); a plain answer costs nothing more."""
         if self.truncated:
             note = (note + " " if note else "") + "The answer was too long for Slack, so I stopped here."
         if note:
@@ -121,6 +151,12 @@ class AnswerDelivery:
         if self._task is None:
             self.start()
         await self._task
+        runs = list(extras.code_runs) if extras else []
+        citations = list(extras.citations) if extras else []
+        if not self.broken and (runs or citations or any(not isinstance(p, str) for p in split_tables(self.text))):
+            await self._final_layout(final_messages(self.text, citations, runs, self.policy.limit,
+                                                    max_sources=max_sources, output_chars=output_chars))
+            await self._upload_images(runs)
         if self._status_live:
             await self._set_status("", None, attempts=10)
 
@@ -145,6 +181,9 @@ class AnswerDelivery:
     # --- the loop -----------------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
+            for seg in self._restored_streams:
+                await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
+                    channel=self.target.channel, ts=seg.ts))
             while not self.broken:
                 self._changed.clear()
                 step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
@@ -334,6 +373,41 @@ class AnswerDelivery:
         payload = self._payload(render_span(self.text, seg.start, seg.end, final=True), button=False)
         await self._retry("edit", "chat.update", lambda: self.client.chat_update(
             channel=self.target.channel, ts=seg.ts, **payload))
+
+    async def _final_layout(self, payloads: list[dict]) -> None:
+        """Bring the answer's messages in line with its final layout: edit what differs (priority edits,
+        after any stream is stopped), post what is missing, delete what is surplus."""
+        await self.close()
+        t = self.target
+        for index, payload in enumerate(payloads):
+            if index >= len(self.segments):
+                if await self.poster.post(t.channel, payload, t.thread_ts) is None:
+                    return
+                self.calls["post"] += 1
+                continue
+            seg = self.segments[index]
+            shown = render_span(self.text, seg.start, seg.end, final=True)
+            if payload["blocks"] == message_payload(shown)["blocks"] and not seg.has_button:
+                continue
+            if await self.poster.edit(t.channel, seg.ts, payload, member=t.turn_id, final=True):
+                self.calls["edit"] += 1
+        for seg in self.segments[len(payloads):]:
+            try:
+                await self.client.chat_delete(channel=t.channel, ts=seg.ts)
+            except (SlackApiError, OSError, asyncio.TimeoutError):  # untidy, not wrong
+                log.warning("could not delete a surplus answer message", extra={"channel": t.channel})
+
+    async def _upload_images(self, runs: list) -> None:
+        """Images the code produced (plots), uploaded into the answer's thread."""
+        images = [(n, i, img) for n, run in enumerate(runs, 1) for i, img in enumerate(run.images, 1)]
+        for n, i, img in images[:MAX_IMAGES]:  # a loop that plots 50 times should not flood the thread
+            ext = (img.mime_type.split("/")[-1] or "png").replace("jpeg", "jpg")
+            try:
+                await self.client.files_upload_v2(channel=self.target.channel, thread_ts=self.target.thread_ts,
+                                                  content=img.data, filename=f"code-run-{n}-{i}.{ext}",
+                                                  title=f"Code run {n} output {i}")
+            except (SlackApiError, OSError, asyncio.TimeoutError):
+                log.warning("could not upload a code image", extra={"channel": self.target.channel})
 
     async def _retry(self, budget: str, method: str, call) -> None:
         deadline = time.monotonic() + _CLEANUP_SECONDS

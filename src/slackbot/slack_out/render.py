@@ -19,7 +19,9 @@ _MIN_LIMIT = 64
 
 _FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]|$)")
-_SPACES = re.compile(r"[ \t]+(?=[^\s`~#>|*+-])")  # not where the next chunk would start a block
+# A space run, not where the next chunk would start a block. The lookbehind makes a run match only from its
+# first char: without it each later char of a run rescans the run (quadratic on 40,000 spaces).
+_SPACES = re.compile(r"(?<![ \t])[ \t]+(?=[^\s`~#>|*+-])")
 _LEADING_WS = re.compile(r"\s*")
 _PARTIAL_FENCE = re.compile(r"[ \t]*(?:`{1,2}|~{1,2})")
 
@@ -134,27 +136,35 @@ def _choose_cut(window: str, fence: _Fence | None, header: str | None, budget: i
 def _split(md: str, limit: int, report: bool) -> list[str]:
     if limit < _MIN_LIMIT:
         raise ValueError(f"limit must be >= {_MIN_LIMIT}")
+    # Linear in len(md): each chunk looks only at md[pos : pos + limit + 1] (no copies of the rest).
     chunks: list[str] = []
     pos, fence, header = 0, None, None
+    end_of_text = len(md.rstrip())
     while True:
         if fence is None:
             pos = _LEADING_WS.match(md, pos).end()  # an indented first line would render as code
-        rest = md[pos:]
-        if not rest.strip():
+        if pos >= end_of_text:
             return chunks
         prefix = fence.reopen + "\n" if fence else header + "\n" if header else ""
         budget = limit - len(prefix)
-        if len(rest.rstrip()) <= budget:
-            chunks.append(prefix + rest.rstrip())
+        if end_of_text - pos <= budget:
+            chunks.append(prefix + md[pos:end_of_text])
             return chunks
-        cut, header = _choose_cut(rest[: budget + 1], fence, header, budget, report)
+        window = md[pos : pos + budget + 1]
+        cut, header = _choose_cut(window, fence, header, budget, report)
         while True:  # fence state from what the chunk shows (differs only after a hard cut in a fence line)
-            body = rest[:cut].rstrip()
+            body = window[:cut].rstrip()
             end = _scan(fence, body)
             excess = len(body) + _close_len(end) - budget
             if excess <= 0 or cut <= 1:
                 break
-            cut = max(1, min(cut - 1, len(body) - excess))
+            shrunk = len(body) - excess
+            if shrunk < cut // 2:
+                # The cut is inside a fence marker (a run of thousands of backticks), whose closing copy
+                # shrinks with it: keep that marker short, so this chunk and the next (which reopens it)
+                # have room, instead of collapsing to a message per backtick.
+                shrunk = budget // 8
+            cut = max(1, min(cut - 1, shrunk))
         chunks.append(prefix + body + ("\n" + end.close if end else ""))
         pos, fence = pos + cut, end
 
@@ -255,29 +265,52 @@ def close_open_fences(partial_md: str) -> str:
     return text + ("" if text.endswith("\n") else "\n") + state.close
 
 
-def _escape(text: str) -> str:
+def escape_mrkdwn(text: str) -> str:
+    """Someone else's text (a question, a progress line, a file name) made safe for `mrkdwn` and `text`:
+    &, < and > as entities, so `<!channel>`, `<@U…>` or `<https://evil|Slack login>` show as typed."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+# Slack's own markup in Markdown we did not write: a mention or broadcast (<@U…>, <!channel>, <!here>,
+# <!everyone>, <!subteam^…>, <!date^…>) or a link whose label hides its target (<https://evil|Slack login>).
+# Slack documents the markdown block as standard Markdown (links are [label](url)) and says nothing about
+# these tokens, while its output is Slack markup; so they are never passed through. The shapes are exact
+# so code keeps its brackets (`<!doctype html>`, `Map<@NonNull K, V>`). A "<" starts a match only where a
+# token can follow, and every scan stops at the next "<" or ">": linear.
+_SLACK_MARKUP = re.compile(
+    r"<(?=@[UW][A-Z0-9_]+[|>]|!(?:here|channel|everyone|group)[|>]|!(?:subteam|date)\^"
+    r"|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*\|)([^<>]*)>")
+
+
+def neutralize_slack_markup(md: str) -> str:
+    """Markdown for a `markdown` block with Slack's mention/broadcast/disguised-link tokens shown as typed
+    (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!doctype html>`),
+    is left alone, so code renders as written. At most triples the text (a 3-char token becomes 9 chars),
+    which keeps SLACKBOT_MESSAGE_CHARS (<= 3,900) under the block's 12,000."""
+    return _SLACK_MARKUP.sub(r"&lt;\1&gt;", md)
 
 
 def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
     """chat.postMessage/chat.update kwargs: the markdown block renders; `text` is the notification fallback.
 
-    The fallback is the chunk with &, <, > escaped (so model output cannot ping <!channel> or users),
-    trimmed to `fallback_chars` with "…" without cutting an entity. Blank chunk -> placeholder "…"."""
+    Neither can ping or disguise a link: the block goes through neutralize_slack_markup, and the fallback is
+    the chunk with &, <, > escaped, trimmed to `fallback_chars` with "…" without cutting an entity. Blank
+    chunk -> placeholder "…"."""
     if not chunk.strip():
         chunk = "…"
-    text = _escape(chunk)
+    text = escape_mrkdwn(chunk)
     if len(text) > fallback_chars:
         text = text[: fallback_chars - 1]
         amp = text.rfind("&", max(0, len(text) - 4))
         if amp != -1 and ";" not in text[amp:]:
             text = text[:amp]
         text = text.rstrip() + "…"
-    return {"text": text, "blocks": [{"type": "markdown", "text": chunk}]}
+    return {"text": text, "blocks": [{"type": "markdown", "text": neutralize_slack_markup(chunk)}]}
 
 
 _SLACK_TOKEN = re.compile(r"<([^<>\n]+)>")
-_USER_MENTION = re.compile(r"<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>")
+# A label stops at the next "<" too: with [^>]* every "<@U1|" of a text without ">" would scan to its end.
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9_]+)(?:\|[^<>]*)?>")
+_BLANKS = re.compile(r"[ \t]*")
 
 
 def _unescape(text: str) -> str:
@@ -311,16 +344,44 @@ def slack_to_prompt(text: str, names: dict[str, str], bot_user_id: str | None = 
     The bot's own mention is removed: at a line start together with a following ":" or ","; before
     punctuation or a line end together with the spaces before it; elsewhere replaced by one space."""
     if bot_user_id:
-        bot = rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>"
-        text = re.sub(rf"^[ \t]*{bot}[ \t]*[,:]?[ \t]*", "", text, flags=re.M)
-        text = re.sub(rf"[ \t]*{bot}(?=[ \t]*(?:[,.;:!?)]|$))", "", text, flags=re.M)
-        text = re.sub(rf"[ \t]*{bot}[ \t]*", " ", text)
+        text = _drop_bot_mentions(text, bot_user_id)
     parts, last = [], 0
     for m in _SLACK_TOKEN.finditer(text):
         parts += [_unescape(text[last : m.start()]), _convert_token(m, names)]
         last = m.end()
     parts.append(_unescape(text[last:]))
     return "".join(parts).strip()
+
+
+def _drop_bot_mentions(text: str, bot_user_id: str) -> str:
+    """The bot-mention rules of slack_to_prompt, in linear time.
+
+    Patterns like `[ \t]*<@BOT>` tried at every offset rescan a whitespace run from each of its chars
+    (40,000 spaces took seconds), so the mention is found on its own and the blanks around it are
+    measured from it, each blank examined a bounded number of times."""
+    bot = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^<>]*)?>")
+    lines = []
+    for line in text.split("\n"):  # at a line start, with a following ":" or ","
+        body = line.lstrip(" \t")
+        if m := bot.match(body):
+            line = body[m.end():].lstrip(" \t")
+            if line[:1] in (",", ":"):
+                line = line[1:].lstrip(" \t")
+        lines.append(line)
+    text = "\n".join(lines)
+    out, last, spaced = [], 0, False
+    for m in bot.finditer(text):
+        before = text[last : m.start()].rstrip(" \t")
+        after = _BLANKS.match(text, m.end()).end()
+        if after == len(text) or text[after] in "\n,.;:!?)":  # before punctuation or a line end: dropped
+            out.append(before)  # with the blanks before it (and after it, when a space already stands here)
+            last = after if spaced and not before else m.end()
+            spaced = False
+        else:  # elsewhere, with the blanks around it, one space
+            out.append(before + ("" if spaced and not before else " "))
+            last, spaced = after, True
+    out.append(text[last:])
+    return "".join(out)
 
 
 def mentioned_user_ids(text: str) -> list[str]:

@@ -1,14 +1,13 @@
 """Every Redis key and atomic script the bot uses, in one place.
 
-Shared state between replicas lives here and only here: event dedup, thread chain heads,
-per-thread locks, rate budgets (token buckets) and research job records. Each multi-step
+Shared state between replicas lives here and only here: rate budgets (token buckets) in this module;
+chat turns (dedup, journal, thread chains and locks, quotas) in `turns.py`; research jobs in `jobs.py`. Each multi-step
 decision is one Lua script so two replicas can never interleave inside it. Scripts read the
 clock with Redis' TIME so replicas with skewed clocks still agree.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -109,55 +108,6 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-# Claim due research jobs: lease each by pushing its due time forward, record the owner.
-# KEYS: due zset; ARGV: lease seconds, limit, owner token, job key prefix
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
-  redis.call('HSET', ARGV[4] .. id, 'owner', ARGV[3])
-end
-return ids
-"""
-
-# Write job fields only while we still own the job (a lease that expired lost it).
-# KEYS: job hash, due zset; ARGV: owner, next due (or '' to keep, '-' to end), keep-after-end seconds,
-#       field, value, ...  An ended job's record expires; the schedule never holds it again.
-_JOB_WRITE = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-if ARGV[2] == '-' then
-  redis.call('ZREM', KEYS[2], KEYS[1]:match('[^:]+$'))
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-elseif ARGV[2] ~= '' then
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1e6 + tonumber(ARGV[2]), KEYS[1]:match('[^:]+$'))
-end
-return 1
-"""
-
-# Per-user cap on concurrent research jobs. The set expires well after any job could still run.
-_RESERVE_SLOT = """
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
-
-JOB_KEEP_SECONDS = 30 * 86400  # finished job records and per-user history: for /research status
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -179,11 +129,6 @@ class Store:
         self._take = redis.register_script(_TAKE)
         self._take_now = redis.register_script(_TAKE_NOW)
         self._penalize = redis.register_script(_PENALIZE)
-        self._release = redis.register_script(_RELEASE)
-        self._renew = redis.register_script(_RENEW)
-        self._claim = redis.register_script(_CLAIM)
-        self._job_write = redis.register_script(_JOB_WRITE)
-        self._reserve_slot = redis.register_script(_RESERVE_SLOT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int, journal_ttl: int = 3600,
@@ -214,33 +159,18 @@ class Store:
         except (RedisError, OSError):
             return False
 
-    # --- dedup ---------------------------------------------------------------------------
-    async def first_sighting(self, key: str) -> bool:
-        """True exactly once per key across all replicas (within the dedup TTL)."""
-        return bool(await self.redis.set(f"{self.p}:seen:{key}", "1", nx=True, ex=self.dedup_ttl))
+    async def writable(self) -> bool:
+        """Whether Redis takes writes now: reachable is not enough (out of memory with noeviction, or a
+        read-only replica, answer reads and refuse every claim). Writes one short-lived key."""
+        try:
+            return bool(await self.redis.set(f"{self.p}:probe:writable", "1", ex=10))
+        except (RedisError, OSError):
+            return False
 
-    # --- thread chains ---------------------------------------------------------------------
-    def _chain_key(self, team: str, channel: str, thread_ts: str) -> str:
-        return f"{self.p}:chain:{team}:{channel}:{thread_ts}"
-
-    async def chain_head(self, team: str, channel: str, thread_ts: str) -> str | None:
-        return await self.redis.get(self._chain_key(team, channel, thread_ts))
-
+    # --- thread chains (kept here for research, which links a report thread to its chain) ------
     async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
         """Compare-and-set the chain head; refreshes the TTL to Gemini's retention (and the bot's presence)."""
         return await self.turns.move_head(team, channel, thread_ts, expected, new)
-
-    # --- locks ------------------------------------------------------------------------------
-    async def try_lock(self, name: str, ttl_seconds: float) -> str | None:
-        token = secrets.token_hex(8)
-        ok = await self.redis.set(f"{self.p}:lock:{name}", token, nx=True, px=int(ttl_seconds * 1000))
-        return token if ok else None
-
-    async def renew_lock(self, name: str, token: str, ttl_seconds: float) -> bool:
-        return bool(await self._renew(keys=[f"{self.p}:lock:{name}"], args=[token, int(ttl_seconds * 1000)]))
-
-    async def release_lock(self, name: str, token: str) -> None:
-        await self._release(keys=[f"{self.p}:lock:{name}"], args=[token])
 
     # --- rate budgets ------------------------------------------------------------------------
     def _bucket_keys(self, name: str) -> list[str]:
@@ -270,42 +200,7 @@ class Store:
                                   args=[budget.rate, budget.capacity, reserve, ttl, recovery])
         return int(ms) / 1000.0
 
-
-
     async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
         """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""
         await self._penalize(keys=self._bucket_keys(name)[:1], args=[retry_after, factor, floor, 3600])
 
-
-    # --- research jobs -------------------------------------------------------------------------
-    @property
-    def job_due_key(self) -> str:
-        return f"{self.p}:jobs:due"
-
-    def job_key(self, job_id: str) -> str:
-        return f"{self.p}:job:{job_id}"
-
-    def user_jobs_key(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:active:{team}:{user}"
-
-    def user_history_key(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:history:{team}:{user}"
-
-    async def reserve_job_slot(self, team: str, user: str, job_id: str, cap: int, ttl: int) -> bool:
-        return bool(await self._reserve_slot(keys=[self.user_jobs_key(team, user)], args=[job_id, cap, ttl]))
-
-    async def release_job_slot(self, team: str, user: str, job_id: str) -> None:
-        await self.redis.srem(self.user_jobs_key(team, user), job_id)
-
-    async def claim_jobs(self, owner: str, lease: float, limit: int = 10) -> list[str]:
-        return list(await self._claim(keys=[self.job_due_key], args=[lease, limit, owner, f"{self.p}:job:"]))
-
-    async def write_job(self, job_id: str, owner: str, fields: dict, *, due_in: float | None = None,
-                        done: bool = False) -> bool:
-        """Update a job we own; reschedule it (due_in seconds) or take it off the schedule (done)."""
-        due = "-" if done else ("" if due_in is None else str(due_in))
-        flat: list = []
-        for k, v in fields.items():
-            flat += [k, "" if v is None else str(v)]
-        return bool(await self._job_write(keys=[self.job_key(job_id), self.job_due_key],
-                                          args=[owner, due, JOB_KEEP_SECONDS, *flat]))

@@ -341,6 +341,29 @@ function button(elem, ctx) {
   return b;
 }
 
+// A Slack table block: the first row reads as the header, as Slack draws it.
+function tableCellText(cell) {
+  if (cell?.type === "raw_text") return cell.text ?? "";
+  const texts = [];
+  const walk = (node) => {
+    if (!node || typeof node !== "object") return;
+    if (typeof node.text === "string") texts.push(node.text);
+    (node.elements || []).forEach(walk);
+  };
+  walk(cell);
+  return texts.join("");
+}
+
+function tableBlock(b) {
+  const rows = Array.isArray(b.rows) ? b.rows : [];
+  const aligns = (b.column_settings || []).map((c) => c?.align || "");
+  const cell = (tag, c, k) => el(tag, aligns[k] ? { style: `text-align:${aligns[k]}` } : {}, tableCellText(c));
+  const table = el("table", { class: "block-table" },
+    el("thead", {}, el("tr", {}, (rows[0] || []).map((c, k) => cell("th", c, k)))),
+    el("tbody", {}, rows.slice(1).map((r) => el("tr", {}, r.map((c, k) => cell("td", c, k))))));
+  return el("div", { class: "table-wrap" }, table);
+}
+
 function renderBlocks(blocks, fallback, ctx) {
   const box = el("div", { class: "text" });
   if (!Array.isArray(blocks) || !blocks.length) {
@@ -379,7 +402,10 @@ function renderBlocks(blocks, fallback, ctx) {
           e.type === "button" ? button(e, ctx) : el("span", { class: "block-button", "aria-disabled": "true" },
             e.placeholder?.text || e.type))));
         break;
-      default: // rich_text, image, table...: Slack's fallback text says the same
+      case "table":
+        box.append(tableBlock(b));
+        break;
+      default: // rich_text, image...: Slack's fallback text says the same
         if (!usedFallback && fallback) {
           box.append(el("div", { html: mrkdwn(fallback) }));
           usedFallback = true;

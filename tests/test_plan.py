@@ -1,0 +1,106 @@
+"""The delivery planner's decisions (pure): which budget carries the next piece of an answer."""
+
+from __future__ import annotations
+
+from slackbot.slack_out.plan import Policy, Segment, View, display_end, next_step
+
+POLICY = Policy(limit=400, min_interval=1.0, stall_after=4.0, final_wait=0.5, stream_max_age=240.0)
+NOW = 100.0
+
+
+def view(text, *, done=False, segs=(), free=None, last_visible=NOW):
+    return View(text, done, NOW, list(segs), dict(free or {}), last_visible)
+
+
+def busy(*budgets, until=NOW + 30):
+    return {b: until for b in budgets}
+
+
+def test_first_words_start_a_native_stream_when_tier_2_has_room():
+    step = next_step(view("Hello there. More"), POLICY)
+    assert (step.op, step.start, step.end) == ("start", 0, len("Hello there. "))
+
+
+def test_without_native_room_the_first_words_are_posted_to_be_edited():
+    step = next_step(view("Hello there. More"), Policy(**{**POLICY.__dict__, "native": False}))
+    assert step.op == "post_open"
+    step = next_step(view("Hello there. More", free=busy("start")), POLICY)
+    assert step.op == "post_open"
+
+
+def test_when_edits_are_scarce_the_first_words_are_posted_whole():
+    step = next_step(view("Hello there. More", free=busy("start", "edit")), POLICY)
+    assert step.op == "post" and step.final
+
+
+def test_a_stream_grows_by_appends_at_most_once_a_second():
+    seg = Segment("stream", "1.1", 0, 6, changed_at=NOW - 0.3, started_at=NOW - 5)
+    assert next_step(view("Hello there. More words. ", segs=[seg]), POLICY).op == "wait"
+    seg.changed_at = NOW - 1.5
+    step = next_step(view("Hello there. More words. ", segs=[seg]), POLICY)
+    assert (step.op, step.start, step.end) == ("append", 0, len("Hello there. More words. "))
+
+
+def test_a_finished_answer_lands_through_the_open_segment_when_its_budget_is_free():
+    seg = Segment("edit", "1.1", 0, 6, changed_at=NOW - 0.2)
+    step = next_step(view("Hello there.", done=True, segs=[seg]), POLICY)
+    assert (step.op, step.end, step.final) == ("edit", len("Hello there."), True)
+
+
+def test_a_final_never_waits_behind_an_edit_queue():
+    seg = Segment("edit", "1.1", 0, 6, changed_at=NOW - 0.2)
+    text = "Hello there. And the rest of it."
+    step = next_step(view(text, done=True, segs=[seg], free=busy("edit", "edit:final")), POLICY)
+    assert step.op == "seal", "the message keeps what it shows"
+    seg.open = False
+    step = next_step(view(text, done=True, segs=[seg], free=busy("edit", "edit:final")), POLICY)
+    assert (step.op, step.start, step.end) == ("post", 6, len(text)), "the rest is posted at once"
+
+
+def test_the_old_design_waits_for_the_edit_budget():
+    edits_only = Policy(**{**POLICY.__dict__, "edits_only": True, "native": False})
+    seg = Segment("edit", "1.1", 0, 6, changed_at=NOW - 0.2)
+    step = next_step(view("Hello there. And the rest.", done=True, segs=[seg], free=busy("edit:final")), edits_only)
+    assert step.op == "wait"
+
+
+def test_a_stream_that_stands_still_is_sealed_and_posts_take_over():
+    seg = Segment("stream", "1.1", 0, 6, changed_at=NOW - 5, started_at=NOW - 10)
+    step = next_step(view("Hello there. More words. ", segs=[seg], free=busy("append")), POLICY)
+    assert step.op == "seal"
+
+
+def test_posts_mode_posts_finished_sentences_once_quiet_or_worthwhile():
+    sealed = Segment("post", "1.1", 0, 13, open=False, final=True)
+    text = "Hello there. Short one. Half"
+    free = busy("start", "edit")
+    assert next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 1), POLICY).op == "wait"
+    step = next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 5), POLICY)
+    assert (step.op, step.start, step.end) == ("post", 13, len("Hello there. Short one. "))
+
+
+def test_no_segment_holds_more_than_the_limit():
+    text = ("word " * 200).strip() + "."
+    seg = Segment("edit", "1.1", 0, 300, changed_at=NOW - 2)
+    step = next_step(view(text, segs=[seg]), POLICY)
+    assert step.op == "edit" and step.final and step.end <= 401
+    seg.end, seg.final = step.end, True
+    assert next_step(view(text, segs=[seg]), POLICY).op == "seal"
+
+
+def test_streams_are_closed_before_slack_expires_them():
+    seg = Segment("stream", "1.1", 0, 13, changed_at=NOW - 2, started_at=NOW - 250)
+    step = next_step(view("Hello there. More. ", segs=[seg]), POLICY)
+    assert step.op == "stop"
+
+
+def test_everything_shown_and_done_is_finished():
+    seg = Segment("post", "1.1", 0, 12, open=False, final=True)
+    assert next_step(view("Hello there.", done=True, segs=[seg]), POLICY).op == "finished"
+
+
+def test_intermediate_text_is_cut_where_a_reader_would_pause():
+    assert display_end("One. Two thr", 0, False) == len("One. ")
+    assert display_end("line one\nline tw", 0, False) == len("line one\n")
+    assert display_end("no boundary at all yet", 0, False) == len("no boundary at all ")
+    assert display_end("anything", 0, True) == len("anything")

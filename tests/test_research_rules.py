@@ -1,0 +1,114 @@
+"""Pure parts of research: what a poll's answer means (decide.py), what a status message says
+(status.py: untrusted text never becomes Slack markup), and the typed job record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slackbot.research import decide
+from slackbot.research import status as view
+from slackbot.store.jobs import Job
+
+HOSTILE = "hi <!channel> <!here> <@U_BOB> <https://evil.example|Slack login> & more"
+MAX = 90 * 60.0
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress", "requires_continuation", "pondering", "unknown"])
+def test_running_and_unknown_statuses_keep_polling(status):
+    assert decide.after_snapshot(status, 10, MAX) == decide.POLL
+
+
+def test_completed_posts_the_report():
+    assert decide.after_snapshot("completed", 10, MAX) == decide.REPORT
+    assert decide.after_snapshot("completed", MAX * 2, MAX) == decide.REPORT  # late, but it finished
+
+
+@pytest.mark.parametrize("status", sorted(decide.ENDINGS))
+def test_ending_statuses_finish_with_that_outcome(status):
+    assert decide.after_snapshot(status, 10, MAX) == decide.Next("finish", status)
+
+
+def test_running_past_the_maximum_times_out():
+    assert decide.after_snapshot("in_progress", MAX + 1, MAX) == decide.TIME_OUT
+    assert decide.TIME_OUT.outcome == "timed_out"
+
+
+def test_poll_errors():
+    assert decide.after_error("not_found", 10, MAX) == decide.Next("finish", "lost")
+    assert decide.after_error("unavailable", 10, MAX) == decide.POLL
+    assert decide.after_error("rate_limited", MAX + 1, MAX) == decide.Next("finish", "timed_out")
+
+
+def test_poll_interval_backs_off_to_a_maximum():
+    assert decide.next_interval(10, initial=10, backoff=1.5, maximum=60) == 15
+    assert decide.next_interval(50, initial=10, backoff=1.5, maximum=60) == 60
+    assert decide.next_interval(0, initial=10, backoff=1.5, maximum=60) == 15
+
+
+def test_status_edits_on_change_or_at_a_calm_rate():
+    assert decide.status_edit_due(old_status="queued", new_status="in_progress", last_update=100, now=101, every=30)
+    assert not decide.status_edit_due(old_status="in_progress", new_status="in_progress", last_update=100, now=101,
+                                      every=30)
+    assert decide.status_edit_due(old_status="in_progress", new_status="in_progress", last_update=100, now=131,
+                                  every=30)
+
+
+def _job(**kw) -> Job:
+    values = dict(id="j1", team="T1", channel="C1", requester="U_ALICE", question=HOSTILE, created=1000.0,
+                  status="in_progress", progress=f"Reading {HOSTILE}")
+    values.update(kw)
+    return Job(**values)
+
+
+def _mrkdwn(payload: dict) -> list[str]:
+    texts = [payload["text"]]
+    for block in payload["blocks"]:
+        if block["type"] == "section":
+            texts.append(block["text"]["text"])
+        for element in block.get("elements", []):
+            if element.get("type") == "mrkdwn":
+                texts.append(element["text"])
+    return texts
+
+
+def test_status_message_escapes_the_question_and_progress():
+    payload = view.status_message(_job(), now=1060)
+    joined = "\n".join(_mrkdwn(payload))
+    for token in ("<!channel>", "<!here>", "<@U_BOB>", "<https://evil"):
+        assert token not in joined
+    assert "&lt;!channel&gt;" in joined and "&lt;https://evil.example|Slack login&gt;" in joined
+    assert "&amp; more" in joined
+    assert "<@U_ALICE>" in joined  # the bot's own mention of the requester still pings
+    assert "&lt;!here&gt;" in payload["text"]  # the notification fallback too
+
+
+def test_escaped_text_respects_block_limits_and_never_cuts_an_entity():
+    payload = view.status_message(_job(question="<" * 5000, progress=">" * 500), now=1060)
+    for text in _mrkdwn(payload):
+        assert len(text) <= 3000
+    cut = view.plain("a" + "<" * 100, 20)
+    assert cut.endswith("…") and cut.count("&lt;") * 4 + 2 == len(cut)
+
+
+def test_jobs_list_and_file_title_escape_the_question():
+    listing = view.jobs_list([_job(), _job(id="j2", status="completed", finished=1100.0)], now=2000)
+    assert "<!channel>" not in listing and "&lt;!channel&gt;" in listing
+    title = view.file_title(HOSTILE)
+    assert "<" not in title and ">" not in title
+
+
+def test_cancel_shows_only_while_running():
+    def has_cancel(job):
+        return view.CANCEL_ACTION in json.dumps(view.status_message(job, now=1060)["blocks"])
+    assert has_cancel(_job())
+    assert has_cancel(_job(status="pondering"))  # an unknown status is still running: Cancel stays
+    assert not has_cancel(_job(status="posting"))
+    assert not has_cancel(_job(status="cancelled", finished=1050.0))
+
+
+def test_job_round_trips_through_its_hash_fields():
+    job = _job(parts_posted=3, file_posted=True, poll_interval=2.5, finished=1200.0, owner="w-1")
+    assert Job.from_fields(job.fields()) == job
+    assert Job.from_fields({"owner": "w-1"}) is None  # a stray half-record is not a job
