@@ -64,6 +64,9 @@ SCOPES_BY_EVENT: dict[str, set[str]] = {
     "message.mpim": {"mpim:history"},
 }
 SCOPES_FOR_SLASH_COMMANDS = {"commands"}
+# Fields of Slack's file object the code downloads from (with the bot token) -> the scope that needs.
+# Without files:read Slack answers these URLs with its sign-in page instead of the file.
+SCOPES_BY_FILE_URL: dict[str, set[str]] = {"url_private": {"files:read"}, "url_private_download": {"files:read"}}
 # `message` event channel_type -> the subscription that delivers it.
 MESSAGE_EVENT_BY_CHANNEL_TYPE = {"channel": "message.channels", "group": "message.groups",
                                  "im": "message.im", "mpim": "message.mpim"}
@@ -167,6 +170,18 @@ def _web_api_calls() -> dict[str, list[str]]:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in client_methods:
                 calls.setdefault(node.func.attr, []).append(f"{path.relative_to(PKG)}:{node.lineno}")
     return calls
+
+
+def _file_url_reads() -> dict[str, list[str]]:
+    """File URL fields (url_private, ...) the code reads, as string constants (field -> ["file:line"])."""
+    reads: dict[str, list[str]] = {}
+    for path in sorted(PKG.rglob("*.py")):
+        if any(path == ex or ex in path.parents for ex in EXCLUDED):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in SCOPES_BY_FILE_URL:
+                reads.setdefault(node.value, []).append(f"{path.relative_to(PKG)}:{node.lineno}")
+    return reads
 
 
 def _path(url: str) -> str:
@@ -293,6 +308,14 @@ def test_events_and_commands_have_their_scopes(manifest):
         assert SCOPES_FOR_SLASH_COMMANDS <= scopes
 
 
+def test_file_downloads_have_their_scope(manifest):
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    reads = _file_url_reads()
+    assert reads, "the discovery finds the file download (files/fetch or files/kinds reads url_private)"
+    for name, where in sorted(reads.items()):
+        assert SCOPES_BY_FILE_URL[name] <= scopes, f"{name} (at {', '.join(where)}) needs {sorted(SCOPES_BY_FILE_URL[name])}"
+
+
 def test_no_scope_without_a_reason(manifest):
     """Least privilege: every requested scope is needed by a called method, an event or a command."""
     scopes = manifest["oauth_config"]["scopes"]["bot"]
@@ -304,6 +327,8 @@ def test_no_scope_without_a_reason(manifest):
         needed |= SCOPES_BY_EVENT.get(subscription, set())
     if _manifest_commands(manifest):
         needed |= SCOPES_FOR_SLASH_COMMANDS
+    for name in _file_url_reads():
+        needed |= SCOPES_BY_FILE_URL[name]
     assert set(scopes) == needed, f"extra: {sorted(set(scopes) - needed)}, missing: {sorted(needed - set(scopes))}"
     assert "user" not in manifest["oauth_config"]["scopes"], "the app acts only as its bot user"
 

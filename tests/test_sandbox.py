@@ -357,3 +357,72 @@ async def test_sandbox_shows_table_code_run_and_sources(redis_url, prefix):
                 assert errors == [], errors
             finally:
                 await browser.close()
+
+
+def tiny_png(width: int = 24, height: int = 16) -> bytes:
+    """A real PNG (so the page can show it), built by hand: no imaging library needed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes([200, 40, 40]) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+# issue 10.6: a person attaches an image (button) and a log (drag and drop); the page shows them,
+# and the bot's answer proves Gemini got the exact bytes
+async def test_sandbox_page_attaches_files(redis_url, prefix):
+    chromium_or_skip()
+    import hashlib
+
+    from playwright.async_api import async_playwright, expect
+
+    png = tiny_png()
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
+    async with sandbox(settings) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(base)
+            expect.set_options(timeout=10_000)
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+            # the 📎 button's file input: the attachment shows as a chip until sent
+            await page.locator("#composer-form input.file-input").set_input_files(
+                files=[{"name": "error.png", "mimeType": "image/png", "buffer": png}])
+            await expect(page.locator("#channel-pane .attachment")).to_contain_text("error.png")
+            await page.locator("#composer").fill("@bot what's wrong here?")
+            await page.locator("#composer").press("Enter")
+            await expect(page.locator("#channel-pane .attachment")).to_have_count(0)
+            mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
+            thumb = mine.locator(".file-card.image img.file-thumb")
+            await expect(thumb).to_be_visible()
+            await page.wait_for_function("img => img.complete && img.naturalWidth === 24", arg=await thumb.element_handle())
+
+            await page.locator("#messages .thread-link").first.click()
+            answer = page.locator("#thread-messages .message.bot .text").first
+            await expect(answer).to_contain_text(f"image image/png {len(png)} bytes sha256:{hashlib.sha256(png).hexdigest()}")
+
+            # drag and drop onto the thread: a log file, sent with no words at all
+            await page.evaluate("""() => {
+                const dt = new DataTransfer();
+                dt.items.add(new File(["12:00 POST /orders 500 request_id=r-77\\n"], "server.log", { type: "text/plain" }));
+                const pane = document.querySelector("#thread-pane");
+                pane.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+                pane.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+            }""")
+            await expect(page.locator("#thread-pane .attachment")).to_contain_text("server.log")
+            await page.locator("#thread-composer").press("Enter")
+            await expect(page.locator("#thread-messages .file-card .file-name")).to_have_text("server.log")
+            await expect(page.locator("#thread-messages .message.bot .text").nth(1)).to_contain_text("request_id=r-77")
+
+            await page.mouse.move(720, 880)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-files.png"))
+            assert errors == [], errors
+        finally:
+            await browser.close()

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     research_file_threshold: int = Field(12000, ge=0, **_env("RESEARCH_FILE_THRESHOLD"))
     research_worker: bool = Field(True, **_env("RESEARCH_WORKER"))  # run the worker inside `serve`
 
+    # --- Files people share (issue 10): caps on what one turn downloads and sends to Gemini ---------
+    file_max_bytes: int = Field(20 * 1024 * 1024, ge=1, **_env("FILE_MAX_BYTES"))
+    files_max_bytes_per_turn: int = Field(50 * 1024 * 1024, ge=1, **_env("FILES_MAX_BYTES_PER_TURN"))
+    files_max_count: int = Field(10, ge=0, **_env("FILES_MAX_COUNT"))
+    file_fetch_timeout_seconds: float = Field(60.0, gt=0, **_env("FILE_FETCH_TIMEOUT_SECONDS"))
+
     @field_validator("gemini_model")
     @classmethod
     def _replace_deprecated_model(cls, value: str) -> str:

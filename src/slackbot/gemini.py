@@ -391,7 +391,7 @@ class Gemini:
         self.client = client or build_client(settings)
         self._api = self.client.aio.interactions
 
-    def _turn_body(self, user_input: Any, previous_id: str | None, profile: Profile | None = None) -> dict:
+    def _turn_body(self, user_input: str | list[dict], previous_id: str | None, profile: Profile | None = None) -> dict:
         """The create body of one chat turn. `profile`: the channel's (None: the settings' defaults).
 
         system_instruction, tools and generation_config are turn-scoped (the API does not carry them
@@ -430,7 +430,7 @@ class Gemini:
                     raise GeminiError("unavailable", type(exc).__name__) from None
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def stream_turn(self, user_input: Any, previous_id: str | None,
+    async def stream_turn(self, user_input: str | list[dict], previous_id: str | None,
                           profile: Profile | None = None) -> AsyncIterator[StreamItem]:
         """One chat turn, streamed as Started, Delta, Thought, ToolActivity, Citation and CodeRun items,
         then Done (with usage). Resumes a broken stream in place; raises GeminiError at the end."""

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -79,24 +80,34 @@ async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, 
     return list(resp.get("messages") or [])
 
 
+@dataclass
+class Transcript:
+    text: str
+    files: list[dict] = field(default_factory=list)  # people's files in those messages, oldest first
+
+
 async def thread_transcript(client: AsyncWebClient, store: Store, settings: Settings, names: NameCache, *,
                             team: str, channel: str, thread_ts: str, exclude_ts: str,
-                            bot_user_id: str | None) -> str | None:
-    """The thread's recent messages as a transcript, or None if the shared budget can't be had promptly."""
+                            bot_user_id: str | None) -> Transcript | None:
+    """The thread's recent messages as a transcript (with the files people shared in them), or None
+    if the shared budget can't be had promptly."""
     messages = await read_thread(client, store, settings, team=team, channel=channel, thread_ts=thread_ts)
     if messages is None:
         return None
-    lines = []
+    lines, files = [], []
     for msg in messages:
         if msg.get("ts") == exclude_ts or msg.get("subtype") in ("channel_join", "message_deleted"):
             continue
         text = await names.readable(_message_text(msg), bot_user_id)
+        is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
+        shared = [] if is_bot else [f for f in msg.get("files") or [] if isinstance(f, dict)]  # never our own
+        files.extend(shared)
+        text += "".join(f" [shared the file “{f.get('name') or f.get('title') or 'file'}”]" for f in shared)
         if not text.strip():
             continue
-        is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
         speaker = "Assistant" if is_bot else await names.name(msg.get("user", "someone"))
         lines.append(f"{speaker}: {text}")
-    return "\n".join(lines)
+    return Transcript("\n".join(lines), files)
 
 
 def _message_text(msg: dict) -> str:

@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
+from ..files.fetch import turn_parts
 from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought, ToolActivity
 from ..profiles import Profile
 from ..slack_out.answer import Extras, tool_status
@@ -272,12 +273,14 @@ class TurnRunner:
         if recovered and record.interaction_id:
             return await consume(self.gemini.replay_turn(record.interaction_id)), ""
         message = await self.names.readable(record.text, record.bot_user_id or None)
-        note, user_input = "", message
         if head is None and (record.in_existing_thread or record.kind == "reply"):
             user_input, note = await self._with_thread(record, message, "You were just mentioned in a Slack thread."
                                                        if record.kind == "mention" else
                                                        "This Slack thread's earlier conversation is not in memory.",
                                                        NO_READBACK)
+        else:  # files shared with this message go in as content parts; a follow-up has them in the chain
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
+            user_input, note = given.input, given.note
         try:
             return await consume(self.gemini.stream_turn(user_input, head, profile)), note
         except GeminiError as exc:
@@ -324,14 +327,20 @@ class TurnRunner:
                     raise Stopped()
         raise GeminiError("stream_failed", "no completion")
 
-    async def _with_thread(self, record: TurnRecord, message: str, reason: str, fallback_note: str) -> tuple[str, str]:
-        """(input, note): the thread as context when the shared budget allows, else the message alone."""
+    async def _with_thread(self, record: TurnRecord, message: str, reason: str,
+                           fallback_note: str) -> tuple[str | list, str]:
+        """(input, note): the thread as context when the shared budget allows, else the message alone;
+        with the files of this message and, newest first within the caps, of the thread."""
+        bot = record.bot_user_id or None
         transcript = await thread_transcript(
             self.client, self.store, self.settings, self.names, team=record.team, channel=record.channel,
-            thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=record.bot_user_id or None)
+            thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
-            return message, fallback_note
-        return with_transcript(transcript, message, reason=reason), ""
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=bot)
+            return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
+        given = await turn_parts([*record.files, *reversed(transcript.files)],
+                                 with_transcript(transcript.text, message, reason=reason), self.settings, bot_user_id=bot)
+        return given.input, given.note
 
     async def _reconcile(self, record: TurnRecord, delivery: AnswerDelivery, pending: dict) -> None:
         """A crash between Slack accepting a message and the journal recording it? Look before posting again.

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import collections
 import copy
 import datetime
+import hashlib
 import json
 import time
 import uuid
@@ -97,6 +100,46 @@ def _text_of(value: Any) -> str:
     return ""
 
 
+# --- file content parts (image, document, audio, video), checked as the SDK defines them -------------
+def _media_parts(steps: list[dict]) -> list[dict]:
+    """Validate every content block of the input steps; a summary (type, MIME, size, sha256) of each
+    file part, so a test can prove the exact bytes arrived. 400 for what the API would refuse."""
+    from ..files.kinds import MIME_PARTS  # read from the SDK's own Literal types
+
+    seen = []
+    for step in steps:
+        for block in step.get("content") or [] if isinstance(step, dict) else []:
+            if not isinstance(block, dict):
+                raise _ApiError(400, "Each content block must be an object.")
+            kind = block.get("type")
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise _ApiError(400, "A text content block needs 'text'.")
+                continue
+            if kind not in ("image", "document", "audio", "video"):
+                continue  # tool results and the like: not this emulator's concern
+            mime = block.get("mime_type")
+            if MIME_PARTS.get(mime) != kind:
+                raise _ApiError(400, f"Unsupported MIME type '{mime}' for {kind} content.")
+            if ("data" in block) == ("uri" in block):
+                raise _ApiError(400, f"A {kind} content block needs exactly one of 'data' or 'uri'.")
+            if "uri" in block:
+                seen.append({"type": kind, "mime_type": mime, "uri": block["uri"]})
+                continue
+            try:
+                raw = base64.b64decode(block["data"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise _ApiError(400, f"Invalid base64 in {kind} content 'data'.") from None
+            seen.append({"type": kind, "mime_type": mime, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
+    return seen
+
+
+def _describe_media(media: list[dict]) -> str:
+    """What the default reply says about the files it received (a digest a test can compare)."""
+    return "".join(f"\n[{m['type']} {m['mime_type']} {m.get('bytes', 0)} bytes sha256:{m.get('sha256', '-')}]"
+                   for m in media)
+
+
 @dataclass
 class _Record:
     """One interaction: the request, its precomputed timeline and some flags."""
@@ -115,6 +158,7 @@ class _Record:
     gone: bool = False  # deleted or forgotten: the API answers 404
     stream_connections: int = 0
     resume_breaks: int = 0
+    media: list[dict] = field(default_factory=list)  # what each file part carried (see _media_parts)
     first_text_sent: float | None = None  # wall clock when a stream first wrote a text delta
     last_event_sent: float | None = None  # wall clock of the latest event any stream wrote
     changed: asyncio.Future | None = None
@@ -195,7 +239,7 @@ class GeminiEmulator:
         now = time.monotonic()
         future_text = "".join(e["delta"]["text"] for _, e in rec.timeline
                               if e["event_type"] == "step.delta" and e["delta"]["type"] == "text")
-        return {"id": rec.id, "kind": rec.kind, "request": rec.body, "input_text": rec.input_text,
+        return {"id": rec.id, "kind": rec.kind, "request": rec.body, "input_text": rec.input_text, "media": rec.media,
                 "output_text": future_text, "status": self._fold(rec)["status"],
                 "previous_interaction_id": rec.previous_id, "stored": rec.stored, "gone": rec.gone,
                 "stream_connections": rec.stream_connections,
@@ -266,6 +310,7 @@ class GeminiEmulator:
             raise _ApiError(400, "Request body must be a JSON object.")
         kind = self._validate_create(body)
         steps = _input_steps(body["input"])
+        media = _media_parts(steps)
         text = _text_of(body["input"])
         plan = self._take_plan(self._agent_plans if kind == "agent" else self._plans, text)
         if plan.get("_fails_left", 0) > 0:  # injected failure; the SDK retries 429/5xx itself
@@ -275,7 +320,7 @@ class GeminiEmulator:
         rec = _Record(id=f"v1_{uuid.uuid4().hex}", kind=kind, body=body, input_steps=steps,
                       input_text=text, previous_id=body.get("previous_interaction_id"), plan=plan,
                       t0=time.monotonic(), wall0=time.time(), stored=body.get("store", True) is not False,
-                      resume_breaks=self._resume_breaks(plan))
+                      resume_breaks=self._resume_breaks(plan), media=media)
         (self._build_agent if kind == "agent" else self._build_model)(rec)
         self._records[rec.id] = rec
         if body.get("stream"):
@@ -318,7 +363,7 @@ class GeminiEmulator:
     def _build_model(self, rec: _Record) -> None:
         """Timeline of a model turn: created, [thought step], output step, final status."""
         plan, t = rec.plan, rec.t0
-        reply = plan.get("text", f"Reply {self._depth(rec)} to: {rec.input_text}")
+        reply = plan.get("text", f"Reply {self._depth(rec)} to: {rec.input_text}{_describe_media(rec.media)}")
         size, gap = self._pace(rec, "chunk_chars"), self._pace(rec, "chunk_delay")
         rec.add(t, "interaction.created", interaction=rec.head("in_progress"))
         rec.add(t, "interaction.status_update", interaction_id=rec.id, status="in_progress")

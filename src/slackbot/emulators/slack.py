@@ -30,6 +30,7 @@ import hmac
 import itertools
 import json
 import math
+import mimetypes
 import secrets
 import time
 import uuid
@@ -50,6 +51,8 @@ HEADER_TEXT_LIMIT = 150
 MARKDOWN_TOTAL_LIMIT = 12_000  # cumulative over a message's markdown blocks -> msg_too_long
 REPLIES_PAGE_CAP = 15  # conversations.replies for non-Marketplace apps, whatever `limit` says
 RESPONSE_URL_USES, RESPONSE_URL_TTL = 5, 30 * 60
+SIGN_IN_PAGE = ("<!DOCTYPE html><html><head><title>Slack</title></head><body>"
+                "<h1>Sign in to your workspace</h1><form action=\"/signin\"></form></body></html>")
 
 KNOWN_BLOCK_TYPES = frozenset({
     "actions", "context", "context_actions", "divider", "file", "header", "image", "input",
@@ -57,7 +60,7 @@ KNOWN_BLOCK_TYPES = frozenset({
 })
 DEFAULT_SCOPES = frozenset({
     "chat:write", "chat:write.public", "commands", "app_mentions:read", "channels:history",
-    "groups:history", "im:history", "mpim:history", "users:read", "files:write",
+    "groups:history", "im:history", "mpim:history", "users:read", "files:write", "files:read",
 })
 # Scope checked per method (missing_scope); methods not listed are not scope-checked.
 REQUIRED_SCOPES = {
@@ -423,7 +426,8 @@ class SlackEmulator:
         )}
         self.calls: list[Call] = []
         self.ephemerals: list[dict] = []
-        self.files: list[dict] = []
+        self.files: list[dict] = []  # uploads by the bot and files people share (host_file)
+        self.file_requests: list[dict] = []  # every GET of a file URL: host, path, whether it carried the token
         self.statuses: list[dict] = []  # every status shown or cleared, in order (see status_history)
         self.streams: dict[tuple[str, str], Stream] = {}  # (channel, ts) -> native stream
         self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
@@ -758,9 +762,15 @@ class SlackEmulator:
 
     def _file_json(self, record: dict) -> dict:
         url = f"{self.base_url}/_emu/files/{record['id']}"
-        return {"id": record["id"], "name": record["filename"], "title": record["title"],
-                "size": len(record["content"]), "user": self.bot_user_id, "url_private": url,
-                "url_private_download": url, "permalink": url, "created": int(time.time())}
+        name = record["filename"]
+        mimetype = record.get("mimetype") or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        out = {"id": record["id"], "name": name, "title": record["title"], "mimetype": mimetype,
+               "filetype": name.rsplit(".", 1)[-1].lower() if "." in name else "binary",
+               "size": record.get("size", len(record["content"])), "user": record.get("user", self.bot_user_id),
+               "mode": record.get("mode", "hosted"), "is_external": record.get("mode") == "external",
+               "url_private": url, "url_private_download": f"{url}?download=1", "permalink": url,
+               "created": int(time.time())}
+        return out | (record.get("extra") or {})
 
     # ------------------------------------- native streaming and thread status
     # Facts (docs.slack.dev method pages, slack_sdk 3.48 AsyncChatStream): startStream needs thread_ts,
@@ -986,10 +996,20 @@ class SlackEmulator:
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
 
     async def _handle_file(self, request: web.Request) -> web.Response:
-        for record in self.files:
-            if record["id"] == request.match_info["file_id"]:
-                return web.Response(body=record["content"], content_type="application/octet-stream")
-        return web.Response(status=404, text="file_not_found")
+        """url_private(_download): the bytes for the bot token with files:read, Slack's sign-in page otherwise."""
+        header = request.headers.get("Authorization", "")
+        authorized = header == f"Bearer {self.bot_token}" and "files:read" in self.scopes
+        self.file_requests.append({"host": request.host, "path": request.path_qs, "file": request.match_info["file_id"],
+                                   "authorization": bool(header), "authorized": authorized, "time": time.time()})
+        if not authorized:  # what Slack answers a browser or a token without files:read
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html", charset="utf-8")
+        record = next((r for r in self.files if r["id"] == request.match_info["file_id"]), None)
+        if record is None or record.get("deleted"):
+            return web.Response(status=404, text="file_not_found", content_type="text/plain")
+        if record.get("redirect_to"):
+            raise web.HTTPFound(record["redirect_to"])
+        mimetype = self._file_json(record)["mimetype"]
+        return web.Response(body=record["content"], content_type=mimetype)
 
     def _new_response_url(self, channel: str, user: str, thread_ts: str | None = None,
                           message_ts: str | None = None) -> str:
@@ -1027,6 +1047,55 @@ class SlackEmulator:
                                 self._thread_root(ch, thread_ts)))
         else:
             self._add_ephemeral(ch.id, ctx["user"], text, blocks, thread_ts, via)
+
+    # --------------------------------------------- files people share
+
+    def host_file(self, name: str, content: bytes, *, mimetype: str | None = None, user: str = "U_ALICE",
+                  mode: str = "hosted", size: int | None = None, deleted: bool = False,
+                  redirect_to: str | None = None, extra: dict | None = None) -> dict:
+        """A file a person uploaded, as Slack's file object (what message events carry in `files`).
+
+        Behaviours for tests: `deleted` (404 for the token), `redirect_to` (302 there), `mode`
+        ("external", "tombstone"), `size` (what Slack reports, when it differs from the bytes)."""
+        record = {"id": self._new_id("F"), "filename": name, "title": name, "content": content, "user": user,
+                  "mimetype": mimetype, "mode": mode, "deleted": deleted, "redirect_to": redirect_to,
+                  "channel": None, "thread_ts": None, "initial_comment": None, "extra": extra}
+        if size is not None:
+            record["size"] = size
+        self.files.append(record)
+        return self._file_json(record)
+
+    def file_record(self, file_id: str) -> dict:
+        return next(r for r in self.files if r["id"] == file_id)
+
+    async def user_shares(self, channel: str, text: str, files: list[dict], *, user: str = "U_ALICE",
+                          thread_ts: str | None = None) -> Delivery:
+        """A person posts a message with files: a `file_share` message event (and an `app_mention`
+        for a mention), each carrying the `files` array, as Slack delivers them."""
+        ch = self.channels[channel]
+        msg = self._store(Message(self._next_ts(), ch.id, user, None, text, thread_ts=self._thread_root(ch, thread_ts),
+                                  subtype="file_share", files=list(files)))
+        for f in files:
+            record = self.file_record(f["id"])
+            record["channel"], record["thread_ts"] = ch.id, msg.thread_ts
+        events = [{**e, "files": list(files), "upload": True, "display_as_bot": False,
+                   **({"subtype": "file_share"} if e["type"] == "message" else {})}
+                  for e in self._user_message_events(ch, msg)]
+        if not events:
+            return Delivery(0, "", {}, 0.0, error="not delivered: the app is not in the channel", message=msg)
+        deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
+        for d in deliveries:
+            d.message, d.all = msg, deliveries
+        return deliveries[0]
+
+    async def _http_share(self, request: web.Request) -> web.Response:
+        """Control endpoint: {channel, text, user, thread_ts, files: [{name, mimetype, data (base64)}]}."""
+        b = await request.json()
+        files = [self.host_file(str(f["name"])[:200], base64.b64decode(f["data"]), mimetype=f.get("mimetype") or None,
+                                user=b.get("user") or "U_ALICE") for f in b.get("files") or []]
+        d = await self.user_shares(b["channel"], b.get("text") or "", files, user=b.get("user") or "U_ALICE",
+                                   thread_ts=b.get("thread_ts"))
+        return web.json_response({"message": self._message_state(d.message), "delivery": d.to_json()})
 
     # ------------------------------------------------- driving the app
 
@@ -1315,6 +1384,7 @@ class SlackEmulator:
         app.router.add_post("/_emu/rate_limit", self._http_rate_limit)
         app.router.add_post("/_emu/fail_next", self._http_fail_next)
         app.router.add_post("/_emu/stop_stream", self._http_stop_stream)
+        app.router.add_post("/_emu/share", self._http_share)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()

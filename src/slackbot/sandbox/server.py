@@ -59,8 +59,10 @@ _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint,
     "user_message": {"channel", "text", "user", "thread_ts"},
     "slash_command": {"command", "text", "user", "channel"},
     "click": {"channel", "ts", "action_id", "user", "value"},
+    "share": {"channel", "text", "user", "thread_ts", "files"},  # a message with attached files
 }
 FILE_ID = re.compile(r"F[A-Z0-9]{1,32}")  # the emulator's file ids; anything else never reaches it
+SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
 
 
 class SandboxWorkspace(SlackEmulator):
@@ -198,7 +200,8 @@ class Sandbox:
 
     async def _start_page(self) -> None:
         s = self.settings
-        app = web.Application(middlewares=[_loopback_host(self.allowed_hosts()), _same_origin_json])
+        app = web.Application(middlewares=[_loopback_host(self.allowed_hosts()), _same_origin_json],
+                              client_max_size=SHARE_MAX_BYTES)
         app.add_routes([
             web.get("/", self._index),
             web.get("/api/info", self._api_info),
@@ -208,6 +211,7 @@ class Sandbox:
             web.post("/api/user_message", self._forward("user_message")),
             web.post("/api/slash_command", self._forward("slash_command")),
             web.post("/api/click", self._forward("click")),
+            web.post("/api/share", self._forward("share")),
             web.static("/static", STATIC),
         ])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -275,16 +279,23 @@ class Sandbox:
             return web.json_response(await resp.json(), status=resp.status)
 
     async def _api_file(self, request: web.Request) -> web.StreamResponse:
+        """A file for the page (reports, attachments), fetched as the bot would: with its token."""
         file_id = request.match_info["file_id"]
         if not FILE_ID.fullmatch(file_id):  # e.g. "../state" (sent as %2e%2e%2fstate) is not a file
             log.info("sandbox: file id refused", extra={"chars": len(file_id)})
             return web.Response(status=404, text="file not found")
-        async with self._http.get(URL(self.slack.base_url) / "_emu" / "files" / file_id) as resp:
+        headers = {"Authorization": f"Bearer {self.slack.bot_token}"}
+        async with self._http.get(URL(self.slack.base_url) / "_emu" / "files" / file_id, headers=headers) as resp:
             body = await resp.read()
+            upstream = resp.content_type
         if resp.status != 200:
             return web.Response(status=resp.status, text="file not found")
-        return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                            headers={"Content-Disposition": f'inline; filename="{file_id}.md"'})
+        safe = {"Content-Disposition": "inline", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"}
+        # images and PDFs as themselves; anything else as plain text, so no upload can script the page
+        if (upstream.startswith("image/") and upstream != "image/svg+xml") or upstream == "application/pdf":
+            return web.Response(body=body, content_type=upstream, headers=safe)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=safe)
 
     def _forward(self, name: str):
         allowed = _FORWARD_FIELDS[name]

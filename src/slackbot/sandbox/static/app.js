@@ -449,13 +449,7 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
   body.append(renderBlocks(m.blocks, m.text, ctx));
   if (m.stream?.state === "streaming") body.append(streamCursor());
   if (m.files?.length) {
-    body.append(el("div", { class: "files" }, m.files.map((f) => {
-      const id = /^[A-Za-z0-9]+$/.test(f.id || "") ? f.id : "";
-      return el("a", { class: "file-card", href: id ? `/api/files/${id}` : null, target: "_blank", rel: "noopener" },
-        el("span", { class: "file-icon" }, "📄"),
-        el("span", {}, el("div", { class: "file-name" }, f.title || f.name || "file"),
-          el("div", { class: "file-size" }, `${f.name || ""} · ${Math.max(1, Math.round((f.size || 0) / 1024))} KB`)));
-    })));
+    body.append(el("div", { class: "files" }, m.files.map(fileCard)));
   }
   if (m.reactions?.length) {
     body.append(el("div", { class: "reactions" }, m.reactions.map((r) =>
@@ -878,15 +872,17 @@ function autosize(box) {
 function wireComposer(formSel, boxSel, where) {
   const form = $(formSel);
   const box = $(boxSel);
+  wireAttachments(form, box);
   const submit = async () => {
     const text = box.value;
-    if (!text.trim()) return;
+    if (!text.trim() && !attached(box).length) return;
     const target = where();
     if (!target) return;
     box.value = "";
     autosize(box);
     try {
-      await send(text, target);
+      const files = takeAttached(box);
+      await (files.length ? sendWithFiles(text, target, files) : send(text, target));
     } catch (err) {
       box.value = text;
       autosize(box);
@@ -950,3 +946,93 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // for debugging in the browser console
 window.sandbox = { state: S, renderMarkdown, mrkdwn };
+
+// ------------------------------------------------------------------ attachments (files people share)
+// A file is attached with the 📎 button or by dropping it on a composer; it is sent with the message
+// as Slack does (a `file_share` message whose event carries `files`), and the bot downloads it from
+// the emulator with its token like any Slack file.
+
+const ATTACHED = new WeakMap(); // composer textarea -> File[]
+
+function attached(box) {
+  return ATTACHED.get(box) || [];
+}
+
+function takeAttached(box) {
+  const files = attached(box);
+  ATTACHED.set(box, []);
+  renderAttached(box);
+  return files;
+}
+
+function attach(box, files) {
+  ATTACHED.set(box, [...attached(box), ...files]);
+  renderAttached(box);
+  box.focus();
+}
+
+function renderAttached(box) {
+  const row = box.closest("form").previousElementSibling;
+  if (!row || !row.classList.contains("attachments")) return;
+  row.replaceChildren(...attached(box).map((f, i) => el("span", { class: "attachment", "data-name": f.name },
+    `📎 ${f.name} · ${Math.max(1, Math.round(f.size / 1024))} KB`,
+    el("button", { type: "button", class: "icon-button", title: `Remove ${f.name}`, "aria-label": `Remove ${f.name}`,
+      onclick: () => { ATTACHED.set(box, attached(box).filter((_, j) => j !== i)); renderAttached(box); } }, "×"))));
+  row.hidden = !attached(box).length;
+}
+
+function wireAttachments(form, box) {
+  const picker = el("input", { type: "file", multiple: "", hidden: "", class: "file-input" });
+  picker.addEventListener("change", () => { attach(box, [...picker.files]); picker.value = ""; });
+  const button = el("button", { type: "button", class: "attach", title: "Attach a file", "aria-label": "Attach a file",
+    onclick: () => picker.click() }, "📎");
+  form.prepend(button, picker);
+  form.before(el("div", { class: "attachments", hidden: "" }));
+  const pane = form.closest("main, aside") || form;
+  pane.addEventListener("dragover", (ev) => {
+    if (![...(ev.dataTransfer?.types || [])].includes("Files")) return;
+    ev.preventDefault();
+    form.classList.add("dropping");
+  });
+  pane.addEventListener("dragleave", (ev) => { if (!pane.contains(ev.relatedTarget)) form.classList.remove("dropping"); });
+  pane.addEventListener("drop", (ev) => {
+    if (!ev.dataTransfer?.files?.length) return;
+    ev.preventDefault();
+    form.classList.remove("dropping");
+    attach(box, [...ev.dataTransfer.files]);
+  });
+}
+
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+    reader.onerror = () => reject(reader.error || new Error(`could not read ${file.name}`));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function sendWithFiles(text, { channel, threadTs }, files) {
+  const payload = await Promise.all(files.map(async (f) => ({ name: f.name, mimetype: f.type || "", data: await readBase64(f) })));
+  const r = await api("/api/share", { channel, text: toSlackText(text.trim()), user: S.me, thread_ts: threadTs || undefined,
+    files: payload });
+  const delivery = r.delivery || {};
+  if (delivery.status === 0 && delivery.error) note(channel, threadTs, `The message did not reach the bot: ${delivery.error}`);
+  else if (delivery.status && delivery.status !== 200) note(channel, threadTs, `The bot answered the event with HTTP ${delivery.status}.`);
+}
+
+const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|bmp)$/;
+
+function fileCard(f) {
+  const id = /^[A-Za-z0-9]+$/.test(f.id || "") ? f.id : "";
+  const href = id ? `/api/files/${id}` : null;
+  const size = `${f.name || ""} · ${Math.max(1, Math.round((f.size || 0) / 1024))} KB`;
+  if (href && IMAGE_TYPES.test(f.mimetype || "")) {
+    return el("a", { class: "file-card image", href, target: "_blank", rel: "noopener", "data-file": id },
+      el("img", { class: "file-thumb", src: href, alt: f.name || "image", loading: "lazy" }),
+      el("div", { class: "file-size" }, size));
+  }
+  return el("a", { class: "file-card", href, target: "_blank", rel: "noopener", "data-file": id },
+    el("span", { class: "file-icon" }, "📄"),
+    el("span", {}, el("div", { class: "file-name" }, f.title || f.name || "file"), el("div", { class: "file-size" }, size)));
+}
