@@ -73,6 +73,7 @@ class AnswerDelivery:
         self.last_visible = time.monotonic()
         self._status_live = False
         self._status_at = 0.0
+        self._thought_at = 0.0
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._cleanup: list[asyncio.Task] = []
@@ -126,7 +127,8 @@ class AnswerDelivery:
     async def thought(self, line: str) -> None:
         """A thought summary: shown as the status (never in the answer) while nothing else is visible."""
         now = time.monotonic()
-        if self.use_status and not self.visible and line.strip() and now - self._status_at >= _STATUS_EVERY:
+        if self.use_status and not self.visible and line.strip() and now - self._thought_at >= _STATUS_EVERY:
+            self._thought_at = now
             await self._set_status("is thinking…", [line.strip()[:150]])
 
     async def tool(self, line: str | None) -> None:
@@ -142,10 +144,11 @@ class AnswerDelivery:
         Slack table blocks, code runs, a sources list); a plain answer costs nothing more."""
         if self.truncated:
             note = (note + " " if note else "") + "The answer was too long for Slack, so I stopped here."
+        # appended, never rewritten: what is shown already is where the segments' offsets point
         if note:
-            self.text = f"{self.text.rstrip()}\n\n_{note}_" if self.text.strip() else f"_{note}_"
+            self.text += ("\n\n" if self.text.strip() else "") + f"_{note}_"
         if not self.text.strip():
-            self.text = "_Gemini returned an empty answer. Try rephrasing?_"
+            self.text += "_Gemini returned an empty answer. Try rephrasing?_"
         self.done = True
         self._changed.set()
         if self._task is None:
