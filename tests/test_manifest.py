@@ -51,6 +51,12 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "conversations_info": {"channels:read", "groups:read"},
     # chat.delete: a final answer that needs fewer messages than were streamed removes the surplus
     "chat_delete": {"chat:write"},
+    # native streaming (startStream, appendStream, stopStream) and the thread status need chat:write
+    # (setStatus also accepts assistant:write; works in channel threads with chat:write)
+    "chat_startStream": {"chat:write"},
+    "chat_appendStream": {"chat:write"},
+    "chat_stopStream": {"chat:write"},
+    "assistant_threads_setStatus": {"chat:write"},
     # files.getUploadURLExternal + files.completeUploadExternal
     "files_upload_v2": {"files:write"},
     "auth_test": set(),  # Bolt's authorization (bot user id); needs no scope

@@ -83,7 +83,11 @@ def _align(cell: str) -> str:
 
 
 def _plain(cell: str) -> str:
-    """raw_text shows characters as they are: drop Markdown emphasis, code ticks and link syntax."""
+    """raw_text shows characters as they are: drop Markdown emphasis, code ticks and link syntax.
+
+    The cell is cut to a bounded length first, so the patterns below (each linear from one start, but
+    retried from every '[' or '**') stay linear in the whole answer."""
+    cell = cell[: MAX_CELL_CHARS * 2]
     cell = _LINK.sub(lambda m: m.group(1) or m.group(2), cell)
     cell = _BOLD.sub(r"\2", cell)
     cell = _CODE_SPAN.sub(r"\1", cell)
