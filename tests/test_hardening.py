@@ -145,6 +145,11 @@ async def test_gemini_text_never_pings_or_disguises_links(bot, slack_emu, gemini
     await eventually(lambda: any("page says" in t and PLACEHOLDER not in t
                                  for t in bot_texts(slack_emu, "C_GENERAL", root)), message="answer")
     sent = [c.params for c in slack_emu.calls if c.method in ("chat.postMessage", "chat.update") and c.ok]
+    streamed = "".join(c.params.get("markdown_text") or "" for c in slack_emu.calls
+                       if c.method in ("chat.startStream", "chat.appendStream", "chat.stopStream") and c.ok)
+    native = not [p for p in sent if "page says" in str(p.get("text", ""))]
+    if native:  # delivered as a native stream: no notification fallback, the markdown is what shows
+        sent = [{"text": "page says", "blocks": [{"type": "markdown", "text": streamed}]}]
     final = [p for p in sent if "page says" in str(p.get("text", ""))][-1]
     blocks = final["blocks"] if isinstance(final["blocks"], list) else json.loads(final["blocks"])
     block_text = blocks[0]["text"]
@@ -153,7 +158,7 @@ async def test_gemini_text_never_pings_or_disguises_links(bot, slack_emu, gemini
         assert token not in block_text and token not in final["text"]
         assert token.replace("<", "&lt;").replace(">", "&gt;") in block_text
     assert "`List<String>`" in block_text  # code keeps its brackets
-    assert "&lt;!channel&gt;" in final["text"]
+    assert native or "&lt;!channel&gt;" in final["text"]
 
 
 # --- 9.7 bad requests get 4xx, never a traceback -------------------------------------------------------
@@ -276,12 +281,13 @@ async def test_partner_org_reply_continues_the_thread_under_the_installing_works
                                              user="U_PARTNER", user_team="T_PARTNER")
         assert reply.status == 200 and reply.payload["event"]["team"] == "T_PARTNER"
         assert reply.payload["authorizations"][0]["team_id"] == "T0001"
-        await eventually(lambda: bot_texts(slack_emu, "C_GENERAL", root)[-1:] == [answer.strip()],
-                         message="the partner's reply answered in the thread")
+        await eventually(lambda: "".join(" ".join(bot_texts(slack_emu, "C_GENERAL", root)[1:]).split())
+                         == "".join(answer.split()), message="the partner's reply answered in the thread")
         assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == head
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
         assert not [k for k in keys if "T_PARTNER" in k], keys
-        assert f"{prefix}:bucket:edit:T0001" in keys  # the edit budget spent is the installation's
+        # the budgets spent are the installation's
+        assert any(k.startswith(f"{prefix}:bucket:") and "T0001" in k for k in keys)
         assert any(k == f"{prefix}:seen:msg:T0001:C_GENERAL:{reply.message.ts}" for k in keys)
     finally:
         await client.aclose()

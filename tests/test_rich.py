@@ -207,7 +207,7 @@ async def test_channel_profiles_shape_each_turn_and_gemini_command_shows_them(ru
     assert body["system_instruction"] == "You help customers. Cite sources."
     assert body["tools"] == [{"type": "google_search"}, {"type": "url_context"},
                              {"type": "mcp_server", "name": "crm", "url": "https://crm.example.com/mcp"}]
-    assert body["generation_config"] == {"thinking_summaries": "auto", "thinking_level": "low", "max_output_tokens": 1024}
+    assert body["generation_config"] == {"thinking_level": "low", "max_output_tokens": 1024}
     await slack_emu.user_message("D_ALICE", "hello quiet")
     await eventually(lambda: len(gemini_emu.model_creates()) == 2, message="DM turn")
     dm = gemini_emu.model_creates()[1]

@@ -26,7 +26,7 @@ from .. import metrics
 from .answer import final_messages, split_tables
 from .plan import Policy, Segment, Step, View, next_step
 from .poster import SlackPoster
-from .render import message_payload, render_span, stream_closing, stream_piece
+from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class AnswerDelivery:
     # --- steps --------------------------------------------------------------------------------------
     async def _start(self, step: Step) -> None:
         t = self.target
-        piece = stream_piece(self.text, step.start, step.end, first=True)
+        piece = neutralize_slack_markup(stream_piece(self.text, step.start, step.end, first=True))
         out = await self.poster.attempt("start", t.channel, "chat.startStream", lambda: self.client.chat_startStream(
             channel=t.channel, thread_ts=t.thread_ts, markdown_text=piece, recipient_user_id=t.recipient_user,
             recipient_team_id=t.recipient_team), before=lambda: self._intent("start", step))
@@ -233,7 +233,7 @@ class AnswerDelivery:
 
     async def _append(self, step: Step) -> None:
         seg = self.segments[-1]
-        piece = self.text[seg.end:step.end]
+        piece = neutralize_slack_markup(self.text[seg.end:step.end])
         out = await self.poster.attempt("append", self.target.channel, "chat.appendStream",
                                         lambda: self.client.chat_appendStream(channel=self.target.channel, ts=seg.ts,
                                                                               markdown_text=piece))

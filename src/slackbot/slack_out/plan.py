@@ -87,6 +87,20 @@ class View:
     last_visible: float = 0.0  # when anything of this answer last changed in Slack
 
 
+_TOKEN_SPAN = 300  # longest Slack token (<...>) a cut steps back over
+
+
+def outside_token(text: str, start: int, end: int) -> int:
+    """`end`, or the '<' before it when a cut at `end` would split a Slack token like `<https://x|a b>`:
+    pieces are neutralised one by one (render.neutralize_slack_markup), so each must hold whole tokens."""
+    if end >= len(text):
+        return end
+    lt = text.rfind("<", max(start, end - _TOKEN_SPAN), end)
+    if lt >= 0 and text.find(">", lt, end) < 0:
+        return lt
+    return end
+
+
 def display_end(text: str, start: int, done: bool) -> int:
     """How far an intermediate view of text[start:] may reach: a line or sentence end, else a space."""
     if done:
@@ -101,7 +115,7 @@ def display_end(text: str, start: int, done: bool) -> int:
         sp = text.rfind(" ", best)
         if sp > best:
             best = sp + 1
-    return best
+    return max(start, outside_token(text, start, best))
 
 
 def next_step(view: View, policy: Policy) -> Step:
@@ -111,7 +125,7 @@ def next_step(view: View, policy: Policy) -> Step:
     seg_start = open_seg.start if open_seg else pos
     cut = first_cut(view.text, seg_start, policy.limit)  # None when text[seg_start:] fits one message
     if cut is not None:
-        target = cut
+        target = outside_token(view.text, seg_start, cut) if cut - seg_start > _TOKEN_SPAN else cut
     else:
         target = display_end(view.text, seg_start, view.done)
     if open_seg is None:
