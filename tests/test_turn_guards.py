@@ -58,6 +58,21 @@ async def test_burst_in_a_busy_people_thread(settings_for, slack_emu, gemini_emu
 
 
 # 9.4: any exception inside a turn ends it with one plain line, no status left, nothing pending
+# 9.4: any exception inside a turn (here: Gemini sends text of the wrong type, which the SDK passes
+# through and the bot chokes on) ends it with one plain line, no status left, no task pending
+async def test_unexpected_failure_ends_the_turn_with_one_plain_line(bot, slack_emu, gemini_emu):
+    gemini_emu.script(match="odd", text="Half an answer. " * 5, off_schema_event=True)
+    d = await slack_emu.user_message("C_GENERAL", f"{MENTION} odd")
+    await eventually(lambda: any(t.endswith(f"_{UNEXPECTED}_") for t in
+                                 thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 10, message="one plain line")
+    assert "Traceback" not in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts))
+    await eventually(lambda: slack_emu.current_status("C_GENERAL", d.message.ts) is None, 5)
+    await eventually(lambda: _zero(bot.url), 10, message="no task left")
+    await slack_emu.user_message("C_GENERAL", "still there?", thread_ts=d.message.ts)
+    await eventually(lambda: "still there?" in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 10,
+                     message="the thread stays usable")
+
+
 async def _zero(url: str) -> bool:
     return await _in_flight(url) == 0
 

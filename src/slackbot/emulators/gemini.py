@@ -394,6 +394,8 @@ class GeminiEmulator:
         if plan.get("error_event"):
             rec.add(t, "error", error={"code": "INTERNAL", "message": str(plan["error_event"])})
             return
+        if plan.get("off_schema_event"):  # a server bug: an event the SDK's own types reject
+            rec.add(t, "step.delta", index=index, delta={"type": "text", "text": {"not": "a string"}})
         rec.add(t, "step.stop", index=index)
         self._finish(rec, t, plan.get("status", "completed"), reply, plan.get("thought", ""))
 
