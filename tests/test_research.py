@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import redis.asyncio as aioredis
 
-from conftest import eventually, free_port, start_bot, stop_bot
+from conftest import wait_ready as _wait_healthy, eventually, free_port, start_bot, stop_bot
 
 from slackbot.research.status import CANCEL_ACTION
 
@@ -194,19 +194,6 @@ async def test_research_where_bot_cannot_post(settings_for, slack_emu, gemini_em
 def _spawn_bot(settings, extra_env=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "slackbot", "serve"], env={**_spawn_env(settings), **(extra_env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def _wait_healthy(port: int) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        async def up():
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-        await eventually(up, 20, interval=0.1, message=f"bot on {port}")
 
 
 async def test_research_survives_sigkill_and_two_processes_post_once(settings_for, slack_emu, gemini_emu, redis_url, prefix):
