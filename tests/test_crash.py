@@ -132,3 +132,31 @@ async def test_message_accepted_before_a_crash_is_not_posted_twice(settings_for,
         assert await _metric(b.port, "slackbot_turns_reconciled_total") == 1
     finally:
         end_processes(procs)
+
+
+# 4: a turn found long after its process died ends with one plain line (and frees its thread)
+async def test_turn_abandoned_past_its_deadline_ends_with_one_line(settings_for, slack_emu, gemini_emu):
+    from slackbot.chat.turns import ABANDONED
+
+    a = settings_for(port=free_port(), turn_lease_seconds=1.0)
+    procs = [spawn_serve(a, SLACKBOT_TURN_DEADLINE_SECONDS="3")]
+    try:
+        await wait_ready(a.port)
+        slack_emu.app_url = f"http://127.0.0.1:{a.port}/slack/events"
+        gemini_emu.script(text="Slowly. " * 100, chunk_chars=8, chunk_delay=0.2)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} take your time")
+        await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 10)
+        procs[0].kill()
+        procs[0].wait()
+        await asyncio.sleep(3.5)  # nobody was running: the turn is past its deadline when found
+        b = settings_for(port=free_port(), turn_lease_seconds=1.0)
+        procs.append(spawn_serve(b, SLACKBOT_TURN_DEADLINE_SECONDS="3"))
+        await wait_ready(b.port)
+        await eventually(lambda: any(t.endswith(f"_{ABANDONED}_") for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 15)
+        slack_emu.app_url = f"http://127.0.0.1:{b.port}/slack/events"
+        await slack_emu.user_message("C_GENERAL", "anyone?", thread_ts=d.message.ts)
+        await eventually(lambda: any("anyone?" in t for t in thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)),
+                         15, message="the thread is free again")
+    finally:
+        end_processes(procs)

@@ -204,3 +204,25 @@ async def test_thinking_shows_in_the_status_never_in_the_answer(settings_for, sl
         await eventually(lambda: slack_emu.current_status("C_GENERAL", d.message.ts) is None, 5)
     finally:
         await stop_bot(bot)
+
+
+# 9.9: Redis lost its data: a reply in a thread whose parent is the bot's own message is still answered
+async def test_reply_under_the_bots_own_message_is_answered_after_redis_lost_its_data(
+        bot, slack_emu, gemini_emu, redis_url, prefix):
+    from test_research import report_texts, status_messages
+
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    await slack_emu.slash_command("/research", "tide tables")
+    status = (await eventually(lambda: status_messages(slack_emu), 10))[0]
+    await eventually(lambda: report_texts(slack_emu, status), 15, message="the report")
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:  # Redis restarted without persistence: everything the bot knew is gone
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+    before = len(report_texts(slack_emu, status))
+    await slack_emu.user_message("C_GENERAL", "what about spring tides?", thread_ts=status.ts)
+    await eventually(lambda: len(report_texts(slack_emu, status)) > before, 15, message="answered anyway")
+    rebuilt = gemini_emu.model_creates()[-1]
+    assert "spring tides" in str(rebuilt["input"]) and "previous_interaction_id" not in rebuilt

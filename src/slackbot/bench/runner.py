@@ -277,6 +277,9 @@ class Bench:
             "REDIS_URL": self.redis_url, "PORT": str(port), "SLACKBOT_HOST": "127.0.0.1",
             "SLACKBOT_REDIS_PREFIX": self.prefix, "SLACKBOT_LOG_LEVEL": "WARNING", "SLACKBOT_LOG_FORMAT": "json",
             "SLACKBOT_DELIVERY": self.strategy,
+            # a handful of emulated people ask everything: the per-person cost guard (tested on its own)
+            # would turn most of the load away
+            "SLACKBOT_USER_MAX_ACTIVE_ANSWERS": "100000", "SLACKBOT_USER_TURNS_PER_MINUTE": "100000",
             # the replicas run from a temporary directory: they must import the same slackbot as this
             # process, not whatever a relative PYTHONPATH or the editable install points at from there
             "PYTHONPATH": os.pathsep.join([_SRC, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]),

@@ -242,6 +242,9 @@ class TurnRunner:
             await delivery.close()
         finally:
             delivery.cancel()
+        if delivery.failed:
+            outcome = "failed"
+            await self._say(record, UNEXPECTED)
         metrics.ANSWERS.labels(outcome).inc()
         for kind, count in delivery.mix.items():
             metrics.DELIVERY_CALLS.labels(kind).inc(count)

@@ -64,6 +64,7 @@ class AnswerDelivery:
         self.done = False
         self.truncated = False
         self.broken = False  # Slack refused to post here (e.g. not_in_channel): nothing more to try
+        self.failed = False  # the delivery itself broke (a bug): the runner says so in one line
         self.user_stopped = False  # the native stream's own Stop was pressed
         self.segments = [Segment.from_json(s) for s in (restored or {}).get("segs", [])]
         self.free_at: dict[str, float] = {}
@@ -201,7 +202,7 @@ class AnswerDelivery:
             raise
         except Exception:  # the runner still ends the turn with one line; never a silent hang
             log.exception("delivery failed", extra={"channel": self.target.channel})
-            self.broken = True
+            self.broken = self.failed = True
 
     async def _sleep(self, until: float) -> None:
         if until > 0:
