@@ -102,5 +102,8 @@ def test_everything_shown_and_done_is_finished():
 def test_intermediate_text_is_cut_where_a_reader_would_pause():
     assert display_end("One. Two thr", 0, False) == len("One. ")
     assert display_end("line one\nline tw", 0, False) == len("line one\n")
-    assert display_end("no boundary at all yet", 0, False) == len("no boundary at all ")
+    assert display_end("no boundary yet", 0, False) == 0, "a lone word is no first message"
+    words = "first words without any sentence end yet"
+    assert display_end(words, 0, False) == len(words) - len("yet")
+    assert display_end(words, 0, False, sentences_only=True) == 0, "a continuation waits for a sentence"
     assert display_end("anything", 0, True) == len("anything")

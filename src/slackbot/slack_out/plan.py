@@ -34,6 +34,7 @@ from .render import first_cut
 Op = Literal["start", "append", "stop", "post", "post_open", "edit", "seal", "wait", "finished"]
 _SENTENCE_ENDS = (". ", "! ", "? ", ": ", ".\n", "!\n", "?\n")
 _LONG_RUN = 160  # chars without a line or sentence end after which a space will do
+_FIRST_WORDS = 40  # chars before a first message may end at a space (no lone "The" as an answer)
 
 
 @dataclass
@@ -101,8 +102,10 @@ def outside_token(text: str, start: int, end: int) -> int:
     return end
 
 
-def display_end(text: str, start: int, done: bool) -> int:
-    """How far an intermediate view of text[start:] may reach: a line or sentence end, else a space."""
+def display_end(text: str, start: int, done: bool, *, sentences_only: bool = False) -> int:
+    """How far an intermediate view of text[start:] may reach: a line or sentence end, else (for first
+    words, or in a long run) a space. A continuation posted whole (`sentences_only`) waits for a
+    sentence, so a message never ends mid-thought when another could carry the rest."""
     if done:
         return len(text)
     nl = text.rfind("\n", start)
@@ -111,7 +114,8 @@ def display_end(text: str, start: int, done: bool) -> int:
         i = text.rfind(mark, best)
         if i >= 0:
             best = max(best, i + len(mark))
-    if best == start or len(text) - best > _LONG_RUN:
+    first_words = best == start and not sentences_only and len(text) - start >= _FIRST_WORDS
+    if first_words or len(text) - best > _LONG_RUN:
         sp = text.rfind(" ", best)
         if sp > best:
             best = sp + 1
@@ -127,7 +131,7 @@ def next_step(view: View, policy: Policy) -> Step:
     if cut is not None:
         target = outside_token(view.text, seg_start, cut) if cut - seg_start > _TOKEN_SPAN else cut
     else:
-        target = display_end(view.text, seg_start, view.done)
+        target = display_end(view.text, seg_start, view.done, sentences_only=open_seg is None and bool(segs))
     if open_seg is None:
         return _new_segment(view, policy, pos, target, cut)
     return _grow(view, policy, open_seg, target, cut)

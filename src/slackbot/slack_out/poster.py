@@ -59,7 +59,7 @@ class SlackPoster:
             "start": (f"start:{team}", starts, False),
             "stop": (f"stop:{team}", starts, False),
             "append": (f"append:{team}", Budget(settings.stream_appends_per_minute / 60.0, 10.0), False),
-            "status": (f"status:{team}", Budget(settings.status_per_minute / 60.0, 20.0), False),
+            "status": (f"status:{team}", Budget(settings.status_per_minute / 60.0, 50.0), False),
         }
 
     def _budget(self, name: str, channel: str) -> tuple[str, Budget, bool]:
