@@ -29,8 +29,11 @@ def test_without_native_room_the_first_words_are_posted_to_be_edited():
 
 
 def test_when_edits_are_scarce_the_first_words_are_posted_whole():
-    step = next_step(view("Hello there. More", free=busy("start", "edit")), POLICY)
-    assert step.op == "post" and step.final
+    assert next_step(view("Hello there. More", free=busy("start", "edit")), POLICY).op == "wait", \
+        "not a lone greeting as a message of its own"
+    text = "Hello there, here is what changed this week. More"
+    step = next_step(view(text, free=busy("start", "edit")), POLICY)
+    assert step.op == "post" and step.final and step.end == text.index("More")
 
 
 def test_a_stream_grows_by_appends_at_most_once_a_second():
@@ -72,11 +75,11 @@ def test_a_stream_that_stands_still_is_sealed_and_posts_take_over():
 
 def test_posts_mode_posts_finished_sentences_once_quiet_or_worthwhile():
     sealed = Segment("post", "1.1", 0, 13, open=False, final=True)
-    text = "Hello there. Short one. Half"
+    text = "Hello there. A second sentence, long enough to post. Half"
     free = busy("start", "edit")
     assert next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 1), POLICY).op == "wait"
     step = next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 5), POLICY)
-    assert (step.op, step.start, step.end) == ("post", 13, len("Hello there. Short one. "))
+    assert (step.op, step.start, step.end) == ("post", 13, text.index("Half"))
 
 
 def test_no_segment_holds_more_than_the_limit():
@@ -107,3 +110,11 @@ def test_intermediate_text_is_cut_where_a_reader_would_pause():
     assert display_end(words, 0, False) == len(words) - len("yet")
     assert display_end(words, 0, False, sentences_only=True) == 0, "a continuation waits for a sentence"
     assert display_end("anything", 0, True) == len("anything")
+
+
+def test_a_continuation_does_not_end_inside_a_code_block_it_opened():
+    text = "Intro sentence here.\n\n```bash\npsql -c 'x'\n"
+    assert display_end(text, 0, False, sentences_only=True) == text.index("```")
+    assert display_end(text, 0, False) == len(text), "a growing message may show the open block"
+    inside = text.index("psql")
+    assert display_end(text, inside, False, sentences_only=True) == len(text), "a long block may be cut"

@@ -29,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .render import first_cut
+from .render import first_cut, open_code_block_at
 
 Op = Literal["start", "append", "stop", "post", "post_open", "edit", "seal", "wait", "finished"]
-_SENTENCE_ENDS = (". ", "! ", "? ", ": ", ".\n", "!\n", "?\n")
+_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n")
 _LONG_RUN = 160  # chars without a line or sentence end after which a space will do
 _FIRST_WORDS = 40  # chars before a first message may end at a space (no lone "The" as an answer)
 
@@ -119,6 +119,8 @@ def display_end(text: str, start: int, done: bool, *, sentences_only: bool = Fal
         sp = text.rfind(" ", best)
         if sp > best:
             best = sp + 1
+    if sentences_only and (opened := open_code_block_at(text, start, best)) is not None:
+        best = opened  # a message posted whole does not end inside a code block that began in it
     return max(start, outside_token(text, start, best))
 
 
@@ -160,6 +162,8 @@ def _new_segment(view: View, policy: Policy, pos: int, target: int, cut: int | N
         return Step("post_open", pos, target) if _free(view, "post") else _wait_for(view, "post")
     # posts mode: finished pieces as new messages; while Gemini writes, only worthwhile pieces
     quiet = view.now - view.last_visible
+    if not final and target - pos < _FIRST_WORDS:
+        return Step("wait")  # a message of its own deserves more than a word or two
     if not final and view.segments and quiet < policy.stall_after and target - pos < policy.limit // 3:
         return Step("wait", until=view.last_visible + policy.stall_after)
     return Step("post", pos, target, final=True) if _free(view, "post") else _wait_for(view, "post")

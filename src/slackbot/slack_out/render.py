@@ -204,6 +204,18 @@ def _fence_at(md: str, start: int) -> _Fence | None:
     return _scan(None, md[:start]) if start else None
 
 
+def open_code_block_at(md: str, start: int, end: int) -> int | None:
+    """Where the code block still open at `end` began (the offset of its opening fence line) if that is
+    after `start`; None when no block is open at `end`, or it began before `start`."""
+    state, opened, off = _fence_at(md, start), None, start
+    for line in md[start:end].split("\n"):
+        new = _fence_step(state, line)
+        if state is None and new is not None:
+            opened = off
+        state, off = new, off + len(line) + 1
+    return opened if state is not None else None
+
+
 def first_cut(md: str, start: int, limit: int = DEFAULT_MESSAGE_CHARS) -> int | None:
     """Where a message showing md[start:] must end (an offset into md), or None while it all fits.
 
