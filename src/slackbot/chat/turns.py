@@ -173,7 +173,7 @@ class TurnRunner:
     async def _run(self, record: TurnRecord) -> None:
         active = self._active[record.id]
         try:
-            async with self._thread_lock(active.lock_key, record.id), self.slots:
+            async with self._thread_lock(active.lock_key, record.id, lambda: self._waiting_status(record)), self.slots:
                 await self._turn(record, active)
         except (RedisError, OSError):
             log.warning("redis unavailable during a turn", extra=_ctx(record), exc_info=True)
@@ -394,6 +394,15 @@ class TurnRunner:
             log.warning("could not tell a user about their quota", extra={"error": exc.response.get("error")})
         return False
 
+    async def _waiting_status(self, record: TurnRecord) -> None:
+        """Behind an answer still running in this thread: show at once that this message is next."""
+        if record.reply_thread_ts and self.settings.delivery == "planner":
+            await self.poster(record.team).attempt(
+                "status", record.channel, "assistant.threads.setStatus",
+                lambda: self.client.assistant_threads_setStatus(channel_id=record.channel,
+                                                                thread_ts=record.reply_thread_ts, status="is thinking…",
+                                                                loading_messages=["Finishing the answer above first…"]))
+
     async def _note(self, record: TurnRecord, fields: dict[str, str]) -> None:
         """Journal progress. Best effort: while Redis is away the answer goes on (only a crash then loses it)."""
         try:
@@ -421,12 +430,18 @@ class TurnRunner:
                                             record.reply_thread_ts or None)
 
     @asynccontextmanager
-    async def _thread_lock(self, lock_key: str, turn_id: str):
+    async def _thread_lock(self, lock_key: str, turn_id: str, on_wait):
         local = self._local_locks.setdefault(lock_key, asyncio.Lock())
         try:
+            waited = local.locked()
+            if waited:  # an answer in this thread runs in this process
+                await on_wait()
             async with local:
                 delay = _LOCK_POLL[0]
                 while not await self.turns.try_lock(lock_key, turn_id, self._lock_ttl):
+                    if not waited:  # ... or in another replica
+                        waited = True
+                        await on_wait()
                     await asyncio.sleep(delay)
                     delay = min(_LOCK_POLL[1], delay * 1.5)
                 yield
