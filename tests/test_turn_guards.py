@@ -224,5 +224,5 @@ async def test_reply_under_the_bots_own_message_is_answered_after_redis_lost_its
     before = len(report_texts(slack_emu, status))
     await slack_emu.user_message("C_GENERAL", "what about spring tides?", thread_ts=status.ts)
     await eventually(lambda: len(report_texts(slack_emu, status)) > before, 15, message="answered anyway")
-    rebuilt = gemini_emu.model_creates()[-1]
+    rebuilt = (await eventually(lambda: gemini_emu.model_creates(), 10, message="the turn's Gemini call"))[-1]
     assert "spring tides" in str(rebuilt["input"]) and "previous_interaction_id" not in rebuilt

@@ -121,9 +121,10 @@ class AnswerDelivery:
         self._changed.set()
 
     async def begin(self) -> None:
-        """Sign of life: the thread status with rotating loading messages, if its budget allows."""
+        """Sign of life: the thread status with rotating loading messages, as soon as its budget allows
+        (in the background: Gemini is not kept waiting for it)."""
         if self.use_status and not self.visible:
-            await self._set_status("is thinking…", LOADING_MESSAGES)
+            self._tidy(self._set_status("is thinking…", LOADING_MESSAGES, attempts=6, unless_visible=True))
 
     async def thought(self, line: str) -> None:
         """A thought summary: shown as the status (never in the answer) while nothing else is visible."""
@@ -271,7 +272,8 @@ class AnswerDelivery:
         t = self.target
         body = render_span(self.text, step.start, step.end, final=not grows)
         payload = self._payload(body, button=grows and not self.segments)
-        out = await self.poster.attempt("post", t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
+        budget = "post" if self.segments else "post:first"
+        out = await self.poster.attempt(budget, t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
             channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows))
         if out.ok:
             seg = Segment("edit" if grows else "post", out.data["ts"], step.start, step.end, open=grows,
@@ -280,7 +282,7 @@ class AnswerDelivery:
             self._new(seg, "post")
             await self._journal()
         elif out.wait:
-            self._learn("post", out.wait)
+            self._learn(budget, out.wait)
         else:
             self.broken = True  # not_in_channel, channel_not_found, ...: logged by the poster
 
@@ -349,10 +351,13 @@ class AnswerDelivery:
     async def _journal(self) -> None:
         await self.journal({"segs": [s.to_json() for s in self.segments]})
 
-    async def _set_status(self, status: str, loading: list[str] | None, attempts: int = 1) -> None:
+    async def _set_status(self, status: str, loading: list[str] | None, attempts: int = 1,
+                          unless_visible: bool = False) -> None:
         t = self.target
         kwargs = {"loading_messages": loading} if loading else {}
         for _ in range(attempts):
+            if unless_visible and self.visible:
+                return  # the first words came first
             out = await self.poster.attempt("status", t.channel, "assistant.threads.setStatus",
                                             lambda: self.client.assistant_threads_setStatus(
                                                 channel_id=t.channel, thread_ts=t.thread_ts, status=status, **kwargs))

@@ -153,20 +153,21 @@ def _new_segment(view: View, policy: Policy, pos: int, target: int, cut: int | N
             return Step("finished")
         return Step("wait")
     final = view.done or cut is not None
+    post = "post" if view.segments else "post:first"  # an answer's first message may use the reserve
     if policy.edits_only:
         op = "post" if final else "post_open"
-        return Step(op, pos, target, final=final) if _free(view, "post") else _wait_for(view, "post")
+        return Step(op, pos, target, final=final) if _free(view, post) else _wait_for(view, post)
     if not final and not view.segments and policy.native and _free(view, "start") and _free(view, "stop", 5.0):
         return Step("start", pos, target)
     if not final and _free(view, "edit", policy.min_interval):
-        return Step("post_open", pos, target) if _free(view, "post") else _wait_for(view, "post")
+        return Step("post_open", pos, target) if _free(view, post) else _wait_for(view, post)
     # posts mode: finished pieces as new messages; while Gemini writes, only worthwhile pieces
     quiet = view.now - view.last_visible
     if not final and target - pos < _FIRST_WORDS:
         return Step("wait")  # a message of its own deserves more than a word or two
     if not final and view.segments and quiet < policy.stall_after and target - pos < policy.limit // 3:
         return Step("wait", until=view.last_visible + policy.stall_after)
-    return Step("post", pos, target, final=True) if _free(view, "post") else _wait_for(view, "post")
+    return Step("post", pos, target, final=True) if _free(view, post) else _wait_for(view, post)
 
 
 def _grow(view: View, policy: Policy, seg: Segment, target: int, cut: int | None) -> Step:

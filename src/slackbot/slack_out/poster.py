@@ -51,7 +51,8 @@ class SlackPoster:
         self.edit_bucket = f"edit:{team}"
         self.edit_budget = Budget(settings.edit_budget_per_minute / 60.0, settings.edit_budget_burst,
                                   settings.edit_final_reserve)
-        self.post_budget = Budget(settings.post_per_channel_per_second, settings.post_burst)
+        # one post a channel is kept for an answer's first message, so continuations never delay a sign of life
+        self.post_budget = Budget(settings.post_per_channel_per_second, settings.post_burst, reserve=1.0)
         starts = Budget(settings.stream_starts_per_minute / 60.0, 3.0)
         self.budgets = {  # planner budget name -> (bucket, shape, priority)
             "edit": (self.edit_bucket, self.edit_budget, False),
@@ -59,12 +60,12 @@ class SlackPoster:
             "start": (f"start:{team}", starts, False),
             "stop": (f"stop:{team}", starts, False),
             "append": (f"append:{team}", Budget(settings.stream_appends_per_minute / 60.0, 10.0), False),
-            "status": (f"status:{team}", Budget(settings.status_per_minute / 60.0, 50.0), False),
+            "status": (f"status:{team}", Budget(settings.status_per_minute / 60.0, 100.0), False),
         }
 
     def _budget(self, name: str, channel: str) -> tuple[str, Budget, bool]:
-        if name == "post":
-            return f"post:{self.team}:{channel}", self.post_budget, False
+        if name in ("post", "post:first"):
+            return f"post:{self.team}:{channel}", self.post_budget, name == "post:first"
         return self.budgets[name]
 
     async def attempt(self, budget: str, channel: str, method: str, call: Callable[[], Awaitable],
