@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     replies_wait_seconds: float = Field(3.0, ge=0, **_env("REPLIES_WAIT_SECONDS"))
 
     # --- Turns: concurrency, crash survival, cost guard ---------------------------------------
-    max_concurrent_turns: int = Field(64, ge=1, **_env("MAX_CONCURRENT_TURNS"))
+    max_concurrent_turns: int = Field(200, ge=1, **_env("MAX_CONCURRENT_TURNS"))
     redis_max_connections: int = Field(50, ge=4, **_env("REDIS_MAX_CONNECTIONS"))
     redis_pool_timeout: float = Field(10.0, gt=0, **_env("REDIS_POOL_TIMEOUT"))
     turn_lease_seconds: float = Field(15.0, gt=0.5, **_env("TURN_LEASE_SECONDS"))

@@ -173,8 +173,11 @@ class TurnRunner:
     async def _run(self, record: TurnRecord) -> None:
         active = self._active[record.id]
         try:
-            async with self._thread_lock(active.lock_key, record.id, lambda: self._waiting_status(record)), self.slots:
-                await self._turn(record, active)
+            async with self._thread_lock(active.lock_key, record.id, lambda: self._waiting_status(record)):
+                if self.slots.locked():  # this process is at SLACKBOT_MAX_CONCURRENT_TURNS: say so while waiting
+                    await self._waiting_status(record, "Answering other questions first…")
+                async with self.slots:
+                    await self._turn(record, active)
         except (RedisError, OSError):
             log.warning("redis unavailable during a turn", extra=_ctx(record), exc_info=True)
             await self._say(record, STORE_DOWN)
@@ -239,9 +242,10 @@ class TurnRunner:
             await delivery.finish(note=note, extras=extras, max_sources=s.max_sources, output_chars=s.code_output_chars)
             moved = outcome == "completed" and await self.turns.move_head(
                 record.team, record.channel, record.chain_thread, record.head_before or None, new_id)
-            await delivery.close()
         finally:
-            delivery.cancel()
+            # tidying (a sealed stream's stop, a Stop button's removal) waits for budgets: not while
+            # holding the thread or a turn slot
+            self.tasks.spawn(_tidy(delivery), name=f"tidy:{record.id}")
         if delivery.failed:
             outcome = "failed"
             await self._say(record, UNEXPECTED)
@@ -394,14 +398,14 @@ class TurnRunner:
             log.warning("could not tell a user about their quota", extra={"error": exc.response.get("error")})
         return False
 
-    async def _waiting_status(self, record: TurnRecord) -> None:
-        """Behind an answer still running in this thread: show at once that this message is next."""
+    async def _waiting_status(self, record: TurnRecord, why: str = "Finishing the answer above first…") -> None:
+        """Waiting behind other answers: show at once that this message is next."""
         if record.reply_thread_ts and self.settings.delivery == "planner":
             await self.poster(record.team).attempt(
                 "status", record.channel, "assistant.threads.setStatus",
                 lambda: self.client.assistant_threads_setStatus(channel_id=record.channel,
                                                                 thread_ts=record.reply_thread_ts, status="is thinking…",
-                                                                loading_messages=["Finishing the answer above first…"]))
+                                                                loading_messages=[why]))
 
     async def _note(self, record: TurnRecord, fields: dict[str, str]) -> None:
         """Journal progress. Best effort: while Redis is away the answer goes on (only a crash then loses it)."""
@@ -462,6 +466,13 @@ async def find_bot_message(client: AsyncWebClient, store: Store, settings: Setti
         if msg.get("bot_id") and shown and shown[0].strip() == expected.strip():
             return msg.get("ts")
     return None
+
+
+async def _tidy(delivery: AnswerDelivery) -> None:
+    try:
+        await delivery.close()
+    finally:
+        delivery.cancel()
 
 
 def _ctx(record: TurnRecord) -> dict:
