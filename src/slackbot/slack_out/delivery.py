@@ -274,7 +274,8 @@ class AnswerDelivery:
         payload = self._payload(body, button=grows and not self.segments)
         budget = "post" if self.segments else "post:first"
         out = await self.poster.attempt(budget, t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
-            channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows))
+            channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows),
+            queue_as=t.turn_id)  # the channel's posts go round its answers in turn
         if out.ok:
             seg = Segment("edit" if grows else "post", out.data["ts"], step.start, step.end, open=grows,
                           final=not grows)

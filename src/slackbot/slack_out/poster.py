@@ -69,13 +69,18 @@ class SlackPoster:
         return self.budgets[name]
 
     async def attempt(self, budget: str, channel: str, method: str, call: Callable[[], Awaitable],
-                      before: Callable[[], Awaitable] | None = None) -> Outcome:
+                      before: Callable[[], Awaitable] | None = None, queue_as: str | None = None) -> Outcome:
         """Make one Slack call if `budget` has a token now; never waits. A 429 pauses the bucket for everyone.
 
-        `before` runs once the token is ours, just ahead of the call (the journal's record of intent)."""
+        `before` runs once the token is ours, just ahead of the call (the journal's record of intent).
+        `queue_as`: take the token in turn (first come, first served, among takers that keep asking)
+        rather than whoever asks first after a refill, so under load no answer is starved."""
         bucket, shape, priority = self._budget(budget, channel)
         try:
-            wait = await self.store.take_now(bucket, shape, priority=priority)
+            if queue_as:
+                wait = await self.store.take(bucket, shape, member=queue_as, priority=priority)
+            else:
+                wait = await self.store.take_now(bucket, shape, priority=priority)
         except (RedisError, OSError):
             wait = 0.0  # pacing is a courtesy; the answer matters more (Slack's 429 still guards)
         if wait > 0:
