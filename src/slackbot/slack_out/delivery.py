@@ -272,7 +272,7 @@ class AnswerDelivery:
         t = self.target
         body = render_span(self.text, step.start, step.end, final=not grows)
         payload = self._payload(body, button=grows and not self.segments)
-        budget = "post" if self.segments else "post:first"
+        budget = "post" if self.segments and not self.done else "post:first"  # first words and finals first
         out = await self.poster.attempt(budget, t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
             channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows),
             queue_as=t.turn_id)  # the channel's posts go round its answers in turn

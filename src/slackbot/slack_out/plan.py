@@ -153,7 +153,7 @@ def _new_segment(view: View, policy: Policy, pos: int, target: int, cut: int | N
             return Step("finished")
         return Step("wait")
     final = view.done or cut is not None
-    post = "post" if view.segments else "post:first"  # an answer's first message may use the reserve
+    post = "post" if view.segments and not view.done else "post:first"  # first words and finals go first
     if policy.edits_only:
         op = "post" if final else "post_open"
         return Step(op, pos, target, final=final) if _free(view, post) else _wait_for(view, post)
