@@ -144,21 +144,16 @@ async def test_gemini_text_never_pings_or_disguises_links(bot, slack_emu, gemini
     root = delivery.message.ts
     await eventually(lambda: any("page says" in t and PLACEHOLDER not in t
                                  for t in bot_texts(slack_emu, "C_GENERAL", root)), message="answer")
-    sent = [c.params for c in slack_emu.calls if c.method in ("chat.postMessage", "chat.update") and c.ok]
-    streamed = "".join(c.params.get("markdown_text") or "" for c in slack_emu.calls
-                       if c.method in ("chat.startStream", "chat.appendStream", "chat.stopStream") and c.ok)
-    native = not [p for p in sent if "page says" in str(p.get("text", ""))]
-    if native:  # delivered as a native stream: no notification fallback, the markdown is what shows
-        sent = [{"text": "page says", "blocks": [{"type": "markdown", "text": streamed}]}]
-    final = [p for p in sent if "page says" in str(p.get("text", ""))][-1]
-    blocks = final["blocks"] if isinstance(final["blocks"], list) else json.loads(final["blocks"])
-    block_text = blocks[0]["text"]
+    # what a reader sees: every bot message of the answer (posted, edited or streamed), joined
+    await eventually(lambda: "is fine." in " ".join(bot_texts(slack_emu, "C_GENERAL", root)), message="whole")
+    block_text = " ".join(bot_texts(slack_emu, "C_GENERAL", root))
+    fallbacks = " ".join(str(c.params.get("text", "")) for c in slack_emu.calls
+                         if c.method in ("chat.postMessage", "chat.update") and c.ok)
     for token in ("<!channel>", "<!here>", "<@U_BOB>", "<https://evil.example/login|Slack login>",
                   "<!subteam^S1|@devs>"):
-        assert token not in block_text and token not in final["text"]
+        assert token not in block_text and token not in fallbacks
         assert token.replace("<", "&lt;").replace(">", "&gt;") in block_text
     assert "`List<String>`" in block_text  # code keeps its brackets
-    assert native or "&lt;!channel&gt;" in final["text"]
 
 
 # --- 9.7 bad requests get 4xx, never a traceback -------------------------------------------------------

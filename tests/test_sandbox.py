@@ -82,6 +82,9 @@ def chromium_or_skip() -> None:
                 "skips this test), or set SLACKBOT_CHROMIUM to a Chromium or Chrome binary")
 
 
+GROWING = "Hello there. This answer grows as Gemini writes it, one sentence after another. The end."
+
+
 async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
     chromium_or_skip()
     from playwright.async_api import async_playwright, expect
@@ -93,7 +96,8 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
         assert info["gemini"] == "emulator" and info["redis"] == "url"
         gemini = info["gemini_emulator_url"]
         # slow enough to watch the first answer grow; a research run long enough to cancel
-        await post_json(http, f"{gemini}/_emu/script", {"match": "hello", "chunk_chars": 2, "chunk_delay": 0.15})
+        await post_json(http, f"{gemini}/_emu/script", {"match": "hello", "text": GROWING, "chunk_chars": 4,
+                                                          "chunk_delay": 0.1})
         await post_json(http, f"{gemini}/_emu/script_agent", {"run_for": 30})
 
         async with async_playwright() as pw:
@@ -131,19 +135,19 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
                         text = (await answer.text_content() or "").strip()
                         if not seen or seen[-1] != text:
                             seen.append(text)
-                        if text == "Reply 1 to: hello":
+                        if text == GROWING:
                             break
                     await asyncio.sleep(0.03)
-                assert seen and seen[-1] == "Reply 1 to: hello", seen
+                assert seen and seen[-1] == GROWING, seen
                 growth = [t for t in seen if t != "Thinking…"]
-                assert len(growth) >= 2, f"expected the answer to grow by edits, saw {seen}"
-                assert all("Reply 1 to: hello".startswith(t) for t in growth), seen
+                assert len(growth) >= 2, f"expected the answer to grow as Gemini writes, saw {seen}"
+                assert all(GROWING.startswith(t) for t in growth), seen
 
                 # a reply in the thread (no mention needed) continues the conversation
                 await page.locator("#thread-composer").fill("and again?")
                 await page.locator("#thread-composer").press("Enter")
                 await expect(page.locator("#thread-messages .message.bot .text")).to_have_text(
-                    ["Reply 1 to: hello", "Reply 2 to: and again?"])
+                    [GROWING, "Reply 2 to: and again?"])
                 await expect(page.locator("#messages .thread-link").first).to_have_text("3 replies")
 
                 # /research in the composer is sent as a slash command: a status message with Cancel
