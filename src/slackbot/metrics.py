@@ -13,8 +13,6 @@ ANSWERS = Counter("slackbot_answers_total", "Chat answers by outcome (started, c
 FIRST_TEXT = Histogram("slackbot_first_visible_text_seconds",
                        "Seconds from Gemini's first text to its first appearance in Slack",
                        buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16), registry=REGISTRY)
-EDITS_PER_ANSWER = Histogram("slackbot_edits_per_answer", "chat.update calls spent on one answer",
-                             buckets=(0, 1, 2, 4, 8, 16, 32, 64), registry=REGISTRY)
 SLACK_429 = Counter("slackbot_slack_ratelimited_total", "HTTP 429 answers from Slack, by method",
                     ["method"], registry=REGISTRY)
 SLACK_ERRORS = Counter("slackbot_slack_errors_total", "Slack Web API errors, by method and error",

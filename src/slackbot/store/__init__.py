@@ -21,6 +21,19 @@ from .turns import TurnRecord, TurnStore
 
 __all__ = ["Store", "RedisError", "Budget", "TurnRecord", "TurnStore"]
 
+# The bucket's state, refilled to now (Redis' clock): both takers below start from it. A 429's penalty
+# factor recovers linearly. Needs `now`, `rate`, `cap`, `recovery`; defines tokens, factor, pause.
+_REFILL = """
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
+local tokens = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+local factor = tonumber(b[3]) or 1
+local pause = tonumber(b[4]) or 0
+local elapsed = math.max(0, now - ts)
+factor = math.min(1, factor + elapsed * recovery)
+tokens = math.min(cap, tokens + elapsed * rate * factor)
+"""
+
 # Token bucket with a reserve and two fair queues (each served oldest first): priority takers
 # (final edits) may use the reserve and go before everyone in the normal queue (intermediate edits).
 # KEYS: bucket hash, normal queue zset, normal seen zset, priority queue zset, priority seen zset
@@ -34,15 +47,7 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local member, priority = ARGV[4], tonumber(ARGV[5])
 local stale, ttl, recovery = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
-local tokens = tonumber(b[1]) or cap
-local ts = tonumber(b[2]) or now
-local factor = tonumber(b[3]) or 1
-local pause = tonumber(b[4]) or 0
-local elapsed = math.max(0, now - ts)
-factor = math.min(1, factor + elapsed * recovery)
-tokens = math.min(cap, tokens + elapsed * rate * factor)
-local eff = rate * factor
+""" + _REFILL + """local eff = rate * factor
 local queue, seen = KEYS[2], KEYS[3]
 if priority == 1 then queue, seen = KEYS[4], KEYS[5] end
 local function save(w)
@@ -78,15 +83,8 @@ _TAKE_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
-local tokens = tonumber(b[1]) or cap
-local ts = tonumber(b[2]) or now
-local factor = tonumber(b[3]) or 1
-local pause = tonumber(b[4]) or 0
-local elapsed = math.max(0, now - ts)
-factor = math.min(1, factor + elapsed * tonumber(ARGV[5]))
-tokens = math.min(cap, tokens + elapsed * rate * factor)
-local wait = 0
+local recovery = tonumber(ARGV[5])
+""" + _REFILL + """local wait = 0
 if now < pause then wait = pause - now
 elseif tokens - reserve >= 1 then tokens = tokens - 1
 else wait = math.max(0.02, (1 + reserve - tokens) / (rate * factor)) end
