@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import redis.asyncio as aioredis
 
-from conftest import wait_ready as _wait_healthy, eventually, free_port, start_bot, stop_bot
+from conftest import process_env, wait_ready as _wait_healthy, eventually, free_port, start_bot, stop_bot
 
 from slackbot.research.status import CANCEL_ACTION
 
@@ -262,14 +262,10 @@ async def test_separate_worker_process_polls_jobs(settings_for, slack_emu, gemin
 
 
 def _spawn_env(settings) -> dict:
-    env = {**os.environ, "SLACK_BOT_TOKEN": settings.bot_token, "SLACK_SIGNING_SECRET": settings.signing_secret,
-           "SLACK_API_URL": settings.slack_api_url, "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": settings.gemini_base_url,
-           "REDIS_URL": settings.redis_url, "SLACKBOT_REDIS_PREFIX": settings.redis_prefix, "PORT": str(settings.port),
-           "SLACKBOT_HOST": "127.0.0.1", "SLACKBOT_RESEARCH_POLL_INITIAL": "0.2", "SLACKBOT_RESEARCH_POLL_MAX": "0.4",
-           "SLACKBOT_RESEARCH_STATUS_EVERY": "0.3", "SLACKBOT_RESEARCH_LEASE_SECONDS": "2", "SLACKBOT_LOG_LEVEL": "WARNING"}
-    env.pop("SLACK_APP_TOKEN", None)
-    return env
-
+    """A real bot process's environment (conftest.process_env) with research's test-sized timings."""
+    return process_env(settings, SLACKBOT_RESEARCH_WORKER="true", SLACKBOT_RESEARCH_POLL_INITIAL="0.2",
+                       SLACKBOT_RESEARCH_POLL_MAX="0.4", SLACKBOT_RESEARCH_STATUS_EVERY="0.3",
+                       SLACKBOT_RESEARCH_LEASE_SECONDS="2")
 
 
 # 9.3: nobody's text becomes Slack markup: the question and Gemini's progress line are shown as typed
