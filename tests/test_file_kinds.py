@@ -40,26 +40,88 @@ def test_plan_caps_in_order_and_ignores_the_bots_files():
                       bot_user_id="UBOT", max_files=3, max_file_bytes=100, max_turn_bytes=100)
     assert [w.id for w in plan.wanted] == ["a.png", "b.png", "d.png"]
     assert len(plan.notes) == 4 and not any("own.png" in n for n in plan.notes)
-    assert "“big.png” is over the 100 bytes per-file limit" in plan.notes[0]
+    assert "`big.png` is over the 100 bytes per-file limit" in plan.notes[0]
     assert "per-message limit" in plan.notes[1] and "at most 3 files" in plan.notes[2]
 
 
-def test_token_only_goes_to_slacks_file_host():
-    ok = kinds.allowed_origin
-    assert ok("https://files.slack.com/files-pri/T1-F1/download/a.png", "https://slack.com/api/")
-    assert ok("https://files.slack-gov.com/files-pri/x", "https://slack-gov.com/api/")
-    assert ok("http://127.0.0.1:8702/_emu/files/F1", "http://127.0.0.1:8702/api/")  # exactly the API's origin
-    assert not ok("http://files.slack.com/x", "https://slack.com/api/")  # not https
-    assert not ok("https://files.slack.com.evil.example/x", "https://slack.com/api/")
-    assert not ok("https://evil.example/files.slack.com", "https://slack.com/api/")
-    assert not ok("https://user@files.slack.com/x", "https://slack.com/api/")
-    assert not ok("http://localhost:8702/_emu/files/F1", "http://127.0.0.1:8702/api/")
-    assert not ok("http://127.0.0.1:9999/_emu/files/F1", "http://127.0.0.1:8702/api/")
+SLACK = "https://slack.com/api/"
+EMU = "http://127.0.0.1:8702/api/"
+PATH = "/files-pri/T0001-F0001"
+
+
+def test_token_goes_to_slack_file_paths():
+    ok = kinds.may_send_token
+    assert ok(f"https://files.slack.com{PATH}/download/a.png", SLACK)
+    assert ok(f"https://files.slack.com{PATH}/a%20b.png", SLACK)  # a percent-encoded name is fine
+    assert ok(f"https://files.slack.com:443{PATH}/a.png", SLACK)
+    assert ok(f"https://FILES.Slack.com{PATH}/a.png", SLACK)
+    assert ok(f"https://files.slack-gov.com{PATH}/x.pdf", "https://slack-gov.com/api/")
+    assert ok(f"http://127.0.0.1:8702{PATH}/download/a.png", EMU)  # the API's own origin (emulators, proxies)
+    assert ok(f"https://slack.com{PATH}/a.png", SLACK)
+
+
+def test_token_never_goes_to_other_hosts():
+    ok = kinds.may_send_token
+    assert not ok(f"http://files.slack.com{PATH}/a.png", SLACK)  # not https
+    assert not ok(f"https://files.slack.com.evil.example{PATH}/a.png", SLACK)
+    assert not ok(f"https://evil.example/files.slack.com{PATH}/a.png", SLACK)
+    assert not ok(f"https://files.slack.com:8443{PATH}/a.png", SLACK)  # another port
+    assert not ok(f"https://files.slack.com:{PATH}/a.png", SLACK)
+    assert not ok(f"https://files.slack.com:x{PATH}/a.png", SLACK)
+    assert not ok(f"http://localhost:8702{PATH}/a.png", EMU)
+    assert not ok(f"http://127.0.0.1:9999{PATH}/a.png", EMU)
+    assert not ok(f"https://127.0.0.1:8702{PATH}/a.png", EMU)
+    for userinfo in ("user@", "@", "u:p@", "files.slack.com@"):  # userinfo, even empty
+        assert not ok(f"https://{userinfo}files.slack.com{PATH}/a.png", SLACK)
+    assert not ok(f"https://evil.example\\@files.slack.com{PATH}/a.png", SLACK)
+    assert not ok(f"//files.slack.com{PATH}/a.png", SLACK) and not ok("", SLACK)
+
+
+def test_token_never_goes_to_web_api_methods():
+    ok = kinds.may_send_token
+    for base, api in (("https://slack.com", SLACK), ("https://files.slack.com", SLACK),
+                      ("http://127.0.0.1:8702", EMU)):
+        for path in ("/api/chat.postMessage?channel=C1&text=pwned", "/api/users.info?user=U1", "/api/auth.test",
+                     f"{PATH}/../../api/chat.postMessage", f"{PATH}/download/../../../api/auth.test",
+                     "/files-pri/../api/chat.postMessage", f"{PATH}/%2e%2e", f"{PATH}/%2E%2E",
+                     f"{PATH}/x%2f..%2f..%2f..%2fapi%2fauth.test", f"{PATH}/x%5c..%5capi", f"{PATH}/%252e%252e",
+                     f"{PATH}/%25252e%25252e", f"{PATH}/.", f"{PATH}/", f"{PATH}//a.png", f"/files-pri//{PATH}/a.png",
+                     "//files-pri/T1-F1/a.png", f"{PATH}/a\\..\\api", f"{PATH}/a.png/x", f"{PATH}/raw/a.png",
+                     "/files-pri/T1-F1-x/a.png", "/files-pri/%54%31-F1/a.png", "/files-tmb/T1-F1/a.png",
+                     f"{PATH}/a%00.png", f"{PATH}/a.png#frag", f"{PATH}/a b.png", f"{PATH}/a\t.png",
+                     f"{PATH}/\u00e9.png", "/api/files-pri/T1-F1/a.png"):
+            assert not ok(base + path, api), base + path
+
+
+def test_crafted_fields_skip_one_file_each():
+    good = {"id": "F1", "name": "a.png", "mimetype": "image/png", "size": 10,
+            "url_private_download": "https://files.slack.com/files-pri/T1-F1/download/a.png"}
+    crafted = [{"size": "abc"}, {"size": -1}, {"size": True}, {"size": 1.5}, {"mimetype": "x/" + "y" * 3000},
+               {"mimetype": ["image/png"]}, {"name": "n" * 10_000}, {"name": {"a": 1}}, {"mode": ["external"]},
+               {"url_private_download": 7}, {"url_private_download": None, "url_private": None}]
+    files = [{**good, "id": f"F{i}", **change} for i, change in enumerate(crafted)] + [good]
+    plan = kinds.plan(files, bot_user_id="UBOT", max_files=10, max_file_bytes=100, max_turn_bytes=1000)
+    assert [w.id for w in plan.wanted] == ["F1"] and len(plan.notes) == len(crafted)
+    assert all(len(n) < 200 for n in plan.notes)
+    assert "Slack described `nnnn" in plan.notes[6] and "…`" in plan.notes[6]
+    assert "I couldn't open `a.png`" in plan.notes[-1]  # no URL at all: unreachable, as before
+
+
+def test_notes_collapse_past_a_few():
+    notes = [kinds.skip_note(f"f{i}.zip", "type", mime="application/" + "z" * 3000) for i in range(10)]
+    lines = kinds.note_lines(notes)
+    assert len(lines) == kinds.NOTE_LINES and lines[:-1] == notes[: kinds.NOTE_LINES - 1]
+    assert lines[-1] == "5 more files were skipped, so I answered without them."
+    assert sum(map(len, lines)) < 1000 and kinds.note_lines(notes[:6]) == notes[:6]
 
 
 def test_file_names_cannot_become_markup():
     note = kinds.skip_note("<!channel> & <@U1>.zip", "type", mime="application/zip")
-    assert "<" not in note and ">" not in note and "&lt;!channel&gt; &amp; &lt;@U1&gt;.zip" in note
+    assert note == "I can't read `<!channel> & <@U1>.zip` (`application/zip`), so I answered without it."
+    disguised = kinds.skip_note("[Reset your Slack password](https://evil.example/login).exe", "type")
+    assert "`[Reset your Slack password](https://evil.example/login).exe`" in disguised
+    assert kinds.literal("a`b``c\n\u202ed*_e_") == "`a'b''c d*_e_`"  # no span can be closed early
+    assert kinds.literal("   ") == "`?`" and kinds.literal("x" * 100) == "`" + "x" * 59 + "…`"
 
 
 def test_a_file_only_message_is_a_turn():

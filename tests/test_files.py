@@ -72,7 +72,7 @@ async def test_image_in_dm_reaches_gemini_exactly(bot, slack_emu, gemini_emu, re
     assert input_parts(create)[0] == {"type": "text", "text": "what's wrong here?"}
     assert [(p["type"], p["mime_type"]) for p in file_parts(create)] == [("image", "image/png")]
     fetched = [r for r in slack_emu.file_requests if r["file"] == shot["id"]]
-    assert len(fetched) == 1 and fetched[0]["authorized"] and "download=1" in fetched[0]["path"]
+    assert len(fetched) == 1 and fetched[0]["authorized"] and "/download/" in fetched[0]["path"]
     await eventually(lambda: head(redis_url, prefix, "D_ALICE", "dm"), message="chain head stored")
     stored = await redis_values(redis_url, prefix)
     assert PNG[8:40] not in stored and hashlib.sha256(PNG).hexdigest().encode() not in stored
@@ -186,11 +186,11 @@ async def test_unusable_files_are_skipped_with_one_line_each(settings_for, slack
         answer = texts[0]
         assert answer.startswith("Reply 1 to: look at these")
         assert "keep this" in answer and "request_id=r-77" in answer  # readable files still went in
-        assert "“huge.png” is over the 4 KB per-file limit" in answer
-        assert "“liar.png” is over the 4 KB per-file limit" in answer
-        assert "I can't read “&lt;!channel&gt;.zip” (application/zip)" in answer  # no markup from a name
-        assert "I couldn't open “gone.pdf”" in answer and "I couldn't open “drive.pdf”" in answer
-        assert "so I answered without “late.txt”" in answer
+        assert "`huge.png` is over the 4 KB per-file limit" in answer
+        assert "`liar.png` is over the 4 KB per-file limit" in answer
+        assert "I can't read `&lt;!channel&gt;.zip` (`application/zip`)" in answer  # no markup from a name
+        assert "I couldn't open `gone.pdf`" in answer and "I couldn't open `drive.pdf`" in answer
+        assert "so I answered without `late.txt`" in answer
         assert answer.count("answered without") == 6
         notes = [line for line in answer.splitlines() if "answered without" in line]
         assert len(notes) == 6 and all(n.startswith("_") and n.endswith("_") for n in notes)  # one line each
@@ -213,21 +213,89 @@ async def test_sign_in_page_means_the_app_lacks_files_read(bot, slack_emu, gemin
 # 2: the token goes only to Slack's file host: never along a redirect to another host, never to a
 # file URL on another host; a redirect within the file host is followed
 async def test_token_never_leaves_slack(bot, slack_emu, gemini_emu):
-    other = slack_emu.base_url.replace("127.0.0.1", "localhost")
     target = slack_emu.host_file("real.png", PNG, mimetype="image/png")
     moved = slack_emu.host_file("moved.png", PNG, mimetype="image/png",
-                                redirect_to=f"{other}/_emu/files/{target['id']}")
+                                redirect_to=target["url_private"].replace("127.0.0.1", "localhost"))
     elsewhere = slack_emu.host_file("elsewhere.png", PNG, mimetype="image/png", extra={
-        "url_private_download": f"{other}/_emu/files/{target['id']}", "url_private": f"{other}/_emu/files/x"})
-    local = slack_emu.host_file("local.png", PNG, mimetype="image/png",
-                                redirect_to=f"{slack_emu.base_url}/_emu/files/{target['id']}")
+        "url_private_download": target["url_private_download"].replace("127.0.0.1", "localhost"),
+        "url_private": target["url_private"].replace("127.0.0.1", "localhost")})
+    local = slack_emu.host_file("local.png", PNG, mimetype="image/png", redirect_to=target["url_private"])
     await slack_emu.user_shares("D_ALICE", "compare", [moved, elsewhere, local])
     texts = await eventually(lambda: [t for t in dm_texts(slack_emu) if "answered without" in t], message="notes")
-    assert "I couldn't open “moved.png”" in texts[0] and "I couldn't open “elsewhere.png”" in texts[0]
-    assert "“local.png”" not in texts[0] and texts[0].count(digest(PNG)) == 1  # followed within the host
+    assert "I couldn't open `moved.png`" in texts[0] and "I couldn't open `elsewhere.png`" in texts[0]
+    assert "`local.png`" not in texts[0] and texts[0].count(digest(PNG)) == 1  # followed within the host
     assert not [r for r in slack_emu.file_requests if r["host"].startswith("localhost")]
     for call in slack_emu.file_requests:
         assert BOT_TOKEN not in call["path"]
+
+
+# issue 25.4: the token goes only to Slack's file paths: a "file" whose URL is a Web API method on
+# SLACK_API_URL's origin (directly, by path traversal, encoded, with userinfo, or by a redirect) is never
+# fetched with it, so the file cannot post as the bot or feed Gemini a users.info answer (every other
+# variant: test_file_kinds.py)
+async def test_token_goes_to_file_paths_only(bot, slack_emu, gemini_emu):
+    api, base, team_file = slack_emu.api_url, slack_emu.base_url, f"{slack_emu.team_id}-F9"
+    forged = {
+        "post.txt": f"{api}chat.postMessage?channel=D_ALICE&text=posted-by-a-file",
+        "whois.txt": f"{api}users.info?user=U_BOB",
+        "up.txt": f"{base}/files-pri/{team_file}/../../api/users.info?user=U_BOB",
+        "encoded.txt": f"{base}/files-pri/{team_file}/%2e%2e%2f%2e%2e%2fapi%2fusers.info?user=U_BOB",
+        "at.txt": f"http://files@{base.removeprefix('http://')}/api/users.info?user=U_BOB",
+    }
+    files = [slack_emu.host_file(name, b"x", mimetype="text/plain", extra={"url_private_download": url,
+                                                                         "url_private": url})
+             for name, url in forged.items()]
+    files.append(slack_emu.host_file("moved.txt", b"x", mimetype="text/plain",
+                                     redirect_to=f"{api}chat.postMessage?channel=D_ALICE&text=posted-by-a-redirect"))
+    real = slack_emu.host_file("real.txt", b"the real file's words", mimetype="text/plain")
+    await slack_emu.user_shares("D_ALICE", "read these", [*files, real])
+    texts = await eventually(lambda: [t for t in dm_texts(slack_emu) if "answered without" in t], message="notes")
+    assert texts[0].startswith("Reply 1 to: read these") and "the real file's words" in texts[0]
+    for name in [*forged, "moved.txt"]:
+        assert texts[0].count(f"I couldn't open `{name}`") == 1, name
+    assert not [c for c in slack_emu.calls if c.method in ("users.info", "chat.postMessage")
+                and ("U_BOB" in str(c.params) or "posted-by" in str(c.params))]
+    assert not [m for m in slack_emu.channels["D_ALICE"].messages if "posted-by" in m.text]
+    sent = str(gemini_emu.model_creates())
+    assert "real_name" not in sent and "Bob" not in sent and '"ok"' not in sent
+    assert [r["file"] for r in slack_emu.file_requests] == [files[-1]["id"], real["id"]]  # the real paths only
+
+
+# issue 25.6: a file's name is literal text in both renderers, never a link (nor a bare URL Slack links)
+async def test_file_name_is_never_a_link(bot, slack_emu, gemini_emu):
+    name = "[Reset your Slack password](https://evil.example/login).exe"
+    trap = slack_emu.host_file(name, b"MZ\x90\x00", mimetype="application/octet-stream")
+    await slack_emu.user_shares("D_ALICE", "is this safe?", [trap])
+    texts = await eventually(lambda: [t for t in dm_texts(slack_emu) if "answered without" in t], message="the note")
+    for msg in slack_emu.bot_messages("D_ALICE"):  # the markdown block and the mrkdwn fallback
+        assert not [u for u in msg.links() if "evil.example" in u], msg.to_json()
+    assert f"I can't read `{name}` (`application/octet-stream`), so I answered without it." in texts[0]
+
+
+# issue 25.7: crafted file fields cost that file, not the turn: a size that is not a number, a
+# 10,000-character name, no URL, ten 3,000-character MIME types; one short line each, collapsed
+# into one note that fits the answer's single message
+async def test_crafted_file_fields_skip_only_that_file(bot, slack_emu, gemini_emu):
+    files = [slack_emu.host_file("count.txt", b"x", mimetype="text/plain", size="abc"),
+             slack_emu.host_file("n" * 10_000 + ".txt", b"x", mimetype="text/plain"),
+             slack_emu.host_file("nowhere.txt", b"x", mimetype="text/plain",
+                                 extra={"url_private_download": None, "url_private": None})]
+    files += [slack_emu.host_file(f"odd{i}.bin", b"x", mimetype="application/" + "x" * 3000) for i in range(10)]
+    files.append(slack_emu.host_file("real.txt", b"the real file's words", mimetype="text/plain"))
+    await slack_emu.user_shares("D_ALICE", "what are these?", files)
+    texts = await eventually(lambda: [t for t in dm_texts(slack_emu) if "answered without" in t], message="notes")
+    assert len(slack_emu.bot_messages("D_ALICE")) == 1
+    answer = texts[0]
+    assert answer.startswith("Reply 1 to: what are these?") and "the real file's words" in answer
+    notes = [line for line in answer.splitlines() if "answered without" in line]
+    assert notes == [
+        "_Slack described `count.txt` in a way I can't read, so I answered without it._",
+        f"_Slack described `{'n' * 59}…` in a way I can't read, so I answered without it._",
+        "_I couldn't open `nowhere.txt` (it may be deleted, external or restricted), so I answered without it._",
+        "_Slack described `odd0.bin` in a way I can't read, so I answered without it._",
+        "_Slack described `odd1.bin` in a way I can't read, so I answered without it._",
+        "_8 more files were skipped, so I answered without them._"]
+    assert [r["file"] for r in slack_emu.file_requests] == [files[-1]["id"]]
 
 
 # 5: the bot's own uploads (a research report's .md) are never fed back as input

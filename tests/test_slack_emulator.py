@@ -12,7 +12,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from slackbot.emulators.slack import SlackEmulator
+from slackbot.emulators.slack import SlackEmulator, rendered_links
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -520,3 +520,14 @@ async def test_feed_shows_stream_growth_and_status(emu, client):
     assert events[0]["loading_messages"] == ["Reading"] and events[2]["status"] == ""
     assert events[1]["visible_text"] == "a" and events[3]["visible_text"] == "ab"
     assert events[3]["stream"]["state"] == "streaming" and events[4]["stream"]["state"] == "stopped"
+
+
+# What a reader could click: links outside code, in the markdown block and in the mrkdwn fallback.
+def test_rendered_links_tell_literal_text_from_links():
+    md = ("[a](https://a.example) <https://b.example> www.c.example `[d](https://d.example)` ``x`https://e`` "
+          "\n```\nhttps://f.example\n```\n`unclosed https://g.example")
+    assert set(rendered_links(md, markdown=True)) == {
+        "https://a.example", "https://b.example", "www.c.example", "https://g.example"}
+    assert set(rendered_links("<https://h.example|Slack login> [i](https://i.example) `https://j`",
+                              markdown=False)) == {"https://h.example", "https://i.example"}
+    assert rendered_links("&lt;!channel&gt; `<https://l|y>`", markdown=False) == []

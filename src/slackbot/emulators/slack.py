@@ -31,12 +31,13 @@ import itertools
 import json
 import math
 import mimetypes
+import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -100,6 +101,53 @@ class SlackError(Exception):
         self.error, self.status, self.retry_after, self.extra = error, status, retry_after, extra
 
 
+_FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_BACKTICKS = re.compile(r"`+")
+_MD_LINK = re.compile(r"\]\(\s*<?([^\s()<>]+)")  # [label](url) and [label](<url>)
+_ANGLE_LINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>|\s]*)[|>]")  # <https://x> and mrkdwn <url|label>
+_BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<>()`|]+", re.IGNORECASE)
+
+
+def _outside_code(text: str) -> str:
+    """Text with its code removed, as CommonMark (and, near enough, mrkdwn) reads it: fenced blocks, and
+    code spans (a run of n backticks up to the next run of exactly n; an unmatched run is literal)."""
+    kept, fence = [], ""
+    for line in text.split("\n"):
+        m = _FENCE_LINE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
+                fence = ""
+        elif m and not (m.group(1)[0] == "`" and "`" in line[m.end():]):
+            fence = m.group(1)
+        else:
+            kept.append(line)
+    text = "\n".join(kept)
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    following: list[int | None] = [None] * len(runs)  # the next run of the same length, if any
+    last: dict[int, int] = {}
+    for i in range(len(runs) - 1, -1, -1):
+        length = runs[i][1] - runs[i][0]
+        following[i], last[length] = last.get(length), i
+    out, pos, i = [], 0, 0
+    while i < len(runs):
+        close = following[i]
+        if close is None:
+            i += 1
+            continue
+        out.append(text[pos:runs[i][0]] + " ")
+        pos, i = runs[close][1], close + 1
+    return "".join(out) + text[pos:]
+
+
+def rendered_links(text: str, *, markdown: bool) -> list[str]:
+    """Link targets a reader could click in a markdown block (`markdown`: [label](url), <url> autolinks,
+    bare URLs) or in mrkdwn (<url|label>, <url>, bare URLs, which Slack links), code excluded in both.
+    A model of Slack's renderers for telling literal text from a link, not a full Markdown parser."""
+    plain = _outside_code(text)
+    found = _MD_LINK.findall(plain) if markdown else []
+    return found + _ANGLE_LINK.findall(plain) + _BARE_URL.findall(plain)
+
+
 @dataclass
 class Call:
     method: str
@@ -143,6 +191,12 @@ class Message:
         """What a reader sees: the markdown blocks' text when there are any, else `text`."""
         parts = [b.get("text", "") for b in self.blocks or [] if b.get("type") == "markdown"]
         return "\n".join(parts) if parts else self.text
+
+    def links(self) -> list[str]:
+        """Every link target a reader could click, in the markdown blocks and in the `text` fallback (see
+        `rendered_links`)."""
+        blocks = [b.get("text", "") for b in self.blocks or [] if b.get("type") == "markdown"]
+        return [u for md in blocks for u in rendered_links(md, markdown=True)] + rendered_links(self.text, markdown=False)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
@@ -761,14 +815,15 @@ class SlackEmulator:
         return {"files": completed}
 
     def _file_json(self, record: dict) -> dict:
-        url = f"{self.base_url}/_emu/files/{record['id']}"
         name = record["filename"]
+        url = self.file_url(record["id"], name)
         mimetype = record.get("mimetype") or mimetypes.guess_type(name)[0] or "application/octet-stream"
         out = {"id": record["id"], "name": name, "title": record["title"], "mimetype": mimetype,
                "filetype": name.rsplit(".", 1)[-1].lower() if "." in name else "binary",
                "size": record.get("size", len(record["content"])), "user": record.get("user", self.bot_user_id),
                "mode": record.get("mode", "hosted"), "is_external": record.get("mode") == "external",
-               "url_private": url, "url_private_download": f"{url}?download=1", "permalink": url,
+               "url_private": url, "url_private_download": self.file_url(record["id"], name, download=True),
+               "permalink": url,
                "created": int(time.time())}
         return out | (record.get("extra") or {})
 
@@ -995,15 +1050,22 @@ class SlackEmulator:
         pending["content"] = data
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
 
+    def file_url(self, file_id: str, name: str, *, download: bool = False) -> str:
+        """Where Slack serves a file: /files-pri/<team>-<file>/[download/]<name> on its file host (here,
+        the emulator's own origin), the name percent-encoded as one path segment."""
+        segment = quote(name.replace("/", "_").replace("\\", "_"), safe="") or "file"
+        return f"{self.base_url}/files-pri/{self.team_id}-{file_id}/{'download/' if download else ''}{segment}"
+
     async def _handle_file(self, request: web.Request) -> web.Response:
         """url_private(_download): the bytes for the bot token with files:read, Slack's sign-in page otherwise."""
         header = request.headers.get("Authorization", "")
         authorized = header == f"Bearer {self.bot_token}" and "files:read" in self.scopes
-        self.file_requests.append({"host": request.host, "path": request.path_qs, "file": request.match_info["file_id"],
+        file_id = request.match_info["team_file"].rpartition("-")[2]
+        self.file_requests.append({"host": request.host, "path": request.path_qs, "file": file_id,
                                    "authorization": bool(header), "authorized": authorized, "time": time.time()})
         if not authorized:  # what Slack answers a browser or a token without files:read
             return web.Response(text=SIGN_IN_PAGE, content_type="text/html", charset="utf-8")
-        record = next((r for r in self.files if r["id"] == request.match_info["file_id"]), None)
+        record = next((r for r in self.files if r["id"] == file_id), None)
         if record is None or record.get("deleted"):
             return web.Response(status=404, text="file_not_found", content_type="text/plain")
         if record.get("redirect_to"):
@@ -1372,7 +1434,8 @@ class SlackEmulator:
         app = web.Application(client_max_size=100 * 2**20, middlewares=[self._control_guard, self._control_errors])
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/_emu/upload/{file_id}", self._handle_upload)
-        app.router.add_get("/_emu/files/{file_id}", self._handle_file)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._handle_file)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_file)
         app.router.add_post("/_emu/response/{rid}", self._handle_response_url)
         app.router.add_get("/_emu/state", self._http_state)
         app.router.add_get("/_emu/calls", self._http_calls)

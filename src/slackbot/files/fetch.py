@@ -1,9 +1,10 @@
 """Files people share become content parts of the turn: the download side (I/O).
 
-* The bot token goes only to Slack's file host (`kinds.allowed_origin`), only in the
-  `Authorization` header, never in a URL. Redirects are followed by hand: to another allowed URL
-  with the token, anywhere else not at all (the file is reported unreachable), so the token can
-  never ride along to another host.
+* The bot token goes only to Slack's file paths on Slack's file host (`kinds.may_send_token`: never
+  a Web API method, another host or port), only in the `Authorization` header, never in a URL. The
+  URL is sent exactly as checked (no re-quoting or path normalising on the way). Redirects are
+  followed by hand: to another allowed URL with the token, anywhere else not at all (the file is
+  reported unreachable), so the token can never ride along elsewhere.
 * Downloads stream in chunks and stop as soon as the byte cap is passed: no more than the cap is
   ever held in memory, whatever Content-Length claims.
 * Without `files:read` Slack answers a file URL with its sign-in page (HTTP 200, text/html):
@@ -20,6 +21,7 @@ from typing import Any, Iterable
 from urllib.parse import urljoin
 
 import aiohttp
+from yarl import URL
 
 from ..config import Settings
 from . import kinds
@@ -46,9 +48,9 @@ class TurnInput:
 
     @property
     def note(self) -> str:
-        """One line per skipped file. The streamer shows a note as one italic line (`_note_`), so the
-        lines are joined to close and reopen the italics around each newline."""
-        return "_\n_".join(self.notes)
+        """One line per skipped file, at most kinds.NOTE_LINES of them. The streamer shows a note as one
+        italic line (`_note_`), so the lines are joined to close and reopen the italics around each newline."""
+        return "_\n_".join(kinds.note_lines(self.notes))
 
 
 class Skipped(Exception):
@@ -100,11 +102,11 @@ async def download(http: aiohttp.ClientSession, url: str, settings: Settings, *,
                    html_ok: bool = False) -> bytearray:
     """The file's bytes, at most `cap` of them, fetched with the bot token from Slack's file host only."""
     for _ in range(_MAX_REDIRECTS + 1):
-        if not kinds.allowed_origin(url, settings.slack_api_url):
-            raise Skipped("unreachable", "not Slack's file host")
+        if not kinds.may_send_token(url, settings.slack_api_url):
+            raise Skipped("unreachable", "not a Slack file URL")
         headers = {"Authorization": f"Bearer {settings.bot_token}"}
         try:
-            async with http.get(url, headers=headers, allow_redirects=False) as resp:
+            async with http.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
                 if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                     url = urljoin(url, resp.headers["Location"])
                     continue

@@ -13,10 +13,11 @@ first), so the same rules hold for a turn's own files and for a thread rebuilt f
 from __future__ import annotations
 
 import base64
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 def _sdk_mime_table() -> dict[str, str]:
@@ -137,6 +138,29 @@ def posted_by_bot(file: dict, bot_user_id: str | None, bot_id: str | None = None
     return bool((bot_user_id and file.get("user") == bot_user_id) or (bot_id and file.get("bot_id") == bot_id))
 
 
+# Longer than any name or MIME type Slack gives (file systems cap names at 255 bytes; RFC 6838 caps a
+# MIME type's two names at 127 characters each): a file claiming more is skipped, not shown.
+_MAX_NAME_CHARS = 1000
+_MAX_MIME_CHARS = 255
+_MAX_URL_CHARS = 4000
+_TEXT_FIELDS = {"id": 100, "name": _MAX_NAME_CHARS, "title": _MAX_NAME_CHARS, "mimetype": _MAX_MIME_CHARS,
+                "filetype": 100, "mode": 100, "file_access": 100, "user": 100, "bot_id": 100,
+                "url_private": _MAX_URL_CHARS, "url_private_download": _MAX_URL_CHARS}
+
+
+def bad_field(file: dict) -> str | None:
+    """The first field of a file object that is not as Slack sends it (a size that is not a count,
+    a 3,000-character MIME type, a list for a name), or None. Such a file is skipped on its own."""
+    size = file.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        return "size"
+    for key, limit in _TEXT_FIELDS.items():
+        value = file.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            return key
+    return None
+
+
 def plan(files: typing.Iterable[dict], *, bot_user_id: str | None, max_files: int, max_file_bytes: int,
          max_turn_bytes: int) -> Plan:
     """Which files to fetch, in the given order, and one note per file that is skipped."""
@@ -146,8 +170,11 @@ def plan(files: typing.Iterable[dict], *, bot_user_id: str | None, max_files: in
         if not isinstance(file, dict) or posted_by_bot(file, bot_user_id):
             continue
         name = display_name(file)
-        url = str(file.get("url_private_download") or file.get("url_private") or "")
-        size = int(file.get("size") or 0)
+        if bad_field(file):
+            out.notes.append(skip_note(name, "malformed"))
+            continue
+        url = file.get("url_private_download") or file.get("url_private") or ""
+        size = file.get("size") or 0
         kind = classify(file)
         if file.get("mode") in _UNREACHABLE_MODES or file.get("file_access") == "check_file_info" or not url:
             out.notes.append(skip_note(name, "unreachable"))
@@ -166,10 +193,12 @@ def plan(files: typing.Iterable[dict], *, bot_user_id: str | None, max_files: in
 
 
 def skip_note(name: str, reason: str, *, cap: int = 0, mime: str = "") -> str:
-    """One short line naming the file and why Gemini did not get it."""
-    shown = f"“{safe(name)}”"
-    what = safe(mime) or "this kind of file"
+    """One short line naming the file and why Gemini did not get it (Markdown: the name and type are
+    code spans, see `literal`)."""
+    shown = literal(name)
+    what = literal(mime) if mime.strip() else "this kind of file"
     reasons = {
+        "malformed": f"Slack described {shown} in a way I can't read, so I answered without it.",
         "unreachable": f"I couldn't open {shown} (it may be deleted, external or restricted), so I answered without it.",
         "type": f"I can't read {shown} ({what}), so I answered without it.",
         "too_big": f"{shown} is over the {_size(cap)} per-file limit, so I answered without it.",
@@ -185,9 +214,30 @@ def _size(n: int) -> str:
     return f"{n / MB:g} MB" if n >= MB else f"{n / 1024:g} KB" if n >= 1024 else f"{n} bytes"
 
 
-def safe(text: str) -> str:
-    """A file name or type as it may appear in a Slack message: no markup, no mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+# A name or type in a note is cut to this many characters, so ten skipped files stay one short note.
+NOTE_NAME_CHARS = 60
+# Past this many skipped files, the rest are counted in one line.
+NOTE_LINES = 6
+
+
+def literal(text: str, limit: int = NOTE_NAME_CHARS) -> str:
+    """Someone's file name or MIME type as literal text in Markdown: an inline code span, so in the
+    markdown block and in the mrkdwn fallback alike `[Reset your password](https://evil…)`, a bare URL,
+    `*`, `_` or `<!channel>` show as typed, never as a link, emphasis or mention (the renderer still
+    neutralises Slack tokens, in code too). Backticks become quotes (they would close the span), any
+    whitespace run is one space, and long text is cut with "…"."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text[: limit * 4]).split()).replace("`", "'")
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return f"`{flat or '?'}`"
+
+
+def note_lines(notes: list[str]) -> list[str]:
+    """At most NOTE_LINES lines: past that, the last one counts the files not named."""
+    if len(notes) <= NOTE_LINES:
+        return list(notes)
+    more = len(notes) - (NOTE_LINES - 1)
+    return [*notes[: NOTE_LINES - 1], f"{more} more files were skipped, so I answered without them."]
 
 
 def text_part(name: str, data: bytes) -> dict:
@@ -200,16 +250,45 @@ def media_part(part: str, mime: str, data: bytes) -> dict:
     return {"type": part, "mime_type": mime, "data": base64.b64encode(data).decode("ascii")}
 
 
-def allowed_origin(url: str, api_url: str) -> bool:
-    """Only URLs on Slack's file host get the bot token: https on files.<API host> (files.slack.com,
-    files.slack-gov.com), or exactly the origin of SLACK_API_URL (GovSlack proxies, the emulators)."""
+# Slack's documented file URLs: url_private is /files-pri/<team>-<file>/<name>, url_private_download
+# /files-pri/<team>-<file>/download/<name>. The id segment is letters, digits and one "-".
+_FILE_ID = re.compile(r"[A-Za-z0-9]{1,40}-[A-Za-z0-9]{1,40}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def may_send_token(url: str, api_url: str) -> bool:
+    """Whether `url` may be fetched with the bot token: a Slack file path, on Slack's file host (https on
+    files.<API host>: files.slack.com, files.slack-gov.com) or on SLACK_API_URL's own origin (GovSlack
+    proxies, the emulators). Nothing else: not a Web API method (`/api/chat.postMessage?...` would act
+    as the bot), not another port, no userinfo, and nothing a server could read as another path after
+    decoding (`..`, `%2e%2e`, `%2f`, `//`, backslashes, control characters)."""
+    if len(url) > _MAX_URL_CHARS or any(not "!" <= c <= "~" or c == "\\" for c in url):
+        return False  # printable ASCII only: what is checked here is exactly what goes on the wire
     try:
         target, api = urlsplit(url), urlsplit(api_url)
-        target_port, api_port = target.port, api.port
-    except ValueError:
+        origin = (target.scheme, target.hostname, target.port or _DEFAULT_PORTS.get(target.scheme))
+        api_origin = (api.scheme, api.hostname, api.port or _DEFAULT_PORTS.get(api.scheme))
+    except ValueError:  # a port that is not a number
         return False
-    if not target.hostname or target.username or target.password:
+    if "@" in target.netloc or target.netloc.endswith(":") or target.fragment or not target.hostname:
         return False
-    if (target.scheme, target.hostname, target_port) == (api.scheme, api.hostname, api_port):
-        return True
-    return target.scheme == "https" and target_port in (None, 443) and target.hostname == f"files.{api.hostname}"
+    if origin != api_origin and origin != ("https", f"files.{api.hostname}", 443):
+        return False
+    return _is_file_path(target.path)
+
+
+def _is_file_path(path: str) -> bool:
+    segments = path.split("/")
+    if len(segments) not in (4, 5) or segments[:2] != ["", "files-pri"] or not _FILE_ID.fullmatch(segments[2]):
+        return False
+    if len(segments) == 5 and segments[3] != "download":
+        return False
+    name = segments[-1]
+    for _ in range(4):  # however many times a server decodes it, the name stays one plain segment
+        if name in ("", ".", "..") or "/" in name or "\\" in name or not name.isprintable():
+            return False
+        decoded = unquote(name)
+        if decoded == name:
+            return True
+        name = decoded
+    return False
