@@ -286,3 +286,25 @@ async def test_partner_org_reply_continues_the_thread_under_the_installing_works
         assert any(k == f"{prefix}:seen:msg:T0001:C_GENERAL:{reply.message.ts}" for k in keys)
     finally:
         await client.aclose()
+
+
+# --- 25.10 name look-ups are bounded --------------------------------------------------------------------
+
+async def test_a_message_mentioning_1500_people_costs_a_bounded_number_of_name_lookups(
+        bot, slack_emu, gemini_emu, redis_url, prefix):
+    # 25.10: found 1,501 users.info calls for one message (1,399 of them answered 429).
+    ids = [f"U{n:05d}X" for n in range(1500)]
+    gemini_emu.script(match="who are", text="A crowd.")
+    await slack_emu.user_message("D_ALICE", "who are <@U_BOB> and " + " ".join(f"<@{u}>" for u in ids) + "?")
+    await eventually(lambda: bot_texts(slack_emu, "D_ALICE") == ["A crowd."], message="the answer")
+    lookups = [c for c in slack_emu.calls if c.method == "users.info"]
+    assert 1 <= len(lookups) <= 20  # SLACKBOT_NAME_LOOKUPS_PER_TURN's default
+    assert not [c for c in lookups if c.status == 429]
+    sent = gemini_emu.model_creates()[-1]["input"]
+    assert sent.startswith("who are @Bob Brown and ")  # names within the cap, the rest stay ids
+    assert f"@{ids[-1]}?" in sent and sent.count("@U") >= 1500 - 20
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:  # spent through the workspace's bucket, shared by every replica
+        assert await client.exists(f"{prefix}:bucket:names:T0001")
+    finally:
+        await client.aclose()

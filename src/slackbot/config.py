@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     max_messages_per_answer: int = Field(8, ge=1, le=50, **_env("MAX_MESSAGES_PER_ANSWER"))
     replies_budget_per_minute: float = Field(1.0, gt=0, **_env("REPLIES_BUDGET_PER_MINUTE"))
     replies_wait_seconds: float = Field(3.0, ge=0, **_env("REPLIES_WAIT_SECONDS"))
+    name_lookups_per_turn: int = Field(20, ge=0, **_env("NAME_LOOKUPS_PER_TURN"))
+    names_budget_per_minute: float = Field(90.0, gt=0, **_env("NAMES_BUDGET_PER_MINUTE"))
 
     # --- Turns: concurrency, crash survival, cost guard ---------------------------------------
     max_concurrent_turns: int = Field(200, ge=1, **_env("MAX_CONCURRENT_TURNS"))

@@ -3,6 +3,8 @@
 `conversations.replies` is Tier 1 for non-Marketplace apps (1 call a minute, 15 messages), so
 it is spent through one Redis bucket per workspace shared by every replica, and only when the
 bot has no chain for a thread: a mention inside a people's thread, or a chain Gemini forgot.
+`users.info` (Tier 4) is spent the same way, and at most SLACKBOT_NAME_LOOKUPS_PER_TURN times a
+turn: a message mentioning 1,500 people costs 20 calls, and the rest stay ids.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import Settings
+from ..files.kinds import display_name
 from ..slack_out.render import mentioned_user_ids, slack_to_prompt
 from ..store import Budget, RedisError, Store
 
@@ -26,36 +29,91 @@ REPLIES_LIMIT = 15
 
 
 class NameCache:
-    """user id -> display name, bounded and expiring so the process stays flat."""
+    """user id -> display name, bounded and expiring so the process stays flat. Look-ups go through
+    a turn's `TurnNames`, which caps them."""
 
-    def __init__(self, client: AsyncWebClient, size: int = 2000, ttl: float = 3600):
+    def __init__(self, client: AsyncWebClient, store: Store, settings: Settings, size: int = 2000,
+                 ttl: float = 3600):
         self.client = client
+        self.store = store
+        self.settings = settings
         self.size = size
         self.ttl = ttl
         self._names: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
-    async def name(self, user_id: str) -> str:
+    def for_turn(self, team: str) -> TurnNames:
+        return TurnNames(self, team, self.settings.name_lookups_per_turn)
+
+    def cached(self, user_id: str) -> str | None:
         hit = self._names.get(user_id)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        try:
-            resp = await self.client.users_info(user=user_id)
-            user = resp["user"]
-            profile = user.get("profile") or {}
-            name = profile.get("real_name") or user.get("real_name") or profile.get("display_name") or user.get("name")
-        except (SlackApiError, KeyError, TypeError):
-            name = None
-        name = name or user_id
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
+    def remember(self, user_id: str, name: str) -> None:
         self._names[user_id] = (time.monotonic() + self.ttl, name)
         self._names.move_to_end(user_id)
         while len(self._names) > self.size:
             self._names.popitem(last=False)
-        return name
+
+    async def look_up(self, team: str, user_id: str) -> str | None:
+        """users.info, if the workspace's shared budget has a token now (never waits: a name is not
+        worth delaying an answer); None when there is no token or Slack did not answer."""
+        bucket = f"names:{team}"
+        per_minute = self.settings.names_budget_per_minute
+        try:
+            if await self.store.take_now(bucket, Budget(per_minute / 60.0, max(1.0, per_minute / 4))) > 0:
+                return None
+            resp = await self.client.users_info(user=user_id)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            return None
+        except SlackApiError as exc:
+            if exc.response is not None and exc.response.status_code == 429:
+                await _penalize(self.store, bucket, exc)
+                return None
+            name = user_id  # user_not_found and the like: remembered as the id
+        else:
+            user = resp.get("user") or {}
+            profile = user.get("profile") or {}
+            name = (profile.get("real_name") or user.get("real_name") or profile.get("display_name")
+                    or user.get("name") or user_id)
+        self.remember(user_id, str(name))
+        return str(name)
+
+
+class TurnNames:
+    """One turn's name look-ups: cached names are free; at most `left` users.info calls, and none
+    after the shared budget said no once."""
+
+    def __init__(self, cache: NameCache, team: str, left: int):
+        self.cache, self.team, self.left = cache, team, left
+
+    async def name(self, user_id: str) -> str:
+        return await self._name(user_id) or user_id
+
+    async def _name(self, user_id: str) -> str | None:
+        if (hit := self.cache.cached(user_id)) is not None:
+            return hit
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        found = await self.cache.look_up(self.team, user_id)
+        if found is None:
+            self.left = 0
+        return found
 
     async def readable(self, text: str, bot_user_id: str | None) -> str:
-        ids = [u for u in mentioned_user_ids(text) if u != bot_user_id]
-        names = {u: await self.name(u) for u in ids}
+        names = {}
+        for uid in mentioned_user_ids(text):
+            if uid != bot_user_id and (found := await self._name(uid)) is not None:
+                names[uid] = found
         return slack_to_prompt(text, names, bot_user_id)
+
+
+async def _penalize(store: Store, bucket: str, exc: SlackApiError) -> None:
+    """Slack said 429 anyway: every replica's takers of this bucket wait Retry-After."""
+    try:
+        await store.penalize(bucket, float(exc.response.headers.get("Retry-After", 60)))
+    except (RedisError, OSError, ValueError):
+        pass
 
 
 async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, *, team: str, channel: str,
@@ -74,7 +132,7 @@ async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, 
         return None
     except SlackApiError as exc:
         if exc.response is not None and exc.response.status_code == 429:
-            await store.penalize(f"replies:{team}", float(exc.response.headers.get("Retry-After", 60)))
+            await _penalize(store, f"replies:{team}", exc)
         log.warning("conversations.replies failed", extra={"channel": channel, "error": exc.response.get("error")})
         return None
     return list(resp.get("messages") or [])
@@ -86,7 +144,7 @@ class Transcript:
     files: list[dict] = field(default_factory=list)  # people's files in those messages, oldest first
 
 
-async def thread_transcript(client: AsyncWebClient, store: Store, settings: Settings, names: NameCache, *,
+async def thread_transcript(client: AsyncWebClient, store: Store, settings: Settings, names: TurnNames, *,
                             team: str, channel: str, thread_ts: str, exclude_ts: str,
                             bot_user_id: str | None) -> Transcript | None:
     """The thread's recent messages as a transcript (with the files people shared in them), or None
@@ -102,7 +160,7 @@ async def thread_transcript(client: AsyncWebClient, store: Store, settings: Sett
         is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
         shared = [] if is_bot else [f for f in msg.get("files") or [] if isinstance(f, dict)]  # never our own
         files.extend(shared)
-        text += "".join(f" [shared the file “{f.get('name') or f.get('title') or 'file'}”]" for f in shared)
+        text += "".join(f" [shared the file “{display_name(f)}”]" for f in shared)
         if not text.strip():
             continue
         speaker = "Assistant" if is_bot else await names.name(msg.get("user", "someone"))

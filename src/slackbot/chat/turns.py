@@ -36,7 +36,7 @@ from ..slack_out.plan import Policy
 from ..slack_out.poster import SlackPoster
 from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
-from .context import NameCache, thread_transcript, with_transcript
+from .context import NameCache, TurnNames, thread_transcript, with_transcript
 from .intake import Turn
 from .profiles_lookup import channel_name
 
@@ -82,7 +82,7 @@ class TurnRunner:
         self.client = client
         self.tasks = tasks
         self.owner = f"r-{uuid.uuid4().hex[:10]}"
-        self.names = NameCache(client)
+        self.names = NameCache(client, store, settings)
         self.slots = asyncio.Semaphore(settings.max_concurrent_turns)
         self._active: dict[str, _Active] = {}
         self._local_locks: dict[str, asyncio.Lock] = {}
@@ -279,12 +279,12 @@ class TurnRunner:
             return self._consume(record, delivery, stop, items, extras)
         if recovered and record.interaction_id:
             return await consume(self.gemini.replay_turn(record.interaction_id)), ""
-        message = await self.names.readable(record.text, record.bot_user_id or None)
+        names = self.names.for_turn(record.team)  # this turn's allowance of users.info calls
+        message = await names.readable(record.text, record.bot_user_id or None)
         if head is None and (record.in_existing_thread or record.kind == "reply"):
-            user_input, note = await self._with_thread(record, message, "You were just mentioned in a Slack thread."
-                                                       if record.kind == "mention" else
-                                                       "This Slack thread's earlier conversation is not in memory.",
-                                                       NO_READBACK)
+            reason = ("You were just mentioned in a Slack thread." if record.kind == "mention" else
+                      "This Slack thread's earlier conversation is not in memory.")
+            user_input, note = await self._with_thread(record, names, message, reason, NO_READBACK)
         else:  # files shared with this message go in as content parts; a follow-up has them in the chain
             given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
             user_input, note = given.input, given.note
@@ -294,7 +294,7 @@ class TurnRunner:
             if exc.kind != "not_found" or head is None:
                 raise
         # Gemini's retention lapsed: rebuild from Slack and start a new chain
-        user_input, note = await self._with_thread(record, message,
+        user_input, note = await self._with_thread(record, names, message,
                                                    "Our earlier conversation in this Slack thread expired.", FRESH_CHAIN)
         extras.__init__()  # what the failed first try collected is not this answer's
         return await consume(self.gemini.stream_turn(user_input, None, profile)), note
@@ -334,13 +334,13 @@ class TurnRunner:
                     raise Stopped()
         raise GeminiError("stream_failed", "no completion")
 
-    async def _with_thread(self, record: TurnRecord, message: str, reason: str,
+    async def _with_thread(self, record: TurnRecord, names: TurnNames, message: str, reason: str,
                            fallback_note: str) -> tuple[str | list, str]:
         """(input, note): the thread as context when the shared budget allows, else the message alone;
         with the files of this message and, newest first within the caps, of the thread."""
         bot = record.bot_user_id or None
         transcript = await thread_transcript(
-            self.client, self.store, self.settings, self.names, team=record.team, channel=record.channel,
+            self.client, self.store, self.settings, names, team=record.team, channel=record.channel,
             thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
             given = await turn_parts(record.files, message, self.settings, bot_user_id=bot)
