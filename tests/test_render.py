@@ -367,8 +367,13 @@ AUDITED_REGEXES = {
 # (Plus the bot-mention pattern _drop_bot_mentions builds: a scan from each "<@BOT" stops at "<" or ">";
 # the blanks around a mention are measured from it, never searched for.)
 # answer.py's table patterns run only on table rows and on cells cut to a bounded length first (_plain);
-# sandbox/server.py's FILE_ID is a bounded fullmatch of a URL path part.
-AUDITED_MODULES = {"slackbot.slack_out.render", "slackbot.slack_out.answer", "slackbot.sandbox.server"}
+# sandbox/server.py's FILE_ID and files/kinds.py's _FILE_ID are bounded fullmatches of a URL path part.
+# emulators/slack.py's rendered_links (tests read what a reader could click): _FENCE_LINE is a match() at a
+# line start with bounded repeats; _BACKTICKS takes each run once; _MD_LINK, _ANGLE_LINK and _BARE_URL scan
+# from a fixed prefix ("](", "<", "http"/"www.") to the first space or bracket, so each char is scanned
+# from one start.
+AUDITED_MODULES = {"slackbot.slack_out.render", "slackbot.slack_out.answer", "slackbot.sandbox.server",
+                   "slackbot.files.kinds", "slackbot.emulators.slack"}
 # settings, profiles and the bench see no user or Gemini text
 
 

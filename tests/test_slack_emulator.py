@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qs
 
 import aiohttp
@@ -531,3 +532,9 @@ def test_rendered_links_tell_literal_text_from_links():
     assert set(rendered_links("<https://h.example|Slack login> [i](https://i.example) `https://j`",
                               markdown=False)) == {"https://h.example", "https://i.example"}
     assert rendered_links("&lt;!channel&gt; `<https://l|y>`", markdown=False) == []
+    # linear: each shape took milliseconds (the guard only catches a relapse into something absurd)
+    for text in ("](" + " " * 50_000, "`" * 50_000, "` " * 25_000, "` `` " * 10_000, "http://" * 10_000,
+                 "<a:" * 20_000, "](](" * 20_000, "```\n" * 20_000):
+        started = time.process_time()
+        rendered_links(text, markdown=True), rendered_links(text, markdown=False)
+        assert time.process_time() - started < 1.5, text[:10]

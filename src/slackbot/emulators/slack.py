@@ -1060,7 +1060,7 @@ class SlackEmulator:
         """url_private(_download): the bytes for the bot token with files:read, Slack's sign-in page otherwise."""
         header = request.headers.get("Authorization", "")
         authorized = header == f"Bearer {self.bot_token}" and "files:read" in self.scopes
-        file_id = request.match_info["team_file"].rpartition("-")[2]
+        file_id = request.match_info.get("file_id") or request.match_info["team_file"].rpartition("-")[2]
         self.file_requests.append({"host": request.host, "path": request.path_qs, "file": file_id,
                                    "authorization": bool(header), "authorized": authorized, "time": time.time()})
         if not authorized:  # what Slack answers a browser or a token without files:read
@@ -1436,6 +1436,7 @@ class SlackEmulator:
         app.router.add_post("/_emu/upload/{file_id}", self._handle_upload)
         app.router.add_get("/files-pri/{team_file}/{name}", self._handle_file)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_file)
+        app.router.add_get("/_emu/files/{file_id}", self._handle_file)  # by id, for local tools (the sandbox page)
         app.router.add_post("/_emu/response/{rid}", self._handle_response_url)
         app.router.add_get("/_emu/state", self._http_state)
         app.router.add_get("/_emu/calls", self._http_calls)
