@@ -186,6 +186,34 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05, m
         await asyncio.sleep(interval)
 
 
+# --- what the bot reports about itself: positive signals to wait for ----------------------------------
+def bot_url(slack_emu) -> str:
+    """The base URL of the bot the Slack emulator delivers to."""
+    return slack_emu.app_url.removesuffix("/slack/events")
+
+
+async def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples on the bot's /metrics page that carry these labels (0 when none),
+    read as a Prometheus scraper reads it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as r:
+            page = await r.text()
+    return sum(s.value for family in text_string_to_metric_families(page) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def events(url: str, outcome: str) -> float:
+    """Slack events the bot has counted with this outcome (accepted, ignored, duplicate, redis_down)."""
+    return await metric(url, "slackbot_events_total", outcome=outcome)
+
+
+async def idle(url: str) -> bool:
+    """True once the bot has no answer (or its tidying) in flight."""
+    return await metric(url, "slackbot_work_in_flight") == 0
+
+
 # --- real bot processes (crash tests) ---------------------------------------------------------------
 def process_env(settings: Settings, **extra: str) -> dict:
     """The environment of a `slackbot serve` process with these (test-sized) settings."""

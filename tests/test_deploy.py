@@ -6,22 +6,23 @@ No Docker engine or cluster is involved: the files are parsed and checked agains
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import fnmatch
 import json
 import re
+import secrets
 import shlex
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from conftest import bot_settings
-from slackbot.app import build_bolt, build_services, build_web, health_routes
+from conftest import bot_settings, free_port, wait_ready
+from slackbot.app import build_bolt, build_services, build_web, run_worker
 from slackbot.cli import main as cli_main
 from slackbot.config import Settings
 
@@ -59,8 +60,8 @@ def _same_as_default(name: str, text: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def routes() -> dict[str, set[str]]:
-    """GET paths served by `slackbot serve` (from the real web app) and by `slackbot worker` (app.py source)."""
+def routes(redis_url) -> dict[str, set[str]]:
+    """GET paths served by `slackbot serve` (from the real web app) and by `slackbot worker` (asked over HTTP)."""
     settings = bot_settings(redis_url="redis://127.0.0.1:9/0", prefix="deploy-test",
                             slack_emu=SimpleNamespace(api_url="http://127.0.0.1:9/api/"),
                             gemini_emu=SimpleNamespace(base_url="http://127.0.0.1:9"), port=9)
@@ -68,13 +69,32 @@ def routes() -> dict[str, set[str]]:
     web_app = build_web(services, build_bolt(services))
     serve_paths = {r.resource.canonical for r in web_app.router.routes() if r.method == "GET"}
     asyncio.run(services.close())
-    # run_worker serves exactly the shared health routes (and no Slack endpoint)
-    tree = ast.parse((ROOT / "src/slackbot/app.py").read_text())
-    (run_worker,) = [n for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "run_worker"]
-    assert any(isinstance(n, ast.Name) and n.id == "health_routes" for n in ast.walk(run_worker))
-    worker_paths = {r.path for r in health_routes(services) if r.method == "GET"}
+    worker = settings.model_copy(update={"redis_url": redis_url, "port": free_port(),
+                                         "redis_prefix": f"slackbot-test-{secrets.token_hex(4)}"})
+    worker_paths = asyncio.run(_worker_answers(worker, serve_paths))
     assert {"/healthz", "/readyz"} <= serve_paths and worker_paths, (serve_paths, worker_paths)
     return {"serve": serve_paths, "worker": worker_paths}
+
+
+async def _worker_answers(settings: Settings, paths: set[str]) -> set[str]:
+    """Which of these GET paths a running `slackbot worker` (app.run_worker) serves; it has no Slack endpoint."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop=stop))
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        await wait_ready(settings.port)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/slack/events", data="{}") as resp:
+                assert resp.status == 404, "the worker takes no Slack events"
+            served = set()
+            for path in sorted(paths):
+                async with http.get(f"{url}{path}") as resp:
+                    if resp.status != 404:
+                        served.add(path)
+            return served
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 def _accepted_by_cli(subcommand: str) -> bool:

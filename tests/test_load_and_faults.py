@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import RedisServer, eventually, free_port, start_bot, stop_bot
+from conftest import RedisServer, events, eventually, free_port, idle, start_bot, stop_bot
 from test_chat import MENTION, answered, head, joined, thread_bot_texts, visible_updates
 
 from slackbot.emulators.slack import Channel
@@ -189,18 +189,19 @@ async def test_redis_outage_fails_readiness_and_events_are_redelivered_once(sett
             server.stop()
             async with http.get(f"{bot.url}/readyz") as r:
                 assert r.status == 503
+            refused, duplicates = await events(bot.url, "redis_down"), await events(bot.url, "duplicate")
             d = await slack_emu.user_message("C_GENERAL", f"{MENTION} are you there?")
             mention = next(x for x in d.all if x.payload["event"]["type"] == "app_mention")
             assert mention.status == 503, "not acked: Slack will redeliver"
-            await asyncio.sleep(0.3)
-            assert slack_emu.bot_messages("C_GENERAL") == []
+            assert await events(bot.url, "redis_down") - refused >= 1, "counted as refused, nothing started"
             restarted = RedisServer(server.port).start()
             await eventually(lambda: _ready(http, bot.url), 10, message="ready again")
             for retry in (1, 2):
                 for x in d.all:
                     assert (await slack_emu.redeliver(x, retry_num=retry)).status == 200
+            # the second round was acked as duplicates, so once the one answer is done nothing else is coming
+            assert await events(bot.url, "duplicate") - duplicates >= 1
             await answered(slack_emu, gemini_emu, "C_GENERAL", d.message.ts)
-            await asyncio.sleep(0.5)
             assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) == 1
             assert len(gemini_emu.model_creates()) == 1
     finally:
@@ -212,6 +213,11 @@ async def test_redis_outage_fails_readiness_and_events_are_redelivered_once(sett
 async def _ready(http, url):
     async with http.get(f"{url}/readyz") as r:
         return r.status == 200
+
+
+async def _not_ready(http, url):
+    async with http.get(f"{url}/readyz") as r:
+        return r.status == 503 and (await r.json())["accepting"] is False
 
 
 async def test_redis_restart_mid_answer_does_not_crash(settings_for, slack_emu, gemini_emu):
@@ -275,7 +281,7 @@ async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, s
     for d in deliveries[:60]:  # replayed deliveries change nothing
         for x in d.all or [d]:
             await slack_emu.redeliver(x, retry_num=1)
-    await eventually(lambda: _work_in_flight(bot.url), 60, interval=0.2, message="all answers finished")
+    await eventually(lambda: idle(bot.url), 60, interval=0.2, message="all answers finished")
     inputs = Counter(c["input"] for c in gemini_emu.model_creates())
     assert inputs and all(n == 1 for n in inputs.values()), "a message was answered twice"
     assert not any(k.startswith("aside") or k.startswith("chatter") for k in inputs)
@@ -293,15 +299,6 @@ async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, s
         await client.aclose()
 
 
-async def _work_in_flight(url: str) -> bool:
-    """True once the bot reports no answers in flight (its process-side state is back to empty)."""
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/metrics") as r:
-            page = await r.text()
-    line = next(x for x in page.splitlines() if x.startswith("slackbot_work_in_flight "))
-    return float(line.split()[1]) == 0
-
-
 # Graceful shutdown (deploy issue): stop taking events, let answers in flight finish
 async def test_shutdown_refuses_new_events_and_finishes_answers_in_flight(settings_for, slack_emu, gemini_emu):
     bot = await start_bot(settings_for(shutdown_grace_seconds=15), slack_emu)
@@ -310,7 +307,8 @@ async def test_shutdown_refuses_new_events_and_finishes_answers_in_flight(settin
     d = await slack_emu.user_message("C_GENERAL", f"{MENTION} long answer")
     await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 5)
     bot.stop.set()
-    await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession() as http:
+        await eventually(lambda: _not_ready(http, bot.url), 5, message="the bot says it is shutting down")
     late = await slack_emu.user_message("C_GENERAL", f"{MENTION} too late")
     mention = next(x for x in late.all if x.payload["event"]["type"] == "app_mention")
     assert mention.status == 503, "Slack redelivers it to another replica"

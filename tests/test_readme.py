@@ -70,15 +70,37 @@ def test_sandbox_is_a_url_to_open_on_loopback_with_its_port_and_interface():
     assert "sandbox" in port_row and "sandbox uses `127.0.0.1`" in host_row
 
 
-def test_key_prefixes_of_tests_and_sandbox_are_the_ones_the_code_uses():
-    sandbox_source = (ROOT / "src" / "slackbot" / "sandbox" / "server.py").read_text()
-    conftest = (ROOT / "tests" / "conftest.py").read_text()
-    assert '`SLACKBOT_REDIS_PREFIX` + `:sandbox:` + a random suffix' in quick_start()
-    assert 'f"{s.redis_prefix}:sandbox:{secrets.token_hex(4)}"' in sandbox_source
-    assert "deleted when it stops" in quick_start() and "_delete_prefix" in sandbox_source
-    tests = README[README.index("## Tests"):README.index("## Benchmark")]
+def test_tests_write_under_a_prefix_of_their_own(prefix):
+    tests = README[README.index("## Tests"):]
     assert "`slackbot-test-` + a random suffix" in tests and "deletes only those keys" in tests
-    assert 'f"slackbot-test-{secrets.token_hex(4)}"' in conftest
+    assert re.fullmatch(r"slackbot-test-[0-9a-f]{8}", prefix), prefix
+
+
+async def test_sandbox_keys_are_under_its_own_prefix_and_go_when_it_stops(redis_url, prefix):
+    import aiohttp
+    import redis.asyncio as aioredis
+
+    from conftest import eventually
+    from test_sandbox import post_json, sandbox, sandbox_settings
+
+    assert "`SLACKBOT_REDIS_PREFIX` + `:sandbox:` + a random suffix" in quick_start()
+    assert "deleted when it stops" in quick_start()
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        async with sandbox(sandbox_settings(redis_url=redis_url, prefix=prefix)) as base, \
+                aiohttp.ClientSession() as http:
+            await post_json(http, f"{base}/api/user_message", {"channel": "C_GENERAL", "text": "<@UBOT> hello"})
+            keys = await eventually(lambda: _keys(client, prefix), message="the bot's keys")
+            assert {k.split(":")[1] for k in keys} == {"sandbox"}, keys
+            (suffix,) = {k.split(":")[2] for k in keys}  # one random suffix per sandbox run
+            assert re.fullmatch(r"[0-9a-f]{8}", suffix), suffix
+        assert await _keys(client, prefix) == []
+    finally:
+        await client.aclose()
+
+
+async def _keys(client, prefix: str) -> list[str]:
+    return [k async for k in client.scan_iter(match=f"{prefix}:*")]
 
 
 def test_partial_configuration_line_is_the_one_the_code_prints():
@@ -93,3 +115,47 @@ def test_partial_configuration_line_is_the_one_the_code_prints():
         assert shown == f"slackbot: configuration error: {exc}"
     else:
         raise AssertionError("a bot token without a signing secret must not start")
+
+
+# --- issue 17.7: the README is the product page; the design notes and the benchmark have documents of their own
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _cells(row: str) -> int:
+    """Cells in a Markdown table row; a `|` inside backticks or escaped is text, not a separator."""
+    count, code, previous = 0, False, ""
+    for char in row.strip().strip("|"):
+        if char == "`":
+            code = not code
+        elif char == "|" and not code and previous != "\\":
+            count += 1
+        previous = char
+    return count + 1
+
+
+def test_every_table_row_has_as_many_cells_as_its_header():
+    for path in DOCS:
+        header = None
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.startswith("|"):
+                header = None
+                continue
+            header = header or _cells(line)
+            assert _cells(line) == header, f"{path.name}:{number}: {_cells(line)} cells, the header has {header}"
+
+
+def test_relative_links_lead_somewhere():
+    for path in DOCS:
+        prose = re.sub(r"`[^`\n]*`", "", path.read_text())  # code spans show link syntax, they hold no links
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if target.startswith(("http://", "https://", "#")):
+                continue
+            assert (path.parent / target.split("#")[0]).exists(), f"{path.name} links to {target}"
+
+
+def test_readme_links_the_design_notes_and_the_benchmark():
+    assert "(docs/design.md)" in README and "(docs/benchmark.md)" in README
+    assert "## Benchmark" not in README and "### What is guaranteed" not in README, "moved to docs/"
+    design, bench = (ROOT / "docs" / "design.md").read_text(), (ROOT / "docs" / "benchmark.md").read_text()
+    assert "## What is guaranteed, and where" in design and "| Module | Holds |" in design
+    assert "| figure | planner | edits | planner / edits |" in bench

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from slackbot.slack_out.answer import final_messages
 from slackbot.slack_out.render import (
     DEFAULT_MESSAGE_CHARS,
     close_open_fences,
@@ -303,6 +304,9 @@ PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a 
     "indented fence": " " * 5000 + "```\n" + "x " * (N // 2),
     "token starts": "<@" * (N // 2), "link starts": "<a:b" * (N // 4), "bang starts": "<!here" * (N // 6),
     "id starts": "<@U1" * (N // 4), "subteam starts": "<!subteam^" * (N // 10),
+    # the final layout's table patterns (slack_out/answer.py) see only table rows and cells cut short first
+    "table rows": "| a | b |\n|---|---|\n" + "| **x** | `y` |\n" * (N // 16), "row of pipes": "|" + " |" * (N // 2),
+    "bold cell": "| " + "**" * (N // 2) + " |\n|---|\n| x |", "link cell": "| " + "[a](" * (N // 4) + " |\n|---|\n",
 }
 
 
@@ -333,6 +337,7 @@ def test_pathological_text_is_linear(shape):
     _guarded(close_open_fences, text)
     _guarded(message_payload, text)
     _guarded(neutralize_slack_markup, text)
+    _guarded(final_messages, text)
 
 
 def test_mentioned_user_ids():
@@ -351,46 +356,44 @@ def test_sources_section():
     assert s == "**Sources**\n1. [A (site)](https://a.com/x)\n2. [b.com/y (z)](https://b.com/y%20%28z%29)"
 
 
-# Every regex that sees user or Gemini text, with the reason it is linear. A new one fails this test until
-# it is audited here (and given a shape in PATHOLOGICAL above).
+# Every regex that sees user or Gemini text, with the reason it is linear; the proof is
+# test_pathological_text_is_linear, which runs each shape through every function that uses them. A new
+# pattern in either module fails the test below until it is audited here (and given a shape above).
 AUDITED_REGEXES = {
-    "_FENCE": "match() at a line start only; the indent run is backtracked over once",
-    "_HEADING": "match() at a line start; bounded repeats",
-    "_SPACES": "a lookbehind lets a blank run match only from its first char, so each run is scanned once",
-    "_LEADING_WS": "match() at one offset",
-    "_PARTIAL_FENCE": "fullmatch() of one line; the indent run is backtracked over once",
-    "_SLACK_TOKEN": "a scan from each '<' stops at the next '<' or '>'",
-    "_USER_MENTION": "a scan from each '<@' stops at the next '<' or '>'",
-    "_BLANKS": "match() at one offset",
-    "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
+    "slackbot.slack_out.render": {
+        "_FENCE": "match() at a line start only; the indent run is backtracked over once",
+        "_HEADING": "match() at a line start; bounded repeats",
+        "_SPACES": "a lookbehind lets a blank run match only from its first char, so each run is scanned once",
+        "_LEADING_WS": "match() at one offset",
+        "_PARTIAL_FENCE": "fullmatch() of one line; the indent run is backtracked over once",
+        "_SLACK_TOKEN": "a scan from each '<' stops at the next '<' or '>'",
+        "_USER_MENTION": "a scan from each '<@' stops at the next '<' or '>'",
+        "_BLANKS": "match() at one offset",
+        "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
+    },
+    # run only on table rows, and on cells cut to a bounded length first (_plain)
+    "slackbot.slack_out.answer": {
+        "_ROW": "match() at a line start", "_SEP_CELL": "match() of one cell", "_BOLD": "a bounded cell",
+        "_CODE_SPAN": "a bounded cell", "_LINK": "a bounded cell",
+    },
+    "slackbot.sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part"},
+    "slackbot.files.kinds": {"_FILE_ID": "a bounded fullmatch of a URL path part"},
+    # rendered_links (tests read what a reader could click)
+    "slackbot.emulators.slack": {
+        "_FENCE_LINE": "match() at a line start with bounded repeats",
+        "_BACKTICKS": "takes each run once",
+        "_MD_LINK": "scans from a fixed prefix '](' to the first space or bracket",
+        "_ANGLE_LINK": "scans from '<' to the first space or bracket",
+        "_BARE_URL": "scans from 'http'/'www.' to the first space or bracket",
+    },
 }
 # (Plus the bot-mention pattern _drop_bot_mentions builds: a scan from each "<@BOT" stops at "<" or ">";
 # the blanks around a mention are measured from it, never searched for.)
-# answer.py's table patterns run only on table rows and on cells cut to a bounded length first (_plain);
-# sandbox/server.py's FILE_ID and files/kinds.py's _FILE_ID are bounded fullmatches of a URL path part.
-# emulators/slack.py's rendered_links (tests read what a reader could click): _FENCE_LINE is a match() at a
-# line start with bounded repeats; _BACKTICKS takes each run once; _MD_LINK, _ANGLE_LINK and _BARE_URL scan
-# from a fixed prefix ("](", "<", "http"/"www.") to the first space or bracket, so each char is scanned
-# from one start.
-AUDITED_MODULES = {"slackbot.slack_out.render", "slackbot.slack_out.answer", "slackbot.sandbox.server",
-                   "slackbot.files.kinds", "slackbot.emulators.slack"}
-# settings, profiles and the bench see no user or Gemini text
 
 
-def test_every_regex_on_user_or_gemini_text_is_audited():
-    import pathlib
+@pytest.mark.parametrize("module", AUDITED_REGEXES)
+def test_every_regex_on_user_or_gemini_text_is_audited(module):
+    import importlib
 
-    import slackbot
-    from slackbot.slack_out import render
-
-    root = pathlib.Path(slackbot.__file__).parent
-    users = set()
-    for path in root.rglob("*.py"):
-        module = "slackbot." + ".".join(path.relative_to(root).with_suffix("").parts)
-        if module in ("slackbot.config", "slackbot.profiles") or module.startswith("slackbot.bench"):
-            continue
-        if re.search(r"^\s*(import re\b|from re import)", path.read_text(), re.M):
-            users.add(module)
-    assert users == AUDITED_MODULES
-    patterns = {name for name, value in vars(render).items() if isinstance(value, re.Pattern)}
-    assert patterns == set(AUDITED_REGEXES)
+    patterns = {name for name, value in vars(importlib.import_module(module)).items() if isinstance(value, re.Pattern)}
+    assert patterns == set(AUDITED_REGEXES[module])

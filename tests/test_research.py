@@ -5,7 +5,6 @@ Each test names the numbered point of the research issue it proves.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import signal
@@ -16,7 +15,8 @@ from urllib.parse import urlencode
 
 import redis.asyncio as aioredis
 
-from conftest import process_env, wait_ready as _wait_healthy, eventually, free_port, start_bot, stop_bot
+from conftest import (end_processes, eventually, free_port, metric, process_env, start_bot, stop_bot,
+                      wait_ready as _wait_healthy)
 
 from slackbot.research.status import CANCEL_ACTION
 
@@ -95,6 +95,10 @@ async def test_research_runs_to_a_report_and_follow_ups_chain_onto_it(bot, slack
     assert follow_up["previous_interaction_id"] == job["interaction_id"]
 
 
+async def _started(redis_url, prefix) -> bool:
+    return any(job.get("interaction_id") for job in await job_record(redis_url, prefix))
+
+
 # 4: above the size threshold the report is also attached as a Markdown file
 async def test_large_report_is_attached_as_file(settings_for, slack_emu, gemini_emu):
     bot = await start_bot(settings_for(research_file_threshold=1000), slack_emu)
@@ -142,12 +146,11 @@ async def test_unknown_status_then_timeout(settings_for, slack_emu, gemini_emu):
 
 
 # 5: Cancel is the requester's only; it cancels the interaction and updates the status
-async def test_cancel_by_requester_only(bot, slack_emu, gemini_emu):
+async def test_cancel_by_requester_only(bot, slack_emu, gemini_emu, redis_url, prefix):
     gemini_emu.script_agent(queued_for=0.1, run_for=30)
     await slack_emu.slash_command("/research", "long question", user="U_ALICE")
     status = (await eventually(lambda: status_messages(slack_emu)))[0]
-    await eventually(lambda: any(r["method"] == "POST" and (r["body"] or {}).get("agent") for r in gemini_emu.requests))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: _started(redis_url, prefix), message="the job holds its agent's interaction")
     click = await slack_emu.click_button(slack_emu.bot_messages("C_GENERAL")[0], CANCEL_ACTION, user="U_BOB")
     assert click.status == 200
     await eventually(lambda: any(e["user"] == "U_BOB" and "Only <@U_ALICE>" in e["text"] for e in slack_emu.ephemerals))
@@ -218,7 +221,8 @@ async def test_research_survives_sigkill_and_two_processes_post_once(settings_fo
             await _wait_healthy(s.port)
         await eventually(lambda: all("Done" in status_text(m) for m in status_messages(slack_emu)), 20,
                          message="both jobs done after the crash")
-        await asyncio.sleep(1.5)  # any duplicate post would land by now
+        end_processes(procs)  # a graceful stop lets every step in flight finish: whatever they post has landed
+        assert [p.returncode for p in procs[1:]] == [0, 0]
         jobs = await job_record(redis_url, prefix)
         for status in status_messages(slack_emu):
             job = next(j for j in jobs if j["status_ts"] == status.ts)
@@ -228,14 +232,7 @@ async def test_research_survives_sigkill_and_two_processes_post_once(settings_fo
             assert len(set(parts)) == len(parts)
             assert parts[0].split("\n")[0] in expected
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        end_processes(procs)
 
 
 # 7: `slackbot worker` runs only the worker: a job started by a web process without one gets done
@@ -244,21 +241,30 @@ async def test_separate_worker_process_polls_jobs(settings_for, slack_emu, gemin
     worker_settings = settings_for(port=free_port())
     env = {"SLACKBOT_RESEARCH_WORKER": "true"}
     proc = None
+    jobs = "slackbot_research_jobs_total"
     try:
+        started, completed = await metric(web.url, jobs, status="started"), await metric(web.url, jobs, status="completed")
         gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
         await slack_emu.slash_command("/research", "worker question")
         await eventually(lambda: status_messages(slack_emu), 5)
-        await asyncio.sleep(1.5)
-        assert "Done" not in status_text(status_messages(slack_emu)[0]), "no worker yet"
         proc = subprocess.Popen([sys.executable, "-m", "slackbot", "worker"],
                                 env={**_spawn_env(worker_settings), **env},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 15, message="worker finished it")
+        # the web process started the job and the worker process finished it: the web process polls nothing
+        worker_url = f"http://127.0.0.1:{worker_settings.port}"
+        await eventually(lambda: _counted(metric(worker_url, jobs, status="completed"), 1), 5, message="counted")
+        assert await metric(web.url, jobs, status="started") - started == 1
+        assert await metric(web.url, jobs, status="completed") == completed
     finally:
         if proc and proc.poll() is None:
             proc.terminate()
             proc.wait(10)
         await stop_bot(web)
+
+
+async def _counted(value, wanted: float) -> bool:
+    return await value == wanted
 
 
 def _spawn_env(settings) -> dict:

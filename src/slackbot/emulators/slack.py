@@ -479,6 +479,7 @@ class SlackEmulator:
             Channel("D_ALICE", "alice", True, {"U_ALICE", self.bot_user_id}),
         )}
         self.calls: list[Call] = []
+        self.echoes: list[Delivery] = []  # the app's answers to echoed bot events (echo_bot_events)
         self.ephemerals: list[dict] = []
         self.files: list[dict] = []  # uploads by the bot and files people share (host_file)
         self.file_requests: list[dict] = []  # every GET of a file URL: host, path, whether it carried the token
@@ -1224,9 +1225,17 @@ class SlackEmulator:
     def _echo(self, event: dict) -> None:
         # Slack sends the bot its own messages and edits; deliver them without blocking the API answer.
         if self.echo_bot_events and self.app_url:
-            task = asyncio.get_running_loop().create_task(self.deliver_event(event))
+            task = asyncio.get_running_loop().create_task(self._deliver_echo(event))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_echo(self, event: dict) -> None:
+        self.echoes.append(await self.deliver_event(event))
+
+    async def echoes_answered(self) -> list[Delivery]:
+        """Wait until the app has answered every echo sent so far; returns every echo's delivery."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return list(self.echoes)
 
     def _bot_message_event(self, msg: Message) -> dict:
         ch = self.channels[msg.channel]
