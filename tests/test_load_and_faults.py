@@ -355,10 +355,12 @@ def answers_done(caplog) -> list:
     ("chat.postMessage", "dm", BAD_GATEWAY),
     ("chat.postMessage", "dm", PLAIN_500),
     ("chat.postMessage", "thread", BAD_GATEWAY),  # native streams' budget spent: the first words are posted
+    # Slack posted it, then its gateway timed out: the message is found in the thread, not posted twice
+    ("chat.postMessage", "thread", {"status": 504, "content_type": "text/html", "applied": True}),
     ("chat.startStream", "thread", BAD_GATEWAY),
     ("chat.appendStream", "thread", BAD_GATEWAY),
     ("chat.update", "dm", {"status": 503, "error": "service_unavailable"}),
-], ids=["post-dm-502", "post-dm-text500", "post-thread-502", "start-502", "append-502", "update-503"])
+], ids=["post-dm-502", "post-dm-text500", "post-thread-502", "post-thread-504-applied", "start-502", "append-502", "update-503"])
 async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, slack_emu, gemini_emu, store, caplog,
                                                                method, where, fault):
     caplog.set_level(logging.INFO)
@@ -370,7 +372,8 @@ async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, sla
         text = "Here is the answer. " + " ".join(f"w{i}" for i in range(60)) + ". The end."
         gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)  # long enough to grow by appends and edits
         slack_emu.fail_next(method, fault.get("error", "server_error"), status=fault["status"],
-                            content_type=fault.get("content_type", "application/json"))
+                            content_type=fault.get("content_type", "application/json"),
+                            applied=fault.get("applied", False))
         channel = "D_ALICE" if where == "dm" else "C_GENERAL"
         d = await slack_emu.user_message(channel, "a question" if where == "dm" else f"{MENTION} a question")
         thread = None if where == "dm" else d.message.ts

@@ -193,6 +193,10 @@ async def test_fail_next_with_a_5xx_as_slack_or_its_edge_sends_it(emu, client):
     await client.chat_postMessage(channel="C_GENERAL", text="d")
     assert [m.text for m in emu.bot_messages("C_GENERAL")] == ["d"], "a failed call took no effect"
     assert [c.status for c in emu.calls_to("chat.postMessage")] == [500, 500, 502, 200]
+    emu.fail_next("chat.postMessage", status=504, content_type="text/html", applied=True)
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="e"))
+    assert err.response.status_code == 504
+    assert [m.text for m in emu.bot_messages("C_GENERAL")] == ["d", "e"], "it took effect; only the answer was lost"
 
 
 async def test_not_in_channel_without_chat_write_public(emu):

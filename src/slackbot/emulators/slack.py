@@ -445,7 +445,7 @@ class SlackEmulator:
         self.streams: dict[tuple[str, str], Stream] = {}  # (channel, ts) -> native stream
         self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
         self._buckets: dict[tuple, TokenBucket] = {}
-        self._failures: dict[str, list[tuple[str, int, int | None, str]]] = {}
+        self._failures: dict[str, list[tuple[str, int, int | None, str, bool]]] = {}
         self._held: dict[str, int] = {}  # method -> successful calls whose answer is held back (hold_next)
         self.hold_seconds = 0.0
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
@@ -486,16 +486,20 @@ class SlackEmulator:
         self.hold_seconds = seconds
 
     def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1, *,
-                  status: int | None = None, content_type: str = "application/json") -> None:
+                  status: int | None = None, content_type: str = "application/json", applied: bool = False) -> None:
         """The next `times` calls to `method` fail, without taking effect: 429 + Retry-After for
         "ratelimited", else 200 ok:false. With a 5xx `status`, Slack's side broke: `content_type`
         application/json answers {"ok": false, "error": error}; text/plain ("500 Internal Server
-        Error") and text/html (a gateway's error page) are what a proxy in front of Slack sends."""
+        Error") and text/html (a gateway's error page) are what a proxy in front of Slack sends.
+        `applied` (5xx only): the call takes effect first and only its answer is lost (a gateway
+        timing out on a backend that finished), so the caller cannot know whether it happened."""
         if status is not None and not 500 <= status <= 599:
             raise ValueError("status must be a 5xx")
         if content_type not in ("application/json", "text/plain", "text/html"):
             raise ValueError("content_type must be application/json, text/plain or text/html")
-        self._failures.setdefault(method, []).extend([(error, retry_after, status, content_type)] * times)
+        if applied and status is None:
+            raise ValueError("only a 5xx can follow a call that took effect")
+        self._failures.setdefault(method, []).extend([(error, retry_after, status, content_type, applied)] * times)
 
     def heal(self, method: str | None = None) -> None:
         """Drop the failures still queued by fail_next (for `method`, or all): Slack is back."""
@@ -566,9 +570,10 @@ class SlackEmulator:
                 raise SlackError("unknown_method")
             if (scope := REQUIRED_SCOPES.get(method)) and scope not in self.scopes:
                 raise SlackError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
-            self._check_forced_failure(method)
+            self._check_forced_failure(method, applied=False)
             self._check_rate_limit(method, params)
             body = {"ok": True, **handler(params)}
+            self._check_forced_failure(method, applied=True)
         except SlackError as e:
             self.calls.append(Call(method, params, False, e.error, e.status, time.time(), self.team_id))
             return e.response()
@@ -587,9 +592,9 @@ class SlackEmulator:
         if token != self.bot_token:
             raise SlackError("invalid_auth")
 
-    def _check_forced_failure(self, method: str) -> None:
-        if queue := self._failures.get(method):
-            error, retry_after, status, content_type = queue.pop(0)
+    def _check_forced_failure(self, method: str, *, applied: bool) -> None:
+        if (queue := self._failures.get(method)) and queue[0][4] == applied:
+            error, retry_after, status, content_type, _ = queue.pop(0)
             if status is not None:
                 raise SlackError(error, status, content_type=content_type)
             if error == "ratelimited":
@@ -1350,7 +1355,8 @@ class SlackEmulator:
     async def _http_fail_next(self, request: web.Request) -> web.Response:
         b = await request.json()
         self.fail_next(b["method"], b.get("error", "ratelimited"), b.get("times", 1), b.get("retry_after", 1),
-                       status=b.get("status"), content_type=b.get("content_type", "application/json"))
+                       status=b.get("status"), content_type=b.get("content_type", "application/json"),
+                       applied=bool(b.get("applied")))
         return web.json_response({"ok": True})
 
     async def _http_stop_stream(self, request: web.Request) -> web.Response:
