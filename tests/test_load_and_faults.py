@@ -360,7 +360,8 @@ def answers_done(caplog) -> list:
     ("chat.startStream", "thread", BAD_GATEWAY),
     ("chat.appendStream", "thread", BAD_GATEWAY),
     ("chat.update", "dm", {"status": 503, "error": "service_unavailable"}),
-], ids=["post-dm-502", "post-dm-text500", "post-thread-502", "post-thread-504-applied", "start-502", "append-502", "update-503"])
+], ids=["post-dm-502", "post-dm-text500", "post-thread-502", "post-thread-504-applied", "start-502", "append-502",
+        "update-503"])
 async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, slack_emu, gemini_emu, store, caplog,
                                                                method, where, fault):
     caplog.set_level(logging.INFO)
