@@ -6,6 +6,7 @@ Figures (latencies, CPU) live in `slackbot bench`; these tests assert only what 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import Counter
 
@@ -334,5 +335,78 @@ async def test_final_text_lands_by_post_when_the_edit_budget_is_spent(settings_f
                          message="the whole answer")
         assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) >= 2, "the rest came as a new message"
         assert slack_emu.ratelimited() == 0
+    finally:
+        await stop_bot(bot)
+
+
+# --- 6. one Slack error never loses an answer silently (issue 25, point 2) ----------------------
+BAD_GATEWAY = {"status": 502, "content_type": "text/html"}  # a proxy's error page: no JSON at all
+PLAIN_500 = {"status": 500, "content_type": "text/plain"}  # "500 Internal Server Error", as a str
+SLACK_DOWN_LINE = "_Slack didn't take my answer just now, so it isn't shown. Please ask again._"
+
+
+def answers_done(caplog) -> list:
+    return [r for r in caplog.records if r.getMessage() == "answer done"]
+
+
+@pytest.mark.parametrize("method, where, fault", [
+    ("chat.postMessage", "dm", BAD_GATEWAY),
+    ("chat.postMessage", "dm", PLAIN_500),
+    ("chat.postMessage", "thread", BAD_GATEWAY),  # native streams' budget spent: the first words are posted
+    # Slack posted it, then its gateway timed out: the message is found in the thread, not posted twice
+    ("chat.postMessage", "thread", {"status": 504, "content_type": "text/html", "applied": True}),
+    ("chat.startStream", "thread", BAD_GATEWAY),
+    ("chat.appendStream", "thread", BAD_GATEWAY),
+    ("chat.update", "dm", {"status": 503, "error": "service_unavailable"}),
+], ids=["post-dm-502", "post-dm-text500", "post-thread-502", "post-thread-504-applied", "start-502", "append-502",
+        "update-503"])
+async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, slack_emu, gemini_emu, store, caplog,
+                                                               method, where, fault):
+    caplog.set_level(logging.INFO)
+    bot = await start_bot(settings_for(), slack_emu)
+    try:
+        if where == "thread" and method == "chat.postMessage":
+            while await store.take_now("start:T0001", Budget(18 / 60, 3)) == 0:
+                pass
+        text = "Here is the answer. " + " ".join(f"w{i}" for i in range(60)) + ". The end."
+        gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)  # long enough to grow by appends and edits
+        slack_emu.fail_next(method, fault.get("error", "server_error"), status=fault["status"],
+                            content_type=fault.get("content_type", "application/json"),
+                            applied=fault.get("applied", False))
+        channel = "D_ALICE" if where == "dm" else "C_GENERAL"
+        d = await slack_emu.user_message(channel, "a question" if where == "dm" else f"{MENTION} a question")
+        thread = None if where == "dm" else d.message.ts
+        done = await eventually(lambda: answers_done(caplog), 20, message="the answer's log line")
+        assert [c.status for c in slack_emu.calls_to(method)][:1] == [fault["status"]], "the fault was met"
+        assert joined(slack_emu, channel, thread) == "".join(text.split()), "the whole answer, exactly once"
+        assert done[0].outcome == "completed"
+        assert not [r for r in caplog.records if r.exc_info], "no traceback"
+    finally:
+        await stop_bot(bot)
+
+
+@pytest.mark.parametrize("fault", [BAD_GATEWAY, PLAIN_500], ids=["502", "text500"])
+async def test_slack_down_for_an_answer_says_one_plain_line_and_the_conversation_goes_on(
+        settings_for, slack_emu, gemini_emu, caplog, fault):
+    caplog.set_level(logging.INFO)
+    bot = await start_bot(settings_for(slack_retry_attempts=3), slack_emu)
+    try:
+        # every try of the answer's message fails; the one plain line then gets through
+        slack_emu.fail_next("chat.postMessage", status=fault["status"], content_type=fault["content_type"], times=3)
+        await slack_emu.user_message("D_ALICE", "first question")
+        await eventually(lambda: thread_bot_texts(slack_emu, "D_ALICE", None) == [SLACK_DOWN_LINE], 20,
+                         message="the one plain line")
+        assert [r.outcome for r in answers_done(caplog)] == ["failed"]
+        # Slack refuses even the line: nobody sees anything, but the log says so
+        slack_emu.fail_next("chat.postMessage", status=fault["status"], content_type=fault["content_type"], times=99)
+        await slack_emu.user_message("D_ALICE", "second question")
+        await eventually(lambda: len(answers_done(caplog)) == 2, 30, message="the second answer's log line")
+        assert answers_done(caplog)[1].outcome == "failed"
+        assert thread_bot_texts(slack_emu, "D_ALICE", None) == [SLACK_DOWN_LINE]
+        assert not [r for r in caplog.records if r.exc_info], "no traceback"
+        slack_emu.heal()
+        await slack_emu.user_message("D_ALICE", "third question")
+        await eventually(lambda: thread_bot_texts(slack_emu, "D_ALICE", None)[-1:] == ["Reply 1 to: third question"],
+                         10, message="the next message is answered")
     finally:
         await stop_bot(bot)

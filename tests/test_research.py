@@ -506,3 +506,28 @@ async def test_job_whose_starter_died_is_ended_by_a_worker(settings_for, slack_e
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# issue 25.8: Slack breaking on the last status edit still ends with the outcome shown, no Cancel button
+async def test_final_status_edit_is_retried_until_slack_takes_it(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    bot = await start_bot(settings_for(slack_retry_attempts=2, research_status_every=60), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", "quick one")
+        status = (await eventually(lambda: status_messages(slack_emu), message="status"))[0]
+        # Slack breaks for every edit from here: more tries than one worker step makes
+        slack_emu.fail_next("chat.update", "service_unavailable", status=503, times=8)
+        await eventually(lambda: report_texts(slack_emu, status), 10, message="the report")
+        shown = await eventually(lambda: (m := status_messages(slack_emu)[0]) and "Done" in status_text(m) and m,
+                                 15, message="the final status")
+        assert not has_cancel(shown)
+        assert [c.status for c in slack_emu.calls_to("chat.update")][:8] == [503] * 8
+        client = aioredis.from_url(redis_url, decode_responses=True)
+        try:
+            [job] = await job_record(redis_url, prefix)
+            await eventually(lambda: _none(client.zscore(f"{prefix}:jobs:due", job["id"])), 5,
+                             message="off the schedule once shown")
+        finally:
+            await client.aclose()
+    finally:
+        await stop_bot(bot)

@@ -127,3 +127,17 @@ async def test_a_job_that_never_got_going_leaves_the_schedule(jobs, prefix):
     assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
     job = await jobs.get("j1")
     assert job.status == "failed" and job.finished > 0 and job.status_ts == "1.1"
+
+
+async def test_an_ended_job_awaiting_its_final_status_edit_stays_scheduled_with_a_ttl(jobs, prefix):
+    job = await _started(jobs)
+    [claimed] = await jobs.claim("w1", lease=60)
+    assert claimed == job.id
+    assert await jobs.finish(job.id, "w1", {"status": "completed", "finished": time.time(),
+                                            "final_edit_pending": True}, retry_in=0)
+    assert (await jobs.get(job.id)).final_edit_pending
+    assert await jobs.redis.ttl(f"{prefix}:job:{job.id}") > 0
+    assert await jobs.claim("w2", lease=60) == [job.id], "a restarted worker finds the pending edit"
+    assert await jobs.finish(job.id, "w2", {"final_edit_pending": False})
+    assert await jobs.redis.zscore(f"{prefix}:jobs:due", job.id) is None
+    assert await jobs.request_cancel(job.id, "U_ALICE") == ("over", "completed")

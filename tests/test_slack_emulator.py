@@ -179,6 +179,27 @@ async def test_fail_next(emu, client):
     assert [c.ok for c in emu.calls_to("chat.postMessage")] == [False, False, False, True]
 
 
+async def test_fail_next_with_a_5xx_as_slack_or_its_edge_sends_it(emu, client):
+    """A 5xx takes no effect: JSON from Slack's API, or a proxy's bare text/plain or HTML page."""
+    emu.fail_next("chat.postMessage", "internal_error", status=500)
+    emu.fail_next("chat.postMessage", status=500, content_type="text/plain")
+    emu.fail_next("chat.postMessage", status=502, content_type="text/html", times=2)
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="a"))
+    assert err.response.status_code == 500 and err.response["error"] == "internal_error"
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="b"))
+    assert err.response.status_code == 500 and err.response.data == "500 Internal Server Error"
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="c"))
+    assert err.response.status_code == 502 and err.response.data == {}  # the SDK reads no JSON from HTML
+    emu.heal("chat.postMessage")
+    await client.chat_postMessage(channel="C_GENERAL", text="d")
+    assert [m.text for m in emu.bot_messages("C_GENERAL")] == ["d"], "a failed call took no effect"
+    assert [c.status for c in emu.calls_to("chat.postMessage")] == [500, 500, 502, 200]
+    emu.fail_next("chat.postMessage", status=504, content_type="text/html", applied=True)
+    err = await api_error(client.chat_postMessage(channel="C_GENERAL", text="e"))
+    assert err.response.status_code == 504
+    assert [m.text for m in emu.bot_messages("C_GENERAL")] == ["d", "e"], "it took effect; only the answer was lost"
+
+
 async def test_not_in_channel_without_chat_write_public(emu):
     strict = SlackEmulator(scopes={"chat:write", "channels:history"})
     await strict.start()

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     replies_wait_seconds: float = Field(3.0, ge=0, **_env("REPLIES_WAIT_SECONDS"))
     name_lookups_per_turn: int = Field(20, ge=0, **_env("NAME_LOOKUPS_PER_TURN"))
     names_budget_per_minute: float = Field(90.0, gt=0, **_env("NAMES_BUDGET_PER_MINUTE"))
+    # a Slack write that meets a 5xx, a broken connection or a body that is not JSON: tries in all,
+    # the first wait between them, doubling (429s are paced by their Retry-After instead)
+    slack_retry_attempts: int = Field(4, ge=1, le=10, **_env("SLACK_RETRY_ATTEMPTS"))
+    slack_retry_backoff: float = Field(0.5, gt=0, le=30, **_env("SLACK_RETRY_BACKOFF"))
 
     # --- Turns: concurrency, crash survival, cost guard ---------------------------------------
     max_concurrent_turns: int = Field(200, ge=1, **_env("MAX_CONCURRENT_TURNS"))

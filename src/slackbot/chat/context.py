@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import Settings
 from ..files.kinds import display_name
+from ..slack_out.poster import slack_error
 from ..slack_out.render import mentioned_user_ids, slack_to_prompt
 from ..store import Budget, RedisError, Store
 
@@ -133,7 +134,7 @@ async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, 
     except SlackApiError as exc:
         if exc.response is not None and exc.response.status_code == 429:
             await _penalize(store, f"replies:{team}", exc)
-        log.warning("conversations.replies failed", extra={"channel": channel, "error": exc.response.get("error")})
+        log.warning("conversations.replies failed", extra={"channel": channel, "error": slack_error(exc)[1]})
         return None
     return list(resp.get("messages") or [])
 

@@ -33,7 +33,7 @@ from ..profiles import Profile
 from ..slack_out.answer import Extras, tool_status
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Policy
-from ..slack_out.poster import SlackPoster
+from ..slack_out.poster import SlackPoster, slack_error
 from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from .context import NameCache, TurnNames, thread_transcript, with_transcript
@@ -54,6 +54,7 @@ UNEXPECTED = "Something went wrong on my side while answering. Please try again.
 TOO_SLOW = "This answer took too long, so I stopped it here."
 ABANDONED = "I couldn't finish this answer in time. Please ask again."
 STOPPED = "Stopped at the asker's request."
+SLACK_DOWN = "Slack didn't take my answer just now, so it isn't shown. Please ask again."
 STORE_DOWN = "I can't reach my memory store right now. Please try again in a minute."
 NO_READBACK = "I couldn't read this thread's earlier messages just now, so I only saw your message."
 FRESH_CHAIN = "I no longer remember this thread's earlier conversation, so I'm starting fresh."
@@ -240,6 +241,8 @@ class TurnRunner:
         try:
             note = " ".join(n for n in (extras.failure_note(), note) if n)
             await delivery.finish(note=note, extras=extras, max_sources=s.max_sources, output_chars=s.code_output_chars)
+            if delivery.broken:  # Slack refused or kept failing: the answer is not (all) there
+                outcome = "failed"
             moved = outcome == "completed" and await self.turns.move_head(
                 record.team, record.channel, record.chain_thread, record.head_before or None, new_id)
         finally:
@@ -249,6 +252,8 @@ class TurnRunner:
         if delivery.failed:
             outcome = "failed"
             await self._say(record, UNEXPECTED)
+        elif delivery.gave_up:
+            await self._say(record, SLACK_DOWN)
         metrics.ANSWERS.labels(outcome).inc()
         for kind, count in delivery.mix.items():
             metrics.DELIVERY_CALLS.labels(kind).inc(count)
@@ -265,10 +270,15 @@ class TurnRunner:
 
         async def journal(state: dict) -> None:
             await self._note(record, {"delivery": json.dumps(state)})
+
+        async def find(shown: str) -> str | None:
+            if not record.reply_thread_ts:
+                return None  # a DM's top level: no thread to read back cheaply; posted again
+            return await find_bot_message(self.client, self.store, self.settings, record, shown)
         s = self.settings
         return AnswerDelivery(self.poster(record.team), self.client, target, self.policy, journal=journal,
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
-                              status=s.delivery == "planner", restored=restored)
+                              status=s.delivery == "planner", restored=restored, find=find)
 
     async def _converse(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, recovered: bool,
                         profile: Profile, extras: Extras) -> tuple[Done, str]:
@@ -395,7 +405,7 @@ class TurnRunner:
             await self.client.chat_postEphemeral(channel=record.channel, user=record.user, text=line,
                                                  thread_ts=record.reply_thread_ts or None)
         except SlackApiError as exc:
-            log.warning("could not tell a user about their quota", extra={"error": exc.response.get("error")})
+            log.warning("could not tell a user about their quota", extra={"error": slack_error(exc)[1]})
         return False
 
     async def _waiting_status(self, record: TurnRecord, why: str = "Finishing the answer above first…") -> None:

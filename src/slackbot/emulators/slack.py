@@ -94,11 +94,24 @@ SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
 class SlackError(Exception):
-    """A Web API failure: answered as {"ok": false, "error": ...} with `status`."""
+    """A Web API failure: answered as {"ok": false, "error": ...} with `status`, or, for a 5xx from
+    Slack's edge (`content_type` text/plain or text/html), as the bare page such a proxy sends."""
 
-    def __init__(self, error: str, status: int = 200, retry_after: int | None = None, **extra: Any):
+    def __init__(self, error: str, status: int = 200, retry_after: int | None = None,
+                 content_type: str = "application/json", **extra: Any):
         super().__init__(error)
         self.error, self.status, self.retry_after, self.extra = error, status, retry_after, extra
+        self.content_type = content_type
+
+    def response(self) -> web.Response:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        if self.content_type == "application/json":
+            return web.json_response({"ok": False, "error": self.error, **self.extra}, status=self.status,
+                                     headers=headers)
+        reason = web.Response(status=self.status).reason
+        text = f"{self.status} {reason}" if self.content_type == "text/plain" else \
+            f"<html><head><title>{self.status} {reason}</title></head><body><h1>{reason}</h1></body></html>"
+        return web.Response(text=text, status=self.status, content_type=self.content_type, headers=headers)
 
 
 _FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})")
@@ -487,7 +500,7 @@ class SlackEmulator:
         self.streams: dict[tuple[str, str], Stream] = {}  # (channel, ts) -> native stream
         self._shown_status: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> status on screen
         self._buckets: dict[tuple, TokenBucket] = {}
-        self._failures: dict[str, list[tuple[str, int]]] = {}
+        self._failures: dict[str, list[tuple[str, int, int | None, str, bool]]] = {}
         self._held: dict[str, int] = {}  # method -> successful calls whose answer is held back (hold_next)
         self.hold_seconds = 0.0
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
@@ -527,9 +540,28 @@ class SlackEmulator:
         self._held[method] = self._held.get(method, 0) + times
         self.hold_seconds = seconds
 
-    def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1) -> None:
-        """The next `times` calls to `method` fail: 429 + Retry-After for "ratelimited", else 200 ok:false."""
-        self._failures.setdefault(method, []).extend([(error, retry_after)] * times)
+    def fail_next(self, method: str, error: str = "ratelimited", times: int = 1, retry_after: int = 1, *,
+                  status: int | None = None, content_type: str = "application/json", applied: bool = False) -> None:
+        """The next `times` calls to `method` fail, without taking effect: 429 + Retry-After for
+        "ratelimited", else 200 ok:false. With a 5xx `status`, Slack's side broke: `content_type`
+        application/json answers {"ok": false, "error": error}; text/plain ("500 Internal Server
+        Error") and text/html (a gateway's error page) are what a proxy in front of Slack sends.
+        `applied` (5xx only): the call takes effect first and only its answer is lost (a gateway
+        timing out on a backend that finished), so the caller cannot know whether it happened."""
+        if status is not None and not 500 <= status <= 599:
+            raise ValueError("status must be a 5xx")
+        if content_type not in ("application/json", "text/plain", "text/html"):
+            raise ValueError("content_type must be application/json, text/plain or text/html")
+        if applied and status is None:
+            raise ValueError("only a 5xx can follow a call that took effect")
+        self._failures.setdefault(method, []).extend([(error, retry_after, status, content_type, applied)] * times)
+
+    def heal(self, method: str | None = None) -> None:
+        """Drop the failures still queued by fail_next (for `method`, or all): Slack is back."""
+        if method is None:
+            self._failures.clear()
+        else:
+            self._failures.pop(method, None)
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
         """Poll until predicate() is truthy (e.g. the bot answered in a background task)."""
@@ -593,17 +625,18 @@ class SlackEmulator:
                 raise SlackError("unknown_method")
             if (scope := REQUIRED_SCOPES.get(method)) and scope not in self.scopes:
                 raise SlackError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
-            self._check_forced_failure(method)
+            self._check_forced_failure(method, applied=False)
             self._check_rate_limit(method, params)
-            body, status, headers = {"ok": True, **handler(params)}, 200, {}
+            body = {"ok": True, **handler(params)}
+            self._check_forced_failure(method, applied=True)
         except SlackError as e:
-            body, status = {"ok": False, "error": e.error, **e.extra}, e.status
-            headers = {"Retry-After": str(e.retry_after)} if e.retry_after else {}
-        self.calls.append(Call(method, params, body["ok"], body.get("error"), status, time.time(), self.team_id))
-        if body["ok"] and self._held.get(method):  # done in Slack, but the answer is slow to come back
+            self.calls.append(Call(method, params, False, e.error, e.status, time.time(), self.team_id))
+            return e.response()
+        self.calls.append(Call(method, params, True, None, 200, time.time(), self.team_id))
+        if self._held.get(method):  # done in Slack, but the answer is slow to come back
             self._held[method] -= 1
             await asyncio.sleep(self.hold_seconds)
-        return web.json_response(body, status=status, headers=headers)
+        return web.json_response(body)
 
     def _check_auth(self, request: web.Request, params: dict) -> None:
         header = request.headers.get("Authorization", "")
@@ -614,9 +647,11 @@ class SlackEmulator:
         if token != self.bot_token:
             raise SlackError("invalid_auth")
 
-    def _check_forced_failure(self, method: str) -> None:
-        if queue := self._failures.get(method):
-            error, retry_after = queue.pop(0)
+    def _check_forced_failure(self, method: str, *, applied: bool) -> None:
+        if (queue := self._failures.get(method)) and queue[0][4] == applied:
+            error, retry_after, status, content_type, _ = queue.pop(0)
+            if status is not None:
+                raise SlackError(error, status, content_type=content_type)
             if error == "ratelimited":
                 raise SlackError(error, 429, retry_after)
             raise SlackError(error)
@@ -1390,7 +1425,9 @@ class SlackEmulator:
 
     async def _http_fail_next(self, request: web.Request) -> web.Response:
         b = await request.json()
-        self.fail_next(b["method"], b.get("error", "ratelimited"), b.get("times", 1), b.get("retry_after", 1))
+        self.fail_next(b["method"], b.get("error", "ratelimited"), b.get("times", 1), b.get("retry_after", 1),
+                       status=b.get("status"), content_type=b.get("content_type", "application/json"),
+                       applied=bool(b.get("applied")))
         return web.json_response({"ok": True})
 
     async def _http_stop_stream(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from ..slack_out.delivery import STOP_ACTION
+from ..slack_out.poster import slack_error
 
 log = logging.getLogger(__name__)
 
@@ -31,4 +32,4 @@ def register(app: AsyncApp, services) -> None:
             try:
                 await client.chat_postEphemeral(channel=channel, user=user, text=line)
             except SlackApiError as exc:
-                log.warning("could not answer a Stop click", extra={"error": exc.response.get("error")})
+                log.warning("could not answer a Stop click", extra={"error": slack_error(exc)[1]})

@@ -58,3 +58,13 @@ def status_edit_due(*, old_status: str, new_status: str, last_update: float, now
     """Edit the status message when the status changes, else at most every `every` seconds
     (so the elapsed time and latest progress stay true without spending the edit budget)."""
     return new_status != old_status or now - last_update >= every
+
+
+FINAL_EDIT_DAYS = 1.0  # how long a status message's last edit is tried again while Slack keeps breaking
+
+
+def final_edit_again(*, accepted: bool, transient: bool, finished: float, now: float) -> bool:
+    """The status message's last edit: try again later? Only while Slack broke (5xx, connection, a 429
+    outlasting the tries) and for at most FINAL_EDIT_DAYS; a message or channel that is gone, or any
+    other refusal, ends it (trying again would change nothing)."""
+    return not accepted and transient and now - finished < FINAL_EDIT_DAYS * 86400

@@ -20,7 +20,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from .. import metrics
 from ..config import Settings
 from ..gemini import Gemini, GeminiError
-from ..slack_out.poster import SlackPoster
+from ..slack_out.poster import SlackPoster, slack_error
 from ..store import RedisError
 from ..store.jobs import Job, JobStore
 from . import status as view
@@ -116,7 +116,7 @@ class Research:
             resp = await self.client.chat_postMessage(channel=job.channel, **view.status_message(job, now=time.time()))
         except SlackApiError as exc:
             await self._end_unstarted(job, "failed")
-            await self._tell(command, view.cannot_post(exc.response.get("error", "")))
+            await self._tell(command, view.cannot_post(slack_error(exc)[1]))
             return
         job.status_ts = resp["ts"]
         await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
@@ -194,7 +194,7 @@ class Research:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
             return
         except SlackApiError as exc:
-            log.warning("could not answer a click", extra={"error": exc.response.get("error")})
+            log.warning("could not answer a click", extra={"error": slack_error(exc)[1]})
         if body.get("response_url"):
             await AsyncWebhookClient(body["response_url"]).send(text=text, response_type="ephemeral",
                                                                 replace_original=False)

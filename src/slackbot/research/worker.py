@@ -7,7 +7,9 @@ directly: `claim` (one Lua script) hands each due job to one worker and pushes i
 forward by the lease; if that worker dies, the lease runs out and another claims it. Every write
 checks the job's `owner`, so a worker whose lease lapsed cannot post or overwrite anything.
 Delivery: the report is posted part by part, each part counted in the job record right after
-Slack accepts it; a crash can at worst repeat the one part that was in flight.
+Slack accepts it; a crash can at worst repeat the one part that was in flight. The status message's
+last edit (the outcome, no Cancel button) is a step of its own: until Slack takes it, the ended job
+stays on the schedule with `final_edit_pending`, so a worker tries again later, even after a restart.
 
 What each poll's answer means is decided in decide.py (pure); this module only carries it out.
 """
@@ -23,6 +25,7 @@ import uuid
 
 from .. import metrics
 from ..gemini import GeminiError, ResearchSnapshot
+from ..slack_out.poster import Outcome
 from ..slack_out.render import message_payload, sources_section, split_report
 from ..store import RedisError
 from ..store.jobs import Job
@@ -87,6 +90,12 @@ class ResearchWorker:
         job = await self.jobs.get(job_id)
         if job is None or job.owner != owner:
             return  # gone (claim already dropped it from the schedule) or claimed by another since
+        if job.finished:  # ended; only its status message's last edit can be left to do
+            if job.final_edit_pending:
+                await self._final_status(job)
+            else:
+                await self.jobs.finish(job.id, job.owner, {})
+            return
         if not job.interaction_id:  # due before its agent started: the process starting it died
             await self._finish(job, "not_started")
             return
@@ -191,21 +200,40 @@ class ResearchWorker:
 
     async def _finish(self, job: Job, status: str, snap: ResearchSnapshot | None = None) -> None:
         now = time.time()
-        fields: dict = {"status": status, "finished": now, "updated": now}
+        fields: dict = {"status": status, "finished": now, "updated": now, "final_edit_pending": True,
+                        "poll_interval": 0}
         if snap and snap.progress:
             fields["progress"] = snap.progress
-        if not await self.jobs.finish(job.id, job.owner, fields):
+        # still scheduled: if this worker dies before the status message shows the end, another edits it
+        if not await self.jobs.finish(job.id, job.owner, fields, retry_in=self.settings.research_lease_seconds):
             return
         job.status, job.finished, job.updated = status, now, now
         job.progress = fields.get("progress", job.progress)
         if status == "incomplete" and snap and snap.text.strip():
             await self._post_partial(job, snap)
-        await self._edit_status(job, final=True, note=view.outcome_note(status, job.cancelled_by))
         await self.research.release(job)
         metrics.RESEARCH_JOBS.labels(status).inc()
         metrics.RESEARCH_DURATION.observe(now - job.created)
         log.info("research finished", extra={"job": job.id, "status": status, "team": job.team,
                                               "channel": job.channel, "interaction": job.interaction_id})
+        job.poll_interval = 0.0
+        await self._final_status(job)
+
+    async def _final_status(self, job: Job) -> None:
+        """The status message shows the outcome without its Cancel button, once Slack takes the edit; while
+        Slack keeps breaking, the job stays scheduled and this runs again at the poll pace."""
+        out = await self._edit_status(job, final=True, note=view.outcome_note(job.status, job.cancelled_by))
+        transient = out is not None and (out.unsure or out.error == "ratelimited")
+        if not decide.final_edit_again(accepted=out is None or out.ok, transient=transient, finished=job.finished,
+                                       now=time.time()):
+            await self.jobs.finish(job.id, job.owner, {"final_edit_pending": False})
+            return
+        s = self.settings
+        current = job.poll_interval or s.research_poll_initial
+        later = decide.next_interval(current, initial=s.research_poll_initial, backoff=s.research_poll_backoff,
+                                     maximum=s.research_poll_max)
+        log.warning("research status message not final yet; trying again", extra={"job": job.id, "error": out.error})
+        await self.jobs.finish(job.id, job.owner, {"poll_interval": later}, retry_in=current)
 
     async def _post_partial(self, job: Job, snap: ResearchSnapshot) -> None:
         poster = self.poster(job.team)
@@ -214,11 +242,13 @@ class ResearchWorker:
         for part in parts:
             await poster.post(job.channel, message_payload(part), job.status_ts)
 
-    async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> None:
+    async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> Outcome | None:
+        """None when there is no status message (its starter died before it was up)."""
         if not job.status_ts:
-            return  # its starter died before the status message was up
-        await self.poster(job.team).edit(job.channel, job.status_ts, view.status_message(job, now=time.time(), note=note),
-                                         member=f"job-{job.id}", final=final)
+            return None
+        return await self.poster(job.team).edit(job.channel, job.status_ts,
+                                                view.status_message(job, now=time.time(), note=note),
+                                                member=f"job-{job.id}", final=final)
 
 
 def _with_sources(snap: ResearchSnapshot) -> str:

@@ -7,6 +7,12 @@ and tells the journal (so a survivor can finish the answer if this process dies)
 * after a message is posted or a segment sealed, the segment list is journalled. Growth of an open
   segment is not: edits are idempotent, and a survivor re-renders an open segment whole.
 The thread status ("<app> is thinking…") is the sign of life while nothing else is visible.
+
+When Slack breaks mid-call (poster.py: a 5xx or a dropped connection; retried with backoff, each try
+paying its budget), a new message may exist although the call failed: before posting it again, the
+thread is read back (`find`, the shared conversations.replies budget) and a message found is adopted.
+An append that may have landed is never repeated: the stream is stopped and its span shown whole by
+edits. If Slack keeps failing, the answer gives up (`gave_up`) and the runner says so in one line.
 """
 
 from __future__ import annotations
@@ -48,16 +54,19 @@ class Target:
 
 
 Journal = Callable[[dict], Awaitable[None]]
+Find = Callable[[str], Awaitable[str | None]]  # a bot message in the thread showing this text -> its ts
 
 
 class AnswerDelivery:
     def __init__(self, poster: SlackPoster, client: AsyncWebClient, target: Target, policy: Policy, *,
-                 journal: Journal, max_chars: int, status: bool = True, restored: dict | None = None):
+                 journal: Journal, max_chars: int, status: bool = True, restored: dict | None = None,
+                 find: Find | None = None):
         self.poster = poster
         self.client = client
         self.target = target
         self.policy = policy if target.thread_ts else dataclasses.replace(policy, native=False)
         self.journal = journal
+        self.find = find
         self.max_chars = max_chars
         self.use_status = status and target.thread_ts is not None
         self.text = ""
@@ -65,6 +74,7 @@ class AnswerDelivery:
         self.truncated = False
         self.broken = False  # Slack refused to post here (e.g. not_in_channel): nothing more to try
         self.failed = False  # the delivery itself broke (a bug): the runner says so in one line
+        self.gave_up = False  # Slack kept breaking (5xx, connection) on a new message: the answer is not shown
         self.user_stopped = False  # the native stream's own Stop was pressed
         self.segments = [Segment.from_json(s) for s in (restored or {}).get("segs", [])]
         self.free_at: dict[str, float] = {}
@@ -94,7 +104,7 @@ class AnswerDelivery:
                 seg.end = seg.start
                 seg.final = False
 
-    def adopt(self, op: str, ts: str, start: int, end: int, grows: bool) -> None:
+    def adopt(self, op: str, ts: str, start: int, end: int, grows: bool) -> Segment:
         """A message found in Slack that a dead process posted but never journalled: continue it."""
         if op == "start":
             seg = Segment("edit", ts, start, start)
@@ -104,6 +114,7 @@ class AnswerDelivery:
         else:
             seg = Segment("post", ts, start, end, open=False, final=True)
         self.segments.append(seg)
+        return seg
 
     # --- fed by the turn runner --------------------------------------------------------------
     def start(self) -> None:
@@ -228,6 +239,8 @@ class AnswerDelivery:
         if out.ok:
             self._new(Segment("stream", out.data["ts"], step.start, step.end), "stream")
             await self._journal()
+        elif out.unsure and await self._found("start", step, piece):
+            pass
         elif out.wait:
             self._learn("start", out.wait)
         else:  # e.g. channel_type_not_supported, a Slack Connect recipient: edits and posts carry it
@@ -242,6 +255,8 @@ class AnswerDelivery:
         if out.ok:
             seg.end = step.end
             self._changed_now(seg, "append")
+        elif out.unsure:
+            await self._append_unsure(seg)
         elif out.wait:
             self._learn("append", out.wait)
         else:
@@ -282,10 +297,13 @@ class AnswerDelivery:
             seg.has_button = len(payload["blocks"]) > 1
             self._new(seg, "post")
             await self._journal()
+        elif out.unsure and await self._found("post", step, payload["blocks"][0]["text"], grows):
+            pass
         elif out.wait:
             self._learn(budget, out.wait)
         else:
             self.broken = True  # not_in_channel, channel_not_found, ...: logged by the poster
+            self.gave_up = out.unsure
 
     async def _post_open(self, step: Step) -> None:
         await self._post(step, grows=True)
@@ -318,6 +336,34 @@ class AnswerDelivery:
             self._tidy(self._stop_later(seg))
         elif seg.has_button or not seg.final:
             self._tidy(self._finalise_later(seg))
+        await self._journal()
+
+    # --- when Slack broke mid-call -----------------------------------------------------------------
+    async def _found(self, op: str, step: Step, shown: str, grows: bool = False) -> bool:
+        """A new message whose call failed mid-way: if Slack has it anyway, adopt it instead of posting twice."""
+        ts = await self.find(shown) if self.find is not None else None
+        if ts is None:
+            return False
+        seg = self.adopt(op, ts, step.start, step.end, grows)
+        if op == "start":  # a stream nobody appends to again: stopped, then grown by edits
+            self._restored_streams.remove(seg)
+            await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
+                channel=self.target.channel, ts=ts))
+        self.segments.pop()
+        self._new(seg, op)
+        await self._journal()
+        return True
+
+    async def _append_unsure(self, seg: Segment) -> None:
+        """An append Slack may have applied: appending again could double it. The stream is stopped and its
+        span shown whole by edits (idempotent); if even the stop fails, the answer goes on below it."""
+        self.policy = dataclasses.replace(self.policy, native=False)
+        stopped = await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
+            channel=self.target.channel, ts=seg.ts))
+        if stopped:
+            seg.kind, seg.end, seg.final = "edit", seg.start, False
+        else:
+            seg.open = False
         await self._journal()
 
     # --- helpers -------------------------------------------------------------------------------------
@@ -391,7 +437,7 @@ class AnswerDelivery:
         t = self.target
         for index, payload in enumerate(payloads):
             if index >= len(self.segments):
-                if await self.poster.post(t.channel, payload, t.thread_ts) is None:
+                if await self.poster.post(t.channel, payload, t.thread_ts, find=self._find_posted) is None:
                     return
                 self.calls["post"] += 1
                 continue
@@ -399,7 +445,7 @@ class AnswerDelivery:
             shown = render_span(self.text, seg.start, seg.end, final=True)
             if payload["blocks"] == message_payload(shown)["blocks"] and not seg.has_button:
                 continue
-            if await self.poster.edit(t.channel, seg.ts, payload, member=t.turn_id, final=True):
+            if (await self.poster.edit(t.channel, seg.ts, payload, member=t.turn_id, final=True)).ok:
                 self.calls["edit"] += 1
         for seg in self.segments[len(payloads):]:
             try:
@@ -419,10 +465,15 @@ class AnswerDelivery:
             except (SlackApiError, OSError, asyncio.TimeoutError):
                 log.warning("could not upload a code image", extra={"channel": self.target.channel})
 
-    async def _retry(self, budget: str, method: str, call) -> None:
+    async def _find_posted(self, body: dict) -> str | None:
+        return await self.find(body["blocks"][0].get("text", "")) if self.find is not None else None
+
+    async def _retry(self, budget: str, method: str, call) -> bool:
+        """Keep trying a call through its budget's waits (bounded); True once Slack accepted it."""
         deadline = time.monotonic() + _CLEANUP_SECONDS
         while time.monotonic() < deadline:
             out = await self.poster.attempt(budget, self.target.channel, method, call)
             if out.ok or not out.wait:
-                return
+                return out.ok
             await asyncio.sleep(min(out.wait, max(0.05, deadline - time.monotonic())))
+        return False

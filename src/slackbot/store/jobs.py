@@ -11,8 +11,9 @@ schedule is the only key without a TTL; it drops ids whose job is gone whenever 
 
 Delivery contract (what worker.py builds on): `claim` hands each due job to one owner and pushes its
 due time forward by the lease; every later write checks that owner, so a worker whose lease lapsed
-cannot post or overwrite anything; `finish` takes the job off the schedule in the same step, and
-`request_cancel` / `poke` only move a job that is still on it.
+cannot post or overwrite anything; `finish` takes the job off the schedule in the same step (or,
+while its status message still awaits its final edit, keeps it there as a retry: a worker restart
+loses nothing), and `request_cancel` / `poke` only move a job that is still on it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Job:
     finished: float = 0.0  # when it ended; 0 while running
     cancelled_by: str = ""
     owner: str = ""  # the worker holding (or last holding) its lease
+    final_edit_pending: bool = False  # ended, but Slack has not yet taken the status message's last edit
 
     @property
     def running(self) -> bool:
@@ -160,9 +162,10 @@ return claimed
 """
 
 # Write job fields only while we still own the job (a lease that expired lost it).
-# KEYS: job hash, due zset; ARGV: id, owner, next due in seconds ('' = keep, '-' = ended),
-#       keep-after-end seconds, field, value, ...
-# An ended job leaves the schedule in the same step, and its record expires after `keep`.
+# KEYS: job hash, due zset; ARGV: id, owner, next due in seconds ('' = keep, '-' = off the schedule),
+#       record TTL in seconds ('' = keep), field, value, ...
+# An ended job leaves the schedule in the same step (unless due again for its final status edit),
+# and its record expires after the TTL.
 _WRITE = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -172,10 +175,10 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
 if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 if ARGV[3] == '-' then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 elseif ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 end
+if ARGV[4] ~= '' then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
 return 1
 """
 
@@ -285,16 +288,17 @@ class JobStore:
 
     async def write(self, job_id: str, owner: str, fields: dict, *, due_in: float | None = None) -> bool:
         """Update a job we own; with `due_in`, also its next poll. False: the lease moved on or it is gone."""
-        return await self._owned_write(job_id, owner, fields, "" if due_in is None else str(due_in))
+        return await self._owned_write(job_id, owner, fields, "" if due_in is None else str(due_in), "")
 
-    async def finish(self, job_id: str, owner: str, fields: dict) -> bool:
-        """End a job we own: write its last fields and take it off the schedule, in one step."""
-        return await self._owned_write(job_id, owner, fields, "-")
+    async def finish(self, job_id: str, owner: str, fields: dict, *, retry_in: float | None = None) -> bool:
+        """End a job we own: write its last fields and take it off the schedule, in one step; with
+        `retry_in`, it stays scheduled that much later (its status message's final edit is pending)."""
+        due = "-" if retry_in is None else str(retry_in)
+        return await self._owned_write(job_id, owner, fields, due, str(JOB_KEEP_SECONDS))
 
-    async def _owned_write(self, job_id: str, owner: str, fields: dict, due: str) -> bool:
+    async def _owned_write(self, job_id: str, owner: str, fields: dict, due: str, ttl: str) -> bool:
         flat = [x for k, v in fields.items() for x in (k, _encode(v))]
-        return bool(await self._write(keys=[self._job(job_id), self._due],
-                                      args=[job_id, owner, due, JOB_KEEP_SECONDS, *flat]))
+        return bool(await self._write(keys=[self._job(job_id), self._due], args=[job_id, owner, due, ttl, *flat]))
 
     async def request_cancel(self, job_id: str, user: str) -> tuple[str, str]:
         """("gone", "") | ("not_requester", requester) | ("over", status) | ("requested", interaction id)."""
