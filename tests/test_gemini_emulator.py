@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import sys
 import time
 
@@ -349,3 +351,39 @@ async def test_cli_runs_standalone():
     finally:
         proc.terminate()
         await proc.wait()
+
+
+# ---------------------------------------------------------------- Enterprise Agent Platform paths
+def _jwt(claims: dict) -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+
+async def test_enterprise_paths_take_only_a_token_the_emulator_issued(emu):
+    from google.oauth2.credentials import Credentials
+
+    claims = {"iss": "bot@p.iam.gserviceaccount.com", "aud": f"{emu.base_url}/token",
+              "scope": "https://www.googleapis.com/auth/cloud-platform", "iat": time.time(), "exp": time.time() + 600}
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    async with aiohttp.ClientSession(emu.base_url) as http:
+        wrong = await http.post("/token", data={"grant_type": "password", "assertion": _jwt(claims)})
+        assert wrong.status == 400 and (await wrong.json())["error"] == "unsupported_grant_type"
+        expired = await http.post("/token", data={"grant_type": grant, "assertion": _jwt({**claims, "exp": 1})})
+        assert expired.status == 400 and (await expired.json())["error"] == "invalid_grant"
+        issued = await (await http.post("/token", data={"grant_type": grant, "assertion": _jwt(claims)})).json()
+        assert issued["token_type"] == "Bearer" and issued["expires_in"] > 0
+        path = "/v1beta1/projects/p/locations/us-central1/interactions/x"
+        for headers in ({"x-goog-api-key": "k"}, {"Authorization": "Bearer not-issued"}):
+            refused = await http.get(path, headers=headers)
+            assert refused.status == 401 and (await refused.json())["error"]["status"] == "UNAUTHENTICATED"
+    client = genai.Client(enterprise=True, project="p", location="us-central1",
+                          credentials=Credentials(token=issued["access_token"]),
+                          http_options=types.HttpOptions(base_url=emu.base_url))
+    r = await client.aio.interactions.create(model=MODEL, input="hi")
+    assert r.output_text == "Reply 1 to: hi"
+    assert (await client.aio.interactions.get(r.id)).status == "completed"
+    sdk_calls = [q for q in emu.requests if q["status"] == 200]
+    assert [q["path"] for q in sdk_calls] == ["/v1beta1/projects/p/locations/us-central1/interactions",
+                                              f"/v1beta1/projects/p/locations/us-central1/interactions/{r.id}"]
+    assert {q["bearer"] for q in sdk_calls} == {issued["access_token"]}
