@@ -302,6 +302,40 @@ async def test_forget_and_delete(ai, emu):
     assert emu.interaction(r1.id)["gone"] is True  # still inspectable
 
 
+# ---------------------------------------------------------------- showcase answers (the sandbox without a key)
+async def test_asking_for_a_table_code_or_a_list_gets_one_every_time(ai, emu):
+    tables = [(await ai.create(model=MODEL, input="Show me a TABLE of databases")).output_text for _ in range(2)]
+    assert tables[0] == tables[1], "deterministic: the same question, the same answer"
+    assert "| Store | Best for | Trade-off |\n|---|---|---|\n| Redis |" in tables[0]
+    code = (await ai.create(model=MODEL, input="write a function that retries")).output_text
+    assert "```python\nimport time\n" in code and code.count("```") == 2
+    checklist = (await ai.create(model=MODEL, input="a checklist for debugging")).output_text
+    assert "\n1. **Reproduce**" in checklist and "\n- Keep the notes" in checklist
+    everything = (await ai.create(model=MODEL, input="show off some markdown")).output_text
+    assert all(part in everything for part in ("## show off some markdown", "**bold**", "|---|", "```python", "> "))
+    assert (await ai.create(model=MODEL, input="tablet or laptop?")).output_text == "Reply 1 to: tablet or laptop?"
+    emu.script(text="scripted")
+    assert (await ai.create(model=MODEL, input="a table please")).output_text == "scripted"  # a script wins
+
+
+async def test_showcase_sources_and_code_runs_need_their_tools_declared(ai):
+    question = "search the latest news on heat pumps"
+    assert (await ai.create(model=MODEL, input=question)).output_text == f"Reply 1 to: {question}"
+    events = await collect(await ai.create(model=MODEL, input=question, stream=True,
+                                           tools=[{"type": "google_search"}]))
+    steps = [e.step.type for e in events if e.event_type == "step.start"]
+    assert steps == ["google_search_call", "google_search_result", "model_output"]
+    answer = (await ai.get(events[0].interaction.id)).steps[-1].content[0]
+    notes = answer.annotations
+    assert [n.title for n in notes] == ["News analysis", "Official guidance"]
+    first = answer.text.encode()[notes[0].start_index:notes[0].end_index].decode()
+    assert first == "agrees on the main trend"  # the citation anchors the words it supports
+    run = await collect(await ai.create(model=MODEL, input="calculate the mean", stream=True,
+                                        tools=[{"type": "code_execution"}]))
+    [result] = [e.step for e in run if e.event_type == "step.start" and e.step.type == "code_execution_result"]
+    assert result.result[0].text == "3.875\n" and result.result[1].mime_type == "image/png"
+
+
 # ---------------------------------------------------------------- load and out-of-process controls
 async def test_many_concurrent_streams(ai, emu):
     async def one(n):

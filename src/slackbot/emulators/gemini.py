@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from . import guard
+from .showcase import showcase_plan
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
@@ -161,6 +162,19 @@ def _describe_media(media: list[dict]) -> str:
     """What the default reply says about the files it received (a digest a test can compare)."""
     return "".join(f"\n[{m['type']} {m['mime_type']} {m.get('bytes', 0)} bytes sha256:{m.get('sha256', '-')}]"
                    for m in media)
+
+
+def _with_showcase(rec: "_Record") -> dict:
+    """The plan, or for an unscripted question that asks for a table, code, sources... by name, a
+    realistic answer (showcase.py) under what was scripted; the echo otherwise."""
+    if "text" in rec.plan:
+        return rec.plan
+    declared = {tool.get("type") for tool in rec.body.get("tools") or [] if isinstance(tool, dict)}
+    shown = showcase_plan(rec.input_text, declared)
+    if not shown:
+        return rec.plan
+    shown["text"] += _describe_media(rec.media)
+    return {**shown, **rec.plan}
 
 
 @dataclass
@@ -419,7 +433,7 @@ class GeminiEmulator:
 
     def _build_model(self, rec: _Record) -> None:
         """Timeline of a model turn: created, [thought step], output step, final status."""
-        plan, t = rec.plan, rec.t0
+        plan, t = _with_showcase(rec), rec.t0
         reply = plan.get("text", f"Reply {self._depth(rec)} to: {rec.input_text}{_describe_media(rec.media)}")
         size, gap = self._pace(rec, "chunk_chars"), self._pace(rec, "chunk_delay")
         rec.add(t, "interaction.created", interaction=rec.head("in_progress"))
