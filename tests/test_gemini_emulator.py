@@ -334,6 +334,7 @@ async def test_showcase_sources_and_code_runs_need_their_tools_declared(ai):
                                         tools=[{"type": "code_execution"}]))
     [result] = [e.step for e in run if e.event_type == "step.start" and e.step.type == "code_execution_result"]
     assert result.result[0].text == "3.875\n" and result.result[1].mime_type == "image/png"
+    assert base64.b64decode(result.result[1].data)[:8] == b"\x89PNG\r\n\x1a\n"  # a chart a page can show
 
 
 # ---------------------------------------------------------------- load and out-of-process controls

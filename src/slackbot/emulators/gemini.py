@@ -785,7 +785,8 @@ def _add_tool_steps(rec: _Record, steps: list[dict], t: float, index: int, gap: 
     url_context | code_execution | mcp, ...}; a step for a tool the request did not declare is
     skipped, as a real model cannot call it.
       google_search: queries; url_context: urls;
-      code_execution: code, output, is_error, image (true: one PNG in the result);
+      code_execution: code, output, is_error, image (true: one PNG in the result; a string: that
+        PNG, base64);
       mcp: server, name, arguments, result (text), is_error (MCP's CallToolResult.isError)."""
     for n, spec in enumerate(steps):
         kind = spec.get("tool")
@@ -807,7 +808,8 @@ def _add_tool_steps(rec: _Record, steps: list[dict], t: float, index: int, gap: 
                     "arguments": {"code": spec.get("code", "print(1)"), "language": "python"}}
             parts: list = [{"type": "text", "text": spec.get("output", "")}]
             if spec.get("image"):
-                parts.append({"type": "image", "mime_type": "image/png", "data": _PNG})
+                data = spec["image"] if isinstance(spec["image"], str) else _PNG
+                parts.append({"type": "image", "mime_type": "image/png", "data": data})
             result = {"type": "code_execution_result", "call_id": call_id, "result": parts,
                       "is_error": bool(spec.get("is_error"))}
         elif kind in ("google_search", "url_context"):
