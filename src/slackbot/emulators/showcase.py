@@ -13,11 +13,8 @@ Pure: the question's words and the declared tools in, a plan for the emulator's 
 from __future__ import annotations
 
 import base64
-import re
 import struct
 import zlib
-
-_WORD = re.compile(r"[a-z]+")  # linear: one pass over the lowered text
 
 # (section, words that ask for it, tool the request must declare); sections appear in this order
 _TRIGGERS = (
@@ -104,7 +101,7 @@ def _topic(text: str) -> str:
 def showcase_plan(text: str, declared_tools: set[str]) -> dict:
     """{"text", "tool_steps", "annotations"} for a question that asks for a showcased block by name,
     else {} (the caller's echo stands)."""
-    words = set(_WORD.findall(text.lower()))
+    words = set("".join(c if c.isalpha() else " " for c in text.lower()).split())  # one linear pass
     everything = bool(words & _EVERYTHING)
     wanted = [name for name, triggers, tool in _TRIGGERS
               if (everything or words & triggers) and (tool is None or tool in declared_tools)]
