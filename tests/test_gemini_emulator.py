@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import sys
 import time
 
@@ -300,6 +302,41 @@ async def test_forget_and_delete(ai, emu):
     assert emu.interaction(r1.id)["gone"] is True  # still inspectable
 
 
+# ---------------------------------------------------------------- showcase answers (the sandbox without a key)
+async def test_asking_for_a_table_code_or_a_list_gets_one_every_time(ai, emu):
+    tables = [(await ai.create(model=MODEL, input="Show me a TABLE of databases")).output_text for _ in range(2)]
+    assert tables[0] == tables[1], "deterministic: the same question, the same answer"
+    assert "| Store | Best for | Trade-off |\n|---|---|---|\n| Redis |" in tables[0]
+    code = (await ai.create(model=MODEL, input="write a function that retries")).output_text
+    assert "```python\nimport time\n" in code and code.count("```") == 2
+    checklist = (await ai.create(model=MODEL, input="a checklist for debugging")).output_text
+    assert "\n1. **Reproduce**" in checklist and "\n- Keep the notes" in checklist
+    everything = (await ai.create(model=MODEL, input="show off some markdown")).output_text
+    assert all(part in everything for part in ("## show off some markdown", "**bold**", "|---|", "```python", "> "))
+    assert (await ai.create(model=MODEL, input="tablet or laptop?")).output_text == "Reply 1 to: tablet or laptop?"
+    emu.script(text="scripted")
+    assert (await ai.create(model=MODEL, input="a table please")).output_text == "scripted"  # a script wins
+
+
+async def test_showcase_sources_and_code_runs_need_their_tools_declared(ai):
+    question = "search the latest news on heat pumps"
+    assert (await ai.create(model=MODEL, input=question)).output_text == f"Reply 1 to: {question}"
+    events = await collect(await ai.create(model=MODEL, input=question, stream=True,
+                                           tools=[{"type": "google_search"}]))
+    steps = [e.step.type for e in events if e.event_type == "step.start"]
+    assert steps == ["google_search_call", "google_search_result", "model_output"]
+    answer = (await ai.get(events[0].interaction.id)).steps[-1].content[0]
+    notes = answer.annotations
+    assert [n.title for n in notes] == ["News analysis", "Official guidance"]
+    first = answer.text.encode()[notes[0].start_index:notes[0].end_index].decode()
+    assert first == "agrees on the main trend"  # the citation anchors the words it supports
+    run = await collect(await ai.create(model=MODEL, input="calculate the mean", stream=True,
+                                        tools=[{"type": "code_execution"}]))
+    [result] = [e.step for e in run if e.event_type == "step.start" and e.step.type == "code_execution_result"]
+    assert result.result[0].text == "3.875\n" and result.result[1].mime_type == "image/png"
+    assert base64.b64decode(result.result[1].data)[:8] == b"\x89PNG\r\n\x1a\n"  # a chart a page can show
+
+
 # ---------------------------------------------------------------- load and out-of-process controls
 async def test_many_concurrent_streams(ai, emu):
     async def one(n):
@@ -349,3 +386,39 @@ async def test_cli_runs_standalone():
     finally:
         proc.terminate()
         await proc.wait()
+
+
+# ---------------------------------------------------------------- Enterprise Agent Platform paths
+def _jwt(claims: dict) -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+
+async def test_enterprise_paths_take_only_a_token_the_emulator_issued(emu):
+    from google.oauth2.credentials import Credentials
+
+    claims = {"iss": "bot@p.iam.gserviceaccount.com", "aud": f"{emu.base_url}/token",
+              "scope": "https://www.googleapis.com/auth/cloud-platform", "iat": time.time(), "exp": time.time() + 600}
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    async with aiohttp.ClientSession(emu.base_url) as http:
+        wrong = await http.post("/token", data={"grant_type": "password", "assertion": _jwt(claims)})
+        assert wrong.status == 400 and (await wrong.json())["error"] == "unsupported_grant_type"
+        expired = await http.post("/token", data={"grant_type": grant, "assertion": _jwt({**claims, "exp": 1})})
+        assert expired.status == 400 and (await expired.json())["error"] == "invalid_grant"
+        issued = await (await http.post("/token", data={"grant_type": grant, "assertion": _jwt(claims)})).json()
+        assert issued["token_type"] == "Bearer" and issued["expires_in"] > 0
+        path = "/v1beta1/projects/p/locations/us-central1/interactions/x"
+        for headers in ({"x-goog-api-key": "k"}, {"Authorization": "Bearer not-issued"}):
+            refused = await http.get(path, headers=headers)
+            assert refused.status == 401 and (await refused.json())["error"]["status"] == "UNAUTHENTICATED"
+    client = genai.Client(enterprise=True, project="p", location="us-central1",
+                          credentials=Credentials(token=issued["access_token"]),
+                          http_options=types.HttpOptions(base_url=emu.base_url))
+    r = await client.aio.interactions.create(model=MODEL, input="hi")
+    assert r.output_text == "Reply 1 to: hi"
+    assert (await client.aio.interactions.get(r.id)).status == "completed"
+    sdk_calls = [q for q in emu.requests if q["status"] == 200]
+    assert [q["path"] for q in sdk_calls] == ["/v1beta1/projects/p/locations/us-central1/interactions",
+                                              f"/v1beta1/projects/p/locations/us-central1/interactions/{r.id}"]
+    assert {q["bearer"] for q in sdk_calls} == {issued["access_token"]}

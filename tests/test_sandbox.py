@@ -430,3 +430,88 @@ async def test_sandbox_page_attaches_files(redis_url, prefix):
             assert errors == [], errors
         finally:
             await browser.close()
+
+
+# issue 17.8: without a key, asking for a table, code or sources shows each as Slack renders it
+async def test_sandbox_emulator_answers_a_table_code_and_sources_when_asked(redis_url, prefix):
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)  # no SLACKBOT_TOOLS: the sandbox's own
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async def answer_to(question: str, done) -> list[dict]:
+            sent = await post_json(http, f"{base}/api/user_message",
+                                   {"channel": "C_GENERAL", "text": f"<@UBOT> {question}", "user": "U_BOB"})
+
+            async def thread():
+                async with http.get(f"{base}/api/state") as resp:
+                    general = next(c for c in (await resp.json())["channels"] if c["id"] == "C_GENERAL")
+                msgs = [m for m in general["messages"] if m.get("bot_id") and m.get("thread_ts") == sent["message"]["ts"]]
+                return msgs if msgs and done(msgs) else None
+            return await eventually(thread, 20, interval=0.1, message=f"the answer to {question!r}")
+
+        def blocks(msgs, kind):
+            return [b for m in msgs for b in m.get("blocks") or [] if b["type"] == kind]
+
+        table = await answer_to("compare databases in a table", lambda ms: blocks(ms, "table"))
+        [block] = blocks(table, "table")
+        assert [c["text"] for c in block["rows"][0]] == ["Store", "Best for", "Trade-off"]
+        assert [row[0]["text"] for row in block["rows"][1:]] == ["Redis", "PostgreSQL", "SQLite"]
+
+        def fenced(ms):
+            return any("```python\nimport time" in b["text"] and b["text"].count("```") == 2
+                       for b in blocks(ms, "markdown"))
+        await answer_to("write a function that retries a request", fenced)
+
+        def sourced(ms):
+            return any("News analysis" in b["text"] and "news.example.org" in b["text"] for b in blocks(ms, "markdown"))
+        await answer_to("search the latest news on heat pumps", sourced)
+
+
+# issue 17.8: the page accepts every command manifest.yml declares (/gemini too), draws its icons as
+# SVG (no emoji font needed) and shows file sizes as a file browser does
+async def test_sandbox_page_runs_every_declared_command_with_svg_icons_and_true_sizes(redis_url, prefix):
+    chromium_or_skip()
+    import yaml
+    from playwright.async_api import async_playwright, expect
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifest.yml").read_text())
+    declared = [c["command"] for c in manifest["features"]["slash_commands"]]
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            assert [c["command"] for c in (await resp.json())["commands"]] == declared
+        async with http.post(f"{base}/api/slash_command", json={"command": "/nope", "channel": "C_GENERAL"}) as resp:
+            assert resp.status == 400  # the workspace knows only the app's declared commands
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1440, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(base)
+                expect.set_options(timeout=10_000)
+                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+                for command in declared:
+                    await expect(page.locator("#command-hints kbd", has_text=command)).to_have_count(1)
+
+                await page.locator("#composer").fill("/gemini")
+                await page.locator("#composer").press("Enter")
+                profile = page.locator("#messages .message.ephemeral", has_text="Gemini profile in #general")
+                await expect(profile).to_contain_text("Model: gemini-3-flash-preview")
+                await expect(page.locator("#messages")).not_to_contain_text("not a command of this app")
+
+                attach = page.locator("#composer-form button.attach")
+                await expect(attach.locator("svg")).to_have_count(1)
+                assert (await attach.text_content()).strip() == ""  # no emoji glyph to fall back on
+                await page.locator("#composer-form input.file-input").set_input_files(
+                    files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x" * 80}])
+                await expect(page.locator("#channel-pane .attachment")).to_contain_text("notes.txt · 80 B")
+                await page.locator("#composer").fill("@bot read this")
+                await page.locator("#composer").press("Enter")
+                card = page.locator("#messages .file-card", has_text="notes.txt")
+                await expect(card.locator(".file-size")).to_have_text("notes.txt · 80 B")
+                await expect(card.locator(".file-icon svg")).to_have_count(1)
+                await expect(page.locator("#messages .message.bot .avatar svg").first).to_be_visible()
+                sizes = await page.evaluate("[80, 1229, 3.4 * 1024 * 1024].map(formatSize)")
+                assert sizes == ["80 B", "1.2 KB", "3.4 MB"]
+                assert errors == [], errors
+            finally:
+                await browser.close()

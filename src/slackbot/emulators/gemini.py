@@ -1,7 +1,10 @@
 """Local emulator of the Gemini Interactions API (google-genai 3.4.0 wire format).
 
 The real SDK works against it unchanged:
-``genai.Client(api_key="test", http_options=types.HttpOptions(base_url=emu.base_url))``.
+``genai.Client(api_key="test", http_options=types.HttpOptions(base_url=emu.base_url))``, or in
+Enterprise mode ``genai.Client(enterprise=True, project=..., location=..., http_options=...)`` with
+a service-account key whose ``token_uri`` is ``{emu.base_url}/token``: the emulator issues the
+access token and then accepts only that Bearer token on ``/v1beta1/projects/{p}/locations/{l}/...``.
 
 Design: every interaction is a *timeline* computed once at create time, a list of
 ``(due, event)`` pairs on the monotonic clock. Nothing runs in the background:
@@ -36,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from . import guard
+from .showcase import showcase_plan
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
@@ -44,6 +48,14 @@ _TERMINAL = {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"
 # parsed JSON body, stored on the request by the logging middleware
 _BODY = web.RequestKey("json_body", object) if hasattr(web, "RequestKey") else "json_body"
 _API = r"/{version:v1[a-z0-9]*}/interactions"  # the SDK sends /v1/...; accept v1beta etc.
+# Enterprise (Vertex) mode: google-genai 3.6 sends /v1beta1/projects/{p}/locations/{l}/interactions with
+# "Authorization: Bearer <access token>" (_gaos/google_genai.py: get_google_genai_api_version)
+_ENTERPRISE_API = r"/{version:v1[a-z0-9]*}/projects/{project}/locations/{location}/interactions"
+_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_NO_CREDENTIAL = ("Request is missing required authentication credential. Expected OAuth 2 access token, "
+                  "login cookie or other valid authentication credential.")
+_BAD_CREDENTIAL = ("Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                   "login cookie or other valid authentication credential.")
 
 
 class _ApiError(Exception):
@@ -100,6 +112,18 @@ def _text_of(value: Any) -> str:
     return ""
 
 
+def _jwt_claims(assertion: str) -> dict | None:
+    """The payload of a compact JWT, or None if it is not one."""
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 # --- file content parts (image, document, audio, video), checked as the SDK defines them -------------
 def _media_parts(steps: list[dict]) -> list[dict]:
     """Validate every content block of the input steps; a summary (type, MIME, size, sha256) of each
@@ -138,6 +162,19 @@ def _describe_media(media: list[dict]) -> str:
     """What the default reply says about the files it received (a digest a test can compare)."""
     return "".join(f"\n[{m['type']} {m['mime_type']} {m.get('bytes', 0)} bytes sha256:{m.get('sha256', '-')}]"
                    for m in media)
+
+
+def _with_showcase(rec: "_Record") -> dict:
+    """The plan, or for an unscripted question that asks for a table, code, sources... by name, a
+    realistic answer (showcase.py) under what was scripted; the echo otherwise."""
+    if "text" in rec.plan:
+        return rec.plan
+    declared = {tool.get("type") for tool in rec.body.get("tools") or [] if isinstance(tool, dict)}
+    shown = showcase_plan(rec.input_text, declared)
+    if not shown:
+        return rec.plan
+    shown["text"] += _describe_media(rec.media)
+    return {**shown, **rec.plan}
 
 
 @dataclass
@@ -185,16 +222,19 @@ class GeminiEmulator:
         self._plans: collections.deque = collections.deque()
         self._agent_plans: collections.deque = collections.deque()
         self._records: dict[str, _Record] = {}
+        self.access_tokens: dict[str, dict] = {}  # issued by POST /token: token -> the JWT's claims
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(middlewares=[self._log_middleware], client_max_size=64 * 1024 * 1024)
         r = app.router
-        r.add_post(_API, self._h_create)
-        r.add_get(_API + "/{id}", self._h_get)
-        r.add_post(_API + "/{id}/cancel", self._h_cancel)
-        r.add_delete(_API + "/{id}", self._h_delete)
+        for api in (_API, _ENTERPRISE_API):
+            r.add_post(api, self._h_create)
+            r.add_get(api + "/{id}", self._h_get)
+            r.add_post(api + "/{id}/cancel", self._h_cancel)
+            r.add_delete(api + "/{id}", self._h_delete)
+        r.add_post("/token", self._h_token)  # a service account's token_uri (OAuth 2 JWT bearer grant)
         r.add_post("/_emu/script", self._c_script)
         r.add_post("/_emu/script_agent", self._c_script)
         r.add_post("/_emu/forget/{id}", self._c_forget)
@@ -277,18 +317,21 @@ class GeminiEmulator:
     async def _log_middleware(self, request: web.Request, handler):
         if request.path.startswith("/_emu/"):  # control: local Host and JSON POSTs only (guard.py)
             return await guard.local_control(request, handler)
+        if request.path == "/token":  # the OAuth endpoint needs no credential of its own
+            return await handler(request)
         raw = await request.read() if request.can_read_body else b""
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
         request[_BODY] = body
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
         entry = {"method": request.method, "path": request.path, "query": dict(request.query),
-                 "body": body, "status": None, "time": time.time()}
+                 "body": body, "status": None, "time": time.time(),
+                 "bearer": bearer if scheme.lower() == "bearer" else None}
         self.requests.append(entry)
         try:
-            if not (request.headers.get("x-goog-api-key") or request.headers.get("authorization")):
-                raise _ApiError(403, "Method doesn't allow unregistered callers. Please use an API key.")
+            self._check_credential(request, entry["bearer"])
             resp = await handler(request)
         except _ApiError as e:
             resp = _error_response(e.code, e.message, e.status)
@@ -296,6 +339,34 @@ class GeminiEmulator:
             resp = _error_response(e.status, e.reason)
         entry["status"] = resp.status
         return resp
+
+    def _check_credential(self, request: web.Request, bearer: str | None) -> None:
+        """Enterprise paths take only an access token this emulator issued (as Google checks its
+        own); the Developer API takes an API key (or any Authorization header)."""
+        if "project" in request.match_info:
+            if not bearer:
+                raise _ApiError(401, _NO_CREDENTIAL)
+            if bearer not in self.access_tokens:
+                raise _ApiError(401, _BAD_CREDENTIAL)
+        elif not (request.headers.get("x-goog-api-key") or request.headers.get("authorization")):
+            raise _ApiError(403, "Method doesn't allow unregistered callers. Please use an API key.")
+
+    async def _h_token(self, request: web.Request) -> web.Response:
+        """OAuth 2 token endpoint for a service account (RFC 7523 JWT bearer grant, as google-auth
+        sends it to the key file's token_uri). The claims are checked; the signature is not (the
+        emulator keeps no registry of public keys)."""
+        form = await request.post()
+        if form.get("grant_type") != _JWT_BEARER:
+            return web.json_response({"error": "unsupported_grant_type",
+                                      "error_description": "Invalid grant_type."}, status=400)
+        claims = _jwt_claims(str(form.get("assertion", "")))
+        if claims is None or not claims.get("iss") or not str(claims.get("aud", "")).endswith("/token") \
+                or not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < time.time():
+            return web.json_response({"error": "invalid_grant",
+                                      "error_description": "Invalid JWT: bad claims or expired."}, status=400)
+        token = f"ya29.emu-{uuid.uuid4().hex}"
+        self.access_tokens[token] = claims
+        return web.json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
     def _get_record(self, interaction_id: str) -> _Record:
         rec = self._records.get(interaction_id)
@@ -362,7 +433,7 @@ class GeminiEmulator:
 
     def _build_model(self, rec: _Record) -> None:
         """Timeline of a model turn: created, [thought step], output step, final status."""
-        plan, t = rec.plan, rec.t0
+        plan, t = _with_showcase(rec), rec.t0
         reply = plan.get("text", f"Reply {self._depth(rec)} to: {rec.input_text}{_describe_media(rec.media)}")
         size, gap = self._pace(rec, "chunk_chars"), self._pace(rec, "chunk_delay")
         rec.add(t, "interaction.created", interaction=rec.head("in_progress"))
@@ -714,7 +785,8 @@ def _add_tool_steps(rec: _Record, steps: list[dict], t: float, index: int, gap: 
     url_context | code_execution | mcp, ...}; a step for a tool the request did not declare is
     skipped, as a real model cannot call it.
       google_search: queries; url_context: urls;
-      code_execution: code, output, is_error, image (true: one PNG in the result);
+      code_execution: code, output, is_error, image (true: one PNG in the result; a string: that
+        PNG, base64);
       mcp: server, name, arguments, result (text), is_error (MCP's CallToolResult.isError)."""
     for n, spec in enumerate(steps):
         kind = spec.get("tool")
@@ -736,7 +808,8 @@ def _add_tool_steps(rec: _Record, steps: list[dict], t: float, index: int, gap: 
                     "arguments": {"code": spec.get("code", "print(1)"), "language": "python"}}
             parts: list = [{"type": "text", "text": spec.get("output", "")}]
             if spec.get("image"):
-                parts.append({"type": "image", "mime_type": "image/png", "data": _PNG})
+                data = spec["image"] if isinstance(spec["image"], str) else _PNG
+                parts.append({"type": "image", "mime_type": "image/png", "data": data})
             result = {"type": "code_execution_result", "call_id": call_id, "result": parts,
                       "is_error": bool(spec.get("is_error"))}
         elif kind in ("google_search", "url_context"):

@@ -16,6 +16,10 @@ Choices made at start-up (reported by /api/info and in the page's header):
   emulator at a readable pace.
 * Redis: REDIS_URL when it answers a PING within a second, else an embedded store (fakeredis,
   which runs the store's Lua scripts). Keys go under a per-run prefix, deleted at exit.
+* Tools: with the emulator and no SLACKBOT_TOOLS, google_search and code_execution, so the emulator's
+  showcase answers (emulators/showcase.py) can show sources and code runs.
+* Slash commands: the ones manifest.yml declares, as a workspace knows its apps' commands; the page
+  offers them and the page's server refuses any other.
 
 Local in fact (emulators/guard.py): the page listens on PORT at 127.0.0.1 unless SLACKBOT_HOST is
 set, answers only to IP literals, `localhost` and that name (DNS rebinding), takes POSTs only as
@@ -35,6 +39,7 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+import yaml
 from aiohttp import web
 from pydantic import SecretStr
 from redis.exceptions import RedisError
@@ -54,6 +59,7 @@ EMULATOR_PACE = {"chunk_chars": 8, "chunk_delay": 0.03, "first_token_delay": 0.4
 # and has time to press Cancel; the real API keeps the production cadence.
 EMULATED_RESEARCH = {"queued_for": 2.0, "run_for": 25.0}
 EMULATED_POLLING = {"research_poll_initial": 2.0, "research_poll_max": 4.0, "research_status_every": 4.0}
+EMULATED_TOOLS = "google_search,code_execution"
 REDIS_PING_TIMEOUT = 1.0
 _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint, nothing else
     "user_message": {"channel", "text", "user", "thread_ts"},
@@ -84,12 +90,26 @@ class SandboxInfo:
     gemini_model: str = ""
     gemini_emulator_url: str = ""  # control endpoints (/_emu/script...) when the emulator is in use
     slack_emulator_url: str = ""
+    commands: list[dict] | None = None  # manifest.yml's slash commands (None: not known)
 
     def to_json(self) -> dict:
         return {"gemini": self.gemini, "gemini_label": "real API" if self.gemini == "real" else "emulator",
                 "gemini_model": self.gemini_model, "gemini_emulator_url": self.gemini_emulator_url or None,
                 "redis": self.redis, "redis_label": self.redis_url if self.redis == "url" else "embedded",
-                "slack_emulator_url": self.slack_emulator_url}
+                "slack_emulator_url": self.slack_emulator_url, "commands": self.commands}
+
+
+def manifest_commands(start: Path = Path(__file__)) -> list[dict] | None:
+    """The slash commands manifest.yml declares ({command, description, usage_hint}), read from the
+    checkout this module runs from; None when there is none (an installed package): then the page
+    forwards any command and the bot's answer decides."""
+    for folder in start.resolve().parents:
+        manifest = folder / "manifest.yml"
+        if manifest.is_file() and (folder / "pyproject.toml").is_file():
+            declared = (yaml.safe_load(manifest.read_text()).get("features") or {}).get("slash_commands") or []
+            return [{"command": c["command"], "description": c.get("description", ""),
+                     "usage_hint": c.get("usage_hint", "")} for c in declared]
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -163,7 +183,7 @@ class Sandbox:
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
             await self.gemini_emu.start()
             update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key=SecretStr("sandbox-emulator"),
-                          use_enterprise=False,
+                          use_enterprise=False, tools=s.tools or EMULATED_TOOLS,
                           **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
         self._real_redis = await redis_answers(s.redis_url)
         redis_client = None if self._real_redis else embedded_redis()
@@ -174,7 +194,7 @@ class Sandbox:
             gemini="real" if real_gemini else "emulator", redis="url" if self._real_redis else "embedded",
             redis_url=redact(s.redis_url) if self._real_redis else "", gemini_model=s.gemini_model,
             gemini_emulator_url=self.gemini_emu.base_url if self.gemini_emu else "",
-            slack_emulator_url=self.slack.base_url)
+            slack_emulator_url=self.slack.base_url, commands=manifest_commands())
         await self._start_bot(redis_client)
         await self._start_page()
 
@@ -308,9 +328,15 @@ class Sandbox:
             if not isinstance(body, dict):
                 return web.json_response({"ok": False, "error": "expected a JSON object"}, status=400)
             payload = {k: v for k, v in body.items() if k in allowed and v is not None}
+            if name == "slash_command" and not self._declared(payload.get("command")):
+                return web.json_response({"ok": False, "error": "not a command of this app"}, status=400)
             async with self._http.post(f"{self.slack.base_url}/_emu/{name}", json=payload) as resp:
                 return web.json_response(await resp.json(), status=resp.status)
         return handler
+
+    def _declared(self, command) -> bool:
+        known = self.info.commands
+        return known is None or any(c["command"] == command for c in known)
 
     async def _api_feed(self, request: web.Request) -> web.StreamResponse:
         """The emulator's SSE feed, passed through byte for byte."""

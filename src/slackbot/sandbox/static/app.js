@@ -35,6 +35,40 @@ const EMOJI = {
   wave: "👋", memo: "📝", robot_face: "🤖", sparkles: "✨", thinking_face: "🤔", bulb: "💡", fire: "🔥",
   page_facing_up: "📄", link: "🔗", clock1: "🕐", stopwatch: "⏱️", information_source: "ℹ️", books: "📚",
 };
+// Icons are inline SVG, not emoji: emoji are empty boxes where no emoji font is installed.
+const SVG = (body) => `<svg viewBox="0 0 24 24" width="1em" height="1em" fill="none" stroke="currentColor" `
+  + `stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">${body}</svg>`;
+const ICONS = {
+  attach: SVG('<path d="M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9"/>'),
+  file: SVG('<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z"/><path d="M14 3v5h5M9 13h6M9 17h6"/>'),
+  gear: SVG('<circle cx="12" cy="12" r="3"/><path d="M12 2v3M12 19v3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M2 12h3M19 12h3M4.9 19.1L7 17M17 7l2.1-2.1"/>'),
+  sparkle: SVG('<path fill="currentColor" stroke="none" d="M12 2c.6 4.8 3.2 9.4 10 10-6.8.6-9.4 5.2-10 10-.6-4.8-3.2-9.4-10-10 6.8-.6 9.4-5.2 10-10z"/>'),
+  hourglass: SVG('<path d="M6 2h12M6 22h12M7 2c0 5 5 6 5 10s-5 5-5 10M17 2c0 5-5 6-5 10s5 5 5 10"/>'),
+  memo: SVG('<path d="M4 20h4L19 9l-4-4L4 16z"/><path d="M13 7l4 4"/>'),
+  search: SVG('<circle cx="11" cy="11" r="7"/><path d="M21 21l-5-5"/>'),
+  check: SVG('<circle cx="12" cy="12" r="10" fill="#2bac76" stroke="none"/><path d="M7 12.5l3 3 7-7" stroke="#fff"/>'),
+  cross: SVG('<circle cx="12" cy="12" r="10" fill="#cd2553" stroke="none"/><path d="M8 8l8 8M16 8l-8 8" stroke="#fff"/>'),
+  blocked: SVG('<circle cx="12" cy="12" r="9" stroke="#cd2553"/><path d="M5.6 5.6l12.8 12.8" stroke="#cd2553"/>'),
+  warning: SVG('<path d="M12 3l10 18H2z" fill="#ecb22e" stroke="none"/><path d="M12 10v5M12 18v.5" stroke="#1d1c1d"/>'),
+  link: SVG('<path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/>'),
+};
+// the shortcodes the bot itself writes (research status lines) and a few common ones, drawn as icons
+const EMOJI_ICONS = {
+  hourglass_flowing_sand: "hourglass", hourglass: "hourglass", memo: "memo", mag: "search", white_check_mark: "check",
+  heavy_check_mark: "check", x: "cross", no_entry_sign: "blocked", warning: "warning", page_facing_up: "file",
+  link: "link",
+};
+function icon(name, cls = "icon") {
+  return el("span", { class: cls, html: ICONS[name] });
+}
+// "80 B", "1.2 KB", "3.4 MB": one decimal below ten units, as a file browser shows sizes
+function formatSize(bytes) {
+  const units = ["B", "KB", "MB", "GB"];
+  let n = Math.max(0, Number(bytes) || 0), u = 0;
+  while (n >= 1024 && u < units.length - 1) { n /= 1024; u += 1; }
+  const shown = u === 0 ? String(Math.round(n)) : n < 10 ? n.toFixed(1).replace(/\.0$/, "") : String(Math.round(n));
+  return `${shown} ${units[u]}`;
+}
 const COLORS = ["#e8912d", "#2bac76", "#4a7fd4", "#cd2553", "#8c5bd0", "#1f9aa8"];
 
 // ------------------------------------------------------------------ helpers
@@ -50,7 +84,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") node.className = v;
-    else if (k === "html") node.innerHTML = v; // only ever given output of the escaping renderers
+    else if (k === "html") node.innerHTML = v; // only ever given output of the escaping renderers or ICONS
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : v);
   }
@@ -100,14 +134,15 @@ function colorOf(id) {
 }
 function avatar(id, { small = false, system = false } = {}) {
   const cls = `avatar${small ? " small" : ""}`;
-  if (system) return el("span", { class: `${cls} system`, "aria-hidden": "true" }, "⚙");
-  if (id === S.botUser) return el("span", { class: `${cls} bot`, "aria-hidden": "true" }, "✦");
+  if (system) return el("span", { class: `${cls} system`, "aria-hidden": "true", html: ICONS.gear });
+  if (id === S.botUser) return el("span", { class: `${cls} bot`, "aria-hidden": "true", html: ICONS.sparkle });
   const a = el("span", { class: cls, "aria-hidden": "true" }, realName(id).slice(0, 1).toUpperCase());
   a.style.background = colorOf(id);
   return a;
 }
 function emojify(escaped) {
-  return escaped.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] ?? m);
+  return escaped.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI_ICONS[name]
+    ? `<span class="emoji-icon" role="img" aria-label="${m}">${ICONS[EMOJI_ICONS[name]]}</span>` : EMOJI[name] ?? m);
 }
 
 // ------------------------------------------------------------------ Markdown (the bot's markdown blocks)
@@ -650,6 +685,15 @@ function reconcile(container, rows) {
   }
 }
 
+// what the emulator answers with a realistic block (emulators/showcase.py): [question, what it shows]
+const SHOWCASE = [
+  ["compare databases in a table", "a Markdown table becomes a Slack table block"],
+  ["write a function that retries a request", "a fenced code block"],
+  ["search the latest news on heat pumps", "an answer with its sources listed under it"],
+  ["calculate the mean and plot it", "a code run with its output and plot"],
+  ["show off some markdown", "headings, lists, a table, code and a quote in one answer"],
+];
+
 function welcome(c) {
   const tip = (label, text, fill) => el("button", { type: "button", class: "tip", onclick: () => {
     const box = $("#composer");
@@ -669,12 +713,18 @@ function welcome(c) {
         "@bot what is a good name for a sandbox?") : null,
       c.is_im ? tip("Explain Redis Lua scripts in two sentences", "DMs need no mention",
         "Explain Redis Lua scripts in two sentences") : null,
+      ...(S.info?.gemini === "emulator" && (botHere || c.is_im) ? SHOWCASE.map(([ask, what]) => {
+        const fill = c.is_im ? ask : `@bot ${ask}`;
+        return tip(fill, what, fill);
+      }) : []),
       tip("/research What changed in EU AI Act enforcement in 2026?", "a Deep Research job with a status message and Cancel",
         "/research What changed in EU AI Act enforcement in 2026?"),
-      tip("/research status", "your research jobs (only visible to you)", "/research status")),
+      tip("/research status", "your research jobs (only visible to you)", "/research status"),
+      tip("/gemini", "the profile (model, tools, instructions) in effect here, only visible to you", "/gemini")),
     S.info?.gemini === "emulator" ? el("p", { class: "emulator-note" },
-      "Gemini is emulated here: answers read \"Reply N to: <your message>\", where N counts the turns the bot "
-      + "chained in this conversation. Set GEMINI_API_KEY to talk to the real API.") : null);
+      "Gemini is emulated here: ask for a table, code, a list, sources (\"search …\"), a calculation or "
+      + "\"markdown\" to see how each renders; anything else is echoed as \"Reply N to: <your message>\", where N "
+      + "counts the turns the bot chained in this conversation. Set GEMINI_API_KEY to talk to the real API.") : null);
 }
 
 // ------------------------------------------------------------------ workspace state + live feed
@@ -821,8 +871,9 @@ async function send(text, { channel, threadTs }) {
   const slash = trimmed.match(/^(\/[\w-]+)(?:\s+([\s\S]*))?$/);
   if (slash) {
     const [, command, args = ""] = slash;
-    if (command !== "/research") {
-      note(channel, threadTs, `\`${command}\` is not a command of this app. Try \`/research <question>\` or \`/research status\`.`);
+    const known = S.info?.commands; // manifest.yml's slash commands (null: unknown, the bot decides)
+    if (known && !known.some((c) => c.command === command)) {
+      note(channel, threadTs, `\`${command}\` is not a command of this app. Try ${known.map((c) => `\`${c.command}\``).join(" or ")}.`);
       return;
     }
     const r = await api("/api/slash_command", { command, text: args.trim(), user: S.me, channel });
@@ -912,7 +963,12 @@ async function loadInfo() {
   g.dataset.kind = i.gemini;
   g.title = i.gemini === "real"
     ? `The real Gemini API (${i.gemini_model}): answers cost quota`
-    : `The Interactions API emulator at ${i.gemini_emulator_url}: replies are "Reply N to: <your message>"`;
+    : `The Interactions API emulator at ${i.gemini_emulator_url}: tables, code, lists and sources when asked for `
+      + 'by name, else "Reply N to: <your message>"';
+  if (i.commands) {
+    $("#command-hints").replaceChildren(...i.commands.map((c) => el("span", { title: c.description },
+      el("kbd", {}, c.command), c.usage_hint ? " " : "", c.usage_hint ? el("i", {}, c.usage_hint) : "")));
+  }
   const r = $("#badge-redis");
   r.textContent = `Redis: ${i.redis_label}`;
   r.dataset.kind = i.redis;
@@ -948,7 +1004,7 @@ document.addEventListener("DOMContentLoaded", () => {
 window.sandbox = { state: S, renderMarkdown, mrkdwn };
 
 // ------------------------------------------------------------------ attachments (files people share)
-// A file is attached with the 📎 button or by dropping it on a composer; it is sent with the message
+// A file is attached with the paperclip button or by dropping it on a composer; it is sent with the message
 // as Slack does (a `file_share` message whose event carries `files`), and the bot downloads it from
 // the emulator with its token like any Slack file.
 
@@ -975,7 +1031,7 @@ function renderAttached(box) {
   const row = box.closest("form").previousElementSibling;
   if (!row || !row.classList.contains("attachments")) return;
   row.replaceChildren(...attached(box).map((f, i) => el("span", { class: "attachment", "data-name": f.name },
-    `📎 ${f.name} · ${Math.max(1, Math.round(f.size / 1024))} KB`,
+    icon("attach"), `${f.name} · ${formatSize(f.size)}`,
     el("button", { type: "button", class: "icon-button", title: `Remove ${f.name}`, "aria-label": `Remove ${f.name}`,
       onclick: () => { ATTACHED.set(box, attached(box).filter((_, j) => j !== i)); renderAttached(box); } }, "×"))));
   row.hidden = !attached(box).length;
@@ -985,7 +1041,7 @@ function wireAttachments(form, box) {
   const picker = el("input", { type: "file", multiple: "", hidden: "", class: "file-input" });
   picker.addEventListener("change", () => { attach(box, [...picker.files]); picker.value = ""; });
   const button = el("button", { type: "button", class: "attach", title: "Attach a file", "aria-label": "Attach a file",
-    onclick: () => picker.click() }, "📎");
+    onclick: () => picker.click(), html: ICONS.attach });
   form.prepend(button, picker);
   form.before(el("div", { class: "attachments", hidden: "" }));
   const pane = form.closest("main, aside") || form;
@@ -1026,13 +1082,13 @@ const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|bmp)$/;
 function fileCard(f) {
   const id = /^[A-Za-z0-9]+$/.test(f.id || "") ? f.id : "";
   const href = id ? `/api/files/${id}` : null;
-  const size = `${f.name || ""} · ${Math.max(1, Math.round((f.size || 0) / 1024))} KB`;
+  const size = `${f.name || ""} · ${formatSize(f.size)}`;
   if (href && IMAGE_TYPES.test(f.mimetype || "")) {
     return el("a", { class: "file-card image", href, target: "_blank", rel: "noopener", "data-file": id },
       el("img", { class: "file-thumb", src: href, alt: f.name || "image", loading: "lazy" }),
       el("div", { class: "file-size" }, size));
   }
   return el("a", { class: "file-card", href, target: "_blank", rel: "noopener", "data-file": id },
-    el("span", { class: "file-icon" }, "📄"),
+    icon("file", "file-icon"),
     el("span", {}, el("div", { class: "file-name" }, f.title || f.name || "file"), el("div", { class: "file-size" }, size)));
 }

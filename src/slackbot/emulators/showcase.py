@@ -1,0 +1,132 @@
+"""Deterministic showcase answers of the Interactions emulator.
+
+Without a Gemini key the sandbox talks to the emulator, whose default answer is an echo
+("Reply N to: ..."). A newcomer who asks for a table, code, a list or sources should see how the
+bot renders each in Slack, so a question that asks for one of these by name gets a realistic
+Markdown answer instead: the same words always give the same answer (tests rely on it), and
+anything else still gets the echo. Sources and code runs come only when the request declares
+the tool (google_search, code_execution), as a real model can call only declared tools.
+
+Pure: the question's words and the declared tools in, a plan for the emulator's timeline out.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+
+# (section, words that ask for it, tool the request must declare); sections appear in this order
+_TRIGGERS = (
+    ("search", {"search", "sources", "latest", "news"}, "google_search"),
+    ("table", {"table", "tables"}, None),
+    ("list", {"list", "checklist", "steps"}, None),
+    ("code", {"code", "function", "snippet"}, None),
+    ("code_run", {"calculate", "plot", "chart"}, "code_execution"),
+    ("essay", {"essay"}, None),
+)
+_EVERYTHING = {"markdown", "formatting", "showcase"}  # one answer with every kind of block
+
+_TABLE = ("A quick comparison of three stores:\n\n"
+          "| Store | Best for | Trade-off |\n|---|---|---|\n"
+          "| Redis | Shared, short-lived state | Bounded by memory |\n"
+          "| PostgreSQL | Durable relational data | Heavier writes |\n"
+          "| SQLite | One process, one file | One writer at a time |\n")
+_LIST = ("How I would approach it:\n\n"
+         "1. **Reproduce** the problem with the smallest input you can.\n"
+         "2. **Read** the logs around the first error, not the last.\n"
+         "3. **Change one thing** at a time and note what you changed.\n"
+         "4. **Write a test** that fails before the fix and passes after.\n\n"
+         "- Keep the notes in the ticket, so the next person starts where you stopped.\n"
+         "- Ask for a second pair of eyes after an hour without progress.\n")
+_CODE = ("A small Python helper that retries a flaky call:\n\n"
+         "```python\nimport time\n\n\ndef retry(call, attempts=3, delay=0.5):\n"
+         "    \"\"\"Call `call`, waiting twice as long after each failure.\"\"\"\n"
+         "    for attempt in range(attempts):\n        try:\n            return call()\n"
+         "        except ConnectionError:\n            if attempt == attempts - 1:\n                raise\n"
+         "            time.sleep(delay * 2 ** attempt)\n```\n\n"
+         "`retry(fetch)` tries three times, waiting 0.5 s and then 1 s between tries.\n")
+_SEARCH = ("Recent reporting agrees on the main trend, while the sources differ on how fast "
+           "it is moving. The official guidance lists what to prepare first.\n")
+_SEARCH_SOURCES = [
+    {"url": "https://news.example.org/analysis", "title": "News analysis", "cite": "agrees on the main trend"},
+    {"url": "https://guidance.example.net/overview", "title": "Official guidance", "cite": "official guidance"},
+]
+_VALUES = [3, 1, 4, 1, 5, 9, 2, 6]
+
+
+def _bar_chart_png(values: list[int], bar: int = 16, scale: int = 9) -> str:
+    """A bar chart of `values` as a base64 PNG, drawn by hand (no imaging library): the plot the
+    showcase's code run returns."""
+    width, height = bar * len(values) + bar, scale * max(values) + bar
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")  # filter type 0 for each scanline
+        for x in range(width):
+            n, inside = divmod(x - bar // 2, bar)
+            filled = 0 <= n < len(values) and inside < bar - 4 and height - bar // 2 - y <= values[n] * scale \
+                and y < height - bar // 2
+            row += bytes((66, 133, 244) if filled else (255, 255, 255))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) \
+        + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+_CODE_RUN = {"tool": "code_execution", "code": f"values = {_VALUES}\nprint(sum(values) / len(values))",
+             "output": f"{sum(_VALUES) / len(_VALUES)}\n", "image": _bar_chart_png(_VALUES)}
+_QUOTE = "> Make it work, make it right, make it fast.\n"
+
+
+def _essay(topic: str) -> str:
+    parts = [f"# {topic}\n\n"]
+    for n, name in enumerate(("Background", "How it works", "Where it helps", "Where it hurts", "In practice"), 1):
+        parts.append(f"## {n}. {name}\n\n" + (
+            f"This section looks at {name.lower()}. Most of what matters here is ordinary engineering: "
+            "clear ownership, small steps and a way to tell whether a change helped. Teams that write "
+            "down what they expect before they change anything learn faster than teams that do not. ") * 3
+            + "\n\n")
+    return "".join(parts)
+
+
+def _topic(text: str) -> str:
+    line = " ".join(text.split())[:80]
+    return line or "your question"
+
+
+def showcase_plan(text: str, declared_tools: set[str]) -> dict:
+    """{"text", "tool_steps", "annotations"} for a question that asks for a showcased block by name,
+    else {} (the caller's echo stands)."""
+    words = set("".join(c if c.isalpha() else " " for c in text.lower()).split())  # one linear pass
+    everything = bool(words & _EVERYTHING)
+    wanted = [name for name, triggers, tool in _TRIGGERS
+              if (everything or words & triggers) and (tool is None or tool in declared_tools)]
+    if everything:
+        wanted = [w for w in wanted if w != "essay"]
+    if not wanted:
+        return {}
+    topic = _topic(text)
+    body, steps, annotations = [], [], []
+    if everything:
+        body.append(f"## {topic}\n\nMarkdown in Slack: **bold**, _italic_, ~~struck~~, `inline code` and "
+                    "[a link](https://example.com/markdown).\n")
+    for name in wanted:
+        if name == "search":
+            steps.append({"tool": "google_search", "queries": [topic]})
+            annotations.extend(_SEARCH_SOURCES)
+            body.append(_SEARCH)
+        elif name == "code_run":
+            steps.append(_CODE_RUN)
+            body.append("I ran the numbers: the mean of the eight values is **3.875**, and the plot shows "
+                        "how they spread.\n")
+        elif name == "essay":
+            body.append(_essay(topic))
+        else:
+            body.append({"table": _TABLE, "list": _LIST, "code": _CODE}[name])
+    if everything:
+        body.append(_QUOTE)
+    return {"text": "\n".join(body).rstrip() + "\n", "tool_steps": steps, "annotations": annotations}
