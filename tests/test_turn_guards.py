@@ -244,6 +244,14 @@ def _answer_messages(slack_emu, root: str) -> list[str]:
     return texts[:-1] if texts and texts[-1].strip() == f"_{TOO_LONG}_" else texts
 
 
+async def _thread_goes_on(slack_emu, gemini_emu, root: str) -> None:
+    """The answer's turn is over and its thread's lock free: a follow-up there is answered."""
+    gemini_emu.script(match="next please", text="Here is the next answer.")
+    await slack_emu.user_message("C_GENERAL", "next please", thread_ts=root)
+    await eventually(lambda: "Here is the next answer." in thread_bot_texts(slack_emu, "C_GENERAL", root), 15,
+                     message="the thread is free again")
+
+
 @pytest.mark.parametrize("shape", FLOODS)
 async def test_pathological_answer_is_cut_into_full_messages_within_the_cap(shape, settings_for, slack_emu,
                                                                            gemini_emu):
@@ -255,13 +263,28 @@ async def test_pathological_answer_is_cut_into_full_messages_within_the_cap(shap
         await eventually(lambda: TOO_LONG in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 30,
                          message="the answer stopped with its one line")
         await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
-        await slack_emu.user_message("C_GENERAL", "next please", thread_ts=d.message.ts)
-        await eventually(lambda: any("next please" in t for t in thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)),
-                         15, message="the thread is free again")
-        texts = _answer_messages(slack_emu, d.message.ts)[:-1]  # the follow-up's answer is last
+        texts = _answer_messages(slack_emu, d.message.ts)
         assert len(texts) <= cap, f"{len(texts)} messages for one answer"
         assert all(len(t) <= limit for t in texts)
         assert all(len(t) >= limit * 0.8 for t in texts[:-1]), [len(t) for t in texts]
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
+    finally:
+        await stop_bot(bot)
+
+
+# issue 25.1: the cap counts messages, not characters: paragraphs that each fill half a message stop at it
+async def test_the_message_cap_holds_when_messages_are_half_full(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(message_chars=400, max_messages_per_answer=3), slack_emu)
+    try:
+        paragraphs = "".join(f"Paragraph {n}: " + "words and more words " * 10 + "\n\n" for n in range(20))
+        gemini_emu.script(match="paragraphs", text=paragraphs, chunk_chars=300, chunk_delay=0.01)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} paragraphs")
+        await eventually(lambda: TOO_LONG in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 20,
+                         message="the answer stopped with its one line")
+        await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
+        assert len(_answer_messages(slack_emu, d.message.ts)) <= 3
+        assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) <= 4
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
     finally:
         await stop_bot(bot)
 
@@ -296,10 +319,7 @@ async def test_deadline_ends_a_trickle_of_pathological_text(settings_for, slack_
         shown = thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)
         assert sum(TOO_SLOW in t for t in shown) == 1
         assert all(len(t) >= limit * 0.8 for t in shown[:-2]), [len(t) for t in shown]
-        gemini_emu.script(match="next please", text="Here is the next answer.")
-        await slack_emu.user_message("C_GENERAL", "next please", thread_ts=d.message.ts)
-        await eventually(lambda: "Here is the next answer." in thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts),
-                         15, message="the thread is free again")
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
     finally:
         await stop_bot(bot)
 
@@ -314,9 +334,6 @@ async def test_deadline_bounds_landing_the_answer(settings_for, slack_emu, gemin
         await eventually(lambda: any(t.endswith(f"_{TOO_SLOW}_") for t in
                                      thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 15,
                          message="the deadline's one line")
-        gemini_emu.script(match="next please", text="Here is the next answer.")
-        await slack_emu.user_message("C_GENERAL", "next please", thread_ts=d.message.ts)
-        await eventually(lambda: "Here is the next answer." in thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts),
-                         15, message="the thread is free again")
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
     finally:
         await stop_bot(bot)
