@@ -192,10 +192,9 @@ def split_markdown(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
     quarter full: a long word is cut into full messages, never after a scrap). A code block cut in two is
     closed (```) at the end of one chunk and reopened with its language (```python) at the start of the
     next; a table cut between rows repeats its header row + separator at the start of the next chunk, so
-    every chunk renders on its own. Whitespace at
-    cuts (and leading indentation of a chunk's first line) may be dropped; nothing else is. Blank input
-    gives []. Every chunk but the last has balanced fences; the last is unclosed only if `md` is (partial
-    text: use close_open_fences)."""
+    every chunk renders on its own. Whitespace at cuts (and leading indentation of a chunk's first line)
+    may be dropped; nothing else is. Blank input gives []. Every chunk but the last has balanced fences;
+    the last is unclosed only if `md` is (partial text: use close_open_fences)."""
     return _split(md, limit, report=False)
 
 
