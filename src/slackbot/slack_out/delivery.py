@@ -193,7 +193,8 @@ class AnswerDelivery:
     @property
     def landed(self) -> bool:
         """Everything of the finished answer, its notes included, is in Slack."""
-        return self.done and not self.capped and bool(self.segments) and self.segments[-1].end >= len(self.text.rstrip())
+        shown = self.segments[-1].end if self.segments else 0
+        return self.done and not self.capped and shown > 0 and shown >= len(self.text.rstrip())
 
     @property
     def mix(self) -> dict[str, int]:
