@@ -18,6 +18,7 @@ import time
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from conftest import SIGNING_SECRET, RedisServer, eventually, start_bot, stop_bot
@@ -308,3 +309,35 @@ async def test_a_message_mentioning_1500_people_costs_a_bounded_number_of_name_l
         assert await client.exists(f"{prefix}:bucket:names:T0001")
     finally:
         await client.aclose()
+
+
+# --- issue 25.3: streamed pieces never cut a Slack token -------------------------------------------------
+
+LONG_LINK = "<https://evil.example/" + "a" * 400 + "|Slack login page, sign in again>"
+
+
+def _raw_links(slack_emu) -> list[str]:
+    """Every place a raw `<https://evil…` reached Slack: any string of any call, and each native stream's
+    whole text (appends are concatenated by Slack, so a token split across them would be live there)."""
+    sent = [str(v) for c in slack_emu.calls for v in c.params.values()]
+    sent += [s.markdown for s in slack_emu.streams.values()]
+    return [s for s in sent if "<https://evil" in s]
+
+
+@pytest.mark.parametrize("chars", [3500, 300])  # the token fits in a message; it is longer than one
+@pytest.mark.parametrize("where", ["C_GENERAL", "D_ALICE"])  # a thread's native stream; a DM's posts and edits
+async def test_a_long_labelled_link_is_neutralised_in_every_piece(where, chars, settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(message_chars=chars), slack_emu)
+    try:
+        text = f"Your session expired. {LONG_LINK} and then carry on as before."
+        gemini_emu.script(match="session", text=text, chunk_chars=5, chunk_delay=0.01)
+        d = await slack_emu.user_message(where, f"{MENTION} session" if where == "C_GENERAL" else "session")
+        thread = d.message.ts if where == "C_GENERAL" else None
+        await eventually(lambda: "carry on as before." in " ".join(bot_texts(slack_emu, where, thread)), 20,
+                         message="the whole answer")
+        if where == "C_GENERAL":
+            assert slack_emu.calls_to("chat.appendStream"), "the answer streamed natively"
+        assert _raw_links(slack_emu) == []
+        assert "&lt;https://evil.example/" in " ".join(bot_texts(slack_emu, where, thread))
+    finally:
+        await stop_bot(bot)

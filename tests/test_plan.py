@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from slackbot.slack_out.plan import Policy, Segment, View, display_end, next_step
+from slackbot.slack_out.render import render_span
 
 POLICY = Policy(limit=400, min_interval=1.0, stall_after=4.0, final_wait=0.5, stream_max_age=240.0)
 NOW = 100.0
@@ -118,3 +121,66 @@ def test_a_continuation_does_not_end_inside_a_code_block_it_opened():
     assert display_end(text, 0, False) == len(text), "a growing message may show the open block"
     inside = text.index("psql")
     assert display_end(text, inside, False, sentences_only=True) == len(text), "a long block may be cut"
+
+
+# --- issue 25: no answer floods a thread; no piece splits a token it could keep whole --------------------
+FLOODS = {
+    "backtick line": "Here you go:\n" + "`" * 9000,
+    "backtick run": "Here you go: " + "`" * 9000,
+    "endless fence": "Here you go:\n```\n" + "y" * 9000,
+    "one word": "Here you go: " + "x" * 9000,
+}
+
+
+def _deliver(text: str, policy: Policy, piece: int) -> list[Segment]:
+    """Carry out the planner's steps as Slack would accept them (every budget free), with Gemini's text
+    arriving `piece` characters a second."""
+    segs: list[Segment] = []
+    now, fed = NOW, 0
+    for _ in range(20_000):
+        now += 1.0
+        fed = min(len(text), fed + piece)
+        step = next_step(View(text[:fed], fed == len(text), now, segs, {}, now), policy)
+        if step.op == "finished":
+            return segs
+        if step.op in ("start", "post", "post_open"):
+            kind = {"start": "stream", "post": "post", "post_open": "edit"}[step.op]
+            segs.append(Segment(kind, str(len(segs)), step.start, step.end, open=step.op != "post",
+                                final=step.op == "post", changed_at=now, started_at=now))
+        elif step.op in ("append", "edit"):
+            segs[-1].end, segs[-1].final, segs[-1].changed_at = step.end, step.final, now
+        elif step.op in ("seal", "stop"):
+            segs[-1].open = False
+    raise AssertionError("the answer never finished")
+
+
+@pytest.mark.parametrize("piece", [40, 100_000])  # trickled, and all at once
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("shape", FLOODS)
+def test_pathological_text_lands_in_full_messages(shape, native, piece):
+    text = FLOODS[shape]
+    policy = Policy(**{**POLICY.__dict__, "native": native})
+    segs = _deliver(text, policy, piece)
+    shown = [render_span(text, s.start, s.end, final=True) for s in segs]
+    assert all(len(m) <= POLICY.limit for m in shown)
+    assert all(len(m) >= POLICY.limit * 0.9 for m in shown[:-1]), [len(m) for m in shown][:6]
+    assert len(segs) <= len(text) // int(POLICY.limit * 0.9) + 1
+
+
+LINK = "<https://evil.example/" + "a" * 400 + "|Slack login page>"
+
+
+def test_a_growing_message_holds_back_a_token_until_it_is_whole():
+    text = "Sign in here: " + LINK[:350]
+    assert display_end(text, 0, False) == text.index("<"), "however long the token already is"
+    assert display_end(text + LINK[350:] + " more", 0, False) > len(text)
+
+
+def test_a_full_message_steps_back_over_a_token_only_while_half_full():
+    policy = Policy(**{**POLICY.__dict__, "native": False})
+    short = "word " * 60 + "<https://x.example/" + "b" * 150 + "|label>"  # from 300 across the 400-char limit
+    step = next_step(view(short + " tail " * 40, done=True), policy)
+    assert step.end == short.index("<"), "the token goes whole into the next message"
+    long = "word " * 10 + LINK + " tail " * 40  # the token begins in the first half: cut inside it
+    step = next_step(view(long, done=True), policy)
+    assert long.index("<") < step.end <= POLICY.limit

@@ -6,12 +6,16 @@ import pytest
 
 from slackbot.slack_out.answer import final_messages
 from slackbot.slack_out.render import (
+    _SLACK_MARKUP,
     DEFAULT_MESSAGE_CHARS,
     close_open_fences,
     escape_mrkdwn,
+    first_cut,
     mentioned_user_ids,
     message_payload,
     neutralize_slack_markup,
+    open_token_at,
+    render_span,
     slack_to_prompt,
     sources_section,
     split_markdown,
@@ -307,6 +311,8 @@ PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a 
     # the final layout's table patterns (slack_out/answer.py) see only table rows and cells cut short first
     "table rows": "| a | b |\n|---|---|\n" + "| **x** | `y` |\n" * (N // 16), "row of pipes": "|" + " |" * (N // 2),
     "bold cell": "| " + "**" * (N // 2) + " |\n|---|\n| x |", "link cell": "| " + "[a](" * (N // 4) + " |\n|---|\n",
+    "one unfinished link": "<https://" + "a" * N, "one unfinished label": "<https://a|" + "b " * (N // 2),
+    "text then backtick line": "Here you go:\n" + "`" * N,
 }
 
 
@@ -397,3 +403,69 @@ def test_every_regex_on_user_or_gemini_text_is_audited(module):
 
     patterns = {name for name, value in vars(importlib.import_module(module)).items() if isinstance(value, re.Pattern)}
     assert patterns == set(AUDITED_REGEXES[module])
+
+
+# --- issue 25: pathological answers are cut into full messages; pieces never carry half a token ----------
+FLOODING = {  # answers a black-box probe used to flood a thread with one-character messages
+    "backtick line": "Here you go:\n" + "`" * 9000,
+    "backtick run": "Here you go: " + "`" * 9000,
+    "tilde line": "Here you go:\n" + "~" * 9000,
+    "endless fence": "Here you go:\n```\n" + "y" * 20_000,
+    "endless fence, huge info": "Here you go:\n```" + "p" * 20_000,
+    "one word": "Here you go: " + "x" * 20_000,
+}
+
+
+@pytest.mark.parametrize("limit", [200, 400, DEFAULT_MESSAGE_CHARS])
+@pytest.mark.parametrize("shape", FLOODING)
+def test_pathological_answers_are_cut_into_full_messages(shape, limit):
+    text = FLOODING[shape]
+    for chunks in (split_markdown(text, limit), _first_cut_chunks(text, limit)):
+        assert all(len(c) <= limit for c in chunks)
+        assert all(len(c) >= limit * 0.9 for c in chunks[:-1]), (shape, [len(c) for c in chunks][:6])
+        assert len(chunks) <= len(text) // int(limit * 0.8) + 1  # reopened fences take some room
+
+
+def _first_cut_chunks(text: str, limit: int) -> list[str]:
+    """What the planner's messages show for a finished text: one message per first_cut, as rendered."""
+    chunks, start = [], 0
+    while (cut := first_cut(text, start, limit)) is not None:
+        chunks.append(render_span(text, start, cut, final=True))
+        start = cut
+    return chunks + [render_span(text, start, len(text), final=True)]
+
+
+def test_a_fence_marker_too_long_for_a_message_is_text():
+    # A closing copy and a reopening copy of a 9,000-backtick marker cannot fit a message: such a line is
+    # cut like a long word. Ordinary markers (nested in lists, four or five backticks) are fences.
+    assert close_open_fences("x\n" + "`" * 17 + "\ncode") == "x\n" + "`" * 17 + "\ncode"
+    assert close_open_fences("x\n" + "`" * 5 + "js\ncode") == "x\n" + "`" * 5 + "js\ncode\n" + "`" * 5
+    assert close_open_fences("  - item\n        ```\n        code") .endswith("\n        ```")
+
+
+HOSTILE_PIECES = ("Sign in: <https://evil.example/" + "a" * 400 + "|Slack login page> and <@U123|boss> or "
+                  "<!channel> then <!subteam^S1|@devs>, <mailto:x@evil.example|IT> and `List<String>` <b")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 50, 299, 301, 1000])
+def test_stream_pieces_joined_never_hold_a_live_token(size):
+    # A native stream shows its appends joined: whatever the piece size and however long the token,
+    # the joined pieces hold no token Slack would draw (each piece is neutralised on its own).
+    pieces = [HOSTILE_PIECES[i : i + size] for i in range(0, len(HOSTILE_PIECES), size)]
+    shown = "".join(neutralize_slack_markup(p) for p in pieces)
+    assert _SLACK_MARKUP.search(shown) is None, shown[:200]
+    assert "<https://evil" not in shown and "<@U123" not in shown and "<!channel" not in shown
+    readable = shown.replace("&lt;", "<").replace("&gt;", ">")
+    assert readable == HOSTILE_PIECES
+
+
+def test_a_token_begun_is_neutralised_but_code_keeps_its_brackets():
+    assert neutralize_slack_markup("see <https://evil.example/aaa") == "see &lt;https://evil.example/aaa"
+    assert neutralize_slack_markup("ping <@U1") == "ping &lt;@U1"
+    assert neutralize_slack_markup("ping <!chan") == "ping &lt;!chan"
+    assert neutralize_slack_markup("x <") == "x &lt;"
+    for code in ("`a <b c`", "<div class", "<!doctype html", "Map<@NonNull K", "if a < b", "<br/>"):
+        assert neutralize_slack_markup(code) == code
+    assert open_token_at("ab <https://x|label", 0, 19) == 3
+    assert open_token_at("ab <https://x|label> c", 0, 22) is None
+    assert open_token_at("ab <https://x|label", 4, 19) is None, "only a token begun at or after start"

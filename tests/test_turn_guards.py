@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from conftest import eventually, start_bot, stop_bot
@@ -13,7 +14,7 @@ from test_chat import MENTION, head, joined, thread_bot_texts
 
 from slackbot.chat.turns import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
 from slackbot.emulators.slack import Channel
-from slackbot.slack_out.delivery import STOP_ACTION
+from slackbot.slack_out.delivery import STOP_ACTION, TOO_LONG
 from slackbot.store import Budget, Store
 
 
@@ -226,3 +227,113 @@ async def test_reply_under_the_bots_own_message_is_answered_after_redis_lost_its
     await eventually(lambda: len(report_texts(slack_emu, status)) > before, 15, message="answered anyway")
     rebuilt = (await eventually(lambda: gemini_emu.model_creates(), 10, message="the turn's Gemini call"))[-1]
     assert "spring tides" in str(rebuilt["input"]) and "previous_interaction_id" not in rebuilt
+
+
+# --- issue 25.1: no answer floods a thread ------------------------------------------------------------
+FLOODS = {  # what a black-box probe had Gemini answer
+    "backtick_line": "Here you go:\n" + "`" * 9000,
+    "backtick_run": "Here you go: " + "`" * 9000,
+    "endless_fence": "Here you go:\n```\n" + "y" * 20_000,
+    "one_word": "Here you go: " + "x" * 20_000,
+}
+
+
+def _answer_messages(slack_emu, root: str) -> list[str]:
+    """The answer's messages, without the one closing line (if any)."""
+    texts = thread_bot_texts(slack_emu, "C_GENERAL", root)
+    return texts[:-1] if texts and texts[-1].strip() == f"_{TOO_LONG}_" else texts
+
+
+async def _thread_goes_on(slack_emu, gemini_emu, root: str) -> None:
+    """The answer's turn is over and its thread's lock free: a follow-up there is answered."""
+    gemini_emu.script(match="next please", text="Here is the next answer.")
+    await slack_emu.user_message("C_GENERAL", "next please", thread_ts=root)
+    await eventually(lambda: "Here is the next answer." in thread_bot_texts(slack_emu, "C_GENERAL", root), 15,
+                     message="the thread is free again")
+
+
+@pytest.mark.parametrize("shape", FLOODS)
+async def test_pathological_answer_is_cut_into_full_messages_within_the_cap(shape, settings_for, slack_emu,
+                                                                           gemini_emu):
+    limit, cap = 400, 4
+    bot = await start_bot(settings_for(message_chars=limit, max_messages_per_answer=cap), slack_emu)
+    try:
+        gemini_emu.script(match="flood", text=FLOODS[shape], chunk_chars=300, chunk_delay=0.01)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} flood")
+        await eventually(lambda: TOO_LONG in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 30,
+                         message="the answer stopped with its one line")
+        await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
+        texts = _answer_messages(slack_emu, d.message.ts)
+        assert len(texts) <= cap, f"{len(texts)} messages for one answer"
+        assert all(len(t) <= limit for t in texts)
+        assert all(len(t) >= limit * 0.8 for t in texts[:-1]), [len(t) for t in texts]
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
+    finally:
+        await stop_bot(bot)
+
+
+# issue 25.1: the cap counts messages, not characters: paragraphs that each fill half a message stop at it
+async def test_the_message_cap_holds_when_messages_are_half_full(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(message_chars=400, max_messages_per_answer=3), slack_emu)
+    try:
+        paragraphs = "".join(f"Paragraph {n}: " + "words and more words " * 10 + "\n\n" for n in range(20))
+        gemini_emu.script(match="paragraphs", text=paragraphs, chunk_chars=300, chunk_delay=0.01)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} paragraphs")
+        await eventually(lambda: TOO_LONG in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 20,
+                         message="the answer stopped with its one line")
+        await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
+        assert len(_answer_messages(slack_emu, d.message.ts)) <= 3
+        assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) <= 4
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
+    finally:
+        await stop_bot(bot)
+
+
+# issue 25.1: the final layout (one table a message) keeps to the cap as well, and says it stopped
+async def test_final_layout_keeps_to_the_message_cap(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(max_messages_per_answer=3), slack_emu)
+    try:
+        tables = "".join(f"Table {n}:\n\n| a | b |\n|---|---|\n| {n} | {n * n} |\n\n" for n in range(12))
+        gemini_emu.script(match="tables", text=tables, chunk_chars=200)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} tables")
+        await eventually(lambda: TOO_LONG in " ".join(thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 20,
+                         message="the answer stopped with its one line")
+        await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
+        assert len(_answer_messages(slack_emu, d.message.ts)) <= 3
+        assert len(slack_emu.bot_messages("C_GENERAL", d.message.ts)) <= 4
+    finally:
+        await stop_bot(bot)
+
+
+# issue 25.1: Gemini trickling pathological text cannot hold the thread past the deadline either
+async def test_deadline_ends_a_trickle_of_pathological_text(settings_for, slack_emu, gemini_emu):
+    limit = 400
+    bot = await start_bot(settings_for(turn_deadline_seconds=3.0, message_chars=limit), slack_emu)
+    try:
+        gemini_emu.script(match="trickle", text="Here you go:\n" + "`" * 40_000, chunk_chars=40, chunk_delay=0.05)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} trickle")
+        await eventually(lambda: any(t.endswith(f"_{TOO_SLOW}_") for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 20,
+                         message="the deadline's one line")
+        await eventually(lambda: _zero(bot.url), 15, message="the turn ended")
+        shown = thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)
+        assert sum(TOO_SLOW in t for t in shown) == 1
+        assert all(len(t) >= limit * 0.8 for t in shown[:-2]), [len(t) for t in shown]
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
+    finally:
+        await stop_bot(bot)
+
+
+# issue 25.1: landing the answer is inside the deadline too: a Slack that stops answering cannot hold the thread
+async def test_deadline_bounds_landing_the_answer(settings_for, slack_emu, gemini_emu):
+    bot = await start_bot(settings_for(turn_deadline_seconds=3.0), slack_emu)
+    try:
+        gemini_emu.script(match="slow slack", text="Here is a short answer that Slack will be slow to take.")
+        slack_emu.hold_next("chat.startStream", 25.0)  # Slack takes the call but answers late
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} slow slack")
+        await eventually(lambda: any(t.endswith(f"_{TOO_SLOW}_") for t in
+                                     thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts)), 15,
+                         message="the deadline's one line")
+        await _thread_goes_on(slack_emu, gemini_emu, d.message.ts)
+    finally:
+        await stop_bot(bot)

@@ -61,6 +61,7 @@ FRESH_CHAIN = "I no longer remember this thread's earlier conversation, so I'm s
 BUSY_USER = "You already have {n} answers in progress. Please wait for one to finish."
 FAST_USER = "You're sending messages faster than I can answer. Please wait a minute and try again."
 _LOCK_POLL = (0.2, 2.0)  # backoff bounds while another replica holds a thread's lock
+_LANDING_SECONDS = 10.0  # the end of a turn's deadline kept for landing the answer (at most a quarter of it)
 
 
 class Stopped(Exception):
@@ -218,8 +219,13 @@ class TurnRunner:
         delivery.start()
         profile, extras = await self._profile(record), Extras()
         outcome, note, done = "completed", "", None
+        # The deadline covers the whole turn: reading Gemini stops early enough to land what it wrote, and
+        # landing it (posts, continuations, the final layout) is bounded too, so nothing holds the thread
+        # past the deadline
+        ends_at = record.created + self.settings.turn_deadline_seconds
+        landing = min(_LANDING_SECONDS, self.settings.turn_deadline_seconds / 4)
         try:
-            async with asyncio.timeout(max(1.0, record.created + self.settings.turn_deadline_seconds - time.time())):
+            async with asyncio.timeout(max(1.0, ends_at - landing - time.time())):
                 done, note = await self._converse(record, delivery, active.stop_event, recovered, profile, extras)
         except Stopped:
             outcome, note = "stopped", STOPPED
@@ -235,12 +241,19 @@ class TurnRunner:
             log.exception("turn failed", extra=_ctx(record))
         if delivery.user_stopped and outcome == "completed":
             outcome, note = "stopped", STOPPED
-        moved = False
+        moved = late = False
         new_id = done.interaction_id if done else ""
         s = self.settings
         try:
             note = " ".join(n for n in (extras.failure_note(), note) if n)
-            await delivery.finish(note=note, extras=extras, max_sources=s.max_sources, output_chars=s.code_output_chars)
+            try:
+                async with asyncio.timeout(max(landing, ends_at - time.time())):
+                    await delivery.finish(note=note, extras=extras, max_sources=s.max_sources,
+                                          output_chars=s.code_output_chars)
+            except TimeoutError:  # it could not land in time (budgets gone): stop here, say so below
+                delivery.cancel()
+                late = not delivery.landed  # else only tidying (the final layout, the status) was cut short
+                outcome = "failed" if late else outcome
             if delivery.broken:  # Slack refused or kept failing: the answer is not (all) there
                 outcome = "failed"
             moved = outcome == "completed" and await self.turns.move_head(
@@ -249,7 +262,9 @@ class TurnRunner:
             # tidying (a sealed stream's stop, a Stop button's removal) waits for budgets: not while
             # holding the thread or a turn slot
             self.tasks.spawn(_tidy(delivery), name=f"tidy:{record.id}")
-        if delivery.failed:
+        if late:
+            await self._say(record, TOO_SLOW)
+        elif delivery.failed:
             outcome = "failed"
             await self._say(record, UNEXPECTED)
         elif delivery.gave_up:
@@ -278,6 +293,7 @@ class TurnRunner:
         s = self.settings
         return AnswerDelivery(self.poster(record.team), self.client, target, self.policy, journal=journal,
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
+                              max_messages=s.max_messages_per_answer,
                               status=s.delivery == "planner", restored=restored, find=find)
 
     async def _converse(self, record: TurnRecord, delivery: AnswerDelivery, stop: asyncio.Event, recovered: bool,

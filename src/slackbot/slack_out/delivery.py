@@ -41,6 +41,8 @@ LOADING_MESSAGES = ["Reading your message…", "Thinking it through…", "Writin
 _STATUS_EVERY = 2.0  # seconds between thought-summary status updates
 _CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
 MAX_IMAGES = 4  # images from code runs uploaded per answer
+TOO_LONG = "The answer was too long for Slack, so I stopped here."
+_CREATES = ("start", "post", "post_open")  # the planner's steps that make a new Slack message
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ Find = Callable[[str], Awaitable[str | None]]  # a bot message in the thread sho
 
 class AnswerDelivery:
     def __init__(self, poster: SlackPoster, client: AsyncWebClient, target: Target, policy: Policy, *,
-                 journal: Journal, max_chars: int, status: bool = True, restored: dict | None = None,
-                 find: Find | None = None):
+                 journal: Journal, max_chars: int, max_messages: int, status: bool = True,
+                 restored: dict | None = None, find: Find | None = None):
         self.poster = poster
         self.client = client
         self.target = target
@@ -68,6 +70,9 @@ class AnswerDelivery:
         self.journal = journal
         self.find = find
         self.max_chars = max_chars
+        self.max_messages = max_messages
+        self.capped = False  # the answer used all its messages: what is shown is where it ends
+        self._layout_posts = 0  # messages the final layout added beyond the segments
         self.use_status = status and target.thread_ts is not None
         self.text = ""
         self.done = False
@@ -155,11 +160,12 @@ class AnswerDelivery:
         `extras` (answer.Extras): citations and code runs. When there are any, or the text holds a
         table, the answer's messages are laid out once more at the end (answer.final_messages:
         Slack table blocks, code runs, a sources list); a plain answer costs nothing more."""
+        notes = [note] if note else []
         if self.truncated:
-            note = (note + " " if note else "") + "The answer was too long for Slack, so I stopped here."
+            notes.append(TOO_LONG)
         # appended, never rewritten: what is shown already is where the segments' offsets point
-        if note:
-            self.text += ("\n\n" if self.text.strip() else "") + f"_{note}_"
+        if notes:
+            self.text += ("\n\n" if self.text.strip() else "") + f"_{' '.join(notes)}_"
         if not self.text.strip():
             self.text += "_Gemini returned an empty answer. Try rephrasing?_"
         self.done = True
@@ -173,6 +179,10 @@ class AnswerDelivery:
             await self._final_layout(final_messages(self.text, citations, runs, self.policy.limit,
                                                     max_sources=max_sources, output_chars=output_chars))
             await self._upload_images(runs)
+        if self.capped and not self.broken:  # the notes did not fit: one closing line past the cap
+            line = " ".join(notes if TOO_LONG in notes else [*notes, TOO_LONG])
+            if await self.poster.post(self.target.channel, message_payload(f"_{line}_"), self.target.thread_ts):
+                self.calls["post"] += 1
         if self._status_live:
             await self._set_status("", None, attempts=10)
 
@@ -189,6 +199,12 @@ class AnswerDelivery:
     @property
     def visible(self) -> bool:
         return bool(self.segments)
+
+    @property
+    def landed(self) -> bool:
+        """Everything of the finished answer, its notes included, is in Slack."""
+        shown = self.segments[-1].end if self.segments else 0
+        return self.done and not self.capped and shown > 0 and shown >= len(self.text.rstrip())
 
     @property
     def mix(self) -> dict[str, int]:
@@ -209,6 +225,9 @@ class AnswerDelivery:
                 if step.op == "wait":
                     await self._sleep(step.until)
                     continue
+                if step.op in _CREATES and not self._may_create():
+                    self._stop_at_cap()
+                    continue
                 await getattr(self, f"_{step.op}")(step)
         except asyncio.CancelledError:
             raise
@@ -225,6 +244,16 @@ class AnswerDelivery:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+
+    def _may_create(self) -> bool:
+        """The one rule on how many messages an answer may make (SLACKBOT_MAX_MESSAGES_PER_ANSWER): every
+        new message (a stream, a post, a continuation, the final layout's extras) asks it first."""
+        return len(self.segments) + self._layout_posts < self.max_messages
+
+    def _stop_at_cap(self) -> None:
+        """No message left: the answer ends where its last message does (finish adds one closing line)."""
+        self.text = self.text[: self.segments[-1].end if self.segments else 0]
+        self.truncated = self.capped = True
 
     def _learn(self, budget: str, wait: float) -> None:
         self.free_at[budget] = time.monotonic() + wait
@@ -437,9 +466,13 @@ class AnswerDelivery:
         t = self.target
         for index, payload in enumerate(payloads):
             if index >= len(self.segments):
+                if not self._may_create():
+                    self.capped = True
+                    return
                 if await self.poster.post(t.channel, payload, t.thread_ts, find=self._find_posted) is None:
                     return
                 self.calls["post"] += 1
+                self._layout_posts += 1
                 continue
             seg = self.segments[index]
             shown = render_span(self.text, seg.start, seg.end, final=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .render import first_cut, open_code_block_at
+from .render import first_cut, open_code_block_at, open_token_at
 
 Op = Literal["start", "append", "stop", "post", "post_open", "edit", "seal", "wait", "finished"]
 _SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n")
@@ -88,18 +88,14 @@ class View:
     last_visible: float = 0.0  # when anything of this answer last changed in Slack
 
 
-_TOKEN_SPAN = 300  # longest Slack token (<...>) a cut steps back over
-
-
-def outside_token(text: str, start: int, end: int) -> int:
-    """`end`, or the '<' before it when a cut at `end` would split a Slack token like `<https://x|a b>`:
-    pieces are neutralised one by one (render.neutralize_slack_markup), so each must hold whole tokens."""
+def outside_token(text: str, start: int, end: int, *, keep: int = 0) -> int:
+    """`end`, or the '<' before it when a cut at `end` would split a Slack token like `<https://x|a b>`
+    begun at or after `start + keep`: a message shows a token whole where it can. Safety does not rest
+    on this: a piece ending inside a token has its '<' escaped (render.neutralize_slack_markup)."""
     if end >= len(text):
         return end
-    lt = text.rfind("<", max(start, end - _TOKEN_SPAN), end)
-    if lt >= 0 and text.find(">", lt, end) < 0:
-        return lt
-    return end
+    lt = open_token_at(text, start + keep, end)
+    return end if lt is None else lt
 
 
 def display_end(text: str, start: int, done: bool, *, sentences_only: bool = False) -> int:
@@ -130,8 +126,8 @@ def next_step(view: View, policy: Policy) -> Step:
     pos = segs[-1].end if segs else 0
     seg_start = open_seg.start if open_seg else pos
     cut = first_cut(view.text, seg_start, policy.limit)  # None when text[seg_start:] fits one message
-    if cut is not None:
-        target = outside_token(view.text, seg_start, cut) if cut - seg_start > _TOKEN_SPAN else cut
+    if cut is not None:  # a full message steps back over a token only while it stays at least half full
+        target = outside_token(view.text, seg_start, cut, keep=(cut - seg_start) // 2)
     else:
         target = display_end(view.text, seg_start, view.done, sentences_only=open_seg is None and bool(segs))
     if open_seg is None:

@@ -12,6 +12,7 @@ complete once stays identical however much text follows (see `stable_split`).
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 DEFAULT_MESSAGE_CHARS = 3500
@@ -24,6 +25,12 @@ _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]|$)")
 _SPACES = re.compile(r"(?<![ \t])[ \t]+(?=[^\s`~#>|*+-])")
 _LEADING_WS = re.compile(r"\s*")
 _PARTIAL_FENCE = re.compile(r"[ \t]*(?:`{1,2}|~{1,2})")
+# Longest fence marker and indentation a line may have to count as a fence here. CommonMark sets no
+# bound, but a message must hold a closing copy of the marker and the next one a reopening copy: a
+# "fence" of 9,000 backticks would leave no room for text and cut the answer into one-character
+# messages. A longer run is text (cut like any long word); Slack may still draw it as a code block.
+_MAX_MARKER = 16
+_MAX_INDENT = 16
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,14 @@ class _Fence:
         return self.indent + self.marker
 
 
+def _fence_line(line: str) -> re.Match | None:
+    m = _FENCE.match(line)
+    return m if m and len(m.group(1)) <= _MAX_INDENT and len(m.group(2)) <= _MAX_MARKER else None
+
+
 def _fence_step(state: _Fence | None, line: str) -> _Fence | None:
     """Fence state after `line` (CommonMark-ish, lenient about indentation)."""
-    m = _FENCE.match(line)
+    m = _fence_line(line)
     if not m:
         return state
     indent, marker, info = m.groups()
@@ -107,7 +119,7 @@ def _choose_cut(window: str, fence: _Fence | None, header: str | None, budget: i
                     consider("line", off, None)
         if state is None and _is_table_sep(line) and _is_row(prev) and len(prev) + len(line) < budget // 4:
             header = prev + "\n" + line
-        if not _FENCE.match(line):
+        if not _fence_line(line):
             for m in _SPACES.finditer(line):
                 if m.start() > 0:
                     consider("space", off + m.end(), state)
@@ -120,13 +132,13 @@ def _choose_cut(window: str, fence: _Fence | None, header: str | None, budget: i
         floor = budget // 4 if cls == "section" else budget // 2
         if cls in best and best[cls][0] >= floor:
             return best[cls]
-    for cls in order:
-        if cls in best:
+    for cls in order:  # else the latest boundary, unless it leaves a scrap ("Here you go:" before a huge word)
+        if cls in best and best[cls][0] >= budget // 4:
             return best[cls]
     # Hard cut: no usable boundary at all (e.g. one enormous word or code line).
     for line_off, st, line in reversed(line_states):
         c = budget - _close_len(st)
-        if c > line_off and _FENCE.match(line) and line_off > first:
+        if c > line_off and _fence_line(line) and line_off >= max(first + 1, budget // 4):
             return line_off, None  # cutting a fence line's info string could turn it into a closing fence
         if c > line_off or line_off == 0:
             return max(c, 1), None
@@ -152,21 +164,23 @@ def _split(md: str, limit: int, report: bool) -> list[str]:
             return chunks
         window = md[pos : pos + budget + 1]
         cut, header = _choose_cut(window, fence, header, budget, report)
-        while True:  # fence state from what the chunk shows (differs only after a hard cut in a fence line)
-            body = window[:cut].rstrip()
-            end = _scan(fence, body)
-            excess = len(body) + _close_len(end) - budget
-            if excess <= 0 or cut <= 1:
-                break
-            shrunk = len(body) - excess
-            if shrunk < cut // 2:
-                # The cut is inside a fence marker (a run of thousands of backticks), whose closing copy
-                # shrinks with it: keep that marker short, so this chunk and the next (which reopens it)
-                # have room, instead of collapsing to a message per backtick.
-                shrunk = budget // 8
-            cut = max(1, min(cut - 1, shrunk))
+        cut, body, end = _fit(window, cut, fence, budget)
         chunks.append(prefix + body + ("\n" + end.close if end else ""))
         pos, fence = pos + cut, end
+
+
+def _fit(text: str, cut: int, fence: _Fence | None, budget: int) -> tuple[int, str, _Fence | None]:
+    """(cut, body, fence open after it): `cut` moved back until the chunk text[:cut], stripped, plus the
+    close of a code block it leaves open fits `budget`. The state comes from what the chunk shows (it
+    differs only after a hard cut in a fence line). A close is short (_MAX_MARKER), so this stays near
+    the first cut: never a message per character."""
+    while True:
+        body = text[:cut].rstrip()
+        end = _scan(fence, body)
+        excess = len(body) + _close_len(end) - budget
+        if excess <= 0 or cut <= 1:
+            return cut, body, end
+        cut = max(1, min(cut - 1, len(body) - excess))
 
 
 def split_markdown(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
@@ -174,12 +188,13 @@ def split_markdown(md: str, limit: int = DEFAULT_MESSAGE_CHARS) -> list[str]:
 
     Boundaries, best first (a boundary must leave the chunk at least half full to win over a lower class):
     before a heading, at a blank line (outside code), at a line end (plain, then between table rows, then
-    inside code), at a space, else a hard cut. A code block cut in two is closed (```) at the end of one chunk
-    and reopened with its language (```python) at the start of the next; a table cut between rows repeats its
-    header row + separator at the start of the next chunk, so every chunk renders on its own. Whitespace at
-    cuts (and leading indentation of a chunk's first line) may be dropped; nothing else is. Blank input
-    gives []. Every chunk but the last has balanced fences; the last is unclosed only if `md` is (partial
-    text: use close_open_fences)."""
+    inside code), at a space, else a hard cut (also when the best boundary would leave the chunk less than a
+    quarter full: a long word is cut into full messages, never after a scrap). A code block cut in two is
+    closed (```) at the end of one chunk and reopened with its language (```python) at the start of the
+    next; a table cut between rows repeats its header row + separator at the start of the next chunk, so
+    every chunk renders on its own. Whitespace at cuts (and leading indentation of a chunk's first line)
+    may be dropped; nothing else is. Blank input gives []. Every chunk but the last has balanced fences;
+    the last is unclosed only if `md` is (partial text: use close_open_fences)."""
     return _split(md, limit, report=False)
 
 
@@ -228,12 +243,7 @@ def first_cut(md: str, start: int, limit: int = DEFAULT_MESSAGE_CHARS) -> int | 
     if len(rest.rstrip()) <= budget:
         return None
     cut, _ = _choose_cut(rest[: budget + 1], fence, None, budget, False)
-    while True:
-        body = rest[:cut].rstrip()
-        excess = len(body) + _close_len(_scan(fence, body)) - budget
-        if excess <= 0 or cut <= 1:
-            return pos + cut
-        cut = max(1, min(cut - 1, len(body) - excess))
+    return pos + _fit(rest, cut, fence, budget)[0]
 
 
 def render_span(md: str, start: int, end: int, *, final: bool) -> str:
@@ -293,12 +303,47 @@ _SLACK_MARKUP = re.compile(
     r"|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*\|)([^<>]*)>")
 
 
+_ID_CHARS = string.ascii_uppercase + string.digits + "_"
+_SCHEME_CHARS = string.ascii_letters + string.digits + "+.-"
+_BANG_WORDS = ("here|", "channel|", "everyone|", "group|", "subteam^", "date^")
+
+
+def _may_become_token(rest: str) -> bool:
+    """Whether "<" + rest (no "<" or ">" in it) could still grow into a token _SLACK_MARKUP matches.
+    String methods only, each linear: this sees a whole message in the worst case."""
+    if not rest:
+        return True
+    if rest[0] == "@":
+        uid = rest[1:].partition("|")[0]
+        return not uid or (uid[0] in "UW" and not uid[1:].strip(_ID_CHARS))
+    if rest[0] == "!":
+        word = rest[1:]
+        return any(word.startswith(w) or w.startswith(word) for w in _BANG_WORDS)
+    scheme = rest.partition(":")[0]
+    return scheme[:1].isascii() and scheme[:1].isalpha() and not scheme.strip(_SCHEME_CHARS)
+
+
+def open_token_at(md: str, start: int, end: int) -> int | None:
+    """The offset of a "<" in md[start:end] that begins a Slack token still open at `end` (a mention, a
+    broadcast or a labelled link whose ">" has not come yet, however long), else None. Linear."""
+    lt = md.rfind("<", start, end)
+    if lt < 0 or md.find(">", lt, end) >= 0 or not _may_become_token(md[lt + 1 : end]):
+        return None
+    return lt
+
+
 def neutralize_slack_markup(md: str) -> str:
     """Markdown for a `markdown` block with Slack's mention/broadcast/disguised-link tokens shown as typed
     (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!doctype html>`),
     is left alone, so code renders as written. At most triples the text (a 3-char token becomes 9 chars),
-    which keeps SLACKBOT_MESSAGE_CHARS (<= 3,900) under the block's 12,000."""
-    return _SLACK_MARKUP.sub(r"&lt;\1&gt;", md)
+    which keeps SLACKBOT_MESSAGE_CHARS (<= 3,900) under the block's 12,000.
+
+    A token begun but not finished in `md` has its "<" escaped too: a native stream shows its appends
+    joined, so a piece ending in `<https://evil…` and the next one starting `…|Slack login>` would
+    otherwise make a live link that neither piece holds whole."""
+    out = _SLACK_MARKUP.sub(r"&lt;\1&gt;", md)
+    lt = open_token_at(out, 0, len(out))
+    return out if lt is None else out[:lt] + "&lt;" + out[lt + 1 :]
 
 
 def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
