@@ -132,21 +132,23 @@ class Bot:
     stop: asyncio.Event
 
 
-async def start_bot(settings: Settings, slack_emu=None) -> Bot:
+async def start_bot(settings: Settings, slack_emu=None, *, ready: bool = True) -> Bot:
+    """Serve the bot in this loop; returns once /readyz is 200 (Slack took its token), or, with
+    `ready=False`, as soon as it listens (/healthz)."""
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop=stop))
     url = f"http://127.0.0.1:{settings.port}"
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+        async def answers(path: str) -> bool:
             if task.done():
-                task.result()
+                task.result()  # raises what stopped it
             try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        break
+                async with http.get(f"{url}{path}") as resp:
+                    return resp.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.02)
+                return False
+        for path in ("/healthz", "/readyz") if ready else ("/healthz",):
+            await eventually(lambda: answers(path), 10, interval=0.02, message=f"{url}{path}")
     if slack_emu is not None:
         slack_emu.app_url = f"{url}/slack/events"
     return Bot(settings, url, task, stop)

@@ -382,3 +382,83 @@ async def test_unreachable_gemini_is_one_plain_line(settings_for, slack_emu, gem
                          ["_I couldn't reach Gemini just now. Please try again in a moment._"], 15)
     finally:
         await stop_bot(bot)
+
+
+async def _counted(url: str, kind: str, outcome: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+        page = await r.text()
+    line = f'slackbot_events_total{{kind="{kind}",outcome="{outcome}"}} '
+    return sum(float(x.removeprefix(line)) for x in page.splitlines() if x.startswith(line))
+
+
+def async_at_least(read, floor: float):
+    async def check() -> bool:
+        return await read() >= floor
+    return check
+
+
+# issue 25.9: a mention in a thread people started answers that mention and the asker's direct follow-up;
+# it does not enrol the bot in the people's conversation that goes on after it
+async def test_mid_thread_mention_does_not_enrol_the_bot_in_peoples_conversation(bot, slack_emu, gemini_emu):
+    root = await slack_emu.user_message("C_GENERAL", "release plan for Friday?", user="U_BOB")
+    thread = root.message.ts
+    await slack_emu.user_message("C_GENERAL", f"{MENTION} what changed since v1?", thread_ts=thread, user="U_ALICE")
+    await answered(slack_emu, gemini_emu, "C_GENERAL", thread, count=1)
+    await slack_emu.user_message("C_GENERAL", "and the migrations?", thread_ts=thread, user="U_ALICE")
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", thread, count=2)
+    assert texts[1] == "Reply 2 to: and the migrations?", "the asker's direct follow-up is answered"
+    ignored = await _counted(bot.url, "message", "ignored")
+    for i in range(20):
+        await slack_emu.user_message("C_GENERAL", f"people talk {i}", thread_ts=thread,
+                                     user="U_BOB" if i % 2 == 0 else "U_CAROL")
+    await eventually(async_at_least(lambda: _counted(bot.url, "message", "ignored"), ignored + 20), 10,
+                     message="20 replies among people ignored")
+    # a later mention (the sentinel) is answered: the replies before it were refused, not slow
+    await slack_emu.user_message("C_GENERAL", f"{MENTION} sum it up", thread_ts=thread, user="U_CAROL")
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", thread, count=3)
+    assert len(texts) == 3 and len(gemini_emu.model_creates()) == 3
+    assert "sum it up" in gemini_emu.model_creates()[2]["input"]
+
+
+# issue 25.9: in a thread the bot's answer started, anyone's reply without a mention stays a turn
+async def test_replies_in_the_bots_own_thread_stay_answered_whoever_writes(bot, slack_emu, gemini_emu):
+    root = await slack_emu.user_message("C_GENERAL", f"{MENTION} start here", user="U_ALICE")
+    await answered(slack_emu, gemini_emu, "C_GENERAL", root.message.ts)
+    await slack_emu.user_message("C_GENERAL", "me too", thread_ts=root.message.ts, user="U_BOB")
+    await slack_emu.user_message("C_GENERAL", "and me", thread_ts=root.message.ts, user="U_CAROL")
+    texts = await answered(slack_emu, gemini_emu, "C_GENERAL", root.message.ts, count=3)
+    assert texts[1:] == ["Reply 2 to: me too", "Reply 3 to: and me"]
+
+
+# issue 25.9: the presence rules themselves, on real Redis (the script decides atomically at intake)
+async def test_presence_modes_of_a_thread(redis_url, prefix):
+    from slackbot.store.turns import TurnRecord, TurnStore
+
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    store = TurnStore(client, prefix, chain_ttl=600, dedup_ttl=600, journal_ttl=600)
+    n = iter(range(100))
+
+    async def accept(user: str, role: str, *, thread: str = "1.0", parent_is_bot: bool = False) -> int:
+        ts = f"2.{next(n)}"
+        record = TurnRecord(id=f"T1:C1:{ts}", team="T1", channel="C1", user=user, text="x", ts=ts,
+                            reply_thread_ts=thread, chain_thread=thread, kind=role, owned_by_parent=parent_is_bot)
+        return await store.accept(record, role=role, lease=5)
+
+    async def presence(thread: str = "1.0") -> str | None:
+        return await client.get(store.keys.presence("T1", "C1", thread))
+    try:
+        assert await accept("U_BOB", "reply") == -1 and await presence() is None  # never asked: nothing written
+        assert await accept("U_ALICE", "mention") == 1 and await presence() == "asked:U_ALICE"
+        assert await accept("U_ALICE", "reply") == 1, "the asker's direct follow-up"
+        assert await accept("U_BOB", "reply") == -1 and await presence() == "past"
+        assert await accept("U_ALICE", "reply") == -1, "someone else spoke: no longer a direct follow-up"
+        assert await accept("U_CAROL", "mention") == 1 and await presence() == "asked:U_CAROL"
+        # the bot's own threads: a root mention / DM, or (after Redis lost its data) a reply under its message
+        assert await accept("U_ALICE", "start", thread="3.0") == 1 and await presence("3.0") == "own"
+        assert await accept("U_BOB", "reply", thread="3.0") == 1
+        assert await accept("U_BOB", "mention", thread="3.0") == 1 and await presence("3.0") == "own"
+        assert await accept("U_BOB", "reply", thread="4.0", parent_is_bot=True) == 1 and await presence("4.0") == "own"
+        assert await store.move_head("T1", "C1", "5.0", None, "i1") and await presence("5.0") == "own"  # research
+        assert await store.move_head("T1", "C1", "1.0", None, "i2") and await presence() == "asked:U_CAROL"
+    finally:
+        await client.aclose()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,20 +137,50 @@ def test_secrets_never_print(monkeypatch):
     assert s.bot_token == "secret-SLACK_BOT_TOKEN"
 
 
-def test_serve_without_any_slack_setting_opens_the_sandbox_on_port(tmp_path):
-    """The blank slate starts the sandbox, on PORT, and prints the URL to open."""
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": SRC, "PORT": str(port),
-           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "SLACKBOT_LOG_FORMAT": "text"}
-    proc = subprocess.Popen([sys.executable, "-m", "slackbot", "serve"], env=env, cwd=tmp_path,
+def test_serve_without_any_slack_setting_stops_and_points_to_the_sandbox(tmp_path):
+    """issue 25.12: `serve` never becomes the sandbox (a pod missing its Slack Secret would serve a page
+    spending the real Gemini key): one line pointing to `slackbot sandbox` and scripts/run."""
+    for env in ({}, {"GEMINI_API_KEY": "k", "SLACKBOT_HOST": "0.0.0.0"}):
+        proc = run_cli(tmp_path, "serve", **env)
+        assert_one_line(proc, "SLACK_BOT_TOKEN")
+        assert "`slackbot sandbox`" in proc.stderr and "scripts/run" in proc.stderr
+
+
+ROOT = Path(SRC).parent
+
+
+def fresh_clone(tmp_path: Path) -> Path:
+    """The repository as a clone has it (scripts, pyproject.toml; no .env), with this interpreter's .venv."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    for name in ("run", "setup-env", "system-packages"):
+        shutil.copy2(ROOT / "scripts" / name, clone / "scripts" / name)
+    shutil.copy2(ROOT / "pyproject.toml", clone / "pyproject.toml")
+    (clone / ".venv").symlink_to(Path(sys.prefix))
+    if not list((clone / ".venv").glob(".installed-*")):
+        pytest.skip("not run from the .venv scripts/setup-env builds (scripts/test)")
+    return clone
+
+
+def read_until(proc: subprocess.Popen, pattern: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "the process ended first"
+        if found := re.findall(pattern, line):
+            return found[0]
+    raise AssertionError(f"no line matching {pattern}")
+
+
+def test_scripts_run_on_a_fresh_clone_opens_the_sandbox_on_port(tmp_path):
+    """issue 25.12: the quick start stays true: with no Slack setting, scripts/run starts the sandbox."""
+    clone, port = fresh_clone(tmp_path), free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PORT": str(port), "SLACKBOT_LOG_FORMAT": "text",
+           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    proc = subprocess.Popen(["bash", str(clone / "scripts" / "run")], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "the process ended before the sandbox was ready"
-            url = next(iter(re.findall(r"sandbox ready: open (http://\S+)", line)), None)
+        url = read_until(proc, r"sandbox ready: open (http://\S+)")
         assert url == f"http://127.0.0.1:{port}/"
         with urllib.request.urlopen(url, timeout=5) as resp:
             assert resp.status == 200 and "slackbot sandbox" in resp.read().decode()
@@ -155,6 +188,97 @@ def test_serve_without_any_slack_setting_opens_the_sandbox_on_port(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         proc.stdout.close()
+
+
+def test_scripts_run_with_slack_settings_in_dotenv_serves_slack(tmp_path):
+    clone = fresh_clone(tmp_path)
+    (clone / ".env").write_text("SLACK_BOT_TOKEN=xoxb-1\nGEMINI_API_KEY=k\n")
+    proc = subprocess.run(["bash", str(clone / "scripts" / "run")], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert_one_line(proc, "SLACK_SIGNING_SECRET")  # `serve`'s own line: it is serving Slack, not the sandbox
+
+
+# --- issue 25.13: start-up errors are one line -------------------------------------------------------
+def test_every_bad_and_missing_setting_is_named_at_once(tmp_path):
+    proc = run_cli(tmp_path, "serve", SLACK_BOT_TOKEN="xoxb-1", PORT="abc", SLACKBOT_TOOLS="web_browse",
+                   SLACKBOT_EDIT_BUDGET_PER_MINUTE="0")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("slackbot: configuration error: ")
+    for name in ("PORT", "SLACKBOT_TOOLS", "SLACKBOT_EDIT_BUDGET_PER_MINUTE", "SLACK_SIGNING_SECRET",
+                 "GEMINI_API_KEY"):
+        assert f"{name}: " in proc.stderr, name
+
+
+def serve_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """A complete HTTP-mode configuration; Slack's API is nowhere unless SLACK_API_URL says otherwise."""
+    return {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "s", "GEMINI_API_KEY": "k",
+            "REDIS_URL": redis_url, "SLACKBOT_HOST": "127.0.0.1", "PORT": str(free_port()),
+            "SLACKBOT_REDIS_PREFIX": "slackbot-test-startup", "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+            **extra}
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_port_in_use_is_one_line(tmp_path, redis_url, command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli(tmp_path, command, **serve_env(redis_url, PORT=str(port)))
+    assert_one_line(proc, "PORT")
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_redis_that_does_not_answer_is_named_without_its_password(tmp_path, command):
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    proc = run_cli(tmp_path, command, **serve_env(url))
+    assert_one_line(proc, "REDIS_URL")
+    assert "redis://:***@127.0.0.1:" in proc.stderr and "does not answer" in proc.stderr
+    assert "hunter2" not in proc.stderr
+
+
+# --- issue 25.11: a token Slack refuses stops start-up -------------------------------------------------
+@pytest.mark.parametrize("env, variable", [
+    ({"SLACK_BOT_TOKEN": "xoxb-revoked"}, "SLACK_BOT_TOKEN"),
+    ({"SLACK_APP_TOKEN": "xapp-wrong", "SLACK_SIGNING_SECRET": ""}, "SLACK_APP_TOKEN"),
+], ids=["bot-token", "app-token"])
+async def test_a_token_slack_refuses_stops_start_up_naming_it(tmp_path, redis_url, slack_emu, env, variable):
+    proc = await asyncio.to_thread(run_cli, tmp_path, "serve",
+                                   **serve_env(redis_url, SLACK_API_URL=slack_emu.api_url, **env))
+    assert_one_line(proc, variable)
+    assert "Slack refused it (invalid_auth)" in proc.stderr
+
+
+# --- issue 25.5: MCP secrets only over TLS --------------------------------------------------------------
+INSECURE_MCP = '[{"name": "crm", "url": "http://169.254.169.254/mcp", "headers": {"Authorization": "env:CRM_TOKEN"}}]'
+
+
+def test_an_mcp_server_with_headers_over_http_stops_start_up(tmp_path, redis_url):
+    proc = run_cli(tmp_path, "serve", **serve_env(redis_url, SLACKBOT_MCP_SERVERS=INSECURE_MCP,
+                                                  CRM_TOKEN="crm-secret"))
+    assert_one_line(proc, "SLACKBOT_MCP_SERVERS")
+    assert "crm: " in proc.stderr and "https://" in proc.stderr and "crm-secret" not in proc.stderr
+    # the development switch allows loopback hosts only, never another one
+    proc = run_cli(tmp_path, "serve", **serve_env(redis_url, SLACKBOT_MCP_SERVERS=INSECURE_MCP,
+                                                  CRM_TOKEN="crm-secret", SLACKBOT_MCP_ALLOW_INSECURE_LOOPBACK="true"))
+    assert_one_line(proc, "SLACKBOT_MCP_SERVERS")
+
+
+def test_mcp_over_http_is_allowed_without_headers_or_on_loopback_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRM_TOKEN", "crm-secret")
+    plain = '[{"name": "docs", "url": "http://docs.example.com/mcp"}]'
+    assert load_settings(mcp_servers=plain).mcp_server_list[0].name == "docs"  # no headers: no secret to leak
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        local = INSECURE_MCP.replace("169.254.169.254", host)
+        with pytest.raises(ConfigError):
+            load_settings(mcp_servers=local)
+        assert load_settings(mcp_servers=local, mcp_allow_insecure_loopback=True).mcp_server_list
+    # profiles pick servers by name from SLACKBOT_MCP_SERVERS: the check covers what they send too
+    path = tmp_path / "profiles.yaml"
+    path.write_text("profiles:\n  sales:\n    mcp_servers: [crm]\nchannels:\n  C0123: sales\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(mcp_servers=INSECURE_MCP, profiles_file=str(path))
+    assert str(err.value).startswith("SLACKBOT_MCP_SERVERS: crm: ")
 
 
 # --- Socket Mode and the Bolt app ----------------------------------------------------------------

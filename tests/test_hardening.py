@@ -259,6 +259,42 @@ async def test_readyz_fails_while_redis_refuses_writes(settings_for, slack_emu):
         server.stop()
 
 
+# --- issue 25.11: readiness means it can work -----------------------------------------------------------
+async def test_readyz_is_red_until_slack_took_the_bot_token(settings_for, slack_emu):
+    slack_emu.fail_next("auth.test", "ratelimited", times=2, retry_after=1)  # Slack busy at start-up
+    bot = await start_bot(settings_for(), slack_emu, ready=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, body = await _ready(http, bot.url)
+            assert status == 503 and body["slack"] is False and body["redis"] is True
+            await eventually(async_ready(http, bot.url), 10, message="200 once auth.test answered")
+        assert [c.ok for c in slack_emu.calls_to("auth.test")][:3] == [False, False, True]
+    finally:
+        await stop_bot(bot)
+
+
+async def test_socket_mode_readyz_is_red_until_the_connection_is_up(settings_for, slack_emu):
+    slack_emu.fail_next("apps.connections.open", "ratelimited", times=2, retry_after=1)
+    settings = settings_for(slack_app_token=slack_emu.app_token, slack_signing_secret="")
+    bot = await start_bot(settings, ready=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, body = await _ready(http, bot.url)
+            assert status == 503 and body["slack"] is False
+            await eventually(async_ready(http, bot.url), 10, message="200 once the socket is up")
+        assert len(slack_emu.sockets) == 1
+        assert [c.ok for c in slack_emu.calls_to("apps.connections.open")] == [False, False, True]
+    finally:
+        await stop_bot(bot)
+    await eventually(lambda: not slack_emu.sockets, 5, message="the socket closed at shutdown")
+
+
+def async_ready(http, url):
+    async def check() -> bool:
+        return (await _ready(http, url))[0] == 200
+    return check
+
+
 # --- 9.10 Slack Connect ---------------------------------------------------------------------------------
 
 async def test_partner_org_reply_continues_the_thread_under_the_installing_workspace(

@@ -73,3 +73,13 @@ def test_installing_team_reads_authorizations_first():
     assert installing_team({"team_id": "T_ENVELOPE", "authorizations": [{"team_id": None}]}) == "T_ENVELOPE"
     assert installing_team({"authorizations": []}, "T_CONTEXT") == "T_CONTEXT"
     assert installing_team({"authorizations": "nonsense"}) == ""
+
+
+def test_role_says_whether_a_message_starts_the_bots_own_conversation():
+    # issue 25.9: a mention at the root or a DM starts the bot's own thread; a mention inside people's
+    # thread only asks it there; a reply is answered by the store's presence rules (store/turns.py)
+    assert classify(ev(type="app_mention", text="<@UBOT> hi"), BOT, "T1").role == "start"
+    assert classify(ev(channel="D1", channel_type="im"), BOT, "T1").role == "start"
+    assert classify(ev(channel="D1", channel_type="im", thread_ts="1.0"), BOT, "T1").role == "start"
+    assert classify(ev(type="app_mention", text="<@UBOT> hi", thread_ts="1.0"), BOT, "T1").role == "mention"
+    assert classify(ev(thread_ts="1.0"), BOT, "T1").role == "reply"

@@ -19,8 +19,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from . import listeners, metrics
 from .chat.turns import TurnRunner
-from .config import ConfigError, Settings
+from .config import Settings
 from .gemini import Gemini
+from .startup import Readiness, listen, require_redis, socket_url, verify_bot_token
 from .store import Store
 from .tasks import TaskTracker
 
@@ -37,6 +38,7 @@ class Services:
     tasks: TaskTracker = field(default_factory=TaskTracker)
     research: object | None = None  # research.jobs.Research, when enabled
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    readiness: Readiness = field(default_factory=Readiness)
 
     async def close(self) -> None:
         await self.store.close()
@@ -58,7 +60,8 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
     tasks = TaskTracker()
-    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks)
+    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks,
+                        readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
         settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
         poster=lambda team: SlackPoster(client, store, settings, team), spawn=services.tasks.spawn,
@@ -154,16 +157,18 @@ def _authenticate(raw: bytes, headers: Mapping[str, str], verifier: SignatureVer
 
 
 def health_routes(services: Services) -> list[web.RouteDef]:
-    """/healthz (alive), /readyz (Redis takes writes, not shutting down), /metrics: served by every process."""
+    """/healthz (alive), /readyz (Redis takes writes, Slack took the token and, in Socket Mode, the connection
+    is up, not shutting down), /metrics: served by every process."""
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
         # A write, not a ping: an out-of-memory or read-only Redis answers PING while every event gets 503.
         redis_ok = await services.store.writable()
-        ready = redis_ok and services.tasks.accepting
-        return web.json_response({"ok": ready, "redis": redis_ok, "accepting": services.tasks.accepting},
-                                 status=200 if ready else 503)
+        slack_ok = await services.readiness.slack()
+        ready = redis_ok and slack_ok and services.tasks.accepting
+        return web.json_response({"ok": ready, "redis": redis_ok, "slack": slack_ok,
+                                  "accepting": services.tasks.accepting}, status=200 if ready else 503)
 
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain")
@@ -175,21 +180,38 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
                 web_app_hook=None, redis_client=None) -> None:
     """Run until SIGTERM/SIGINT (or `stop`): web server, optional Socket Mode, optional research worker."""
     services = build_services(settings, redis_client)
-    bolt = build_bolt(services)
-    web_app = build_web(services, bolt)
-    if web_app_hook:
-        web_app_hook(web_app, services)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info("serving", extra={"port": settings.port, "socket_mode": settings.socket_mode})
-    stop = stop or _stop_on_signals()
-    socket_handler = None
-    if settings.socket_mode:
+    runner = None
+    try:
+        await require_redis(services.store, settings.redis_url)
+        bolt = build_bolt(services)
+        web_app = build_web(services, bolt)
+        if web_app_hook:
+            web_app_hook(web_app, services)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        await listen(runner, settings, "choose another PORT, or stop what listens there")
+        await _serve_until_stopped(services, bolt, stop or _stop_on_signals(), with_worker)
+    finally:
+        if runner:
+            await runner.cleanup()
+        await services.close()
+
+
+async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio.Event,
+                               with_worker: bool | None) -> None:
+    settings = services.settings
+    # /readyz stays red until Slack took the bot token (and the socket is up): a bad token stops here
+    services.readiness.token_ok = await verify_bot_token(services.client, stop)
+    socket_handler = connecting = None
+    if settings.socket_mode and services.readiness.token_ok:
+        url = await socket_url(services.client, settings.app_token, stop)
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         socket_handler = AsyncSocketModeHandler(bolt, settings.app_token)
-        await socket_handler.connect_async()
+        socket_handler.client.wss_uri = url  # None (stopped meanwhile): the SDK asks for one itself
+        services.readiness.socket = socket_handler.client
+        connecting = asyncio.create_task(socket_handler.connect_async())
+    log.info("serving", extra={"port": settings.port, "socket_mode": settings.socket_mode})
     run_worker = settings.research_worker if with_worker is None else with_worker
     worker = services.research.worker() if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
@@ -201,14 +223,13 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
     if worker:
         worker.stop()  # its leased jobs go back to the schedule for other workers
     if socket_handler:
-        await socket_handler.disconnect_async()
+        connecting.cancel()
+        await socket_handler.close_async()
     await services.tasks.drain(settings.shutdown_grace_seconds)
     leases_stop.set()  # turns cut off by the drain come back to another replica after their lease
     await asyncio.wait({leases}, timeout=5)
     if worker_task:
         await asyncio.wait({worker_task}, timeout=5)
-    await runner.cleanup()
-    await services.close()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -219,20 +240,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
-    except OSError as exc:  # found in issue 9.5: a worker beside `serve` on one host died here, unseen
+        await require_redis(services.store, settings.redis_url)
+        # found in issue 9.5: a worker beside `serve` on one host died here, unseen
+        await listen(runner, settings, "a worker on the same host as `slackbot serve` needs a PORT of its own")
+        stop = stop or _stop_on_signals()
+        services.readiness.socket_mode = False  # events are `serve`'s: the worker needs no connection
+        services.readiness.token_ok = await verify_bot_token(services.client, stop)
+        worker = services.research.worker()
+        task = asyncio.create_task(worker.run())
+        await stop.wait()
+        worker.stop()
+        await asyncio.wait({task}, timeout=settings.shutdown_grace_seconds)
+    finally:
         await runner.cleanup()
         await services.close()
-        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); a worker on "
-                          "the same host as `slackbot serve` needs a PORT of its own") from None
-    stop = stop or _stop_on_signals()
-    worker = services.research.worker()
-    task = asyncio.create_task(worker.run())
-    await stop.wait()
-    worker.stop()
-    await asyncio.wait({task}, timeout=settings.shutdown_grace_seconds)
-    await runner.cleanup()
-    await services.close()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -20,9 +20,12 @@ SLACKBOT_HOST:PORT (0.0.0.0:3000). With SLACK_APP_TOKEN set it uses Socket Mode
 instead (no public URL needed). The research worker runs in-process unless
 SLACKBOT_RESEARCH_WORKER=false.
 
-With no Slack setting at all (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and
-SLACK_APP_TOKEN all empty) it starts the sandbox instead (see `slackbot sandbox
---help`). Any partial Slack configuration stops start-up naming what is missing.
+It never starts the sandbox: with no Slack setting at all it stops with one
+line pointing to `slackbot sandbox` (scripts/run picks the sandbox for a blank
+slate). Missing or bad settings stop start-up with one line naming them all; so
+do a port in use, a Redis that does not answer and a token Slack refuses.
+/readyz is 200 once Slack accepted the bot token (and, in Socket Mode, the
+connection is up).
 
 Settings that matter most:
   SLACK_BOT_TOKEN        bot token, xoxb-...
@@ -71,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slackbot", description="Gemini in Slack.", epilog=TABLE)
     sub = parser.add_subparsers(dest="command", metavar="{serve,worker,sandbox,bench}")
     for name, summary, text in (
-        ("serve", "run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set); "
-                  "with no Slack setting at all, runs the sandbox", SERVE_HELP),
+        ("serve", "run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)", SERVE_HELP),
         ("worker", "run only the research worker", WORKER_HELP),
         ("sandbox", "the real bot behind a local Slack-like page, no workspace needed", SANDBOX_HELP),
     ):
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     try:
-        settings = load_settings()
+        settings = load_settings(needs=command)
         logs.setup(settings.log_level, settings.log_format)
         if command == "bench":
             if importlib.util.find_spec("psutil") is None:  # the `bench` extra, not in the image
@@ -96,12 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run as run_bench
 
             return run_bench(args)
-        if command == "sandbox" or (command == "serve" and not settings.slack_configured):
+        if command == "sandbox":
             from .sandbox.server import run_sandbox
 
             asyncio.run(run_sandbox(settings))
             return 0
-        settings.require_slack(receives_events=command == "serve")
         from .app import run_worker, serve
 
         asyncio.run(serve(settings) if command == "serve" else run_worker(settings))

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # JSON list of {name, url, headers, allowed_tools}; header values "env:NAME" / "${NAME}" are read
     # from the environment each turn (secrets stay out of the JSON and out of logs)
     mcp_servers: str = Field("", **_env("MCP_SERVERS"), repr=False)
+    # development only: an http:// MCP server on a loopback host may carry headers (never another host)
+    mcp_allow_insecure_loopback: bool = Field(False, **_env("MCP_ALLOW_INSECURE_LOOPBACK"))
     profiles_file: str = Field("", **_env("PROFILES_FILE"))  # YAML/JSON: channels -> profile
     code_output_chars: int = Field(1500, ge=100, le=3000, **_env("CODE_OUTPUT_CHARS"))
     max_sources: int = Field(10, ge=0, le=40, **_env("MAX_SOURCES"))
@@ -174,6 +176,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _mcp_secrets_only_over_tls(self) -> "Settings":
+        for server in self.mcp_server_list:
+            if problem := server.insecure(allow_loopback=self.mcp_allow_insecure_loopback):
+                raise ValueError(f"SLACKBOT_MCP_SERVERS: {server.name}: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _profiles_name_known_mcp_servers(self) -> "Settings":
         known = {server.name for server in self.mcp_server_list}
         for profile in self.profile_map.profiles.values():
@@ -249,40 +258,85 @@ class Settings(BaseSettings):
         """Any Slack setting at all means "serve Slack": only a blank slate may start the sandbox."""
         return bool(self.bot_token or self.signing_secret or self.app_token)
 
-    def require_slack(self, *, receives_events: bool = True) -> None:
-        """Serving real Slack needs every credential of its mode; name the first one missing, once.
-
-        `receives_events` is false for `slackbot worker`: it only calls the Web API and Gemini.
-        """
+    def lacks(self, command: str | None) -> list[str]:
+        """What `command` still needs to run, every item at once: serving real Slack needs every
+        credential of its mode (`worker` receives no events, so no signing secret)."""
+        if command not in ("serve", "worker"):
+            return []
+        if command == "serve" and not self.slack_configured:
+            return [NO_SLACK]
+        problems = []
         if not self.bot_token:
-            raise ConfigError("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack; "
-                              "leave every SLACK_* token unset to run the sandbox instead")
-        if receives_events and not self.socket_mode and not self.signing_secret:
-            raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+            problems.append("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack")
+        if command == "serve" and not self.socket_mode and not self.signing_secret:
+            problems.append("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
         if not self.use_enterprise and not self.api_key:
-            raise ConfigError("GEMINI_API_KEY: required (or GOOGLE_GENAI_USE_ENTERPRISE=true with ADC)")
+            problems.append("GEMINI_API_KEY: required (or GOOGLE_GENAI_USE_ENTERPRISE=true with ADC)")
+        return problems
+
+    def require_slack(self, *, receives_events: bool = True) -> None:
+        if problems := self.lacks("serve" if receives_events else "worker"):
+            raise ConfigError("; ".join(problems))
+
+
+NO_SLACK = ("SLACK_BOT_TOKEN: `slackbot serve` serves Slack and no Slack setting is set; to try the bot "
+            "without Slack run `slackbot sandbox` (scripts/run starts it when no Slack setting is set)")
 
 
 class ConfigError(Exception):
     """A configuration problem, already phrased as one line naming the variable."""
 
 
-def _variable_name(field: str) -> str:
-    info = Settings.model_fields.get(field)
-    alias = getattr(info, "validation_alias", None) if info else None
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return field.upper()
+_FIELD_OF = {str(info.validation_alias.choices[0]): name for name, info in Settings.model_fields.items()}
 
 
-def load_settings(**overrides) -> Settings:
-    """Build Settings, turning pydantic's report into one line that names the variable."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = err.get("loc") or ()
-        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if loc:
-            raise ConfigError(f"{_variable_name(str(loc[0]))}: {message}") from None
-        raise ConfigError(message) from None
+def _field(loc: tuple) -> str | None:
+    """The Settings field an error is about (pydantic names it by variable or by field)."""
+    name = str(loc[0]) if loc else ""
+    return name if name in Settings.model_fields else _FIELD_OF.get(name)
+
+
+def _describe(err: dict) -> str:
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    field = _field(err.get("loc") or ())
+    if field is None:
+        return message  # a check across settings already names its variables
+    return f"{Settings.model_fields[field].validation_alias.choices[0]}: {message}"
+
+
+def _build(overrides: dict) -> tuple[Settings | None, list[str]]:
+    """Settings and every problem with them: bad values are replaced by defaults to find the problems
+    behind them (checks across settings, missing credentials). None when even that does not build."""
+    problems: list[str] = []
+    fallback: dict = {}
+    while True:
+        try:
+            return Settings(**{**overrides, **fallback}), problems
+        except ValidationError as exc:
+            problems += [_describe(err) for err in exc.errors()]
+            bad = {_field(err.get("loc") or ()) for err in exc.errors()} - {None} - fallback.keys()
+            if not bad:
+                return None, problems
+            fallback.update({name: Settings.model_fields[name].default for name in bad})
+
+
+def load_settings(needs: str | None = None, **overrides) -> Settings:
+    """Build Settings, or stop with one line naming every bad variable and, for `needs` (serve | worker),
+    every missing one: a person fixes them all in one go, not one per try."""
+    settings, problems = _build(overrides)
+    problems += settings.lacks(needs) if settings else []
+    if problems or settings is None:
+        raise ConfigError("; ".join(problems))
+    return settings
+
+
+def run_command() -> str:
+    """What scripts/run starts: the sandbox for a blank slate (no Slack setting in the environment or
+    .env), else `serve` (which names whatever else is wrong). `serve` itself never opens the sandbox."""
+    settings, _ = _build({})
+    return "serve" if settings is None or settings.slack_configured else "sandbox"
+
+
+if __name__ == "__main__":  # scripts/run: `python -m slackbot.config` prints the command to run
+    logging.disable(logging.WARNING)  # the chosen command says what it finds wrong, once
+    print(run_command())

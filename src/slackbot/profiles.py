@@ -22,9 +22,11 @@ Profiles file (YAML or JSON):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Literal
 
@@ -144,6 +146,16 @@ class McpServer(BaseModel):
     def missing_env(self) -> list[str]:
         return [ref for ref in (_env_ref(v) for v in self.headers.values()) if ref and ref not in os.environ]
 
+    def insecure(self, *, allow_loopback: bool) -> str:
+        """Why this server would send its headers in the clear ('' when it would not): headers carry
+        secrets, so they go only over https://, or (allowed on purpose, for development) to a loopback host."""
+        if not self.headers or urlsplit(self.url).scheme == "https":
+            return ""
+        if allow_loopback and _is_loopback(urlsplit(self.url).hostname or ""):
+            return ""
+        return ("its headers would be sent without TLS; use an https:// URL (for local development only, "
+                "SLACKBOT_MCP_ALLOW_INSECURE_LOOPBACK=true allows http:// to localhost/127.0.0.1/::1)")
+
     def tool(self) -> dict:
         """The `mcp_server` tool of a create body (MCPServerParam in the SDK)."""
         tool: dict = {"type": "mcp_server", "name": self.name, "url": self.url}
@@ -157,6 +169,15 @@ class McpServer(BaseModel):
         return f"McpServer(name={self.name!r}, url={self.url!r}, headers=[{', '.join(self.headers)}])"
 
     __str__ = __repr__
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _env_ref(value: str) -> str | None:

@@ -26,6 +26,16 @@ class Turn:
     user_team: str = ""  # the sender's own workspace (a partner org's in Slack Connect)
 
     @property
+    def role(self) -> str:
+        """How the message stands to the bot's presence in its thread (store/turns.py, `_ACCEPT`): `start`
+        begins a conversation of the bot's own (a mention at the root, a DM); `mention` asks the bot in a
+        thread people started, which does not enrol it there; `reply` is answered only in the bot's own
+        thread, or as the direct follow-up of the person who last asked it (before anyone else speaks)."""
+        if self.kind == "reply":
+            return "reply"
+        return "mention" if self.in_existing_thread else "start"
+
+    @property
     def dedup_key(self) -> str:
         # One message is one turn, however many events carry it (app_mention + message, retries).
         return f"msg:{self.team}:{self.channel}:{self.ts}"

@@ -102,14 +102,14 @@ class TurnRunner:
 
     # --- intake ------------------------------------------------------------------------------------
     async def accept(self, turn: Turn, bot_user_id: str | None) -> int:
-        """Journal a turn before the ack: 1 = ours to run now, 0 = seen before, -1 = not a thread of ours."""
+        """Journal a turn before the ack: 1 = ours to run now, 0 = seen before, -1 = a reply not for the bot."""
         record = TurnRecord(
             id=turn.dedup_key.removeprefix("msg:"), team=turn.team, channel=turn.channel, user=turn.user,
             text=turn.text, ts=turn.ts, reply_thread_ts=turn.reply_thread_ts or "", chain_thread=turn.chain_thread,
             kind=turn.kind, in_existing_thread=turn.in_existing_thread, files=list(turn.files),
             owned_by_parent=bool(bot_user_id) and turn.parent_user == bot_user_id, owner=self.owner,
             user_team=turn.user_team or turn.team, bot_user_id=bot_user_id or "", created=time.time())
-        outcome = await self.turns.accept(record, is_reply=turn.kind == "reply", lease=self.lease)
+        outcome = await self.turns.accept(record, role=turn.role, lease=self.lease)
         if outcome == 1:
             self.launch(record)
         return outcome

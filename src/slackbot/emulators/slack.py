@@ -456,12 +456,12 @@ def _find_action(blocks: list, action_id: str) -> tuple[str, dict]:
 
 class SlackEmulator:
     def __init__(self, *, signing_secret: str = "test-signing-secret", bot_token: str = "xoxb-test-token",
-                 team_id: str = "T0001", bot_user_id: str = "UBOT", bot_id: str = "BBOT",
+                 app_token: str = "xapp-test-token", team_id: str = "T0001", bot_user_id: str = "UBOT", bot_id: str = "BBOT",
                  app_url: str | None = None, rate_limits: bool = True, echo_bot_events: bool = False,
                  scopes: set[str] | None = None, app_id: str = "A0001", delivery_timeout: float = 10.0,
                  stream_expiry_seconds: float = STREAM_EXPIRY_SECONDS,
                  status_clear_seconds: float = STATUS_CLEAR_SECONDS):
-        self.signing_secret, self.bot_token = signing_secret, bot_token
+        self.signing_secret, self.bot_token, self.app_token = signing_secret, bot_token, app_token
         self.team_id, self.bot_user_id, self.bot_id, self.app_id = team_id, bot_user_id, bot_id, app_id
         self.app_url, self.rate_limits, self.echo_bot_events = app_url, rate_limits, echo_bot_events
         self.scopes = set(DEFAULT_SCOPES if scopes is None else scopes)
@@ -476,6 +476,8 @@ class SlackEmulator:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self._feeds: set[asyncio.Queue] = set()
+        self._tickets: set[str] = set()  # Socket Mode URLs handed out and not used yet (single use)
+        self.sockets: set[web.WebSocketResponse] = set()  # Socket Mode connections open now
         self.reset()
 
     # ----------------------------------------------------------------- state
@@ -619,7 +621,7 @@ class SlackEmulator:
         method, params = request.match_info["method"], {}
         try:
             params = await _read_params(request)
-            self._check_auth(request, params)
+            self._check_auth(request, params, method)
             handler = getattr(self, "_api_" + method.replace(".", "_"), None)
             if handler is None:
                 raise SlackError("unknown_method")
@@ -638,13 +640,18 @@ class SlackEmulator:
             await asyncio.sleep(self.hold_seconds)
         return web.json_response(body)
 
-    def _check_auth(self, request: web.Request, params: dict) -> None:
+    def _check_auth(self, request: web.Request, params: dict, method: str) -> None:
         header = request.headers.get("Authorization", "")
         token = params.pop("token", None)
         token = header[len("Bearer "):] if header.startswith("Bearer ") else token
         if not token:
             raise SlackError("not_authed")
-        if token != self.bot_token:
+        # apps.connections.open takes only the app-level token (xapp-), every other method the bot token
+        wanted, other = ((self.app_token, self.bot_token) if method == "apps.connections.open"
+                         else (self.bot_token, self.app_token))
+        if token == other:
+            raise SlackError("not_allowed_token_type")
+        if token != wanted:
             raise SlackError("invalid_auth")
 
     def _check_forced_failure(self, method: str, *, applied: bool) -> None:
@@ -708,6 +715,33 @@ class SlackEmulator:
     def _api_auth_test(self, p: dict) -> dict:
         return {"url": self.base_url + "/", "team": "Emulated Workspace", "user": "bot", "team_id": self.team_id,
                 "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+
+    def _api_apps_connections_open(self, p: dict) -> dict:
+        # Slack answers a single-use WebSocket URL (wss://wss-primary.slack.com/link/?ticket=...&app_id=...)
+        ticket = secrets.token_urlsafe(16)
+        self._tickets.add(ticket)
+        ws_base = "ws" + self.base_url.removeprefix("http")
+        return {"url": f"{ws_base}/link/?{urlencode({'ticket': ticket, 'app_id': self.app_id})}"}
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        """Socket Mode: a ticket from apps.connections.open opens one connection, which Slack greets with
+        `hello`. (Delivering events over it is not emulated: tests deliver them over HTTP.)"""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid or used ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        try:
+            await ws.send_json({"type": "hello", "num_connections": len(self.sockets),
+                                "debug_info": {"host": "emulator", "approximate_connection_time": 18060},
+                                "connection_info": {"app_id": self.app_id}})
+            async for _ in ws:  # envelope acks ({"envelope_id": ...}); nothing to answer
+                pass
+        finally:
+            self.sockets.discard(ws)
+        return ws
 
     def _api_chat_postMessage(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))
@@ -1479,6 +1513,7 @@ class SlackEmulator:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(client_max_size=100 * 2**20, middlewares=[self._control_guard, self._control_errors])
         app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_get("/link/", self._handle_socket)
         app.router.add_post("/_emu/upload/{file_id}", self._handle_upload)
         app.router.add_get("/files-pri/{team_file}/{name}", self._handle_file)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_file)
@@ -1508,6 +1543,8 @@ class SlackEmulator:
             while not queue.empty():
                 queue.get_nowait()
             queue.put_nowait(None)
+        for ws in list(self.sockets):
+            await ws.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,9 +1,9 @@
 """Events API: app mentions, thread replies and DMs become chat turns.
 
 Intake runs as a global middleware, before Bolt acks: it decides in pure code whether an event is
-a turn (`chat.intake.classify`), then, in one Redis script, refuses replies in threads the bot is not
-part of (before writing anything), claims the message (so retries, duplicate event kinds and
-replicas answer it once) and journals the turn (so it is answered even if this process dies before
+a turn (`chat.intake.classify`), then, in one Redis script, refuses replies not for the bot (in threads
+it is not part of, or people's threads it was only asked in) before journalling anything, claims the
+message (so retries, duplicate event kinds and replicas answer it once) and journals the turn (so it is answered even if this process dies before
 it is done). If Redis is unreachable it answers 503, so Slack redelivers later instead of the event
 being silently dropped.
 """
@@ -45,7 +45,7 @@ def register(app: AsyncApp, services) -> None:
             log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
             return BoltResponse(status=503, body="")
         if accepted < 0:
-            metrics.EVENTS.labels(kind, "ignored").inc()  # a reply in a thread the bot was never part of
+            metrics.EVENTS.labels(kind, "ignored").inc()  # a reply not for the bot (store/turns.py: presence)
             return BoltResponse(status=200, body="")
         if accepted == 0:
             metrics.EVENTS.labels(kind, "duplicate").inc()

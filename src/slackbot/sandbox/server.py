@@ -50,6 +50,7 @@ from ..config import ConfigError, Settings
 from ..emulators import guard
 from ..emulators.gemini import GeminiEmulator
 from ..emulators.slack import Channel, SlackEmulator
+from ..store import redact
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def redact(url: str) -> str:
-    try:
-        parsed = URL(url)
-    except ValueError:
-        return "redis://…"
-    return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 
 async def redis_answers(url: str, timeout: float = REDIS_PING_TIMEOUT) -> bool:

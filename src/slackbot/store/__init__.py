@@ -16,10 +16,20 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from yarl import URL
 
 from .turns import TurnRecord, TurnStore
 
-__all__ = ["Store", "RedisError", "Budget", "TurnRecord", "TurnStore"]
+__all__ = ["Store", "RedisError", "Budget", "TurnRecord", "TurnStore", "redact"]
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit for a log line or an error: its password masked."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "redis://…"
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 # The bucket's state, refilled to now (Redis' clock): both takers below start from it. A 429's penalty
 # factor recovers linearly. Needs `now`, `rate`, `cap`, `recovery`; defines tokens, factor, pause.
@@ -156,6 +166,14 @@ class Store:
             return bool(await self.redis.ping())
         except (RedisError, OSError):
             return False
+
+    async def unreachable(self) -> str:
+        """'' when Redis answers a PING, else why not, in a few words (start-up names it and stops)."""
+        try:
+            await self.redis.ping()
+            return ""
+        except (RedisError, OSError) as exc:
+            return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
     async def writable(self) -> bool:
         """Whether Redis takes writes now: reachable is not enough (out of memory with noeviction, or a

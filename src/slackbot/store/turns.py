@@ -107,17 +107,30 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 """
 
-# Intake: a reply in a thread the bot is not part of is refused before anything is written (-1);
-# a message seen before is a duplicate (0); otherwise the turn is journalled and leased (1).
-# KEYS: seen, turn, due, presence, chain; ARGV: turn id, is reply (1/0), parent is the bot (1/0),
-# dedup ttl, journal ttl, lease, chain ttl, field, value, ...
+# Intake: a reply the bot should not answer is refused before anything is written (-1); a message
+# seen before is a duplicate (0); otherwise the turn is journalled and leased (1).
+# Presence (the `in:` key) says how the bot stands in a thread: `own` when its answer started the
+# conversation (a mention at the root, a DM, research; or its message is the root, which holds after
+# Redis lost its data), so every reply is a turn; `asked:<user>` when a person mentioned it in people's
+# thread, so only that person's direct follow-up is; `past` once someone else spoke after that.
+# ('1', written before presence had modes, and a chain without presence count as `own`, as they did.)
+# KEYS: seen, turn, due, presence, chain; ARGV: turn id, role (start | mention | reply), parent is the
+# bot (1/0), dedup ttl, journal ttl, lease, chain ttl, user, field, value, ...
 _ACCEPT = _NOW + """
-if ARGV[2] == '1' and ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then return -1 end
+local cur = redis.call('GET', KEYS[4])
+local owned = ARGV[3] == '1' or cur == 'own' or cur == '1' or (not cur and redis.call('EXISTS', KEYS[5]) == 1)
+local asker = 'asked:' .. ARGV[8]
+if ARGV[2] == 'reply' and not owned and cur ~= asker then
+  if cur then redis.call('SET', KEYS[4], 'past', 'KEEPTTL') end
+  return -1
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4])) then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 8))
+redis.call('HSET', KEYS[2], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
-redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[7]))
+local mode = 'own'
+if not owned and ARGV[2] ~= 'start' then mode = asker end
+redis.call('SET', KEYS[4], mode, 'EX', tonumber(ARGV[7]))
 return 1
 """
 
@@ -190,13 +203,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
 return 1
 """
 
-# Move a chain head only from the value the turn started with: never a fork. Refreshes presence.
-# KEYS: chain, presence; ARGV: expected, new, ttl
+# Move a chain head only from the value the turn started with: never a fork. Refreshes presence,
+# keeping its mode (a thread research adopts has none yet: the bot's own). KEYS: chain, presence;
+# ARGV: expected, new, ttl
 _SET_HEAD = """
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[3]))
+if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) == 0 then redis.call('SET', KEYS[2], 'own', 'EX', tonumber(ARGV[3])) end
 return 1
 """
 
@@ -233,16 +247,17 @@ class TurnStore:
         self._quota = redis.register_script(_QUOTA)
 
     # --- intake ------------------------------------------------------------------------------
-    async def accept(self, record: TurnRecord, *, is_reply: bool, lease: float) -> int:
-        """1 = journalled and leased to `record.owner`; 0 = seen before; -1 = not a thread of ours."""
+    async def accept(self, record: TurnRecord, *, role: str, lease: float) -> int:
+        """1 = journalled and leased to `record.owner`; 0 = seen before; -1 = a reply not for the bot.
+        `role`: start | mention | reply (chat.intake.Turn.role)."""
         k = self.keys
         flat = [x for pair in record.to_fields().items() for x in pair]
         return int(await self._accept(
             keys=[k.seen(record.id), k.turn(record.id), k.due,
                   k.presence(record.team, record.channel, record.chain_thread),
                   k.chain(record.team, record.channel, record.chain_thread)],
-            args=[record.id, "1" if is_reply else "0", "1" if record.owned_by_parent else "0", self.dedup_ttl,
-                  self.journal_ttl, lease, self.chain_ttl, *flat]))
+            args=[record.id, role, "1" if record.owned_by_parent else "0", self.dedup_ttl,
+                  self.journal_ttl, lease, self.chain_ttl, record.user, *flat]))
 
     # --- the journal ----------------------------------------------------------------------------
     async def load(self, turn_id: str) -> TurnRecord | None:
