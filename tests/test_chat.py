@@ -9,7 +9,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from conftest import bot_url, events, eventually, idle
+from conftest import bot_url, events, eventually, idle, metric
 
 
 MENTION = "<@UBOT>"
@@ -385,10 +385,7 @@ async def test_unreachable_gemini_is_one_plain_line(settings_for, slack_emu, gem
 
 
 async def _counted(url: str, kind: str, outcome: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
-        page = await r.text()
-    line = f'slackbot_events_total{{kind="{kind}",outcome="{outcome}"}} '
-    return sum(float(x.removeprefix(line)) for x in page.splitlines() if x.startswith(line))
+    return await metric(url, "slackbot_events_total", kind=kind, outcome=outcome)
 
 
 def async_at_least(read, floor: float):

@@ -60,6 +60,7 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     # files.getUploadURLExternal + files.completeUploadExternal
     "files_upload_v2": {"files:write"},
     "auth_test": set(),  # Bolt's authorization (bot user id); needs no scope
+    "apps_connections_open": set(),  # Socket Mode, with the app-level token (its connections:write), not a bot scope
 }
 # Events API subscription -> the bot scope Slack requires before it delivers that event.
 SCOPES_BY_EVENT: dict[str, set[str]] = {
