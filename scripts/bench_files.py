@@ -28,8 +28,8 @@ import time
 
 import aiohttp
 
-from slackbot.emulators.gemini import GeminiEmulator
-from slackbot.emulators.slack import SlackEmulator
+from slackbot_emulators.gemini import GeminiEmulator
+from slackbot_emulators.slack import SlackEmulator
 
 SIGNING_SECRET, BOT_TOKEN = "bench-signing-secret", "xoxb-bench-token"
 MB = 1_000_000

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 
 from slackbot.app import serve
 from slackbot.config import Settings
-from slackbot.emulators.gemini import GeminiEmulator
-from slackbot.emulators.slack import SlackEmulator
+from slackbot_emulators.gemini import GeminiEmulator
+from slackbot_emulators.slack import SlackEmulator
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slackbot.emulators.slack import SlackError, parse_blocks
+from slackbot_emulators.slack import SlackError, parse_blocks
 from slackbot.gemini import Citation, CodeRun, Image
 from slackbot.slack_out.answer import final_messages, sources_markdown, split_tables
 

@@ -13,7 +13,7 @@ import sys
 
 
 def test_bench_smallest_run(redis_url):
-    cmd = [sys.executable, "-m", "slackbot.bench", "--conversations", "3", "--replicas", "1",
+    cmd = [sys.executable, "-m", "slackbot_bench", "--conversations", "3", "--replicas", "1",
            "--stream-seconds", "1", "--intake-rate", "20", "--intake-seconds", "2", "--channels", "2",
            "--redis-url", redis_url]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from slackbot.bench import analysis as an
-from slackbot.bench import report
-from slackbot.bench.load import answer_text, build_schedule
+from slackbot_bench import analysis as an
+from slackbot_bench import report
+from slackbot_bench.load import answer_text, build_schedule
 
 STOPS = ["Thinking…", "Sorry, Gemini failed."]
 

@@ -156,6 +156,8 @@ def fresh_clone(tmp_path: Path) -> Path:
     for name in ("run", "setup-env", "system-packages"):
         shutil.copy2(ROOT / "scripts" / name, clone / "scripts" / name)
     shutil.copy2(ROOT / "pyproject.toml", clone / "pyproject.toml")
+    (clone / "devkit").mkdir()
+    shutil.copy2(ROOT / "devkit" / "pyproject.toml", clone / "devkit" / "pyproject.toml")
     (clone / ".venv").symlink_to(Path(sys.prefix))
     if not list((clone / ".venv").glob(".installed-*")):
         pytest.skip("not run from the .venv scripts/setup-env builds (scripts/test)")

@@ -378,6 +378,21 @@ def test_dockerfile_base_user_and_layers():
     assert ("STOPSIGNAL", "SIGTERM") in final
 
 
+def test_the_image_carries_neither_the_emulators_nor_the_sandbox_nor_the_bench():
+    """Issue 17.4: the development kit is a package of its own (devkit/); the image builds the slackbot
+    package alone from src/, which holds none of it, and the build context leaves devkit/ out."""
+    from setuptools import find_packages
+
+    shipped = find_packages(str(ROOT / "src"))
+    assert "slackbot" in shipped and not [p for p in shipped if p.split(".")[-1] in ("emulators", "sandbox", "bench")]
+    copied = {src for args in (a for i, a in _dockerfile() if i == "COPY" and "--from=" not in a)
+              for src in args.split()[:-1]}
+    assert copied <= {"pyproject.toml", "uv.lock", "README.md", "src"}, copied
+    assert "devkit" in (ROOT / ".dockerignore").read_text().split()
+    devkit = find_packages(str(ROOT / "devkit" / "src"))
+    assert {"slackbot_emulators", "slackbot_sandbox", "slackbot_bench"} <= set(devkit)
+
+
 def test_image_installs_the_lock_without_the_extras():
     """Issue 14.2: every dependency pinned by uv.lock, which matches pyproject.toml; the image
     installs the base set only (no sandbox, bench or test extras)."""
@@ -398,7 +413,7 @@ def test_image_installs_the_lock_without_the_extras():
     declared |= {norm(r, extra) for extra, reqs in pyproject["optional-dependencies"].items() for r in reqs}
     locked = {(n, ",".join(sorted(s.split(","))) if s else "", e, m) for n, s, e, m in locked_requires}
     assert locked == declared, "uv.lock is stale: run `uv lock`"
-    assert set(root["metadata"]["provides-extras"]) >= {"sandbox", "bench", "test"}
+    assert set(root["metadata"]["provides-extras"]) >= {"test"}
     # what the image gets: the closure of the base dependencies, every one pinned with hashes
     closure, todo = set(), [d["name"] for d in root["dependencies"]]
     while todo:

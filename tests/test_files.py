@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from conftest import BOT_TOKEN, eventually, start_bot, stop_bot
 from test_chat import answered, head
 
-from slackbot.emulators.slack import Message
+from slackbot_emulators.slack import Message
 from slackbot.files.kinds import FILES_ONLY
 
 MENTION = "<@UBOT>"

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import _interactions as gi
 from google.genai import types
 
-from slackbot.emulators.gemini import GeminiEmulator
+from slackbot_emulators.gemini import GeminiEmulator
 
 MODEL = "gemini-3-flash-preview"
 AGENT = "deep-research-pro-preview-12-2025"
@@ -375,7 +375,7 @@ async def test_http_controls(ai, emu):
 
 async def test_cli_runs_standalone():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "slackbot.emulators.gemini", "--port", "0", "--chunk-chars", "4",
+        sys.executable, "-m", "slackbot_emulators.gemini", "--port", "0", "--chunk-chars", "4",
         stdout=asyncio.subprocess.PIPE)
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()

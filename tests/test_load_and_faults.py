@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from conftest import RedisServer, events, eventually, free_port, idle, start_bot, stop_bot
 from test_chat import MENTION, answered, head, joined, thread_bot_texts, visible_updates
 
-from slackbot.emulators.slack import Channel
+from slackbot_emulators.slack import Channel
 from slackbot.store import Budget, Store
 
 

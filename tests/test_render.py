@@ -382,10 +382,10 @@ AUDITED_REGEXES = {
         "_ROW": "match() at a line start", "_SEP_CELL": "match() of one cell", "_BOLD": "a bounded cell",
         "_CODE_SPAN": "a bounded cell", "_LINK": "a bounded cell",
     },
-    "slackbot.sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part"},
+    "slackbot_sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part"},
     "slackbot.files.kinds": {"_FILE_ID": "a bounded fullmatch of a URL path part"},
     # rendered_links (tests read what a reader could click)
-    "slackbot.emulators.slack": {
+    "slackbot_emulators.slack": {
         "_FENCE_LINE": "match() at a line start with bounded repeats",
         "_BACKTICKS": "takes each run once",
         "_MD_LINK": "scans from a fixed prefix '](' to the first space or bracket",

@@ -15,7 +15,7 @@ from slackbot.store.jobs import Job, JobStore
 async def jobs(request, redis_url, prefix):
     """The real Redis, and the sandbox's embedded store (fakeredis running the same Lua)."""
     if request.param == "embedded":
-        from slackbot.sandbox.server import embedded_redis
+        from slackbot_sandbox.server import embedded_redis
 
         client = embedded_redis()
     else:

@@ -23,7 +23,7 @@ from yarl import URL
 from conftest import eventually, free_port
 
 from slackbot.config import Settings
-from slackbot.sandbox.server import run_sandbox
+from slackbot_sandbox.server import run_sandbox
 
 # scripts/system-packages installs Debian's chromium, or says what to install and exports the reason
 # the browser test is skipped in SLACKBOT_SKIP_BROWSER; SLACKBOT_CHROMIUM names another browser binary.

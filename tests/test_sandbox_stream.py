@@ -5,7 +5,7 @@ import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 from test_sandbox import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, post_json, sandbox, sandbox_settings
 
-from slackbot.sandbox import server
+from slackbot_sandbox import server
 
 
 async def test_page_shows_thread_status_and_a_growing_native_stream(redis_url, prefix, monkeypatch):

@@ -13,7 +13,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from slackbot.emulators.slack import SlackEmulator, rendered_links
+from slackbot_emulators.slack import SlackEmulator, rendered_links
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"

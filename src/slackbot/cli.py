@@ -80,10 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=summary, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench = sub.add_parser("bench", help="load benchmark against the emulators; prints one table")
-    from .bench import add_arguments
+    if _devkit():
+        from slackbot_bench import add_arguments
 
-    add_arguments(bench)
+        add_arguments(bench)
     return parser
+
+
+_DEVKIT_MISSING = ("slackbot {command} needs the slackbot-devkit package (emulators, sandbox, bench), which the "
+                   "production image leaves out: pip install -e ./devkit (scripts/run and scripts/test install it)")
+
+
+def _devkit() -> bool:
+    """The development kit (emulators, sandbox, bench) is its own package, absent from the production image."""
+    return importlib.util.find_spec("slackbot_emulators") is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(needs=command)
         logs.setup(settings.log_level, settings.log_format)
+        if command in ("bench", "sandbox") and not _devkit():
+            raise ConfigError(_DEVKIT_MISSING.format(command=command))
         if command == "bench":
-            if importlib.util.find_spec("psutil") is None:  # the `bench` extra, not in the image
-                raise ConfigError("slackbot bench needs the `bench` extra: pip install 'slackbot[bench]'")
-            from .bench import run as run_bench
+            from slackbot_bench import run as run_bench
 
             return run_bench(args)
         if command == "sandbox":
-            from .sandbox.server import run_sandbox
+            from slackbot_sandbox.server import run_sandbox
 
             asyncio.run(run_sandbox(settings))
             return 0

@@ -36,13 +36,15 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+import slackbot
+
 from . import analysis as an
 from .load import BOT_USER, HUMANS, TEAM, Load
 
 SIGNING_SECRET = "bench-signing-secret"
 BOT_TOKEN = "xoxb-bench-token"
 SET_STATUS = "assistant.threads.setStatus"
-_SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds slackbot/
+_SRC = os.path.dirname(os.path.dirname(os.path.abspath(slackbot.__file__)))  # holds slackbot/: the code under test
 
 
 class HarnessError(Exception):
@@ -76,10 +78,10 @@ def machine_info() -> dict:
 def bot_lines() -> tuple[list[str], str]:
     """The bot's failure lines (an answer showing one failed) and its placeholder, if it has one.
     Imported here, before any timing: it pulls in google.genai (~1 s of blocking imports)."""
-    from ..chat.turns import FAILURE_LINES, STORE_DOWN
+    from slackbot.chat.turns import FAILURE_LINES, STORE_DOWN
 
     try:  # the delivery planner may retire these
-        from ..slack_out.streamer import EMPTY_ANSWER, PLACEHOLDER
+        from slackbot.slack_out.streamer import EMPTY_ANSWER, PLACEHOLDER
     except ImportError:
         EMPTY_ANSWER = PLACEHOLDER = ""
     stops = [line for line in (PLACEHOLDER, EMPTY_ANSWER, STORE_DOWN, *FAILURE_LINES.values()) if line]
@@ -105,7 +107,7 @@ class Replica:
 
 
 def _bench_slack_class():
-    from ..emulators.slack import SlackEmulator
+    from slackbot_emulators.slack import SlackEmulator
 
     class BenchSlack(SlackEmulator):
         """The emulator, delivering round-robin to several replicas, remembering when each bot post landed."""
@@ -250,8 +252,8 @@ class Bench:
 
     # --- emulators -------------------------------------------------------------------------------
     async def _start_emulators(self) -> None:
-        from ..emulators.gemini import GeminiEmulator
-        from ..emulators.slack import Channel
+        from slackbot_emulators.gemini import GeminiEmulator
+        from slackbot_emulators.slack import Channel
 
         a = self.a
         chunk_chars = max(1, round(a.chars_per_second * a.chunk_seconds))
@@ -289,7 +291,7 @@ class Bench:
 
     def _bot_settings(self):
         """The settings the replicas will run with (same environment, read the same way)."""
-        from ..config import Settings
+        from slackbot.config import Settings
 
         env = self._bot_env(0)
         saved = dict(os.environ)

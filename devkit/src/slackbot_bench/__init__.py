@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slackbot.bench", description="slackbot load benchmark")
+    parser = argparse.ArgumentParser(prog="python -m slackbot_bench", description="slackbot load benchmark")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -128,7 +128,7 @@ def _jwt_claims(assertion: str) -> dict | None:
 def _media_parts(steps: list[dict]) -> list[dict]:
     """Validate every content block of the input steps; a summary (type, MIME, size, sha256) of each
     file part, so a test can prove the exact bytes arrived. 400 for what the API would refuse."""
-    from ..files.kinds import MIME_PARTS  # read from the SDK's own Literal types
+    from slackbot.files.kinds import MIME_PARTS  # read from the SDK's own Literal types
 
     seen = []
     for step in steps:

@@ -45,12 +45,12 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 from yarl import URL
 
-from ..app import serve
-from ..config import ConfigError, Settings
-from ..emulators import guard
-from ..emulators.gemini import GeminiEmulator
-from ..emulators.slack import Channel, SlackEmulator
-from ..store import redact
+from slackbot.app import serve
+from slackbot.config import ConfigError, Settings
+from slackbot_emulators import guard
+from slackbot_emulators.gemini import GeminiEmulator
+from slackbot_emulators.slack import Channel, SlackEmulator
+from slackbot.store import redact
 
 log = logging.getLogger(__name__)
 
