@@ -422,3 +422,109 @@ async def test_enterprise_paths_take_only_a_token_the_emulator_issued(emu):
     assert [q["path"] for q in sdk_calls] == ["/v1beta1/projects/p/locations/us-central1/interactions",
                                               f"/v1beta1/projects/p/locations/us-central1/interactions/{r.id}"]
     assert {q["bearer"] for q in sdk_calls} == {issued["access_token"]}
+
+
+# ---------------------------------------------------------------- function calling (issue 20)
+SEARCH = {"type": "function", "name": "search_slack", "description": "Search Slack messages",
+          "parameters": {"type": "object", "properties": {"query": {"type": "string"},
+                                                          "channels": {"type": "array", "items": {"type": "string"}}},
+                         "required": ["query"]}}
+WHO = {"type": "function", "name": "who_is", "parameters": {"type": "object", "properties": {"user": {"type": "string"}}}}
+
+
+async def test_function_calls_stream_as_the_sdk_types_them_and_chain_to_a_final_answer(ai, emu):
+    emu.script(match="launch", calls=[{"name": "search_slack", "arguments": {"query": "Q3 launch"}, "id": "c1"},
+                                      {"name": "who_is", "arguments": {"user": "U123"}}],
+               then_text="The launch moved to October [1].")
+    events = await collect(await ai.create(model=MODEL, input="what about the launch?", stream=True,
+                                           tools=[SEARCH, WHO]))
+    starts = [e for e in events if e.event_type == "step.start"]
+    assert [(e.index, e.step.type, e.step.name) for e in starts] == [(1, "function_call", "search_slack"),
+                                                                     (2, "function_call", "who_is")]
+    assert starts[0].step.id == "c1" and starts[0].step.arguments == {}  # arguments stream as deltas
+    streamed = {}
+    for e in events:
+        if e.event_type == "step.delta":
+            assert e.delta.type == "arguments_delta"
+            streamed[e.index] = streamed.get(e.index, "") + e.delta.arguments
+    assert json.loads(streamed[1]) == {"query": "Q3 launch"} and json.loads(streamed[2]) == {"user": "U123"}
+    assert events[-1].interaction.status == "requires_action"
+    first = await ai.get(events[0].interaction.id)
+    calls = [s for s in first.steps if s.type == "function_call"]
+    assert [(c.id, c.name, c.arguments) for c in calls][0] == ("c1", "search_slack", {"query": "Q3 launch"})
+    assert calls[1].id.startswith("call_") and first.status == "requires_action"
+
+    results = [{"type": "function_result", "call_id": "c1", "name": "search_slack", "result": "Bob: launch is Oct 3"},
+               {"type": "function_result", "call_id": calls[1].id, "result": [{"type": "text", "text": "Bob, PM"}]}]
+    final = await collect(await ai.create(model=MODEL, input=results, previous_interaction_id=first.id,
+                                          tools=[SEARCH, WHO], stream=True))
+    assert text_of(final) == "The launch moved to October [1]." and final[-1].interaction.status == "completed"
+    got = await ai.get(final[0].interaction.id)
+    assert [s.type for s in got.steps] == ["function_result", "function_result", "model_output"]
+    assert [(r["call_id"], r["name"], r["result"]) for r in emu.function_results] == [
+        ("c1", "search_slack", "Bob: launch is Oct 3"), (calls[1].id, "who_is", [{"type": "text", "text": "Bob, PM"}])]
+
+
+async def test_function_results_are_checked_against_the_pending_calls(ai, emu):
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "x"}, "id": "c1"},
+                      {"name": "who_is", "arguments": {"user": "U1"}, "id": "c2"}])
+    first = await ai.create(model=MODEL, input="q", tools=[SEARCH, WHO])
+    assert first.status == "requires_action"
+
+    def result(call_id, name=None):
+        return {"type": "function_result", "call_id": call_id, "result": "r", **({"name": name} if name else {})}
+    for wrong in ([result("c1")],  # one call left unanswered
+                  [result("c1"), result("c2"), result("c9")],  # an id nobody called
+                  [result("c1", "who_is"), result("c2")],  # the wrong function's name
+                  "just text, no results"):
+        with pytest.raises(gi.BadRequestError) as info:
+            await ai.create(model=MODEL, input=wrong, previous_interaction_id=first.id)
+        assert info.value.body["error"]["status"] == "INVALID_ARGUMENT"
+    done = await ai.create(model=MODEL, input=[result("c2"), result("c1")], previous_interaction_id=first.id)
+    assert done.status == "completed" and done.output_text == "Reply 2 to: r\nr"  # the default echoes results
+    plain = await ai.create(model=MODEL, input="no calls pending here")
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input=[result("c1")], previous_interaction_id=plain.id)
+
+
+async def test_several_call_steps_then_text_and_undeclared_functions_are_never_called(ai, emu):
+    emu.script(calls=[[{"name": "search_slack", "arguments": {"query": "a"}}],
+                      [{"name": "who_is", "arguments": {"user": "U2"}}]], then_text="Two steps later.")
+    one = await ai.create(model=MODEL, input="q", tools=[SEARCH, WHO])
+    [c1] = [s for s in one.steps if s.type == "function_call"]
+    two = await ai.create(model=MODEL, input=[{"type": "function_result", "call_id": c1.id, "result": "A"}],
+                          previous_interaction_id=one.id, tools=[SEARCH, WHO])
+    [c2] = [s for s in two.steps if s.type == "function_call"]
+    assert two.status == "requires_action" and c2.name == "who_is"
+    three = await ai.create(model=MODEL, input=[{"type": "function_result", "call_id": c2.id, "result": "B"}],
+                            previous_interaction_id=two.id, tools=[SEARCH, WHO])
+    assert three.output_text == "Two steps later."
+    # a profile that does not offer who_is (or tool_choice none) gets no call for it
+    emu.script(calls=[{"name": "who_is", "arguments": {}}], then_text="Answered without calling.")
+    r = await ai.create(model=MODEL, input="q", tools=[SEARCH])
+    assert r.status == "completed" and r.output_text == "Answered without calling."
+    emu.script(calls=[{"name": "search_slack", "arguments": {}}], then_text="No tools today.")
+    r = await ai.create(model=MODEL, input="q", tools=[SEARCH], generation_config={"tool_choice": "none"})
+    assert r.output_text == "No tools today."
+
+
+@pytest.mark.parametrize("tool", [
+    {"type": "function"},  # no name
+    {"type": "function", "name": "9lives"},
+    {"type": "function", "name": "x" * 65},
+    {"type": "function", "name": "f", "parameters": {"type": "string"}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "text"}}}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "array"}}}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}, "required": ["a"]}},
+    {"type": "function", "name": "f", "strict": True},
+])
+async def test_function_declarations_are_validated(ai, tool):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[tool])
+
+
+async def test_duplicate_function_names_and_bad_tool_choice_are_refused(ai):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[SEARCH, SEARCH])
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[SEARCH], generation_config={"tool_choice": "sometimes"})
