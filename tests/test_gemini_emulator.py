@@ -528,3 +528,87 @@ async def test_duplicate_function_names_and_bad_tool_choice_are_refused(ai):
         await ai.create(model=MODEL, input="q", tools=[SEARCH, SEARCH])
     with pytest.raises(gi.BadRequestError):
         await ai.create(model=MODEL, input="q", tools=[SEARCH], generation_config={"tool_choice": "sometimes"})
+
+
+# ---------------------------------------------------------------- images (issue 21)
+IMAGE_MODEL = "gemini-3-pro-image-preview"
+
+
+def image_of(interaction):
+    [image] = [c for s in interaction.steps if s.type == "model_output" for c in s.content or [] if c.type == "image"]
+    return image
+
+
+async def test_image_models_return_decodable_pngs_that_encode_the_prompt(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    r = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dusk", response_modalities=["image"],
+                        generation_config={"image_config": {"aspect_ratio": "16:9", "image_size": "1K"}})
+    image = image_of(r)
+    assert r.status == "completed" and image.mime_type == "image/png" and r.output_image.data == image.data
+    assert r.output_text == ""  # images only, as asked
+    width, height, pixel = read_png(base64.b64decode(image.data))
+    assert (width, height) == (85, 48)  # 1K 16:9 (1360x768 at full size), shrunk 16 times by default
+    [asked] = emu.image_requests
+    assert pixel(0, 0) == asked["colours"][0] and pixel(0, height - 1) == asked["colours"][3]
+    again = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dusk", response_modalities=["image"],
+                            generation_config={"image_config": {"aspect_ratio": "16:9", "image_size": "1K"}})
+    assert image_of(again).data == image.data  # deterministic
+    other = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dawn", response_modalities=["image"])
+    assert read_png(base64.b64decode(image_of(other).data))[:2] == (64, 64)  # 1:1 1K by default
+    usage = r.usage
+    assert {m.modality: m.tokens for m in usage.output_tokens_by_modality}["image"] == 1120
+    assert usage.total_output_tokens >= 1120
+
+
+async def test_image_stream_text_and_image_and_response_format(ai, emu):
+    emu.script(text="Here is your banner.")
+    events = await collect(await ai.create(model="gemini-3.1-flash-image-preview", input="a banner", stream=True,
+                                           response_format={"type": "image", "aspect_ratio": "4:1", "image_size": "2K"}))
+    deltas = [e.delta for e in events if e.event_type == "step.delta"]
+    assert text_of(events) == "Here is your banner." and deltas[-1].type == "image"
+    assert deltas[-1].mime_type == "image/png" and base64.b64decode(deltas[-1].data)[:4] == b"\x89PNG"
+    assert emu.image_requests[-1]["aspect_ratio"] == "4:1" and emu.image_requests[-1]["image_size"] == "2K"
+    got = await ai.get(events[0].interaction.id)
+    assert [c.type for c in got.steps[-1].content] == ["text", "image"] and got.output_text == "Here is your banner."
+
+
+async def test_image_edits_take_the_input_image_and_differ_from_a_generation(ai, emu):
+    shot = base64.b64encode(b"\x89PNG fake screenshot bytes").decode()
+    edit = await ai.create(model=IMAGE_MODEL, response_modalities=["image"], input=[
+        {"type": "text", "text": "make the background white"}, {"type": "image", "mime_type": "image/png", "data": shot}])
+    plain = await ai.create(model=IMAGE_MODEL, response_modalities=["image"], input="make the background white")
+    assert image_of(edit).data != image_of(plain).data
+    asked = emu.image_requests[0]
+    assert asked["prompt"] == "make the background white" and asked["input_images"][0]["bytes"] == 26
+
+
+async def test_image_refusals_and_requests_the_api_refuses(ai, emu):
+    emu.script(refuse_image=True, text="I can't make that picture.")
+    r = await ai.create(model=IMAGE_MODEL, input="something unsafe")
+    output = r.steps[-1]
+    assert r.status == "completed" and r.output_image is None and all(c.type != "image" for c in output.content)
+    assert output.error.details[0]["reason"] == "IMAGE_SAFETY" and r.output_text == "I can't make that picture."
+    assert emu.image_requests[-1]["refused"] is True
+    with pytest.raises(gi.BadRequestError) as info:
+        await ai.create(model=MODEL, input="draw a cat", response_modalities=["image"])
+    assert info.value.body["error"]["message"] == "Model does not support the requested response modalities: image"
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="draw", response_format={"type": "image"})
+    for config in ({"aspect_ratio": "7:3"}, {"image_size": "8K"}):
+        with pytest.raises(gi.BadRequestError):
+            await ai.create(model=IMAGE_MODEL, input="x", generation_config={"image_config": config})
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=IMAGE_MODEL, input="x", response_modalities=["IMAGE"])  # the SDK spells it "image"
+
+
+async def test_a_4k_image_at_full_size_for_the_memory_benchmark(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    emu.script(image_scale=1, image_noise=True)
+    r = await ai.create(model=IMAGE_MODEL, input="a detailed city map", response_modalities=["image"],
+                        generation_config={"image_config": {"image_size": "4K"}})
+    png = base64.b64decode(image_of(r).data)
+    width, height, pixel = read_png(png)
+    assert (width, height) == (4096, 4096) and len(png) > 20_000_000  # as large as a photograph
+    assert {m.modality: m.tokens for m in r.usage.output_tokens_by_modality}["image"] == 2000
