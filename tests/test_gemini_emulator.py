@@ -612,3 +612,126 @@ async def test_a_4k_image_at_full_size_for_the_memory_benchmark(ai, emu):
     width, height, pixel = read_png(png)
     assert (width, height) == (4096, 4096) and len(png) > 20_000_000  # as large as a photograph
     assert {m.modality: m.tokens for m in r.usage.output_tokens_by_modality}["image"] == 2000
+
+
+# ---------------------------------------------------------------- Deep Research options and webhooks (issue 22)
+PLANNING = {"type": "deep-research", "collaborative_planning": True, "thinking_summaries": "auto"}
+
+
+async def test_collaborative_planning_waits_for_the_plan_then_reports_on_it(ai, emu):
+    emu.script_agent(queued_for=0, run_for=0.05, plan_steps=["Read the EU AI Act", "Compare national rules"])
+    plan = await ai.create(agent="deep-research-preview-04-2026", input="AI rules in Europe", background=True,
+                           agent_config=PLANNING)
+    plan = await wait_status(ai, plan.id, {"completed"})
+    assert "1. Read the EU AI Act\n2. Compare national rules" in plan.output_text and "## " not in plan.output_text
+    emu.script_agent(queued_for=0, run_for=0.05, plan_steps=["Read the EU AI Act", "Add the UK"])
+    revised = await ai.create(agent="deep-research-preview-04-2026", input="Add the UK too", background=True,
+                              agent_config=PLANNING, previous_interaction_id=plan.id)
+    revised = await wait_status(ai, revised.id, {"completed"})
+    assert "2. Add the UK" in revised.output_text and "Revised as asked: Add the UK too" in revised.output_text
+    emu.script_agent(queued_for=0, run_for=0.05)
+    run = await ai.create(agent="deep-research-preview-04-2026", input="Looks good, start.", background=True,
+                          agent_config={**PLANNING, "collaborative_planning": False},
+                          previous_interaction_id=revised.id)
+    report = (await wait_status(ai, run.id, {"completed"})).output_text
+    assert report.startswith("# Research report: AI rules in Europe")  # the chain's question, not "start"
+    assert "## Plan followed" in report and "2. Add the UK" in report and "Looks good, start." in report
+
+
+async def test_visualization_puts_charts_in_the_report_where_the_text_refers_to_them(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    emu.script_agent(queued_for=0, run_for=0.05, charts=2)
+    r = await ai.create(agent="deep-research-max-preview-04-2026", input="heat pumps", background=True,
+                        agent_config={"type": "deep-research", "visualization": "auto", "thinking_summaries": "none"})
+    got = await wait_status(ai, r.id, {"completed"})
+    assert not [s for s in got.steps if s.type == "thought"]  # thinking_summaries none
+    content = got.steps[-1].content
+    assert [c.type for c in content] == ["text", "image", "text", "image", "text"]
+    for n, at in ((1, 0), (2, 2)):
+        assert f"Figure {n}:" in content[at].text and content[at].text.rstrip().endswith("is shown below.")
+        assert read_png(base64.b64decode(content[at + 1].data))[0] > 0
+    assert sum(len(c.annotations or []) for c in content if c.type == "text") == 6  # citations kept, per part
+    for part in (c for c in content if c.type == "text"):
+        for note in part.annotations or []:
+            assert part.text[note.start_index:note.end_index].startswith("[")
+    events = await collect(await ai.get(r.id, stream=True))
+    assert [e.delta.type for e in events if e.event_type == "step.delta"].count("image") == 2
+
+
+@pytest.mark.parametrize("config", [{"type": "deep-research", "visualization": "always"},
+                                    {"type": "deep-research", "planning": True}])
+async def test_agent_config_is_validated(ai, config):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(agent=AGENT, input="x", background=True, agent_config=config)
+
+
+async def test_unknown_agents_are_not_found(ai):
+    with pytest.raises(gi.NotFoundError):
+        await ai.create(agent="deep-research-ultra", input="x", background=True)
+
+
+@pytest.fixture
+async def hook_server():
+    """A loopback receiver that records each webhook POST (headers and JSON body)."""
+    from aiohttp import web
+
+    got: list[dict] = []
+    arrived = asyncio.Event()
+
+    async def receive(request):
+        got.append({"path": request.path, "headers": dict(request.headers), "body": await request.json()})
+        arrived.set()
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", got, arrived
+    await runner.cleanup()
+
+
+async def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_webhooks_fire_when_a_background_interaction_completes_fails_or_needs_action(ai, emu, hook_server):
+    base, got, _ = hook_server
+    hook = {"uris": [f"{base}/gemini/webhook", "https://example.com/hook"], "user_metadata": {"job": "j1"}}
+    emu.script_agent(queued_for=0.05, run_for=0.1)
+    done = await ai.create(agent=AGENT, input="topic", background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 1)
+    assert got[0]["path"] == "/gemini/webhook"
+    assert got[0]["body"]["type"] == "interaction.completed"
+    assert got[0]["body"]["data"] == {"id": done.id, "status": "completed", "user_metadata": {"job": "j1"}}
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(got[0]["headers"])
+    assert (await ai.get(done.id)).status == "completed"  # the hint came after completion
+    assert [d.get("skipped") for d in emu.webhook_deliveries] == [None, "not a loopback address"]
+
+    emu.script_agent(queued_for=0, run_for=0.05, final_status="failed")
+    failed = await ai.create(agent=AGENT, input="doomed", background=True, webhook_config=hook)
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "q"}}])
+    waiting = await ai.create(model=MODEL, input="q", tools=[SEARCH], background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 3)
+    assert {(g["body"]["data"]["id"], g["body"]["type"]) for g in got[1:]} == {
+        (failed.id, "interaction.failed"), (waiting.id, "interaction.requires_action")}
+
+    emu.script_agent(queued_for=0, run_for=30)
+    cancelled = await ai.create(agent=AGENT, input="stop me", background=True, webhook_config=hook)
+    await ai.cancel(cancelled.id)
+    emu.script_agent(queued_for=0, run_for=0.05)
+    last = await ai.create(agent=AGENT, input="sentinel", background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 4)
+    assert got[3]["body"]["data"]["id"] == last.id  # no event for the cancelled one
+
+
+async def test_webhook_config_is_validated(ai):
+    for config in ({"uris": ["ftp://127.0.0.1/x"]}, {"uris": ["not a url"]}, {"url": "http://127.0.0.1/x"}):
+        with pytest.raises(gi.BadRequestError):
+            await ai.create(agent=AGENT, input="x", background=True, webhook_config=config)
