@@ -364,6 +364,8 @@ async def test_http_controls(ai, emu):
         assert {q["method"] for q in log} == {"POST", "GET"} and "/_emu" not in str(log)
         beta = await http.get(f"/v1beta/interactions/{iid}", headers={"x-goog-api-key": "k"})
         assert beta.status == 200 and (await beta.json())["status"] == "completed"  # other prefixes work
+        logs = await (await http.get("/_emu/logs")).json()
+        assert logs["stored_ids"] == [iid, a.id] and logs["deleted"] == logs["function_results"] == []
         await http.post(f"/_emu/forget/{iid}", json={})
         with pytest.raises(gi.NotFoundError):
             await ai.get(iid)
@@ -735,3 +737,29 @@ async def test_webhook_config_is_validated(ai):
     for config in ({"uris": ["ftp://127.0.0.1/x"]}, {"uris": ["not a url"]}, {"url": "http://127.0.0.1/x"}):
         with pytest.raises(gi.BadRequestError):
             await ai.create(agent=AGENT, input="x", background=True, webhook_config=config)
+
+
+# ---------------------------------------------------------------- deletion (issue 24)
+async def test_delete_is_recorded_scrubs_the_text_and_answers_404_afterwards(ai, emu):
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "salaries"}, "id": "c1"}])
+    asked = await ai.create(model=MODEL, input="secret plans for Project Falcon", tools=[SEARCH])
+    answered = await ai.create(model=MODEL, previous_interaction_id=asked.id, tools=[SEARCH],
+                               input=[{"type": "function_result", "call_id": "c1", "result": "Falcon budget 3M"}])
+    kept = await ai.create(model=MODEL, input="an unrelated question")
+    assert emu.contains_text("Project Falcon") and emu.contains_text("Falcon budget 3M")
+    await ai.delete(answered.id)
+    await ai.delete(asked.id)
+    assert [d["id"] for d in emu.deleted] == [answered.id, asked.id]
+    assert emu.stored_ids() == [kept.id]
+    assert not emu.contains_text("Project Falcon") and not emu.contains_text("Falcon budget 3M")
+    assert emu.contains_text("an unrelated question")
+    for gone in (asked.id, answered.id):
+        with pytest.raises(gi.NotFoundError):
+            await ai.get(gone)
+        with pytest.raises(gi.NotFoundError):
+            await collect(await ai.get(gone, stream=True))
+        with pytest.raises(gi.NotFoundError):
+            await ai.create(model=MODEL, input="go on", previous_interaction_id=gone)
+        with pytest.raises(gi.NotFoundError):
+            await ai.delete(gone)  # a second delete finds nothing
+    assert emu.interaction(asked.id)["gone"] is True and emu.interaction(asked.id)["status"] == "requires_action"

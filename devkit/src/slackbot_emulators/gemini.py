@@ -272,6 +272,7 @@ class GeminiEmulator:
         r.add_get("/_emu/interactions/{id}", self._c_interaction)
         r.add_get("/_emu/requests", self._c_requests)
         r.add_get("/_emu/model_creates", self._c_model_creates)
+        r.add_get("/_emu/logs", self._c_logs)
         r.add_post("/_emu/reset", self._c_reset)
         r.add_post("/_emu/config", self._c_config)
         # access_log=None: per-request logging would dominate a load benchmark
@@ -830,6 +831,12 @@ class GeminiEmulator:
 
     async def _c_model_creates(self, request: web.Request) -> web.Response:
         return web.json_response(self.model_creates())
+
+    async def _c_logs(self, request: web.Request) -> web.Response:
+        """What a test out of process asserts on: results, images, webhooks, deletes, what remains."""
+        return web.json_response({"function_results": self.function_results, "image_requests": self.image_requests,
+                                  "webhook_deliveries": self.webhook_deliveries, "deleted": self.deleted,
+                                  "stored_ids": self.stored_ids()})
 
     async def _c_reset(self, request: web.Request) -> web.Response:
         self.reset()
