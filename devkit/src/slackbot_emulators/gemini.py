@@ -18,6 +18,13 @@ the cancelled ones, waking sleeping streams through ``_Record.changed``.
 
 Stream ``index`` values are positions in the resource's ``steps`` list, whose
 first entries are the input steps (``user_input``), so output steps start at 1.
+
+Beside this module: function calling (``gemini_functions``: a scripted turn ends ``requires_action``
+with ``function_call`` steps; the follow-up's ``function_result`` input is checked against them and
+runs the rest of the script), image models (``gemini_images``), Deep Research options
+(``gemini_agents``) and webhook deliveries (``gemini_webhooks``, the one thing done in a task: a
+POST once the timeline's last event falls due). ``delete`` scrubs an interaction's text from every
+record and log here, so a test can prove nothing of it is left (``contains_text``).
 """
 
 from __future__ import annotations
@@ -1048,7 +1055,8 @@ def _annotations(specs: list, reply: str) -> list[dict]:
 
 _SOURCES = [("Primary survey", "https://example.org/survey"), ("Industry report", "https://example.com/report"),
             ("Standards body note", "https://standards.example.net/note"),
-            ("Academic paper", "https://papers.example.edu/paper"), ("News analysis", "https://news.example.org/analysis")]
+            ("Academic paper", "https://papers.example.edu/paper"),
+            ("News analysis", "https://news.example.org/analysis")]
 _SECTIONS = ["Background", "Current state", "Key players", "Risks and open questions", "Outlook"]
 
 

@@ -27,7 +27,7 @@ from .gemini_images import bar_chart_png
 AGENTS = {"deep-research-pro-preview-12-2025", "deep-research-preview-04-2026",
           "deep-research-max-preview-04-2026", "antigravity-preview-05-2026", "antigravity-preview-09-2026"}
 _DEEP_RESEARCH_KEYS = {"type", "collaborative_planning", "visualization", "thinking_summaries", "enable_bigquery_tool"}
-_CONFIG_TYPES = {"deep-research", "dynamic", "antigravity", "code-mender"}  # agent_config variants (the SDK's union tags)
+_CONFIG_TYPES = {"deep-research", "dynamic", "antigravity", "code-mender"}  # the SDK's agent_config tags
 
 Error = Callable[[str], Exception]
 
