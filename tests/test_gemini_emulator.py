@@ -364,6 +364,8 @@ async def test_http_controls(ai, emu):
         assert {q["method"] for q in log} == {"POST", "GET"} and "/_emu" not in str(log)
         beta = await http.get(f"/v1beta/interactions/{iid}", headers={"x-goog-api-key": "k"})
         assert beta.status == 200 and (await beta.json())["status"] == "completed"  # other prefixes work
+        logs = await (await http.get("/_emu/logs")).json()
+        assert logs["stored_ids"] == [iid, a.id] and logs["deleted"] == logs["function_results"] == []
         await http.post(f"/_emu/forget/{iid}", json={})
         with pytest.raises(gi.NotFoundError):
             await ai.get(iid)
@@ -422,3 +424,342 @@ async def test_enterprise_paths_take_only_a_token_the_emulator_issued(emu):
     assert [q["path"] for q in sdk_calls] == ["/v1beta1/projects/p/locations/us-central1/interactions",
                                               f"/v1beta1/projects/p/locations/us-central1/interactions/{r.id}"]
     assert {q["bearer"] for q in sdk_calls} == {issued["access_token"]}
+
+
+# ---------------------------------------------------------------- function calling (issue 20)
+SEARCH = {"type": "function", "name": "search_slack", "description": "Search Slack messages",
+          "parameters": {"type": "object", "properties": {"query": {"type": "string"},
+                                                          "channels": {"type": "array", "items": {"type": "string"}}},
+                         "required": ["query"]}}
+WHO = {"type": "function", "name": "who_is", "parameters": {"type": "object", "properties": {"user": {"type": "string"}}}}
+
+
+async def test_function_calls_stream_as_the_sdk_types_them_and_chain_to_a_final_answer(ai, emu):
+    emu.script(match="launch", calls=[{"name": "search_slack", "arguments": {"query": "Q3 launch"}, "id": "c1"},
+                                      {"name": "who_is", "arguments": {"user": "U123"}}],
+               then_text="The launch moved to October [1].")
+    events = await collect(await ai.create(model=MODEL, input="what about the launch?", stream=True,
+                                           tools=[SEARCH, WHO]))
+    starts = [e for e in events if e.event_type == "step.start"]
+    assert [(e.index, e.step.type, e.step.name) for e in starts] == [(1, "function_call", "search_slack"),
+                                                                     (2, "function_call", "who_is")]
+    assert starts[0].step.id == "c1" and starts[0].step.arguments == {}  # arguments stream as deltas
+    streamed = {}
+    for e in events:
+        if e.event_type == "step.delta":
+            assert e.delta.type == "arguments_delta"
+            streamed[e.index] = streamed.get(e.index, "") + e.delta.arguments
+    assert json.loads(streamed[1]) == {"query": "Q3 launch"} and json.loads(streamed[2]) == {"user": "U123"}
+    assert events[-1].interaction.status == "requires_action"
+    first = await ai.get(events[0].interaction.id)
+    calls = [s for s in first.steps if s.type == "function_call"]
+    assert [(c.id, c.name, c.arguments) for c in calls][0] == ("c1", "search_slack", {"query": "Q3 launch"})
+    assert calls[1].id.startswith("call_") and first.status == "requires_action"
+
+    results = [{"type": "function_result", "call_id": "c1", "name": "search_slack", "result": "Bob: launch is Oct 3"},
+               {"type": "function_result", "call_id": calls[1].id, "result": [{"type": "text", "text": "Bob, PM"}]}]
+    final = await collect(await ai.create(model=MODEL, input=results, previous_interaction_id=first.id,
+                                          tools=[SEARCH, WHO], stream=True))
+    assert text_of(final) == "The launch moved to October [1]." and final[-1].interaction.status == "completed"
+    got = await ai.get(final[0].interaction.id)
+    assert [s.type for s in got.steps] == ["function_result", "function_result", "model_output"]
+    assert [(r["call_id"], r["name"], r["result"]) for r in emu.function_results] == [
+        ("c1", "search_slack", "Bob: launch is Oct 3"), (calls[1].id, "who_is", [{"type": "text", "text": "Bob, PM"}])]
+
+
+async def test_function_results_are_checked_against_the_pending_calls(ai, emu):
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "x"}, "id": "c1"},
+                      {"name": "who_is", "arguments": {"user": "U1"}, "id": "c2"}])
+    first = await ai.create(model=MODEL, input="q", tools=[SEARCH, WHO])
+    assert first.status == "requires_action"
+
+    def result(call_id, name=None):
+        return {"type": "function_result", "call_id": call_id, "result": "r", **({"name": name} if name else {})}
+    for wrong in ([result("c1")],  # one call left unanswered
+                  [result("c1"), result("c2"), result("c9")],  # an id nobody called
+                  [result("c1", "who_is"), result("c2")],  # the wrong function's name
+                  "just text, no results"):
+        with pytest.raises(gi.BadRequestError) as info:
+            await ai.create(model=MODEL, input=wrong, previous_interaction_id=first.id)
+        assert info.value.body["error"]["status"] == "INVALID_ARGUMENT"
+    done = await ai.create(model=MODEL, input=[result("c2"), result("c1")], previous_interaction_id=first.id)
+    assert done.status == "completed" and done.output_text == "Reply 2 to: r\nr"  # the default echoes results
+    plain = await ai.create(model=MODEL, input="no calls pending here")
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input=[result("c1")], previous_interaction_id=plain.id)
+
+
+async def test_several_call_steps_then_text_and_undeclared_functions_are_never_called(ai, emu):
+    emu.script(calls=[[{"name": "search_slack", "arguments": {"query": "a"}}],
+                      [{"name": "who_is", "arguments": {"user": "U2"}}]], then_text="Two steps later.")
+    one = await ai.create(model=MODEL, input="q", tools=[SEARCH, WHO])
+    [c1] = [s for s in one.steps if s.type == "function_call"]
+    two = await ai.create(model=MODEL, input=[{"type": "function_result", "call_id": c1.id, "result": "A"}],
+                          previous_interaction_id=one.id, tools=[SEARCH, WHO])
+    [c2] = [s for s in two.steps if s.type == "function_call"]
+    assert two.status == "requires_action" and c2.name == "who_is"
+    three = await ai.create(model=MODEL, input=[{"type": "function_result", "call_id": c2.id, "result": "B"}],
+                            previous_interaction_id=two.id, tools=[SEARCH, WHO])
+    assert three.output_text == "Two steps later."
+    # a profile that does not offer who_is (or tool_choice none) gets no call for it
+    emu.script(calls=[{"name": "who_is", "arguments": {}}], then_text="Answered without calling.")
+    r = await ai.create(model=MODEL, input="q", tools=[SEARCH])
+    assert r.status == "completed" and r.output_text == "Answered without calling."
+    emu.script(calls=[{"name": "search_slack", "arguments": {}}], then_text="No tools today.")
+    r = await ai.create(model=MODEL, input="q", tools=[SEARCH], generation_config={"tool_choice": "none"})
+    assert r.output_text == "No tools today."
+
+
+@pytest.mark.parametrize("tool", [
+    {"type": "function"},  # no name
+    {"type": "function", "name": "9lives"},
+    {"type": "function", "name": "x" * 65},
+    {"type": "function", "name": "f", "parameters": {"type": "string"}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "text"}}}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "array"}}}},
+    {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}, "required": ["a"]}},
+    {"type": "function", "name": "f", "strict": True},
+])
+async def test_function_declarations_are_validated(ai, tool):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[tool])
+
+
+async def test_duplicate_function_names_and_bad_tool_choice_are_refused(ai):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[SEARCH, SEARCH])
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="q", tools=[SEARCH], generation_config={"tool_choice": "sometimes"})
+
+
+# ---------------------------------------------------------------- images (issue 21)
+IMAGE_MODEL = "gemini-3-pro-image-preview"
+
+
+def image_of(interaction):
+    [image] = [c for s in interaction.steps if s.type == "model_output" for c in s.content or [] if c.type == "image"]
+    return image
+
+
+async def test_image_models_return_decodable_pngs_that_encode_the_prompt(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    r = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dusk", response_modalities=["image"],
+                        generation_config={"image_config": {"aspect_ratio": "16:9", "image_size": "1K"}})
+    image = image_of(r)
+    assert r.status == "completed" and image.mime_type == "image/png" and r.output_image.data == image.data
+    assert r.output_text == ""  # images only, as asked
+    width, height, pixel = read_png(base64.b64decode(image.data))
+    assert (width, height) == (85, 48)  # 1K 16:9 (1360x768 at full size), shrunk 16 times by default
+    [asked] = emu.image_requests
+    assert pixel(0, 0) == asked["colours"][0] and pixel(0, height - 1) == asked["colours"][3]
+    again = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dusk", response_modalities=["image"],
+                            generation_config={"image_config": {"aspect_ratio": "16:9", "image_size": "1K"}})
+    assert image_of(again).data == image.data  # deterministic
+    other = await ai.create(model=IMAGE_MODEL, input="a lighthouse at dawn", response_modalities=["image"])
+    assert read_png(base64.b64decode(image_of(other).data))[:2] == (64, 64)  # 1:1 1K by default
+    usage = r.usage
+    assert {m.modality: m.tokens for m in usage.output_tokens_by_modality}["image"] == 1120
+    assert usage.total_output_tokens >= 1120
+
+
+async def test_image_stream_text_and_image_and_response_format(ai, emu):
+    emu.script(text="Here is your banner.")
+    events = await collect(await ai.create(model="gemini-3.1-flash-image-preview", input="a banner", stream=True,
+                                           response_format={"type": "image", "aspect_ratio": "4:1", "image_size": "2K"}))
+    deltas = [e.delta for e in events if e.event_type == "step.delta"]
+    assert text_of(events) == "Here is your banner." and deltas[-1].type == "image"
+    assert deltas[-1].mime_type == "image/png" and base64.b64decode(deltas[-1].data)[:4] == b"\x89PNG"
+    assert emu.image_requests[-1]["aspect_ratio"] == "4:1" and emu.image_requests[-1]["image_size"] == "2K"
+    got = await ai.get(events[0].interaction.id)
+    assert [c.type for c in got.steps[-1].content] == ["text", "image"] and got.output_text == "Here is your banner."
+
+
+async def test_image_edits_take_the_input_image_and_differ_from_a_generation(ai, emu):
+    shot = base64.b64encode(b"\x89PNG fake screenshot bytes").decode()
+    edit = await ai.create(model=IMAGE_MODEL, response_modalities=["image"], input=[
+        {"type": "text", "text": "make the background white"}, {"type": "image", "mime_type": "image/png", "data": shot}])
+    plain = await ai.create(model=IMAGE_MODEL, response_modalities=["image"], input="make the background white")
+    assert image_of(edit).data != image_of(plain).data
+    asked = emu.image_requests[0]
+    assert asked["prompt"] == "make the background white" and asked["input_images"][0]["bytes"] == 26
+
+
+async def test_image_refusals_and_requests_the_api_refuses(ai, emu):
+    emu.script(refuse_image=True, text="I can't make that picture.")
+    r = await ai.create(model=IMAGE_MODEL, input="something unsafe")
+    output = r.steps[-1]
+    assert r.status == "completed" and r.output_image is None and all(c.type != "image" for c in output.content)
+    assert output.error.details[0]["reason"] == "IMAGE_SAFETY" and r.output_text == "I can't make that picture."
+    assert emu.image_requests[-1]["refused"] is True
+    with pytest.raises(gi.BadRequestError) as info:
+        await ai.create(model=MODEL, input="draw a cat", response_modalities=["image"])
+    assert info.value.body["error"]["message"] == "Model does not support the requested response modalities: image"
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=MODEL, input="draw", response_format={"type": "image"})
+    for config in ({"aspect_ratio": "7:3"}, {"image_size": "8K"}):
+        with pytest.raises(gi.BadRequestError):
+            await ai.create(model=IMAGE_MODEL, input="x", generation_config={"image_config": config})
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(model=IMAGE_MODEL, input="x", response_modalities=["IMAGE"])  # the SDK spells it "image"
+
+
+async def test_a_4k_image_at_full_size_for_the_memory_benchmark(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    emu.script(image_scale=1, image_noise=True)
+    r = await ai.create(model=IMAGE_MODEL, input="a detailed city map", response_modalities=["image"],
+                        generation_config={"image_config": {"image_size": "4K"}})
+    png = base64.b64decode(image_of(r).data)
+    width, height, pixel = read_png(png)
+    assert (width, height) == (4096, 4096) and len(png) > 20_000_000  # as large as a photograph
+    assert {m.modality: m.tokens for m in r.usage.output_tokens_by_modality}["image"] == 2000
+
+
+# ---------------------------------------------------------------- Deep Research options and webhooks (issue 22)
+PLANNING = {"type": "deep-research", "collaborative_planning": True, "thinking_summaries": "auto"}
+
+
+async def test_collaborative_planning_waits_for_the_plan_then_reports_on_it(ai, emu):
+    emu.script_agent(queued_for=0, run_for=0.05, plan_steps=["Read the EU AI Act", "Compare national rules"])
+    plan = await ai.create(agent="deep-research-preview-04-2026", input="AI rules in Europe", background=True,
+                           agent_config=PLANNING)
+    plan = await wait_status(ai, plan.id, {"completed"})
+    assert "1. Read the EU AI Act\n2. Compare national rules" in plan.output_text and "## " not in plan.output_text
+    emu.script_agent(queued_for=0, run_for=0.05, plan_steps=["Read the EU AI Act", "Add the UK"])
+    revised = await ai.create(agent="deep-research-preview-04-2026", input="Add the UK too", background=True,
+                              agent_config=PLANNING, previous_interaction_id=plan.id)
+    revised = await wait_status(ai, revised.id, {"completed"})
+    assert "2. Add the UK" in revised.output_text and "Revised as asked: Add the UK too" in revised.output_text
+    emu.script_agent(queued_for=0, run_for=0.05)
+    run = await ai.create(agent="deep-research-preview-04-2026", input="Looks good, start.", background=True,
+                          agent_config={**PLANNING, "collaborative_planning": False},
+                          previous_interaction_id=revised.id)
+    report = (await wait_status(ai, run.id, {"completed"})).output_text
+    assert report.startswith("# Research report: AI rules in Europe")  # the chain's question, not "start"
+    assert "## Plan followed" in report and "2. Add the UK" in report and "Looks good, start." in report
+
+
+async def test_visualization_puts_charts_in_the_report_where_the_text_refers_to_them(ai, emu):
+    from slackbot_emulators.gemini_images import read_png
+
+    emu.script_agent(queued_for=0, run_for=0.05, charts=2)
+    r = await ai.create(agent="deep-research-max-preview-04-2026", input="heat pumps", background=True,
+                        agent_config={"type": "deep-research", "visualization": "auto", "thinking_summaries": "none"})
+    got = await wait_status(ai, r.id, {"completed"})
+    assert not [s for s in got.steps if s.type == "thought"]  # thinking_summaries none
+    content = got.steps[-1].content
+    assert [c.type for c in content] == ["text", "image", "text", "image", "text"]
+    for n, at in ((1, 0), (2, 2)):
+        assert f"Figure {n}:" in content[at].text and content[at].text.rstrip().endswith("is shown below.")
+        assert read_png(base64.b64decode(content[at + 1].data))[0] > 0
+    assert sum(len(c.annotations or []) for c in content if c.type == "text") == 6  # citations kept, per part
+    for part in (c for c in content if c.type == "text"):
+        for note in part.annotations or []:
+            assert part.text[note.start_index:note.end_index].startswith("[")
+    events = await collect(await ai.get(r.id, stream=True))
+    assert [e.delta.type for e in events if e.event_type == "step.delta"].count("image") == 2
+
+
+@pytest.mark.parametrize("config", [{"type": "deep-research", "visualization": "always"},
+                                    {"type": "deep-research", "planning": True}])
+async def test_agent_config_is_validated(ai, config):
+    with pytest.raises(gi.BadRequestError):
+        await ai.create(agent=AGENT, input="x", background=True, agent_config=config)
+
+
+async def test_unknown_agents_are_not_found(ai):
+    with pytest.raises(gi.NotFoundError):
+        await ai.create(agent="deep-research-ultra", input="x", background=True)
+
+
+@pytest.fixture
+async def hook_server():
+    """A loopback receiver that records each webhook POST (headers and JSON body)."""
+    from aiohttp import web
+
+    got: list[dict] = []
+    arrived = asyncio.Event()
+
+    async def receive(request):
+        got.append({"path": request.path, "headers": dict(request.headers), "body": await request.json()})
+        arrived.set()
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", got, arrived
+    await runner.cleanup()
+
+
+async def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_webhooks_fire_when_a_background_interaction_completes_fails_or_needs_action(ai, emu, hook_server):
+    base, got, _ = hook_server
+    hook = {"uris": [f"{base}/gemini/webhook", "https://example.com/hook"], "user_metadata": {"job": "j1"}}
+    emu.script_agent(queued_for=0.05, run_for=0.1)
+    done = await ai.create(agent=AGENT, input="topic", background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 1)
+    assert got[0]["path"] == "/gemini/webhook"
+    assert got[0]["body"]["type"] == "interaction.completed"
+    assert got[0]["body"]["data"] == {"id": done.id, "status": "completed", "user_metadata": {"job": "j1"}}
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(got[0]["headers"])
+    assert (await ai.get(done.id)).status == "completed"  # the hint came after completion
+    assert [d.get("skipped") for d in emu.webhook_deliveries] == [None, "not a loopback address"]
+
+    emu.script_agent(queued_for=0, run_for=0.05, final_status="failed")
+    failed = await ai.create(agent=AGENT, input="doomed", background=True, webhook_config=hook)
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "q"}}])
+    waiting = await ai.create(model=MODEL, input="q", tools=[SEARCH], background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 3)
+    assert {(g["body"]["data"]["id"], g["body"]["type"]) for g in got[1:]} == {
+        (failed.id, "interaction.failed"), (waiting.id, "interaction.requires_action")}
+
+    emu.script_agent(queued_for=0, run_for=30)
+    cancelled = await ai.create(agent=AGENT, input="stop me", background=True, webhook_config=hook)
+    await ai.cancel(cancelled.id)
+    emu.script_agent(queued_for=0, run_for=0.05)
+    last = await ai.create(agent=AGENT, input="sentinel", background=True, webhook_config=hook)
+    await wait_for(lambda: len(got) == 4)
+    assert got[3]["body"]["data"]["id"] == last.id  # no event for the cancelled one
+
+
+async def test_webhook_config_is_validated(ai):
+    for config in ({"uris": ["ftp://127.0.0.1/x"]}, {"uris": ["not a url"]}, {"url": "http://127.0.0.1/x"}):
+        with pytest.raises(gi.BadRequestError):
+            await ai.create(agent=AGENT, input="x", background=True, webhook_config=config)
+
+
+# ---------------------------------------------------------------- deletion (issue 24)
+async def test_delete_is_recorded_scrubs_the_text_and_answers_404_afterwards(ai, emu):
+    emu.script(calls=[{"name": "search_slack", "arguments": {"query": "salaries"}, "id": "c1"}])
+    asked = await ai.create(model=MODEL, input="secret plans for Project Falcon", tools=[SEARCH])
+    answered = await ai.create(model=MODEL, previous_interaction_id=asked.id, tools=[SEARCH],
+                               input=[{"type": "function_result", "call_id": "c1", "result": "Falcon budget 3M"}])
+    kept = await ai.create(model=MODEL, input="an unrelated question")
+    assert emu.contains_text("Project Falcon") and emu.contains_text("Falcon budget 3M")
+    await ai.delete(answered.id)
+    await ai.delete(asked.id)
+    assert [d["id"] for d in emu.deleted] == [answered.id, asked.id]
+    assert emu.stored_ids() == [kept.id]
+    assert not emu.contains_text("Project Falcon") and not emu.contains_text("Falcon budget 3M")
+    assert emu.contains_text("an unrelated question")
+    for gone in (asked.id, answered.id):
+        with pytest.raises(gi.NotFoundError):
+            await ai.get(gone)
+        with pytest.raises(gi.NotFoundError):
+            await collect(await ai.get(gone, stream=True))
+        with pytest.raises(gi.NotFoundError):
+            await ai.create(model=MODEL, input="go on", previous_interaction_id=gone)
+        with pytest.raises(gi.NotFoundError):
+            await ai.delete(gone)  # a second delete finds nothing
+    assert emu.interaction(asked.id)["gone"] is True and emu.interaction(asked.id)["status"] == "requires_action"

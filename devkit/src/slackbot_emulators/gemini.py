@@ -18,6 +18,13 @@ the cancelled ones, waking sleeping streams through ``_Record.changed``.
 
 Stream ``index`` values are positions in the resource's ``steps`` list, whose
 first entries are the input steps (``user_input``), so output steps start at 1.
+
+Beside this module: function calling (``gemini_functions``: a scripted turn ends ``requires_action``
+with ``function_call`` steps; the follow-up's ``function_result`` input is checked against them and
+runs the rest of the script), image models (``gemini_images``), Deep Research options
+(``gemini_agents``) and webhook deliveries (``gemini_webhooks``, the one thing done in a task: a
+POST once the timeline's last event falls due). ``delete`` scrubs an interaction's text from every
+record and log here, so a test can prove nothing of it is left (``contains_text``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ from typing import Any
 
 from aiohttp import web
 
+from . import gemini_agents as agents
+from . import gemini_functions as functions
+from . import gemini_images as images
+from . import gemini_webhooks as webhooks
 from . import guard
 from .showcase import showcase_plan
 
@@ -45,8 +56,10 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
                  500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _TERMINAL = {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
+_STEP_TYPES = {"user_input", "model_output", "thought", "function_call", "function_result"}  # step.py variants
 # parsed JSON body, stored on the request by the logging middleware
 _BODY = web.RequestKey("json_body", object) if hasattr(web, "RequestKey") else "json_body"
+_LOG = web.RequestKey("log_entry", dict) if hasattr(web, "RequestKey") else "log_entry"  # its requests entry
 _API = r"/{version:v1[a-z0-9]*}/interactions"  # the SDK sends /v1/...; accept v1beta etc.
 # Enterprise (Vertex) mode: google-genai 3.6 sends /v1beta1/projects/{p}/locations/{l}/interactions with
 # "Authorization: Bearer <access token>" (_gaos/google_genai.py: get_google_genai_api_version)
@@ -65,6 +78,14 @@ class _ApiError(Exception):
         super().__init__(message)
         self.code, self.message = code, message
         self.status = status or _STATUS_NAMES.get(code, "UNKNOWN")
+
+
+def _bad_request(message: str) -> _ApiError:
+    return _ApiError(400, message)
+
+
+def _not_found(message: str) -> _ApiError:
+    return _ApiError(404, message)
 
 
 def _error_response(code: int, message: str, status: str | None = None, headers=None) -> web.Response:
@@ -94,8 +115,8 @@ def _input_steps(value: Any) -> list[dict]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise _ApiError(400, "input must be a string, a content block or a non-empty list")
-    if all(isinstance(v, dict) and "content" in v for v in value):  # a list of steps
-        return copy.deepcopy(value)
+    if all(isinstance(v, dict) and ("content" in v or v.get("type") in _STEP_TYPES) for v in value):
+        return copy.deepcopy(value)  # a list of steps (user_input, function_result, ...)
     return [{"type": "user_input", "content": copy.deepcopy(value)}]  # a list of content blocks
 
 
@@ -108,6 +129,8 @@ def _text_of(value: Any) -> str:
     if isinstance(value, dict):
         if value.get("type") == "text" and isinstance(value.get("text"), str):
             return value["text"]
+        if value.get("type") == "function_result":
+            return functions.result_text(value.get("result"))
         return _text_of(value.get("content", ""))
     return ""
 
@@ -167,7 +190,7 @@ def _describe_media(media: list[dict]) -> str:
 def _with_showcase(rec: "_Record") -> dict:
     """The plan, or for an unscripted question that asks for a table, code, sources... by name, a
     realistic answer (showcase.py) under what was scripted; the echo otherwise."""
-    if "text" in rec.plan:
+    if "text" in rec.plan or "calls" in rec.plan:
         return rec.plan
     declared = {tool.get("type") for tool in rec.body.get("tools") or [] if isinstance(tool, dict)}
     shown = showcase_plan(rec.input_text, declared)
@@ -196,6 +219,12 @@ class _Record:
     stream_connections: int = 0
     resume_breaks: int = 0
     media: list[dict] = field(default_factory=list)  # what each file part carried (see _media_parts)
+    image: dict | None = None  # image options of an image-model request (gemini_images.image_request)
+    agent_config: dict = field(default_factory=dict)  # validated deep-research options
+    pending_calls: list[dict] = field(default_factory=list)  # function_call steps awaiting results
+    continuation: dict | None = None  # the script a follow-up with those results runs
+    research_plan: str | None = None  # the plan a collaborative-planning turn answered with
+    topic: str = ""  # what a research chain is about (the question of its first turn)
     first_text_sent: float | None = None  # wall clock when a stream first wrote a text delta
     last_event_sent: float | None = None  # wall clock of the latest event any stream wrote
     changed: asyncio.Future | None = None
@@ -205,20 +234,29 @@ class _Record:
         self.timeline.append((due, {"event_type": event_type, **payload,
                                     "event_id": f"evt_{len(self.timeline)}"}))
 
+    def who(self) -> dict:
+        return {"agent": self.body["agent"]} if self.kind == "agent" else {"model": self.body["model"]}
+
     def head(self, status: str, **extra) -> dict:
         """The partial interaction object carried by lifecycle events."""
-        who = {"agent": self.body["agent"]} if self.kind == "agent" else {"model": self.body["model"]}
-        return {"id": self.id, "status": status, "object": "interaction", **who,
+        return {"id": self.id, "status": status, "object": "interaction", **self.who(),
                 "created": _iso(self.wall0), **extra}
 
 
 class GeminiEmulator:
     def __init__(self, *, chunk_chars: int = 24, chunk_delay: float = 0.01, first_token_delay: float = 0.0):
         self.agent_defaults: dict = {}  # plan fields every agent run starts from (the sandbox slows them)
+        # image_scale shrinks generated pictures (1K -> 64 px by default; 1 = real size) and
+        # image_noise makes them as large as photographs: both for memory benchmarks
         self.config = {"chunk_chars": chunk_chars, "chunk_delay": chunk_delay,
-                       "first_token_delay": first_token_delay}
+                       "first_token_delay": first_token_delay, "image_scale": 1 / 16, "image_noise": False}
         self.base_url = ""
         self.requests: list[dict] = []
+        self.function_results: list[dict] = []  # every function_result received, checked, in order
+        self.image_requests: list[dict] = []  # every image generation or edit asked for
+        self.webhook_deliveries: list[dict] = []  # every webhook POST made (or skipped)
+        self.deleted: list[dict] = []  # {"id", "time"} of each interactions.delete
+        self._tasks: set[asyncio.Task] = set()  # pending webhook deliveries
         self._plans: collections.deque = collections.deque()
         self._agent_plans: collections.deque = collections.deque()
         self._records: dict[str, _Record] = {}
@@ -241,6 +279,7 @@ class GeminiEmulator:
         r.add_get("/_emu/interactions/{id}", self._c_interaction)
         r.add_get("/_emu/requests", self._c_requests)
         r.add_get("/_emu/model_creates", self._c_model_creates)
+        r.add_get("/_emu/logs", self._c_logs)
         r.add_post("/_emu/reset", self._c_reset)
         r.add_post("/_emu/config", self._c_config)
         # access_log=None: per-request logging would dominate a load benchmark
@@ -253,6 +292,8 @@ class GeminiEmulator:
         return self.base_url
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -280,6 +321,7 @@ class GeminiEmulator:
         future_text = "".join(e["delta"]["text"] for _, e in rec.timeline
                               if e["event_type"] == "step.delta" and e["delta"]["type"] == "text")
         return {"id": rec.id, "kind": rec.kind, "request": rec.body, "input_text": rec.input_text, "media": rec.media,
+                "pending_calls": rec.pending_calls, "research_plan": rec.research_plan,
                 "output_text": future_text, "status": self._fold(rec)["status"],
                 "previous_interaction_id": rec.previous_id, "stored": rec.stored, "gone": rec.gone,
                 "stream_connections": rec.stream_connections,
@@ -297,11 +339,24 @@ class GeminiEmulator:
                 and r["status"] == 200 and isinstance(r["body"], dict) and "model" in r["body"]]
 
     def reset(self) -> None:
-        """Forget plans, interactions and the request log (the pace config is kept)."""
+        """Forget plans, interactions and every log (the pace config is kept)."""
         self._plans.clear()
         self._agent_plans.clear()
         self._records.clear()
-        self.requests.clear()
+        for log in (self.requests, self.function_results, self.image_requests, self.webhook_deliveries, self.deleted):
+            log.clear()
+
+    def stored_ids(self) -> list[str]:
+        """Interactions a client can still read (stored, neither deleted nor past retention)."""
+        return [i for i, rec in self._records.items() if rec.stored and not rec.gone]
+
+    def contains_text(self, text: str) -> bool:
+        """Whether ``text`` is anywhere the emulator keeps data: interactions, the request log, the
+        function results, image requests and webhook bodies (a deletion test asserts False)."""
+        kept = [self.requests, self.function_results, self.image_requests, self.webhook_deliveries,
+                [(r.body, r.input_steps, r.input_text, r.timeline, r.research_plan, r.topic, r.continuation)
+                 for r in self._records.values()]]
+        return text in json.dumps(kept, default=str, ensure_ascii=False)
 
     def _take_plan(self, queue: collections.deque, text: str) -> dict:
         """First plan whose ``match`` is in the input; plans with failures left stay queued."""
@@ -330,6 +385,7 @@ class GeminiEmulator:
                  "body": body, "status": None, "time": time.time(),
                  "bearer": bearer if scheme.lower() == "bearer" else None}
         self.requests.append(entry)
+        request[_LOG] = entry
         try:
             self._check_credential(request, entry["bearer"])
             resp = await handler(request)
@@ -383,7 +439,14 @@ class GeminiEmulator:
         steps = _input_steps(body["input"])
         media = _media_parts(steps)
         text = _text_of(body["input"])
-        plan = self._take_plan(self._agent_plans if kind == "agent" else self._plans, text)
+        prev = self._records.get(body.get("previous_interaction_id") or "")
+        results = functions.check_results(prev.pending_calls if prev else [], steps, _bad_request)
+        image = images.image_request(body, _bad_request) if kind == "model" else None
+        agent_config = agents.validate_agent(body, _not_found, _bad_request) if kind == "agent" else {}
+        if results and prev.continuation is not None:  # the model goes on where its script said
+            plan = copy.deepcopy(prev.continuation)
+        else:
+            plan = self._take_plan(self._agent_plans if kind == "agent" else self._plans, text)
         if plan.get("_fails_left", 0) > 0:  # injected failure; the SDK retries 429/5xx itself
             plan["_fails_left"] -= 1
             headers = {"Retry-After": str(plan["retry_after"])} if "retry_after" in plan else None
@@ -391,9 +454,19 @@ class GeminiEmulator:
         rec = _Record(id=f"v1_{uuid.uuid4().hex}", kind=kind, body=body, input_steps=steps,
                       input_text=text, previous_id=body.get("previous_interaction_id"), plan=plan,
                       t0=time.monotonic(), wall0=time.time(), stored=body.get("store", True) is not False,
-                      resume_breaks=self._resume_breaks(plan), media=media)
+                      resume_breaks=self._resume_breaks(plan), media=media, image=image, agent_config=agent_config)
+        request[_LOG]["interaction_id"] = rec.id  # so a delete can scrub the request's text
+        calls = {c["id"]: c for c in prev.pending_calls} if results else {}
+        self.function_results.extend(
+            {"interaction_id": rec.id, "previous_interaction_id": prev.id, "call_id": r["call_id"],
+             "name": calls[r["call_id"]]["name"], "result": r["result"], "is_error": bool(r.get("is_error"))}
+            for r in results)
         (self._build_agent if kind == "agent" else self._build_model)(rec)
         self._records[rec.id] = rec
+        if (body.get("webhook_config") or {}).get("uris") and rec.stored:
+            task = asyncio.get_running_loop().create_task(self._webhook_when_done(rec))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if body.get("stream"):
             return await self._stream(request, rec, 0)
         if not body.get("background"):  # a blocking create answers once generation is over
@@ -412,6 +485,8 @@ class GeminiEmulator:
             raise _ApiError(400, "Agent interactions require background=true.")
         if prev:
             self._get_record(prev)  # 404 if unknown, deleted or past retention
+        if "webhook_config" in body:
+            webhooks.validate_config(body["webhook_config"], _bad_request)
         _validate_turn_fields(body)
         return "agent" if "agent" in body else "model"
 
@@ -452,12 +527,33 @@ class GeminiEmulator:
             index += 1
         if plan.get("tool_steps"):
             t, index = _add_tool_steps(rec, plan["tool_steps"], t, index, gap)
+        calls = self._function_calls(rec, plan)
+        if calls:  # the turn ends asking for the results (gemini_functions.py)
+            for call in calls:
+                rec.add(t, "step.start", index=index, step={**call, "arguments": {}})
+                for piece in _chunks(json.dumps(call["arguments"]), size):
+                    rec.add(t, "step.delta", index=index, delta={"type": "arguments_delta", "arguments": piece})
+                    t += gap
+                rec.add(t, "step.stop", index=index)
+                index += 1
+            self._finish(rec, t, "requires_action", json.dumps([c["arguments"] for c in calls]),
+                         plan.get("thought", ""))
+            return
+        reply = plan.get("then_text", reply) if "calls" in plan and "text" not in plan else reply
         if plan.get("error_event"):
             reply = reply[: len(reply) // 2]  # fail half-way through the answer
-        rec.add(t, "step.start", index=index, step={"type": "model_output"})
-        for i, piece in enumerate(_chunks(reply, size)):
+        picture = self._picture(rec, plan)
+        step = {"type": "model_output", **({"error": images.SAFETY_BLOCK} if picture and picture["refused"] else {})}
+        rec.add(t, "step.start", index=index, step=step)
+        if rec.image and not rec.image["text"]:
+            reply = ""  # images only: no words
+        for i, piece in enumerate(_chunks(reply, size) if reply else []):
             t += gap if i else 0.0
             rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+        if picture and not picture["refused"]:
+            t += gap
+            rec.add(t, "step.delta", index=index, delta={"type": "image", "mime_type": "image/png",
+                                                         "data": picture["data"]})
         if plan.get("annotations"):
             # grounding metadata streams after the text it annotates, as text_annotation_delta
             rec.add(t, "step.delta", index=index,
@@ -468,12 +564,48 @@ class GeminiEmulator:
         if plan.get("off_schema_event"):  # a server bug: an event the SDK's own types reject
             rec.add(t, "step.delta", index=index, delta={"type": "text", "text": {"not": "a string"}})
         rec.add(t, "step.stop", index=index)
-        self._finish(rec, t, plan.get("status", "completed"), reply, plan.get("thought", ""))
+        image_tokens = images.IMAGE_TOKENS[rec.image["image_size"]] if picture and not picture["refused"] else 0
+        self._finish(rec, t, plan.get("status", "completed"), reply, plan.get("thought", ""), image_tokens)
 
-    def _finish(self, rec: _Record, t: float, status: str, text: str, thought: str = "") -> None:
+    def _function_calls(self, rec: _Record, plan: dict) -> list[dict]:
+        """The function_call steps this turn makes (only offered functions), remembering what the
+        follow-up with their results will run: the script's next call step or its final text."""
+        steps = functions.call_steps(plan.get("calls"))
+        calls = functions.make_calls(steps[0], functions.declared_functions(rec.body)) if steps else []
+        if calls:
+            rec.pending_calls = calls
+            rest = {k: v for k, v in plan.items() if k not in ("calls", "text", "then_text", "match", "thought")}
+            rec.continuation = {**rest, "calls": steps[1:]}
+            if "then_text" in plan:
+                rec.continuation["then_text"] = plan["then_text"]
+        return calls
+
+    def _picture(self, rec: _Record, plan: dict) -> dict | None:
+        """The image an image-model turn returns: a PNG whose bands encode the prompt and any input
+        images (so an edit differs from a generation), or a scripted safety refusal. Recorded."""
+        if rec.image is None:
+            return None
+        inputs = [m for m in rec.media if m["type"] == "image"]
+        seed = (rec.input_text + "".join(m.get("sha256", m.get("uri", "")) for m in inputs)).encode()
+        width, height = images.dimensions(rec.image["aspect_ratio"], rec.image["image_size"],
+                                          float(plan.get("image_scale", self.config["image_scale"])))
+        refused = bool(plan.get("refuse_image"))
+        png = b"" if refused else images.render(seed, width, height,
+                                                bool(plan.get("image_noise", self.config["image_noise"])))
+        self.image_requests.append({
+            "interaction_id": rec.id, "model": rec.body["model"], "prompt": rec.input_text, "input_images": inputs,
+            "aspect_ratio": rec.image["aspect_ratio"], "image_size": rec.image["image_size"],
+            "width": width, "height": height, "refused": refused, "colours": images.band_colours(seed),
+            "sha256": hashlib.sha256(png).hexdigest() if png else None})
+        return {"refused": refused, "data": base64.b64encode(png).decode()}
+
+    def _finish(self, rec: _Record, t: float, status: str, text: str, thought: str = "", image_tokens: int = 0) -> None:
         inp, out, th = _tokens(rec.input_text), _tokens(text), _tokens(thought)
-        usage = {"total_input_tokens": inp, "total_output_tokens": out,
-                 "total_thought_tokens": th, "total_tokens": inp + out + th}
+        usage = {"total_input_tokens": inp, "total_output_tokens": out + image_tokens,
+                 "total_thought_tokens": th, "total_tokens": inp + out + th + image_tokens}
+        if image_tokens:
+            usage["output_tokens_by_modality"] = [{"modality": "text", "tokens": out},
+                                                  {"modality": "image", "tokens": image_tokens}]
         rec.add(t, "interaction.status_update", interaction_id=rec.id, status=status)
         updated = _iso(rec.wall0 + (t - rec.t0))
         rec.add(t, "interaction.completed", interaction=rec.head(status, usage=usage, updated=updated))
@@ -492,10 +624,15 @@ class GeminiEmulator:
                 work_start = t
             t += float(seconds)
         final = plan.get("final_status", "completed")
-        topic = rec.input_text.strip() or "the topic"
+        prev = self._records.get(rec.previous_id or "")
+        planned = prev.research_plan if prev is not None and prev.kind == "agent" else None
+        rec.topic = prev.topic if planned else (rec.input_text.strip() or "the topic")
+        topic = rec.topic
         thoughts = plan.get("thoughts") or [
             f"Planning the research on {topic[:80]}", "Searching the web for primary sources",
             "Reading and comparing the sources", "Drafting the report and checking citations"]
+        if rec.agent_config.get("thinking_summaries") == "none":
+            thoughts = []
         start = rec.t0 if work_start is None else work_start
         index = len(rec.input_steps)
         for i, thought in enumerate(thoughts):  # spread evenly over the working time
@@ -513,33 +650,62 @@ class GeminiEmulator:
             rec.add(t, "error", error={"code": "INTERNAL", "message": plan.get("error_event", "Research failed.")})
             return
         report = ""
-        if final == "completed" or "report" in plan:
+        if rec.agent_config.get("collaborative_planning") and final == "completed":
+            # a planning turn: the plan (revised by this turn's words when it follows a plan), then wait
+            report = rec.research_plan = agents.research_plan(topic, plan.get("plan_steps"),
+                                                              rec.input_text if planned else "")
+            self._add_report(rec, t, index, report, [], [])
+        elif final == "completed" or "report" in plan:
             report, annotations = (plan["report"], []) if "report" in plan else _default_report(topic)
-            rec.add(t, "step.start", index=index, step={"type": "model_output"})
-            for piece in _chunks(report, 1500):
-                rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
-            if annotations:
-                rec.add(t, "step.delta", index=index,
-                        delta={"type": "text_annotation_delta", "annotations": annotations})
-            rec.add(t, "step.stop", index=index)
+            if planned:
+                report += agents.plan_section(planned, rec.input_text)
+            figures = (agents.charts(topic, int(plan.get("charts", 2)))
+                       if rec.agent_config.get("visualization") == "auto" else [])
+            self._add_report(rec, t, index, report, annotations, figures)
         self._finish(rec, t, final, report, " ".join(thoughts))
+
+    @staticmethod
+    def _add_report(rec: _Record, t: float, index: int, report: str, annotations: list[dict],
+                    figures: list[tuple[str, bytes]]) -> None:
+        """The report's model_output step; with figures (visualization "auto") each chart follows the
+        part of the text that refers to it, and each part carries its own citations."""
+        rec.add(t, "step.start", index=index, step={"type": "model_output"})
+        parts = agents.split_for_figures(report, len(figures)) if figures else [report]
+        offset = 0
+        for n, part in enumerate(parts):
+            figure = figures[n] if n < len(figures) else None
+            words = part + (f"\n\n{figure[0]} is shown below.\n" if figure else "")
+            for piece in _chunks(words, 1500):
+                rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+            own = [{**a, "start_index": a["start_index"] - offset, "end_index": a["end_index"] - offset}
+                   for a in annotations if offset <= a["start_index"] < offset + len(part)]
+            if own:
+                rec.add(t, "step.delta", index=index, delta={"type": "text_annotation_delta", "annotations": own})
+            if figure:
+                rec.add(t, "step.delta", index=index, delta={"type": "image", "mime_type": "image/png",
+                                                             "data": base64.b64encode(figure[1]).decode()})
+            offset += len(part)
+        for title, png in figures[len(parts):]:  # a report with fewer sections than charts
+            rec.add(t, "step.delta", index=index, delta={"type": "text", "text": f"\n\n{title}:\n"})
+            rec.add(t, "step.delta", index=index, delta={"type": "image", "mime_type": "image/png",
+                                                         "data": base64.b64encode(png).decode()})
+        rec.add(t, "step.stop", index=index)
 
     # ------------------------------------------------------------------ read side
     def _fold(self, rec: _Record, include_input: bool = False) -> dict:
         """The Interaction resource as of now: the input steps plus every event already due."""
         now = time.monotonic()
-        who = {"agent": rec.body["agent"]} if rec.kind == "agent" else {"model": rec.body["model"]}
-        res: dict[str, Any] = {"id": rec.id, "object": "interaction", "status": "in_progress", **who,
+        res: dict[str, Any] = {"id": rec.id, "object": "interaction", "status": "in_progress", **rec.who(),
                                "created": _iso(rec.wall0), "steps": copy.deepcopy(rec.input_steps)}
         if rec.previous_id:
             res["previous_interaction_id"] = rec.previous_id
         if include_input:
             res["input"] = rec.body["input"]
-        last = rec.t0
+        last, arguments = rec.t0, {}
         for due, event in rec.timeline:
             if due > now:
                 break
-            _apply(res, event)
+            _apply(res, event, arguments)
             last = due
         res["updated"] = _iso(rec.wall0 + (last - rec.t0))
         return res
@@ -619,8 +785,34 @@ class GeminiEmulator:
         return web.json_response(self._fold(rec))
 
     async def _h_delete(self, request: web.Request) -> web.Response:
-        self._get_record(request.match_info["id"]).gone = True
+        """interactions.delete: 404 from then on for get, stream, cancel and previous_interaction_id;
+        what the interaction said is scrubbed from every log here (only ids and statuses stay)."""
+        rec = self._get_record(request.match_info["id"])
+        rec.gone = True
+        self.deleted.append({"id": rec.id, "time": time.time()})
+        rec.body = {k: v for k, v in rec.body.items() if k in ("model", "agent")}
+        rec.input_steps, rec.input_text, rec.media, rec.plan, rec.continuation = [], "", [], {}, None
+        rec.research_plan, rec.topic = None, ""
+        rec.timeline[:] = [(due, e) for due, e in rec.timeline if not e["event_type"].startswith("step.")]
+        for entry in self.requests:
+            if entry.get("interaction_id") == rec.id:
+                entry["body"] = None
+        for log in (self.function_results, self.image_requests):
+            log[:] = [e for e in log if e["interaction_id"] != rec.id]
         return web.json_response({})
+
+    async def _webhook_when_done(self, rec: _Record) -> None:
+        """POST the webhook event once the interaction completes, fails or requires action (a
+        cancel, deletion or other end sends none)."""
+        await self._wait_until(rec, lambda: rec.timeline[-1][0])
+        if rec.gone:
+            return
+        status = self._fold(rec)["status"]
+        event = webhooks.EVENTS.get(status)
+        if event is not None:
+            config = rec.body["webhook_config"]
+            body = webhooks.payload(event, rec.id, status, config.get("user_metadata", {}))
+            self.webhook_deliveries.extend(await webhooks.deliver(config["uris"], body))
 
     # ------------------------------------------------------------------ control endpoints
     async def _c_script(self, request: web.Request) -> web.Response:
@@ -647,6 +839,12 @@ class GeminiEmulator:
     async def _c_model_creates(self, request: web.Request) -> web.Response:
         return web.json_response(self.model_creates())
 
+    async def _c_logs(self, request: web.Request) -> web.Response:
+        """What a test out of process asserts on: results, images, webhooks, deletes, what remains."""
+        return web.json_response({"function_results": self.function_results, "image_requests": self.image_requests,
+                                  "webhook_deliveries": self.webhook_deliveries, "deleted": self.deleted,
+                                  "stored_ids": self.stored_ids()})
+
     async def _c_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
@@ -657,8 +855,9 @@ class GeminiEmulator:
         return web.json_response(self.config)
 
 
-def _apply(res: dict, event: dict) -> None:
-    """Fold one stream event into the resource (the client-side view of the same data)."""
+def _apply(res: dict, event: dict, arguments: dict[int, str]) -> None:
+    """Fold one stream event into the resource (the client-side view of the same data).
+    ``arguments`` gathers each function call's streamed JSON until its step stops."""
     kind = event["event_type"]
     if kind in ("interaction.created", "interaction.completed"):
         res["status"] = event["interaction"]["status"]
@@ -673,8 +872,12 @@ def _apply(res: dict, event: dict) -> None:
         steps = res["steps"]
         steps.extend({"type": "unknown"} for _ in range(event["index"] + 1 - len(steps)))
         steps[event["index"]] = copy.deepcopy(event["step"])
+    elif kind == "step.delta" and event["delta"]["type"] == "arguments_delta":
+        arguments[event["index"]] = arguments.get(event["index"], "") + event["delta"]["arguments"]
     elif kind == "step.delta":
         _apply_delta(res["steps"][event["index"]], event["delta"])
+    elif kind == "step.stop" and event["index"] in arguments:
+        res["steps"][event["index"]]["arguments"] = json.loads(arguments.pop(event["index"]))
 
 
 def _apply_delta(step: dict, delta: dict) -> None:
@@ -692,6 +895,8 @@ def _apply_delta(step: dict, delta: dict) -> None:
             summary[-1]["text"] += part["text"]
         else:
             summary.append(dict(part))
+    elif kind == "image":
+        step.setdefault("content", []).append({k: v for k, v in delta.items() if k in ("type", "mime_type", "data")})
     elif kind == "thought_signature":
         step["signature"] = delta["signature"]
     elif kind == "text_annotation_delta":
@@ -705,6 +910,7 @@ _TOOL_KEYS = {  # fields the SDK's Tool variants define (types/interactions/*.py
     "google_search": {"search_types"}, "url_context": set(), "code_execution": set(),
     "mcp_server": {"name", "url", "headers", "allowed_tools", "defer_loading"},
     "file_search": {"file_search_store_names", "metadata_filter", "top_k"},
+    "function": functions.FUNCTION_KEYS,
 }
 _GENERATION_KEYS = {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "thinking_level",
                     "thinking_summaries", "tool_choice", "speech_config", "image_config", "video_config",
@@ -720,7 +926,7 @@ def _validate_turn_fields(body: dict) -> None:
     if tools is not None:
         if not isinstance(tools, list):
             raise _ApiError(400, "'tools' must be a list.")
-        names = set()
+        names, function_names = set(), set()
         for i, tool in enumerate(tools):
             kind = tool.get("type") if isinstance(tool, dict) else None
             if kind not in _TOOL_TYPES:
@@ -728,6 +934,8 @@ def _validate_turn_fields(body: dict) -> None:
             extra = set(tool) - {"type"} - _TOOL_KEYS.get(kind, set(tool))
             if extra:
                 raise _ApiError(400, f"tools[{i}]: unknown field(s) {sorted(extra)} for {kind}.")
+            if kind == "function":
+                functions.validate_function_tool(i, tool, function_names, _bad_request)
             if kind == "mcp_server":
                 _validate_mcp_tool(i, tool)
                 if tool["name"] in names:
@@ -744,6 +952,8 @@ def _validate_turn_fields(body: dict) -> None:
             raise _ApiError(400, "generation_config.thinking_level: invalid value.")
         if "thinking_summaries" in config and config["thinking_summaries"] not in ("auto", "none"):
             raise _ApiError(400, "generation_config.thinking_summaries: invalid value.")
+        if "tool_choice" in config:
+            functions.validate_tool_choice(config["tool_choice"], _bad_request)
         tokens = config.get("max_output_tokens")
         if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
             raise _ApiError(400, "generation_config.max_output_tokens: must be a positive integer.")
@@ -845,7 +1055,8 @@ def _annotations(specs: list, reply: str) -> list[dict]:
 
 _SOURCES = [("Primary survey", "https://example.org/survey"), ("Industry report", "https://example.com/report"),
             ("Standards body note", "https://standards.example.net/note"),
-            ("Academic paper", "https://papers.example.edu/paper"), ("News analysis", "https://news.example.org/analysis")]
+            ("Academic paper", "https://papers.example.edu/paper"),
+            ("News analysis", "https://news.example.org/analysis")]
 _SECTIONS = ["Background", "Current state", "Key players", "Risks and open questions", "Outlook"]
 
 

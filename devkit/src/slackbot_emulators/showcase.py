@@ -13,8 +13,8 @@ Pure: the question's words and the declared tools in, a plan for the emulator's 
 from __future__ import annotations
 
 import base64
-import struct
-import zlib
+
+from .gemini_images import bar_chart_png
 
 # (section, words that ask for it, tool the request must declare); sections appear in this order
 _TRIGGERS = (
@@ -55,30 +55,8 @@ _SEARCH_SOURCES = [
 _VALUES = [3, 1, 4, 1, 5, 9, 2, 6]
 
 
-def _bar_chart_png(values: list[int], bar: int = 16, scale: int = 9) -> str:
-    """A bar chart of `values` as a base64 PNG, drawn by hand (no imaging library): the plot the
-    showcase's code run returns."""
-    width, height = bar * len(values) + bar, scale * max(values) + bar
-    rows = []
-    for y in range(height):
-        row = bytearray(b"\x00")  # filter type 0 for each scanline
-        for x in range(width):
-            n, inside = divmod(x - bar // 2, bar)
-            filled = 0 <= n < len(values) and inside < bar - 4 and height - bar // 2 - y <= values[n] * scale \
-                and y < height - bar // 2
-            row += bytes((66, 133, 244) if filled else (255, 255, 255))
-        rows.append(bytes(row))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) \
-        + chunk(b"IEND", b"")
-    return base64.b64encode(png).decode()
-
-
 _CODE_RUN = {"tool": "code_execution", "code": f"values = {_VALUES}\nprint(sum(values) / len(values))",
-             "output": f"{sum(_VALUES) / len(_VALUES)}\n", "image": _bar_chart_png(_VALUES)}
+             "output": f"{sum(_VALUES) / len(_VALUES)}\n", "image": base64.b64encode(bar_chart_png(_VALUES)).decode()}
 _QUOTE = "> Make it work, make it right, make it fast.\n"
 
 
