@@ -48,6 +48,8 @@ class _Running:
 
 
 class TurnLifecycle:
+    """This process's turns: which run here, their leases, their Stop signals."""
+
     def __init__(self, settings: Settings, store: Store, gemini: Gemini, client: AsyncWebClient, tasks: TaskTracker):
         self.settings = settings
         self.turns = store.turns

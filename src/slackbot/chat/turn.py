@@ -55,6 +55,8 @@ class TurnDeps:
 
 
 class AnswerTurn:
+    """One message's answer. `run` reads top to bottom; the Gemini and Slack details follow it in call order."""
+
     def __init__(self, deps: TurnDeps, record: TurnRecord, journal: TurnJournal):
         self.deps = deps
         self.settings = deps.settings
