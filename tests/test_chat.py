@@ -429,13 +429,14 @@ async def test_replies_in_the_bots_own_thread_stay_answered_whoever_writes(bot, 
 
 # issue 25.9: the presence rules themselves, on real Redis (the script decides atomically at intake)
 async def test_presence_modes_of_a_thread(redis_url, prefix):
-    from slackbot.store.turns import TurnRecord, TurnStore
+    from slackbot.store.turns import AcceptOutcome, TurnRecord, TurnStore
 
     client = aioredis.from_url(redis_url, decode_responses=True)
     store = TurnStore(client, prefix, chain_ttl=600, dedup_ttl=600, journal_ttl=600)
     n = iter(range(100))
+    NOT_OURS, RUN = AcceptOutcome.NOT_OURS, AcceptOutcome.RUN
 
-    async def accept(user: str, role: str, *, thread: str = "1.0", parent_is_bot: bool = False) -> int:
+    async def accept(user: str, role: str, *, thread: str = "1.0", parent_is_bot: bool = False) -> AcceptOutcome:
         ts = f"2.{next(n)}"
         record = TurnRecord(id=f"T1:C1:{ts}", team="T1", channel="C1", user=user, text="x", ts=ts,
                             reply_thread_ts=thread, chain_thread=thread, kind=role, owned_by_parent=parent_is_bot)
@@ -444,17 +445,17 @@ async def test_presence_modes_of_a_thread(redis_url, prefix):
     async def presence(thread: str = "1.0") -> str | None:
         return await client.get(store.keys.presence("T1", "C1", thread))
     try:
-        assert await accept("U_BOB", "reply") == -1 and await presence() is None  # never asked: nothing written
-        assert await accept("U_ALICE", "mention") == 1 and await presence() == "asked:U_ALICE"
-        assert await accept("U_ALICE", "reply") == 1, "the asker's direct follow-up"
-        assert await accept("U_BOB", "reply") == -1 and await presence() == "past"
-        assert await accept("U_ALICE", "reply") == -1, "someone else spoke: no longer a direct follow-up"
-        assert await accept("U_CAROL", "mention") == 1 and await presence() == "asked:U_CAROL"
+        assert await accept("U_BOB", "reply") is NOT_OURS and await presence() is None  # never asked: nothing written
+        assert await accept("U_ALICE", "mention") is RUN and await presence() == "asked:U_ALICE"
+        assert await accept("U_ALICE", "reply") is RUN, "the asker's direct follow-up"
+        assert await accept("U_BOB", "reply") is NOT_OURS and await presence() == "past"
+        assert await accept("U_ALICE", "reply") is NOT_OURS, "someone else spoke: no longer a direct follow-up"
+        assert await accept("U_CAROL", "mention") is RUN and await presence() == "asked:U_CAROL"
         # the bot's own threads: a root mention / DM, or (after Redis lost its data) a reply under its message
-        assert await accept("U_ALICE", "start", thread="3.0") == 1 and await presence("3.0") == "own"
-        assert await accept("U_BOB", "reply", thread="3.0") == 1
-        assert await accept("U_BOB", "mention", thread="3.0") == 1 and await presence("3.0") == "own"
-        assert await accept("U_BOB", "reply", thread="4.0", parent_is_bot=True) == 1 and await presence("4.0") == "own"
+        assert await accept("U_ALICE", "start", thread="3.0") is RUN and await presence("3.0") == "own"
+        assert await accept("U_BOB", "reply", thread="3.0") is RUN
+        assert await accept("U_BOB", "mention", thread="3.0") is RUN and await presence("3.0") == "own"
+        assert await accept("U_BOB", "reply", thread="4.0", parent_is_bot=True) is RUN and await presence("4.0") == "own"
         assert await store.move_head("T1", "C1", "5.0", None, "i1") and await presence("5.0") == "own"  # research
         assert await store.move_head("T1", "C1", "1.0", None, "i2") and await presence() == "asked:U_CAROL"
     finally:

@@ -136,7 +136,7 @@ async def test_message_accepted_before_a_crash_is_not_posted_twice(settings_for,
 
 # 4: a turn found long after its process died ends with one plain line (and frees its thread)
 async def test_turn_abandoned_past_its_deadline_ends_with_one_line(settings_for, slack_emu, gemini_emu):
-    from slackbot.chat.turns import ABANDONED
+    from slackbot.chat.outcome import ABANDONED
 
     a = settings_for(port=free_port(), turn_lease_seconds=1.0)
     procs = [spawn_serve(a, SLACKBOT_TURN_DEADLINE_SECONDS="3")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slackbot.slack_out.plan import Policy, Segment, View, display_end, next_step
+from slackbot.slack_out.plan import Intent, Policy, Segment, View, display_end, next_step
 from slackbot.slack_out.render import render_span
 
 POLICY = Policy(limit=400, min_interval=1.0, stall_after=4.0, final_wait=0.5, stream_max_age=240.0)
@@ -184,3 +184,24 @@ def test_a_full_message_steps_back_over_a_token_only_while_half_full():
     long = "word " * 10 + LINK + " tail " * 40  # the token begins in the first half: cut inside it
     step = next_step(view(long, done=True), policy)
     assert long.index("<") < step.end <= POLICY.limit
+
+
+# issue 17.5: the crash journal spells its fields out, and still reads what older versions wrote
+def test_a_segment_is_journalled_with_readable_keys():
+    seg = Segment("edit", "1.5", 10, 42, open=False, final=True, has_button=True)
+    assert seg.to_json() == {"kind": "edit", "ts": "1.5", "start": 10, "end": 42, "open": False, "final": True,
+                             "button": True}
+    back = Segment.from_json(seg.to_json())
+    assert (back.kind, back.ts, back.start, back.end, back.open, back.final, back.has_button) == \
+        ("edit", "1.5", 10, 42, False, True, True)
+
+
+def test_a_journal_written_before_the_upgrade_still_recovers():
+    old = Segment.from_json({"k": "stream", "ts": "1.5", "s": 0, "e": 12, "o": True, "f": False, "b": True})
+    assert (old.kind, old.start, old.end, old.open, old.final, old.has_button) == ("stream", 0, 12, True, False, True)
+    oldest = Segment.from_json({"k": "post", "ts": "1.6", "s": 12, "e": 30, "o": False})  # before f/b existed
+    assert (oldest.final, oldest.has_button) == (False, False)
+    assert Intent.from_json({"op": "post", "s": 12, "e": 30, "grows": True}) == Intent("post", 12, 30, True)
+    intent = Intent("start", 0, 12)
+    assert intent.to_json() == {"op": "start", "start": 0, "end": 12, "grows": False}
+    assert Intent.from_json(intent.to_json()) == intent

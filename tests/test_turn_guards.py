@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from conftest import eventually, start_bot, stop_bot
 from test_chat import MENTION, head, joined, thread_bot_texts
 
-from slackbot.chat.turns import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
+from slackbot.chat.outcome import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
 from slackbot_emulators.slack import Channel
 from slackbot.slack_out.delivery import STOP_ACTION, TOO_LONG
 from slackbot.store import Budget, Store

@@ -18,7 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from . import listeners, metrics
-from .chat.turns import TurnRunner
+from .chat.lifecycle import TurnLifecycle
 from .config import Settings
 from .gemini import Gemini
 from .startup import Readiness, listen, require_redis, socket_url, verify_bot_token
@@ -34,7 +34,7 @@ class Services:
     store: Store
     gemini: Gemini
     client: AsyncWebClient
-    turns: TurnRunner
+    lifecycle: TurnLifecycle
     tasks: TaskTracker = field(default_factory=TaskTracker)
     research: object | None = None  # research.jobs.Research, when enabled
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
@@ -60,7 +60,7 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
     gemini = Gemini(settings)
     tasks = TaskTracker()
-    services = Services(settings, store, gemini, client, TurnRunner(settings, store, gemini, client, tasks), tasks,
+    services = Services(settings, store, gemini, client, TurnLifecycle(settings, store, gemini, client, tasks), tasks,
                         readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
         settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
@@ -215,8 +215,7 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
     run_worker = settings.research_worker if with_worker is None else with_worker
     worker = services.research.worker() if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
-    leases_stop = asyncio.Event()
-    leases = asyncio.create_task(services.turns.maintain(leases_stop))
+    services.lifecycle.start()
     await stop.wait()
     log.info("shutting down: no new events; letting answers in flight finish")
     services.tasks.accepting = False
@@ -226,8 +225,7 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
         connecting.cancel()
         await socket_handler.close_async()
     await services.tasks.drain(settings.shutdown_grace_seconds)
-    leases_stop.set()  # turns cut off by the drain come back to another replica after their lease
-    await asyncio.wait({leases}, timeout=5)
+    await services.lifecycle.close()  # turns cut off by the drain come back to another replica after their lease
     if worker_task:
         await asyncio.wait({worker_task}, timeout=5)
 

@@ -78,7 +78,7 @@ def machine_info() -> dict:
 def bot_lines() -> tuple[list[str], str]:
     """The bot's failure lines (an answer showing one failed) and its placeholder, if it has one.
     Imported here, before any timing: it pulls in google.genai (~1 s of blocking imports)."""
-    from slackbot.chat.turns import FAILURE_LINES, STORE_DOWN
+    from slackbot.chat.outcome import FAILURE_LINES, STORE_DOWN
 
     try:  # the delivery planner may retire these
         from slackbot.slack_out.streamer import EMPTY_ANSWER, PLACEHOLDER

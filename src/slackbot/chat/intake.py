@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..store.turns import TurnRecord
+
 # Message subtypes that are still a person talking; every other subtype (bot_message,
 # message_changed, message_deleted, channel_join, ...) is ignored.
 _USER_SUBTYPES = {None, "", "file_share", "thread_broadcast"}
@@ -11,7 +13,9 @@ DM_THREAD = "dm"  # chain key for top-level DM messages: the DM itself is one co
 
 
 @dataclass(frozen=True)
-class Turn:
+class Incoming:
+    """A message the bot should answer, as intake read it from the event (before anything is journalled)."""
+
     team: str
     channel: str
     user: str
@@ -36,9 +40,18 @@ class Turn:
         return "mention" if self.in_existing_thread else "start"
 
     @property
-    def dedup_key(self) -> str:
-        # One message is one turn, however many events carry it (app_mention + message, retries).
-        return f"msg:{self.team}:{self.channel}:{self.ts}"
+    def id(self) -> str:
+        """The turn's id: one message is one turn, however many events carry it (app_mention + message, retries)."""
+        return f"{self.team}:{self.channel}:{self.ts}"
+
+    def record(self, *, owner: str, bot_user_id: str | None, now: float) -> TurnRecord:
+        """The journal's record of this message, leased to `owner` (the process that will run it)."""
+        return TurnRecord(
+            id=self.id, team=self.team, channel=self.channel, user=self.user, text=self.text, ts=self.ts,
+            reply_thread_ts=self.reply_thread_ts or "", chain_thread=self.chain_thread, kind=self.kind,
+            in_existing_thread=self.in_existing_thread, files=list(self.files),
+            owned_by_parent=bool(bot_user_id) and self.parent_user == bot_user_id, owner=owner,
+            user_team=self.user_team or self.team, bot_user_id=bot_user_id or "", created=now)
 
 
 def installing_team(body: dict, fallback: str | None = None) -> str:
@@ -54,8 +67,8 @@ def installing_team(body: dict, fallback: str | None = None) -> str:
     return str((body.get("team_id") if isinstance(body, dict) else None) or fallback or "")
 
 
-def classify(event: dict, bot_user_id: str | None, team: str) -> Turn | None:
-    """The turn an event asks for, or None when the bot should stay quiet. `team` is the installing
+def classify(event: dict, bot_user_id: str | None, team: str) -> Incoming | None:
+    """The message an event asks the bot to answer, or None when the bot should stay quiet. `team` is the installing
     workspace (installing_team), whoever sent the message."""
     if not isinstance(event, dict) or event.get("bot_id") or event.get("bot_profile"):
         return None
@@ -64,23 +77,23 @@ def classify(event: dict, bot_user_id: str | None, team: str) -> Turn | None:
         return None
     kind = event.get("type")
     if kind == "app_mention":
-        return _turn(event, team, "mention")
+        return _incoming(event, team, "mention")
     if kind != "message" or event.get("subtype") not in _USER_SUBTYPES:
         return None
     if event.get("channel_type") == "im":
-        return _dm_turn(event, team)
+        return _dm(event, team)
     thread_ts = event.get("thread_ts")
     if not thread_ts or thread_ts == event["ts"]:
         return None  # top-level channel chatter; mentions arrive as app_mention
     if bot_user_id and f"<@{bot_user_id}>" in (event.get("text") or ""):
         return None  # the app_mention event for the same message answers it
-    return _turn(event, team, "reply")
+    return _incoming(event, team, "reply")
 
 
-def _turn(event: dict, team: str, kind: str) -> Turn:
+def _incoming(event: dict, team: str, kind: str) -> Incoming:
     ts = event["ts"]
     thread_ts = event.get("thread_ts") or ts
-    return Turn(
+    return Incoming(
         team=team, channel=event["channel"], user=event["user"], text=event.get("text") or "", ts=ts,
         reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
         in_existing_thread=kind == "mention" and thread_ts != ts, files=tuple(event.get("files") or ()),
@@ -88,9 +101,9 @@ def _turn(event: dict, team: str, kind: str) -> Turn:
     )
 
 
-def _dm_turn(event: dict, team: str) -> Turn:
+def _dm(event: dict, team: str) -> Incoming:
     thread_ts = event.get("thread_ts")
-    return Turn(
+    return Incoming(
         team=team, channel=event["channel"], user=event["user"], text=event.get("text") or "", ts=event["ts"],
         reply_thread_ts=thread_ts,
         chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),

@@ -26,10 +26,10 @@ def register(app: AsyncApp, services) -> None:
     async def stop(ack, body, action, client):
         await ack()
         user = (body.get("user") or {}).get("id", "")
-        line = await services.turns.request_stop(action.get("value") or "", user)
-        if line:
+        reply = await services.lifecycle.request_stop(action.get("value") or "", user)
+        if not reply.stopping:
             channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
             try:
-                await client.chat_postEphemeral(channel=channel, user=user, text=line)
+                await client.chat_postEphemeral(channel=channel, user=user, text=reply.line)
             except SlackApiError as exc:
                 log.warning("could not answer a Stop click", extra={"error": slack_error(exc)[1]})

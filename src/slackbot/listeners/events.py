@@ -18,6 +18,7 @@ from slack_bolt.response import BoltResponse
 from .. import metrics
 from ..chat.intake import classify, installing_team
 from ..store import RedisError
+from ..store.turns import AcceptOutcome
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +33,28 @@ def register(app: AsyncApp, services) -> None:
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
-        turn = classify(event, context.bot_user_id, installing_team(body, context.team_id))
-        if turn is None:
+        incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id))
+        if incoming is None:
             metrics.EVENTS.labels(kind, "ignored").inc()
             return BoltResponse(status=200, body="")
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
             return BoltResponse(status=503, body="")
         try:
-            accepted = await services.turns.accept(turn, context.bot_user_id)
+            accepted = await services.lifecycle.accept(incoming, context.bot_user_id)
         except (RedisError, OSError):
             metrics.EVENTS.labels(kind, "redis_down").inc()
             log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
             return BoltResponse(status=503, body="")
-        if accepted < 0:
+        if accepted is AcceptOutcome.NOT_OURS:
             metrics.EVENTS.labels(kind, "ignored").inc()  # a reply not for the bot (store/turns.py: presence)
             return BoltResponse(status=200, body="")
-        if accepted == 0:
+        if accepted is AcceptOutcome.SEEN:
             metrics.EVENTS.labels(kind, "duplicate").inc()
             log.info("duplicate event", extra=where)
             return BoltResponse(status=200, body="")
         metrics.EVENTS.labels(kind, "accepted").inc()
-        content = {"text": turn.text} if services.settings.log_content else {}
-        log.info("slack event", extra={**where, "kind": turn.kind, "thread_ts": turn.chain_thread, **content})
+        content = {"text": incoming.text} if services.settings.log_content else {}
+        log.info("slack event", extra={**where, "kind": incoming.kind, "thread_ts": incoming.chain_thread, **content})
         await next()
 
     async def acked(ack) -> None:  # the turn already runs (journalled and launched by the intake)

@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from .answer import final_messages, split_tables
-from .plan import Policy, Segment, Step, View, next_step
+from .plan import Intent, Policy, Segment, Step, View, next_step
 from .poster import SlackPoster
 from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
 
@@ -422,7 +422,7 @@ class AnswerDelivery:
 
     async def _intent(self, op: str, step: Step, grows: bool = False) -> None:
         await self.journal({"segs": [s.to_json() for s in self.segments],
-                            "pending": {"op": op, "s": step.start, "e": step.end, "grows": grows}})
+                            "pending": Intent(op, step.start, step.end, grows).to_json()})
 
     async def _journal(self) -> None:
         await self.journal({"segs": [s.to_json() for s in self.segments]})

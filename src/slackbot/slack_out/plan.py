@@ -50,12 +50,43 @@ class Segment:
     has_button: bool = False  # carries the Stop button
 
     def to_json(self) -> dict:
-        return {"k": self.kind, "ts": self.ts, "s": self.start, "e": self.end, "o": self.open, "f": self.final,
-                "b": self.has_button}
+        """For the crash journal: what a survivor needs to go on with this message."""
+        return {"kind": self.kind, "ts": self.ts, "start": self.start, "end": self.end, "open": self.open,
+                "final": self.final, "button": self.has_button}
 
     @classmethod
     def from_json(cls, d: dict) -> "Segment":
-        return cls(d["k"], d["ts"], d["s"], d["e"], d["o"], final=d.get("f", False), has_button=d.get("b", False))
+        d = _readable(d)
+        return cls(d["kind"], d["ts"], d["start"], d["end"], d["open"], final=d.get("final", False),
+                   has_button=d.get("button", False))
+
+
+# The crash journal's keys before they were spelt out: still read, so a rolling upgrade in the middle of
+# an answer recovers it
+_SHORT_KEYS = {"k": "kind", "s": "start", "e": "end", "o": "open", "f": "final", "b": "button"}
+
+
+def _readable(d: dict) -> dict:
+    return {_SHORT_KEYS.get(key, key): value for key, value in d.items()}
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A new message about to be made (journalled first): which span, by which step, and whether it
+    grows later. A survivor that finds one looks for the message before making it again."""
+
+    op: str  # start | post
+    start: int
+    end: int
+    grows: bool = False
+
+    def to_json(self) -> dict:
+        return {"op": self.op, "start": self.start, "end": self.end, "grows": self.grows}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Intent":
+        d = _readable(d)
+        return cls(d["op"], d["start"], d["end"], bool(d.get("grows")))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 
 import redis.asyncio as aioredis
 
@@ -44,6 +45,22 @@ class TurnKeys:
 
     def user_minute(self, team: str, user: str) -> str:
         return f"{self.prefix}:quota:minute:{team}:{user}"
+
+
+class AcceptOutcome(Enum):
+    """What intake's script (`_ACCEPT`) decided about a message; the values are what the script returns."""
+
+    NOT_OURS = -1  # a reply in a thread the bot is not answering there: nothing was written
+    SEEN = 0  # the message was accepted before (a retry, the other event kind, another replica)
+    RUN = 1  # journalled and leased to this process: run it now
+
+
+class Admission(Enum):
+    """The per-user cost guard's verdict (`_QUOTA`); the values are what the script returns."""
+
+    TOO_FAST = -1  # more turns this minute than SLACKBOT_USER_TURNS_PER_MINUTE
+    BUSY = 0  # already SLACKBOT_USER_MAX_ACTIVE_ANSWERS answers in progress
+    ADMITTED = 1
 
 
 @dataclass
@@ -247,17 +264,17 @@ class TurnStore:
         self._quota = redis.register_script(_QUOTA)
 
     # --- intake ------------------------------------------------------------------------------
-    async def accept(self, record: TurnRecord, *, role: str, lease: float) -> int:
-        """1 = journalled and leased to `record.owner`; 0 = seen before; -1 = a reply not for the bot.
-        `role`: start | mention | reply (chat.intake.Turn.role)."""
+    async def accept(self, record: TurnRecord, *, role: str, lease: float) -> AcceptOutcome:
+        """RUN: journalled and leased to `record.owner`; SEEN: a duplicate; NOT_OURS: a reply not for the bot.
+        `role`: start | mention | reply (chat.intake.Incoming.role)."""
         k = self.keys
         flat = [x for pair in record.to_fields().items() for x in pair]
-        return int(await self._accept(
+        return AcceptOutcome(int(await self._accept(
             keys=[k.seen(record.id), k.turn(record.id), k.due,
                   k.presence(record.team, record.channel, record.chain_thread),
                   k.chain(record.team, record.channel, record.chain_thread)],
             args=[record.id, role, "1" if record.owned_by_parent else "0", self.dedup_ttl,
-                  self.journal_ttl, lease, self.chain_ttl, record.user, *flat]))
+                  self.journal_ttl, lease, self.chain_ttl, record.user, *flat])))
 
     # --- the journal ----------------------------------------------------------------------------
     async def load(self, turn_id: str) -> TurnRecord | None:
@@ -313,10 +330,10 @@ class TurnStore:
 
     # --- cost guard -------------------------------------------------------------------------------
     async def admit_user(self, team: str, user: str, turn_id: str, *, max_active: int, per_minute: int,
-                         hold: float) -> int:
-        """1 = go; 0 = too many answers at once; -1 = too many turns this minute."""
-        return int(await self._quota(keys=[self.keys.user_active(team, user), self.keys.user_minute(team, user)],
-                                     args=[turn_id, max_active, per_minute, int(hold) + 1]))
+                         hold: float) -> Admission:
+        return Admission(int(await self._quota(keys=[self.keys.user_active(team, user),
+                                                     self.keys.user_minute(team, user)],
+                                               args=[turn_id, max_active, per_minute, int(hold) + 1])))
 
     async def release_user(self, team: str, user: str, turn_id: str) -> None:
         await self.redis.zrem(self.keys.user_active(team, user), turn_id)

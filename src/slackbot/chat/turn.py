@@ -1,0 +1,362 @@
+"""One turn, top to bottom: admit the asker, talk with Gemini, land the answer in Slack, move the head.
+
+`AnswerTurn` owns everything of one turn (its journal record, delivery, extras, Stop, profile); the
+lifecycle (lifecycle.py) runs it holding the thread's lock and a turn slot. How it ends is decided
+in outcome.py (pure). The conversation with Gemini is one method (`converse`): a loop of several
+Gemini steps per turn replaces it without touching the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .. import metrics
+from ..config import Settings
+from ..files.fetch import turn_parts
+from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought, ToolActivity
+from ..profiles import Profile
+from ..slack_out.answer import Extras, tool_status
+from ..slack_out.delivery import AnswerDelivery, Target
+from ..slack_out.plan import Intent, Policy
+from ..slack_out.poster import SlackPoster, slack_error
+from ..slack_out.render import render_span, stream_piece
+from ..store import RedisError, Store, TurnRecord
+from ..store.turns import Admission
+from .context import NameCache, TurnNames, thread_transcript, with_transcript
+from .journal import TurnJournal, context
+from .outcome import (ABANDONED, BUSY_USER, FAST_USER, FRESH_CHAIN, NO_READBACK, Ending, Landing, Outcome, Stopped,
+                      ending_of, landed, stopped_in_slack)
+from .profiles_lookup import channel_name
+
+log = logging.getLogger(__name__)
+
+_LANDING_SECONDS = 10.0  # the end of a turn's deadline kept for landing the answer (at most a quarter of it)
+
+
+@dataclass(frozen=True)
+class TurnDeps:
+    """What every turn of a process shares."""
+
+    settings: Settings
+    store: Store
+    gemini: Gemini
+    client: AsyncWebClient
+    spawn: Callable  # TaskTracker.spawn: tidying that outlives the turn
+    names: NameCache
+    policy: Policy
+
+
+class AnswerTurn:
+    """One message's answer. `run` reads top to bottom; the Gemini and Slack details follow it in call order."""
+
+    def __init__(self, deps: TurnDeps, record: TurnRecord, journal: TurnJournal):
+        self.deps = deps
+        self.settings = deps.settings
+        self.record = record
+        self.journal = journal
+        self.recovered = record.state == "running"  # a dead process's turn, finished from its journal
+        self.stop_requested = asyncio.Event()
+        self.extras = Extras()  # citations, code runs, tool steps: shown with the final text
+        self.delivery: AnswerDelivery | None = None
+        self.profile: Profile = deps.settings.default_profile
+        self.done: Done | None = None  # Gemini's completion
+
+    def stop(self) -> None:
+        """The asker pressed Stop (here or on another replica): reading Gemini ends, what is shown stays."""
+        self.stop_requested.set()
+
+    async def run(self) -> None:
+        """The whole turn; the caller holds the thread's lock and a turn slot."""
+        record = self.record
+        if record.state == "done":
+            return
+        if record.created and time.time() - record.created > self.settings.turn_deadline_seconds:
+            await self.say(ABANDONED)  # a turn found long after its process died
+            await self.journal.done()
+            return
+        if not self.recovered and not await self._admit():
+            await self.journal.done()
+            return
+        if not self.recovered:
+            await self.journal.running(await self.deps.store.turns.chain_head(
+                record.team, record.channel, record.chain_thread) or "")
+        try:
+            await self._answer()
+        finally:
+            await self._release_user()
+            await self.journal.done()
+
+    async def _answer(self) -> None:
+        started = time.monotonic()
+        metrics.ANSWERS.labels("started").inc()
+        restored = self.journal.delivery_state()
+        self.delivery = delivery = self._delivery(restored)
+        if self.recovered and restored and restored.get("pending"):
+            await self._reconcile(Intent.from_json(restored["pending"]))
+        await delivery.begin()
+        delivery.start()
+        self.profile = await self._profile()
+        # The deadline covers the whole turn: reading Gemini stops early enough to land what it wrote, and
+        # landing it (posts, continuations, the final layout) is bounded too, so nothing holds the thread
+        # past the deadline
+        ends_at = self.record.created + self.settings.turn_deadline_seconds
+        landing = min(_LANDING_SECONDS, self.settings.turn_deadline_seconds / 4)
+        ending = await self._conversation(until=ends_at - landing)
+        moved = False
+        try:
+            result = await self._land(ending, within=max(landing, ends_at - time.time()))
+            moved = result.moves_head and await self._move_head()
+        finally:
+            # tidying (a sealed stream's stop, a Stop button's removal) waits for budgets: not while
+            # holding the thread or a turn slot
+            self.deps.spawn(_tidy(delivery), name=f"tidy:{self.record.id}")
+        if result.line:
+            await self.say(result.line)
+        self._report(result.outcome, moved, started)
+
+    async def _conversation(self, until: float) -> Ending:
+        """Talk with Gemini until it is done, the asker stops it or the deadline comes; how it ended."""
+        try:
+            async with asyncio.timeout(max(1.0, until - time.time())):
+                self.done, note = await self.converse()
+            ending = Ending(Outcome.COMPLETED, note)
+        except TimeoutError as exc:  # an OSError, but the deadline's
+            ending = ending_of(exc)
+        except (RedisError, OSError):
+            raise
+        except Exception as exc:
+            ending = ending_of(exc)
+            if isinstance(exc, GeminiError):
+                log.warning("answer failed", extra={**context(self.record), "kind": exc.kind, "code": exc.code})
+            elif ending.bug:
+                log.exception("turn failed", extra=context(self.record))
+        return stopped_in_slack(ending, self.delivery.user_stopped)
+
+    async def _land(self, ending: Ending, within: float) -> Landing:
+        """Finish the answer in Slack with its note, bounded by the deadline."""
+        delivery, s = self.delivery, self.settings
+        note = " ".join(n for n in (self.extras.failure_note(), ending.note) if n)
+        late = False
+        try:
+            async with asyncio.timeout(within):
+                await delivery.finish(note=note, extras=self.extras, max_sources=s.max_sources,
+                                      output_chars=s.code_output_chars)
+        except TimeoutError:  # it could not land in time (budgets gone): stop here, say so after
+            delivery.cancel()
+            late = not delivery.landed  # else only tidying (the final layout, the status) was cut short
+        return landed(ending, late=late, broken=delivery.broken, failed=delivery.failed, gave_up=delivery.gave_up)
+
+    async def _move_head(self) -> bool:
+        """Compare-and-set from the head the turn started with: never a fork."""
+        r = self.record
+        return await self.deps.store.turns.move_head(r.team, r.channel, r.chain_thread, r.head_before or None,
+                                                     self.done.interaction_id if self.done else "")
+
+    def _report(self, outcome: Outcome, moved: bool, started: float) -> None:
+        delivery, done = self.delivery, self.done
+        metrics.ANSWERS.labels(outcome.value).inc()
+        for kind, count in delivery.mix.items():
+            metrics.DELIVERY_CALLS.labels(kind).inc(count)
+        model = self.profile.model or self.settings.gemini_model
+        usage = metrics.count_usage(model, self.profile.name, done.usage if done else None)
+        log.info("answer done", extra={**context(self.record), "outcome": outcome.value,
+                                       "interaction": done.interaction_id if done else "",
+                                       "head_moved": moved, "delivery": delivery.mix, "recovered": self.recovered,
+                                       "model": model, "profile": self.profile.name, **usage,
+                                       "latency_ms": int((time.monotonic() - started) * 1000)})
+
+    # --- the conversation with Gemini ----------------------------------------------------------------
+    async def converse(self) -> tuple[Done, str]:
+        """Stream Gemini's answer into the delivery; returns (its Done, a note for the user)."""
+        record = self.record
+        head = record.head_before or None
+        if self.recovered and record.interaction_id:
+            return await self._consume(self.deps.gemini.replay_turn(record.interaction_id)), ""
+        names = self.deps.names.for_turn(record.team)  # this turn's allowance of users.info calls
+        message = await names.readable(record.text, record.bot_user_id or None)
+        if head is None and (record.in_existing_thread or record.kind == "reply"):
+            reason = ("You were just mentioned in a Slack thread." if record.kind == "mention" else
+                      "This Slack thread's earlier conversation is not in memory.")
+            user_input, note = await self._with_thread(names, message, reason, NO_READBACK)
+        else:  # files shared with this message go in as content parts; a follow-up has them in the chain
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
+            user_input, note = given.input, given.note
+        try:
+            return await self._consume(self.deps.gemini.stream_turn(user_input, head, self.profile)), note
+        except GeminiError as exc:
+            if exc.kind != "not_found" or head is None:
+                raise
+        # Gemini's retention lapsed: rebuild from Slack and start a new chain
+        user_input, note = await self._with_thread(names, message,
+                                                   "Our earlier conversation in this Slack thread expired.", FRESH_CHAIN)
+        self.extras = Extras()  # what the failed first try collected is not this answer's
+        return await self._consume(self.deps.gemini.stream_turn(user_input, None, self.profile)), note
+
+    async def _consume(self, items) -> Done:
+        """Feed Gemini's stream into the delivery until Done; a Stop click cancels the reading."""
+        reader = asyncio.ensure_future(self._read(items))
+        stopper = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                return reader.result()
+            raise Stopped()
+        finally:
+            for task in (reader, stopper):
+                task.cancel()
+            await asyncio.gather(reader, stopper, return_exceptions=True)
+
+    async def _read(self, items) -> Done:
+        delivery = self.delivery
+        async with aclosing(items):
+            async for item in items:
+                if isinstance(item, Delta):
+                    delivery.feed(item.text)
+                elif isinstance(item, Thought):
+                    await delivery.thought(item.text)
+                elif isinstance(item, Started):
+                    await self.journal.started(item.interaction_id)
+                elif isinstance(item, Done):
+                    return item
+                else:  # citations, code runs, tool steps: shown with the final text
+                    self.extras.add(item)
+                    if isinstance(item, ToolActivity):
+                        await delivery.tool(tool_status(item))
+                if delivery.user_stopped:
+                    raise Stopped()
+        raise GeminiError("stream_failed", "no completion")
+
+    async def _with_thread(self, names: TurnNames, message: str, reason: str,
+                           fallback_note: str) -> tuple[str | list, str]:
+        """(input, note): the thread as context when the shared budget allows, else the message alone;
+        with the files of this message and, newest first within the caps, of the thread."""
+        record, settings = self.record, self.settings
+        bot = record.bot_user_id or None
+        transcript = await thread_transcript(
+            self.deps.client, self.deps.store, settings, names, team=record.team, channel=record.channel,
+            thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
+        if transcript is None:
+            given = await turn_parts(record.files, message, settings, bot_user_id=bot)
+            return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
+        given = await turn_parts([*record.files, *reversed(transcript.files)],
+                                 with_transcript(transcript.text, message, reason=reason), settings, bot_user_id=bot)
+        return given.input, given.note
+
+    # --- Slack ------------------------------------------------------------------------------------------
+    def poster(self) -> SlackPoster:
+        return SlackPoster(self.deps.client, self.deps.store, self.settings, self.record.team)
+
+    def _delivery(self, restored: dict | None) -> AnswerDelivery:
+        record = self.record
+        target = Target(record.channel, record.reply_thread_ts or None, record.id, record.user,
+                        record.user_team or record.team)
+
+        async def find(shown: str) -> str | None:
+            if not record.reply_thread_ts:
+                return None  # a DM's top level: no thread to read back cheaply; posted again
+            return await find_bot_message(self.deps.client, self.deps.store, self.settings, record, shown)
+        s = self.settings
+        return AnswerDelivery(self.poster(), self.deps.client, target, self.deps.policy, journal=self.journal.delivered,
+                              max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
+                              max_messages=s.max_messages_per_answer,
+                              status=s.delivery == "planner", restored=restored, find=find)
+
+    async def _reconcile(self, pending: Intent) -> None:
+        """A crash between Slack accepting a message and the journal recording it? Look before posting again.
+
+        The survivor reads the thread back (the shared conversations.replies budget) and adopts a bot
+        message showing exactly what the intent said. If the budget can't be had in time, the message
+        is posted again: that is the one case where a piece of an answer can appear twice."""
+        record = self.record
+        if not record.reply_thread_ts or not record.interaction_id:
+            return
+        text = ""
+        async for item in self.deps.gemini.replay_turn(record.interaction_id):
+            if isinstance(item, Delta):
+                text += item.text
+            if len(text) >= pending.end or isinstance(item, Done):
+                break
+        if len(text) < pending.end:
+            return
+        if pending.op == "start":
+            expected = stream_piece(text, pending.start, pending.end, first=True)
+        else:
+            expected = render_span(text, pending.start, pending.end, final=not pending.grows)
+        ts = await find_bot_message(self.deps.client, self.deps.store, self.settings, record, expected)
+        if ts:
+            self.delivery.adopt(pending.op, ts, pending.start, pending.end, pending.grows)
+            metrics.TURNS_RECONCILED.inc()
+            log.info("found a message posted before a crash; not posting it again", extra=context(record))
+
+    async def _profile(self) -> Profile:
+        """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
+        profiles = self.settings.profile_map
+        name = await channel_name(self.deps.client, self.record.channel) if profiles.needs_names else None
+        return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
+
+    async def _admit(self) -> bool:
+        record, s = self.record, self.settings
+        verdict = await self.deps.store.turns.admit_user(
+            record.team, record.user, record.id, max_active=s.user_max_active_answers,
+            per_minute=s.user_turns_per_minute, hold=s.turn_deadline_seconds)
+        if verdict is Admission.ADMITTED:
+            return True
+        line = BUSY_USER.format(n=s.user_max_active_answers) if verdict is Admission.BUSY else FAST_USER
+        metrics.EVENTS.labels("turn", "over_quota").inc()
+        try:
+            await self.deps.client.chat_postEphemeral(channel=record.channel, user=record.user, text=line,
+                                                      thread_ts=record.reply_thread_ts or None)
+        except SlackApiError as exc:
+            log.warning("could not tell a user about their quota", extra={"error": slack_error(exc)[1]})
+        return False
+
+    async def _release_user(self) -> None:
+        try:
+            await self.deps.store.turns.release_user(self.record.team, self.record.user, self.record.id)
+        except (RedisError, OSError):
+            pass  # the entry expires by itself
+
+    async def waiting_status(self, why: str = "Finishing the answer above first…") -> None:
+        """Waiting behind other answers: show at once that this message is next."""
+        record = self.record
+        if record.reply_thread_ts and self.settings.delivery == "planner":
+            await self.poster().attempt(
+                "status", record.channel, "assistant.threads.setStatus",
+                lambda: self.deps.client.assistant_threads_setStatus(
+                    channel_id=record.channel, thread_ts=record.reply_thread_ts, status="is thinking…",
+                    loading_messages=[why]))
+
+    async def say(self, line: str) -> None:
+        """One plain line in the turn's thread, through the channel's post budget."""
+        from ..slack_out.render import message_payload
+
+        await self.poster().post(self.record.channel, message_payload(f"_{line}_"), self.record.reply_thread_ts or None)
+
+
+async def find_bot_message(client: AsyncWebClient, store: Store, settings: Settings, record: TurnRecord,
+                           expected: str) -> str | None:
+    """The ts of a bot message in the turn's thread that shows `expected`, or None (budgeted read)."""
+    from .context import read_thread
+
+    messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
+                                 thread_ts=record.reply_thread_ts, oldest=record.ts)
+    for msg in messages or []:
+        shown = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
+        if msg.get("bot_id") and shown and shown[0].strip() == expected.strip():
+            return msg.get("ts")
+    return None
+
+
+async def _tidy(delivery: AnswerDelivery) -> None:
+    try:
+        await delivery.close()
+    finally:
+        delivery.cancel()
