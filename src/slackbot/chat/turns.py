@@ -22,9 +22,6 @@ import uuid
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
@@ -33,7 +30,8 @@ from ..profiles import Profile
 from ..slack_out.answer import Extras, tool_status
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Policy
-from ..slack_out.poster import SlackPoster, slack_error
+from ..slack_out import calls
+from ..slack_out.gateway import SlackGateway
 from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from .context import NameCache, TurnNames, thread_transcript, with_transcript
@@ -76,15 +74,15 @@ class _Active:
 
 
 class TurnRunner:
-    def __init__(self, settings: Settings, store: Store, gemini: Gemini, client: AsyncWebClient, tasks):
+    def __init__(self, settings: Settings, store: Store, gemini: Gemini, slack: SlackGateway, tasks):
         self.settings = settings
         self.store = store
         self.turns = store.turns
         self.gemini = gemini
-        self.client = client
+        self.slack = slack
         self.tasks = tasks
         self.owner = f"r-{uuid.uuid4().hex[:10]}"
-        self.names = NameCache(client, store, settings)
+        self.names = NameCache(slack, settings)
         self.slots = asyncio.Semaphore(settings.max_concurrent_turns)
         self._active: dict[str, _Active] = {}
         self._local_locks: dict[str, asyncio.Lock] = {}
@@ -96,9 +94,6 @@ class TurnRunner:
     @property
     def lease(self) -> float:
         return self.settings.turn_lease_seconds
-
-    def poster(self, team: str) -> SlackPoster:
-        return SlackPoster(self.client, self.store, self.settings, team)
 
     # --- intake ------------------------------------------------------------------------------------
     async def accept(self, turn: Turn, bot_user_id: str | None) -> int:
@@ -289,9 +284,9 @@ class TurnRunner:
         async def find(shown: str) -> str | None:
             if not record.reply_thread_ts:
                 return None  # a DM's top level: no thread to read back cheaply; posted again
-            return await find_bot_message(self.client, self.store, self.settings, record, shown)
+            return await find_bot_message(self.slack, self.settings, record, shown)
         s = self.settings
-        return AnswerDelivery(self.poster(record.team), self.client, target, self.policy, journal=journal,
+        return AnswerDelivery(self.slack.for_team(record.team), target, self.policy, journal=journal,
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
                               max_messages=s.max_messages_per_answer,
                               status=s.delivery == "planner", restored=restored, find=find)
@@ -366,7 +361,7 @@ class TurnRunner:
         with the files of this message and, newest first within the caps, of the thread."""
         bot = record.bot_user_id or None
         transcript = await thread_transcript(
-            self.client, self.store, self.settings, names, team=record.team, channel=record.channel,
+            self.slack.for_team(record.team), self.settings, names, channel=record.channel,
             thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
             given = await turn_parts(record.files, message, self.settings, bot_user_id=bot)
@@ -396,7 +391,7 @@ class TurnRunner:
             expected = stream_piece(text, pending["s"], pending["e"], first=True)
         else:
             expected = render_span(text, pending["s"], pending["e"], final=not grows)
-        ts = await find_bot_message(self.client, self.store, self.settings, record, expected)
+        ts = await find_bot_message(self.slack, self.settings, record, expected)
         if ts:
             delivery.adopt(pending["op"], ts, pending["s"], pending["e"], grows)
             metrics.TURNS_RECONCILED.inc()
@@ -406,7 +401,7 @@ class TurnRunner:
     async def _profile(self, record: TurnRecord) -> Profile:
         """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
         profiles = self.settings.profile_map
-        name = await channel_name(self.client, record.channel) if profiles.needs_names else None
+        name = await channel_name(self.slack.for_team(record.team), record.channel) if profiles.needs_names else None
         return profiles.for_channel(record.channel, name) or self.settings.default_profile
 
     async def _admit(self, record: TurnRecord) -> bool:
@@ -417,21 +412,15 @@ class TurnRunner:
             return True
         line = BUSY_USER.format(n=s.user_max_active_answers) if verdict == 0 else FAST_USER
         metrics.EVENTS.labels("turn", "over_quota").inc()
-        try:
-            await self.client.chat_postEphemeral(channel=record.channel, user=record.user, text=line,
-                                                 thread_ts=record.reply_thread_ts or None)
-        except SlackApiError as exc:
-            log.warning("could not tell a user about their quota", extra={"error": slack_error(exc)[1]})
+        await self.slack.for_team(record.team).send(calls.ephemeral(record.channel, record.user, line,
+                                                                    record.reply_thread_ts or None))
         return False
 
     async def _waiting_status(self, record: TurnRecord, why: str = "Finishing the answer above first…") -> None:
         """Waiting behind other answers: show at once that this message is next."""
         if record.reply_thread_ts and self.settings.delivery == "planner":
-            await self.poster(record.team).attempt(
-                "status", record.channel, "assistant.threads.setStatus",
-                lambda: self.client.assistant_threads_setStatus(channel_id=record.channel,
-                                                                thread_ts=record.reply_thread_ts, status="is thinking…",
-                                                                loading_messages=[why]))
+            await self.slack.for_team(record.team).now(
+                calls.set_status(record.channel, record.reply_thread_ts, "is thinking…", [why]))
 
     async def _note(self, record: TurnRecord, fields: dict[str, str]) -> None:
         """Journal progress. Best effort: while Redis is away the answer goes on (only a crash then loses it)."""
@@ -456,8 +445,8 @@ class TurnRunner:
         """One plain line in the turn's thread, through the channel's post budget."""
         from ..slack_out.render import message_payload
 
-        await self.poster(record.team).post(record.channel, message_payload(f"_{line}_"),
-                                            record.reply_thread_ts or None)
+        await self.slack.for_team(record.team).send(calls.post(record.channel, message_payload(f"_{line}_"),
+                                                               record.reply_thread_ts or None))
 
     @asynccontextmanager
     async def _thread_lock(self, lock_key: str, turn_id: str, on_wait):
@@ -480,12 +469,12 @@ class TurnRunner:
                 self._local_locks.pop(lock_key, None)
 
 
-async def find_bot_message(client: AsyncWebClient, store: Store, settings: Settings, record: TurnRecord,
+async def find_bot_message(slack: SlackGateway, settings: Settings, record: TurnRecord,
                            expected: str) -> str | None:
     """The ts of a bot message in the turn's thread that shows `expected`, or None (budgeted read)."""
     from .context import read_thread
 
-    messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
+    messages = await read_thread(slack.for_team(record.team), settings, channel=record.channel,
                                  thread_ts=record.reply_thread_ts, oldest=record.ts)
     for msg in messages or []:
         shown = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
