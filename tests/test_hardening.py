@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conftest import SIGNING_SECRET, RedisServer, eventually, start_bot, stop_bot
+from slackbot.store import BucketId, Store
 
 PLACEHOLDER = "_Thinking…_"  # the old design's placeholder: never shown any more
 
@@ -342,7 +343,8 @@ async def test_a_message_mentioning_1500_people_costs_a_bounded_number_of_name_l
     assert f"@{ids[-1]}?" in sent and sent.count("@U") >= 1500 - 20
     client = aioredis.from_url(redis_url, decode_responses=True)
     try:  # spent through the workspace's bucket, shared by every replica
-        assert await client.exists(f"{prefix}:bucket:names:T0001")
+        names = Store(client, prefix, chain_ttl=60, dedup_ttl=60).budgets.key(BucketId("users.info", "T0001"))
+        assert await client.exists(names)
     finally:
         await client.aclose()
 

@@ -18,7 +18,10 @@ from conftest import RedisServer, events, eventually, free_port, idle, start_bot
 from test_chat import MENTION, answered, head, joined, thread_bot_texts, visible_updates
 
 from slackbot_emulators.slack import Channel
-from slackbot.store import Budget, Store
+from slackbot.store import Budget, BucketId, Store
+
+EDITS = BucketId("chat.update", "T")
+STREAM_STARTS = BucketId("chat.startStream", "T0001")  # drained: no native stream to be had
 
 
 # --- 1. one budget per workspace, fair, finals first --------------------------------------------
@@ -33,13 +36,13 @@ async def store(redis_url, prefix):
 async def test_budget_queues_fairly_and_finals_skip_the_queue(store):
     budget = Budget(rate=20.0, capacity=3.0, reserve=1.0)
     # drain the bucket down to its reserve
-    while await store.take("edit:T", budget, member="drain", priority=False) == 0:
+    while await store.budgets.take(EDITS, budget, member="drain", priority=False) == 0:
         pass
     grants: list[str] = []
 
     async def answer(name: str, rounds: int):
         for _ in range(rounds):
-            while (wait := await store.take("edit:T", budget, member=name, priority=False)) > 0:
+            while (wait := await store.budgets.take(EDITS, budget, member=name, priority=False)) > 0:
                 await asyncio.sleep(wait)
             grants.append(name)
 
@@ -51,39 +54,39 @@ async def test_budget_queues_fairly_and_finals_skip_the_queue(store):
         window = grants[start:start + 5]
         assert max(Counter(window).values()) <= 2, grants
     # the reserve is for finals: a final gets a token while intermediates wait
-    while await store.take("edit:T", budget, member="x", priority=False) == 0:
+    while await store.budgets.take(EDITS, budget, member="x", priority=False) == 0:
         pass
-    assert await store.take("edit:T", budget, member="x", priority=False) > 0
-    assert await store.take("edit:T", budget, priority=True) == 0
+    assert await store.budgets.take(EDITS, budget, member="x", priority=False) > 0
+    assert await store.budgets.take(EDITS, budget, priority=True) == 0
 
 
 async def test_final_edits_are_granted_in_arrival_order(store):
     budget = Budget(rate=20.0, capacity=2.0, reserve=1.0)
-    while await store.take("edit:T", budget, member="drain", priority=True) == 0:
+    while await store.budgets.take(EDITS, budget, member="drain", priority=True) == 0:
         pass
     order = ["first", "second", "third", "fourth"]
     for name in order:  # each joins the queue in this order
-        assert await store.take("edit:T", budget, member=name, priority=True) > 0
+        assert await store.budgets.take(EDITS, budget, member=name, priority=True) > 0
     grants: list[str] = []
 
     async def final(name: str):
-        while (wait := await store.take("edit:T", budget, member=name, priority=True)) > 0:
+        while (wait := await store.budgets.take(EDITS, budget, member=name, priority=True)) > 0:
             await asyncio.sleep(min(wait, 0.01))  # impatient askers: order must still hold
         grants.append(name)
     await asyncio.gather(*(final(n) for n in reversed(order)))
     assert grants == order
     # while finals wait, intermediate edits get nothing
-    assert await store.take("edit:T", budget, member="late", priority=True) > 0
-    assert await store.take("edit:T", budget, member="mid", priority=False) > 0
+    assert await store.budgets.take(EDITS, budget, member="late", priority=True) > 0
+    assert await store.budgets.take(EDITS, budget, member="mid", priority=False) > 0
 
 
 async def test_429_pauses_the_whole_budget(store):
     budget = Budget(rate=10.0, capacity=10.0)
-    assert await store.take("edit:T", budget) == 0
-    await store.penalize("edit:T", 2.0)
-    wait = await store.take("edit:T", budget)
+    assert await store.budgets.take(EDITS, budget) == 0
+    await store.budgets.penalize(EDITS, 2.0)
+    wait = await store.budgets.take(EDITS, budget)
     assert 1.5 < wait <= 2.0
-    assert await store.take("edit:T", budget, member="other", priority=False) > 1.5
+    assert await store.budgets.take(EDITS, budget, member="other", priority=False) > 1.5
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -322,14 +325,14 @@ async def test_final_text_lands_by_post_when_the_edit_budget_is_spent(settings_f
     settings = settings_for(edit_budget_per_minute=1, edit_budget_burst=2, edit_final_reserve=0, stall_seconds=1.0)
     bot = await start_bot(settings, slack_emu)
     try:
-        while await store.take_now("start:T0001", Budget(18 / 60, 3)) == 0:  # no native stream to be had
+        while await store.budgets.take_now(STREAM_STARTS, Budget(18 / 60, 3)) == 0:
             pass
         text = "First sentence arrives. " + " ".join(f"w{i}" for i in range(40)) + ". The end."
         gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)
         d = await slack_emu.user_message("C_GENERAL", f"{MENTION} go on")
         await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 5)
         budget = Budget(1 / 60, 2, 0)
-        while await store.take_now("edit:T0001", budget) == 0:  # another busy answer spent the budget
+        while await store.budgets.take_now(BucketId("chat.update", "T0001"), budget) == 0:  # another answer spent it
             pass
         await eventually(lambda: joined(slack_emu, "C_GENERAL", d.message.ts) == "".join(text.split()), 15,
                          message="the whole answer")
@@ -366,7 +369,7 @@ async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, sla
     bot = await start_bot(settings_for(), slack_emu)
     try:
         if where == "thread" and method == "chat.postMessage":
-            while await store.take_now("start:T0001", Budget(18 / 60, 3)) == 0:
+            while await store.budgets.take_now(STREAM_STARTS, Budget(18 / 60, 3)) == 0:
                 pass
         text = "Here is the answer. " + " ".join(f"w{i}" for i in range(60)) + ". The end."
         gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)  # long enough to grow by appends and edits

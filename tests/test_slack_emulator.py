@@ -216,6 +216,19 @@ async def test_not_in_channel_without_chat_write_public(emu):
     await AsyncWebClient(token=TOKEN, base_url=emu.api_url).chat_postMessage(channel="C_RANDOM", text="ok")
 
 
+async def test_conversations_info_needs_the_read_scope_of_its_conversation_type():
+    strict = SlackEmulator(scopes={"chat:write", "groups:read"})
+    await strict.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=strict.api_url)
+        err = await api_error(client.conversations_info(channel="C_RANDOM"))
+        assert (err.response["error"], err.response["needed"]) == ("missing_scope", "channels:read")
+        strict.scopes.add("channels:read")
+        assert (await client.conversations_info(channel="C_RANDOM"))["channel"]["name"] == "random"
+    finally:
+        await strict.stop()
+
+
 async def test_files_upload_v2(emu, client):
     parent = (await client.chat_postMessage(channel="C_GENERAL", text="report follows"))["ts"]
     res = await client.files_upload_v2(channel="C_GENERAL", thread_ts=parent, content="# Report\nbody",

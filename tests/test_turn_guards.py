@@ -15,7 +15,7 @@ from test_chat import MENTION, head, joined, thread_bot_texts
 from slackbot.chat.outcome import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
 from slackbot_emulators.slack import Channel
 from slackbot.slack_out.delivery import STOP_ACTION, TOO_LONG
-from slackbot.store import Budget, Store
+from slackbot.store import Budget, BucketId, Store
 
 
 async def _in_flight(url: str) -> float:
@@ -155,7 +155,7 @@ async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_em
     bot = await start_bot(settings_for(), slack_emu)
     store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
     try:
-        while await store.take_now("start:T0001", Budget(18 / 60, 3)) == 0:  # no native stream to be had
+        while await store.budgets.take_now(BucketId("chat.startStream", "T0001"), Budget(18 / 60, 3)) == 0:  # no stream
             pass
         gemini_emu.script(match="ramble", text="On and on. " * 200, chunk_chars=10, chunk_delay=0.1)
         d = await slack_emu.user_message("C_GENERAL", f"{MENTION} ramble")

@@ -21,6 +21,7 @@ from . import listeners, metrics
 from .chat.lifecycle import TurnLifecycle
 from .config import Settings
 from .gemini import Gemini
+from .slack_out.gateway import SlackGateway
 from .startup import Readiness, listen, require_redis, socket_url, verify_bot_token
 from .store import Store
 from .tasks import TaskTracker
@@ -33,7 +34,8 @@ class Services:
     settings: Settings
     store: Store
     gemini: Gemini
-    client: AsyncWebClient
+    client: AsyncWebClient  # Bolt's own (its authorization and request-scoped helpers)
+    slack: SlackGateway  # every Web API call the bot makes
     lifecycle: TurnLifecycle
     tasks: TaskTracker = field(default_factory=TaskTracker)
     research: object | None = None  # research.jobs.Research, when enabled
@@ -47,7 +49,6 @@ class Services:
 def build_services(settings: Settings, redis_client=None) -> Services:
     """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
     from .research.jobs import Research, ResearchDeps  # research builds on the chat pieces
-    from .slack_out.poster import SlackPoster
     from .store.jobs import JobStore
 
     ttls = {"chain_ttl": settings.chain_ttl_seconds, "dedup_ttl": settings.dedup_ttl_seconds,
@@ -58,13 +59,14 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     else:
         store = Store(redis_client, settings.redis_prefix, **ttls)
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
+    slack = SlackGateway.with_bot_token(settings, store.budgets, client)
     gemini = Gemini(settings)
     tasks = TaskTracker()
-    services = Services(settings, store, gemini, client, TurnLifecycle(settings, store, gemini, client, tasks), tasks,
-                        readiness=Readiness(socket_mode=settings.socket_mode))
+    services = Services(settings, store, gemini, client, slack, TurnLifecycle(settings, store, gemini, slack, tasks),
+                        tasks, readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
-        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, client=client,
-        poster=lambda team: SlackPoster(client, store, settings, team), spawn=services.tasks.spawn,
+        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, slack=slack,
+        spawn=services.tasks.spawn,
         adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 
@@ -201,10 +203,10 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
                                with_worker: bool | None) -> None:
     settings = services.settings
     # /readyz stays red until Slack took the bot token (and the socket is up): a bad token stops here
-    services.readiness.token_ok = await verify_bot_token(services.client, stop)
+    services.readiness.token_ok = await verify_bot_token(services.slack, stop)
     socket_handler = connecting = None
     if settings.socket_mode and services.readiness.token_ok:
-        url = await socket_url(services.client, settings.app_token, stop)
+        url = await socket_url(services.slack, settings.app_token, stop)
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         socket_handler = AsyncSocketModeHandler(bolt, settings.app_token)
@@ -243,7 +245,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await listen(runner, settings, "a worker on the same host as `slackbot serve` needs a PORT of its own")
         stop = stop or _stop_on_signals()
         services.readiness.socket_mode = False  # events are `serve`'s: the worker needs no connection
-        services.readiness.token_ok = await verify_bot_token(services.client, stop)
+        services.readiness.token_ok = await verify_bot_token(services.slack, stop)
         worker = services.research.worker()
         task = asyncio.create_task(worker.run())
         await stop.wait()

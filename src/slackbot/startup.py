@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from .config import ConfigError, Settings
+from .slack_out import calls
+from .slack_out.calls import Request
+from .slack_out.gateway import SlackGateway
 from .store import Store, redact
 
 log = logging.getLogger(__name__)
@@ -57,13 +59,13 @@ class Readiness:
         return self.socket is not None and await self.socket.is_connected()
 
 
-async def _slack_call(call, variable: str, what: str, stop: asyncio.Event) -> dict | None:
+async def _slack_call(slack: SlackGateway, req: Request, variable: str, stop: asyncio.Event) -> dict | None:
     """Call Slack until it answers: the response, None if `stop` was set meanwhile, ConfigError if it
     refused the token. Other failures (network, 5xx, 429) are waited out, one log line each."""
     delay = _RETRY[0]
     while not stop.is_set():
         try:
-            return (await call()).data
+            return await slack.start_up(req)
         except SlackApiError as exc:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = str(data.get("error", ""))
@@ -73,7 +75,7 @@ async def _slack_call(call, variable: str, what: str, stop: asyncio.Event) -> di
             wait, why = (float(after) if after.isdigit() else delay), error or exc.response.status_code
         except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             wait, why = delay, type(exc).__name__
-        log.warning(f"Slack did not answer {what}; retrying", extra={"error": why, "retry_in": wait})
+        log.warning(f"Slack did not answer {req.method}; retrying", extra={"error": why, "retry_in": wait})
         delay = min(delay * 2, _RETRY[1])
         try:
             await asyncio.wait_for(stop.wait(), wait)
@@ -82,14 +84,13 @@ async def _slack_call(call, variable: str, what: str, stop: asyncio.Event) -> di
     return None
 
 
-async def verify_bot_token(client: AsyncWebClient, stop: asyncio.Event) -> bool:
+async def verify_bot_token(slack: SlackGateway, stop: asyncio.Event) -> bool:
     """auth.test until Slack answers: True once it accepted SLACK_BOT_TOKEN (False: stopped first)."""
-    return await _slack_call(client.auth_test, "SLACK_BOT_TOKEN", "auth.test", stop) is not None
+    return await _slack_call(slack, calls.auth_test(), "SLACK_BOT_TOKEN", stop) is not None
 
 
-async def socket_url(client: AsyncWebClient, app_token: str, stop: asyncio.Event) -> str | None:
+async def socket_url(slack: SlackGateway, app_token: str, stop: asyncio.Event) -> str | None:
     """A Socket Mode URL for SLACK_APP_TOKEN, asked here (not inside the SDK's connect loop, which
     retries a refused token forever) so a wrong token stops start-up with one line."""
-    data = await _slack_call(lambda: client.apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN",
-                             "apps.connections.open", stop)
+    data = await _slack_call(slack, calls.open_socket(app_token), "SLACK_APP_TOKEN", stop)
     return data.get("url") if data else None

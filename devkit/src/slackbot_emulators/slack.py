@@ -62,6 +62,7 @@ KNOWN_BLOCK_TYPES = frozenset({
 DEFAULT_SCOPES = frozenset({
     "chat:write", "chat:write.public", "commands", "app_mentions:read", "channels:history",
     "groups:history", "im:history", "mpim:history", "users:read", "files:write", "files:read",
+    "channels:read", "groups:read",
 })
 # Scope checked per method (missing_scope); methods not listed are not scope-checked.
 REQUIRED_SCOPES = {
@@ -72,6 +73,8 @@ REQUIRED_SCOPES = {
 }
 # Reading a conversation (conversations.replies, message.* events) needs its type's history scope.
 HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
+# conversations.info needs its type's read scope.
+READ_SCOPES = {"channel": "channels:read", "group": "groups:read", "im": "im:read"}
 # method -> (per_minute, burst, "team"|"channel"); "*" is every other method, each its own bucket.
 DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
     "chat.update": (50, 50, "team"),  # Tier 3, shared by every conversation
@@ -828,7 +831,10 @@ class SlackEmulator:
         return out
 
     def _api_conversations_info(self, p: dict) -> dict:
-        return {"channel": self._channel_json(self._channel(p.get("channel")))}
+        ch = self._channel(p.get("channel"))
+        if (needed := READ_SCOPES[ch.channel_type]) not in self.scopes:
+            raise SlackError("missing_scope", needed=needed)
+        return {"channel": self._channel_json(ch)}
 
     def _api_conversations_join(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))

@@ -1,30 +1,23 @@
 """Reading Slack for context: people's names, and (rarely) a thread's earlier messages.
 
 `conversations.replies` is Tier 1 for non-Marketplace apps (1 call a minute, 15 messages), so
-it is spent through one Redis bucket per workspace shared by every replica, and only when the
-bot has no chain for a thread: a mention inside a people's thread, or a chain Gemini forgot.
-`users.info` (Tier 4) is spent the same way, and at most SLACKBOT_NAME_LOOKUPS_PER_TURN times a
+it pays its workspace's budget in the gateway (shared by every replica), and is spent only when
+the bot has no chain for a thread: a mention inside a people's thread, or a chain Gemini forgot.
+`users.info` (Tier 4) pays its own budget, and is called at most SLACKBOT_NAME_LOOKUPS_PER_TURN times a
 turn: a message mentioning 1,500 people costs 20 calls, and the rest stay ids.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from ..config import Settings
 from ..files.kinds import display_name
-from ..slack_out.poster import slack_error
+from ..slack_out import calls
+from ..slack_out.gateway import SlackGateway, WorkspaceSlack
 from ..slack_out.render import mentioned_user_ids, slack_to_prompt
-from ..store import Budget, RedisError, Store
-
-log = logging.getLogger(__name__)
 
 REPLIES_LIMIT = 15
 
@@ -33,10 +26,8 @@ class NameCache:
     """user id -> display name, bounded and expiring so the process stays flat. Look-ups go through
     a turn's `TurnNames`, which caps them."""
 
-    def __init__(self, client: AsyncWebClient, store: Store, settings: Settings, size: int = 2000,
-                 ttl: float = 3600):
-        self.client = client
-        self.store = store
+    def __init__(self, slack: SlackGateway, settings: Settings, size: int = 2000, ttl: float = 3600):
+        self.slack = slack
         self.settings = settings
         self.size = size
         self.ttl = ttl
@@ -58,24 +49,13 @@ class NameCache:
     async def look_up(self, team: str, user_id: str) -> str | None:
         """users.info, if the workspace's shared budget has a token now (never waits: a name is not
         worth delaying an answer); None when there is no token or Slack did not answer."""
-        bucket = f"names:{team}"
-        per_minute = self.settings.names_budget_per_minute
-        try:
-            if await self.store.take_now(bucket, Budget(per_minute / 60.0, max(1.0, per_minute / 4))) > 0:
-                return None
-            resp = await self.client.users_info(user=user_id)
-        except (RedisError, OSError, asyncio.TimeoutError):
+        out = await self.slack.for_team(team).now(calls.user_info(user_id))
+        if out.wait or out.unsure:
             return None
-        except SlackApiError as exc:
-            if exc.response is not None and exc.response.status_code == 429:
-                await _penalize(self.store, bucket, exc)
-                return None
-            name = user_id  # user_not_found and the like: remembered as the id
-        else:
-            user = resp.get("user") or {}
-            profile = user.get("profile") or {}
-            name = (profile.get("real_name") or user.get("real_name") or profile.get("display_name")
-                    or user.get("name") or user_id)
+        user = (out.data or {}).get("user") or {}  # user_not_found and the like: remembered as the id
+        profile = user.get("profile") or {}
+        name = (profile.get("real_name") or user.get("real_name") or profile.get("display_name")
+                or user.get("name") or user_id)
         self.remember(user_id, str(name))
         return str(name)
 
@@ -109,34 +89,13 @@ class TurnNames:
         return slack_to_prompt(text, names, bot_user_id)
 
 
-async def _penalize(store: Store, bucket: str, exc: SlackApiError) -> None:
-    """Slack said 429 anyway: every replica's takers of this bucket wait Retry-After."""
-    try:
-        await store.penalize(bucket, float(exc.response.headers.get("Retry-After", 60)))
-    except (RedisError, OSError, ValueError):
-        pass
-
-
-async def read_thread(client: AsyncWebClient, store: Store, settings: Settings, *, team: str, channel: str,
-                      thread_ts: str, oldest: str | None = None) -> list[dict] | None:
-    """A thread's messages (at most REPLIES_LIMIT), or None if the shared budget can't be had promptly."""
-    budget = Budget(settings.replies_budget_per_minute / 60.0, 1.0)
-    deadline = time.monotonic() + settings.replies_wait_seconds
-    extra = {"oldest": oldest} if oldest else {}
-    try:
-        while (wait := await store.take(f"replies:{team}", budget)) > 0:
-            if time.monotonic() + wait > deadline:
-                return None
-            await asyncio.sleep(wait)
-        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=REPLIES_LIMIT, **extra)
-    except (RedisError, OSError):
-        return None
-    except SlackApiError as exc:
-        if exc.response is not None and exc.response.status_code == 429:
-            await _penalize(store, f"replies:{team}", exc)
-        log.warning("conversations.replies failed", extra={"channel": channel, "error": slack_error(exc)[1]})
-        return None
-    return list(resp.get("messages") or [])
+async def read_thread(slack: WorkspaceSlack, settings: Settings, *, channel: str, thread_ts: str,
+                      oldest: str | None = None) -> list[dict] | None:
+    """A thread's messages (at most REPLIES_LIMIT), or None if the shared budget can't be had promptly
+    or Slack did not answer (one try)."""
+    out = await slack.send(calls.replies(channel, thread_ts, REPLIES_LIMIT, oldest), tries=1,
+                           give_up_after=settings.replies_wait_seconds)
+    return list((out.data or {}).get("messages") or []) if out.ok else None
 
 
 @dataclass
@@ -145,12 +104,11 @@ class Transcript:
     files: list[dict] = field(default_factory=list)  # people's files in those messages, oldest first
 
 
-async def thread_transcript(client: AsyncWebClient, store: Store, settings: Settings, names: TurnNames, *,
-                            team: str, channel: str, thread_ts: str, exclude_ts: str,
-                            bot_user_id: str | None) -> Transcript | None:
+async def thread_transcript(slack: WorkspaceSlack, settings: Settings, names: TurnNames, *, channel: str,
+                            thread_ts: str, exclude_ts: str, bot_user_id: str | None) -> Transcript | None:
     """The thread's recent messages as a transcript (with the files people shared in them), or None
     if the shared budget can't be had promptly."""
-    messages = await read_thread(client, store, settings, team=team, channel=channel, thread_ts=thread_ts)
+    messages = await read_thread(slack, settings, channel=channel, thread_ts=thread_ts)
     if messages is None:
         return None
     lines, files = [], []

@@ -21,11 +21,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
 from ..gemini import Gemini
+from ..slack_out.gateway import SlackGateway
 from ..slack_out.plan import Policy
 from ..store import RedisError, Store, TurnRecord
 from ..store.turns import AcceptOutcome
@@ -50,7 +50,7 @@ class _Running:
 class TurnLifecycle:
     """This process's turns: which run here, their leases, their Stop signals."""
 
-    def __init__(self, settings: Settings, store: Store, gemini: Gemini, client: AsyncWebClient, tasks: TaskTracker):
+    def __init__(self, settings: Settings, store: Store, gemini: Gemini, slack: SlackGateway, tasks: TaskTracker):
         self.settings = settings
         self.turns = store.turns
         self.tasks = tasks
@@ -59,7 +59,7 @@ class TurnLifecycle:
         policy = Policy(limit=s.message_chars, min_interval=s.edit_min_interval, stall_after=s.stall_seconds,
                         stream_max_age=s.stream_max_seconds, native=s.delivery == "planner",
                         edits_only=s.delivery == "edits")
-        self.deps = TurnDeps(settings, store, gemini, client, tasks.spawn, NameCache(client, store, settings), policy)
+        self.deps = TurnDeps(settings, store, gemini, slack, tasks.spawn, NameCache(slack, settings), policy)
         self.slots = asyncio.Semaphore(settings.max_concurrent_turns)
         # longer than a lease, so after a crash the survivor of the turn gets its thread first
         self.locks = ThreadLocks(self.turns.try_lock, ttl=self.lease * 3)

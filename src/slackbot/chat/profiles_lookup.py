@@ -7,27 +7,20 @@ next turn tries again.
 
 from __future__ import annotations
 
-import logging
-
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-log = logging.getLogger(__name__)
+from ..slack_out import calls
+from ..slack_out.gateway import WorkspaceSlack
 
 _NAMES: dict[str, str] = {}  # channel id -> name; channel renames are rare and a restart picks them up
+_WAIT_SECONDS = 2.0  # longest a turn waits for the workspace's conversations.info budget
 
 
-async def channel_name(client: AsyncWebClient, channel: str) -> str | None:
+async def channel_name(slack: WorkspaceSlack, channel: str) -> str | None:
     if channel in _NAMES:
         return _NAMES[channel]
     if channel.startswith("D"):
         return None  # a DM has no name
-    try:
-        resp = await client.conversations_info(channel=channel)
-    except (SlackApiError, OSError) as exc:
-        log.warning("channel name lookup failed", extra={"channel": channel, "error": type(exc).__name__})
-        return None
-    name = (resp.get("channel") or {}).get("name")
+    out = await slack.send(calls.channel_info(channel), tries=1, give_up_after=_WAIT_SECONDS)
+    name = ((out.data or {}).get("channel") or {}).get("name")
     if name:
         _NAMES[channel] = name
     return name

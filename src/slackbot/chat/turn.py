@@ -15,18 +15,17 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
 from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought, ToolActivity
 from ..profiles import Profile
+from ..slack_out import calls
 from ..slack_out.answer import Extras, tool_status
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Intent, Policy
-from ..slack_out.poster import SlackPoster, slack_error
+from ..slack_out.gateway import SlackGateway, WorkspaceSlack
 from ..slack_out.render import render_span, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from ..store.turns import Admission
@@ -48,7 +47,7 @@ class TurnDeps:
     settings: Settings
     store: Store
     gemini: Gemini
-    client: AsyncWebClient
+    slack: SlackGateway
     spawn: Callable  # TaskTracker.spawn: tidying that outlives the turn
     names: NameCache
     policy: Policy
@@ -241,7 +240,7 @@ class AnswerTurn:
         record, settings = self.record, self.settings
         bot = record.bot_user_id or None
         transcript = await thread_transcript(
-            self.deps.client, self.deps.store, settings, names, team=record.team, channel=record.channel,
+            self.slack, settings, names, channel=record.channel,
             thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
             given = await turn_parts(record.files, message, settings, bot_user_id=bot)
@@ -251,8 +250,10 @@ class AnswerTurn:
         return given.input, given.note
 
     # --- Slack ------------------------------------------------------------------------------------------
-    def poster(self) -> SlackPoster:
-        return SlackPoster(self.deps.client, self.deps.store, self.settings, self.record.team)
+    @property
+    def slack(self) -> WorkspaceSlack:
+        """Slack for this turn's workspace: every call pays its budget there."""
+        return self.deps.slack.for_team(self.record.team)
 
     def _delivery(self, restored: dict | None) -> AnswerDelivery:
         record = self.record
@@ -262,9 +263,9 @@ class AnswerTurn:
         async def find(shown: str) -> str | None:
             if not record.reply_thread_ts:
                 return None  # a DM's top level: no thread to read back cheaply; posted again
-            return await find_bot_message(self.deps.client, self.deps.store, self.settings, record, shown)
+            return await find_bot_message(self.deps.slack, self.settings, record, shown)
         s = self.settings
-        return AnswerDelivery(self.poster(), self.deps.client, target, self.deps.policy, journal=self.journal.delivered,
+        return AnswerDelivery(self.slack, target, self.deps.policy, journal=self.journal.delivered,
                               max_chars=int(s.max_messages_per_answer * s.message_chars * 0.9),
                               max_messages=s.max_messages_per_answer,
                               status=s.delivery == "planner", restored=restored, find=find)
@@ -290,7 +291,7 @@ class AnswerTurn:
             expected = stream_piece(text, pending.start, pending.end, first=True)
         else:
             expected = render_span(text, pending.start, pending.end, final=not pending.grows)
-        ts = await find_bot_message(self.deps.client, self.deps.store, self.settings, record, expected)
+        ts = await find_bot_message(self.deps.slack, self.settings, record, expected)
         if ts:
             self.delivery.adopt(pending.op, ts, pending.start, pending.end, pending.grows)
             metrics.TURNS_RECONCILED.inc()
@@ -299,7 +300,7 @@ class AnswerTurn:
     async def _profile(self) -> Profile:
         """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
         profiles = self.settings.profile_map
-        name = await channel_name(self.deps.client, self.record.channel) if profiles.needs_names else None
+        name = await channel_name(self.slack, self.record.channel) if profiles.needs_names else None
         return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
 
     async def _admit(self) -> bool:
@@ -311,11 +312,7 @@ class AnswerTurn:
             return True
         line = BUSY_USER.format(n=s.user_max_active_answers) if verdict is Admission.BUSY else FAST_USER
         metrics.EVENTS.labels("turn", "over_quota").inc()
-        try:
-            await self.deps.client.chat_postEphemeral(channel=record.channel, user=record.user, text=line,
-                                                      thread_ts=record.reply_thread_ts or None)
-        except SlackApiError as exc:
-            log.warning("could not tell a user about their quota", extra={"error": slack_error(exc)[1]})
+        await self.slack.send(calls.ephemeral(record.channel, record.user, line, record.reply_thread_ts or None))
         return False
 
     async def _release_user(self) -> None:
@@ -328,25 +325,22 @@ class AnswerTurn:
         """Waiting behind other answers: show at once that this message is next."""
         record = self.record
         if record.reply_thread_ts and self.settings.delivery == "planner":
-            await self.poster().attempt(
-                "status", record.channel, "assistant.threads.setStatus",
-                lambda: self.deps.client.assistant_threads_setStatus(
-                    channel_id=record.channel, thread_ts=record.reply_thread_ts, status="is thinking…",
-                    loading_messages=[why]))
+            await self.slack.now(calls.set_status(record.channel, record.reply_thread_ts, "is thinking…", [why]))
 
     async def say(self, line: str) -> None:
         """One plain line in the turn's thread, through the channel's post budget."""
         from ..slack_out.render import message_payload
 
-        await self.poster().post(self.record.channel, message_payload(f"_{line}_"), self.record.reply_thread_ts or None)
+        await self.slack.send(calls.post(self.record.channel, message_payload(f"_{line}_"),
+                                         self.record.reply_thread_ts or None))
 
 
-async def find_bot_message(client: AsyncWebClient, store: Store, settings: Settings, record: TurnRecord,
+async def find_bot_message(slack: SlackGateway, settings: Settings, record: TurnRecord,
                            expected: str) -> str | None:
     """The ts of a bot message in the turn's thread that shows `expected`, or None (budgeted read)."""
     from .context import read_thread
 
-    messages = await read_thread(client, store, settings, team=record.team, channel=record.channel,
+    messages = await read_thread(slack.for_team(record.team), settings, channel=record.channel,
                                  thread_ts=record.reply_thread_ts, oldest=record.ts)
     for msg in messages or []:
         shown = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]

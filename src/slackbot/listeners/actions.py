@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
-
-from ..slack_out.delivery import STOP_ACTION
-from ..slack_out.poster import slack_error
-
-log = logging.getLogger(__name__)
 
 from ..research.status import CANCEL_ACTION
+from ..slack_out import calls
+from ..slack_out.delivery import STOP_ACTION
 
 
 def register(app: AsyncApp, services) -> None:
@@ -23,13 +17,10 @@ def register(app: AsyncApp, services) -> None:
             services.tasks.spawn(services.research.handle_cancel(body, action), name="research-cancel")
 
     @app.action(STOP_ACTION)
-    async def stop(ack, body, action, client):
+    async def stop(ack, body, action, context):
         await ack()
         user = (body.get("user") or {}).get("id", "")
         reply = await services.lifecycle.request_stop(action.get("value") or "", user)
         if not reply.stopping:
             channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-            try:
-                await client.chat_postEphemeral(channel=channel, user=user, text=reply.line)
-            except SlackApiError as exc:
-                log.warning("could not answer a Stop click", extra={"error": slack_error(exc)[1]})
+            await services.slack.for_team(context.team_id or "").send(calls.ephemeral(channel, user, reply.line))

@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Coroutine
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from .. import metrics
 from ..config import Settings
 from ..gemini import Gemini, GeminiError
-from ..slack_out.poster import SlackPoster, slack_error
+from ..slack_out import calls
+from ..slack_out.gateway import SlackGateway
 from ..store import RedisError
 from ..store.jobs import Job, JobStore
 from . import status as view
@@ -39,8 +38,7 @@ class ResearchDeps:
     settings: Settings
     jobs: JobStore
     gemini: Gemini
-    client: AsyncWebClient
-    poster: Callable[[str], SlackPoster]  # team -> budgeted poster for that workspace
+    slack: SlackGateway  # every Slack call, each paying its workspace's budget
     spawn: Callable[..., object]  # TaskTracker.spawn: work that outlives the Slack request
     adopt_thread: Callable[[str, str, str, str], Awaitable[object]]  # (team, channel, ts, interaction id):
     #                                              follow-ups in the report thread chain onto the research
@@ -52,7 +50,7 @@ class Research:
         self.settings = deps.settings
         self.jobs = deps.jobs
         self.gemini = deps.gemini
-        self.client = deps.client
+        self.slack = deps.slack
 
     def worker(self):
         from .worker import ResearchWorker
@@ -112,22 +110,22 @@ class Research:
 
     async def _start(self, job: Job, command: dict) -> None:
         """Post the status message, start the agent, then put the job on the polling schedule."""
-        try:
-            resp = await self.client.chat_postMessage(channel=job.channel, **view.status_message(job, now=time.time()))
-        except SlackApiError as exc:
+        status = view.status_message(job, now=time.time())
+        out = await self.slack.for_team(job.team).send(calls.post(job.channel, status))
+        if not out.ok:
             await self._end_unstarted(job, "failed")
-            await self._tell(command, view.cannot_post(slack_error(exc)[1]))
+            await self._tell(job.team, command, view.cannot_post(out.error))
             return
-        job.status_ts = resp["ts"]
+        job.status_ts = out.ts
         await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
         try:
             interaction_id, gemini_status = await self.gemini.start_research(job.question)
         except GeminiError as exc:
             log.warning("research start failed", extra={"team": job.team, "channel": job.channel, "kind": exc.kind})
             await self._end_unstarted(job, "failed")
-            await self.deps.poster(job.team).edit(job.channel, job.status_ts, view.status_message(
-                job, now=time.time(), note=f"Gemini could not start the research. {view.RETRY_HINT}"),
-                member=f"job-{job.id}", final=True)
+            await self.slack.for_team(job.team).send(calls.update(job.channel, job.status_ts, view.status_message(
+                job, now=time.time(), note=f"Gemini could not start the research. {view.RETRY_HINT}")),
+                member=f"job-{job.id}")
             return
         started = await self.jobs.start(job.id, status_ts=job.status_ts, interaction_id=interaction_id,
                                         status=gemini_status or "queued", first_poll_in=job.poll_interval)
@@ -152,13 +150,11 @@ class Research:
         except (RedisError, OSError):  # the slot set expires anyway
             log.warning("could not release a research slot", extra={"job": job.id})
 
-    async def _tell(self, command: dict, text: str) -> None:
-        try:
-            await self.client.chat_postEphemeral(channel=command.get("channel_id"), user=command.get("user_id"),
-                                                 text=text)
-        except SlackApiError:  # e.g. not_in_channel: the slash command's response_url always works
-            if command.get("response_url"):
-                await AsyncWebhookClient(command["response_url"]).send(text=text, response_type="ephemeral")
+    async def _tell(self, team: str, command: dict, text: str) -> None:
+        out = await self.slack.for_team(team).send(calls.ephemeral(command.get("channel_id"), command.get("user_id"),
+                                                                   text))
+        if not out.ok and command.get("response_url"):  # e.g. not_in_channel: the response_url always works
+            await AsyncWebhookClient(command["response_url"]).send(text=text, response_type="ephemeral")
 
     # --- Cancel button ------------------------------------------------------------------------
     async def handle_cancel(self, body: dict, action: dict) -> None:
@@ -190,11 +186,9 @@ class Research:
     async def _whisper(self, body: dict, user: str, text: str) -> None:
         """An ephemeral answer to a click: chat.postEphemeral, else the click's response_url."""
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        try:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or ""
+        if (await self.slack.for_team(team).send(calls.ephemeral(channel, user, text))).ok:
             return
-        except SlackApiError as exc:
-            log.warning("could not answer a click", extra={"error": slack_error(exc)[1]})
         if body.get("response_url"):
             await AsyncWebhookClient(body["response_url"]).send(text=text, response_type="ephemeral",
                                                                 replace_original=False)

@@ -25,7 +25,9 @@ import uuid
 
 from .. import metrics
 from ..gemini import GeminiError, ResearchSnapshot
-from ..slack_out.poster import Outcome
+from ..slack_out import calls
+from ..slack_out.calls import Outcome
+from ..slack_out.gateway import MAX_TRIES
 from ..slack_out.render import message_payload, sources_section, split_report
 from ..store import RedisError
 from ..store.jobs import Job
@@ -44,8 +46,7 @@ class ResearchWorker:
         self.settings = research.settings
         self.jobs = research.jobs
         self.gemini = research.gemini
-        self.client = research.client
-        self.poster = research.deps.poster
+        self.slack = research.slack
         self.id = f"w-{uuid.uuid4().hex[:10]}"
         self._claims = itertools.count(1)
         self._stopping = asyncio.Event()
@@ -176,11 +177,11 @@ class ResearchWorker:
         if not await self.jobs.write(job.id, job.owner, {"status": "posting"}, due_in=lease):
             return
         parts = report_parts(snap, self.settings.message_chars)
-        poster = self.poster(job.team)
+        slack = self.slack.for_team(job.team)
         async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
             for index in range(job.parts_posted, len(parts)):
-                ts = await poster.post(job.channel, message_payload(parts[index]), job.status_ts)
-                if ts is None or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
+                out = await slack.send(calls.post(job.channel, message_payload(parts[index]), job.status_ts))
+                if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
                                                            due_in=lease):
                     return  # Slack refused or the lease moved on; the next owner continues from here
             if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
@@ -189,13 +190,11 @@ class ResearchWorker:
         await self._finish(job, "completed", snap)
 
     async def _attach_file(self, job: Job, snap: ResearchSnapshot) -> None:
-        try:
-            await self.client.files_upload_v2(
-                channel=job.channel, thread_ts=job.status_ts, filename="research-report.md",
-                title=view.file_title(job.question), content=_with_sources(snap),
-            )
-        except Exception as exc:  # the report is already in the thread; the file is a convenience
-            log.warning("report file upload failed", extra={"job": job.id, "error": type(exc).__name__})
+        # one try: the report is already in the thread, the file is a convenience, and a blind second
+        # try of the SDK's three-call upload could attach it twice
+        await self.slack.for_team(job.team).send(calls.upload(
+            job.channel, job.status_ts, _with_sources(snap), "research-report.md", view.file_title(job.question)),
+            tries=1)
         await self.jobs.write(job.id, job.owner, {"file_posted": True})
 
     async def _finish(self, job: Job, status: str, snap: ResearchSnapshot | None = None) -> None:
@@ -236,19 +235,20 @@ class ResearchWorker:
         await self.jobs.finish(job.id, job.owner, {"poll_interval": later}, retry_in=current)
 
     async def _post_partial(self, job: Job, snap: ResearchSnapshot) -> None:
-        poster = self.poster(job.team)
+        slack = self.slack.for_team(job.team)
         parts = report_parts(snap, self.settings.message_chars)
         parts[0] = "_The research stopped early; here is what it had so far._\n\n" + parts[0]
         for part in parts:
-            await poster.post(job.channel, message_payload(part), job.status_ts)
+            await slack.send(calls.post(job.channel, message_payload(part), job.status_ts))
 
     async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> Outcome | None:
         """None when there is no status message (its starter died before it was up)."""
         if not job.status_ts:
             return None
-        return await self.poster(job.team).edit(job.channel, job.status_ts,
-                                                view.status_message(job, now=time.time(), note=note),
-                                                member=f"job-{job.id}", final=final)
+        payload = view.status_message(job, now=time.time(), note=note)
+        return await self.slack.for_team(job.team).send(calls.update(job.channel, job.status_ts, payload),
+                                                        member=f"job-{job.id}", priority=final,
+                                                        tries=MAX_TRIES if final else 1)
 
 
 def _with_sources(snap: ResearchSnapshot) -> str:

@@ -8,9 +8,11 @@ and tells the journal (so a survivor can finish the answer if this process dies)
   segment is not: edits are idempotent, and a survivor re-renders an open segment whole.
 The thread status ("<app> is thinking…") is the sign of life while nothing else is visible.
 
-When Slack breaks mid-call (poster.py: a 5xx or a dropped connection; retried with backoff, each try
-paying its budget), a new message may exist although the call failed: before posting it again, the
-thread is read back (`find`, the shared conversations.replies budget) and a message found is adopted.
+Each step is one Slack call through the gateway (gateway.py: its budget, 429s, retries when Slack
+breaks); what Slack's answer means for the segments is decided in settle.py (pure).
+
+When Slack breaks mid-call (a 5xx or a dropped connection), a new message may exist although the call
+failed: before posting it again, the thread is read back (`find`, the shared conversations.replies budget) and a message found is adopted.
 An append that may have landed is never repeated: the stream is stopped and its span shown whole by
 edits. If Slack keeps failing, the answer gives up (`gave_up`) and the runner says so in one line.
 """
@@ -25,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from .. import metrics
+from . import calls
 from .answer import final_messages, split_tables
+from .calls import Outcome, Request
+from .gateway import WorkspaceSlack
 from .plan import Intent, Policy, Segment, Step, View, next_step
-from .poster import SlackPoster
+from .settle import CREATES, PRIORITY_LANES, Settled, abandoned, lane, settle
 from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ _STATUS_EVERY = 2.0  # seconds between thought-summary status updates
 _CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
 MAX_IMAGES = 4  # images from code runs uploaded per answer
 TOO_LONG = "The answer was too long for Slack, so I stopped here."
-_CREATES = ("start", "post", "post_open")  # the planner's steps that make a new Slack message
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,9 @@ Find = Callable[[str], Awaitable[str | None]]  # a bot message in the thread sho
 
 
 class AnswerDelivery:
-    def __init__(self, poster: SlackPoster, client: AsyncWebClient, target: Target, policy: Policy, *,
-                 journal: Journal, max_chars: int, max_messages: int, status: bool = True,
-                 restored: dict | None = None, find: Find | None = None):
-        self.poster = poster
-        self.client = client
+    def __init__(self, slack: WorkspaceSlack, target: Target, policy: Policy, *, journal: Journal, max_chars: int,
+                 max_messages: int, status: bool = True, restored: dict | None = None, find: Find | None = None):
+        self.slack = slack
         self.target = target
         self.policy = policy if target.thread_ts else dataclasses.replace(policy, native=False)
         self.journal = journal
@@ -181,7 +180,8 @@ class AnswerDelivery:
             await self._upload_images(runs)
         if self.capped and not self.broken:  # the notes did not fit: one closing line past the cap
             line = " ".join(notes if TOO_LONG in notes else [*notes, TOO_LONG])
-            if await self.poster.post(self.target.channel, message_payload(f"_{line}_"), self.target.thread_ts):
+            if (await self.slack.send(calls.post(self.target.channel, message_payload(f"_{line}_"),
+                                                 self.target.thread_ts))).ok:
                 self.calls["post"] += 1
         if self._status_live:
             await self._set_status("", None, attempts=10)
@@ -214,8 +214,7 @@ class AnswerDelivery:
     async def _run(self) -> None:
         try:
             for seg in self._restored_streams:
-                await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
-                    channel=self.target.channel, ts=seg.ts))
+                await self._retry(calls.stop_stream(self.target.channel, seg.ts))
             while not self.broken:
                 self._changed.clear()
                 step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
@@ -225,10 +224,13 @@ class AnswerDelivery:
                 if step.op == "wait":
                     await self._sleep(step.until)
                     continue
-                if step.op in _CREATES and not self._may_create():
+                if step.op in CREATES and not self._may_create():
                     self._stop_at_cap()
                     continue
-                await getattr(self, f"_{step.op}")(step)
+                if step.op == "seal":
+                    await self._seal()
+                else:
+                    await self._carry_out(step)
         except asyncio.CancelledError:
             raise
         except Exception:  # the runner still ends the turn with one line; never a silent hang
@@ -255,110 +257,73 @@ class AnswerDelivery:
         self.text = self.text[: self.segments[-1].end if self.segments else 0]
         self.truncated = self.capped = True
 
-    def _learn(self, budget: str, wait: float) -> None:
-        self.free_at[budget] = time.monotonic() + wait
-
     # --- steps --------------------------------------------------------------------------------------
-    async def _start(self, step: Step) -> None:
-        t = self.target
-        piece = neutralize_slack_markup(stream_piece(self.text, step.start, step.end, first=True))
-        out = await self.poster.attempt("start", t.channel, "chat.startStream", lambda: self.client.chat_startStream(
-            channel=t.channel, thread_ts=t.thread_ts, markdown_text=piece, recipient_user_id=t.recipient_user,
-            recipient_team_id=t.recipient_team), before=lambda: self._intent("start", step))
-        if out.ok:
-            self._new(Segment("stream", out.data["ts"], step.start, step.end), "stream")
+    async def _carry_out(self, step: Step) -> None:
+        """One step: its Slack call on its budget, then what Slack's answer means for the segments."""
+        on = lane(step, first_words=not self.segments or self.done)
+        req, button = self._request(step)
+        out = await self._spend(on, req, step)
+        last = self.segments[-1] if self.segments else None
+        settled = settle(step, out, last, lane=on, now=time.monotonic(), button=button)
+        if settled.look and await self._found(step, req):
+            return
+        await self._apply(settled)
+        if settled.abandon_stream and last is not None:
+            self.segments[-1] = abandoned(last, await self._retry(calls.stop_stream(self.target.channel, last.ts)))
             await self._journal()
-        elif out.unsure and await self._found("start", step, piece):
-            pass
-        elif out.wait:
-            self._learn("start", out.wait)
-        else:  # e.g. channel_type_not_supported, a Slack Connect recipient: edits and posts carry it
+
+    def _request(self, step: Step) -> tuple[Request, bool]:
+        """The Slack call a step makes, and whether the message it posts carries the Stop button."""
+        t, seg = self.target, self.segments[-1] if self.segments else None
+        if step.op == "start":
+            piece = neutralize_slack_markup(stream_piece(self.text, step.start, step.end, first=True))
+            return calls.start_stream(t.channel, t.thread_ts, piece, recipient_user=t.recipient_user,
+                                      recipient_team=t.recipient_team), False
+        if step.op == "append":
+            return calls.append_stream(t.channel, seg.ts, neutralize_slack_markup(self.text[seg.end:step.end])), False
+        if step.op == "stop":
+            return calls.stop_stream(t.channel, seg.ts, stream_closing(self.text, seg.start, seg.end)), False
+        if step.op == "edit":
+            body = render_span(self.text, seg.start, step.end, final=step.final)
+            return calls.update(t.channel, seg.ts, self._payload(body, button=seg.has_button and not step.final)), False
+        grows = step.op == "post_open"
+        payload = self._payload(render_span(self.text, step.start, step.end, final=not grows),
+                                button=grows and not self.segments)
+        return calls.post(t.channel, payload, t.thread_ts), len(payload["blocks"]) > 1
+
+    async def _spend(self, on: str, req: Request, step: Step) -> Outcome:
+        """The call if its budget has a token now. A new message's intent is journalled once the token is
+        ours, just ahead of the call. The channel's posts go round its answers in turn."""
+        wait = await self.slack.take(req, priority=on in PRIORITY_LANES,
+                                     queue_as=self.target.turn_id if on.startswith("post") else None)
+        if wait > 0:
+            return Outcome(False, wait=wait)
+        if step.op in CREATES:
+            await self._intent(step)
+        return await self.slack.call(req)
+
+    async def _apply(self, settled: Settled) -> None:
+        if settled.created:
+            self.segments.append(settled.segment)
+            self._status_live = False  # Slack clears the status when the app posts in the thread
+        elif settled.segment is not None:
+            self.segments[-1] = settled.segment
+        if settled.counted:
+            self.calls[settled.counted] += 1
+        if settled.shown:
+            self._shown(settled.segment.changed_at)
+        for name, wait in settled.waits.items():
+            self.free_at[name] = time.monotonic() + wait
+        if not settled.native:
             self.policy = dataclasses.replace(self.policy, native=False)
-
-    async def _append(self, step: Step) -> None:
-        seg = self.segments[-1]
-        piece = neutralize_slack_markup(self.text[seg.end:step.end])
-        out = await self.poster.attempt("append", self.target.channel, "chat.appendStream",
-                                        lambda: self.client.chat_appendStream(channel=self.target.channel, ts=seg.ts,
-                                                                              markdown_text=piece))
-        if out.ok:
-            seg.end = step.end
-            self._changed_now(seg, "append")
-        elif out.unsure:
-            await self._append_unsure(seg)
-        elif out.wait:
-            self._learn("append", out.wait)
-        else:
-            await self._stream_gone(seg, out.error)
-
-    async def _stop(self, step: Step) -> None:
-        seg = self.segments[-1]
-        closing = stream_closing(self.text, seg.start, seg.end)
-        out = await self.poster.attempt("stop", self.target.channel, "chat.stopStream",
-                                        lambda: self.client.chat_stopStream(channel=self.target.channel, ts=seg.ts,
-                                                                            markdown_text=closing or None))
-        if out.ok or (out.error and not out.wait):
-            seg.open, seg.final = False, True
-            self.calls["stop"] += out.ok
-            await self._journal()
-        else:
-            self._learn("stop", out.wait)
-
-    async def _stream_gone(self, seg: Segment, error: str) -> None:
-        """Slack closed the stream (expired, or stopped by the user): what it shows stays; go on below."""
-        if error == "stopped_by_user":
+        if settled.user_stopped:
             self.user_stopped = True
-        seg.open = False
-        self.policy = dataclasses.replace(self.policy, native=False)
-        await self._journal()
-
-    async def _post(self, step: Step, *, grows: bool = False) -> None:
-        t = self.target
-        body = render_span(self.text, step.start, step.end, final=not grows)
-        payload = self._payload(body, button=grows and not self.segments)
-        budget = "post" if self.segments and not self.done else "post:first"  # first words and finals first
-        out = await self.poster.attempt(budget, t.channel, "chat.postMessage", lambda: self.client.chat_postMessage(
-            channel=t.channel, thread_ts=t.thread_ts, **payload), before=lambda: self._intent("post", step, grows),
-            queue_as=t.turn_id)  # the channel's posts go round its answers in turn
-        if out.ok:
-            seg = Segment("edit" if grows else "post", out.data["ts"], step.start, step.end, open=grows,
-                          final=not grows)
-            seg.has_button = len(payload["blocks"]) > 1
-            self._new(seg, "post")
-            await self._journal()
-        elif out.unsure and await self._found("post", step, payload["blocks"][0]["text"], grows):
-            pass
-        elif out.wait:
-            self._learn(budget, out.wait)
-        else:
-            self.broken = True  # not_in_channel, channel_not_found, ...: logged by the poster
-            self.gave_up = out.unsure
-
-    async def _post_open(self, step: Step) -> None:
-        await self._post(step, grows=True)
-
-    async def _edit(self, step: Step) -> None:
-        seg = self.segments[-1]
-        body = render_span(self.text, seg.start, step.end, final=step.final)
-        payload = self._payload(body, button=seg.has_button and not step.final)
-        budget = "edit:final" if step.final else "edit"
-        out = await self.poster.attempt(budget, self.target.channel, "chat.update",
-                                        lambda: self.client.chat_update(channel=self.target.channel, ts=seg.ts,
-                                                                        **payload))
-        if out.ok:
-            seg.end, seg.final = step.end, step.final
-            if step.final:
-                seg.has_button = False
-            self._changed_now(seg, "edit")
-        elif out.wait:
-            self._learn(budget, out.wait)
-            if not step.final:
-                self._learn("edit:final", 0)
-        else:  # the message is gone (deleted) or refuses edits: leave it, go on below
-            seg.open = False
+        if settled.broken:
+            self.broken, self.gave_up = True, settled.gave_up
+        if settled.journal:
             await self._journal()
 
-    async def _seal(self, step: Step) -> None:
+    async def _seal(self) -> None:
         seg = self.segments[-1]
         seg.open = False
         if seg.kind == "stream":
@@ -368,32 +333,21 @@ class AnswerDelivery:
         await self._journal()
 
     # --- when Slack broke mid-call -----------------------------------------------------------------
-    async def _found(self, op: str, step: Step, shown: str, grows: bool = False) -> bool:
+    async def _found(self, step: Step, req: Request) -> bool:
         """A new message whose call failed mid-way: if Slack has it anyway, adopt it instead of posting twice."""
+        op = "start" if step.op == "start" else "post"
+        shown = req.args["markdown_text"] if op == "start" else req.args["blocks"][0]["text"]
         ts = await self.find(shown) if self.find is not None else None
         if ts is None:
             return False
-        seg = self.adopt(op, ts, step.start, step.end, grows)
+        seg = self.adopt(op, ts, step.start, step.end, step.op == "post_open")
         if op == "start":  # a stream nobody appends to again: stopped, then grown by edits
             self._restored_streams.remove(seg)
-            await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
-                channel=self.target.channel, ts=ts))
+            await self._retry(calls.stop_stream(self.target.channel, ts))
+        seg.changed_at = seg.started_at = time.monotonic()
         self.segments.pop()
-        self._new(seg, op)
-        await self._journal()
+        await self._apply(Settled(seg, created=True, counted=op, shown=True, journal=True))
         return True
-
-    async def _append_unsure(self, seg: Segment) -> None:
-        """An append Slack may have applied: appending again could double it. The stream is stopped and its
-        span shown whole by edits (idempotent); if even the stop fails, the answer goes on below it."""
-        self.policy = dataclasses.replace(self.policy, native=False)
-        stopped = await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
-            channel=self.target.channel, ts=seg.ts))
-        if stopped:
-            seg.kind, seg.end, seg.final = "edit", seg.start, False
-        else:
-            seg.open = False
-        await self._journal()
 
     # --- helpers -------------------------------------------------------------------------------------
     def _payload(self, body: str, *, button: bool) -> dict:
@@ -404,39 +358,28 @@ class AnswerDelivery:
                 "text": {"type": "plain_text", "text": "Stop"}}]}]
         return payload
 
-    def _new(self, seg: Segment, kind: str) -> None:
-        now = time.monotonic()
-        seg.changed_at = seg.started_at = now
-        self.segments.append(seg)
-        self._status_live = False  # Slack clears the status when the app posts in the thread
-        self._changed_now(seg, kind)
-
-    def _changed_now(self, seg: Segment, kind: str) -> None:
-        now = time.monotonic()
-        seg.changed_at = self.last_visible = now
-        self.calls[kind] += 1
+    def _shown(self, at: float) -> None:
+        self.last_visible = at
         if self.first_visible_at is None:
-            self.first_visible_at = now
+            self.first_visible_at = at
             if self.first_text_at is not None:
-                metrics.FIRST_TEXT.observe(now - self.first_text_at)
+                metrics.FIRST_TEXT.observe(at - self.first_text_at)
 
-    async def _intent(self, op: str, step: Step, grows: bool = False) -> None:
+    async def _intent(self, step: Step) -> None:
+        op = "start" if step.op == "start" else "post"
         await self.journal({"segs": [s.to_json() for s in self.segments],
-                            "pending": Intent(op, step.start, step.end, grows).to_json()})
+                            "pending": Intent(op, step.start, step.end, step.op == "post_open").to_json()})
 
     async def _journal(self) -> None:
         await self.journal({"segs": [s.to_json() for s in self.segments]})
 
     async def _set_status(self, status: str, loading: list[str] | None, attempts: int = 1,
                           unless_visible: bool = False) -> None:
-        t = self.target
-        kwargs = {"loading_messages": loading} if loading else {}
+        req = calls.set_status(self.target.channel, self.target.thread_ts, status, loading)
         for _ in range(attempts):
             if unless_visible and self.visible:
                 return  # the first words came first
-            out = await self.poster.attempt("status", t.channel, "assistant.threads.setStatus",
-                                            lambda: self.client.assistant_threads_setStatus(
-                                                channel_id=t.channel, thread_ts=t.thread_ts, status=status, **kwargs))
+            out = await self.slack.now(req)
             if out.ok:
                 self._status_live, self._status_at = bool(status), time.monotonic()
                 self.calls["status"] += 1
@@ -449,15 +392,12 @@ class AnswerDelivery:
         self._cleanup.append(asyncio.create_task(coro))
 
     async def _stop_later(self, seg: Segment) -> None:
-        closing = stream_closing(self.text, seg.start, seg.end)
-        await self._retry("stop", "chat.stopStream", lambda: self.client.chat_stopStream(
-            channel=self.target.channel, ts=seg.ts, markdown_text=closing or None))
+        await self._retry(calls.stop_stream(self.target.channel, seg.ts, stream_closing(self.text, seg.start, seg.end)))
 
     async def _finalise_later(self, seg: Segment) -> None:
         """A sealed message still shows its growing rendering (or the Stop button): tidy it when an edit is free."""
         payload = self._payload(render_span(self.text, seg.start, seg.end, final=True), button=False)
-        await self._retry("edit", "chat.update", lambda: self.client.chat_update(
-            channel=self.target.channel, ts=seg.ts, **payload))
+        await self._retry(calls.update(self.target.channel, seg.ts, payload))
 
     async def _final_layout(self, payloads: list[dict]) -> None:
         """Bring the answer's messages in line with its final layout: edit what differs (priority edits,
@@ -469,7 +409,7 @@ class AnswerDelivery:
                 if not self._may_create():
                     self.capped = True
                     return
-                if await self.poster.post(t.channel, payload, t.thread_ts, find=self._find_posted) is None:
+                if not (await self.slack.send(calls.post(t.channel, payload, t.thread_ts), find=self._find_posted)).ok:
                     return
                 self.calls["post"] += 1
                 self._layout_posts += 1
@@ -478,34 +418,28 @@ class AnswerDelivery:
             shown = render_span(self.text, seg.start, seg.end, final=True)
             if payload["blocks"] == message_payload(shown)["blocks"] and not seg.has_button:
                 continue
-            if (await self.poster.edit(t.channel, seg.ts, payload, member=t.turn_id, final=True)).ok:
+            if (await self.slack.send(calls.update(t.channel, seg.ts, payload), member=t.turn_id)).ok:
                 self.calls["edit"] += 1
-        for seg in self.segments[len(payloads):]:
-            try:
-                await self.client.chat_delete(channel=t.channel, ts=seg.ts)
-            except (SlackApiError, OSError, asyncio.TimeoutError):  # untidy, not wrong
-                log.warning("could not delete a surplus answer message", extra={"channel": t.channel})
+        for seg in self.segments[len(payloads):]:  # left standing if Slack refuses: untidy, not wrong
+            await self.slack.send(calls.delete(t.channel, seg.ts))
 
     async def _upload_images(self, runs: list) -> None:
         """Images the code produced (plots), uploaded into the answer's thread."""
         images = [(n, i, img) for n, run in enumerate(runs, 1) for i, img in enumerate(run.images, 1)]
         for n, i, img in images[:MAX_IMAGES]:  # a loop that plots 50 times should not flood the thread
             ext = (img.mime_type.split("/")[-1] or "png").replace("jpeg", "jpg")
-            try:
-                await self.client.files_upload_v2(channel=self.target.channel, thread_ts=self.target.thread_ts,
-                                                  content=img.data, filename=f"code-run-{n}-{i}.{ext}",
-                                                  title=f"Code run {n} output {i}")
-            except (SlackApiError, OSError, asyncio.TimeoutError):
-                log.warning("could not upload a code image", extra={"channel": self.target.channel})
+            # one try: the SDK's upload is three calls, and a blind second try could show the image twice
+            await self.slack.send(calls.upload(self.target.channel, self.target.thread_ts, img.data,
+                                               f"code-run-{n}-{i}.{ext}", f"Code run {n} output {i}"), tries=1)
 
-    async def _find_posted(self, body: dict) -> str | None:
-        return await self.find(body["blocks"][0].get("text", "")) if self.find is not None else None
+    async def _find_posted(self, req: Request) -> str | None:
+        return await self.find(req.args["blocks"][0].get("text", "")) if self.find is not None else None
 
-    async def _retry(self, budget: str, method: str, call) -> bool:
+    async def _retry(self, req: Request) -> bool:
         """Keep trying a call through its budget's waits (bounded); True once Slack accepted it."""
         deadline = time.monotonic() + _CLEANUP_SECONDS
         while time.monotonic() < deadline:
-            out = await self.poster.attempt(budget, self.target.channel, method, call)
+            out = await self.slack.now(req)
             if out.ok or not out.wait:
                 return out.ok
             await asyncio.sleep(min(out.wait, max(0.05, deadline - time.monotonic())))

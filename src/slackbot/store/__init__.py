@@ -1,14 +1,12 @@
 """Every Redis key and atomic script the bot uses, in one place.
 
-Shared state between replicas lives here and only here: rate budgets (token buckets) in this module;
+Shared state between replicas lives here and only here: rate budgets (token buckets) in `budgets.py`;
 chat turns (dedup, journal, thread chains and locks, quotas) in `turns.py`; research jobs in `jobs.py`. Each multi-step
 decision is one Lua script so two replicas can never interleave inside it. Scripts read the
 clock with Redis' TIME so replicas with skewed clocks still agree.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -18,9 +16,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
+from .budgets import Budget, BucketId, BudgetStore
 from .turns import TurnRecord, TurnStore
 
-__all__ = ["Store", "RedisError", "Budget", "TurnRecord", "TurnStore", "redact"]
+__all__ = ["Store", "RedisError", "Budget", "BucketId", "BudgetStore", "TurnRecord", "TurnStore", "redact"]
 
 
 def redact(url: str) -> str:
@@ -31,101 +30,6 @@ def redact(url: str) -> str:
         return "redis://…"
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
-# The bucket's state, refilled to now (Redis' clock): both takers below start from it. A 429's penalty
-# factor recovers linearly. Needs `now`, `rate`, `cap`, `recovery`; defines tokens, factor, pause.
-_REFILL = """
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'factor', 'pause')
-local tokens = tonumber(b[1]) or cap
-local ts = tonumber(b[2]) or now
-local factor = tonumber(b[3]) or 1
-local pause = tonumber(b[4]) or 0
-local elapsed = math.max(0, now - ts)
-factor = math.min(1, factor + elapsed * recovery)
-tokens = math.min(cap, tokens + elapsed * rate * factor)
-"""
-
-# Token bucket with a reserve and two fair queues (each served oldest first): priority takers
-# (final edits) may use the reserve and go before everyone in the normal queue (intermediate edits).
-# KEYS: bucket hash, normal queue zset, normal seen zset, priority queue zset, priority seen zset
-#       (queue score = when the taker began waiting, seen score = when it last asked)
-# ARGV: rate/s, capacity, reserve, member, priority (1/0), stale seconds, key ttl seconds,
-#       recovery per second (of the 429 penalty factor)
-# Returns milliseconds to wait (0 = granted). Lua numbers become integers on return, hence ms.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local member, priority = ARGV[4], tonumber(ARGV[5])
-local stale, ttl, recovery = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-""" + _REFILL + """local eff = rate * factor
-local queue, seen = KEYS[2], KEYS[3]
-if priority == 1 then queue, seen = KEYS[4], KEYS[5] end
-local function save(w)
-  redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'factor', factor, 'pause', pause)
-  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
-  return math.ceil(w * 1000)
-end
--- takers that stopped asking (their answer ended or their process died) leave the queues
-for _, pair in ipairs({{KEYS[2], KEYS[3]}, {KEYS[4], KEYS[5]}}) do
-  local gone = redis.call('ZRANGEBYSCORE', pair[2], '-inf', now - stale)
-  for _, m in ipairs(gone) do redis.call('ZREM', pair[1], m); redis.call('ZREM', pair[2], m) end
-end
-if now < pause then return save(pause - now) end
-redis.call('ZADD', queue, 'NX', now, member)
-redis.call('ZADD', seen, now, member)
-local rank = redis.call('ZRANK', queue, member)
-local avail = tokens
-if priority == 0 then avail = tokens - reserve - redis.call('ZCARD', KEYS[4]) end
-if avail >= 1 and rank < math.floor(avail) then
-  tokens = tokens - 1
-  redis.call('ZREM', queue, member)
-  redis.call('ZREM', seen, member)
-  return save(0)
-end
-return save(math.max(0.05, (rank + 1 - avail) / eff))
-"""
-
-# Take one token now if there is one (beyond `reserve` for ordinary takers), else say how long until
-# there would be. No queue: the delivery planner decides what to do meanwhile (another budget may
-# carry the text). KEYS: bucket hash; ARGV: rate/s, capacity, reserve, key ttl, recovery per second.
-# Returns milliseconds to wait (0 = granted).
-_TAKE_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local rate, cap, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local recovery = tonumber(ARGV[5])
-""" + _REFILL + """local wait = 0
-if now < pause then wait = pause - now
-elseif tokens - reserve >= 1 then tokens = tokens - 1
-else wait = math.max(0.02, (1 + reserve - tokens) / (rate * factor)) end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'factor', factor, 'pause', pause)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return math.ceil(wait * 1000)
-"""
-
-# After a 429: stop everyone until Retry-After, empty the bucket, slow the refill for a while.
-_PENALIZE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local until_ = now + tonumber(ARGV[1])
-local b = redis.call('HMGET', KEYS[1], 'factor', 'pause')
-local factor = math.max(tonumber(ARGV[3]), (tonumber(b[1]) or 1) * tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'tokens', 0, 'ts', now, 'factor', factor,
-           'pause', math.max(until_, tonumber(b[2]) or 0))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return 1
-"""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A token bucket's shape: refill per second, burst capacity, tokens kept for priority takers."""
-
-    rate: float
-    capacity: float
-    reserve: float = 0.0
-
-
 class Store:
     def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot", *, chain_ttl: int, dedup_ttl: int,
                  journal_ttl: int = 3600):
@@ -134,9 +38,7 @@ class Store:
         self.chain_ttl = chain_ttl
         self.dedup_ttl = dedup_ttl
         self.turns = TurnStore(redis, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
-        self._take = redis.register_script(_TAKE)
-        self._take_now = redis.register_script(_TAKE_NOW)
-        self._penalize = redis.register_script(_PENALIZE)
+        self.budgets = BudgetStore(redis, prefix)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int, journal_ttl: int = 3600,
@@ -187,36 +89,3 @@ class Store:
     async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
         """Compare-and-set the chain head; refreshes the TTL to Gemini's retention (and the bot's presence)."""
         return await self.turns.move_head(team, channel, thread_ts, expected, new)
-
-    # --- rate budgets ------------------------------------------------------------------------
-    def _bucket_keys(self, name: str) -> list[str]:
-        base = f"{self.p}:bucket:{name}"
-        return [base, f"{base}:waiters", f"{base}:seen", f"{base}:pwaiters", f"{base}:pseen"]
-
-    async def take(self, name: str, budget: Budget, *, member: str = "-", priority: bool = True,
-                   stale: float = 5.0, recovery: float = 1 / 300) -> float:
-        """Try to take one token. Returns 0.0 when granted, else seconds to wait before asking again.
-
-        Takers queue fairly (longest waiting first); priority takers go first and may use the reserve.
-        A taker that stops asking for `stale` seconds loses its place.
-        """
-        ttl = max(120, int(budget.capacity / budget.rate) + 60)
-        ms = await self._take(
-            keys=self._bucket_keys(name),
-            args=[budget.rate, budget.capacity, budget.reserve, member, 1 if priority else 0, stale, ttl, recovery],
-        )
-        return int(ms) / 1000.0
-
-    async def take_now(self, name: str, budget: Budget, *, priority: bool = False,
-                       recovery: float = 1 / 300) -> float:
-        """One token now (0.0) or the seconds until one would be free; priority takers may use the reserve."""
-        ttl = max(120, int(budget.capacity / budget.rate) + 60)
-        reserve = 0.0 if priority else budget.reserve
-        ms = await self._take_now(keys=self._bucket_keys(name)[:1],
-                                  args=[budget.rate, budget.capacity, reserve, ttl, recovery])
-        return int(ms) / 1000.0
-
-    async def penalize(self, name: str, retry_after: float, *, factor: float = 0.7, floor: float = 0.3) -> None:
-        """Slack said 429 anyway: pause every taker of this bucket and slow its refill."""
-        await self._penalize(keys=self._bucket_keys(name)[:1], args=[retry_after, factor, floor, 3600])
-

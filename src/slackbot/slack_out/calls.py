@@ -1,0 +1,148 @@
+"""Every Slack Web API call the bot makes, as data: one builder per method, and the budget each pays.
+
+Pure: no I/O. The gateway (gateway.py) makes the calls; `budgets` is the one table of what each
+method costs, and the list of methods the bot may call at all (the gateway refuses any other, and
+tests/test_manifest.py checks the manifest's scopes against it). Adding a method (views.publish,
+assistant.search.context, canvases, agent sessions) is a builder here and a row in `budgets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..config import Settings
+from ..store.budgets import Budget
+
+
+class Per(Enum):
+    TEAM = "team"  # one bucket per workspace, shared by every channel and replica
+    CHANNEL = "channel"  # one bucket per channel of a workspace
+    START_UP = "start-up"  # no bucket: once per process, retried after Retry-After by startup.py
+
+
+@dataclass(frozen=True)
+class Pays:
+    budget: Budget | None
+    per: Per = Per.TEAM
+
+
+def budgets(s: Settings) -> dict[str, Pays]:
+    """Slack method -> the budget it pays. Settings tune the busy ones; the rest keep under Slack's
+    published tier (Tier 3 ~50/min, Tier 4 ~100/min) with room for other apps' calls."""
+    starts = Budget(s.stream_starts_per_minute / 60.0, 3.0)
+    return {
+        # one post a channel is kept for an answer's first message, so continuations never delay a sign of life
+        "chat.postMessage": Pays(Budget(s.post_per_channel_per_second, s.post_burst, reserve=1.0), Per.CHANNEL),
+        # final edits may use the reserve and skip the queue, so finished answers land first
+        "chat.update": Pays(Budget(s.edit_budget_per_minute / 60.0, s.edit_budget_burst, s.edit_final_reserve)),
+        "chat.delete": Pays(Budget(40 / 60.0, 5.0)),  # Tier 3
+        "chat.postEphemeral": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
+        "chat.startStream": Pays(starts),  # Tier 2
+        "chat.stopStream": Pays(starts),  # Tier 2, a bucket of its own
+        "chat.appendStream": Pays(Budget(s.stream_appends_per_minute / 60.0, 10.0)),  # Tier 4
+        "assistant.threads.setStatus": Pays(Budget(s.status_per_minute / 60.0, 100.0)),
+        # files_upload_v2: files.getUploadURLExternal, the upload, then this (both Tier 4): one token a file
+        "files.completeUploadExternal": Pays(Budget(40 / 60.0, 5.0)),
+        "conversations.replies": Pays(Budget(s.replies_budget_per_minute / 60.0, 1.0)),  # Tier 1
+        "conversations.info": Pays(Budget(40 / 60.0, 10.0)),  # Tier 3
+        "users.info": Pays(Budget(s.names_budget_per_minute / 60.0, max(1.0, s.names_budget_per_minute / 4))),
+        "auth.test": Pays(None, Per.START_UP),
+        "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
+    }
+
+
+@dataclass(frozen=True)
+class Request:
+    """One Web API call: Slack's method name, its arguments, and the channel it acts in (for
+    per-channel budgets and log lines)."""
+
+    method: str
+    args: dict = field(repr=False)  # message text and tokens stay out of reprs and logs
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One budgeted Slack call: done (with its answer), or not made (wait = seconds until a token,
+    or until a retry after Slack broke), or failed."""
+
+    ok: bool
+    wait: float = 0.0
+    error: str = ""
+    data: dict | None = None
+    unsure: bool = False  # Slack broke mid-call (5xx, connection): the write may have happened
+
+    @property
+    def ts(self) -> str:
+        return str((self.data or {}).get("ts") or "")
+
+
+def _given(**args) -> dict:
+    return {k: v for k, v in args.items() if v is not None}
+
+
+# --- messages -------------------------------------------------------------------------------------
+def post(channel: str, payload: dict, thread_ts: str | None = None) -> Request:
+    return Request("chat.postMessage", _given(channel=channel, thread_ts=thread_ts, **payload), channel)
+
+
+def update(channel: str, ts: str, payload: dict) -> Request:
+    return Request("chat.update", {"channel": channel, "ts": ts, **payload}, channel)
+
+
+def delete(channel: str, ts: str) -> Request:
+    return Request("chat.delete", {"channel": channel, "ts": ts}, channel)
+
+
+def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) -> Request:
+    return Request("chat.postEphemeral", _given(channel=channel, user=user, text=text, thread_ts=thread_ts), channel)
+
+
+# --- native streams and the thread status -------------------------------------------------------
+def start_stream(channel: str, thread_ts: str | None, markdown_text: str, *, recipient_user: str,
+                 recipient_team: str) -> Request:
+    return Request("chat.startStream", _given(channel=channel, thread_ts=thread_ts, markdown_text=markdown_text,
+                                              recipient_user_id=recipient_user, recipient_team_id=recipient_team),
+                   channel)
+
+
+def append_stream(channel: str, ts: str, markdown_text: str) -> Request:
+    return Request("chat.appendStream", {"channel": channel, "ts": ts, "markdown_text": markdown_text}, channel)
+
+
+def stop_stream(channel: str, ts: str, markdown_text: str | None = None) -> Request:
+    return Request("chat.stopStream", _given(channel=channel, ts=ts, markdown_text=markdown_text or None), channel)
+
+
+def set_status(channel: str, thread_ts: str | None, status: str, loading: list[str] | None = None) -> Request:
+    return Request("assistant.threads.setStatus", _given(channel_id=channel, thread_ts=thread_ts, status=status,
+                                                         loading_messages=loading or None), channel)
+
+
+# --- files ----------------------------------------------------------------------------------------
+def upload(channel: str, thread_ts: str | None, content: bytes | str, filename: str, title: str) -> Request:
+    return Request("files.completeUploadExternal", _given(channel=channel, thread_ts=thread_ts, content=content,
+                                                          filename=filename, title=title), channel)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def replies(channel: str, ts: str, limit: int, oldest: str | None = None) -> Request:
+    return Request("conversations.replies", _given(channel=channel, ts=ts, limit=limit, oldest=oldest), channel)
+
+
+def user_info(user: str) -> Request:
+    return Request("users.info", {"user": user})
+
+
+def channel_info(channel: str) -> Request:
+    return Request("conversations.info", {"channel": channel}, channel)
+
+
+# --- start-up (no workspace, no budget) -------------------------------------------------------------
+def auth_test() -> Request:
+    return Request("auth.test", {})
+
+
+def open_socket(app_token: str) -> Request:
+    return Request("apps.connections.open", {"app_token": app_token})
