@@ -17,6 +17,10 @@ from slackbot_emulators.slack import SlackEmulator, rendered_links
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
+FEEDBACK_BLOCK = {"type": "context_actions", "block_id": "fb-block", "elements": [{
+    "type": "feedback_buttons", "action_id": "fb",
+    "positive_button": {"text": {"type": "plain_text", "text": "👍"}, "value": "good"},
+    "negative_button": {"text": {"type": "plain_text", "text": "👎"}, "value": "bad"}}]}
 
 
 class Receiver:
@@ -396,7 +400,7 @@ async def test_native_stream_grows_and_stops_through_chat_stream(emu, client):
     # While it streams, the thread shows the text so far, as Slack would.
     replies = await client.conversations_replies(channel="C_GENERAL", ts=thread)
     assert replies["messages"][1]["text"] == "Hello *world*" and replies["messages"][1]["bot_id"] == "BBOT"
-    feedback = [{"type": "context_actions", "elements": [{"type": "feedback_buttons", "action_id": "fb"}]}]
+    feedback = [FEEDBACK_BLOCK]
     await streamer.stop(markdown_text="!", blocks=feedback,
                         metadata={"event_type": "answer", "event_payload": {"id": "1"}})
     assert stream.state == "stopped" and stream.texts[-1] == "Hello *world*!"
@@ -536,8 +540,8 @@ async def test_feed_shows_stream_growth_and_status(emu, client):
             events = []
             while len(events) < 5:
                 line = await asyncio.wait_for(feed.content.readline(), 2)
-                if line.startswith(b"data:"):
-                    events.append(json.loads(line[len("data:"):]))
+                if line.startswith(b"data:") and (event := json.loads(line[len("data:"):]))["type"] != "session":
+                    events.append(event)  # (the agent session these calls move has its own feed events)
     assert [e["type"] for e in events] == ["status", "message", "status", "message_changed", "message_changed"]
     assert events[0]["loading_messages"] == ["Reading"] and events[2]["status"] == ""
     assert events[1]["visible_text"] == "a" and events[3]["visible_text"] == "ab"

@@ -12,7 +12,9 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
@@ -22,6 +24,9 @@ MAX_BLOCKS = 50
 SECTION_TEXT_LIMIT = 3_000
 HEADER_TEXT_LIMIT = 150
 MARKDOWN_TOTAL_LIMIT = 12_000  # cumulative over a message's markdown blocks -> msg_too_long
+
+SIGN_IN_PAGE = ("<!DOCTYPE html><html><head><title>Slack</title></head><body>"
+                "<h1>Sign in to your workspace</h1><form action=\"/signin\"></form></body></html>")
 
 KNOWN_BLOCK_TYPES = frozenset({
     "actions", "context", "context_actions", "divider", "file", "header", "image", "input",
@@ -113,15 +118,38 @@ class Call:
 
 @dataclass
 class User:
+    """A person (or bot user) of a workspace. `guest`: None (a full member), "multi" (multi-channel guest:
+    is_restricted) or "single" (single-channel guest: is_restricted and is_ultra_restricted)."""
+
     id: str
     name: str
     real_name: str
     is_bot: bool = False
+    title: str = ""
+    tz: str = "UTC"
+    guest: str | None = None
+    is_admin: bool = False
+    deleted: bool = False
+    team: str | None = None  # None: the emulator's first workspace
 
     def to_json(self, team_id: str) -> dict:
-        profile = {"real_name": self.real_name, "display_name": self.name, "real_name_normalized": self.real_name}
-        return {"id": self.id, "team_id": team_id, "name": self.name, "real_name": self.real_name,
-                "is_bot": self.is_bot, "deleted": False, "tz": "UTC", "profile": profile}
+        profile = {"real_name": self.real_name, "display_name": self.name, "real_name_normalized": self.real_name,
+                   "title": self.title}
+        offset = _tz_offset(self.tz)
+        return {"id": self.id, "team_id": self.team or team_id, "name": self.name, "real_name": self.real_name,
+                "is_bot": self.is_bot, "deleted": self.deleted, "tz": self.tz, "tz_label": self.tz,
+                "tz_offset": offset, "is_admin": self.is_admin, "is_owner": False,
+                "is_restricted": self.guest is not None, "is_ultra_restricted": self.guest == "single",
+                "profile": profile}
+
+
+def _tz_offset(tz: str) -> int:
+    """Seconds east of UTC now, as users.info reports `tz_offset`."""
+    try:
+        offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0
+    return int(offset.total_seconds()) if offset else 0
 
 
 @dataclass
@@ -137,6 +165,7 @@ class Message:
     subtype: str | None = None
     files: list = field(default_factory=list)
     reactions: dict = field(default_factory=dict)  # name -> [user ids]
+    hidden: bool = False  # a tombstone: a deleted thread parent that keeps its replies
 
     @property
     def visible_text(self) -> str:
@@ -153,7 +182,7 @@ class Message:
     def to_json(self) -> dict:
         out: dict[str, Any] = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
         optional = {"bot_id": self.bot_id, "blocks": self.blocks, "thread_ts": self.thread_ts,
-                    "subtype": self.subtype, "files": self.files}
+                    "subtype": self.subtype, "files": self.files, "hidden": self.hidden}
         out.update({k: v for k, v in optional.items() if v})
         if self.edits:
             out["edited"] = {"user": self.user, "ts": _format_ts(self.edits[-1][0])}
@@ -170,10 +199,63 @@ class Channel:
     members: set
     messages: list = field(default_factory=list)
     is_private: bool = False
+    is_mpim: bool = False  # a group DM (also private)
+    team: str | None = None  # the workspace it belongs to; None: the emulator's first workspace
 
     @property
     def channel_type(self) -> str:
-        return "im" if self.is_im else "group" if self.is_private else "channel"
+        """As message events name it: im, mpim, group (a private channel) or channel."""
+        return "im" if self.is_im else "mpim" if self.is_mpim else "group" if self.is_private else "channel"
+
+    @property
+    def search_type(self) -> str:
+        """As assistant.search.context's channel_types names it."""
+        return {"im": "im", "mpim": "mpim", "group": "private_channel", "channel": "public_channel"}[self.channel_type]
+
+
+@dataclass
+class Workspace:
+    """A team. `enterprise_id`: the Enterprise Grid org it belongs to. `plan` "free" turns on the free
+    plan's rules (canvases: no standalone canvases, one canvas tab per channel)."""
+
+    id: str
+    name: str
+    domain: str
+    enterprise_id: str | None = None
+    enterprise_name: str | None = None
+    plan: str = "pro"
+
+
+@dataclass(eq=False)
+class Installation:
+    """The app installed in one workspace (`team_id`) or, org-wide, in every workspace of an enterprise
+    (`is_enterprise_install`, `team_id` None): whose bot user acts, with which scopes."""
+
+    team_id: str | None
+    enterprise_id: str | None
+    bot_user_id: str
+    bot_id: str
+    scopes: set
+    is_enterprise_install: bool = False
+    installer: str | None = None
+    user_scopes: set = field(default_factory=set)
+
+    def covers(self, workspace: Workspace) -> bool:
+        if self.is_enterprise_install:
+            return workspace.enterprise_id is not None and workspace.enterprise_id == self.enterprise_id
+        return workspace.id == self.team_id
+
+
+@dataclass(eq=False)
+class Grant:
+    """What a token stands for: the bot of an installation (`kind` "bot"), a person's user token
+    ("user", `user` set) or the app-level token ("app"). `expires`: time.time() deadline (rotation)."""
+
+    install: Installation
+    kind: str = "bot"
+    user: str | None = None
+    expires: float | None = None
+    refresh_token: str | None = None
 
 
 @dataclass(eq=False)  # `all` holds the delivery itself; compare by identity
@@ -213,7 +295,8 @@ class Stream:
     task_display_mode: str = "timeline"
     state: str = "streaming"
     markdown: str = ""
-    tasks: dict = field(default_factory=dict)  # task id -> latest task_update chunk
+    tasks: dict = field(default_factory=dict)  # task id -> latest task_update chunk (the task card now)
+    task_history: list = field(default_factory=list)  # every task_update, in order
     plan_title: str | None = None
     blocks: list = field(default_factory=list)  # blocks chunks, in order
     end_blocks: list | None = None  # chat.stopStream `blocks`, drawn under the text
@@ -251,14 +334,43 @@ def parse_chunks(raw: Any) -> list[dict]:
             continue
         if kind == "plan_update" and isinstance(chunk.get("title"), str):
             continue
-        if kind == "task_update" and all(isinstance(chunk.get(k), str) for k in ("id", "title")) \
-                and chunk.get("status") in TASK_STATUSES:
+        if kind == "task_update" and _valid_task(chunk):
             continue
         if kind == "blocks" and isinstance(chunk.get("blocks"), list) and chunk["blocks"]:
             parse_blocks(chunk["blocks"])  # invalid_blocks, as Slack answers for bad blocks
             continue
         raise SlackError("invalid_chunks")
     return chunks
+
+
+def _valid_task(chunk: dict) -> bool:
+    """task_update{id, title, status, details?, output?, sources?: [{type: "url", url, text}]}
+    (slack_sdk.models.messages.chunk.TaskUpdateChunk / URLSource)."""
+    if not (all(isinstance(chunk.get(k), str) and chunk[k] for k in ("id", "title"))
+            and chunk.get("status") in TASK_STATUSES):
+        return False
+    if any(k in chunk and not isinstance(chunk[k], str) for k in ("details", "output")):
+        return False
+    sources = chunk.get("sources", [])
+    return isinstance(sources, list) and all(
+        isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str) and src["url"]
+        and isinstance(src.get("text"), str) for src in sources)
+
+
+TASK_ORDER = {"pending": 0, "in_progress": 1, "complete": 2, "error": 2}
+
+
+def check_task_order(tasks: dict, chunks: list[dict]) -> None:
+    """A task card only moves forward: pending -> in_progress -> complete | error (steps may be
+    skipped, a status may repeat with new details); a finished task takes no more updates."""
+    seen = {task_id: task["status"] for task_id, task in tasks.items()}
+    for chunk in chunks:
+        if chunk["type"] != "task_update":
+            continue
+        before, after = seen.get(chunk["id"]), chunk["status"]
+        if before is not None and (TASK_ORDER[before] == 2 or TASK_ORDER[after] < TASK_ORDER[before]):
+            raise SlackError("invalid_chunks")
+        seen[chunk["id"]] = after
 
 
 class TokenBucket:
@@ -289,7 +401,7 @@ def _ts_key(ts: str) -> tuple[int, int]:
     return int(whole), int(frac or 0)
 
 
-def parse_blocks(raw: Any) -> list | None:
+def parse_blocks(raw: Any, max_blocks: int = MAX_BLOCKS) -> list | None:
     """Validate Block Kit as Slack does for the limits the bot can hit. None = no blocks given.
 
     Malformed blocks, more than 50, a section text over 3,000 or a header over 150 characters
@@ -303,7 +415,7 @@ def parse_blocks(raw: Any) -> list | None:
             blocks = json.loads(raw)
         except json.JSONDecodeError:
             raise SlackError("invalid_blocks") from None
-    if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+    if not isinstance(blocks, list) or len(blocks) > max_blocks:
         raise SlackError("invalid_blocks")
     markdown_total = 0
     for block in blocks:
@@ -323,11 +435,42 @@ def parse_blocks(raw: Any) -> list | None:
             raise SlackError("invalid_blocks")
         if kind == "table":
             _check_table(block)
+        if kind == "context_actions":
+            _check_context_actions(block)
+        elif any(isinstance(e, dict) and e.get("type") == "feedback_buttons" for e in block.get("elements") or []):
+            raise SlackError("invalid_blocks")  # feedback_buttons sit in a context_actions block only
     if sum(1 for b in blocks if b.get("type") == "table") > 1:
         raise SlackError("only_one_table_allowed")
     if markdown_total > MARKDOWN_TOTAL_LIMIT:
         raise SlackError("msg_too_long")
     return blocks
+
+
+CONTEXT_ACTIONS_ELEMENTS = frozenset({"feedback_buttons", "icon_button"})
+BUTTON_TEXT_LIMIT, BUTTON_VALUE_LIMIT = 75, 2_000
+
+
+def _check_context_actions(block: dict) -> None:
+    """context_actions: 1-5 elements, feedback_buttons or icon_button; feedback_buttons have an
+    action_id and a positive and a negative button, each plain_text text (<= 75) and a value (<= 2,000)
+    (docs.slack.dev context-actions block; slack_sdk FeedbackButtonsElement)."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 0 < len(elements) <= 5:
+        raise SlackError("invalid_blocks")
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind not in CONTEXT_ACTIONS_ELEMENTS:
+            raise SlackError("invalid_blocks")
+        if kind == "feedback_buttons":
+            if not isinstance(element.get("action_id"), str) or not element["action_id"]:
+                raise SlackError("invalid_blocks")
+            for side in ("positive_button", "negative_button"):
+                button = element.get(side)
+                text = button.get("text") if isinstance(button, dict) else None
+                if not (isinstance(text, dict) and text.get("type") == "plain_text"
+                        and isinstance(text.get("text"), str) and 0 < len(text["text"]) <= BUTTON_TEXT_LIMIT
+                        and isinstance(button.get("value"), str) and 0 < len(button["value"]) <= BUTTON_VALUE_LIMIT):
+                    raise SlackError("invalid_blocks")
 
 
 TABLE_MAX_ROWS, TABLE_MAX_CELLS = 100, 20  # docs.slack.dev/reference/block-kit/blocks/table-block
@@ -391,3 +534,32 @@ def _find_action(blocks: list, action_id: str) -> tuple[str, dict]:
             if isinstance(element, dict) and element.get("action_id") == action_id:
                 return block.get("block_id") or "emu-block", element
     raise LookupError(f"no element with action_id {action_id!r} in the message")
+
+
+class Component:
+    """A feature module of the emulator (slack_agents, slack_search, ...): its Web API methods, named
+    `_api_<method with dots as underscores>` and found by the emulator's dispatch, its own state
+    (`reset`, `state`) and its control endpoints (`routes`)."""
+
+    def __init__(self, emu: Any):
+        self.emu = emu
+        self.reset()
+
+    def reset(self) -> None:
+        pass
+
+    def routes(self, app: web.Application) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {}
+
+
+def json_arg(raw: Any, error: str = "invalid_arguments") -> Any:
+    """A structured argument as JSON bodies carry it, or as the JSON text form bodies carry."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise SlackError(error) from None
+    return raw
