@@ -563,3 +563,182 @@ def test_rendered_links_tell_literal_text_from_links():
         started = time.process_time()
         rendered_links(text, markdown=True), rendered_links(text, markdown=False)
         assert time.process_time() - started < 1.5, text[:10]
+
+
+# ------------------------------------------------ the agent surface (issue 19)
+
+
+async def _dm(emu, text="hi", user="U_ALICE") -> str:
+    return (await emu.user_message("D_ALICE", text, user=user, deliver=False)).message.ts
+
+
+async def test_suggested_prompts_are_four_at_most_and_never_in_a_thread(emu, client):
+    prompts = [{"title": f"T{i}", "message": f"M{i}"} for i in range(4)]
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts, title="Try")
+    assert emu.agents.suggested_prompts("D_ALICE")["prompts"] == prompts
+    e = await api_error(client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts * 2))
+    assert e.response["error"] == "invalid_arguments"
+    # An agent_view app's prompts live at the top of the Messages tab: with thread_ts it "silently fails".
+    ts = await _dm(emu)
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", thread_ts=ts, prompts=prompts[:1])
+    assert emu.agents.suggested_prompts("D_ALICE")["prompts"] == prompts
+    assert [c["shown"] for c in emu.agents.prompt_calls] == [True, False]
+
+
+async def test_not_agent_app_without_agent_view(receiver):
+    emu = SlackEmulator(app_url=receiver.url, agent_view=False)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = await _dm(emu)
+        for call in (client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=[{"title": "a", "message": "b"}]),
+                     client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x")):
+            assert (await api_error(call)).response["error"] == "not_agent_app"
+        e = await api_error(client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing"))
+        assert e.response["error"] == "feature_disabled"
+        assert (await emu.agents.look_at("U_ALICE", "C_GENERAL")).status == 0  # no app_context_changed either
+    finally:
+        await emu.stop()
+
+
+async def test_agent_session_status_title_and_slacks_stop(emu, client, receiver):
+    ts = await _dm(emu, "what changed in Q3?")
+    res = await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing",
+                                                 title="Q3 changes")
+    assert (res["status"], res["title"]) == ("processing", "Q3 changes") and "warning" not in res
+    session = emu.agents.session("D_ALICE", ts)
+    assert session["stop_button"] and session["initiator_user_id"] == "U_ALICE"
+    for kwargs, error in (({"status": "busy", "thread_ts": ts}, "invalid_status"),
+                          ({"status": "active"}, "thread_ts_required"),
+                          ({"status": "active", "thread_ts": ts, "title": "t" * 201}, "invalid_arguments"),
+                          ({"status": "active", "thread_ts": ts, "username": "x"}, "missing_scope")):
+        assert (await api_error(client.agents_sessions_setStatus(channel_id="D_ALICE", **kwargs))).response["error"] == error
+    await client.agents_sessions_rename(channel_id="D_ALICE", thread_ts=ts, title="Q3, in short")
+    assert emu.agents.session("D_ALICE", ts)["title"] == "Q3, in short"
+    e = await api_error(client.agents_sessions_rename(channel_id="D_ALICE", thread_ts="1.000001", title="x"))
+    assert e.response["error"] == "session_not_found"
+    stream_ts = (await client.chat_startStream(channel="D_ALICE", thread_ts=ts, markdown_text="so far"))["ts"]
+    with pytest.raises(ValueError):
+        await emu.agents.stop_session("D_ALICE", ts, "U_BOB")  # only the person whose session it is
+    d = await emu.agents.stop_session("D_ALICE", ts, "U_ALICE")
+    event = d.payload["event"]
+    assert d.status == 200 and event["type"] == "agent_session_stopped"
+    assert (event["thread_ts"], event["streaming_message_ts"]) == (ts, [stream_ts])
+    assert emu.agents.session("D_ALICE", ts)["status"] == "processing", "the app must leave processing itself"
+    await client.chat_stopStream(channel="D_ALICE", ts=stream_ts, session_status="suspended")
+    assert [h["status"] for h in emu.agents.session("D_ALICE", ts)["history"]] == ["processing", "processing", "suspended"]
+
+
+async def test_processing_offers_no_stop_without_the_subscription(receiver):
+    emu = SlackEmulator(app_url=receiver.url, subscriptions={"message.im", "app_mention"})
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = await _dm(emu)
+        res = await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing")
+        assert res["warning"] == "missing_agent_session_stopped_event_subscription"
+        assert not emu.agents.session("D_ALICE", ts)["stop_button"]
+        with pytest.raises(ValueError):
+            await emu.agents.stop_session("D_ALICE", ts, "U_ALICE")
+        assert (await emu.agents.open_app_home("U_ALICE")).status == 0  # app_home_opened not subscribed
+    finally:
+        await emu.stop()
+
+
+async def test_messages_tab_context_and_home_tab(emu, client, receiver):
+    d = await emu.agents.open_app_home("U_ALICE", "messages")
+    assert d.status == 200 and d.payload["event"] == {**d.payload["event"], "type": "app_home_opened",
+                                                      "user": "U_ALICE", "channel": "D_ALICE", "tab": "messages"}
+    assert "thread_ts" not in d.payload["event"]
+    d = await emu.agents.look_at("U_ALICE", "C_GENERAL")
+    context = {"entities": [{"type": "slack#/types/channel_id", "value": "C_GENERAL", "team_id": "T0001"}]}
+    assert d.payload["event"]["type"] == "app_context_changed" and d.payload["event"]["context"] == context
+    msg = await emu.user_message("D_ALICE", "summarise this")
+    assert msg.payload["event"]["app_context"] == context
+    assert (await emu.agents.open_app_home("U_ALICE", "messages")).payload["event"]["context"] == context
+    await emu.agents.look_at("U_ALICE", None)
+    assert (await emu.user_message("D_ALICE", "and now?")).payload["event"]["app_context"] == {}
+    # The Home tab: views.publish within Block Kit's limits, then app_home_opened tab=home carries the view.
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"line {i}"}} for i in range(100)]
+    await client.views_publish(user_id="U_ALICE", view={"type": "home", "blocks": blocks})
+    for view, error in (({"type": "home", "blocks": blocks + blocks[:1]}, "invalid_arguments"),
+                        ({"type": "modal", "blocks": []}, "invalid_arguments"),
+                        ({"type": "home", "blocks": [{"type": "bogus"}]}, "invalid_arguments")):
+        assert (await api_error(client.views_publish(user_id="U_ALICE", view=view))).response["error"] == error
+    assert (await api_error(client.views_publish(user_id="U_NOBODY", view={"type": "home", "blocks": []}))
+            ).response["error"] == "user_not_found"
+    d = await emu.agents.open_app_home("U_ALICE", "home")
+    assert d.payload["event"]["tab"] == "home" and len(d.payload["event"]["view"]["blocks"]) == 100
+    assert len(emu.agents.home_view("U_ALICE")["blocks"]) == 100
+    emu.agents.home_tab_enabled = False
+    e = await api_error(client.views_publish(user_id="U_ALICE", view={"type": "home", "blocks": []}))
+    assert e.response["error"] == "not_enabled"
+
+
+async def test_task_cards_move_forward_only(emu, client):
+    thread = await _mention(emu)
+    args = {"channel": "C_GENERAL", "recipient_team_id": "T0001", "recipient_user_id": "U_ALICE"}
+    search = {"type": "task_update", "id": "search", "title": "Searching the web"}
+    ts = (await client.chat_startStream(**args, thread_ts=thread, task_display_mode="plan", chunks=[
+        {"type": "plan_update", "title": "Answering"}, {**search, "status": "pending"}]))["ts"]
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**search, "status": "in_progress",
+                                                                         "details": "query: launch"}])
+    sources = [{"type": "url", "url": "https://example.com/a", "text": "Example"}]
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**search, "status": "complete", "sources": sources}])
+    stream = emu.stream("C_GENERAL", ts)
+    assert stream.tasks["search"]["status"] == "complete" and stream.tasks["search"]["sources"] == sources
+    assert [t["status"] for t in stream.task_history] == ["pending", "in_progress", "complete"]
+    assert stream.plan_title == "Answering" and stream.markdown == "", "task cards never enter the text"
+    code = {"type": "task_update", "id": "code", "title": "Running code"}
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**code, "status": "in_progress"}])
+    for chunk in ({**code, "status": "pending"},  # backwards
+                  {**search, "status": "error"},  # a finished task takes no more updates
+                  {**code, "status": "complete", "sources": [{"type": "url", "url": ""}]},
+                  {**code, "status": "complete", "details": 3}):
+        e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[chunk]))
+        assert e.response["error"] == "invalid_chunks"
+    await client.chat_stopStream(channel="C_GENERAL", ts=ts, chunks=[{**code, "status": "error", "output": "timeout"}])
+    assert stream.tasks["code"] == {"id": "code", "title": "Running code", "status": "error", "output": "timeout"}
+
+
+async def test_feedback_buttons_and_the_click(emu, client, receiver):
+    thread = await _dm(emu)
+    ts = (await client.chat_startStream(channel="D_ALICE", thread_ts=thread, markdown_text="Answer"))["ts"]
+    half = {**FEEDBACK_BLOCK, "elements": [{k: v for k, v in FEEDBACK_BLOCK["elements"][0].items()
+                                            if k != "negative_button"}]}
+    misplaced = {"type": "actions", "elements": FEEDBACK_BLOCK["elements"]}
+    for blocks in ([half], [misplaced], [{**FEEDBACK_BLOCK, "elements": FEEDBACK_BLOCK["elements"] * 6}]):
+        e = await api_error(client.chat_stopStream(channel="D_ALICE", ts=ts, blocks=blocks))
+        assert e.response["error"] == "invalid_blocks"
+    await client.chat_stopStream(channel="D_ALICE", ts=ts, blocks=[FEEDBACK_BLOCK])
+    answer = emu.bot_messages("D_ALICE")[0]
+    d = await emu.agents.click_feedback(answer, "negative", user="U_ALICE")
+    payload = json.loads(receiver.requests[-1]["form"]["payload"])
+    assert d.status == 200 and payload["type"] == "block_actions" and payload["message"]["ts"] == answer.ts
+    action = payload["actions"][0]
+    assert (action["type"], action["action_id"], action["block_id"], action["value"]) == \
+        ("feedback_buttons", "fb", "fb-block", "bad")
+
+
+async def test_message_shortcut(emu, receiver):
+    msg = (await emu.user_message("C_GENERAL", "the launch moves to Friday", user="U_BOB", deliver=False)).message
+    emu.agents.declare_shortcuts(["ask_gemini", "summarize_thread"])
+    d = await emu.agents.message_shortcut(msg, "ask_gemini", user="U_ALICE")
+    payload = json.loads(receiver.requests[-1]["form"]["payload"])
+    assert d.status == 200 and payload["type"] == "message_action" and payload["callback_id"] == "ask_gemini"
+    assert (payload["message_ts"], payload["message"]["text"], payload["channel"]["id"], payload["user"]["id"]) == \
+        (msg.ts, "the launch moves to Friday", "C_GENERAL", "U_ALICE")
+    assert payload["trigger_id"] and payload["response_url"].startswith(emu.base_url)
+    with pytest.raises(ValueError):
+        await emu.agents.message_shortcut(msg, "not_declared")
+    with pytest.raises(ValueError):
+        emu.agents.declare_shortcuts([f"s{i}" for i in range(6)])
+
+
+async def test_agent_methods_have_their_tiers(emu, client):
+    ts = await _dm(emu)
+    for _ in range(50):  # Tier 3 (the lower of the two published tiers)
+        await client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x")
+    e = await api_error(client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x"))
+    assert e.response.status_code == 429
+    await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="active")  # its own bucket

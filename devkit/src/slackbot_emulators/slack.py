@@ -1241,7 +1241,7 @@ class SlackEmulator:
                            **({"action_token": token} if with_token else {})})
         if not ch.is_im and mentioned and "app_mentions:read" in install.scopes and self.subscribed("app_mention"):
             events.append({"type": "app_mention", **base, **({"action_token": token} if token else {})})
-        if ch.is_im and self.agent_view and (context := self.agents.app_context(msg.user)):
+        if ch.is_im and self.agent_view and (context := self.agents.app_context(msg.user)) is not None:
             events = [{**e, "app_context": context} for e in events]  # the channel the person looks at
         return events
 

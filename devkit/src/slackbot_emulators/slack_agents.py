@@ -214,7 +214,7 @@ class AgentSurface(Component):
                                  "event_ts": _format_ts(time.time())}
         if tab == "home" and (view := self.home_views.get(user)):
             event["view"] = view
-        if self.emu.agent_view and (context := self.app_context(user)):
+        if self.emu.agent_view and (context := self.app_context(user)) is not None:
             event["context"] = context
         return await self.emu.deliver_workspace_event(event, self.emu.team_of(dm))
 
