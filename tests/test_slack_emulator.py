@@ -742,3 +742,216 @@ async def test_agent_methods_have_their_tiers(emu, client):
     e = await api_error(client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x"))
     assert e.response.status_code == 429
     await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="active")  # its own bucket
+
+
+# ------------------------------------------------ workspace knowledge (issue 20)
+
+
+async def _token_of(emu, user="U_ALICE", channel="C_GENERAL") -> str:
+    """The action_token Slack hands the app with a person's mention."""
+    d = await emu.user_message(channel, "<@UBOT> what did we decide?", user=user)
+    return next(x.payload["event"]["action_token"] for x in d.all if x.payload["event"]["type"] == "app_mention")
+
+
+async def test_action_token_rides_on_mentions_and_dms(emu, receiver):
+    d = await emu.user_message("C_GENERAL", "<@UBOT> search please")
+    tokens = {x.payload["event"]["type"]: x.payload["event"].get("action_token") for x in d.all}
+    assert tokens["app_mention"] and tokens["message"] == tokens["app_mention"]
+    plain = await emu.user_message("C_GENERAL", "no mention here")
+    assert "action_token" not in plain.payload["event"]
+    assert (await emu.user_message("D_ALICE", "hello")).payload["event"]["action_token"]
+
+
+async def test_search_sees_what_the_asker_may_see(emu, client):
+    emu.add_channel("C_SECRET", "secret", {"U_ALICE", "U_BOB", "UBOT"}, private=True)
+    bob_public = (await emu.user_message("C_RANDOM", "the launch is on Friday", user="U_BOB", deliver=False)).message
+    await emu.user_message("C_SECRET", "launch codename is Falcon", user="U_BOB", deliver=False)
+    alice = await _token_of(emu, "U_ALICE")
+    res = await client.assistant_search_context(query="launch", action_token=alice)
+    # Public channels whether or not she (or the bot) is in them; the private one not unless asked for.
+    assert [(m["channel_id"], m["content"]) for m in res["results"]["messages"]] == [("C_RANDOM", "the launch is on Friday")]
+    hit = res["results"]["messages"][0]
+    assert (hit["author_user_id"], hit["message_ts"], hit["is_author_bot"]) == ("U_BOB", bob_public.ts, False)
+    assert hit["permalink"] == (await client.chat_getPermalink(channel="C_RANDOM", message_ts=bob_public.ts))["permalink"]
+    assert hit["permalink"] == f"{emu.base_url}/archives/C_RANDOM/p{bob_public.ts.replace('.', '')}"
+    e = await api_error(client.assistant_search_context(query="launch", action_token=alice, channel_types=["private_channel"]))
+    assert (e.response["error"], e.response["needed"]) == ("missing_scope", "search:read.private")
+    emu.scopes.add("search:read.private")  # a user-token scope; granted here to test membership
+    res = await client.assistant_search_context(query="launch", action_token=alice,
+                                                channel_types=["public_channel", "private_channel"], sort="timestamp")
+    assert [m["channel_id"] for m in res["results"]["messages"]] == ["C_SECRET", "C_RANDOM"]
+    carol = await _token_of(emu, "U_CAROL")
+    res = await client.assistant_search_context(query="launch", action_token=carol,
+                                                channel_types=["public_channel", "private_channel"])
+    assert [m["channel_id"] for m in res["results"]["messages"]] == ["C_RANDOM"], "Carol is not in #secret"
+    for token in (None, "forged", alice + "x"):
+        e = await api_error(client.assistant_search_context(query="launch", action_token=token))
+        assert e.response["error"] == "invalid_action_token"
+    emu.add_user("U_GUEST", "guest", "Gus Guest", guest="single")
+    emu.channels["C_GENERAL"].members.add("U_GUEST")
+    e = await api_error(client.assistant_search_context(query="launch", action_token=await _token_of(emu, "U_GUEST")))
+    assert e.response["error"] == "access_denied"
+
+
+async def test_search_pages_times_words_and_rate_limits(emu, client):
+    emu.rate_limits = False
+    old = [(await emu.user_message("C_GENERAL", f"billing report {i}", user="U_BOB", deliver=False)).message
+           for i in range(25)]
+    await emu.user_message("C_GENERAL", "billing only", user="U_BOB", deliver=False)
+    await client.chat_postMessage(channel="C_GENERAL", text="billing report by the bot")
+    token = await _token_of(emu)
+    page1 = await client.assistant_search_context(query="Billing REPORT", action_token=token, limit=50)
+    assert len(page1["results"]["messages"]) == 20 and page1["response_metadata"]["next_cursor"]
+    page2 = await client.assistant_search_context(query="billing report", action_token=token,
+                                                  cursor=page1["response_metadata"]["next_cursor"])
+    assert len(page2["results"]["messages"]) == 5 and page2["response_metadata"]["next_cursor"] == ""
+    assert {m["message_ts"] for m in page1["results"]["messages"] + page2["results"]["messages"]} == {m.ts for m in old}
+    window = await client.assistant_search_context(query="billing report", action_token=token,
+                                                   after=int(float(old[0].ts)) - 1, before=float(old[3].ts))
+    assert {m["message_ts"] for m in window["results"]["messages"]} == {m.ts for m in old[:3]}
+    bots = await client.assistant_search_context(query="bot", action_token=token, include_bots=True)
+    assert [m["is_author_bot"] for m in bots["results"]["messages"]] == [True]
+    emu.search.ai_search_enabled = True  # semantic search: any word is a hit, the best match first
+    res = await client.assistant_search_context(query="billing only please", action_token=token)
+    assert res["results"]["messages"][0]["content"] == "billing only"
+    assert (await client.assistant_search_info())["is_ai_search_enabled"] is True
+
+    emu.rate_limits = True  # 10 a minute per person, each page counts
+    emu.set_rate_limit("assistant.search.context", 400, 400)  # a large team: the workspace limit is not the bind
+    for _ in range(10):
+        await client.assistant_search_context(query="billing", action_token=token)
+    e = await api_error(client.assistant_search_context(query="billing", action_token=token))
+    assert e.response.status_code == 429 and int(e.response.headers["Retry-After"]) >= 1
+    await client.assistant_search_context(query="billing", action_token=await _token_of(emu, "U_BOB"))
+
+
+async def test_history_is_one_call_a_minute_and_fifteen_messages(emu, client):
+    emu.rate_limits = False
+    posted = [(await emu.user_message("C_GENERAL", f"m{i}", deliver=False)).message.ts for i in range(20)]
+    await emu.user_message("C_GENERAL", "a reply", thread_ts=posted[0], deliver=False)
+    page1 = await client.conversations_history(channel="C_GENERAL", limit=100)
+    assert [m["ts"] for m in page1["messages"]] == posted[::-1][:15] and page1["has_more"]
+    page2 = await client.conversations_history(channel="C_GENERAL", cursor=page1["response_metadata"]["next_cursor"])
+    assert [m["ts"] for m in page2["messages"]] == posted[::-1][15:], "replies stay in their thread"
+    assert page2["messages"][-1]["reply_count"] == 1
+    since = await client.conversations_history(channel="C_GENERAL", oldest=posted[17])
+    assert [m["ts"] for m in since["messages"]] == posted[:17:-1]
+    assert (await api_error(client.conversations_history(channel="C_RANDOM"))).response["error"] == "not_in_channel"
+    emu.rate_limits = True
+    await client.conversations_history(channel="C_GENERAL")
+    e = await api_error(client.conversations_history(channel="C_GENERAL"))
+    assert e.response.status_code == 429 and int(e.response.headers["Retry-After"]) >= 59
+
+
+async def test_people_groups_and_membership(emu, client):
+    alice = (await client.users_info(user="U_ALICE"))["user"]
+    assert (alice["profile"]["title"], alice["tz"]) == ("Product Manager", "Europe/Berlin")
+    assert alice["tz_offset"] in (3600, 7200) and not alice["is_restricted"]
+    emu.add_user("U_GUEST", "gus", "Gus Guest", guest="single")
+    emu.add_user("U_MULTI", "mo", "Mo Multi", guest="multi")
+    guest, multi = [(await client.users_info(user=u))["user"] for u in ("U_GUEST", "U_MULTI")]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, True)
+    assert (multi["is_restricted"], multi["is_ultra_restricted"]) == (True, False)
+
+    emu.add_channel("C_PRIV", "priv", {"U_ALICE", "UBOT"}, private=True)
+    emu.add_channel("C_HIDDEN", "hidden", {"U_BOB"}, private=True)
+    emu.add_channel("G_MPIM", "mpdm-alice--bob--carol", {"U_ALICE", "U_BOB", "U_CAROL", "UBOT"}, mpim=True)
+    kinds = {c: (await client.conversations_info(channel=c))["channel"] for c in ("C_PRIV", "G_MPIM", "D_ALICE", "C_GENERAL")}
+    assert [(k["is_private"], k["is_mpim"], k["is_im"]) for k in kinds.values()] == [
+        (True, False, False), (True, True, False), (True, False, True), (False, False, False)]
+    assert (await api_error(client.conversations_info(channel="C_HIDDEN"))).response["error"] == "channel_not_found"
+    members = await client.conversations_members(channel="C_GENERAL", limit=2)
+    rest = await client.conversations_members(channel="C_GENERAL", cursor=members["response_metadata"]["next_cursor"])
+    assert sorted(members["members"] + rest["members"]) == sorted(emu.channels["C_GENERAL"].members)
+
+    emu.directory.add_usergroup("S_ONCALL", "oncall", "On-call", ["U_ALICE", "U_BOB"])
+    emu.directory.add_usergroup("S_OLD", "old", "Old team", ["U_CAROL"], disabled=True)
+    groups = (await client.usergroups_list(include_users=True))["usergroups"]
+    assert [(g["id"], g["handle"], g["users"], g["user_count"]) for g in groups] == [
+        ("S_ONCALL", "oncall", ["U_ALICE", "U_BOB"], 2)]
+    assert len((await client.usergroups_list(include_disabled=True))["usergroups"]) == 2
+    assert (await client.usergroups_users_list(usergroup="S_ONCALL"))["users"] == ["U_ALICE", "U_BOB"]
+    e = await api_error(client.usergroups_users_list(usergroup="S_OLD"))
+    assert e.response["error"] == "no_such_subteam"
+    d = await emu.directory.set_usergroup_users("S_ONCALL", ["U_BOB", "U_CAROL"])
+    event = d.payload["event"]
+    assert (event["type"], event["added_users"], event["removed_users"]) == \
+        ("subteam_members_changed", ["U_CAROL"], ["U_ALICE"])
+
+
+# ------------------------------------------------ canvases (issue 22)
+
+
+async def test_canvases_and_the_free_plans_rules(emu, client):
+    doc = {"type": "markdown", "markdown": "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |"}
+    standalone = await client.canvases_create(title="Report", document_content=doc)
+    assert emu.canvases.canvas(standalone["canvas_id"])["markdown"] == doc["markdown"]
+    tab = await client.conversations_canvases_create(channel_id="C_GENERAL", document_content=doc)
+    assert emu.canvases.channel_canvas("C_GENERAL")["id"] == tab["canvas_id"]
+    info = (await client.conversations_info(channel="C_GENERAL"))["channel"]
+    assert info["properties"]["canvas"]["file_id"] == tab["canvas_id"]
+    e = await api_error(client.conversations_canvases_create(channel_id="C_GENERAL", document_content=doc))
+    assert e.response["error"] == "channel_canvas_already_exists"
+    for kwargs, error in (({"channel_id": "C_RANDOM"}, "restricted_action"),  # the bot is not in #random
+                          ({"channel_id": "C_GENERAL", "document_content": {"type": "html"}}, "invalid_arguments")):
+        e = await api_error(client.api_call("conversations.canvases.create", json=kwargs))
+        assert e.response["error"] == error
+    e = await api_error(client.canvases_create(document_content={"type": "markdown", "markdown": "x" * 1_048_577}))
+    assert e.response["error"] == "canvas_creation_failed"
+
+    emu.workspaces["T0001"].plan = "free"
+    e = await api_error(client.canvases_create(title="Report", document_content=doc))
+    assert e.response["error"] == "free_teams_cannot_create_non_tabbed_canvases"
+    emu.add_channel("C_NEW", "new", {"U_ALICE", "UBOT"})
+    await client.canvases_create(title="Report", document_content=doc, channel_id="C_NEW")  # one tab: allowed
+    e = await api_error(client.conversations_canvases_create(channel_id="C_NEW", document_content=doc))
+    assert e.response["error"] == "free_team_canvas_tab_already_exists"
+    emu.scopes.discard("canvases:write")
+    e = await api_error(client.canvases_create(title="Report", document_content=doc, channel_id="C_GENERAL"))
+    assert (e.response["error"], e.response["needed"]) == ("missing_scope", "canvases:write")
+
+
+# ------------------------------------------------ deletions (issue 24)
+
+
+async def test_people_deleting_messages_send_deletes_and_tombstones(emu, client, receiver):
+    lone = (await emu.user_message("C_GENERAL", "oops", deliver=False)).message
+    [d] = await emu.user_deletes("C_GENERAL", lone.ts)
+    event = d.payload["event"]
+    assert (event["subtype"], event["deleted_ts"], event["hidden"]) == ("message_deleted", lone.ts, True)
+    assert event["previous_message"]["text"] == "oops" and emu.messages("C_GENERAL") == []
+
+    parent = (await emu.user_message("C_GENERAL", "<@UBOT> question", deliver=False)).message
+    answer = (await client.chat_postMessage(channel="C_GENERAL", thread_ts=parent.ts, text="answer"))["ts"]
+    reply = (await emu.user_message("C_GENERAL", "thanks", thread_ts=parent.ts, deliver=False)).message
+    with pytest.raises(ValueError):
+        await emu.user_deletes("C_GENERAL", parent.ts, user="U_BOB")  # not Bob's message
+    [tomb] = await emu.user_deletes("C_GENERAL", parent.ts)
+    changed = tomb.payload["event"]
+    assert (changed["subtype"], changed["message"]["subtype"], changed["message"]["ts"]) == \
+        ("message_changed", "tombstone", parent.ts)
+    assert changed["message"]["text"] == "This message was deleted." and changed["message"]["reply_count"] == 2
+    assert changed["previous_message"]["text"] == "<@UBOT> question"
+    thread = await client.conversations_replies(channel="C_GENERAL", ts=parent.ts)
+    assert [m.get("subtype") for m in thread["messages"]] == ["tombstone", None, None]
+
+    emu.users["U_CAROL"].is_admin = True  # an admin may delete anyone's message
+    deleted, parent_changed = await emu.user_deletes("C_GENERAL", reply.ts, user="U_CAROL")
+    assert deleted.payload["event"]["previous_message"]["thread_ts"] == parent.ts
+    assert parent_changed.payload["event"]["message"]["reply_count"] == 1
+    await client.chat_delete(channel="C_GENERAL", ts=answer)  # the last reply: the tombstone goes too
+    assert emu.messages("C_GENERAL") == []
+
+
+async def test_the_apps_own_deletions_are_echoed(receiver):
+    emu = SlackEmulator(app_url=receiver.url, echo_bot_events=True)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = (await client.chat_postMessage(channel="C_GENERAL", text="bye"))["ts"]
+        await client.chat_delete(channel="C_GENERAL", ts=ts)
+        echoes = await emu.echoes_answered()
+        kinds = [e.payload["event"].get("subtype") for e in echoes]
+        assert kinds == [None, "message_deleted"] and echoes[1].payload["event"]["deleted_ts"] == ts
+    finally:
+        await emu.stop()

@@ -659,7 +659,7 @@ class SlackEmulator:
     @staticmethod
     def _reply_json(msg: Message, thread: list[Message]) -> dict:
         out = msg.to_json()
-        if msg is thread[0] and msg.thread_ts is None and len(thread) > 1:  # the parent
+        if msg is thread[0] and msg.thread_ts in (None, msg.ts) and len(thread) > 1:  # the parent
             out.update(thread_ts=msg.ts, reply_count=len(thread) - 1, latest_reply=thread[-1].ts,
                        reply_users=sorted({m.user for m in thread[1:] if m.user}))
         return out
