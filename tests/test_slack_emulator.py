@@ -15,6 +15,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from slackbot_emulators.slack import SlackEmulator, rendered_links
 
+# slack_sdk's oauth_v2_access still hands aiohttp a BasicAuth, which aiohttp deprecates: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
 FEEDBACK_BLOCK = {"type": "context_actions", "block_id": "fb-block", "elements": [{
@@ -955,3 +958,134 @@ async def test_the_apps_own_deletions_are_echoed(receiver):
         assert kinds == [None, "message_deleted"] and echoes[1].payload["event"]["deleted_ts"] == ts
     finally:
         await emu.stop()
+
+
+# ------------------------------------------------ installs (issue 23)
+
+
+async def _add_to_slack(emu, target: str, *, user="U_ALICE", state="s-1", **params) -> dict:
+    """Walk the consent page as a browser would: GET it, press Allow, read where Slack redirects."""
+    query = {"client_id": emu.oauth.client_id, "scope": "chat:write,app_mentions:read,channels:history",
+             "state": state, "redirect_uri": "https://bot.example/slack/oauth_redirect", **params}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(emu.oauth.authorize_url(**query)) as page:
+            assert page.status == 200 and 'name="target"' in await page.text()
+        form = {**query, "target": target, "user": user, "decision": "allow"}
+        async with http.post(f"{emu.base_url}/oauth/v2/authorize", data=form, allow_redirects=False) as r:
+            assert r.status == 302
+            location = r.headers["Location"]
+    back, _, qs = location.partition("?")
+    assert back == query["redirect_uri"]
+    return {k: v[0] for k, v in parse_qs(qs).items()}
+
+
+async def _exchange(emu, code: str, **kwargs):
+    oauth = AsyncWebClient(base_url=emu.api_url)  # no token: the app authenticates as itself
+    return await oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                       code=code, redirect_uri="https://bot.example/slack/oauth_redirect", **kwargs)
+
+
+async def test_add_to_slack_installs_a_second_workspace(emu, receiver):
+    emu.add_workspace("T0002", "Second Team")
+    emu.add_channel("C2_GENERAL", "general", {"U_DAN"}, team="T0002")
+    emu.add_user("U_DAN", "dan", "Dan Dune", team="T0002")
+    back = await _add_to_slack(emu, "T0002", user="U_DAN")
+    assert back["state"] == "s-1"
+    res = await _exchange(emu, back["code"])
+    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == ({"id": "T0002", "name": "Second Team"}, None, False)
+    assert res["token_type"] == "bot" and res["authed_user"]["id"] == "U_DAN" and "refresh_token" not in res
+    second = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    who = await second.auth_test()
+    assert (who["team_id"], who["user_id"], who["bot_id"]) == ("T0002", res["bot_user_id"], "B0002")
+    e = await api_error(second.chat_postMessage(channel="C_GENERAL", text="hi"))
+    assert e.response["error"] == "channel_not_found", "another workspace's channels do not exist for it"
+    emu.channels["C2_GENERAL"].members.add(res["bot_user_id"])
+    await second.chat_postMessage(channel="C2_GENERAL", text="hello, second team")
+    d = await emu.user_message("C2_GENERAL", f"<@{res['bot_user_id']}> hi", user="U_DAN")
+    assert len(d.all) == 2 and d.payload["team_id"] == "T0002"
+    assert d.payload["authorizations"][0] == {"enterprise_id": None, "team_id": "T0002", "user_id": res["bot_user_id"],
+                                              "is_bot": True, "is_enterprise_install": False}
+    assert emu.calls_to("chat.postMessage")[-1].team == "T0002"
+    # The first workspace's token still answers for the first workspace only.
+    assert (await AsyncWebClient(token=TOKEN, base_url=emu.api_url).auth_test())["team_id"] == "T0001"
+
+    e = await api_error(_exchange(emu, back["code"]))
+    assert e.response["error"] == "invalid_code", "a code is single-use"
+    code = (await _add_to_slack(emu, "T0002"))["code"]
+    e = await api_error(AsyncWebClient(base_url=emu.api_url).oauth_v2_access(
+        client_id=emu.oauth.client_id, client_secret="wrong", code=code))
+    assert e.response["error"] == "bad_client_secret"
+    e = await api_error(AsyncWebClient(base_url=emu.api_url).oauth_v2_access(
+        client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret, code=code, redirect_uri="https://evil"))
+    assert e.response["error"] == "bad_redirect_uri"
+
+
+async def test_consent_page_errors_and_cancel(emu):
+    emu.oauth.redirect_urls = ["https://bot.example/slack/oauth_redirect"]
+    async with aiohttp.ClientSession() as http:
+        for query in ({"client_id": "nope", "scope": "chat:write"},
+                      {"client_id": emu.oauth.client_id, "scope": "chat:write", "redirect_uri": "https://evil/cb"}):
+            async with http.get(emu.oauth.authorize_url(**query)) as page:
+                assert page.status == 400
+        query = {"client_id": emu.oauth.client_id, "scope": "chat:write", "state": "abc"}
+        form = {**query, "target": "T0001", "user": "U_ALICE", "decision": "deny"}
+        async with http.post(f"{emu.base_url}/oauth/v2/authorize", data=form, allow_redirects=False) as r:
+            assert r.headers["Location"] == "https://bot.example/slack/oauth_redirect?error=access_denied&state=abc"
+
+
+async def test_token_rotation_and_the_refresh_grant(emu):
+    emu.oauth.token_rotation, emu.oauth.token_expiry_seconds = True, 0.5
+    emu.add_workspace("T0002", "Second Team")
+    res = await _exchange(emu, (await _add_to_slack(emu, "T0002"))["code"])
+    assert res["access_token"].startswith("xoxe.xoxb-") and res["refresh_token"].startswith("xoxe-1-")
+    assert res["expires_in"] == 0
+    await emu.wait_for(lambda: time.time() >= emu.tokens[res["access_token"]].expires)
+    old = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    assert (await api_error(old.auth_test())).response["error"] == "token_expired"
+    emu.oauth.token_expiry_seconds = 3600
+    oauth = AsyncWebClient(base_url=emu.api_url)
+    fresh = await oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                        grant_type="refresh_token", refresh_token=res["refresh_token"])
+    assert fresh["team"]["id"] == "T0002" and fresh["refresh_token"] != res["refresh_token"]
+    assert fresh["expires_in"] == 3600 and fresh["bot_user_id"] == res["bot_user_id"]
+    assert (await AsyncWebClient(token=fresh["access_token"], base_url=emu.api_url).auth_test())["team_id"] == "T0002"
+    e = await api_error(oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                              grant_type="refresh_token", refresh_token=res["refresh_token"]))
+    assert e.response["error"] == "invalid_refresh_token", "a refresh token is spent once used"
+
+
+async def test_org_wide_install_serves_every_workspace_of_the_org(emu, client):
+    emu.oauth.org_deploy_enabled = True
+    for team in ("T0101", "T0102"):
+        emu.add_workspace(team, f"Acme {team}", enterprise_id="E0100", enterprise_name="Acme Corp")
+    res = await _exchange(emu, (await _add_to_slack(emu, "E0100"))["code"])
+    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == \
+        (None, {"id": "E0100", "name": "Acme Corp"}, True)
+    org = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    who = await org.auth_test()
+    assert (who["enterprise_id"], who["is_enterprise_install"], who["user_id"]) == ("E0100", True, res["bot_user_id"])
+    for team in ("T0101", "T0102"):
+        emu.add_channel(f"C_{team}", "general", {"U_ALICE", res["bot_user_id"]}, team=team)
+        await org.chat_postMessage(channel=f"C_{team}", text="one bot for the whole org")
+        d = await emu.user_message(f"C_{team}", f"<@{res['bot_user_id']}> hi")
+        assert (d.payload["team_id"], d.payload["enterprise_id"]) == (team, "E0100")
+        assert d.payload["authorizations"][0] == {"enterprise_id": "E0100", "team_id": None, "user_id": res["bot_user_id"],
+                                                  "is_bot": True, "is_enterprise_install": True}
+    assert (await api_error(org.chat_postMessage(channel="C_GENERAL", text="x"))).response["error"] == "channel_not_found"
+
+
+async def test_uninstall_revokes_and_tells_the_app(emu, receiver):
+    emu.add_workspace("T0002", "Second Team")
+    res = await _exchange(emu, (await _add_to_slack(emu, "T0002", user_scope="search:read.private"))["code"])
+    assert res["authed_user"]["access_token"].startswith("xoxp-")
+    deliveries = await emu.oauth.uninstall("T0002")
+    events = [d.payload["event"] for d in deliveries]
+    assert [e["type"] for e in events] == ["tokens_revoked", "app_uninstalled"]
+    assert events[0]["tokens"] == {"oauth": ["U_ALICE"], "bot": [res["bot_user_id"]]}
+    assert all(d.status == 200 and d.payload["team_id"] == "T0002" for d in deliveries)
+    for token in (res["access_token"], res["authed_user"]["access_token"]):
+        e = await api_error(AsyncWebClient(token=token, base_url=emu.api_url).auth_test())
+        assert e.response["error"] == "token_revoked"
+    assert (await emu.user_message("C_GENERAL", "<@UBOT> still here?")).status == 200  # the first workspace keeps it
+    with pytest.raises(LookupError):
+        await emu.oauth.uninstall("T0002")
