@@ -348,6 +348,9 @@ async def test_echo_bot_events(receiver):
         assert by_kind[None]["bot_id"] == "BBOT" and by_kind[None]["ts"] == ts
         changed = by_kind["message_changed"]
         assert changed["message"]["text"] == "hello, edited" and changed["previous_message"]["text"] == "hello"
+        await client.chat_delete(channel="C_GENERAL", ts=ts)  # Slack tells the app of its own deletions too
+        deleted = [e.payload["event"] for e in await emu.echoes_answered()][-1]
+        assert (deleted["subtype"], deleted["deleted_ts"]) == ("message_deleted", ts)
     finally:
         await emu.stop()
 
@@ -946,19 +949,6 @@ async def test_people_deleting_messages_send_deletes_and_tombstones(emu, client,
     assert emu.messages("C_GENERAL") == []
 
 
-async def test_the_apps_own_deletions_are_echoed(receiver):
-    emu = SlackEmulator(app_url=receiver.url, echo_bot_events=True)
-    await emu.start()
-    try:
-        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
-        ts = (await client.chat_postMessage(channel="C_GENERAL", text="bye"))["ts"]
-        await client.chat_delete(channel="C_GENERAL", ts=ts)
-        echoes = await emu.echoes_answered()
-        kinds = [e.payload["event"].get("subtype") for e in echoes]
-        assert kinds == [None, "message_deleted"] and echoes[1].payload["event"]["deleted_ts"] == ts
-    finally:
-        await emu.stop()
-
 
 # ------------------------------------------------ installs (issue 23)
 
@@ -1089,3 +1079,25 @@ async def test_uninstall_revokes_and_tells_the_app(emu, receiver):
     assert (await emu.user_message("C_GENERAL", "<@UBOT> still here?")).status == 200  # the first workspace keeps it
     with pytest.raises(LookupError):
         await emu.oauth.uninstall("T0002")
+
+
+async def test_control_endpoints_for_the_new_workspace_actions(emu, receiver):
+    """What the sandbox page drives: open the app, look at a channel, delete, change a group, uninstall."""
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async def post(path: str, body: dict) -> dict:
+            async with http.post(path, json=body) as r:
+                assert r.status == 200, await r.text()
+                return await r.json()
+        assert (await post("/_emu/app_home", {"user": "U_ALICE", "tab": "messages"}))["delivery"]["status"] == 200
+        assert (await post("/_emu/app_context", {"user": "U_ALICE", "channel": "C_GENERAL"}))["delivery"]["status"] == 200
+        sent = await post("/_emu/user_message", {"channel": "C_GENERAL", "text": "typo"})
+        deleted = await post("/_emu/delete", {"channel": "C_GENERAL", "ts": sent["message"]["ts"]})
+        assert [d["status"] for d in deleted["deliveries"]] == [200]
+        await post("/_emu/usergroup", {"id": "S1", "users": ["U_ALICE"]})
+        assert (await post("/_emu/usergroup", {"id": "S1", "users": ["U_BOB"]}))["delivery"]["status"] == 200
+        gone = await post("/_emu/uninstall", {"target": "T0001"})
+        assert len(gone["deliveries"]) == 2
+    kinds = [e["event"]["type"] for e in receiver.events()]
+    assert kinds[:3] == ["app_home_opened", "app_context_changed", "message"]
+    assert kinds[-3:] == ["subteam_members_changed", "tokens_revoked", "app_uninstalled"]
+    assert "message" in kinds and any(e["event"].get("subtype") == "message_deleted" for e in receiver.events())

@@ -15,6 +15,19 @@ Wire facts it relies on (checked against slack_sdk 3.47):
   `.texts` after every call, tasks, plan), `user_stops_stream(...)` (the recipient's Stop; control
   POST /_emu/stop_stream), `current_status(channel, thread_ts)` and `status_history(...)`. The
   constructor's `stream_expiry_seconds` and `status_clear_seconds` are Slack's ~5 min and 2 min.
+- Installations (slack_model.Installation): each token acts as its installation, whose bot user, scopes and
+  workspace(s) every method reads (`acting`); the constructor's bot token is the first workspace's. More
+  workspaces (`add_workspace`), channels (`add_channel`: private, group DMs) and people (`add_user`: title,
+  tz, guests) are for tests. A person deleting a message (`user_deletes`, POST /_emu/delete) sends
+  message_deleted, or a tombstone message_changed for a thread parent with replies; chat.delete does the same
+  for the app's own messages (echoed with echo_bot_events). `subscriptions` (the manifest's bot_events) and
+  `agent_view` are the workspace's settings for the app.
+- Feature modules, each with its own docstring, methods, state and control endpoints: slack_agents
+  (`emu.agents`: prompts, sessions, Home, app_home_opened / app_context_changed / agent_session_stopped,
+  feedback clicks, message shortcuts), slack_search (`emu.search`: assistant.search.context,
+  chat.getPermalink, conversations.history), slack_directory (`emu.directory`: user groups,
+  conversations.members), slack_canvases (`emu.canvases`), slack_oauth (`emu.oauth`: Add to Slack,
+  oauth.v2.access, rotation, org-wide installs, uninstall). Data types and validators are slack_model.
 - files_upload_v2 POSTs the raw bytes (no auth header) to the upload_url returned by
   files.getUploadURLExternal and only checks for HTTP 200; Slack answers `text/plain`
   "OK - <size>", so we do as well.
@@ -497,11 +510,11 @@ class SlackEmulator:
         if not isinstance(channel_id, str):
             raise SlackError("channel_not_found")
         install = self._acting()
-        visible = [c for c in self.channels.values() if install.covers(self.workspaces[self.team_of(c)])]
-        if (ch := self.channels.get(channel_id)) and ch in visible:
+        if (ch := self.channels.get(channel_id)) and install.covers(self.workspaces[self.team_of(ch)]):
             return ch
-        for ch in visible:
-            if channel_id == f"#{ch.name}" or (ch.is_im and channel_id in ch.members - {self.bot_user_id}):
+        for ch in self.channels.values():
+            if (channel_id == f"#{ch.name}" or (ch.is_im and channel_id in ch.members - {self.bot_user_id})) \
+                    and install.covers(self.workspaces[self.team_of(ch)]):
                 return ch
         raise SlackError("channel_not_found")
 

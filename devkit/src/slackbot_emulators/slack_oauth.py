@@ -126,6 +126,12 @@ class OAuth(Component):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/oauth/v2/authorize", self._http_authorize)
         app.router.add_post("/oauth/v2/authorize", self._http_allow)
+        app.router.add_post("/_emu/uninstall", self._http_uninstall)
+
+    async def _http_uninstall(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        deliveries = await (self.revoke_tokens if b.get("revoke_only") else self.uninstall)(b["target"])
+        return web.json_response({"deliveries": [d.to_json() for d in deliveries]})
 
     # ------------------------------------------------------------ oauth.v2.access
 
