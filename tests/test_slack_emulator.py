@@ -597,7 +597,8 @@ async def test_not_agent_app_without_agent_view(receiver):
     try:
         client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
         ts = await _dm(emu)
-        for call in (client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=[{"title": "a", "message": "b"}]),
+        prompts = [{"title": "a", "message": "b"}]
+        for call in (client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts),
                      client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x")):
             assert (await api_error(call)).response["error"] == "not_agent_app"
         e = await api_error(client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing"))
@@ -780,7 +781,8 @@ async def test_search_sees_what_the_asker_may_see(emu, client):
     assert (hit["author_user_id"], hit["message_ts"], hit["is_author_bot"]) == ("U_BOB", bob_public.ts, False)
     assert hit["permalink"] == (await client.chat_getPermalink(channel="C_RANDOM", message_ts=bob_public.ts))["permalink"]
     assert hit["permalink"] == f"{emu.base_url}/archives/C_RANDOM/p{bob_public.ts.replace('.', '')}"
-    e = await api_error(client.assistant_search_context(query="launch", action_token=alice, channel_types=["private_channel"]))
+    e = await api_error(client.assistant_search_context(query="launch", action_token=alice,
+                                                        channel_types=["private_channel"]))
     assert (e.response["error"], e.response["needed"]) == ("missing_scope", "search:read.private")
     emu.scopes.add("search:read.private")  # a user-token scope; granted here to test membership
     res = await client.assistant_search_context(query="launch", action_token=alice,
@@ -862,7 +864,8 @@ async def test_people_groups_and_membership(emu, client):
     emu.add_channel("C_PRIV", "priv", {"U_ALICE", "UBOT"}, private=True)
     emu.add_channel("C_HIDDEN", "hidden", {"U_BOB"}, private=True)
     emu.add_channel("G_MPIM", "mpdm-alice--bob--carol", {"U_ALICE", "U_BOB", "U_CAROL", "UBOT"}, mpim=True)
-    kinds = {c: (await client.conversations_info(channel=c))["channel"] for c in ("C_PRIV", "G_MPIM", "D_ALICE", "C_GENERAL")}
+    kinds = {c: (await client.conversations_info(channel=c))["channel"]
+             for c in ("C_PRIV", "G_MPIM", "D_ALICE", "C_GENERAL")}
     assert [(k["is_private"], k["is_mpim"], k["is_im"]) for k in kinds.values()] == [
         (True, False, False), (True, True, False), (True, False, True), (False, False, False)]
     assert (await api_error(client.conversations_info(channel="C_HIDDEN"))).response["error"] == "channel_not_found"
@@ -982,7 +985,8 @@ async def test_add_to_slack_installs_a_second_workspace(emu, receiver):
     back = await _add_to_slack(emu, "T0002", user="U_DAN")
     assert back["state"] == "s-1"
     res = await _exchange(emu, back["code"])
-    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == ({"id": "T0002", "name": "Second Team"}, None, False)
+    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == \
+        ({"id": "T0002", "name": "Second Team"}, None, False)
     assert res["token_type"] == "bot" and res["authed_user"]["id"] == "U_DAN" and "refresh_token" not in res
     second = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
     who = await second.auth_test()

@@ -58,7 +58,8 @@ from .slack_canvases import Canvases
 from .slack_directory import Directory
 from .slack_model import (  # noqa: F401  (re-exported: tests and the sandbox import them from here)
     MARKDOWN_TOTAL_LIMIT, MAX_BLOCKS, SESSION_STATUSES, TASK_STATUSES, TEXT_LIMIT, UPDATE_TEXT_LIMIT, Call,
-    SIGN_IN_PAGE, Channel, Delivery, Grant, Installation, Message, SlackError, Stream, TokenBucket, User, Workspace, _find_action,
+    SIGN_IN_PAGE, Channel, Delivery, Grant, Installation, Message, SlackError, Stream, TokenBucket, User, Workspace,
+    _find_action,
     _format_ts, _read_params, _ts_key, check_task_order, parse_blocks, parse_chunks, rendered_links,
 )
 from .slack_oauth import OAuth
@@ -558,7 +559,8 @@ class SlackEmulator:
         else:
             workspace = self.workspaces[install.team_id]
             team, team_id, url = workspace.name, workspace.id, workspace.domain
-        out = {"url": f"{self.base_url}/" + ("" if team_id == self.team_id else f"{url}/"), "team": team, "user": "bot", "team_id": team_id,
+        out = {"url": f"{self.base_url}/" + ("" if team_id == self.team_id else f"{url}/"), "team": team,
+               "user": "bot", "team_id": team_id,
                "user_id": install.bot_user_id, "bot_id": install.bot_id,
                "is_enterprise_install": install.is_enterprise_install}
         if install.enterprise_id:

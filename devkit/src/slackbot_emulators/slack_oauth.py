@@ -98,7 +98,8 @@ class OAuth(Component):
     async def _http_authorize(self, request: web.Request) -> web.Response:
         q = request.query
         if error := self._check_request(q):
-            return web.Response(status=400, text=_page("Something went wrong", f"<p>{error}</p>"), content_type="text/html")
+            return web.Response(status=400, text=_page("Something went wrong", f"<p>{error}</p>"),
+                                content_type="text/html")
         hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(q[k])}">'
                          for k in ("client_id", "scope", "user_scope", "state", "redirect_uri") if q.get(k))
         targets = "".join(f'<option value="{t}">{html.escape(name)}</option>' for t, name in self._targets().items())
@@ -189,7 +190,8 @@ class OAuth(Component):
                          if ((i.is_enterprise_install and i.enterprise_id == target) if org
                              else (not i.is_enterprise_install and i.team_id == target))), None)
         if existing is not None:
-            existing.scopes, existing.user_scopes, existing.installer = set(code["scopes"]), code["user_scopes"], code["user"]
+            existing.scopes, existing.user_scopes = set(code["scopes"]), set(code["user_scopes"])
+            existing.installer = code["user"]
             return existing
         suffix = target.removeprefix("T").removeprefix("E")
         install = Installation(None if org else target, enterprise, ("W" if org else "U") + f"BOT{suffix}",

@@ -141,7 +141,8 @@ class Search(Component):
                                    for ch in channels if not ch.is_im and self._matches(ch.name, query)]
         if "users" in content_types:
             results["users"] = [{"user_id": u.id, "full_name": u.real_name, "title": u.title}
-                                for u in self.emu.users.values() if self._matches(f"{u.name} {u.real_name} {u.title}", query)]
+                                for u in self.emu.users.values()
+                                if self._matches(f"{u.name} {u.real_name} {u.title}", query)]
         cursor = base64.b64encode(json.dumps({"offset": offset + limit}).encode()).decode() if more else ""
         self.searches.append({"user": user, "query": query, "channel_types": channel_types,
                               "results": sum(len(v) for v in results.values()), "time": time.time()})
@@ -191,7 +192,8 @@ class Search(Component):
         ids = {ch.id for ch in channels}
         return [{"file_id": r["id"], "title": r["title"], "author_user_id": r.get("user"), "channel_id": r["channel"],
                  "permalink": self.emu.file_url(r["id"], r["filename"])}
-                for r in self.emu.files if r.get("channel") in ids and self._matches(f"{r['title']} {r['filename']}", query)]
+                for r in self.emu.files
+                if r.get("channel") in ids and self._matches(f"{r['title']} {r['filename']}", query)]
 
     # ----------------------------------------------------------- history
 
