@@ -252,7 +252,8 @@ class SlackEmulator:
     # ----------------------------------------------------------------- state
 
     def reset(self) -> None:
-        """Back to the seeded workspace; configuration (rate limits, scopes, app_url) is kept."""
+        """Back to the seeded workspace; configuration (rate limits, scopes, app_url, workspaces,
+        installations and their tokens) is kept."""
         self.users = {u.id: u for u in (User("U_ALICE", "alice", "Alice Adams", title="Product Manager",
                                              tz="Europe/Berlin"),
                                         User("U_BOB", "bob", "Bob Brown", title="Billing Service Owner",

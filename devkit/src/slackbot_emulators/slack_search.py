@@ -66,6 +66,9 @@ class Search(Component):
         self._user_buckets: dict[str, TokenBucket] = {}
 
     def issue_action_token(self, user: str, team: str) -> str:
+        if len(self.action_tokens) > 10_000:  # every person's message carries one: forget the expired
+            now = time.time()
+            self.action_tokens = {t: e for t, e in self.action_tokens.items() if e["expires"] > now}
         token = f"{secrets.randbelow(10**10)}.{secrets.token_hex(12)}"
         self.action_tokens[token] = {"user": user, "team": team, "expires": time.time() + self.action_token_ttl}
         return token
