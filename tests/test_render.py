@@ -385,7 +385,7 @@ AUDITED_REGEXES = {
     "slackbot_sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part"},
     "slackbot.files.kinds": {"_FILE_ID": "a bounded fullmatch of a URL path part"},
     # rendered_links (tests read what a reader could click)
-    "slackbot_emulators.slack": {
+    "slackbot_emulators.slack_model": {
         "_FENCE_LINE": "match() at a line start with bounded repeats",
         "_BACKTICKS": "takes each run once",
         "_MD_LINK": "scans from a fixed prefix '](' to the first space or bracket",

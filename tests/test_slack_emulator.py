@@ -15,8 +15,15 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from slackbot_emulators.slack import SlackEmulator, rendered_links
 
+# slack_sdk's oauth_v2_access still hands aiohttp a BasicAuth, which aiohttp deprecates: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
+FEEDBACK_BLOCK = {"type": "context_actions", "block_id": "fb-block", "elements": [{
+    "type": "feedback_buttons", "action_id": "fb",
+    "positive_button": {"text": {"type": "plain_text", "text": "👍"}, "value": "good"},
+    "negative_button": {"text": {"type": "plain_text", "text": "👎"}, "value": "bad"}}]}
 
 
 class Receiver:
@@ -354,6 +361,9 @@ async def test_echo_bot_events(receiver):
         assert by_kind[None]["bot_id"] == "BBOT" and by_kind[None]["ts"] == ts
         changed = by_kind["message_changed"]
         assert changed["message"]["text"] == "hello, edited" and changed["previous_message"]["text"] == "hello"
+        await client.chat_delete(channel="C_GENERAL", ts=ts)  # Slack tells the app of its own deletions too
+        deleted = [e.payload["event"] for e in await emu.echoes_answered()][-1]
+        assert (deleted["subtype"], deleted["deleted_ts"]) == ("message_deleted", ts)
     finally:
         await emu.stop()
 
@@ -409,7 +419,7 @@ async def test_native_stream_grows_and_stops_through_chat_stream(emu, client):
     # While it streams, the thread shows the text so far, as Slack would.
     replies = await client.conversations_replies(channel="C_GENERAL", ts=thread)
     assert replies["messages"][1]["text"] == "Hello *world*" and replies["messages"][1]["bot_id"] == "BBOT"
-    feedback = [{"type": "context_actions", "elements": [{"type": "feedback_buttons", "action_id": "fb"}]}]
+    feedback = [FEEDBACK_BLOCK]
     await streamer.stop(markdown_text="!", blocks=feedback,
                         metadata={"event_type": "answer", "event_payload": {"id": "1"}})
     assert stream.state == "stopped" and stream.texts[-1] == "Hello *world*!"
@@ -549,8 +559,8 @@ async def test_feed_shows_stream_growth_and_status(emu, client):
             events = []
             while len(events) < 5:
                 line = await asyncio.wait_for(feed.content.readline(), 2)
-                if line.startswith(b"data:"):
-                    events.append(json.loads(line[len("data:"):]))
+                if line.startswith(b"data:") and (event := json.loads(line[len("data:"):]))["type"] != "session":
+                    events.append(event)  # (the agent session these calls move has its own feed events)
     assert [e["type"] for e in events] == ["status", "message", "status", "message_changed", "message_changed"]
     assert events[0]["loading_messages"] == ["Reading"] and events[2]["status"] == ""
     assert events[1]["visible_text"] == "a" and events[3]["visible_text"] == "ab"
@@ -572,3 +582,539 @@ def test_rendered_links_tell_literal_text_from_links():
         started = time.process_time()
         rendered_links(text, markdown=True), rendered_links(text, markdown=False)
         assert time.process_time() - started < 1.5, text[:10]
+
+
+# ------------------------------------------------ the agent surface (issue 19)
+
+
+async def _dm(emu, text="hi", user="U_ALICE") -> str:
+    return (await emu.user_message("D_ALICE", text, user=user, deliver=False)).message.ts
+
+
+async def test_suggested_prompts_are_four_at_most_and_never_in_a_thread(emu, client):
+    prompts = [{"title": f"T{i}", "message": f"M{i}"} for i in range(4)]
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts, title="Try")
+    assert emu.agents.suggested_prompts("D_ALICE")["prompts"] == prompts
+    e = await api_error(client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts * 2))
+    assert e.response["error"] == "invalid_arguments"
+    # An agent_view app's prompts live at the top of the Messages tab: with thread_ts it "silently fails".
+    ts = await _dm(emu)
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", thread_ts=ts, prompts=prompts[:1])
+    assert emu.agents.suggested_prompts("D_ALICE")["prompts"] == prompts
+    assert [c["shown"] for c in emu.agents.prompt_calls] == [True, False]
+
+
+async def test_not_agent_app_without_agent_view(receiver):
+    emu = SlackEmulator(app_url=receiver.url, agent_view=False)
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = await _dm(emu)
+        prompts = [{"title": "a", "message": "b"}]
+        for call in (client.assistant_threads_setSuggestedPrompts(channel_id="D_ALICE", prompts=prompts),
+                     client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x")):
+            assert (await api_error(call)).response["error"] == "not_agent_app"
+        e = await api_error(client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing"))
+        assert e.response["error"] == "feature_disabled"
+        assert (await emu.agents.look_at("U_ALICE", "C_GENERAL")).status == 0  # no app_context_changed either
+    finally:
+        await emu.stop()
+
+
+async def test_agent_session_status_title_and_slacks_stop(emu, client, receiver):
+    ts = await _dm(emu, "what changed in Q3?")
+    res = await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing",
+                                                 title="Q3 changes")
+    assert (res["status"], res["title"]) == ("processing", "Q3 changes") and "warning" not in res
+    session = emu.agents.session("D_ALICE", ts)
+    assert session["stop_button"] and session["initiator_user_id"] == "U_ALICE"
+    for kwargs, error in (({"status": "busy", "thread_ts": ts}, "invalid_status"),
+                          ({"status": "active"}, "thread_ts_required"),
+                          ({"status": "active", "thread_ts": ts, "title": "t" * 201}, "invalid_arguments"),
+                          ({"status": "active", "thread_ts": ts, "username": "x"}, "missing_scope")):
+        assert (await api_error(client.agents_sessions_setStatus(channel_id="D_ALICE", **kwargs))).response["error"] == error
+    await client.agents_sessions_rename(channel_id="D_ALICE", thread_ts=ts, title="Q3, in short")
+    assert emu.agents.session("D_ALICE", ts)["title"] == "Q3, in short"
+    e = await api_error(client.agents_sessions_rename(channel_id="D_ALICE", thread_ts="1.000001", title="x"))
+    assert e.response["error"] == "session_not_found"
+    stream_ts = (await client.chat_startStream(channel="D_ALICE", thread_ts=ts, markdown_text="so far"))["ts"]
+    with pytest.raises(ValueError):
+        await emu.agents.stop_session("D_ALICE", ts, "U_BOB")  # only the person whose session it is
+    d = await emu.agents.stop_session("D_ALICE", ts, "U_ALICE")
+    event = d.payload["event"]
+    assert d.status == 200 and event["type"] == "agent_session_stopped"
+    assert (event["thread_ts"], event["streaming_message_ts"]) == (ts, [stream_ts])
+    assert emu.agents.session("D_ALICE", ts)["status"] == "processing", "the app must leave processing itself"
+    await client.chat_stopStream(channel="D_ALICE", ts=stream_ts, session_status="suspended")
+    assert [h["status"] for h in emu.agents.session("D_ALICE", ts)["history"]] == ["processing", "processing", "suspended"]
+
+
+async def test_processing_offers_no_stop_without_the_subscription(receiver):
+    emu = SlackEmulator(app_url=receiver.url, subscriptions={"message.im", "app_mention"})
+    await emu.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=emu.api_url)
+        ts = await _dm(emu)
+        res = await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="processing")
+        assert res["warning"] == "missing_agent_session_stopped_event_subscription"
+        assert not emu.agents.session("D_ALICE", ts)["stop_button"]
+        with pytest.raises(ValueError):
+            await emu.agents.stop_session("D_ALICE", ts, "U_ALICE")
+        assert (await emu.agents.open_app_home("U_ALICE")).status == 0  # app_home_opened not subscribed
+    finally:
+        await emu.stop()
+
+
+async def test_messages_tab_context_and_home_tab(emu, client, receiver):
+    d = await emu.agents.open_app_home("U_ALICE", "messages")
+    assert d.status == 200 and d.payload["event"] == {**d.payload["event"], "type": "app_home_opened",
+                                                      "user": "U_ALICE", "channel": "D_ALICE", "tab": "messages"}
+    assert "thread_ts" not in d.payload["event"]
+    d = await emu.agents.look_at("U_ALICE", "C_GENERAL")
+    context = {"entities": [{"type": "slack#/types/channel_id", "value": "C_GENERAL", "team_id": "T0001"}]}
+    assert d.payload["event"]["type"] == "app_context_changed" and d.payload["event"]["context"] == context
+    msg = await emu.user_message("D_ALICE", "summarise this")
+    assert msg.payload["event"]["app_context"] == context
+    assert (await emu.agents.open_app_home("U_ALICE", "messages")).payload["event"]["context"] == context
+    await emu.agents.look_at("U_ALICE", None)
+    assert (await emu.user_message("D_ALICE", "and now?")).payload["event"]["app_context"] == {}
+    # The Home tab: views.publish within Block Kit's limits, then app_home_opened tab=home carries the view.
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"line {i}"}} for i in range(100)]
+    await client.views_publish(user_id="U_ALICE", view={"type": "home", "blocks": blocks})
+    for view, error in (({"type": "home", "blocks": blocks + blocks[:1]}, "invalid_arguments"),
+                        ({"type": "modal", "blocks": []}, "invalid_arguments"),
+                        ({"type": "home", "blocks": [{"type": "bogus"}]}, "invalid_arguments")):
+        assert (await api_error(client.views_publish(user_id="U_ALICE", view=view))).response["error"] == error
+    assert (await api_error(client.views_publish(user_id="U_NOBODY", view={"type": "home", "blocks": []}))
+            ).response["error"] == "user_not_found"
+    d = await emu.agents.open_app_home("U_ALICE", "home")
+    assert d.payload["event"]["tab"] == "home" and len(d.payload["event"]["view"]["blocks"]) == 100
+    assert len(emu.agents.home_view("U_ALICE")["blocks"]) == 100
+    emu.agents.home_tab_enabled = False
+    e = await api_error(client.views_publish(user_id="U_ALICE", view={"type": "home", "blocks": []}))
+    assert e.response["error"] == "not_enabled"
+
+
+async def test_task_cards_move_forward_only(emu, client):
+    thread = await _mention(emu)
+    args = {"channel": "C_GENERAL", "recipient_team_id": "T0001", "recipient_user_id": "U_ALICE"}
+    search = {"type": "task_update", "id": "search", "title": "Searching the web"}
+    ts = (await client.chat_startStream(**args, thread_ts=thread, task_display_mode="plan", chunks=[
+        {"type": "plan_update", "title": "Answering"}, {**search, "status": "pending"}]))["ts"]
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**search, "status": "in_progress",
+                                                                         "details": "query: launch"}])
+    sources = [{"type": "url", "url": "https://example.com/a", "text": "Example"}]
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**search, "status": "complete", "sources": sources}])
+    stream = emu.stream("C_GENERAL", ts)
+    assert stream.tasks["search"]["status"] == "complete" and stream.tasks["search"]["sources"] == sources
+    assert [t["status"] for t in stream.task_history] == ["pending", "in_progress", "complete"]
+    assert stream.plan_title == "Answering" and stream.markdown == "", "task cards never enter the text"
+    code = {"type": "task_update", "id": "code", "title": "Running code"}
+    await client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[{**code, "status": "in_progress"}])
+    for chunk in ({**code, "status": "pending"},  # backwards
+                  {**search, "status": "error"},  # a finished task takes no more updates
+                  {**code, "status": "complete", "sources": [{"type": "url", "url": ""}]},
+                  {**code, "status": "complete", "details": 3}):
+        e = await api_error(client.chat_appendStream(channel="C_GENERAL", ts=ts, chunks=[chunk]))
+        assert e.response["error"] == "invalid_chunks"
+    await client.chat_stopStream(channel="C_GENERAL", ts=ts, chunks=[{**code, "status": "error", "output": "timeout"}])
+    assert stream.tasks["code"] == {"id": "code", "title": "Running code", "status": "error", "output": "timeout"}
+
+
+async def test_feedback_buttons_and_the_click(emu, client, receiver):
+    thread = await _dm(emu)
+    ts = (await client.chat_startStream(channel="D_ALICE", thread_ts=thread, markdown_text="Answer"))["ts"]
+    half = {**FEEDBACK_BLOCK, "elements": [{k: v for k, v in FEEDBACK_BLOCK["elements"][0].items()
+                                            if k != "negative_button"}]}
+    misplaced = {"type": "actions", "elements": FEEDBACK_BLOCK["elements"]}
+    for blocks in ([half], [misplaced], [{**FEEDBACK_BLOCK, "elements": FEEDBACK_BLOCK["elements"] * 6}]):
+        e = await api_error(client.chat_stopStream(channel="D_ALICE", ts=ts, blocks=blocks))
+        assert e.response["error"] == "invalid_blocks"
+    await client.chat_stopStream(channel="D_ALICE", ts=ts, blocks=[FEEDBACK_BLOCK])
+    answer = emu.bot_messages("D_ALICE")[0]
+    d = await emu.agents.click_feedback(answer, "negative", user="U_ALICE")
+    payload = json.loads(receiver.requests[-1]["form"]["payload"])
+    assert d.status == 200 and payload["type"] == "block_actions" and payload["message"]["ts"] == answer.ts
+    action = payload["actions"][0]
+    assert (action["type"], action["action_id"], action["block_id"], action["value"]) == \
+        ("feedback_buttons", "fb", "fb-block", "bad")
+
+
+async def test_message_shortcut(emu, receiver):
+    msg = (await emu.user_message("C_GENERAL", "the launch moves to Friday", user="U_BOB", deliver=False)).message
+    emu.agents.declare_shortcuts(["ask_gemini", "summarize_thread"])
+    d = await emu.agents.message_shortcut(msg, "ask_gemini", user="U_ALICE")
+    payload = json.loads(receiver.requests[-1]["form"]["payload"])
+    assert d.status == 200 and payload["type"] == "message_action" and payload["callback_id"] == "ask_gemini"
+    assert (payload["message_ts"], payload["message"]["text"], payload["channel"]["id"], payload["user"]["id"]) == \
+        (msg.ts, "the launch moves to Friday", "C_GENERAL", "U_ALICE")
+    assert payload["trigger_id"] and payload["response_url"].startswith(emu.base_url)
+    with pytest.raises(ValueError):
+        await emu.agents.message_shortcut(msg, "not_declared")
+    with pytest.raises(ValueError):
+        emu.agents.declare_shortcuts([f"s{i}" for i in range(6)])
+
+
+async def test_agent_methods_have_their_tiers(emu, client):
+    ts = await _dm(emu)
+    for _ in range(50):  # Tier 3 (the lower of the two published tiers)
+        await client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x")
+    e = await api_error(client.assistant_threads_setTitle(channel_id="D_ALICE", thread_ts=ts, title="x"))
+    assert e.response.status_code == 429
+    await client.agents_sessions_setStatus(channel_id="D_ALICE", thread_ts=ts, status="active")  # its own bucket
+
+
+# ------------------------------------------------ workspace knowledge (issue 20)
+
+
+async def _token_of(emu, user="U_ALICE", channel="C_GENERAL") -> str:
+    """The action_token Slack hands the app with a person's mention."""
+    d = await emu.user_message(channel, "<@UBOT> what did we decide?", user=user)
+    return next(x.payload["event"]["action_token"] for x in d.all if x.payload["event"]["type"] == "app_mention")
+
+
+async def test_action_token_rides_on_mentions_and_dms(emu, receiver):
+    d = await emu.user_message("C_GENERAL", "<@UBOT> search please")
+    tokens = {x.payload["event"]["type"]: x.payload["event"].get("action_token") for x in d.all}
+    assert tokens["app_mention"] and tokens["message"] == tokens["app_mention"]
+    plain = await emu.user_message("C_GENERAL", "no mention here")
+    assert "action_token" not in plain.payload["event"]
+    assert (await emu.user_message("D_ALICE", "hello")).payload["event"]["action_token"]
+
+
+async def test_search_sees_what_the_asker_may_see(emu, client):
+    emu.add_channel("C_SECRET", "secret", {"U_ALICE", "U_BOB", "UBOT"}, private=True)
+    bob_public = (await emu.user_message("C_RANDOM", "the launch is on Friday", user="U_BOB", deliver=False)).message
+    await emu.user_message("C_SECRET", "launch codename is Falcon", user="U_BOB", deliver=False)
+    alice = await _token_of(emu, "U_ALICE")
+    res = await client.assistant_search_context(query="launch", action_token=alice)
+    # Public channels whether or not she (or the bot) is in them; the private one not unless asked for.
+    assert [(m["channel_id"], m["content"]) for m in res["results"]["messages"]] == [("C_RANDOM", "the launch is on Friday")]
+    hit = res["results"]["messages"][0]
+    assert (hit["author_user_id"], hit["message_ts"], hit["is_author_bot"]) == ("U_BOB", bob_public.ts, False)
+    assert hit["permalink"] == (await client.chat_getPermalink(channel="C_RANDOM", message_ts=bob_public.ts))["permalink"]
+    assert hit["permalink"] == f"{emu.base_url}/archives/C_RANDOM/p{bob_public.ts.replace('.', '')}"
+    e = await api_error(client.assistant_search_context(query="launch", action_token=alice,
+                                                        channel_types=["private_channel"]))
+    assert (e.response["error"], e.response["needed"]) == ("missing_scope", "search:read.private")
+    emu.scopes.add("search:read.private")  # a user-token scope; granted here to test membership
+    res = await client.assistant_search_context(query="launch", action_token=alice,
+                                                channel_types=["public_channel", "private_channel"], sort="timestamp")
+    assert [m["channel_id"] for m in res["results"]["messages"]] == ["C_SECRET", "C_RANDOM"]
+    carol = await _token_of(emu, "U_CAROL")
+    res = await client.assistant_search_context(query="launch", action_token=carol,
+                                                channel_types=["public_channel", "private_channel"])
+    assert [m["channel_id"] for m in res["results"]["messages"]] == ["C_RANDOM"], "Carol is not in #secret"
+    for token in (None, "forged", alice + "x"):
+        e = await api_error(client.assistant_search_context(query="launch", action_token=token))
+        assert e.response["error"] == "invalid_action_token"
+    emu.add_user("U_GUEST", "guest", "Gus Guest", guest="single")
+    emu.channels["C_GENERAL"].members.add("U_GUEST")
+    e = await api_error(client.assistant_search_context(query="launch", action_token=await _token_of(emu, "U_GUEST")))
+    assert e.response["error"] == "access_denied"
+
+
+async def test_search_pages_times_words_and_rate_limits(emu, client):
+    emu.rate_limits = False
+    old = [(await emu.user_message("C_GENERAL", f"billing report {i}", user="U_BOB", deliver=False)).message
+           for i in range(25)]
+    await emu.user_message("C_GENERAL", "billing only", user="U_BOB", deliver=False)
+    await client.chat_postMessage(channel="C_GENERAL", text="billing report by the bot")
+    token = await _token_of(emu)
+    page1 = await client.assistant_search_context(query="Billing REPORT", action_token=token, limit=50)
+    assert len(page1["results"]["messages"]) == 20 and page1["response_metadata"]["next_cursor"]
+    page2 = await client.assistant_search_context(query="billing report", action_token=token,
+                                                  cursor=page1["response_metadata"]["next_cursor"])
+    assert len(page2["results"]["messages"]) == 5 and page2["response_metadata"]["next_cursor"] == ""
+    assert {m["message_ts"] for m in page1["results"]["messages"] + page2["results"]["messages"]} == {m.ts for m in old}
+    window = await client.assistant_search_context(query="billing report", action_token=token,
+                                                   after=int(float(old[0].ts)) - 1, before=float(old[3].ts))
+    assert {m["message_ts"] for m in window["results"]["messages"]} == {m.ts for m in old[:3]}
+    bots = await client.assistant_search_context(query="bot", action_token=token, include_bots=True)
+    assert [m["is_author_bot"] for m in bots["results"]["messages"]] == [True]
+    emu.search.ai_search_enabled = True  # semantic search: any word is a hit, the best match first
+    res = await client.assistant_search_context(query="billing only please", action_token=token)
+    assert res["results"]["messages"][0]["content"] == "billing only"
+    assert (await client.assistant_search_info())["is_ai_search_enabled"] is True
+
+    emu.rate_limits = True  # 10 a minute per person, each page counts
+    emu.set_rate_limit("assistant.search.context", 400, 400)  # a large team: the workspace limit is not the bind
+    for _ in range(10):
+        await client.assistant_search_context(query="billing", action_token=token)
+    e = await api_error(client.assistant_search_context(query="billing", action_token=token))
+    assert e.response.status_code == 429 and int(e.response.headers["Retry-After"]) >= 1
+    await client.assistant_search_context(query="billing", action_token=await _token_of(emu, "U_BOB"))
+
+
+async def test_history_is_one_call_a_minute_and_fifteen_messages(emu, client):
+    emu.rate_limits = False
+    posted = [(await emu.user_message("C_GENERAL", f"m{i}", deliver=False)).message.ts for i in range(20)]
+    await emu.user_message("C_GENERAL", "a reply", thread_ts=posted[0], deliver=False)
+    page1 = await client.conversations_history(channel="C_GENERAL", limit=100)
+    assert [m["ts"] for m in page1["messages"]] == posted[::-1][:15] and page1["has_more"]
+    page2 = await client.conversations_history(channel="C_GENERAL", cursor=page1["response_metadata"]["next_cursor"])
+    assert [m["ts"] for m in page2["messages"]] == posted[::-1][15:], "replies stay in their thread"
+    assert page2["messages"][-1]["reply_count"] == 1
+    since = await client.conversations_history(channel="C_GENERAL", oldest=posted[17])
+    assert [m["ts"] for m in since["messages"]] == posted[:17:-1]
+    assert (await api_error(client.conversations_history(channel="C_RANDOM"))).response["error"] == "not_in_channel"
+    emu.rate_limits = True
+    await client.conversations_history(channel="C_GENERAL")
+    e = await api_error(client.conversations_history(channel="C_GENERAL"))
+    assert e.response.status_code == 429 and int(e.response.headers["Retry-After"]) >= 59
+
+
+async def test_people_groups_and_membership(emu, client):
+    alice = (await client.users_info(user="U_ALICE"))["user"]
+    assert (alice["profile"]["title"], alice["tz"]) == ("Product Manager", "Europe/Berlin")
+    assert alice["tz_offset"] in (3600, 7200) and not alice["is_restricted"]
+    emu.add_user("U_GUEST", "gus", "Gus Guest", guest="single")
+    emu.add_user("U_MULTI", "mo", "Mo Multi", guest="multi")
+    guest, multi = [(await client.users_info(user=u))["user"] for u in ("U_GUEST", "U_MULTI")]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, True)
+    assert (multi["is_restricted"], multi["is_ultra_restricted"]) == (True, False)
+
+    emu.add_channel("C_PRIV", "priv", {"U_ALICE", "UBOT"}, private=True)
+    emu.add_channel("C_HIDDEN", "hidden", {"U_BOB"}, private=True)
+    emu.add_channel("G_MPIM", "mpdm-alice--bob--carol", {"U_ALICE", "U_BOB", "U_CAROL", "UBOT"}, mpim=True)
+    kinds = {c: (await client.conversations_info(channel=c))["channel"]
+             for c in ("C_PRIV", "G_MPIM", "D_ALICE", "C_GENERAL")}
+    assert [(k["is_private"], k["is_mpim"], k["is_im"]) for k in kinds.values()] == [
+        (True, False, False), (True, True, False), (True, False, True), (False, False, False)]
+    assert (await api_error(client.conversations_info(channel="C_HIDDEN"))).response["error"] == "channel_not_found"
+    members = await client.conversations_members(channel="C_GENERAL", limit=2)
+    rest = await client.conversations_members(channel="C_GENERAL", cursor=members["response_metadata"]["next_cursor"])
+    assert sorted(members["members"] + rest["members"]) == sorted(emu.channels["C_GENERAL"].members)
+
+    emu.directory.add_usergroup("S_ONCALL", "oncall", "On-call", ["U_ALICE", "U_BOB"])
+    emu.directory.add_usergroup("S_OLD", "old", "Old team", ["U_CAROL"], disabled=True)
+    groups = (await client.usergroups_list(include_users=True))["usergroups"]
+    assert [(g["id"], g["handle"], g["users"], g["user_count"]) for g in groups] == [
+        ("S_ONCALL", "oncall", ["U_ALICE", "U_BOB"], 2)]
+    assert len((await client.usergroups_list(include_disabled=True))["usergroups"]) == 2
+    assert (await client.usergroups_users_list(usergroup="S_ONCALL"))["users"] == ["U_ALICE", "U_BOB"]
+    e = await api_error(client.usergroups_users_list(usergroup="S_OLD"))
+    assert e.response["error"] == "no_such_subteam"
+    d = await emu.directory.set_usergroup_users("S_ONCALL", ["U_BOB", "U_CAROL"])
+    event = d.payload["event"]
+    assert (event["type"], event["added_users"], event["removed_users"]) == \
+        ("subteam_members_changed", ["U_CAROL"], ["U_ALICE"])
+
+
+# ------------------------------------------------ canvases (issue 22)
+
+
+async def test_canvases_and_the_free_plans_rules(emu, client):
+    doc = {"type": "markdown", "markdown": "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |"}
+    standalone = await client.canvases_create(title="Report", document_content=doc)
+    assert emu.canvases.canvas(standalone["canvas_id"])["markdown"] == doc["markdown"]
+    tab = await client.conversations_canvases_create(channel_id="C_GENERAL", document_content=doc)
+    assert emu.canvases.channel_canvas("C_GENERAL")["id"] == tab["canvas_id"]
+    info = (await client.conversations_info(channel="C_GENERAL"))["channel"]
+    assert info["properties"]["canvas"]["file_id"] == tab["canvas_id"]
+    e = await api_error(client.conversations_canvases_create(channel_id="C_GENERAL", document_content=doc))
+    assert e.response["error"] == "channel_canvas_already_exists"
+    for kwargs, error in (({"channel_id": "C_RANDOM"}, "restricted_action"),  # the bot is not in #random
+                          ({"channel_id": "C_GENERAL", "document_content": {"type": "html"}}, "invalid_arguments")):
+        e = await api_error(client.api_call("conversations.canvases.create", json=kwargs))
+        assert e.response["error"] == error
+    e = await api_error(client.canvases_create(document_content={"type": "markdown", "markdown": "x" * 1_048_577}))
+    assert e.response["error"] == "canvas_creation_failed"
+
+    emu.workspaces["T0001"].plan = "free"
+    e = await api_error(client.canvases_create(title="Report", document_content=doc))
+    assert e.response["error"] == "free_teams_cannot_create_non_tabbed_canvases"
+    emu.add_channel("C_NEW", "new", {"U_ALICE", "UBOT"})
+    await client.canvases_create(title="Report", document_content=doc, channel_id="C_NEW")  # one tab: allowed
+    e = await api_error(client.conversations_canvases_create(channel_id="C_NEW", document_content=doc))
+    assert e.response["error"] == "free_team_canvas_tab_already_exists"
+    emu.scopes.discard("canvases:write")
+    e = await api_error(client.canvases_create(title="Report", document_content=doc, channel_id="C_GENERAL"))
+    assert (e.response["error"], e.response["needed"]) == ("missing_scope", "canvases:write")
+
+
+# ------------------------------------------------ deletions (issue 24)
+
+
+async def test_people_deleting_messages_send_deletes_and_tombstones(emu, client, receiver):
+    lone = (await emu.user_message("C_GENERAL", "oops", deliver=False)).message
+    [d] = await emu.user_deletes("C_GENERAL", lone.ts)
+    event = d.payload["event"]
+    assert (event["subtype"], event["deleted_ts"], event["hidden"]) == ("message_deleted", lone.ts, True)
+    assert event["previous_message"]["text"] == "oops" and emu.messages("C_GENERAL") == []
+
+    parent = (await emu.user_message("C_GENERAL", "<@UBOT> question", deliver=False)).message
+    answer = (await client.chat_postMessage(channel="C_GENERAL", thread_ts=parent.ts, text="answer"))["ts"]
+    reply = (await emu.user_message("C_GENERAL", "thanks", thread_ts=parent.ts, deliver=False)).message
+    with pytest.raises(ValueError):
+        await emu.user_deletes("C_GENERAL", parent.ts, user="U_BOB")  # not Bob's message
+    [tomb] = await emu.user_deletes("C_GENERAL", parent.ts)
+    changed = tomb.payload["event"]
+    assert (changed["subtype"], changed["message"]["subtype"], changed["message"]["ts"]) == \
+        ("message_changed", "tombstone", parent.ts)
+    assert changed["message"]["text"] == "This message was deleted." and changed["message"]["reply_count"] == 2
+    assert changed["previous_message"]["text"] == "<@UBOT> question"
+    thread = await client.conversations_replies(channel="C_GENERAL", ts=parent.ts)
+    assert [m.get("subtype") for m in thread["messages"]] == ["tombstone", None, None]
+
+    emu.users["U_CAROL"].is_admin = True  # an admin may delete anyone's message
+    deleted, parent_changed = await emu.user_deletes("C_GENERAL", reply.ts, user="U_CAROL")
+    assert deleted.payload["event"]["previous_message"]["thread_ts"] == parent.ts
+    assert parent_changed.payload["event"]["message"]["reply_count"] == 1
+    await client.chat_delete(channel="C_GENERAL", ts=answer)  # the last reply: the tombstone goes too
+    assert emu.messages("C_GENERAL") == []
+
+
+
+# ------------------------------------------------ installs (issue 23)
+
+
+async def _add_to_slack(emu, target: str, *, user="U_ALICE", state="s-1", **params) -> dict:
+    """Walk the consent page as a browser would: GET it, press Allow, read where Slack redirects."""
+    query = {"client_id": emu.oauth.client_id, "scope": "chat:write,app_mentions:read,channels:history",
+             "state": state, "redirect_uri": "https://bot.example/slack/oauth_redirect", **params}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(emu.oauth.authorize_url(**query)) as page:
+            assert page.status == 200 and 'name="target"' in await page.text()
+        form = {**query, "target": target, "user": user, "decision": "allow"}
+        async with http.post(f"{emu.base_url}/oauth/v2/authorize", data=form, allow_redirects=False) as r:
+            assert r.status == 302
+            location = r.headers["Location"]
+    back, _, qs = location.partition("?")
+    assert back == query["redirect_uri"]
+    return {k: v[0] for k, v in parse_qs(qs).items()}
+
+
+async def _exchange(emu, code: str, **kwargs):
+    oauth = AsyncWebClient(base_url=emu.api_url)  # no token: the app authenticates as itself
+    return await oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                       code=code, redirect_uri="https://bot.example/slack/oauth_redirect", **kwargs)
+
+
+async def test_add_to_slack_installs_a_second_workspace(emu, receiver):
+    emu.add_workspace("T0002", "Second Team")
+    emu.add_channel("C2_GENERAL", "general", {"U_DAN"}, team="T0002")
+    emu.add_user("U_DAN", "dan", "Dan Dune", team="T0002")
+    back = await _add_to_slack(emu, "T0002", user="U_DAN")
+    assert back["state"] == "s-1"
+    res = await _exchange(emu, back["code"])
+    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == \
+        ({"id": "T0002", "name": "Second Team"}, None, False)
+    assert res["token_type"] == "bot" and res["authed_user"]["id"] == "U_DAN" and "refresh_token" not in res
+    second = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    who = await second.auth_test()
+    assert (who["team_id"], who["user_id"], who["bot_id"]) == ("T0002", res["bot_user_id"], "B0002")
+    e = await api_error(second.chat_postMessage(channel="C_GENERAL", text="hi"))
+    assert e.response["error"] == "channel_not_found", "another workspace's channels do not exist for it"
+    emu.channels["C2_GENERAL"].members.add(res["bot_user_id"])
+    await second.chat_postMessage(channel="C2_GENERAL", text="hello, second team")
+    d = await emu.user_message("C2_GENERAL", f"<@{res['bot_user_id']}> hi", user="U_DAN")
+    assert len(d.all) == 2 and d.payload["team_id"] == "T0002"
+    assert d.payload["authorizations"][0] == {"enterprise_id": None, "team_id": "T0002", "user_id": res["bot_user_id"],
+                                              "is_bot": True, "is_enterprise_install": False}
+    assert emu.calls_to("chat.postMessage")[-1].team == "T0002"
+    # The first workspace's token still answers for the first workspace only.
+    assert (await AsyncWebClient(token=TOKEN, base_url=emu.api_url).auth_test())["team_id"] == "T0001"
+
+    e = await api_error(_exchange(emu, back["code"]))
+    assert e.response["error"] == "invalid_code", "a code is single-use"
+    code = (await _add_to_slack(emu, "T0002"))["code"]
+    e = await api_error(AsyncWebClient(base_url=emu.api_url).oauth_v2_access(
+        client_id=emu.oauth.client_id, client_secret="wrong", code=code))
+    assert e.response["error"] == "bad_client_secret"
+    e = await api_error(AsyncWebClient(base_url=emu.api_url).oauth_v2_access(
+        client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret, code=code, redirect_uri="https://evil"))
+    assert e.response["error"] == "bad_redirect_uri"
+
+
+async def test_consent_page_errors_and_cancel(emu):
+    emu.oauth.redirect_urls = ["https://bot.example/slack/oauth_redirect"]
+    async with aiohttp.ClientSession() as http:
+        for query in ({"client_id": "nope", "scope": "chat:write"},
+                      {"client_id": emu.oauth.client_id, "scope": "chat:write", "redirect_uri": "https://evil/cb"}):
+            async with http.get(emu.oauth.authorize_url(**query)) as page:
+                assert page.status == 400
+        query = {"client_id": emu.oauth.client_id, "scope": "chat:write", "state": "abc"}
+        form = {**query, "target": "T0001", "user": "U_ALICE", "decision": "deny"}
+        async with http.post(f"{emu.base_url}/oauth/v2/authorize", data=form, allow_redirects=False) as r:
+            assert r.headers["Location"] == "https://bot.example/slack/oauth_redirect?error=access_denied&state=abc"
+
+
+async def test_token_rotation_and_the_refresh_grant(emu):
+    emu.oauth.token_rotation, emu.oauth.token_expiry_seconds = True, 0.5
+    emu.add_workspace("T0002", "Second Team")
+    res = await _exchange(emu, (await _add_to_slack(emu, "T0002"))["code"])
+    assert res["access_token"].startswith("xoxe.xoxb-") and res["refresh_token"].startswith("xoxe-1-")
+    assert res["expires_in"] == 0
+    await emu.wait_for(lambda: time.time() >= emu.tokens[res["access_token"]].expires)
+    old = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    assert (await api_error(old.auth_test())).response["error"] == "token_expired"
+    emu.oauth.token_expiry_seconds = 3600
+    oauth = AsyncWebClient(base_url=emu.api_url)
+    fresh = await oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                        grant_type="refresh_token", refresh_token=res["refresh_token"])
+    assert fresh["team"]["id"] == "T0002" and fresh["refresh_token"] != res["refresh_token"]
+    assert fresh["expires_in"] == 3600 and fresh["bot_user_id"] == res["bot_user_id"]
+    assert (await AsyncWebClient(token=fresh["access_token"], base_url=emu.api_url).auth_test())["team_id"] == "T0002"
+    e = await api_error(oauth.oauth_v2_access(client_id=emu.oauth.client_id, client_secret=emu.oauth.client_secret,
+                                              grant_type="refresh_token", refresh_token=res["refresh_token"]))
+    assert e.response["error"] == "invalid_refresh_token", "a refresh token is spent once used"
+
+
+async def test_org_wide_install_serves_every_workspace_of_the_org(emu, client):
+    emu.oauth.org_deploy_enabled = True
+    for team in ("T0101", "T0102"):
+        emu.add_workspace(team, f"Acme {team}", enterprise_id="E0100", enterprise_name="Acme Corp")
+    res = await _exchange(emu, (await _add_to_slack(emu, "E0100"))["code"])
+    assert (res["team"], res["enterprise"], res["is_enterprise_install"]) == \
+        (None, {"id": "E0100", "name": "Acme Corp"}, True)
+    org = AsyncWebClient(token=res["access_token"], base_url=emu.api_url)
+    who = await org.auth_test()
+    assert (who["enterprise_id"], who["is_enterprise_install"], who["user_id"]) == ("E0100", True, res["bot_user_id"])
+    for team in ("T0101", "T0102"):
+        emu.add_channel(f"C_{team}", "general", {"U_ALICE", res["bot_user_id"]}, team=team)
+        await org.chat_postMessage(channel=f"C_{team}", text="one bot for the whole org")
+        d = await emu.user_message(f"C_{team}", f"<@{res['bot_user_id']}> hi")
+        assert (d.payload["team_id"], d.payload["enterprise_id"]) == (team, "E0100")
+        assert d.payload["authorizations"][0] == {"enterprise_id": "E0100", "team_id": None, "user_id": res["bot_user_id"],
+                                                  "is_bot": True, "is_enterprise_install": True}
+    assert (await api_error(org.chat_postMessage(channel="C_GENERAL", text="x"))).response["error"] == "channel_not_found"
+
+
+async def test_uninstall_revokes_and_tells_the_app(emu, receiver):
+    emu.add_workspace("T0002", "Second Team")
+    res = await _exchange(emu, (await _add_to_slack(emu, "T0002", user_scope="search:read.private"))["code"])
+    assert res["authed_user"]["access_token"].startswith("xoxp-")
+    deliveries = await emu.oauth.uninstall("T0002")
+    events = [d.payload["event"] for d in deliveries]
+    assert [e["type"] for e in events] == ["tokens_revoked", "app_uninstalled"]
+    assert events[0]["tokens"] == {"oauth": ["U_ALICE"], "bot": [res["bot_user_id"]]}
+    assert all(d.status == 200 and d.payload["team_id"] == "T0002" for d in deliveries)
+    for token in (res["access_token"], res["authed_user"]["access_token"]):
+        e = await api_error(AsyncWebClient(token=token, base_url=emu.api_url).auth_test())
+        assert e.response["error"] == "token_revoked"
+    assert (await emu.user_message("C_GENERAL", "<@UBOT> still here?")).status == 200  # the first workspace keeps it
+    with pytest.raises(LookupError):
+        await emu.oauth.uninstall("T0002")
+
+
+async def test_control_endpoints_for_the_new_workspace_actions(emu, receiver):
+    """What the sandbox page drives: open the app, look at a channel, delete, change a group, uninstall."""
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async def post(path: str, body: dict) -> dict:
+            async with http.post(path, json=body) as r:
+                assert r.status == 200, await r.text()
+                return await r.json()
+        assert (await post("/_emu/app_home", {"user": "U_ALICE", "tab": "messages"}))["delivery"]["status"] == 200
+        assert (await post("/_emu/app_context", {"user": "U_ALICE", "channel": "C_GENERAL"}))["delivery"]["status"] == 200
+        sent = await post("/_emu/user_message", {"channel": "C_GENERAL", "text": "typo"})
+        deleted = await post("/_emu/delete", {"channel": "C_GENERAL", "ts": sent["message"]["ts"]})
+        assert [d["status"] for d in deleted["deliveries"]] == [200]
+        await post("/_emu/usergroup", {"id": "S1", "users": ["U_ALICE"]})
+        assert (await post("/_emu/usergroup", {"id": "S1", "users": ["U_BOB"]}))["delivery"]["status"] == 200
+        gone = await post("/_emu/uninstall", {"target": "T0001"})
+        assert len(gone["deliveries"]) == 2
+    kinds = [e["event"]["type"] for e in receiver.events()]
+    assert kinds[:3] == ["app_home_opened", "app_context_changed", "message"]
+    assert kinds[-3:] == ["subteam_members_changed", "tokens_revoked", "app_uninstalled"]
+    assert "message" in kinds and any(e["event"].get("subtype") == "message_deleted" for e in receiver.events())

@@ -15,27 +15,37 @@ Wire facts it relies on (checked against slack_sdk 3.47):
   `.texts` after every call, tasks, plan), `user_stops_stream(...)` (the recipient's Stop; control
   POST /_emu/stop_stream), `current_status(channel, thread_ts)` and `status_history(...)`. The
   constructor's `stream_expiry_seconds` and `status_clear_seconds` are Slack's ~5 min and 2 min.
+- Installations (slack_model.Installation): each token acts as its installation, whose bot user, scopes and
+  workspace(s) every method reads (`acting`); the constructor's bot token is the first workspace's. More
+  workspaces (`add_workspace`), channels (`add_channel`: private, group DMs) and people (`add_user`: title,
+  tz, guests) are for tests. A person deleting a message (`user_deletes`, POST /_emu/delete) sends
+  message_deleted, or a tombstone message_changed for a thread parent with replies; chat.delete does the same
+  for the app's own messages (echoed with echo_bot_events). `subscriptions` (the manifest's bot_events) and
+  `agent_view` are the workspace's settings for the app.
+- Feature modules, each with its own docstring, methods, state and control endpoints: slack_agents
+  (`emu.agents`: prompts, sessions, Home, app_home_opened / app_context_changed / agent_session_stopped,
+  feedback clicks, message shortcuts), slack_search (`emu.search`: assistant.search.context,
+  chat.getPermalink, conversations.history), slack_directory (`emu.directory`: user groups,
+  conversations.members), slack_canvases (`emu.canvases`), slack_oauth (`emu.oauth`: Add to Slack,
+  oauth.v2.access, rotation, org-wide installs, uninstall). Data types and validators are slack_model.
 - files_upload_v2 POSTs the raw bytes (no auth header) to the upload_url returned by
   files.getUploadURLExternal and only checks for HTTP 200; Slack answers `text/plain`
   "OK - <size>", so we do as well.
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import base64
 import hashlib
 import hmac
 import itertools
 import json
-import math
 import mimetypes
-import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
@@ -43,26 +53,35 @@ import aiohttp
 from aiohttp import web
 
 from . import guard
+from .slack_agents import AgentSurface
+from .slack_canvases import Canvases
+from .slack_directory import Directory
+from .slack_model import (  # noqa: F401  (re-exported: tests and the sandbox import them from here)
+    MARKDOWN_TOTAL_LIMIT, MAX_BLOCKS, SESSION_STATUSES, TASK_STATUSES, TEXT_LIMIT, UPDATE_TEXT_LIMIT, Call,
+    SIGN_IN_PAGE, Channel, Delivery, Grant, Installation, Message, SlackError, Stream, TokenBucket, User, Workspace,
+    _find_action,
+    _format_ts, _read_params, _ts_key, check_task_order, parse_blocks, parse_chunks, rendered_links,
+)
+from .slack_oauth import OAuth
+from .slack_search import Search
 
-TEXT_LIMIT = 40_000  # chat.postMessage truncates beyond this
-UPDATE_TEXT_LIMIT = 4_000  # chat.update refuses beyond this (msg_too_long)
-MAX_BLOCKS = 50
-SECTION_TEXT_LIMIT = 3_000
-HEADER_TEXT_LIMIT = 150
-MARKDOWN_TOTAL_LIMIT = 12_000  # cumulative over a message's markdown blocks -> msg_too_long
 REPLIES_PAGE_CAP = 15  # conversations.replies for non-Marketplace apps, whatever `limit` says
 RESPONSE_URL_USES, RESPONSE_URL_TTL = 5, 30 * 60
-SIGN_IN_PAGE = ("<!DOCTYPE html><html><head><title>Slack</title></head><body>"
-                "<h1>Sign in to your workspace</h1><form action=\"/signin\"></form></body></html>")
 
-KNOWN_BLOCK_TYPES = frozenset({
-    "actions", "context", "context_actions", "divider", "file", "header", "image", "input",
-    "markdown", "rich_text", "section", "table", "video",
-})
+
 DEFAULT_SCOPES = frozenset({
     "chat:write", "chat:write.public", "commands", "app_mentions:read", "channels:history",
     "groups:history", "im:history", "mpim:history", "users:read", "files:write", "files:read",
-    "channels:read", "groups:read",
+    # what the coming agent, search, canvas and governance work asks for (slack-agents.md 2-3, 7, 9)
+    "assistant:write", "search:read.public", "search:read.files", "search:read.users", "canvases:write",
+    "usergroups:read", "channels:read", "groups:read", "im:read", "mpim:read",
+})
+# Events the app subscribes to (the manifest's bot_events): a workspace setting, `SlackEmulator.subscriptions`.
+# message.* events are also gated by their history scope, as before.
+DEFAULT_SUBSCRIPTIONS = frozenset({
+    "app_mention", "message.channels", "message.groups", "message.im", "message.mpim", "app_home_opened",
+    "app_context_changed", "agent_session_stopped", "agent_session_title_changed", "app_uninstalled",
+    "tokens_revoked", "subteam_members_changed",
 })
 # Scope checked per method (missing_scope); methods not listed are not scope-checked.
 REQUIRED_SCOPES = {
@@ -70,11 +89,18 @@ REQUIRED_SCOPES = {
     "chat.postEphemeral": "chat:write", "users.info": "users:read",
     "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
     "chat.startStream": "chat:write", "chat.appendStream": "chat:write", "chat.stopStream": "chat:write",
+    "assistant.threads.setSuggestedPrompts": "assistant:write", "assistant.threads.setTitle": "assistant:write",
+    "agents.sessions.setStatus": "chat:write", "agents.sessions.rename": "chat:write",
+    "assistant.search.context": "search:read.public", "canvases.create": "canvases:write",
+    "conversations.canvases.create": "canvases:write", "usergroups.list": "usergroups:read",
+    "usergroups.users.list": "usergroups:read",
 }
 # Reading a conversation (conversations.replies, message.* events) needs its type's history scope.
-HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
-# conversations.info needs its type's read scope.
-READ_SCOPES = {"channel": "channels:read", "group": "groups:read", "im": "im:read"}
+HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history",
+                  "mpim": "mpim:history"}
+MESSAGE_EVENTS = {"channel": "message.channels", "group": "message.groups", "im": "message.im", "mpim": "message.mpim"}
+# conversations.info / conversations.members need the type's read scope.
+READ_SCOPES = {"channel": "channels:read", "group": "groups:read", "im": "im:read", "mpim": "mpim:read"}
 # method -> (per_minute, burst, "team"|"channel"); "*" is every other method, each its own bucket.
 DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
     "chat.update": (50, 50, "team"),  # Tier 3, shared by every conversation
@@ -84,6 +110,19 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
     "chat.appendStream": (100, 100, "team"),  # Tier 4
     "chat.stopStream": (20, 20, "team"),  # Tier 2
     "assistant.threads.setStatus": (600, 600, "team"),  # special tier: generous, unpublished; 10/s here
+    # Tiers from slack-agents.md; where two sources give two tiers, the lower one.
+    "conversations.history": (1, 1, "team"),  # Tier 1 for non-Marketplace apps, like replies (section 12)
+    "assistant.threads.setSuggestedPrompts": (50, 50, "team"),  # t4 (REF) vs t3 (java-slack-sdk): t3
+    "assistant.threads.setTitle": (50, 50, "team"),  # likewise
+    "agents.sessions.setStatus": (50, 50, "team"),  # Tier 3
+    "agents.sessions.rename": (50, 50, "team"),  # Tier 3
+    "views.publish": (100, 100, "team"),  # Tier 4
+    "canvases.create": (20, 20, "team"),  # Tier 2
+    "conversations.canvases.create": (20, 20, "team"),  # Tier 2
+    "usergroups.list": (20, 20, "team"),  # Tier 2
+    "usergroups.users.list": (20, 20, "team"),  # Tier 2
+    # "10+ a minute per workspace (400+ for large teams)": 10 here; per person 10 too (slack_search)
+    "assistant.search.context": (10, 10, "team"),
     "*": (100, 100, "team"),
 }
 
@@ -91,370 +130,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
 STREAM_MARKDOWN_LIMIT = 12_000  # markdown per call (markdown_text + markdown_text chunks)
 STREAM_EXPIRY_SECONDS = 300.0  # Slack closes a stream after ~5 minutes even while appends flow
 STATUS_CLEAR_SECONDS = 120.0  # setStatus: "a two minute timeout applies"
+# The installation an API call or a workspace event acts for (see SlackEmulator.acting): set per request.
+_ACTING: contextvars.ContextVar[Installation | None] = contextvars.ContextVar("slack_emulator_acting", default=None)
 MAX_LOADING_MESSAGES = 10
-TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
-SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
-
-
-class SlackError(Exception):
-    """A Web API failure: answered as {"ok": false, "error": ...} with `status`, or, for a 5xx from
-    Slack's edge (`content_type` text/plain or text/html), as the bare page such a proxy sends."""
-
-    def __init__(self, error: str, status: int = 200, retry_after: int | None = None,
-                 content_type: str = "application/json", **extra: Any):
-        super().__init__(error)
-        self.error, self.status, self.retry_after, self.extra = error, status, retry_after, extra
-        self.content_type = content_type
-
-    def response(self) -> web.Response:
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
-        if self.content_type == "application/json":
-            return web.json_response({"ok": False, "error": self.error, **self.extra}, status=self.status,
-                                     headers=headers)
-        reason = web.Response(status=self.status).reason
-        text = f"{self.status} {reason}" if self.content_type == "text/plain" else \
-            f"<html><head><title>{self.status} {reason}</title></head><body><h1>{reason}</h1></body></html>"
-        return web.Response(text=text, status=self.status, content_type=self.content_type, headers=headers)
-
-
-_FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_BACKTICKS = re.compile(r"`+")
-_MD_LINK = re.compile(r"\]\(\s*<?([^\s()<>]+)")  # [label](url) and [label](<url>)
-_ANGLE_LINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>|\s]*)[|>]")  # <https://x> and mrkdwn <url|label>
-_BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<>()`|]+", re.IGNORECASE)
-
-
-def _outside_code(text: str) -> str:
-    """Text with its code removed, as CommonMark (and, near enough, mrkdwn) reads it: fenced blocks, and
-    code spans (a run of n backticks up to the next run of exactly n; an unmatched run is literal)."""
-    kept, fence = [], ""
-    for line in text.split("\n"):
-        m = _FENCE_LINE.match(line)
-        if fence:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
-                fence = ""
-        elif m and not (m.group(1)[0] == "`" and "`" in line[m.end():]):
-            fence = m.group(1)
-        else:
-            kept.append(line)
-    text = "\n".join(kept)
-    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
-    following: list[int | None] = [None] * len(runs)  # the next run of the same length, if any
-    last: dict[int, int] = {}
-    for i in range(len(runs) - 1, -1, -1):
-        length = runs[i][1] - runs[i][0]
-        following[i], last[length] = last.get(length), i
-    out, pos, i = [], 0, 0
-    while i < len(runs):
-        close = following[i]
-        if close is None:
-            i += 1
-            continue
-        out.append(text[pos:runs[i][0]] + " ")
-        pos, i = runs[close][1], close + 1
-    return "".join(out) + text[pos:]
-
-
-def rendered_links(text: str, *, markdown: bool) -> list[str]:
-    """Link targets a reader could click in a markdown block (`markdown`: [label](url), <url> autolinks,
-    bare URLs) or in mrkdwn (<url|label>, <url>, bare URLs, which Slack links), code excluded in both.
-    A model of Slack's renderers for telling literal text from a link, not a full Markdown parser."""
-    plain = _outside_code(text)
-    found = _MD_LINK.findall(plain) if markdown else []
-    return found + _ANGLE_LINK.findall(plain) + _BARE_URL.findall(plain)
-
-
-@dataclass
-class Call:
-    method: str
-    params: dict
-    ok: bool
-    error: str | None
-    status: int
-    time: float
-    team: str
-
-
-@dataclass
-class User:
-    id: str
-    name: str
-    real_name: str
-    is_bot: bool = False
-
-    def to_json(self, team_id: str) -> dict:
-        profile = {"real_name": self.real_name, "display_name": self.name, "real_name_normalized": self.real_name}
-        return {"id": self.id, "team_id": team_id, "name": self.name, "real_name": self.real_name,
-                "is_bot": self.is_bot, "deleted": False, "tz": "UTC", "profile": profile}
-
-
-@dataclass
-class Message:
-    ts: str
-    channel: str
-    user: str | None
-    bot_id: str | None = None
-    text: str = ""
-    blocks: list | None = None
-    thread_ts: str | None = None
-    edits: list = field(default_factory=list)  # (time, text, blocks) per chat.update
-    subtype: str | None = None
-    files: list = field(default_factory=list)
-    reactions: dict = field(default_factory=dict)  # name -> [user ids]
-
-    @property
-    def visible_text(self) -> str:
-        """What a reader sees: the markdown blocks' text when there are any, else `text`."""
-        parts = [b.get("text", "") for b in self.blocks or [] if b.get("type") == "markdown"]
-        return "\n".join(parts) if parts else self.text
-
-    def links(self) -> list[str]:
-        """Every link target a reader could click, in the markdown blocks and in the `text` fallback (see
-        `rendered_links`)."""
-        blocks = [b.get("text", "") for b in self.blocks or [] if b.get("type") == "markdown"]
-        return [u for md in blocks for u in rendered_links(md, markdown=True)] + rendered_links(self.text, markdown=False)
-
-    def to_json(self) -> dict:
-        out: dict[str, Any] = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
-        optional = {"bot_id": self.bot_id, "blocks": self.blocks, "thread_ts": self.thread_ts,
-                    "subtype": self.subtype, "files": self.files}
-        out.update({k: v for k, v in optional.items() if v})
-        if self.edits:
-            out["edited"] = {"user": self.user, "ts": _format_ts(self.edits[-1][0])}
-        if self.reactions:
-            out["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in self.reactions.items()]
-        return out
-
-
-@dataclass
-class Channel:
-    id: str
-    name: str
-    is_im: bool
-    members: set
-    messages: list = field(default_factory=list)
-    is_private: bool = False
-
-    @property
-    def channel_type(self) -> str:
-        return "im" if self.is_im else "group" if self.is_private else "channel"
-
-
-@dataclass(eq=False)  # `all` holds the delivery itself; compare by identity
-class Delivery:
-    """What the app answered to one delivery. status 0 means no answer (see `error`)."""
-
-    status: int
-    body: str
-    headers: dict
-    latency: float
-    event_id: str | None = None
-    payload: dict = field(default_factory=dict)
-    all: list = field(default_factory=list)
-    error: str | None = None
-    message: Message | None = None  # the stored user message, for user_message()
-
-    def to_json(self) -> dict:
-        return {"status": self.status, "body": self.body, "latency": self.latency,
-                "event_id": self.event_id, "error": self.error}
-
-
-@dataclass(eq=False)
-class Stream:
-    """One native streaming message, from chat.startStream to its end.
-
-    `state` is "streaming", then one of "stopped" (chat.stopStream), "stopped_by_user" (the
-    recipient pressed Stop) or "expired" (Slack closed it after `stream_expiry_seconds`).
-    `history` has one entry per call that changed it: (time, method, markdown added, text after)."""
-
-    channel: str
-    ts: str
-    thread_ts: str
-    recipient_user_id: str | None
-    recipient_team_id: str | None
-    started: float  # time.monotonic()
-    expires: float  # time.monotonic() deadline
-    task_display_mode: str = "timeline"
-    state: str = "streaming"
-    markdown: str = ""
-    tasks: dict = field(default_factory=dict)  # task id -> latest task_update chunk
-    plan_title: str | None = None
-    blocks: list = field(default_factory=list)  # blocks chunks, in order
-    end_blocks: list | None = None  # chat.stopStream `blocks`, drawn under the text
-    metadata: Any = None
-    session_status: str | None = None
-    history: list = field(default_factory=list)
-
-    @property
-    def texts(self) -> list[str]:
-        """The visible text after each call: how a reader saw it grow."""
-        return [h[3] for h in self.history]
-
-    def to_json(self) -> dict:
-        return {"state": self.state, "recipient_user_id": self.recipient_user_id, "tasks": list(self.tasks.values()),
-                "plan_title": self.plan_title, "task_display_mode": self.task_display_mode,
-                "appends": len(self.history)}
-
-
-def parse_chunks(raw: Any) -> list[dict]:
-    """Streaming chunks as Slack reads them (slack_sdk.models.messages.chunk): markdown_text{text},
-    task_update{id, title, status}, plan_update{title}, blocks{blocks}; anything else is invalid_chunks."""
-    if raw is None or raw == "":
-        return []
-    chunks = raw
-    if isinstance(raw, str):  # form-encoded callers send JSON text
-        try:
-            chunks = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SlackError("invalid_chunks") from None
-    if not isinstance(chunks, list):
-        raise SlackError("invalid_chunks")
-    for chunk in chunks:
-        kind = chunk.get("type") if isinstance(chunk, dict) else None
-        if kind == "markdown_text" and isinstance(chunk.get("text"), str):
-            continue
-        if kind == "plan_update" and isinstance(chunk.get("title"), str):
-            continue
-        if kind == "task_update" and all(isinstance(chunk.get(k), str) for k in ("id", "title")) \
-                and chunk.get("status") in TASK_STATUSES:
-            continue
-        if kind == "blocks" and isinstance(chunk.get("blocks"), list) and chunk["blocks"]:
-            parse_blocks(chunk["blocks"])  # invalid_blocks, as Slack answers for bad blocks
-            continue
-        raise SlackError("invalid_chunks")
-    return chunks
-
-
-class TokenBucket:
-    """`burst` tokens, refilled at `per_minute`/60 a second; each call spends one."""
-
-    def __init__(self, per_minute: float, burst: int):
-        self.rate, self.burst = per_minute / 60.0, burst
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> int:
-        """0 if a token was spent, else the whole seconds until one is available (>= 1)."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0
-        return max(1, math.ceil((1 - self.tokens) / self.rate))
-
-
-def _format_ts(seconds: float) -> str:
-    return f"{seconds:.6f}"
-
-
-def _ts_key(ts: str) -> tuple[int, int]:
-    # Comparing as floats would lose the last digits of a 16-digit ts.
-    whole, _, frac = ts.partition(".")
-    return int(whole), int(frac or 0)
-
-
-def parse_blocks(raw: Any) -> list | None:
-    """Validate Block Kit as Slack does for the limits the bot can hit. None = no blocks given.
-
-    Malformed blocks, more than 50, a section text over 3,000 or a header over 150 characters
-    answer `invalid_blocks`; markdown blocks over 12,000 characters in total answer
-    `msg_too_long` (the text is valid, the message is too big)."""
-    if raw is None or raw == "":
-        return None
-    blocks = raw
-    if isinstance(raw, str):
-        try:
-            blocks = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SlackError("invalid_blocks") from None
-    if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
-        raise SlackError("invalid_blocks")
-    markdown_total = 0
-    for block in blocks:
-        if not isinstance(block, dict) or block.get("type") not in KNOWN_BLOCK_TYPES:
-            raise SlackError("invalid_blocks")
-        kind, text = block["type"], block.get("text")
-        text_str = text.get("text", "") if isinstance(text, dict) else text
-        if kind == "section" and (not (text_str or block.get("fields")) or len(text_str or "") > SECTION_TEXT_LIMIT):
-            raise SlackError("invalid_blocks")
-        if kind == "header" and not 0 < len(text_str or "") <= HEADER_TEXT_LIMIT:
-            raise SlackError("invalid_blocks")
-        if kind == "markdown":
-            if not isinstance(text, str):
-                raise SlackError("invalid_blocks")
-            markdown_total += len(text)
-        if kind == "actions" and not 0 < len(block.get("elements") or []) <= 25:
-            raise SlackError("invalid_blocks")
-        if kind == "table":
-            _check_table(block)
-    if sum(1 for b in blocks if b.get("type") == "table") > 1:
-        raise SlackError("only_one_table_allowed")
-    if markdown_total > MARKDOWN_TOTAL_LIMIT:
-        raise SlackError("msg_too_long")
-    return blocks
-
-
-TABLE_MAX_ROWS, TABLE_MAX_CELLS = 100, 20  # docs.slack.dev/reference/block-kit/blocks/table-block
-TABLE_ALIGNS = {"left", "center", "right"}
-
-
-def _check_table(block: dict) -> None:
-    """The table block as documented: 1-100 rows, each 1-20 cells of raw_text {text} or rich_text
-    {elements}; column_settings at most 20 of {align: left|center|right, is_wrapped: bool}."""
-    rows = block.get("rows")
-    if not isinstance(rows, list) or not 0 < len(rows) <= TABLE_MAX_ROWS:
-        raise SlackError("invalid_blocks")
-    for row in rows:
-        if not isinstance(row, list) or not 0 < len(row) <= TABLE_MAX_CELLS:
-            raise SlackError("invalid_blocks")
-        for cell in row:
-            kind = cell.get("type") if isinstance(cell, dict) else None
-            if kind == "raw_text":
-                if not isinstance(cell.get("text"), str) or not cell["text"]:
-                    raise SlackError("invalid_blocks")
-            elif kind == "rich_text":
-                if not isinstance(cell.get("elements"), list):
-                    raise SlackError("invalid_blocks")
-            else:
-                raise SlackError("invalid_blocks")
-    settings = block.get("column_settings", [])
-    if not isinstance(settings, list) or len(settings) > TABLE_MAX_CELLS:
-        raise SlackError("invalid_blocks")
-    for setting in settings:
-        if setting is None:
-            continue  # a null entry keeps a column's default
-        if (not isinstance(setting, dict) or set(setting) - {"align", "is_wrapped"}
-                or setting.get("align", "left") not in TABLE_ALIGNS
-                or not isinstance(setting.get("is_wrapped", False), bool)):
-            raise SlackError("invalid_blocks")
-
-
-async def _read_params(request: web.Request) -> dict:
-    """Query string + body (JSON or form): slack_sdk uses all three, and so does Slack."""
-    params: dict[str, Any] = dict(request.query)
-    if not request.body_exists:
-        return params
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.text() or "{}")
-        except json.JSONDecodeError:
-            raise SlackError("invalid_json") from None
-        if not isinstance(body, dict):
-            raise SlackError("invalid_json")
-        params.update(body)
-    else:
-        form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
-    return params
-
-
-def _find_action(blocks: list, action_id: str) -> tuple[str, dict]:
-    for block in blocks:
-        elements = list(block.get("elements") or []) + [block.get("accessory"), block.get("element")]
-        for element in elements:
-            if isinstance(element, dict) and element.get("action_id") == action_id:
-                return block.get("block_id") or "emu-block", element
-    raise LookupError(f"no element with action_id {action_id!r} in the message")
 
 
 class SlackEmulator:
@@ -463,11 +141,22 @@ class SlackEmulator:
                  app_url: str | None = None, rate_limits: bool = True, echo_bot_events: bool = False,
                  scopes: set[str] | None = None, app_id: str = "A0001", delivery_timeout: float = 10.0,
                  stream_expiry_seconds: float = STREAM_EXPIRY_SECONDS,
-                 status_clear_seconds: float = STATUS_CLEAR_SECONDS):
+                 status_clear_seconds: float = STATUS_CLEAR_SECONDS, agent_view: bool = True,
+                 subscriptions: set[str] | None = None):
         self.signing_secret, self.bot_token, self.app_token = signing_secret, bot_token, app_token
-        self.team_id, self.bot_user_id, self.bot_id, self.app_id = team_id, bot_user_id, bot_id, app_id
+        self.team_id, self.app_id = team_id, app_id
         self.app_url, self.rate_limits, self.echo_bot_events = app_url, rate_limits, echo_bot_events
-        self.scopes = set(DEFAULT_SCOPES if scopes is None else scopes)
+        # The workspace's settings for the app: its manifest's features.agent_view and bot_events.
+        self.agent_view = agent_view
+        self.subscriptions = set(DEFAULT_SUBSCRIPTIONS if subscriptions is None else subscriptions)
+        self.workspaces: dict[str, Workspace] = {team_id: Workspace(team_id, "Emulated Workspace", "emulated")}
+        # The install the constructor's bot token stands for; OAuth (slack_oauth) adds more.
+        self.primary = Installation(team_id, None, bot_user_id, bot_id, set(DEFAULT_SCOPES if scopes is None else scopes))
+        self.installations: list[Installation] = [self.primary]
+        self.tokens: dict[str, Grant] = {bot_token: Grant(self.primary), app_token: Grant(self.primary, "app")}
+        self.revoked_tokens: set[str] = set()
+        self._grant: Grant | None = None  # the grant of the API call being answered
+        self._request_authorization = ""  # its Authorization header
         self.delivery_timeout = delivery_timeout
         self.stream_expiry_seconds, self.status_clear_seconds = stream_expiry_seconds, status_clear_seconds
         self.verification_token = "emulated-verification-token"  # deprecated field, still sent
@@ -481,20 +170,105 @@ class SlackEmulator:
         self._feeds: set[asyncio.Queue] = set()
         self._tickets: set[str] = set()  # Socket Mode URLs handed out and not used yet (single use)
         self.sockets: set[web.WebSocketResponse] = set()  # Socket Mode connections open now
+        # Feature modules, each owning its methods (`_api_*`), state, events and control endpoints.
+        self.agents, self.search, self.directory = AgentSurface(self), Search(self), Directory(self)
+        self.canvases, self.oauth = Canvases(self), OAuth(self)
+        self.components = (self.agents, self.search, self.directory, self.canvases, self.oauth)
         self.reset()
+
+    # ---------------------------------------------- who is acting (installations)
+    # An API call acts as the installation its token belongs to; a workspace event (a person posts)
+    # acts as the installation covering that workspace. The bot's identity (bot_user_id, bot_id) and
+    # its scopes are that installation's, so every method below reads them the same way.
+
+    def _acting(self) -> Installation:
+        return _ACTING.get() or self.primary
+
+    @contextlib.contextmanager
+    def acting(self, install: Installation | None):
+        token = _ACTING.set(install)
+        try:
+            yield install
+        finally:
+            _ACTING.reset(token)
+
+    @property
+    def bot_user_id(self) -> str:
+        return self._acting().bot_user_id
+
+    @property
+    def bot_id(self) -> str:
+        return self._acting().bot_id
+
+    @property
+    def scopes(self) -> set[str]:
+        return self._acting().scopes
+
+    @scopes.setter
+    def scopes(self, granted: set[str]) -> None:  # outside a request: the default installation's grant
+        self._acting().scopes = set(granted)
+
+    def team_of(self, ch: Channel) -> str:
+        return ch.team or self.team_id
+
+    def install_for(self, team_id: str) -> Installation | None:
+        """The installation that serves a workspace (its own, else its org's), or None: not installed."""
+        workspace = self.workspaces.get(team_id)
+        if workspace is None:
+            return None
+        return next((i for i in self.installations if i.covers(workspace)), None)
+
+    def add_workspace(self, team_id: str, name: str, *, enterprise_id: str | None = None,
+                      enterprise_name: str | None = None, plan: str = "pro") -> Workspace:
+        self.workspaces[team_id] = Workspace(team_id, name, name.lower().replace(" ", "-"), enterprise_id,
+                                             enterprise_name, plan)
+        return self.workspaces[team_id]
+
+    def add_channel(self, channel_id: str, name: str, members: set[str], *, private: bool = False,
+                    mpim: bool = False, im: bool = False, team: str | None = None) -> Channel:
+        """A conversation for a test: a public or private channel, a group DM (`mpim`) or a DM (`im`).
+        Add the bot's user id to `members` for the app to be in it."""
+        ch = Channel(channel_id, name, im, set(members), is_private=private or mpim, is_mpim=mpim, team=team)
+        self.channels[channel_id] = ch
+        return ch
+
+    def dm_with(self, user: str) -> Channel:
+        """The person's DM with the app (its Messages tab), opened if they never wrote."""
+        bot = self.install_for(self.users[user].team or self.team_id) if user in self.users else None
+        bot_user = (bot or self.primary).bot_user_id
+        for ch in self.channels.values():
+            if ch.is_im and ch.members == {user, bot_user}:
+                return ch
+        return self.add_channel(f"D_{user.removeprefix('U_')}", user, {user, bot_user}, im=True,
+                                team=self.users[user].team if user in self.users else None)
+
+    def message(self, channel: str, ts: str) -> Message:
+        msg = next((m for m in self.channels[channel].messages if m.ts == ts), None)
+        if msg is None:
+            raise LookupError(f"no message {ts} in {channel}")
+        return msg
+
+    def add_user(self, user_id: str, name: str, real_name: str, **fields: Any) -> User:
+        """A person: `title`, `tz`, `guest` ("multi"/"single"), `is_admin`, `team` (see User)."""
+        self.users[user_id] = User(user_id, name, real_name, **fields)
+        return self.users[user_id]
 
     # ----------------------------------------------------------------- state
 
     def reset(self) -> None:
-        """Back to the seeded workspace; configuration (rate limits, scopes, app_url) is kept."""
-        self.users = {u.id: u for u in (User("U_ALICE", "alice", "Alice Adams"),
-                                        User("U_BOB", "bob", "Bob Brown"),
-                                        User("U_CAROL", "carol", "Carol Chen"))}
+        """Back to the seeded workspace; configuration (rate limits, scopes, app_url, workspaces,
+        installations and their tokens) is kept."""
+        self.users = {u.id: u for u in (User("U_ALICE", "alice", "Alice Adams", title="Product Manager",
+                                             tz="Europe/Berlin"),
+                                        User("U_BOB", "bob", "Bob Brown", title="Billing Service Owner",
+                                             tz="America/New_York"),
+                                        User("U_CAROL", "carol", "Carol Chen", title="Engineer", tz="UTC"))}
         humans = set(self.users)
+        bot = self.primary.bot_user_id
         self.channels = {c.id: c for c in (
-            Channel("C_GENERAL", "general", False, humans | {self.bot_user_id}),
+            Channel("C_GENERAL", "general", False, humans | {bot}),
             Channel("C_RANDOM", "random", False, set(humans)),
-            Channel("D_ALICE", "alice", True, {"U_ALICE", self.bot_user_id}),
+            Channel("D_ALICE", "alice", True, {"U_ALICE", bot}),
         )}
         self.calls: list[Call] = []
         self.echoes: list[Delivery] = []  # the app's answers to echoed bot events (echo_bot_events)
@@ -510,6 +284,8 @@ class SlackEmulator:
         self.hold_seconds = 0.0
         self._uploads: dict[str, dict] = {}  # file_id -> pending upload
         self._responses: dict[str, dict] = {}  # response_url id -> its context
+        for component in self.components:
+            component.reset()
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -531,7 +307,8 @@ class SlackEmulator:
         else:
             chans = [self.channels[channel]] if channel else self.channels.values()
             msgs = sorted((m for c in chans for m in c.messages), key=lambda m: _ts_key(m.ts))
-        return [m for m in msgs if m.bot_id == self.bot_id]
+        bot_ids = {i.bot_id for i in self.installations}
+        return [m for m in msgs if m.bot_id in bot_ids]
 
     def set_rate_limit(self, method: str, per_minute: float, burst: int, scope: str = "team") -> None:
         if scope not in ("team", "channel"):
@@ -607,9 +384,52 @@ class SlackEmulator:
                     "channel_type": ch.channel_type, "ts": (ts := self._next_ts()), "event_ts": ts,
                     "message": msg.to_json(), "previous_message": before})
 
-    def _delete(self, msg: Message) -> None:
-        self.channels[msg.channel].messages.remove(msg)
+    def _delete(self, msg: Message) -> list[dict]:
+        """Delete a message as Slack does, and return the message events that tells the app: a thread
+        parent with replies stays as a tombstone (`message_changed` to subtype "tombstone"); anything
+        else goes (`message_deleted`), and a deleted reply also changes its parent (`message_changed`:
+        reply_count), removing a tombstone parent whose last reply went."""
+        ch = self.channels[msg.channel]
+        before = msg.to_json()
+        if msg.thread_ts in (None, msg.ts) and len(self.messages(ch.id, msg.ts)) > 1:
+            msg.subtype, msg.text, msg.blocks, msg.files = "tombstone", "This message was deleted.", None, []
+            msg.user, msg.bot_id, msg.hidden, msg.thread_ts = "USLACKBOT", None, True, msg.ts
+            self._emit("message_changed", self._message_state(msg))
+            return [self._changed_event(ch, msg, before)]
+        ch.messages.remove(msg)
         self._emit("message_deleted", {"channel": msg.channel, "ts": msg.ts})
+        ts = self._next_ts()
+        events = [{"type": "message", "subtype": "message_deleted", "hidden": True, "channel": ch.id,
+                   "channel_type": ch.channel_type, "ts": ts, "event_ts": ts, "deleted_ts": msg.ts,
+                   "previous_message": before}]
+        parent = next((m for m in ch.messages if msg.thread_ts not in (None, msg.ts) and m.ts == msg.thread_ts), None)
+        if parent is not None and parent.subtype == "tombstone" and len(self.messages(ch.id, parent.ts)) == 1:
+            events += self._delete(parent)
+        elif parent is not None:
+            events.append(self._changed_event(ch, parent, parent.to_json()))
+        return events
+
+    def _changed_event(self, ch: Channel, msg: Message, before: dict) -> dict:
+        ts = self._next_ts()
+        return {"type": "message", "subtype": "message_changed", "hidden": True, "channel": ch.id,
+                "channel_type": ch.channel_type, "ts": ts, "event_ts": ts,
+                "message": self._reply_json(msg, self.messages(ch.id, msg.ts)), "previous_message": before}
+
+    async def user_deletes(self, channel: str, ts: str, *, user: str | None = None) -> list[Delivery]:
+        """A person deletes a message (their own; an admin any): the events Slack sends the app, if it
+        hears the conversation, delivered in order. Returns their deliveries (none if not heard)."""
+        ch = self.channels[channel]
+        msg = next((m for m in ch.messages if m.ts == ts), None)
+        if msg is None:
+            raise LookupError(f"no message {ts} in {channel}")
+        user = user or msg.user
+        if user != msg.user and not (user in self.users and self.users[user].is_admin):
+            raise ValueError(f"{user} may not delete {msg.user}'s message")
+        events = self._delete(msg)
+        if not self._hears(ch):
+            return []
+        with self.acting(self.install_for(self.team_of(ch))):
+            return [await self.deliver_event(e) for e in events]
 
     def _message_state(self, msg: Message) -> dict:
         out = {**msg.to_json(), "channel": msg.channel, "visible_text": msg.visible_text,
@@ -621,41 +441,56 @@ class SlackEmulator:
     # ------------------------------------------------------------ Web API
 
     async def _handle_api(self, request: web.Request) -> web.Response:
-        method, params = request.match_info["method"], {}
+        method, params, team = request.match_info["method"], {}, self.team_id
         try:
             params = await _read_params(request)
-            self._check_auth(request, params, method)
-            handler = getattr(self, "_api_" + method.replace(".", "_"), None)
-            if handler is None:
-                raise SlackError("unknown_method")
-            if (scope := REQUIRED_SCOPES.get(method)) and scope not in self.scopes:
-                raise SlackError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
-            self._check_forced_failure(method, applied=False)
-            self._check_rate_limit(method, params)
-            body = {"ok": True, **handler(params)}
-            self._check_forced_failure(method, applied=True)
+            grant = self._check_auth(request, params, method)
+            with self.acting(grant.install if grant else None) as install:
+                team = install.team_id or install.enterprise_id if install else team
+                handler = self._handler(method)
+                if (scope := REQUIRED_SCOPES.get(method)) and scope not in self.scopes:
+                    raise SlackError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
+                self._check_forced_failure(method, applied=False)
+                self._check_rate_limit(method, params)
+                # what the handler may ask (user tokens, client credentials); handlers do not await
+                self._grant, self._request_authorization = grant, request.headers.get("Authorization", "")
+                body = {"ok": True, **handler(params)}
+                self._check_forced_failure(method, applied=True)
         except SlackError as e:
-            self.calls.append(Call(method, params, False, e.error, e.status, time.time(), self.team_id))
+            self.calls.append(Call(method, params, False, e.error, e.status, time.time(), team))
             return e.response()
-        self.calls.append(Call(method, params, True, None, 200, time.time(), self.team_id))
+        self.calls.append(Call(method, params, True, None, 200, time.time(), team))
         if self._held.get(method):  # done in Slack, but the answer is slow to come back
             self._held[method] -= 1
             await asyncio.sleep(self.hold_seconds)
         return web.json_response(body)
 
-    def _check_auth(self, request: web.Request, params: dict, method: str) -> None:
+    def _handler(self, method: str) -> Callable[[dict], dict]:
+        name = "_api_" + method.replace(".", "_")
+        for owner in (self, *self.components):
+            if handler := getattr(owner, name, None):
+                return handler
+        raise SlackError("unknown_method")
+
+    def _check_auth(self, request: web.Request, params: dict, method: str) -> Grant | None:
+        """The grant the call's token stands for. oauth.v2.access authenticates the app by its client
+        credentials instead (slack_oauth), so it has none."""
+        if method in self.oauth.CLIENT_AUTH_METHODS:
+            return None
         header = request.headers.get("Authorization", "")
         token = params.pop("token", None)
         token = header[len("Bearer "):] if header.startswith("Bearer ") else token
         if not token:
             raise SlackError("not_authed")
-        # apps.connections.open takes only the app-level token (xapp-), every other method the bot token
-        wanted, other = ((self.app_token, self.bot_token) if method == "apps.connections.open"
-                         else (self.bot_token, self.app_token))
-        if token == other:
+        grant = self.tokens.get(token)
+        if grant is None:
+            raise SlackError("token_revoked" if token in self.revoked_tokens else "invalid_auth")
+        # apps.connections.open takes only the app-level token (xapp-), every other method a bot or user token
+        if (grant.kind == "app") != (method == "apps.connections.open"):
             raise SlackError("not_allowed_token_type")
-        if token != wanted:
-            raise SlackError("invalid_auth")
+        if grant.expires is not None and time.time() >= grant.expires:
+            raise SlackError("token_expired")  # token rotation: refresh it with oauth.v2.access
+        return grant
 
     def _check_forced_failure(self, method: str, *, applied: bool) -> None:
         if (queue := self._failures.get(method)) and queue[0][4] == applied:
@@ -676,13 +511,16 @@ class SlackEmulator:
             raise SlackError("ratelimited", 429, wait)
 
     def _channel(self, channel_id: Any) -> Channel:
-        """A channel by id, by "#name", or a user id (posting to a user opens the DM)."""
+        """A channel by id, by "#name", or a user id (posting to a user opens the DM), in a workspace the
+        acting installation covers: another workspace's channels do not exist for it."""
         if not isinstance(channel_id, str):
             raise SlackError("channel_not_found")
-        if ch := self.channels.get(channel_id):
+        install = self._acting()
+        if (ch := self.channels.get(channel_id)) and install.covers(self.workspaces[self.team_of(ch)]):
             return ch
         for ch in self.channels.values():
-            if channel_id == f"#{ch.name}" or (ch.is_im and channel_id in ch.members - {self.bot_user_id}):
+            if (channel_id == f"#{ch.name}" or (ch.is_im and channel_id in ch.members - {self.bot_user_id})) \
+                    and install.covers(self.workspaces[self.team_of(ch)]):
                 return ch
         raise SlackError("channel_not_found")
 
@@ -716,8 +554,26 @@ class SlackEmulator:
         return text, blocks
 
     def _api_auth_test(self, p: dict) -> dict:
-        return {"url": self.base_url + "/", "team": "Emulated Workspace", "user": "bot", "team_id": self.team_id,
-                "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+        """Who the token is: its installation's workspace (or org, for an org-wide install) and bot."""
+        install = self._acting()
+        if install.is_enterprise_install:
+            # An org-wide token names the org: team_id is the enterprise id here (the docs show no
+            # auth.test for org tokens; bolt reads only bot_id, user_id, enterprise_id and url from it).
+            org = next(w for w in self.workspaces.values() if w.enterprise_id == install.enterprise_id)
+            team, team_id, url = org.enterprise_name or org.enterprise_id, install.enterprise_id, org.enterprise_id
+        else:
+            workspace = self.workspaces[install.team_id]
+            team, team_id, url = workspace.name, workspace.id, workspace.domain
+        out = {"url": f"{self.base_url}/" + ("" if team_id == self.team_id else f"{url}/"), "team": team,
+               "user": "bot", "team_id": team_id,
+               "user_id": install.bot_user_id, "bot_id": install.bot_id,
+               "is_enterprise_install": install.is_enterprise_install}
+        if install.enterprise_id:
+            out["enterprise_id"] = install.enterprise_id
+        if self._grant and self._grant.kind == "user":  # a person's token: that person, no bot
+            out.update(user_id=self._grant.user, user=self._grant.user)
+            out.pop("bot_id")
+        return out
 
     def _api_apps_connections_open(self, p: dict) -> dict:
         # Slack answers a single-use WebSocket URL (wss://wss-primary.slack.com/link/?ticket=...&app_id=...)
@@ -788,16 +644,14 @@ class SlackEmulator:
         msg = self._find(ch, p.get("ts"))
         if msg.bot_id != self.bot_id:
             raise SlackError("cant_delete_message")
-        self._delete(msg)
-        return {"channel": ch.id, "ts": msg.ts}
+        ts = msg.ts
+        for event in self._delete(msg):  # Slack tells the app of its own deletions too (echo_bot_events)
+            self._echo(event)
+        return {"channel": ch.id, "ts": ts}
 
     def _api_conversations_replies(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))
-        needed = HISTORY_SCOPES[ch.channel_type]
-        if needed not in self.scopes:
-            raise SlackError("missing_scope", needed=needed)
-        if self.bot_user_id not in ch.members:
-            raise SlackError("not_in_channel")
+        self._check_readable(ch)
         thread = self.messages(ch.id, str(p.get("ts")))
         if not thread:
             raise SlackError("thread_not_found")
@@ -814,26 +668,46 @@ class SlackEmulator:
         return {"messages": [self._reply_json(m, thread) for m in page], "has_more": bool(rest),
                 "response_metadata": {"next_cursor": cursor}}
 
+    def _check_readable(self, ch: Channel) -> None:
+        """Reading a conversation's messages: its type's history scope, and the bot in it."""
+        needed = HISTORY_SCOPES[ch.channel_type]
+        if needed not in self.scopes:
+            raise SlackError("missing_scope", needed=needed)
+        if self.bot_user_id not in ch.members:
+            raise SlackError("not_in_channel")
+
     @staticmethod
     def _reply_json(msg: Message, thread: list[Message]) -> dict:
         out = msg.to_json()
-        if msg is thread[0] and msg.thread_ts is None and len(thread) > 1:  # the parent
+        if msg is thread[0] and msg.thread_ts in (None, msg.ts) and len(thread) > 1:  # the parent
             out.update(thread_ts=msg.ts, reply_count=len(thread) - 1, latest_reply=thread[-1].ts,
                        reply_users=sorted({m.user for m in thread[1:] if m.user}))
         return out
 
     def _channel_json(self, ch: Channel) -> dict:
         out = {"id": ch.id, "name": ch.name, "is_channel": not ch.is_im and not ch.is_private,
-               "is_group": ch.is_private, "is_im": ch.is_im, "is_private": ch.is_private or ch.is_im,
-               "is_archived": False, "is_member": self.bot_user_id in ch.members, "num_members": len(ch.members)}
+               "is_group": ch.is_private and not ch.is_mpim, "is_im": ch.is_im, "is_mpim": ch.is_mpim,
+               "is_private": ch.is_private or ch.is_im, "is_archived": False,
+               "is_member": self.bot_user_id in ch.members, "num_members": len(ch.members),
+               "context_team_id": self.team_of(ch)}
         if ch.is_im:
             out["user"] = next(iter(ch.members - {self.bot_user_id}), None)
+        if canvas := self.canvases.channel_canvas(ch.id):
+            out["properties"] = {"canvas": {"file_id": canvas["id"], "is_empty": not canvas["markdown"],
+                                            "quip_thread_id": canvas["id"]}}
         return out
+
+    def _check_can_see(self, ch: Channel) -> None:
+        """Conversation metadata: its type's read scope; a private one only from inside."""
+        needed = READ_SCOPES[ch.channel_type]
+        if needed not in self.scopes:
+            raise SlackError("missing_scope", needed=needed)
+        if (ch.is_private or ch.is_im) and self.bot_user_id not in ch.members:
+            raise SlackError("channel_not_found")
 
     def _api_conversations_info(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))
-        if (needed := READ_SCOPES[ch.channel_type]) not in self.scopes:
-            raise SlackError("missing_scope", needed=needed)
+        self._check_can_see(ch)
         return {"channel": self._channel_json(ch)}
 
     def _api_conversations_join(self, p: dict) -> dict:
@@ -848,7 +722,8 @@ class SlackEmulator:
     def _api_users_info(self, p: dict) -> dict:
         if p.get("user") == self.bot_user_id:
             return {"user": User(self.bot_user_id, "bot", "Bot", is_bot=True).to_json(self.team_id)}
-        if (user := self.users.get(p.get("user"))) is None:
+        user = self.users.get(p.get("user"))
+        if user is None or not self._acting().covers(self.workspaces[user.team or self.team_id]):
             raise SlackError("user_not_found")
         return {"user": user.to_json(self.team_id)}
 
@@ -940,6 +815,7 @@ class SlackEmulator:
     def _stream_content(self, stream: Stream, msg: Message, p: dict, method: str) -> None:
         """Apply one call's markdown_text and chunks to the stream, and record what the reader now sees."""
         chunks = parse_chunks(p.get("chunks"))
+        check_task_order(stream.tasks, chunks)
         markdown = str(p.get("markdown_text") or "")
         added = markdown + "".join(c["text"] for c in chunks if c["type"] == "markdown_text")
         if len(markdown) > STREAM_MARKDOWN_LIMIT or len(added) > STREAM_MARKDOWN_LIMIT:
@@ -948,6 +824,7 @@ class SlackEmulator:
         for chunk in chunks:
             if chunk["type"] == "task_update":
                 stream.tasks[chunk["id"]] = {k: v for k, v in chunk.items() if k != "type"}
+                stream.task_history.append(stream.tasks[chunk["id"]])
             elif chunk["type"] == "plan_update":
                 stream.plan_title = chunk["title"]
             elif chunk["type"] == "blocks":
@@ -991,6 +868,7 @@ class SlackEmulator:
         self._stream_content(stream, msg, p, "chat.startStream")
         self._store(msg)
         self._expire_later(stream)
+        self.agents.bridge(ch.id, stream.thread_ts, "processing", "chat.startStream")  # starts the session
         return {"channel": ch.id, "ts": msg.ts}
 
     def _api_chat_appendStream(self, p: dict) -> dict:
@@ -1019,6 +897,7 @@ class SlackEmulator:
         stream.state = "stopped"
         self._render_stream(stream, msg)
         self._emit_stream(stream)
+        self.agents.bridge(stream.channel, stream.thread_ts, p.get("session_status") or "active", "chat.stopStream")
         return {"channel": stream.channel, "ts": stream.ts, "message": msg.to_json()}
 
     def stream(self, channel: str, ts: str) -> Stream:
@@ -1085,6 +964,8 @@ class SlackEmulator:
                 or not all(isinstance(m, str) for m in loading):
             raise SlackError("invalid_arguments")
         thread_ts, status = str(p["thread_ts"]), str(p["status"])
+        # on an agent session: a status is processing, an empty one active (slack-agents.md 2, "Bridge")
+        self.agents.bridge(ch.id, thread_ts, "processing" if status else "active", "assistant.threads.setStatus")
         if not status:
             self._set_status(ch.id, thread_ts, "", [], "app")
             return {}
@@ -1177,7 +1058,8 @@ class SlackEmulator:
         source = next((m for m in ch.messages if m.ts == ctx.get("message_ts")), None)
         thread_ts = body.get("thread_ts") or ctx.get("thread_ts")
         if source and body.get("delete_original"):
-            self._delete(source)
+            for event in self._delete(source):
+                self._echo(event)
         elif source and body.get("replace_original"):
             self._edit(source, text, blocks if blocks is not None else [])
         elif body.get("response_type") == "in_channel":
@@ -1216,12 +1098,13 @@ class SlackEmulator:
         for f in files:
             record = self.file_record(f["id"])
             record["channel"], record["thread_ts"] = ch.id, msg.thread_ts
-        events = [{**e, "files": list(files), "upload": True, "display_as_bot": False,
-                   **({"subtype": "file_share"} if e["type"] == "message" else {})}
-                  for e in self._user_message_events(ch, msg)]
-        if not events:
-            return Delivery(0, "", {}, 0.0, error="not delivered: the app is not in the channel", message=msg)
-        deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
+        with self.acting(self.install_for(self.team_of(ch))):
+            events = [{**e, "files": list(files), "upload": True, "display_as_bot": False,
+                       **({"subtype": "file_share"} if e["type"] == "message" else {})}
+                      for e in self._user_message_events(ch, msg)]
+            if not events:
+                return Delivery(0, "", {}, 0.0, error="not delivered: the app is not in the channel", message=msg)
+            deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
         for d in deliveries:
             d.message, d.all = msg, deliveries
         return deliveries[0]
@@ -1270,15 +1153,41 @@ class SlackEmulator:
         delivery.all = [delivery]
         return delivery
 
-    def _envelope(self, event: dict, event_id: str | None) -> dict:
-        return {
-            "token": self.verification_token, "team_id": self.team_id, "context_team_id": self.team_id,
-            "context_enterprise_id": None, "api_app_id": self.app_id, "event": event, "type": "event_callback",
+    def _envelope(self, event: dict, event_id: str | None, team: str | None = None) -> dict:
+        """The Events API envelope, for the workspace the event happened in and the installation it is
+        delivered to (`authorizations`; an org-wide install has no team there, as bolt expects)."""
+        install = self._acting()
+        ch = self.channels.get(str(event.get("channel")))
+        team = team or (self.team_of(ch) if ch else install.team_id or self.team_id)
+        enterprise = self.workspaces[team].enterprise_id if team in self.workspaces else install.enterprise_id
+        envelope = {
+            "token": self.verification_token, "team_id": team, "context_team_id": team,
+            "context_enterprise_id": enterprise, "api_app_id": self.app_id, "event": event, "type": "event_callback",
             "event_id": event_id or self._new_id("Ev"), "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
-                                "is_bot": True, "is_enterprise_install": False}],
+            "authorizations": [{"enterprise_id": install.enterprise_id,
+                                "team_id": None if install.is_enterprise_install else team,
+                                "user_id": install.bot_user_id, "is_bot": True,
+                                "is_enterprise_install": install.is_enterprise_install}],
             "is_ext_shared_channel": False, "event_context": "4-" + secrets.token_urlsafe(24),
         }
+        if enterprise:
+            envelope["enterprise_id"] = enterprise
+        return envelope
+
+    def subscribed(self, event_type: str) -> bool:
+        return event_type in self.subscriptions
+
+    async def deliver_workspace_event(self, event: dict, team: str | None = None) -> Delivery:
+        """An event the workspace sends on its own (app_home_opened, app_uninstalled, ...), to the
+        installation serving `team`, if the app subscribes to it. Not subscribed, not installed: not sent."""
+        if not self.subscribed(event["type"]):
+            return Delivery(0, "", {}, 0.0, payload={"event": event},
+                            error=f"not delivered: the app does not subscribe to {event['type']}")
+        install = self.install_for(team or self.team_id)
+        if install is None:
+            return Delivery(0, "", {}, 0.0, payload={"event": event}, error="not delivered: the app is not installed")
+        with self.acting(install):
+            return await self.deliver_event(event)
 
     async def _post_envelope(self, envelope: dict, retry_num: int | None, retry_reason: str) -> Delivery:
         headers = {} if retry_num is None else {"X-Slack-Retry-Num": str(retry_num),
@@ -1288,8 +1197,10 @@ class SlackEmulator:
         return delivery
 
     async def deliver_event(self, event: dict, *, retry_num: int | None = None, retry_reason: str = "http_timeout",
-                            event_id: str | None = None) -> Delivery:
-        return await self._post_envelope(self._envelope(event, event_id), retry_num, retry_reason)
+                            event_id: str | None = None, team: str | None = None) -> Delivery:
+        """Deliver `event` to the acting installation; `team` names the workspace when the event has
+        no channel to tell it."""
+        return await self._post_envelope(self._envelope(event, event_id, team), retry_num, retry_reason)
 
     async def redeliver(self, delivery: Delivery, retry_num: int = 1, retry_reason: str = "http_timeout") -> Delivery:
         """Slack's retry: the same envelope and event_id, freshly signed, with retry headers."""
@@ -1314,16 +1225,24 @@ class SlackEmulator:
 
     def _bot_message_event(self, msg: Message) -> dict:
         ch = self.channels[msg.channel]
-        profile = {"id": self.bot_id, "app_id": self.app_id, "name": "bot", "team_id": self.team_id}
+        profile = {"id": self.bot_id, "app_id": self.app_id, "name": "bot", "team_id": self.team_of(ch)}
         return {**msg.to_json(), "app_id": self.app_id, "bot_profile": profile, "channel": ch.id,
-                "channel_type": ch.channel_type, "event_ts": msg.ts, "team": self.team_id}
+                "channel_type": ch.channel_type, "event_ts": msg.ts, "team": self.team_of(ch)}
+
+    def _hears(self, ch: Channel) -> bool:
+        """Whether the app gets message.* events of a conversation: installed in its workspace, a
+        member, subscribed to the type's event and holding its history scope."""
+        install = self.install_for(self.team_of(ch))
+        return (install is not None and install.bot_user_id in ch.members
+                and HISTORY_SCOPES[ch.channel_type] in install.scopes and self.subscribed(MESSAGE_EVENTS[ch.channel_type]))
 
     def _user_message_events(self, ch: Channel, msg: Message, user_team: str | None = None) -> list[dict]:
         # Slack only sends events from conversations the app is in, for the scopes it holds.
-        if self.bot_user_id not in ch.members:
+        install = self.install_for(self.team_of(ch))
+        if install is None or install.bot_user_id not in ch.members:
             return []
         base = {"user": msg.user, "text": msg.text, "ts": msg.ts, "event_ts": msg.ts, "channel": ch.id,
-                "team": user_team or self.team_id, "client_msg_id": str(uuid.uuid4())}
+                "team": user_team or self.team_of(ch), "client_msg_id": str(uuid.uuid4())}
         if user_team and user_team != self.team_id:
             # Slack Connect: the event names the sender's organisation; the envelope and its
             # `authorizations` still name the workspace the app is installed in.
@@ -1331,11 +1250,19 @@ class SlackEmulator:
         if msg.thread_ts:
             parent = next((m for m in ch.messages if m.ts == msg.thread_ts), None)
             base.update(thread_ts=msg.thread_ts, parent_user_id=parent.user if parent else None)
+        mentioned = f"<@{install.bot_user_id}>" in msg.text
+        # Real-time Search's action_token: in app_mention, in message.im/.mpim/.groups, and in
+        # message.channels when the app is mentioned (slack-agents.md 7).
+        token = self.search.issue_action_token(msg.user, self.team_of(ch)) if msg.user else None
         events = []
-        if HISTORY_SCOPES[ch.channel_type] in self.scopes:
-            events.append({"type": "message", **base, "channel_type": ch.channel_type})
-        if not ch.is_im and f"<@{self.bot_user_id}>" in msg.text and "app_mentions:read" in self.scopes:
-            events.append({"type": "app_mention", **base})
+        if self._hears(ch):
+            with_token = token and (mentioned or ch.channel_type != "channel")
+            events.append({"type": "message", **base, "channel_type": ch.channel_type,
+                           **({"action_token": token} if with_token else {})})
+        if not ch.is_im and mentioned and "app_mentions:read" in install.scopes and self.subscribed("app_mention"):
+            events.append({"type": "app_mention", **base, **({"action_token": token} if token else {})})
+        if ch.is_im and self.agent_view and (context := self.agents.app_context(msg.user)) is not None:
+            events = [{**e, "app_context": context} for e in events]  # the channel the person looks at
         return events
 
     async def user_message(self, channel: str, text: str, *, user: str = "U_ALICE", thread_ts: str | None = None,
@@ -1346,11 +1273,12 @@ class SlackEmulator:
         ch = self.channels[channel]
         msg = self._store(Message(self._next_ts(), ch.id, user, None, text,
                                   thread_ts=self._thread_root(ch, thread_ts)))
-        events = self._user_message_events(ch, msg, user_team)
-        if not deliver or not events:
-            why = "not delivered (deliver=False)" if not deliver else "not delivered: the app is not in the channel"
-            return Delivery(0, "", {}, 0.0, payload={"event": events[0] if events else {}}, error=why, message=msg)
-        deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
+        with self.acting(self.install_for(self.team_of(ch))):
+            events = self._user_message_events(ch, msg, user_team)
+            if not deliver or not events:
+                why = "not delivered (deliver=False)" if not deliver else "not delivered: the app is not in the channel"
+                return Delivery(0, "", {}, 0.0, payload={"event": events[0] if events else {}}, error=why, message=msg)
+            deliveries = list(await asyncio.gather(*(self.deliver_event(e) for e in events)))
         for d in deliveries:
             d.message, d.all = msg, deliveries
         return deliveries[0]
@@ -1358,13 +1286,18 @@ class SlackEmulator:
     async def slash_command(self, command: str, text: str, *, user: str = "U_ALICE",
                             channel: str = "C_GENERAL") -> Delivery:
         ch = self.channels[channel]
+        workspace = self.workspaces[self.team_of(ch)]
+        install = self.install_for(workspace.id)
         fields = {
-            "token": self.verification_token, "team_id": self.team_id, "team_domain": "emulated",
+            "token": self.verification_token, "team_id": workspace.id, "team_domain": workspace.domain,
             "channel_id": ch.id, "channel_name": "directmessage" if ch.is_im else ch.name, "user_id": user,
             "user_name": self.users[user].name if user in self.users else user, "command": command,
-            "text": text, "api_app_id": self.app_id, "is_enterprise_install": "false",
+            "text": text, "api_app_id": self.app_id,
+            "is_enterprise_install": "true" if install and install.is_enterprise_install else "false",
             "response_url": self._new_response_url(ch.id, user), "trigger_id": self._new_id("T.") + ".emu",
         }
+        if workspace.enterprise_id:
+            fields.update(enterprise_id=workspace.enterprise_id, enterprise_name=workspace.enterprise_name or "")
         delivery = await self.send_signed(urlencode(fields), "application/x-www-form-urlencoded")
         delivery.payload = fields
         self._show_ack(delivery, {"channel": ch.id, "user": user})
@@ -1381,25 +1314,39 @@ class SlackEmulator:
 
     async def click_button(self, message: Message, action_id: str, *, user: str = "U_ALICE",
                            value: str | None = None) -> Delivery:
+        """A person clicks a button (or another element) in a message: a `block_actions` payload. For
+        feedback buttons (`value` "positive"/"negative", or the button's own value), see
+        AgentSurface.click_feedback."""
         block_id, element = _find_action(message.blocks or [], action_id)
         ch = self.channels[message.channel]
-        name = self.users[user].name if user in self.users else user
         container = {"type": "message", "message_ts": message.ts, "channel_id": ch.id, "is_ephemeral": False}
         if message.thread_ts:
             container["thread_ts"] = message.thread_ts
+        action = {"type": element.get("type", "button"), "action_id": action_id, "block_id": block_id,
+                  "text": element.get("text"), "value": element.get("value") if value is None else value,
+                  "action_ts": _format_ts(time.time())}
         payload = {
-            "type": "block_actions", "user": {"id": user, "username": name, "name": name, "team_id": self.team_id},
-            "api_app_id": self.app_id, "token": self.verification_token, "container": container,
-            "trigger_id": self._new_id("T.") + ".emu", "team": {"id": self.team_id, "domain": "emulated"},
-            "enterprise": None, "is_enterprise_install": False, "channel": {"id": ch.id, "name": ch.name},
-            "message": message.to_json(), "state": {"values": {}},
+            "type": "block_actions", **self.interaction_base(ch, user), "container": container,
+            "channel": {"id": ch.id, "name": ch.name}, "message": message.to_json(), "state": {"values": {}},
             "response_url": self._new_response_url(ch.id, user, message.thread_ts, message.ts),
-            "actions": [{"type": element.get("type", "button"), "action_id": action_id, "block_id": block_id,
-                         "text": element.get("text"), "value": element.get("value") if value is None else value,
-                         "action_ts": _format_ts(time.time())}],
+            "actions": [action],
         }
-        body = urlencode({"payload": json.dumps(payload)})
-        delivery = await self.send_signed(body, "application/x-www-form-urlencoded")
+        return await self.send_interaction(payload)
+
+    def interaction_base(self, ch: Channel, user: str) -> dict:
+        """What every interactivity payload carries: who, in which workspace/org, for which app."""
+        workspace = self.workspaces[self.team_of(ch)]
+        install = self.install_for(workspace.id)
+        name = self.users[user].name if user in self.users else user
+        enterprise = ({"id": workspace.enterprise_id, "name": workspace.enterprise_name or ""}
+                      if workspace.enterprise_id else None)
+        return {"user": {"id": user, "username": name, "name": name, "team_id": workspace.id},
+                "api_app_id": self.app_id, "token": self.verification_token,
+                "trigger_id": self._new_id("T.") + ".emu", "team": {"id": workspace.id, "domain": workspace.domain},
+                "enterprise": enterprise, "is_enterprise_install": bool(install and install.is_enterprise_install)}
+
+    async def send_interaction(self, payload: dict) -> Delivery:
+        delivery = await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
         delivery.payload = payload
         return delivery
 
@@ -1420,6 +1367,7 @@ class SlackEmulator:
             "ephemerals": self.ephemerals, "statuses": self.statuses,
             "thread_statuses": [s for k in list(self._shown_status) if (s := self.current_status(*k))],
             "files": [self._file_json(r) | {"channel": r["channel"], "thread_ts": r["thread_ts"]} for r in self.files],
+            **{type(c).__name__.lower(): c.state() for c in self.components},
         }
 
     async def _http_state(self, request: web.Request) -> web.Response:
@@ -1444,11 +1392,14 @@ class SlackEmulator:
 
     async def _http_click(self, request: web.Request) -> web.Response:
         b = await request.json()
-        msg = next((m for m in self.channels[b["channel"]].messages if m.ts == b["ts"]), None)
-        if msg is None:
-            raise LookupError(f"no message {b['ts']} in {b['channel']}")
-        d = await self.click_button(msg, b["action_id"], user=b.get("user") or "U_ALICE", value=b.get("value"))
+        d = await self.click_button(self.message(b["channel"], b["ts"]), b["action_id"], user=b.get("user") or "U_ALICE",
+                                    value=b.get("value"))
         return web.json_response({"delivery": d.to_json()})
+
+    async def _http_delete(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        deliveries = await self.user_deletes(b["channel"], b["ts"], user=b.get("user"))
+        return web.json_response({"deliveries": [d.to_json() for d in deliveries]})
 
     async def _http_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -1536,6 +1487,9 @@ class SlackEmulator:
         app.router.add_post("/_emu/fail_next", self._http_fail_next)
         app.router.add_post("/_emu/stop_stream", self._http_stop_stream)
         app.router.add_post("/_emu/share", self._http_share)
+        app.router.add_post("/_emu/delete", self._http_delete)
+        for component in self.components:
+            component.routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
