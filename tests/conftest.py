@@ -1,17 +1,21 @@
 """Real parts for every end-to-end test: Redis, the two emulators, and the bot served over HTTP.
 
 Redis: REDIS_URL when it answers, else a throwaway redis-server this session starts (and stops).
-Each test writes only under its own random key prefix and deletes exactly those keys afterwards.
+Tests marked `cluster` run twice: on that node and on a real 3-master Redis Cluster this session
+starts on loopback (SLACKBOT_TEST_REDIS=single skips the cluster runs). Each test writes only under
+its own random key prefix and deletes exactly those keys afterwards (the store's own operation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -22,6 +26,7 @@ import redis.asyncio as aioredis
 
 from slackbot.app import serve
 from slackbot.config import Settings
+from slackbot.store import Store
 from slackbot_emulators.gemini import GeminiEmulator
 from slackbot_emulators.slack import SlackEmulator
 
@@ -42,25 +47,29 @@ def _answers(url: str) -> bool:
         return False
 
 
-class RedisServer:
-    """A redis-server process of our own (for tests that stop and restart it)."""
+def _binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
+    if not binary:
+        pytest.fail(f"{name} is not installed: run scripts/test, which installs it")
+    return binary
 
-    def __init__(self, port: int | None = None):
+
+class RedisServer:
+    """A redis-server process of our own (for tests that stop and restart it), with any extra options."""
+
+    def __init__(self, port: int | None = None, *args: str, cwd: str | None = None):
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.args = args
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
-        binary = shutil.which("redis-server")
-        if not binary:
-            pytest.fail("redis-server is not installed: run scripts/test, which installs it")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while not _answers(self.url):
-            if time.time() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
+    def start(self, wait: bool = True) -> "RedisServer":
+        self.proc = subprocess.Popen([_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", *self.args], cwd=self.cwd,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait:
+            _wait_for(lambda: _answers(self.url), "redis-server")
         return self
 
     def stop(self) -> None:
@@ -70,8 +79,58 @@ class RedisServer:
             self.proc = None
 
 
+def _wait_for(check, what: str, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
+def _cluster_port() -> int:
+    """A port free with its cluster bus port (port + 10000), so below the ephemeral range's top."""
+    while True:
+        port = random.randint(20000, 29999)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of `masters` redis-servers on loopback, made with `redis-cli --cluster create`."""
+
+    def __init__(self, masters: int = 3):
+        self.dir = tempfile.mkdtemp(prefix="slackbot-cluster-")
+        self.nodes = [RedisServer(_cluster_port(), "--cluster-enabled", "yes", "--cluster-config-file",
+                                  f"nodes-{i}.conf", "--cluster-node-timeout", "2000", cwd=self.dir)
+                      for i in range(masters)]
+        self.url = self.nodes[1].url  # any node will do: the bot finds the others
+
+    def start(self) -> "RedisClusterServers":
+        for node in self.nodes:
+            node.start()
+        subprocess.run([_binary("redis-cli"), "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+        def ok() -> bool:
+            return all(redis.Redis(host="127.0.0.1", port=n.port, decode_responses=True)
+                       .cluster("info").get("cluster_state") == "ok" for n in self.nodes)
+        _wait_for(ok, "the Redis Cluster")
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def redis_url():
+def redis_single():
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if _answers(url):
         yield url
@@ -81,16 +140,52 @@ def redis_url():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request):
+    """One node; or, for the `cluster` runs of tests marked `cluster`, any node of a 3-master cluster."""
+    if getattr(request, "param", "single") == "cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return request.getfixturevalue("redis_single")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: also run against a real 3-master Redis Cluster")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("cluster") and "redis_url" in metafunc.fixturenames:
+        variants = ["single"] if os.environ.get("SLACKBOT_TEST_REDIS") == "single" else ["single", "cluster"]
+        metafunc.parametrize("redis_url", variants, indirect=True, scope="session")
+
+
+async def open_store(redis_url: str, prefix: str) -> Store:
+    """The bot's store on this Redis (a cluster client on a cluster): tests ask it for keys."""
+    return await Store.connect(redis_url, prefix)
+
+
 @pytest.fixture
 async def prefix(redis_url):
     """A key prefix of this test's own; its keys are deleted afterwards (and nothing else)."""
     name = f"slackbot-test-{secrets.token_hex(4)}"
     yield name
-    client = aioredis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=f"{name}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    store = await open_store(redis_url, name)
+    await store.delete_prefix()
+    await store.close()
+
+
+@pytest.fixture
+async def store(redis_url, prefix):
+    """The store a bot with this test's prefix uses, on the same Redis."""
+    opened = await open_store(redis_url, prefix)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

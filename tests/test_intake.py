@@ -62,7 +62,7 @@ def test_state_belongs_to_the_installing_workspace_not_the_sender():
     # key, chain and edit budget) is keyed by the workspace the app is installed in.
     partner = ev(thread_ts="1.0", team="T_PARTNER", user_team="T_PARTNER")
     turn = classify(partner, BOT, "T_HOME")
-    assert turn.team == "T_HOME" and turn.dedup_key == "msg:T_HOME:C1:2.0"
+    assert turn.team == "T_HOME" and turn.dedup_key == "msg:T_HOME:C1:1.0:2.0"
     dm = classify(ev(channel="D1", channel_type="im", team="T_PARTNER"), BOT, "T_HOME")
     assert dm.team == "T_HOME"
 

@@ -37,8 +37,9 @@ class Turn:
 
     @property
     def dedup_key(self) -> str:
-        # One message is one turn, however many events carry it (app_mention + message, retries).
-        return f"msg:{self.team}:{self.channel}:{self.ts}"
+        # One message is one turn, however many events carry it (app_mention + message, retries). It
+        # names the thread: the store keeps a turn beside its thread's keys (one Redis Cluster slot).
+        return f"msg:{self.team}:{self.channel}:{self.chain_thread}:{self.ts}"
 
 
 def installing_team(body: dict, fallback: str | None = None) -> str:
