@@ -186,9 +186,9 @@ class Store:
             return False
 
     # --- the whole prefix (the sandbox, the bench and the tests clean up with it) ------------------
-    async def prefix_keys(self) -> list[str]:
-        """Every key under this prefix, from every primary of a cluster."""
-        pattern = self.keys.pattern
+    async def prefix_keys(self, pattern: str = "") -> list[str]:
+        """Every key under this prefix (or matching one of `keys`' patterns), from every primary of a cluster."""
+        pattern = pattern or self.keys.pattern
         if self.cluster:
             return [k async for k in self.redis.scan_iter(match=pattern, count=1000,
                                                           target_nodes=RedisCluster.PRIMARIES)]

@@ -78,6 +78,11 @@ class JobKeys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{{{job_id}}}"
 
+    @property
+    def any_job(self) -> str:
+        """A SCAN pattern matching every job hash."""
+        return f"{self.prefix}:job:*"
+
     def due_shard(self, shard: int) -> str:
         return f"{self.prefix}:jobs:due:{{jobs.{shard}}}"
 
@@ -120,4 +125,5 @@ class Keys:
 
     @property
     def pattern(self) -> str:
+        """A SCAN pattern matching every key of the prefix."""
         return f"{self.prefix}:*"
