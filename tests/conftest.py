@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import secrets
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
-import redis
-import redis.asyncio as aioredis
 
 from slackbot.app import serve
 from slackbot.config import Settings
 from slackbot.store import Store
+from slackbot_bench import redis_servers
 from slackbot_emulators.gemini import GeminiEmulator
 from slackbot_emulators.slack import SlackEmulator
 
@@ -40,99 +36,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def _binary_present() -> None:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+        redis_servers.binary()
+        redis_servers.binary("redis-cli")
+    except redis_servers.RedisMissing as exc:
+        pytest.fail(f"{exc}: run scripts/test, which installs it")
 
 
-def _binary(name: str = "redis-server") -> str:
-    binary = shutil.which(name)
-    if not binary:
-        pytest.fail(f"{name} is not installed: run scripts/test, which installs it")
-    return binary
-
-
-class RedisServer:
-    """A redis-server process of our own (for tests that stop and restart it), with any extra options."""
-
-    def __init__(self, port: int | None = None, *args: str, cwd: str | None = None):
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.args = args
-        self.cwd = cwd
-        self.proc: subprocess.Popen | None = None
+class RedisServer(redis_servers.RedisServer):
+    """A redis-server process of our own (for tests that stop and restart it)."""
 
     def start(self, wait: bool = True) -> "RedisServer":
-        self.proc = subprocess.Popen([_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", *self.args], cwd=self.cwd,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait:
-            _wait_for(lambda: _answers(self.url), "redis-server")
-        return self
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-def _wait_for(check, what: str, timeout: float = 15) -> None:
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.05)
-
-
-def _cluster_port() -> int:
-    """A port free with its cluster bus port (port + 10000), so below the ephemeral range's top."""
-    while True:
-        port = random.randint(20000, 29999)
-        try:
-            for p in (port, port + 10000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-
-
-class RedisClusterServers:
-    """A real Redis Cluster of `masters` redis-servers on loopback, made with `redis-cli --cluster create`."""
-
-    def __init__(self, masters: int = 3):
-        self.dir = tempfile.mkdtemp(prefix="slackbot-cluster-")
-        self.nodes = [RedisServer(_cluster_port(), "--cluster-enabled", "yes", "--cluster-config-file",
-                                  f"nodes-{i}.conf", "--cluster-node-timeout", "2000", cwd=self.dir)
-                      for i in range(masters)]
-        self.url = self.nodes[1].url  # any node will do: the bot finds the others
-
-    def start(self) -> "RedisClusterServers":
-        for node in self.nodes:
-            node.start()
-        subprocess.run([_binary("redis-cli"), "--cluster", "create",
-                        *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-
-        def ok() -> bool:
-            return all(redis.Redis(host="127.0.0.1", port=n.port, decode_responses=True)
-                       .cluster("info").get("cluster_state") == "ok" for n in self.nodes)
-        _wait_for(ok, "the Redis Cluster")
-        return self
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _binary_present()
+        return super().start(wait)
 
 
 @pytest.fixture(scope="session")
 def redis_single():
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    if _answers(url):
+    if redis_servers.answers(url):
         yield url
         return
     server = RedisServer().start()
@@ -142,7 +65,8 @@ def redis_single():
 
 @pytest.fixture(scope="session")
 def redis_cluster():
-    cluster = RedisClusterServers().start()
+    _binary_present()
+    cluster = redis_servers.RedisClusterServers().start()
     yield cluster
     cluster.stop()
 

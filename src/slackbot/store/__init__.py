@@ -201,6 +201,13 @@ class Store:
             await self.redis.delete(*keys[i:i + 500])  # the cluster client splits it by slot
         return len(keys)
 
+    async def commands_processed(self) -> int:
+        """Commands the server (every primary of a cluster) has processed since it started, all clients'."""
+        if self.cluster:
+            per_node = await self.redis.info("stats", target_nodes=RedisCluster.PRIMARIES)
+            return sum(int(stats["total_commands_processed"]) for stats in per_node.values())
+        return int((await self.redis.info("stats"))["total_commands_processed"])
+
     async def keys_per_node(self) -> dict[str, int]:
         """How many of this prefix's keys each primary holds ("host:port" -> count); one entry on one node."""
         if not self.cluster:
