@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -31,8 +32,12 @@ def redact(url: str) -> str:
     """A Redis URL fit for a log line or an error: its password masked."""
     try:
         parsed = URL(url)
-    except ValueError:
-        return "redis://…"
+    except ValueError:  # e.g. redis+sentinel://h1:26379,h2:26379/name: several hosts
+        parts = urlsplit(url)
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hosts}" if colon else parts.netloc
+        return urlunsplit(parts._replace(netloc=netloc)) if parts.scheme else "redis://…"
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 # The bucket's state, refilled to now (Redis' clock): both takers below start from it. A 429's penalty
@@ -208,13 +213,15 @@ class Store:
             return sum(int(stats["total_commands_processed"]) for stats in per_node.values())
         return int((await self.redis.info("stats"))["total_commands_processed"])
 
-    async def keys_per_node(self) -> dict[str, int]:
-        """How many of this prefix's keys each primary holds ("host:port" -> count); one entry on one node."""
+    async def keys_per_node(self, pattern: str = "") -> dict[str, int]:
+        """How many of this prefix's keys (or those matching `pattern`) each primary holds
+        ("host:port" -> count); one entry on one node."""
+        pattern = pattern or self.keys.pattern
         if not self.cluster:
-            return {"single": len(await self.prefix_keys())}
+            return {"single": len(await self.prefix_keys(pattern))}
         counts: dict[str, int] = {}
         for node in self.redis.get_primaries():
-            counts[node.name] = len([k async for k in self.redis.scan_iter(match=self.keys.pattern, count=1000,
+            counts[node.name] = len([k async for k in self.redis.scan_iter(match=pattern, count=1000,
                                                                             target_nodes=node)])
         return counts
 

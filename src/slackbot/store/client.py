@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
@@ -25,7 +26,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from yarl import URL
 
 SENTINEL_SCHEMES = ("redis+sentinel",)
 
@@ -39,7 +39,7 @@ _SOCKET = {"socket_connect_timeout": 2, "socket_timeout": 5, "decode_responses":
 async def connect(url: str, *, max_connections: int, pool_timeout: float):
     """The client for `url`. A node that does not answer yields the plain client (start-up then says
     REDIS_URL does not answer)."""
-    if URL(url).scheme in SENTINEL_SCHEMES:
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
         return sentinel_client(url, max_connections=max_connections, pool_timeout=pool_timeout)
     plain = _plain(url, max_connections, pool_timeout)
     try:
@@ -70,21 +70,23 @@ class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionP
 
 
 def sentinel_client(url: str, *, max_connections: int, pool_timeout: float) -> aioredis.Redis:
-    parsed = URL(url)
+    parsed = urlsplit(url)  # not yarl: a netloc of several hosts is no URL authority it accepts
     parts = [p for p in parsed.path.split("/") if p]
     if not parts:
         raise ValueError("a redis+sentinel:// URL names the service: redis+sentinel://host:26379/mymaster")
-    service, db = parts[0], int(parts[1]) if len(parts) > 1 else 0
+    service, db = unquote(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    userinfo, _, hostlist = parsed.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
     hosts = []
-    for item in (parsed.raw_authority.rpartition("@")[2]).split(","):
+    for item in hostlist.split(","):
         host, _, port = item.rpartition(":")
         hosts.append((host or item, int(port) if port.isdigit() else 26379))
-    sentinel_kwargs = {"socket_connect_timeout": 2, "socket_timeout": 2}
-    if parsed.query.get("sentinel_password"):
-        sentinel_kwargs["password"] = parsed.query["sentinel_password"]
+    sentinel_kwargs: dict = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    if sentinel_password := parse_qs(parsed.query).get("sentinel_password"):
+        sentinel_kwargs["password"] = sentinel_password[0]
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(service, connection_pool_class=_BlockingSentinelPool, db=db,
-                               username=parsed.user or None, password=parsed.password or None,
+                               username=unquote(user) or None, password=unquote(password) or None,
                                max_connections=max_connections, timeout=pool_timeout, health_check_interval=15,
                                **_SOCKET, **_RETRY)
 
