@@ -139,3 +139,65 @@ async def test_sentinel_failover_mid_answers_loses_no_accepted_message(settings_
         store = await open_store(s.url, "slackbot-failover")
         await store.delete_prefix()
         await store.close()
+
+
+class _Name:
+    """What a DNS name is to clients: new connections go to where it points now; open ones stay put."""
+
+    def __init__(self, target: int):
+        self.target = target
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> "_Name":
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _connection(self, reader, writer) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+# 18.5: a managed service's DNS failover: the name moves to the promoted replica and the old primary
+# turns read-only; connections already open to it (READONLY on every write) are made again
+async def test_dns_failover_reaches_the_new_primary(settings_for, slack_emu, gemini_emu):
+    old = redis_servers.RedisServer().start()
+    new = redis_servers.RedisServer(None, "--replicaof", "127.0.0.1", str(old.port)).start()
+    name = await _Name(old.port).start()
+    bot = await start_bot(settings_for(redis_url=f"redis://127.0.0.1:{name.port}/0",
+                                       redis_prefix="slackbot-dns"), slack_emu)
+    try:
+        first = await slack_emu.user_message("C_GENERAL", f"{MENTION} before")
+        await eventually(lambda: joined(slack_emu, "C_GENERAL", first.message.ts) == "Reply1to:before", 10)
+        await eventually(lambda: idle(bot.url), 10, message="idle")
+        await eventually(lambda: new.client().info("replication").get("master_link_status") == "up", 10)
+        new.client().execute_command("REPLICAOF", "NO", "ONE")  # the service promotes the replica,
+        name.target = new.port  # moves the name to it,
+        old.client().execute_command("REPLICAOF", "127.0.0.1", str(new.port))  # and the old primary follows it
+        after = await slack_emu.user_message("C_GENERAL", f"{MENTION} after")
+        assert [x.status for x in after.all] == [200] * len(after.all)
+        await eventually(lambda: joined(slack_emu, "C_GENERAL", after.message.ts) == "Reply1to:after", 10)
+        assert await _ready(bot.url) == 200
+    finally:
+        await stop_bot(bot)
+        await name.stop()
+        new.stop()
+        old.stop()
