@@ -65,6 +65,9 @@ def table_rows(f: dict) -> list[Row]:
                                                     f"({f['redis_commands']['total']} in phases A + B)",
          f["redis_commands"]["per_answer"]),
         ("share of keys per master", _key_shares(f["redis_keys"]), None),
+        ("Redis memory left under the prefix per answer (KB)",
+         f"{fmt(f['redis_keys']['bytes'] / 1024 / ans['expected'], 1)}  ({f['redis_keys']['total']} keys in all)"
+         if ans["expected"] else "-", None),
     ]
     return rows
 

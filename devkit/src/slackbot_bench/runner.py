@@ -234,13 +234,15 @@ class Bench:
         keys = await self.store.prefix_keys()
         no_ttl: list[str] = []
         kinds: Counter = Counter()
+        size = 0
         for k in keys:
             kinds[k[len(self.prefix) + 1:].split(":", 1)[0]] += 1
             if await self.store.redis.ttl(k) == -1:
                 no_ttl.append(k)
+            size += await self.store.redis.memory_usage(k) or 0
         per_node = await self.store.keys_per_node()
         return {"total": len(keys), "no_ttl": len(no_ttl), "no_ttl_examples": no_ttl[:5], "by_kind": dict(kinds),
-                "per_node": per_node, "cluster": self.store.cluster}
+                "per_node": per_node, "cluster": self.store.cluster, "bytes": size}
 
     # --- emulators -------------------------------------------------------------------------------
     async def _start_emulators(self) -> None:
