@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-SHARDS = 16  # schedule shards; fixed: changing it strands what is scheduled on the others
+SHARDS = 8  # schedule shards; fixed: changing it strands what is scheduled on the others
 
 
 def shard_of(tag: str) -> int:
