@@ -191,7 +191,8 @@ def _deployment(k8s: dict, name: str) -> tuple[dict, dict]:
 
 
 # --- YAML ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", [COMPOSE, *K8S_FILES], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", [COMPOSE, *K8S_FILES, *sorted((DEPLOY / "redis").glob("*.yml"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_yaml_parses(path):
     docs = _yaml_docs(path)
     assert docs and all(isinstance(d, dict) for d in docs)
