@@ -1,7 +1,9 @@
 """Real parts for every end-to-end test: Redis, the two emulators, and the bot served over HTTP.
 
 Redis: REDIS_URL when it answers, else a throwaway redis-server this session starts (and stops).
-Each test writes only under its own random key prefix and deletes exactly those keys afterwards.
+Tests marked `cluster` run twice: on that node and on a real 3-master Redis Cluster this session
+starts on loopback (SLACKBOT_TEST_REDIS=single skips the cluster runs). Each test writes only under
+its own random key prefix and deletes exactly those keys afterwards (the store's own operation).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-import redis
-import redis.asyncio as aioredis
 
 from slackbot.app import serve
 from slackbot.config import Settings
+from slackbot.store import Store
+from slackbot_bench import redis_servers
 from slackbot_emulators.gemini import GeminiEmulator
 from slackbot_emulators.slack import SlackEmulator
 
@@ -35,45 +36,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def _binary_present() -> None:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+        redis_servers.binary()
+        redis_servers.binary("redis-cli")
+    except redis_servers.RedisMissing as exc:
+        pytest.fail(f"{exc}: run scripts/test, which installs it")
 
 
-class RedisServer:
+class RedisServer(redis_servers.RedisServer):
     """A redis-server process of our own (for tests that stop and restart it)."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "RedisServer":
-        binary = shutil.which("redis-server")
-        if not binary:
-            pytest.fail("redis-server is not installed: run scripts/test, which installs it")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while not _answers(self.url):
-            if time.time() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+    def start(self, wait: bool = True) -> "RedisServer":
+        _binary_present()
+        return super().start(wait)
 
 
 @pytest.fixture(scope="session")
-def redis_url():
+def redis_single():
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    if _answers(url):
+    if redis_servers.answers(url):
         yield url
         return
     server = RedisServer().start()
@@ -81,16 +63,53 @@ def redis_url():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    _binary_present()
+    cluster = redis_servers.RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request):
+    """One node; or, for the `cluster` runs of tests marked `cluster`, any node of a 3-master cluster."""
+    if getattr(request, "param", "single") == "cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return request.getfixturevalue("redis_single")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: also run against a real 3-master Redis Cluster")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("cluster") and "redis_url" in metafunc.fixturenames:
+        variants = ["single"] if os.environ.get("SLACKBOT_TEST_REDIS") == "single" else ["single", "cluster"]
+        metafunc.parametrize("redis_url", variants, indirect=True, scope="session")
+
+
+async def open_store(redis_url: str, prefix: str) -> Store:
+    """The bot's store on this Redis (a cluster client on a cluster): tests ask it for keys."""
+    return await Store.connect(redis_url, prefix)
+
+
 @pytest.fixture
 async def prefix(redis_url):
     """A key prefix of this test's own; its keys are deleted afterwards (and nothing else)."""
     name = f"slackbot-test-{secrets.token_hex(4)}"
     yield name
-    client = aioredis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=f"{name}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    store = await open_store(redis_url, name)
+    await store.delete_prefix()
+    await store.close()
+
+
+@pytest.fixture
+async def store(redis_url, prefix):
+    """The store a bot with this test's prefix uses, on the same Redis."""
+    opened = await open_store(redis_url, prefix)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

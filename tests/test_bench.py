@@ -11,12 +11,16 @@ import json
 import subprocess
 import sys
 
+import pytest
 
-def test_bench_smallest_run(redis_url):
+
+@pytest.mark.parametrize("redis", ["single", "cluster"])
+def test_bench_smallest_run(redis_url, redis):
+    # issue 18: `--redis cluster` starts a 3-master cluster of its own and says so in the table
     cmd = [sys.executable, "-m", "slackbot_bench", "--conversations", "3", "--replicas", "1",
            "--stream-seconds", "1", "--intake-rate", "20", "--intake-seconds", "2", "--channels", "2",
-           "--redis-url", redis_url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+           "--redis", redis, "--redis-url", redis_url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-3000:]}"
     assert "figure" in out and "ack p50 / p99 (ms), B sustained" in out and "Redis keys without TTL" in out
@@ -32,3 +36,10 @@ def test_bench_smallest_run(redis_url):
     assert figures["redis_keys"]["no_ttl"] == 0
     assert figures["ack_ms"]["B"]["non_200"] == 0 and figures["ack_ms"]["B"]["n"] >= 30
     assert figures["bot_cpu_s"]["total"] > 0 and all(mb > 0 for mb in figures["peak_rss_mb"])
+    assert figures["redis_commands"]["per_answer"] > 0
+    per_node = figures["redis_keys"]["per_node"]
+    if redis == "cluster":
+        assert "cluster, 3 masters" in out and figures["redis_keys"]["cluster"]
+        assert len(per_node) == 3 and sum(per_node.values()) == figures["redis_keys"]["total"]
+    else:
+        assert "single node" in out and list(per_node.values()) == [figures["redis_keys"]["total"]]

@@ -110,13 +110,15 @@ def _figures(strategy: str, final_p95: float) -> dict:
         "visible_updates_per_answer": {"mean": 3.0, "max": 4}, "edits_per_answer": {"mean": 0.0, "max": 0},
         "slack_429": {"total": 0}, "slack_methods": {"chat.startStream": {"calls": 2, "429": 0}},
         "bot_cpu_s": {"per_answer": 0.1, "per_answer_phase_a": 0.1, "per_1000_deliveries_phase_b": 1.0, "total": 0.2},
-        "peak_rss_mb": [100.0], "redis_keys": {"no_ttl": 0, "total": 5},
+        "peak_rss_mb": [100.0], "redis_commands": {"total": 200, "per_answer": 100.0},
+        "redis_keys": {"no_ttl": 0, "total": 5, "per_node": {"a:1": 2, "b:2": 3}, "cluster": True, "bytes": 2048},
     }
 
 
 def test_report_table_and_comparison():
     one = report.table(_figures("planner", 1.0))
     assert "Gemini done -> final text p50 / p95 (s)" in one and "Slack chat.startStream calls / 429s" in one
+    assert "cluster, 2 masters" in one and "40 % / 60 %" in one  # issue 18: which Redis, each master's share
     both = report.comparison(_figures("planner", 1.0), _figures("edits", 4.0)).splitlines()
     assert both[1].split() == ["figure", "planner", "edits", "planner", "/", "edits"]
     final = next(line for line in both if line.startswith("Gemini done -> final text"))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
-from conftest import bot_url, events, eventually, idle, metric
+from conftest import bot_url, events, eventually, idle, metric, open_store
 
 
 MENTION = "<@UBOT>"
@@ -34,11 +35,11 @@ def joined(slack_emu, channel, thread_ts) -> str:
 
 
 async def head(redis_url, prefix, channel, thread_ts, team="T0001"):
-    client = aioredis.from_url(redis_url, decode_responses=True)
+    store = await open_store(redis_url, prefix)
     try:
-        return await client.get(f"{prefix}:chain:{team}:{channel}:{thread_ts}")
+        return await store.turns.chain_head(team, channel, thread_ts)
     finally:
-        await client.aclose()
+        await store.close()
 
 
 async def answered(slack_emu, gemini_emu, channel, thread_ts, count=1, timeout=10):
@@ -53,6 +54,7 @@ async def answered(slack_emu, gemini_emu, channel, thread_ts, count=1, timeout=1
 
 
 # 1 + 2 + 3: acked at once, streamed by edits, final text is Gemini's, chain head stored
+@pytest.mark.cluster
 async def test_mention_streams_answer_into_thread_and_stores_chain(bot, slack_emu, gemini_emu, redis_url, prefix):
     long_text = " ".join(f"word{i}" for i in range(120))
     gemini_emu.script(text=long_text, chunk_chars=8, chunk_delay=0.01)
@@ -76,6 +78,7 @@ async def test_mention_streams_answer_into_thread_and_stores_chain(bot, slack_em
 
 
 # 3: a reply in the thread (no mention) continues the chain with memory
+@pytest.mark.cluster
 async def test_thread_reply_continues_chain(bot, slack_emu, gemini_emu, redis_url, prefix):
     first = await slack_emu.user_message("C_GENERAL", f"{MENTION} remember the number 42")
     root = first.message.ts
@@ -103,6 +106,7 @@ async def test_dm_every_message_is_a_turn(bot, slack_emu, gemini_emu):
 
 
 # 3: two messages at once in one thread: answered one after the other, no fork, no lost turn
+@pytest.mark.cluster
 async def test_concurrent_messages_in_one_thread_chain_linearly(bot, slack_emu, gemini_emu, redis_url, prefix):
     first = await slack_emu.user_message("C_GENERAL", f"{MENTION} start")
     root = first.message.ts
@@ -433,12 +437,13 @@ async def test_presence_modes_of_a_thread(redis_url, prefix):
 
     client = aioredis.from_url(redis_url, decode_responses=True)
     store = TurnStore(client, prefix, chain_ttl=600, dedup_ttl=600, journal_ttl=600)
+    from slackbot.store.keys import turn_id
     n = iter(range(100))
     NOT_OURS, RUN = AcceptOutcome.NOT_OURS, AcceptOutcome.RUN
 
     async def accept(user: str, role: str, *, thread: str = "1.0", parent_is_bot: bool = False) -> AcceptOutcome:
         ts = f"2.{next(n)}"
-        record = TurnRecord(id=f"T1:C1:{ts}", team="T1", channel="C1", user=user, text="x", ts=ts,
+        record = TurnRecord(id=turn_id("T1", "C1", thread, ts), team="T1", channel="C1", user=user, text="x", ts=ts,
                             reply_thread_ts=thread, chain_thread=thread, kind=role, owned_by_parent=parent_is_bot)
         return await store.accept(record, role=role, lease=5)
 

@@ -296,7 +296,7 @@ async def test_socket_mode_starts_without_a_signing_secret_and_bolt_does_not_war
     settings = load_settings(host="127.0.0.1", port=free_port())
     settings.require_slack()
     assert settings.socket_mode and not settings.signing_secret
-    services = build_services(settings)
+    services = await build_services(settings)
     caplog.set_level(logging.DEBUG)
     web_app = build_web(services, build_bolt(services))
     runner = web.AppRunner(web_app)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import redis.asyncio as aioredis
+import pytest
 
-from conftest import end_processes, eventually, free_port, spawn_serve, wait_ready
+from conftest import end_processes, eventually, free_port, open_store, spawn_serve, wait_ready
 from test_chat import MENTION, head, joined, thread_bot_texts
 
 
@@ -25,12 +25,12 @@ async def _metric(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in page.splitlines() if line.startswith(name + " "))
 
 
-async def _key(redis_url: str, key: str):
-    client = aioredis.from_url(redis_url, decode_responses=True)
+async def _lock_holder(redis_url: str, prefix: str, channel: str, thread: str, team: str = "T0001"):
+    store = await open_store(redis_url, prefix)
     try:
-        return await client.get(key)
+        return await store.redis.get(store.turns.lock_key(team, channel, thread))
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def _creates(gemini_emu) -> list:
@@ -38,11 +38,12 @@ def _creates(gemini_emu) -> list:
     return [r for r in gemini_emu.requests if r["method"] == "POST" and r["path"].endswith("/interactions")]
 
 
-async def _released(redis_url: str, key: str) -> bool:
-    return await _key(redis_url, key) is None
+async def _released(redis_url: str, prefix: str, channel: str, thread: str) -> bool:
+    return await _lock_holder(redis_url, prefix, channel, thread) is None
 
 
 # 1: SIGKILL mid-answer; the surviving replica finishes the same answer in the same message(s)
+@pytest.mark.cluster
 async def test_answer_survives_sigkill_mid_stream(settings_for, slack_emu, gemini_emu, redis_url, prefix):
     a, b = settings_for(port=free_port(), turn_lease_seconds=2.0), settings_for(port=free_port(), turn_lease_seconds=2.0)
     procs = [spawn_serve(a), spawn_serve(b)]
@@ -64,8 +65,7 @@ async def test_answer_survives_sigkill_mid_stream(settings_for, slack_emu, gemin
         assert len(_creates(gemini_emu)) == 1, "no second answer"
         new_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root), message="head moved")
         assert gemini_emu.interaction(new_head)["output_text"] == text
-        lock = f"{prefix}:lock:thread:T0001:C_GENERAL:{root}"
-        assert await eventually(lambda: _released(redis_url, lock), 10, message="lock passed on")
+        assert await eventually(lambda: _released(redis_url, prefix, "C_GENERAL", root), 10, message="lock passed on")
         assert await _metric(b.port, "slackbot_turns_recovered_total") == 1
         # the thread goes on normally on the survivor
         await slack_emu.user_message("C_GENERAL", "and after?", thread_ts=root)
@@ -76,6 +76,7 @@ async def test_answer_survives_sigkill_mid_stream(settings_for, slack_emu, gemin
 
 
 # 2: SIGKILL between the ack and the Gemini call: the turn is still answered, once
+@pytest.mark.cluster
 async def test_turn_killed_before_gemini_answered_is_answered_once(settings_for, slack_emu, gemini_emu, redis_url,
                                                                     prefix):
     hung: list[asyncio.StreamWriter] = []

@@ -65,7 +65,7 @@ def routes(redis_url) -> dict[str, set[str]]:
     settings = bot_settings(redis_url="redis://127.0.0.1:9/0", prefix="deploy-test",
                             slack_emu=SimpleNamespace(api_url="http://127.0.0.1:9/api/"),
                             gemini_emu=SimpleNamespace(base_url="http://127.0.0.1:9"), port=9)
-    services = build_services(settings)
+    services = asyncio.run(build_services(settings))
     web_app = build_web(services, build_bolt(services))
     serve_paths = {r.resource.canonical for r in web_app.router.routes() if r.method == "GET"}
     asyncio.run(services.close())
@@ -191,7 +191,8 @@ def _deployment(k8s: dict, name: str) -> tuple[dict, dict]:
 
 
 # --- YAML ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", [COMPOSE, *K8S_FILES], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", [COMPOSE, *K8S_FILES, *sorted((DEPLOY / "redis").glob("*.yml"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_yaml_parses(path):
     docs = _yaml_docs(path)
     assert docs and all(isinstance(d, dict) for d in docs)

@@ -147,7 +147,7 @@ async def test_a_buckets_keys_share_one_cluster_slot_and_only_the_store_spells_t
 async def test_the_gateway_refuses_a_method_without_a_budget(settings_for):
     from slackbot.app import build_services
 
-    services = build_services(settings_for())
+    services = await build_services(settings_for())
     try:
         with pytest.raises(KeyError):
             await services.slack.for_team("T1").now(Request("views.publish", {"user_id": "U1"}))

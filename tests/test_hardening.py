@@ -24,6 +24,8 @@ import redis.asyncio as aioredis
 from conftest import SIGNING_SECRET, RedisServer, eventually, start_bot, stop_bot
 from slackbot.store import BucketId, Store
 
+from slackbot.store.keys import turn_id
+
 PLACEHOLDER = "_Thinking…_"  # the old design's placeholder: never shown any more
 
 MENTION = "<@UBOT>"
@@ -299,31 +301,27 @@ def async_ready(http, url):
 # --- 9.10 Slack Connect ---------------------------------------------------------------------------------
 
 async def test_partner_org_reply_continues_the_thread_under_the_installing_workspace(
-        bot, slack_emu, gemini_emu, redis_url, prefix):
+        bot, slack_emu, gemini_emu, store):
     # 9.10: found the reply ignored and keys written under the partner's team id.
     first = await slack_emu.user_message("C_GENERAL", f"{MENTION} remember the word teal")
     root = first.message.ts
     await eventually(lambda: bot_texts(slack_emu, "C_GENERAL", root) == ["Reply 1 to: remember the word teal"],
                      message="first answer")
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        head = await eventually(lambda: client.get(f"{prefix}:chain:T0001:C_GENERAL:{root}"), message="head")
-        answer = "It was teal. " * 30  # streamed by edits, so the edit budget is spent
-        gemini_emu.script(match="which word", text=answer, chunk_chars=10, chunk_delay=0.02)
-        reply = await slack_emu.user_message("C_GENERAL", "which word was it?", thread_ts=root,
-                                             user="U_PARTNER", user_team="T_PARTNER")
-        assert reply.status == 200 and reply.payload["event"]["team"] == "T_PARTNER"
-        assert reply.payload["authorizations"][0]["team_id"] == "T0001"
-        await eventually(lambda: "".join(" ".join(bot_texts(slack_emu, "C_GENERAL", root)[1:]).split())
-                         == "".join(answer.split()), message="the partner's reply answered in the thread")
-        assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == head
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        assert not [k for k in keys if "T_PARTNER" in k], keys
-        # the budgets spent are the installation's
-        assert any(k.startswith(f"{prefix}:bucket:") and "T0001" in k for k in keys)
-        assert any(k == f"{prefix}:seen:msg:T0001:C_GENERAL:{reply.message.ts}" for k in keys)
-    finally:
-        await client.aclose()
+    head = await eventually(lambda: store.turns.chain_head("T0001", "C_GENERAL", root), message="head")
+    answer = "It was teal. " * 30  # streamed by edits, so the edit budget is spent
+    gemini_emu.script(match="which word", text=answer, chunk_chars=10, chunk_delay=0.02)
+    reply = await slack_emu.user_message("C_GENERAL", "which word was it?", thread_ts=root,
+                                         user="U_PARTNER", user_team="T_PARTNER")
+    assert reply.status == 200 and reply.payload["event"]["team"] == "T_PARTNER"
+    assert reply.payload["authorizations"][0]["team_id"] == "T0001"
+    await eventually(lambda: "".join(" ".join(bot_texts(slack_emu, "C_GENERAL", root)[1:]).split())
+                     == "".join(answer.split()), message="the partner's reply answered in the thread")
+    assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == head
+    keys = await store.prefix_keys()
+    assert not [k for k in keys if "T_PARTNER" in k], keys
+    # the budgets spent are the installation's
+    assert any(k.startswith(f"{store.p}:bucket:") and "T0001" in k for k in keys)
+    assert store.keys.turns.seen(turn_id("T0001", "C_GENERAL", root, reply.message.ts)) in keys
 
 
 # --- 25.10 name look-ups are bounded --------------------------------------------------------------------

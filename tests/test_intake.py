@@ -62,7 +62,7 @@ def test_state_belongs_to_the_installing_workspace_not_the_sender():
     # key, chain and edit budget) is keyed by the workspace the app is installed in.
     partner = ev(thread_ts="1.0", team="T_PARTNER", user_team="T_PARTNER")
     turn = classify(partner, BOT, "T_HOME")
-    assert turn.team == "T_HOME" and turn.id == "T_HOME:C1:2.0"
+    assert turn.team == "T_HOME" and turn.id == "T_HOME:C1:1.0:2.0"
     dm = classify(ev(channel="D1", channel_type="im", team="T_PARTNER"), BOT, "T_HOME")
     assert dm.team == "T_HOME"
 
@@ -88,7 +88,7 @@ def test_role_says_whether_a_message_starts_the_bots_own_conversation():
 def test_the_journal_record_is_built_from_the_message():
     reply = classify(ev(thread_ts="1.0", parent_user_id=BOT, files=[{"id": "F1"}]), BOT, "T1")
     record = reply.record(owner="r-1", bot_user_id=BOT, now=5.0)
-    assert (record.id, record.kind, record.reply_thread_ts, record.chain_thread) == ("T1:C1:2.0", "reply", "1.0", "1.0")
+    assert (record.id, record.kind, record.reply_thread_ts, record.chain_thread) == ("T1:C1:1.0:2.0", "reply", "1.0", "1.0")
     assert record.owned_by_parent and record.files == [{"id": "F1"}] and record.user_team == "T1"
     assert (record.owner, record.bot_user_id, record.created, record.state) == ("r-1", BOT, 5.0, "accepted")
     dm = classify(ev(channel="D1", channel_type="im"), BOT, "T1").record(owner="r-1", bot_user_id=None, now=5.0)

@@ -12,27 +12,18 @@ from collections import Counter
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from conftest import RedisServer, events, eventually, free_port, idle, start_bot, stop_bot
 from test_chat import MENTION, answered, head, joined, thread_bot_texts, visible_updates
 
 from slackbot_emulators.slack import Channel
-from slackbot.store import Budget, BucketId, Store
+from slackbot.store import Budget, BucketId
 
 EDITS = BucketId("chat.update", "T")
 STREAM_STARTS = BucketId("chat.startStream", "T0001")  # drained: no native stream to be had
 
 
-# --- 1. one budget per workspace, fair, finals first --------------------------------------------
-@pytest.fixture
-async def store(redis_url, prefix):
-    """The bot's own Store, on the real Redis, under this test's key prefix."""
-    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
-    yield store
-    await store.close()
-
-
+# --- 1. one budget per workspace, fair, finals first (`store`: conftest's, the bot's own Store) ---------
 async def test_budget_queues_fairly_and_finals_skip_the_queue(store):
     budget = Budget(rate=20.0, capacity=3.0, reserve=1.0)
     # drain the bucket down to its reserve
@@ -248,7 +239,8 @@ async def test_redis_restart_mid_answer_does_not_crash(settings_for, slack_emu, 
 
 
 # --- 5. sustained intake: acked, answered once, nothing left behind ------------------------------
-async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, slack_emu, gemini_emu, redis_url, prefix):
+@pytest.mark.cluster
+async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, slack_emu, gemini_emu, store):
     rng = random.Random(7)
     gemini_emu.config["chunk_delay"] = 0.0
     channels = [f"C_LOAD{n}" for n in range(6)]
@@ -294,13 +286,9 @@ async def test_sustained_intake_acks_everything_and_leaves_nothing_behind(bot, s
             question = d.message.text.removeprefix(f"{MENTION} ")
             assert joined(slack_emu, d.message.channel, d.message.ts) == "".join(f"Reply 1 to: {question}".split())
     # no per-event state in Redis without a TTL
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        assert keys
-        assert [k for k in keys if await client.ttl(k) == -1] == []
-    finally:
-        await client.aclose()
+    keys = await store.prefix_keys()
+    assert keys
+    assert [k for k in keys if await store.redis.ttl(k) == -1] == []
 
 
 # Graceful shutdown (deploy issue): stop taking events, let answers in flight finish

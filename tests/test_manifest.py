@@ -92,7 +92,7 @@ def built():
     settings = bot_settings(redis_url="redis://127.0.0.1:9/0", prefix="manifest-test",
                             slack_emu=SimpleNamespace(api_url="http://127.0.0.1:9/api/"),
                             gemini_emu=SimpleNamespace(base_url="http://127.0.0.1:9"), port=9)
-    services = build_services(settings)
+    services = asyncio.run(build_services(settings))
     bolt = build_bolt(services)
     web_app = build_web(services, bolt)
     yield SimpleNamespace(services=services, bolt=bolt, web=web_app)

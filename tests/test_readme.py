@@ -76,31 +76,22 @@ def test_tests_write_under_a_prefix_of_their_own(prefix):
     assert re.fullmatch(r"slackbot-test-[0-9a-f]{8}", prefix), prefix
 
 
-async def test_sandbox_keys_are_under_its_own_prefix_and_go_when_it_stops(redis_url, prefix):
+async def test_sandbox_keys_are_under_its_own_prefix_and_go_when_it_stops(redis_url, prefix, store):
     import aiohttp
-    import redis.asyncio as aioredis
 
     from conftest import eventually
     from test_sandbox import post_json, sandbox, sandbox_settings
 
     assert "`SLACKBOT_REDIS_PREFIX` + `:sandbox:` + a random suffix" in quick_start()
     assert "deleted when it stops" in quick_start()
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        async with sandbox(sandbox_settings(redis_url=redis_url, prefix=prefix)) as base, \
-                aiohttp.ClientSession() as http:
-            await post_json(http, f"{base}/api/user_message", {"channel": "C_GENERAL", "text": "<@UBOT> hello"})
-            keys = await eventually(lambda: _keys(client, prefix), message="the bot's keys")
-            assert {k.split(":")[1] for k in keys} == {"sandbox"}, keys
-            (suffix,) = {k.split(":")[2] for k in keys}  # one random suffix per sandbox run
-            assert re.fullmatch(r"[0-9a-f]{8}", suffix), suffix
-        assert await _keys(client, prefix) == []
-    finally:
-        await client.aclose()
-
-
-async def _keys(client, prefix: str) -> list[str]:
-    return [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    async with sandbox(sandbox_settings(redis_url=redis_url, prefix=prefix)) as base, \
+            aiohttp.ClientSession() as http:
+        await post_json(http, f"{base}/api/user_message", {"channel": "C_GENERAL", "text": "<@UBOT> hello"})
+        keys = await eventually(store.prefix_keys, message="the bot's keys")
+        assert {k.split(":")[1] for k in keys} == {"sandbox"}, keys
+        (suffix,) = {k.split(":")[2] for k in keys}  # one random suffix per sandbox run
+        assert re.fullmatch(r"[0-9a-f]{8}", suffix), suffix
+    assert await store.prefix_keys() == []
 
 
 def test_partial_configuration_line_is_the_one_the_code_prints():

@@ -13,9 +13,9 @@ import sys
 import time
 from urllib.parse import urlencode
 
-import redis.asyncio as aioredis
+import pytest
 
-from conftest import (end_processes, eventually, free_port, metric, process_env, start_bot, stop_bot,
+from conftest import (end_processes, eventually, free_port, metric, open_store, process_env, start_bot, stop_bot,
                       wait_ready as _wait_healthy)
 
 from slackbot.research.status import CANCEL_ACTION
@@ -48,15 +48,15 @@ def report_texts(slack_emu, status):
 
 
 async def job_record(redis_url, prefix):
-    client = aioredis.from_url(redis_url, decode_responses=True)
+    store = await open_store(redis_url, prefix)
     try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:job:*")]
-        return [await client.hgetall(k) for k in keys]
+        return [await store.redis.hgetall(k) for k in await store.prefix_keys(store.keys.jobs.any_job)]
     finally:
-        await client.aclose()
+        await store.close()
 
 
 # 1 + 2 + 4 + 6: start, poll to completion, report in the thread, follow-up chains onto the agent
+@pytest.mark.cluster
 async def test_research_runs_to_a_report_and_follow_ups_chain_onto_it(bot, slack_emu, gemini_emu, redis_url, prefix):
     gemini_emu.script_agent(queued_for=0.2, run_for=1.5, thoughts=["Reading the AI Office's 2026 notices",
                                                                      "Comparing national enforcement"])
@@ -304,18 +304,17 @@ async def test_status_message_escapes_question_and_progress(settings_for, slack_
 
 
 # 9.5: a job whose record vanished (expired, or Redis lost it) leaves the schedule; nothing recreates it
-async def test_vanished_job_leaves_the_schedule_and_is_never_recreated(bot, slack_emu, gemini_emu, redis_url, prefix):
+@pytest.mark.cluster
+async def test_vanished_job_leaves_the_schedule_and_is_never_recreated(bot, slack_emu, gemini_emu, redis_url, prefix,
+                                                                       store):
     gemini_emu.script_agent(queued_for=0.1, run_for=30)
     await slack_emu.slash_command("/research", "a job that will vanish")
     [job] = await eventually(lambda: job_record(redis_url, prefix), message="job record")
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        await eventually(lambda: client.zscore(f"{prefix}:jobs:due", job["id"]), 5, message="scheduled")
-        await client.delete(f"{prefix}:job:{job['id']}")
-        await eventually(lambda: _none(client.zscore(f"{prefix}:jobs:due", job["id"])), 10, message="unscheduled")
-        assert not await client.exists(f"{prefix}:job:{job['id']}")
-    finally:
-        await client.aclose()
+    keys, client = store.keys.jobs, store.redis
+    await eventually(lambda: client.zscore(keys.due(job["id"]), job["id"]), 5, message="scheduled")
+    await client.delete(keys.job(job["id"]))
+    await eventually(lambda: _none(client.zscore(keys.due(job["id"]), job["id"])), 10, message="unscheduled")
+    assert not await client.exists(keys.job(job["id"]))
 
 
 async def _none(awaitable) -> bool:
@@ -324,7 +323,8 @@ async def _none(awaitable) -> bool:
 
 # 9.5: Cancel on a job that just finished does not put it back on the schedule; every key but the
 #      schedule has a TTL once a job has run
-async def test_cancel_after_finish_is_answered_and_never_reschedules(bot, slack_emu, gemini_emu, redis_url, prefix):
+async def test_cancel_after_finish_is_answered_and_never_reschedules(bot, slack_emu, gemini_emu, redis_url, prefix,
+                                                                     store):
     gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
     await slack_emu.slash_command("/research", "quick one")
     status = (await eventually(lambda: status_messages(slack_emu), message="status"))[0]
@@ -333,31 +333,22 @@ async def test_cancel_after_finish_is_answered_and_never_reschedules(bot, slack_
     click = await slack_emu.click_button(with_cancel, CANCEL_ACTION, user="U_ALICE")
     assert click.status == 200
     await eventually(lambda: any("already finished" in e["text"] for e in slack_emu.ephemerals), 5)
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        [job] = await job_record(redis_url, prefix)
-        assert job["status"] == "completed"
-        assert await client.zscore(f"{prefix}:jobs:due", job["id"]) is None
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        no_ttl = [k for k in keys if await client.ttl(k) == -1 and not k.endswith(":jobs:due")]
-        assert not no_ttl
-    finally:
-        await client.aclose()
+    [job] = await job_record(redis_url, prefix)
+    assert job["status"] == "completed"
+    assert await store.redis.zscore(store.keys.jobs.due(job["id"]), job["id"]) is None
+    schedules = set(store.keys.jobs.all_due + store.keys.turns.all_due)
+    no_ttl = [k for k in await store.prefix_keys() if await store.redis.ttl(k) == -1 and k not in schedules]
+    assert not no_ttl
     assert not [r for r in gemini_emu.requests if r["path"].endswith("/cancel")]
 
 
 # 9.9: Cancel on an orphaned status message (its record is gone) answers the clicker plainly
-async def test_cancel_on_an_orphaned_status_message_is_answered(bot, slack_emu, gemini_emu, redis_url, prefix):
+async def test_cancel_on_an_orphaned_status_message_is_answered(bot, slack_emu, gemini_emu, redis_url, prefix, store):
     gemini_emu.script_agent(queued_for=0.1, run_for=30)
     await slack_emu.slash_command("/research", "orphan me")
     status = (await eventually(lambda: status_messages(slack_emu), message="status"))[0]
     await eventually(lambda: job_record(redis_url, prefix), message="job record")
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:  # Redis restarted without persistence: every research key is gone
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:job*")]
-        await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await store.delete_prefix()  # Redis restarted without persistence: every key is gone
     click = await slack_emu.click_button(status, CANCEL_ACTION, user="U_ALICE")
     assert click.status == 200
     whisper = await eventually(lambda: [e for e in slack_emu.ephemerals if e["user"] == "U_ALICE"], 5,
@@ -491,12 +482,12 @@ async def test_job_whose_starter_died_is_ended_by_a_worker(settings_for, slack_e
         assert not has_cancel(ended[0]) and "/research" in status_text(ended[0])
         [job] = await job_record(redis_url, prefix)
         assert job["status"] == "not_started"
-        client = aioredis.from_url(redis_url, decode_responses=True)
+        store = await open_store(redis_url, prefix)
         try:
-            assert not await client.sismember(f"{prefix}:jobs:active:{job['team']}:U_ALICE", job["id"])
-            assert await client.zscore(f"{prefix}:jobs:due", job["id"]) is None
+            assert not await store.redis.sismember(store.keys.jobs.slots(job["team"], "U_ALICE"), job["id"])
+            assert await store.redis.zscore(store.keys.jobs.due(job["id"]), job["id"]) is None
         finally:
-            await client.aclose()
+            await store.close()
     finally:
         for p in (web, worker):
             if p.poll() is None:
@@ -522,12 +513,12 @@ async def test_final_status_edit_is_retried_until_slack_takes_it(settings_for, s
                                  15, message="the final status")
         assert not has_cancel(shown)
         assert [c.status for c in slack_emu.calls_to("chat.update")][:8] == [503] * 8
-        client = aioredis.from_url(redis_url, decode_responses=True)
+        store = await open_store(redis_url, prefix)
         try:
             [job] = await job_record(redis_url, prefix)
-            await eventually(lambda: _none(client.zscore(f"{prefix}:jobs:due", job["id"])), 5,
+            await eventually(lambda: _none(store.redis.zscore(store.keys.jobs.due(job["id"]), job["id"])), 5,
                              message="off the schedule once shown")
         finally:
-            await client.aclose()
+            await store.close()
     finally:
         await stop_bot(bot)

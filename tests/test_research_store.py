@@ -6,22 +6,34 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis.asyncio as aioredis
 
+from slackbot.store import Store
 from slackbot.store.jobs import Job, JobStore
 
+from conftest import open_store
 
-@pytest.fixture(params=["redis", "embedded"])
-async def jobs(request, redis_url, prefix):
-    """The real Redis, and the sandbox's embedded store (fakeredis running the same Lua)."""
+
+@pytest.fixture(params=["redis", "cluster", "embedded"])
+async def store(request, redis_url, prefix):
+    """A real Redis node, a real 3-master Redis Cluster, and the sandbox's embedded store (fakeredis
+    running the same Lua)."""
     if request.param == "embedded":
         from slackbot_sandbox.server import embedded_redis
 
-        client = embedded_redis()
+        opened = Store(embedded_redis(), prefix, chain_ttl=60, dedup_ttl=60)
+    elif request.param == "cluster":
+        opened = await open_store(request.getfixturevalue("redis_cluster").url, prefix)
     else:
-        client = aioredis.from_url(redis_url, decode_responses=True)
-    yield JobStore(client, prefix)
-    await client.aclose()
+        opened = await open_store(redis_url, prefix)
+    yield opened
+    if request.param == "cluster":
+        await opened.delete_prefix()  # the prefix fixture cleans the single node
+    await opened.close()
+
+
+@pytest.fixture
+def jobs(store) -> JobStore:
+    return store.jobs
 
 
 def _job(job_id="j1", user="U_ALICE") -> Job:
@@ -37,22 +49,22 @@ async def _started(jobs: JobStore, job_id="j1") -> Job:
     return job
 
 
-async def test_claim_drops_a_vanished_job_and_never_recreates_its_hash(jobs, prefix):
+async def test_claim_drops_a_vanished_job_and_never_recreates_its_hash(jobs):
     await _started(jobs)
-    await jobs.redis.delete(f"{prefix}:job:j1")  # expired, or lost with Redis' data
+    await jobs.redis.delete(jobs.keys.job("j1"))  # expired, or lost with Redis' data
     assert await jobs.claim("w-1", lease=5) == []
-    assert not await jobs.redis.exists(f"{prefix}:job:j1")
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+    assert not await jobs.redis.exists(jobs.keys.job("j1"))
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is None
 
 
-async def test_owned_writes_refuse_a_vanished_job_and_unschedule_it(jobs, prefix):
+async def test_owned_writes_refuse_a_vanished_job_and_unschedule_it(jobs):
     await _started(jobs)
     assert await jobs.claim("w-1", lease=5) == ["j1"]
-    await jobs.redis.delete(f"{prefix}:job:j1")
+    await jobs.redis.delete(jobs.keys.job("j1"))
     assert not await jobs.write("j1", "w-1", {"status": "in_progress"}, due_in=1)
     assert not await jobs.finish("j1", "w-1", {"status": "completed"})
-    assert not await jobs.redis.exists(f"{prefix}:job:j1")
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+    assert not await jobs.redis.exists(jobs.keys.job("j1"))
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is None
 
 
 async def test_a_lapsed_lease_cannot_write(jobs):
@@ -65,14 +77,14 @@ async def test_a_lapsed_lease_cannot_write(jobs):
     assert (await jobs.get("j1")).parts_posted == 1
 
 
-async def test_cancel_after_finish_never_reschedules(jobs, prefix):
+async def test_cancel_after_finish_never_reschedules(jobs):
     await _started(jobs)
     assert await jobs.claim("w-1", lease=5) == ["j1"]
     assert await jobs.finish("j1", "w-1", {"status": "completed", "finished": time.time()})
     assert await jobs.request_cancel("j1", "U_ALICE") == ("over", "completed")
     await jobs.poke("j1")
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
-    assert await jobs.redis.ttl(f"{prefix}:job:j1") > 0
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is None
+    assert await jobs.redis.ttl(jobs.keys.job("j1")) > 0
 
 
 async def test_cancel_outcomes(jobs):
@@ -87,28 +99,28 @@ async def test_cancel_outcomes(jobs):
     assert await jobs.claim("w-1", lease=5) == ["j1"]  # poked: due now
 
 
-async def test_start_of_a_vanished_job_schedules_nothing(jobs, prefix):
+async def test_start_of_a_vanished_job_schedules_nothing(jobs):
     assert await jobs.start("ghost", status_ts="1.1", interaction_id="v1_x", status="queued", first_poll_in=0) == "gone"
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "ghost") is None
+    assert await jobs.redis.zscore(jobs.keys.due("ghost"), "ghost") is None
     assert not await jobs.end_unstarted("ghost", "failed")
-    assert not await jobs.redis.exists(f"{prefix}:job:ghost")
+    assert not await jobs.redis.exists(jobs.keys.job("ghost"))
 
 
-async def test_every_key_but_the_schedule_has_a_ttl(jobs, prefix):
+async def test_every_key_but_the_schedule_has_a_ttl(jobs, store):
     assert await jobs.claim_trigger("T1", "trig-1") and not await jobs.claim_trigger("T1", "trig-1")
     assert await jobs.reserve_slot("T1", "U_ALICE", "j1", cap=2, ttl=60)
     await _started(jobs)
     await jobs.claim("w-1", lease=5)
     await jobs.write("j1", "w-1", {"status": "in_progress"}, due_in=1)
-    keys = [k async for k in jobs.redis.scan_iter(match=f"{prefix}:*")]
+    keys = await store.prefix_keys()
     assert len(keys) == 5
     for key in keys:
         ttl = await jobs.redis.ttl(key)
-        assert (ttl == -1) if key == f"{prefix}:jobs:due" else (ttl > 0), key
+        assert (ttl == -1) if key == jobs.keys.due("j1") else (ttl > 0), key
     assert [j.id for j in await jobs.user_jobs("T1", "U_ALICE")] == ["j1"]
 
 
-async def test_a_job_whose_starter_died_comes_due_and_cannot_start_after_it_ended(jobs, prefix):
+async def test_a_job_whose_starter_died_comes_due_and_cannot_start_after_it_ended(jobs):
     await jobs.record(_job(), start_grace=0)  # its starter died right after recording it
     assert await jobs.claim("w-1", lease=5) == ["j1"]
     assert await jobs.finish("j1", "w-1", {"status": "not_started", "finished": time.time()})
@@ -116,28 +128,28 @@ async def test_a_job_whose_starter_died_comes_due_and_cannot_start_after_it_ende
     assert await jobs.start("j1", status_ts="1.1", interaction_id="v1_x", status="queued", first_poll_in=0) == "gone"
     assert not await jobs.end_unstarted("j1", "failed")
     assert (await jobs.get("j1")).status == "not_started"
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is None
 
 
-async def test_a_job_that_never_got_going_leaves_the_schedule(jobs, prefix):
+async def test_a_job_that_never_got_going_leaves_the_schedule(jobs):
     await jobs.record(_job(), start_grace=60)
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is not None
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is not None
     assert await jobs.set_status_ts("j1", "1.1")
     assert await jobs.end_unstarted("j1", "failed")
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", "j1") is None
+    assert await jobs.redis.zscore(jobs.keys.due("j1"), "j1") is None
     job = await jobs.get("j1")
     assert job.status == "failed" and job.finished > 0 and job.status_ts == "1.1"
 
 
-async def test_an_ended_job_awaiting_its_final_status_edit_stays_scheduled_with_a_ttl(jobs, prefix):
+async def test_an_ended_job_awaiting_its_final_status_edit_stays_scheduled_with_a_ttl(jobs):
     job = await _started(jobs)
     [claimed] = await jobs.claim("w1", lease=60)
     assert claimed == job.id
     assert await jobs.finish(job.id, "w1", {"status": "completed", "finished": time.time(),
                                             "final_edit_pending": True}, retry_in=0)
     assert (await jobs.get(job.id)).final_edit_pending
-    assert await jobs.redis.ttl(f"{prefix}:job:{job.id}") > 0
+    assert await jobs.redis.ttl(jobs.keys.job(job.id)) > 0
     assert await jobs.claim("w2", lease=60) == [job.id], "a restarted worker finds the pending edit"
     assert await jobs.finish(job.id, "w2", {"final_edit_pending": False})
-    assert await jobs.redis.zscore(f"{prefix}:jobs:due", job.id) is None
+    assert await jobs.redis.zscore(jobs.keys.due(job.id), job.id) is None
     assert await jobs.request_cancel(job.id, "U_ALICE") == ("over", "completed")

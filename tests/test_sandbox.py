@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from yarl import URL
 
-from conftest import eventually, free_port
+from conftest import eventually, free_port, open_store
 
 from slackbot.config import Settings
 from slackbot_sandbox.server import run_sandbox
@@ -186,11 +186,11 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
                 await browser.close()
 
     # the sandbox deletes its own keys when it stops
-    client = aioredis.from_url(redis_url)
+    store = await open_store(redis_url, prefix)
     try:
-        assert [k async for k in client.scan_iter(match=f"{prefix}:*")] == []
+        assert await store.prefix_keys() == []
     finally:
-        await client.aclose()
+        await store.close()
 
 
 async def test_sandbox_falls_back_to_embedded_store_and_answers():

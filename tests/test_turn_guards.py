@@ -7,7 +7,6 @@ import asyncio
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from conftest import eventually, start_bot, stop_bot
 from test_chat import MENTION, head, joined, thread_bot_texts
@@ -16,6 +15,7 @@ from slackbot.chat.outcome import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, 
 from slackbot_emulators.slack import Channel
 from slackbot.slack_out.delivery import STOP_ACTION, TOO_LONG
 from slackbot.store import Budget, BucketId, Store
+from slackbot.store.keys import turn_id
 
 
 async def _in_flight(url: str) -> float:
@@ -25,16 +25,10 @@ async def _in_flight(url: str) -> float:
     return next(float(x.split()[1]) for x in page.splitlines() if x.startswith("slackbot_work_in_flight "))
 
 
-async def _keys(redis_url: str, pattern: str) -> list[str]:
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:
-        return [k async for k in client.scan_iter(match=pattern)]
-    finally:
-        await client.aclose()
-
-
 # 9.1: 200 replies in a people's thread plus 20 mentions within a second, on a small pool and turn cap
-async def test_burst_in_a_busy_people_thread(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+# (on a cluster too, whose client has no blocking pool: issue 18.4, callers wait for a connection)
+@pytest.mark.cluster
+async def test_burst_in_a_busy_people_thread(settings_for, slack_emu, gemini_emu, store):
     bot = await start_bot(settings_for(max_concurrent_turns=4, redis_max_connections=6), slack_emu)
     try:
         gemini_emu.config["chunk_delay"] = 0.02
@@ -52,8 +46,9 @@ async def test_burst_in_a_busy_people_thread(settings_for, slack_emu, gemini_emu
         assert slack_emu.bot_messages("C_GENERAL", people.message.ts) == [], "nothing in the people's thread"
         assert slack_emu.ratelimited("chat.postMessage") == 0
         # the replies were refused before anything was written for them
-        assert await _keys(redis_url, f"{prefix}:seen:msg:T0001:C_GENERAL:*") == []
-        assert await _keys(redis_url, f"{prefix}:turn:T0001:C_GENERAL:*") == []
+        any_turn = turn_id("T0001", "C_GENERAL", people.message.ts, "*")
+        assert await store.prefix_keys(store.keys.turns.seen(any_turn)) == []
+        assert await store.prefix_keys(store.keys.turns.turn(any_turn)) == []
     finally:
         await stop_bot(bot)
 
@@ -151,9 +146,8 @@ async def test_failed_first_answer_still_owns_its_thread(bot, slack_emu, gemini_
 
 
 # 11.6: Stop — only the asker; Gemini's stream is closed, the partial answer stays with a note
-async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_emu, redis_url, prefix, store):
     bot = await start_bot(settings_for(), slack_emu)
-    store = Store(aioredis.from_url(redis_url, decode_responses=True), prefix, chain_ttl=60, dedup_ttl=60)
     try:
         while await store.budgets.take_now(BucketId("chat.startStream", "T0001"), Budget(18 / 60, 3)) == 0:  # no stream
             pass
@@ -173,7 +167,6 @@ async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_em
         await eventually(lambda: not any(b.get("type") == "actions" for m in slack_emu.bot_messages(
             "C_GENERAL", d.message.ts) for b in m.blocks or []), 10, message="the Stop button is gone")
     finally:
-        await store.close()
         await stop_bot(bot)
 
 
@@ -209,19 +202,14 @@ async def test_thinking_shows_in_the_status_never_in_the_answer(settings_for, sl
 
 # 9.9: Redis lost its data: a reply in a thread whose parent is the bot's own message is still answered
 async def test_reply_under_the_bots_own_message_is_answered_after_redis_lost_its_data(
-        bot, slack_emu, gemini_emu, redis_url, prefix):
+        bot, slack_emu, gemini_emu, store):
     from test_research import report_texts, status_messages
 
     gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
     await slack_emu.slash_command("/research", "tide tables")
     status = (await eventually(lambda: status_messages(slack_emu), 10))[0]
     await eventually(lambda: report_texts(slack_emu, status), 15, message="the report")
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    try:  # Redis restarted without persistence: everything the bot knew is gone
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await store.delete_prefix()  # Redis restarted without persistence: everything the bot knew is gone
     before = len(report_texts(slack_emu, status))
     await slack_emu.user_message("C_GENERAL", "what about spring tides?", thread_ts=status.ts)
     await eventually(lambda: len(report_texts(slack_emu, status)) > before, 15, message="answered anyway")

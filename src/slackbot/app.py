@@ -46,16 +46,17 @@ class Services:
         await self.store.close()
 
 
-def build_services(settings: Settings, redis_client=None) -> Services:
-    """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL."""
+async def build_services(settings: Settings, redis_client=None) -> Services:
+    """`redis_client`: an already built async client (the sandbox's embedded store); else REDIS_URL
+    (one node, a cluster or Sentinel: the store finds out which)."""
     from .research.jobs import Research, ResearchDeps  # research builds on the chat pieces
-    from .store.jobs import JobStore
 
     ttls = {"chain_ttl": settings.chain_ttl_seconds, "dedup_ttl": settings.dedup_ttl_seconds,
             "journal_ttl": settings.journal_ttl_seconds}
     if redis_client is None:
-        store = Store.from_url(settings.redis_url, settings.redis_prefix, **ttls,
-                               max_connections=settings.redis_max_connections, pool_timeout=settings.redis_pool_timeout)
+        store = await Store.connect(settings.redis_url, settings.redis_prefix, **ttls,
+                                    max_connections=settings.redis_max_connections,
+                                    pool_timeout=settings.redis_pool_timeout)
     else:
         store = Store(redis_client, settings.redis_prefix, **ttls)
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
@@ -65,7 +66,7 @@ def build_services(settings: Settings, redis_client=None) -> Services:
     services = Services(settings, store, gemini, client, slack, TurnLifecycle(settings, store, gemini, slack, tasks),
                         tasks, readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
-        settings=settings, jobs=JobStore(store.redis, settings.redis_prefix), gemini=gemini, slack=slack,
+        settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn,
         adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
@@ -181,7 +182,7 @@ def health_routes(services: Services) -> list[web.RouteDef]:
 async def serve(settings: Settings, *, with_worker: bool | None = None, stop: asyncio.Event | None = None,
                 web_app_hook=None, redis_client=None) -> None:
     """Run until SIGTERM/SIGINT (or `stop`): web server, optional Socket Mode, optional research worker."""
-    services = build_services(settings, redis_client)
+    services = await build_services(settings, redis_client)
     runner = None
     try:
         await require_redis(services.store, settings.redis_url)
@@ -234,7 +235,7 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Only the research worker (plus /healthz and /readyz), for operators who scale it apart."""
-    services = build_services(settings)
+    services = await build_services(settings)
     web_app = web.Application()
     web_app.add_routes(health_routes(services))
     runner = web.AppRunner(web_app, access_log=None)

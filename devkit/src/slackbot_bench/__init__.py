@@ -38,9 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=[*STRATEGIES, "both"], default="planner",
                         help="how the bot delivers answers: planner, edits (one message grown by chat.update), "
                              "or both, one after the other, compared in one table (default planner)")
+    parser.add_argument("--redis", choices=["single", "cluster"], default="single",
+                        help="single: one Redis node (--redis-url); cluster: a throwaway 3-master Redis Cluster "
+                             "on loopback, started for the run, REDIS_URL naming one of its nodes (default single)")
     parser.add_argument("--redis-url", default=None,
-                        help="Redis to share (default REDIS_URL, else redis://127.0.0.1:6379/0); "
-                             "if it does not answer, a throwaway redis-server is started")
+                        help="with --redis single, the Redis to share (default REDIS_URL, else "
+                             "redis://127.0.0.1:6379/0); if it does not answer, a throwaway redis-server is started")
     parser.add_argument("--chars-per-second", type=float, default=60.0, help="Gemini pace (default 60)")
     parser.add_argument("--chunk-seconds", type=float, default=0.25, help="seconds between Gemini chunks (default 0.25)")
     parser.add_argument("--first-token", type=float, default=0.8,
@@ -80,7 +83,7 @@ def _print_header(a: argparse.Namespace, machine: dict) -> None:
     chunk_chars = max(1, round(a.chars_per_second * a.chunk_seconds))
     print(f"machine: {machine['cores']} cores ({machine['physical_cores']} physical), {machine['cpu_model']}, "
           f"{machine['ram_gb']} GB RAM, {machine['os']}, Python {machine['python']}")
-    print(f"bench: strategy={a.strategy} conversations={a.conversations} replicas={a.replicas} channels={a.channels} "
+    print(f"bench: redis={a.redis} strategy={a.strategy} conversations={a.conversations} replicas={a.replicas} channels={a.channels} "
           f"stream_seconds={a.stream_seconds:g} intake_rate={a.intake_rate:g}/s intake_seconds={a.intake_seconds:g} "
           f"gemini={a.chars_per_second:g} chars/s in {chunk_chars}-char chunks every {a.chunk_seconds:g} s, "
           f"first token {a.first_token * 0.5:g}-{a.first_token * 1.5:g} s; "

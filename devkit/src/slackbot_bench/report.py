@@ -60,8 +60,28 @@ def table_rows(f: dict) -> list[Row]:
          max(f["peak_rss_mb"]) if f["peak_rss_mb"] else None),
         ("Redis keys without TTL", f"{f['redis_keys']['no_ttl']}  (of {f['redis_keys']['total']} under the prefix)",
          None),
+        ("Redis", _redis_kind(f["redis_keys"]), None),
+        ("Redis commands per answer (server-wide)", f"{fmt(f['redis_commands']['per_answer'])}  "
+                                                    f"({f['redis_commands']['total']} in phases A + B)",
+         f["redis_commands"]["per_answer"]),
+        ("share of keys per master", _key_shares(f["redis_keys"]), None),
+        ("Redis memory left under the prefix per answer (KB)",
+         f"{fmt(f['redis_keys']['bytes'] / 1024 / ans['expected'], 1)}  ({f['redis_keys']['total']} keys in all)"
+         if ans["expected"] else "-", None),
     ]
     return rows
+
+
+def _redis_kind(keys: dict) -> str:
+    return f"cluster, {len(keys['per_node'])} masters" if keys.get("cluster") else "single node"
+
+
+def _key_shares(keys: dict) -> str:
+    per_node = keys.get("per_node") or {}
+    total = sum(per_node.values())
+    if not total:
+        return "-"
+    return " / ".join(f"{100 * n / total:.0f} %" for _, n in sorted(per_node.items()))
 
 
 def table(f: dict) -> str:

@@ -142,9 +142,10 @@ class Bench:
         self.prefix = f"slackbot-bench-{secrets.token_hex(4)}"
         self.tmp = tempfile.mkdtemp(prefix="slackbot-bench-")
         self.replicas: list[Replica] = []
-        self.redis_proc: subprocess.Popen | None = None
+        self.redis_servers = None  # what the bench started: a RedisServer or RedisClusterServers
         self.redis_url = ""
-        self.redis = None
+        self.store = None  # the bot's own Store, under the bench's prefix: it alone knows the keys
+        self.redis_commands: dict[str, int] = {}
         self.slack = None
         self.gemini = None
         self.load: Load | None = None
@@ -172,6 +173,7 @@ class Bench:
             sampler = asyncio.create_task(self._sample_rss())
             watcher = asyncio.create_task(self._watch_loop())
             self._cpu_mark("cpu0")
+            self.redis_commands["start"] = await self.store.commands_processed()
             self.phase = "A"
             self.times["a_start"] = time.monotonic()
             await self.load.phase_a()
@@ -185,6 +187,7 @@ class Bench:
             self.times["b_end"] = time.monotonic()
             await asyncio.sleep(2.0)  # anything late (a duplicate) still lands
             self._cpu_mark("cpu_end")
+            self.redis_commands["end"] = await self.store.commands_processed()
             self._read_peak_rss()
             sampler.cancel()
             watcher.cancel()
@@ -207,48 +210,39 @@ class Bench:
 
     # --- Redis ---------------------------------------------------------------------------------
     async def _start_redis(self) -> None:
-        import redis.asyncio as aioredis
+        from slackbot.store import Store
 
-        url = self.a.redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        if not await self._redis_answers(url):
-            binary = shutil.which("redis-server")
-            if not binary:
-                raise HarnessError(f"Redis at {url} does not answer and redis-server is not installed")
-            port = _free_port()
-            self.redis_proc = subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            url = f"redis://127.0.0.1:{port}/0"
-            deadline = time.monotonic() + 10
-            while not await self._redis_answers(url):
-                if time.monotonic() > deadline or self.redis_proc.poll() is not None:
-                    raise HarnessError("throwaway redis-server did not start")
-                await asyncio.sleep(0.05)
-            self.notes.append(f"started a throwaway redis-server on port {port}")
-        self.redis_url = url
-        self.redis = aioredis.from_url(url, decode_responses=True)
+        from . import redis_servers
 
-    @staticmethod
-    async def _redis_answers(url: str) -> bool:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
         try:
-            return bool(await client.ping())
-        except Exception:
-            return False
-        finally:
-            await client.aclose()
+            if self.a.redis == "cluster":
+                self.redis_servers = await asyncio.to_thread(redis_servers.RedisClusterServers(3).start)
+                url = self.redis_servers.url
+                self.notes.append(f"started a throwaway 3-master Redis Cluster; REDIS_URL names one node ({url})")
+            else:
+                url = self.a.redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+                if not await asyncio.to_thread(redis_servers.answers, url):
+                    self.redis_servers = await asyncio.to_thread(redis_servers.RedisServer().start)
+                    url = self.redis_servers.url
+                    self.notes.append(f"started a throwaway redis-server on port {self.redis_servers.port}")
+        except (redis_servers.RedisMissing, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            raise HarnessError(f"could not start Redis: {exc}") from None
+        self.redis_url = url
+        self.store = await Store.connect(url, self.prefix)
 
     async def _redis_keys(self) -> dict:
-        keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:*", count=1000)]
+        keys = await self.store.prefix_keys()
         no_ttl: list[str] = []
         kinds: Counter = Counter()
+        size = 0
         for k in keys:
             kinds[k[len(self.prefix) + 1:].split(":", 1)[0]] += 1
-            if await self.redis.ttl(k) == -1:
+            if await self.store.redis.ttl(k) == -1:
                 no_ttl.append(k)
-        return {"total": len(keys), "no_ttl": len(no_ttl), "no_ttl_examples": no_ttl[:5], "by_kind": dict(kinds)}
+            size += await self.store.redis.memory_usage(k) or 0
+        per_node = await self.store.keys_per_node()
+        return {"total": len(keys), "no_ttl": len(no_ttl), "no_ttl_examples": no_ttl[:5], "by_kind": dict(kinds),
+                "per_node": per_node, "cluster": self.store.cluster, "bytes": size}
 
     # --- emulators -------------------------------------------------------------------------------
     async def _start_emulators(self) -> None:
@@ -404,7 +398,7 @@ class Bench:
         heads = []
         for e in self.load.expected.values():
             if e.phase == "A":
-                head = await self.redis.get(f"{self.prefix}:chain:{TEAM}:{e.channel}:{e.root}")
+                head = await self.store.turns.chain_head(TEAM, e.channel, e.root)
                 if head:
                     heads.append((e.channel, e.root, head))
         return heads
@@ -585,6 +579,9 @@ class Bench:
                           if b_deliveries else None},
             "peak_rss_mb": [an.rnd(r.rss_peak_mb, 1) for r in self.replicas],
             "redis_keys": redis_keys,
+            "redis_commands": {"total": self.redis_commands["end"] - self.redis_commands["start"],
+                               "per_answer": an.rnd((self.redis_commands["end"] - self.redis_commands["start"])
+                                                    / n_answers, 1) if n_answers else None},
             "durations_s": {"phase_a": an.rnd(self.times["a_end"] - self.times["a_start"], 1),
                             "phase_b": an.rnd(self.times["b_end"] - self.times["b_start"], 1),
                             "total": an.rnd(wall, 1)},
@@ -628,7 +625,8 @@ class Bench:
 
     def _print_header(self, settings) -> None:
         print(f"strategy {self.strategy}: bot " + " ".join(f"{k}={v}" for k, v in self._settings_summary(settings).items())
-              + f"; redis={self.redis_url} prefix={self.prefix}", flush=True)
+              + f"; redis={'cluster' if self.store.cluster else 'single node'} {self.redis_url} prefix={self.prefix}",
+              flush=True)
 
     def _dump_logs(self) -> None:
         for r in self.replicas:
@@ -654,16 +652,13 @@ class Bench:
                     await emu.stop()
                 except Exception:
                     pass
-        if self.redis is not None:
+        if self.store is not None:
             try:
-                keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:*", count=1000)]
-                for i in range(0, len(keys), 500):
-                    await self.redis.delete(*keys[i:i + 500])
+                await self.store.delete_prefix()
             except Exception as exc:
                 print(f"slackbot bench: could not delete the {self.prefix}:* keys: {exc}", file=sys.stderr)
-            await self.redis.aclose()
-        if self.redis_proc is not None:
-            self.redis_proc.kill()
-            self.redis_proc.wait()
+            await self.store.close()
+        if self.redis_servers is not None:
+            await asyncio.to_thread(self.redis_servers.stop)
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 from pydantic import SecretStr
@@ -50,7 +49,7 @@ from slackbot.config import ConfigError, Settings
 from slackbot_emulators import guard
 from slackbot_emulators.gemini import GeminiEmulator
 from slackbot_emulators.slack import Channel, SlackEmulator
-from slackbot.store import redact
+from slackbot.store import Store, redact
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +119,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 async def redis_answers(url: str, timeout: float = REDIS_PING_TIMEOUT) -> bool:
-    client = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    """Whether REDIS_URL answers (one node, a cluster or Sentinel: the bot's own store finds out which)."""
     try:
-        return bool(await asyncio.wait_for(client.ping(), timeout + 0.5))
+        store = await asyncio.wait_for(Store.connect(url, "sandbox"), timeout + 0.5)
     except (RedisError, OSError, asyncio.TimeoutError, ValueError):
         return False
+    try:
+        return await asyncio.wait_for(store.ping(), timeout + 0.5)
+    except asyncio.TimeoutError:
+        return False
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def embedded_redis():
@@ -373,15 +376,17 @@ async def _same_origin_json(request: web.Request, handler):
 
 
 async def _delete_prefix(url: str, prefix: str) -> None:
-    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        store = await Store.connect(url, prefix)
+    except (RedisError, OSError, ValueError):
+        log.warning("could not delete the sandbox's Redis keys", extra={"prefix": prefix})
+        return
+    try:
+        await store.delete_prefix()
     except (RedisError, OSError):
         log.warning("could not delete the sandbox's Redis keys", extra={"prefix": prefix})
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..store.keys import turn_id
 from ..store.turns import TurnRecord
 
 # Message subtypes that are still a person talking; every other subtype (bot_message,
@@ -41,8 +42,9 @@ class Incoming:
 
     @property
     def id(self) -> str:
-        """The turn's id: one message is one turn, however many events carry it (app_mention + message, retries)."""
-        return f"{self.team}:{self.channel}:{self.ts}"
+        """The turn's id: one message is one turn, however many events carry it (app_mention + message,
+        retries). It names the thread: the store keeps a turn beside its thread's keys (one Redis Cluster slot)."""
+        return turn_id(self.team, self.channel, self.chain_thread, self.ts)
 
     def record(self, *, owner: str, bot_user_id: str | None, now: float) -> TurnRecord:
         """The journal's record of this message, leased to `owner` (the process that will run it)."""

@@ -1,11 +1,12 @@
 """Research job state: every job key and every transition of a job, in one place.
 
-A job is a Redis hash (`job:{id}`) plus an entry in one due-time sorted set (`jobs:due`, the
-schedule). Around them: a per-user set of running jobs (the concurrency cap), a per-user history
+A job is a Redis hash (`job:{id}`) plus an entry in the due-time schedule (`jobs:due`, sharded:
+schedule.py). Around them: a per-user set of running jobs (the concurrency cap), a per-user history
 (`/research status`) and a short-lived claim per slash-command trigger (replays start nothing).
 
 Every transition that two replicas (or a web process and a worker) could interleave is one Lua
-script, and each script refuses to touch a job hash that no longer exists, so no transition can
+script on the job's hash (its own Redis Cluster slot); the schedule entry moves in a second step,
+ordered so that a crash between the two leaves only an entry that the next claim settles. Each script refuses to touch a job hash that no longer exists, so no transition can
 resurrect a record (expired, or lost with Redis' data) as a half-empty hash without a TTL. The
 schedule is the only key without a TTL; it drops ids whose job is gone whenever it meets them.
 
@@ -13,15 +14,19 @@ Delivery contract (what worker.py builds on): `claim` hands each due job to one 
 due time forward by the lease; every later write checks that owner, so a worker whose lease lapsed
 cannot post or overwrite anything; `finish` takes the job off the schedule in the same step (or,
 while its status message still awaits its final edit, keeps it there as a retry: a worker restart
-loses nothing), and `request_cancel` / `poke` only move a job that is still on it.
+loses nothing; a job that ended but stayed scheduled is claimed once more and finished again), and `request_cancel` / `poke` only move a job that is still on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+
+from .keys import JobKeys
+from .schedule import NOW, Schedule
 
 JOB_KEEP_SECONDS = 30 * 86400  # job records and per-user history: for /research status
 TRIGGER_KEEP_SECONDS = 600  # Slack rejects a signed request older than 5 minutes; keep claims twice that
@@ -90,23 +95,19 @@ def _encode(value) -> str:
     return "" if value is None else str(value)
 
 
-# Lua helpers shared by the scripts: Redis' own clock, so replicas with skewed clocks agree.
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+# Record a new job with its TTL. KEYS: job hash; ARGV: keep seconds, field, value, ...
+_RECORD = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
 """
 
-# Record a new job with its TTL, add it to the requester's history (newest HISTORY_KEEP kept), and
-# schedule a check after the start grace: if the process starting it dies first, a worker ends it.
-# KEYS: job hash, history zset, due zset; ARGV: id, created, keep seconds, history size, start grace,
-#       field, value, ...
-_RECORD = _NOW + """
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
+# Add a job to its requester's history (newest HISTORY_KEEP kept).
+# KEYS: history zset; ARGV: id, created, keep seconds, history size
+_HISTORY = """
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
 
@@ -118,24 +119,22 @@ redis.call('HSET', KEYS[1], 'status_ts', ARGV[1])
 return 1
 """
 
-# The agent started: remember the status message and interaction, put the job on the schedule.
+# The agent started: remember the status message and interaction (the caller schedules the first poll).
 # A Cancel pressed meanwhile is reported back (the caller cancels the agent at once).
-# KEYS: job hash, due zset; ARGV: id, status_ts, interaction id, status, first poll in seconds
+# KEYS: job hash; ARGV: status_ts, interaction id, status
 # Returns 0 if the job is gone or already ended (a worker gave up on its start), 1 if started,
 # 2 if started but a cancel was requested.
-_START = _NOW + """
+_START = NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if (tonumber(redis.call('HGET', KEYS[1], 'finished') or '') or 0) > 0 then return 0 end
-redis.call('HSET', KEYS[1], 'status_ts', ARGV[2], 'interaction_id', ARGV[3], 'status', ARGV[4], 'updated', now)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[1])
+redis.call('HSET', KEYS[1], 'status_ts', ARGV[1], 'interaction_id', ARGV[2], 'status', ARGV[3], 'updated', now)
 if (redis.call('HGET', KEYS[1], 'cancelled_by') or '') ~= '' then return 2 end
 return 1
 """
 
 # A job that never got going (Slack refused the status message, Gemini refused the agent) ends.
-# KEYS: job hash, due zset; ARGV: status, status_ts, id
-_END_UNSTARTED = _NOW + """
-redis.call('ZREM', KEYS[2], ARGV[3])
+# KEYS: job hash; ARGV: status, status_ts
+_END_UNSTARTED = NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if (tonumber(redis.call('HGET', KEYS[1], 'finished') or '') or 0) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished', now, 'updated', now)
@@ -143,42 +142,22 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'status_ts', ARGV[2]) end
 return 1
 """
 
-# Claim due jobs: lease each by pushing its due time forward and recording the owner. An id whose
-# job is gone leaves the schedule instead (never a fresh hash holding only `owner`).
-# KEYS: due zset; ARGV: lease seconds, limit, owner, job key prefix
-_CLAIM = _NOW + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local claimed = {}
-for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[4] .. id) == 1 then
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
-    redis.call('HSET', ARGV[4] .. id, 'owner', ARGV[3])
-    claimed[#claimed + 1] = id
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-return claimed
+# After the schedule leased a due job to `owner`: record the owner, unless the job is gone (0: the
+# caller takes it off the schedule; never a fresh hash holding only `owner`). KEYS: job; ARGV: owner
+_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return 1
 """
 
 # Write job fields only while we still own the job (a lease that expired lost it).
-# KEYS: job hash, due zset; ARGV: id, owner, next due in seconds ('' = keep, '-' = off the schedule),
-#       record TTL in seconds ('' = keep), field, value, ...
-# An ended job leaves the schedule in the same step (unless due again for its final status edit),
-# and its record expires after the TTL.
-_WRITE = _NOW + """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 0
-end
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
-if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
-if ARGV[3] == '-' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-elseif ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-end
-if ARGV[4] ~= '' then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
+# KEYS: job hash; ARGV: owner, record TTL in seconds ('' = keep), field, value, ...
+# Returns 1 (written), 0 (not ours) or -1 (gone: the caller takes it off the schedule).
+_WRITE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return 1
 """
 
@@ -206,105 +185,109 @@ return 1
 
 
 class JobStore:
-    """Research jobs in Redis. The only code that knows their keys and scripts."""
+    """Research jobs in Redis. The only code that uses their keys (keys.JobKeys) and scripts."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot"):
         self.redis = redis
-        self.p = prefix
+        self.keys = JobKeys(prefix)
+        self.schedule = Schedule(redis, self.keys.all_due)
         self._record = redis.register_script(_RECORD)
+        self._history = redis.register_script(_HISTORY)
         self._start = redis.register_script(_START)
         self._set_status_ts = redis.register_script(_SET_STATUS_TS)
         self._end_unstarted = redis.register_script(_END_UNSTARTED)
-        self._claim = redis.register_script(_CLAIM)
+        self._take = redis.register_script(_TAKE)
         self._write = redis.register_script(_WRITE)
         self._request_cancel = redis.register_script(_REQUEST_CANCEL)
         self._reserve_slot = redis.register_script(_RESERVE_SLOT)
 
-    # --- keys: built here only, from typed arguments -------------------------------------------
-    @property
-    def _due(self) -> str:
-        return f"{self.p}:jobs:due"
-
-    def _job(self, job_id: str) -> str:
-        return f"{self.p}:job:{job_id}"
-
-    def _slots(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:active:{team}:{user}"
-
-    def _history(self, team: str, user: str) -> str:
-        return f"{self.p}:jobs:history:{team}:{user}"
-
-    def _trigger(self, team: str, trigger: str) -> str:
-        return f"{self.p}:jobs:trigger:{team}:{trigger}"
-
     # --- the command ---------------------------------------------------------------------------
     async def claim_trigger(self, team: str, trigger: str) -> bool:
         """True exactly once per slash-command invocation: a replayed signed request starts nothing."""
-        return bool(await self.redis.set(self._trigger(team, trigger), "1", nx=True, ex=TRIGGER_KEEP_SECONDS))
+        return bool(await self.redis.set(self.keys.trigger(team, trigger), "1", nx=True, ex=TRIGGER_KEEP_SECONDS))
 
     async def reserve_slot(self, team: str, user: str, job_id: str, cap: int, ttl: int) -> bool:
-        return bool(await self._reserve_slot(keys=[self._slots(team, user)], args=[job_id, cap, ttl]))
+        return bool(await self._reserve_slot(keys=[self.keys.slots(team, user)], args=[job_id, cap, ttl]))
 
     async def release_slot(self, team: str, user: str, job_id: str) -> None:
-        await self.redis.srem(self._slots(team, user), job_id)
+        await self.redis.srem(self.keys.slots(team, user), job_id)
 
     async def record(self, job: Job, *, start_grace: float) -> None:
         """A new job (before the ack, so `/research status` lists it at once). It is due after
         `start_grace`: if its agent has not started by then, a worker ends it (its starter died)."""
+        k = self.keys
         flat = [x for pair in job.fields().items() for x in pair]
-        await self._record(keys=[self._job(job.id), self._history(job.team, job.requester), self._due],
-                           args=[job.id, job.created, JOB_KEEP_SECONDS, HISTORY_KEEP, start_grace, *flat])
+        # scheduled first: a crash before the record leaves an entry the next claim drops
+        await self.schedule.at(k.due(job.id), [job.id], start_grace)
+        await self._record(keys=[k.job(job.id)], args=[JOB_KEEP_SECONDS, *flat])
+        await self._history(keys=[k.history(job.team, job.requester)],
+                            args=[job.id, job.created, JOB_KEEP_SECONDS, HISTORY_KEEP])
 
     async def set_status_ts(self, job_id: str, status_ts: str) -> bool:
-        return bool(await self._set_status_ts(keys=[self._job(job_id)], args=[status_ts]))
+        return bool(await self._set_status_ts(keys=[self.keys.job(job_id)], args=[status_ts]))
 
     async def start(self, job_id: str, *, status_ts: str, interaction_id: str, status: str,
                     first_poll_in: float) -> str:
         """The agent runs: schedule its first poll. Returns "started", "cancel" (Cancel was pressed
         while it started: cancel the agent now) or "gone" (the record vanished, or a worker already
         ended the job because its start took too long: cancel the agent)."""
-        result = await self._start(keys=[self._job(job_id), self._due],
-                                   args=[job_id, status_ts, interaction_id, status, first_poll_in])
-        return {0: "gone", 1: "started", 2: "cancel"}[int(result)]
+        result = int(await self._start(keys=[self.keys.job(job_id)], args=[status_ts, interaction_id, status]))
+        if result:
+            await self.schedule.at(self.keys.due(job_id), [job_id], first_poll_in)
+        return {0: "gone", 1: "started", 2: "cancel"}[result]
 
     async def end_unstarted(self, job_id: str, status: str, status_ts: str = "") -> bool:
-        return bool(await self._end_unstarted(keys=[self._job(job_id), self._due], args=[status, status_ts, job_id]))
+        ended = bool(await self._end_unstarted(keys=[self.keys.job(job_id)], args=[status, status_ts]))
+        await self.schedule.remove(self.keys.due(job_id), job_id)
+        return ended
 
     async def get(self, job_id: str) -> Job | None:
-        return Job.from_fields(await self.redis.hgetall(self._job(job_id)))
+        return Job.from_fields(await self.redis.hgetall(self.keys.job(job_id)))
 
     async def user_jobs(self, team: str, user: str, limit: int = 10) -> list[Job]:
         """The user's most recent jobs, newest first (records that expired are skipped)."""
-        ids = await self.redis.zrevrange(self._history(team, user), 0, limit - 1)
+        ids = await self.redis.zrevrange(self.keys.history(team, user), 0, limit - 1)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(self._job(job_id))
+            pipe.hgetall(self.keys.job(job_id))
         jobs = [Job.from_fields(raw) for raw in await pipe.execute()] if ids else []
         return [j for j in jobs if j is not None]
 
     # --- the worker ----------------------------------------------------------------------------
     async def claim(self, owner: str, lease: float, limit: int = 10) -> list[str]:
-        return list(await self._claim(keys=[self._due], args=[lease, limit, owner, f"{self.p}:job:"]))
+        pairs = await self.schedule.claim(lease, limit)
+        taken = await asyncio.gather(*(self._take(keys=[self.keys.job(j)], args=[owner]) for _, j in pairs))
+        for (shard, job_id), ok in zip(pairs, taken):
+            if not int(ok):
+                await self.schedule.remove(shard, job_id)
+        return [job_id for (_, job_id), ok in zip(pairs, taken) if int(ok)]
 
     async def write(self, job_id: str, owner: str, fields: dict, *, due_in: float | None = None) -> bool:
         """Update a job we own; with `due_in`, also its next poll. False: the lease moved on or it is gone."""
         return await self._owned_write(job_id, owner, fields, "" if due_in is None else str(due_in), "")
 
     async def finish(self, job_id: str, owner: str, fields: dict, *, retry_in: float | None = None) -> bool:
-        """End a job we own: write its last fields and take it off the schedule, in one step; with
-        `retry_in`, it stays scheduled that much later (its status message's final edit is pending)."""
+        """End a job we own: write its last fields and take it off the schedule; with `retry_in`, it
+        stays scheduled that much later (its status message's final edit is pending)."""
         due = "-" if retry_in is None else str(retry_in)
         return await self._owned_write(job_id, owner, fields, due, str(JOB_KEEP_SECONDS))
 
     async def _owned_write(self, job_id: str, owner: str, fields: dict, due: str, ttl: str) -> bool:
+        """`due`: '' keeps the schedule entry, '-' removes it, a number of seconds moves it."""
         flat = [x for k, v in fields.items() for x in (k, _encode(v))]
-        return bool(await self._write(keys=[self._job(job_id), self._due], args=[job_id, owner, due, ttl, *flat]))
+        written = int(await self._write(keys=[self.keys.job(job_id)], args=[owner, ttl, *flat]))
+        shard = self.keys.due(job_id)
+        if written < 0 or (written and due == "-"):
+            await self.schedule.remove(shard, job_id)
+        elif written and due:
+            await self.schedule.at(shard, [job_id], float(due))
+        return written > 0
 
     async def request_cancel(self, job_id: str, user: str) -> tuple[str, str]:
         """("gone", "") | ("not_requester", requester) | ("over", status) | ("requested", interaction id)."""
-        outcome, detail = await self._request_cancel(keys=[self._job(job_id)], args=[user])
+        outcome, detail = await self._request_cancel(keys=[self.keys.job(job_id)], args=[user])
         return str(outcome), str(detail or "")
 
     async def poke(self, job_id: str) -> None:
         """Poll this job now, if it is still on the schedule (XX: an ended job is never re-added)."""
-        await self.redis.zadd(self._due, {job_id: 0}, xx=True)
+        await self.redis.zadd(self.keys.due(job_id), {job_id: 0}, xx=True)

@@ -5,46 +5,23 @@ dedup claim, in one script) before Slack gets its ack, and is leased to the proc
 That process renews its leases in one call per tick; if it dies, the lease runs out and any
 replica claims the turn (`claim_due`) and finishes it from what the journal says was delivered.
 Every script checks the owner before writing, so a process that lost its lease writes nothing.
-Keys are built here and nowhere else (`TurnKeys`).
+Keys come from `keys.TurnKeys`. A turn's scripts touch its thread's slot only; the schedule (its
+shard in `turns:due`) is a second step, ordered so that a crash between the two loses nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 import redis.asyncio as aioredis
 
+from .keys import TurnKeys, thread_of, turn_id
+from .schedule import NOW, Schedule
 
-@dataclass(frozen=True)
-class TurnKeys:
-    prefix: str
-
-    def seen(self, turn_id: str) -> str:
-        return f"{self.prefix}:seen:msg:{turn_id}"
-
-    def turn(self, turn_id: str) -> str:
-        return f"{self.prefix}:turn:{turn_id}"
-
-    @property
-    def due(self) -> str:
-        return f"{self.prefix}:turns:due"
-
-    def chain(self, team: str, channel: str, thread: str) -> str:
-        return f"{self.prefix}:chain:{team}:{channel}:{thread}"
-
-    def presence(self, team: str, channel: str, thread: str) -> str:
-        return f"{self.prefix}:in:{team}:{channel}:{thread}"
-
-    def lock(self, team: str, channel: str, thread: str) -> str:
-        return f"{self.prefix}:lock:thread:{team}:{channel}:{thread}"
-
-    def user_active(self, team: str, user: str) -> str:
-        return f"{self.prefix}:quota:active:{team}:{user}"
-
-    def user_minute(self, team: str, user: str) -> str:
-        return f"{self.prefix}:quota:minute:{team}:{user}"
+__all__ = ["TurnKeys", "TurnRecord", "TurnStore", "thread_of", "turn_id"]
 
 
 class AcceptOutcome(Enum):
@@ -119,78 +96,52 @@ class TurnRecord:
         return cls(**kw)
 
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-"""
-
 # Intake: a reply the bot should not answer is refused before anything is written (-1); a message
-# seen before is a duplicate (0); otherwise the turn is journalled and leased (1).
+# seen before is a duplicate (0); otherwise the turn is journalled and leased (1). (Its schedule entry
+# was written just before, in its shard's slot: see TurnStore.accept.)
 # Presence (the `in:` key) says how the bot stands in a thread: `own` when its answer started the
 # conversation (a mention at the root, a DM, research; or its message is the root, which holds after
 # Redis lost its data), so every reply is a turn; `asked:<user>` when a person mentioned it in people's
 # thread, so only that person's direct follow-up is; `past` once someone else spoke after that.
 # ('1', written before presence had modes, and a chain without presence count as `own`, as they did.)
-# KEYS: seen, turn, due, presence, chain; ARGV: turn id, role (start | mention | reply), parent is the
-# bot (1/0), dedup ttl, journal ttl, lease, chain ttl, user, field, value, ...
-_ACCEPT = _NOW + """
-local cur = redis.call('GET', KEYS[4])
-local owned = ARGV[3] == '1' or cur == 'own' or cur == '1' or (not cur and redis.call('EXISTS', KEYS[5]) == 1)
-local asker = 'asked:' .. ARGV[8]
-if ARGV[2] == 'reply' and not owned and cur ~= asker then
-  if cur then redis.call('SET', KEYS[4], 'past', 'KEEPTTL') end
+# KEYS: seen, turn, presence, chain; ARGV: role (start | mention | reply), parent is the bot (1/0),
+# dedup ttl, journal ttl, chain ttl, user, field, value, ...
+_ACCEPT = """
+local cur = redis.call('GET', KEYS[3])
+local owned = ARGV[2] == '1' or cur == 'own' or cur == '1' or (not cur and redis.call('EXISTS', KEYS[4]) == 1)
+local asker = 'asked:' .. ARGV[6]
+if ARGV[1] == 'reply' and not owned and cur ~= asker then
+  if cur then redis.call('SET', KEYS[3], 'past', 'KEEPTTL') end
   return -1
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4])) then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 9))
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 local mode = 'own'
-if not owned and ARGV[2] ~= 'start' then mode = asker end
-redis.call('SET', KEYS[4], mode, 'EX', tonumber(ARGV[7]))
+if not owned and ARGV[1] ~= 'start' then mode = asker end
+redis.call('SET', KEYS[3], mode, 'EX', tonumber(ARGV[5]))
 return 1
 """
 
-# Recovery: claim turns whose lease ran out. A turn whose record expired leaves the schedule and is
-# never recreated. KEYS: due; ARGV: owner, lease, limit, turn key prefix
-_CLAIM = _NOW + """
-local out = {}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
-  local key = ARGV[4] .. id
-  if redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'state') == 'done' then
-    redis.call('ZREM', KEYS[1], id)
-  else
-    redis.call('HSET', key, 'owner', ARGV[1])
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
-    table.insert(out, id)
-  end
-end
-return out
+# Recovery, after the schedule leased the id to us: take the turn over, unless its record expired or
+# it is over (0: the caller takes it off the schedule, and it is never recreated). KEYS: turn; ARGV: owner
+_TAKE_OVER = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'state') == 'done' then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return 1
 """
 
-# One call per tick for all of a process's turns: extend the leases (and thread locks) still ours;
-# report turns someone asked to stop and turns another replica took over. KEYS: due; ARGV: owner, lease, lock ttl ms,
-# turn key prefix, id, lock key, id, lock key, ...  Returns {stopped ids..., '|', lost ids...}.
-_RENEW = _NOW + """
-local stopped, lost = {}, {}
-for i = 5, #ARGV, 2 do
-  local id, lock = ARGV[i], ARGV[i + 1]
-  local key = ARGV[4] .. id
-  local rec = redis.call('HMGET', key, 'owner', 'stop_by')
-  if not rec[1] then
-    -- the record is gone (Redis lost its data): nobody else can take the turn over; carry on
-  elseif rec[1] ~= ARGV[1] then
-    table.insert(lost, id)
-  else
-    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)
-    if lock ~= '' and redis.call('GET', lock) == id then redis.call('PEXPIRE', lock, tonumber(ARGV[3])) end
-    if rec[2] and rec[2] ~= '' then table.insert(stopped, id) end
-  end
-end
-table.insert(stopped, '|')
-for _, id in ipairs(lost) do table.insert(stopped, id) end
-return stopped
+# Each tick, for each of a process's turns: extend its thread lock while the turn is still ours, and
+# say how it stands: 'ok', 'stop' (someone asked to stop it), 'lost' (another replica took it over) or
+# 'gone' (the record is gone: Redis lost its data; nobody else can take it over, so carry on).
+# KEYS: turn, lock (optional); ARGV: owner, lock ttl ms, id
+_RENEW = """
+local rec = redis.call('HMGET', KEYS[1], 'owner', 'stop_by')
+if not rec[1] then return 'gone' end
+if rec[1] ~= ARGV[1] then return 'lost' end
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2])) end
+if rec[2] and rec[2] ~= '' then return 'stop' end
+return 'ok'
 """
 
 # Write journal fields only while we own the turn. KEYS: turn; ARGV: owner, field, value, ...
@@ -200,14 +151,14 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
-# The turn is over: off the schedule, its lock released, its record kept briefly (for a late Stop click).
-# KEYS: turn, due, lock; ARGV: owner, id, keep seconds
+# The turn is over: its lock released, its record kept briefly (for a late Stop click); the caller
+# then takes it off the schedule (were that lost, recovery finds it done and drops it).
+# KEYS: turn, lock; ARGV: owner, id, keep seconds
 _DONE = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'done')
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('ZREM', KEYS[2], ARGV[2])
-if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
@@ -234,7 +185,7 @@ return 1
 # Per-user cost guard: at most N answers at once and M turns a minute. Entries carry their own
 # expiry (a dead process's answer stops counting). KEYS: active zset, minute counter;
 # ARGV: turn id, max active, max per minute, active hold seconds. Returns 1, or 0 / -1 (which cap).
-_QUOTA = _NOW + """
+_QUOTA = NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
@@ -251,11 +202,12 @@ class TurnStore:
     def __init__(self, redis: aioredis.Redis, prefix: str, *, chain_ttl: int, dedup_ttl: int, journal_ttl: int):
         self.redis = redis
         self.keys = TurnKeys(prefix)
+        self.schedule = Schedule(redis, self.keys.all_due)
         self.chain_ttl = chain_ttl
         self.dedup_ttl = dedup_ttl
         self.journal_ttl = journal_ttl
         self._accept = redis.register_script(_ACCEPT)
-        self._claim = redis.register_script(_CLAIM)
+        self._take_over = redis.register_script(_TAKE_OVER)
         self._renew = redis.register_script(_RENEW)
         self._write = redis.register_script(_WRITE)
         self._done = redis.register_script(_DONE)
@@ -266,15 +218,20 @@ class TurnStore:
     # --- intake ------------------------------------------------------------------------------
     async def accept(self, record: TurnRecord, *, role: str, lease: float) -> AcceptOutcome:
         """RUN: journalled and leased to `record.owner`; SEEN: a duplicate; NOT_OURS: a reply not for the bot.
-        `role`: start | mention | reply (chat.intake.Incoming.role)."""
+        `role`: start | mention | reply (chat.intake.Incoming.role). `record.id` is keys.turn_id(...)."""
         k = self.keys
         flat = [x for pair in record.to_fields().items() for x in pair]
-        return AcceptOutcome(int(await self._accept(
-            keys=[k.seen(record.id), k.turn(record.id), k.due,
+        # on the schedule first: a crash before the journal leaves only an entry that recovery drops
+        scheduled = await self.schedule.at(k.due(record.id), [record.id], lease, only="NX")
+        outcome = int(await self._accept(
+            keys=[k.seen(record.id), k.turn(record.id),
                   k.presence(record.team, record.channel, record.chain_thread),
                   k.chain(record.team, record.channel, record.chain_thread)],
-            args=[record.id, role, "1" if record.owned_by_parent else "0", self.dedup_ttl,
-                  self.journal_ttl, lease, self.chain_ttl, record.user, *flat])))
+            args=[role, "1" if record.owned_by_parent else "0", self.dedup_ttl,
+                  self.journal_ttl, self.chain_ttl, record.user, *flat]))
+        if outcome != 1 and scheduled:
+            await self.schedule.remove(k.due(record.id), record.id)
+        return AcceptOutcome(outcome)
 
     # --- the journal ----------------------------------------------------------------------------
     async def load(self, turn_id: str) -> TurnRecord | None:
@@ -288,21 +245,29 @@ class TurnStore:
         return bool(await self._write(keys=[self.keys.turn(turn_id)], args=[owner, *flat]))
 
     async def claim_due(self, owner: str, lease: float, limit: int) -> list[str]:
-        return list(await self._claim(keys=[self.keys.due], args=[owner, lease, limit, self.keys.turn("")]))
+        """Turns whose lease ran out (their process died), now leased to `owner`."""
+        pairs = await self.schedule.claim(lease, limit)
+        taken = await asyncio.gather(*(self._take_over(keys=[self.keys.turn(t)], args=[owner]) for _, t in pairs))
+        for (shard, turn), ok in zip(pairs, taken):
+            if not int(ok):
+                await self.schedule.remove(shard, turn)
+        return [turn for (_, turn), ok in zip(pairs, taken) if int(ok)]
 
     async def renew(self, owner: str, lease: float, lock_ttl: float,
                     turns: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
         """Extend leases and locks of (turn id, lock key) pairs; returns (stop requested, lost) ids."""
-        if not turns:
-            return [], []
-        flat = [x for pair in turns for x in pair]
-        out = list(await self._renew(keys=[self.keys.due],
-                                     args=[owner, lease, int(lock_ttl * 1000), self.keys.turn(""), *flat]))
-        cut = out.index("|")
-        return out[:cut], out[cut + 1:]
+        states = await asyncio.gather(*(
+            self._renew(keys=[self.keys.turn(t), lock] if lock else [self.keys.turn(t)],
+                        args=[owner, int(lock_ttl * 1000), t]) for t, lock in turns))
+        ours = [(self.keys.due(t), t) for (t, _), state in zip(turns, states) if state in ("ok", "stop")]
+        await asyncio.gather(*(self.schedule.at(shard, ids, lease, only="XX")
+                               for shard, ids in self.schedule.group(ours).items()))
+        stopped = [t for (t, _), state in zip(turns, states) if state == "stop"]
+        return stopped, [t for (t, _), state in zip(turns, states) if state == "lost"]
 
     async def done(self, turn_id: str, owner: str, lock_key: str, keep: int = 600) -> None:
-        await self._done(keys=[self.keys.turn(turn_id), self.keys.due, lock_key], args=[owner, turn_id, keep])
+        if await self._done(keys=[self.keys.turn(turn_id), lock_key], args=[owner, turn_id, keep]):
+            await self.schedule.remove(self.keys.due(turn_id), turn_id)
 
     async def request_stop(self, turn_id: str, user: str) -> TurnRecord | None:
         """Mark a running turn as stopped by `user`; returns its record (None if unknown or over)."""

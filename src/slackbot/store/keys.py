@@ -1,0 +1,129 @@
+"""Every Redis key the bot writes is spelled here, and only here.
+
+Keys carry a Redis Cluster hash tag (the part in braces), which decides the slot, so that every
+script touches one slot and the keys of many threads spread over every master:
+- a thread's keys (chain head, presence, lock) and its turns' journal and dedup share the thread's tag;
+- a research job's hash has the job's own tag; per-user keys (quotas, history, slots) the user's;
+- the schedules (`turns:due`, `jobs:due`) are SHARDS sorted sets, each with a tag of its own; a turn
+  or a job lives on the shard its tag hashes to, and every replica claims from all of them.
+On a single node the tags are just characters. Rate-budget keys are the budget store's.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+SHARDS = 8  # schedule shards; fixed: changing it strands what is scheduled on the others
+
+
+def shard_of(tag: str) -> int:
+    return zlib.crc32(tag.encode()) % SHARDS
+
+
+def turn_id(team: str, channel: str, thread: str, ts: str) -> str:
+    """A turn's id names its thread, so its journal is found (and lands in its thread's slot) by id alone."""
+    return f"{team}:{channel}:{thread}:{ts}"
+
+
+def thread_of(turn: str) -> str:
+    """The thread tag inside a turn id (team:channel:thread)."""
+    return turn.rsplit(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class TurnKeys:
+    prefix: str
+
+    def _thread(self, kind: str, tag: str) -> str:
+        return f"{self.prefix}:{kind}:{{{tag}}}"
+
+    def seen(self, turn: str) -> str:
+        return f"{self._thread('seen', thread_of(turn))}:{turn.rsplit(':', 1)[-1]}"
+
+    def turn(self, turn: str) -> str:
+        return f"{self._thread('turn', thread_of(turn))}:{turn.rsplit(':', 1)[-1]}"
+
+    def chain(self, team: str, channel: str, thread: str) -> str:
+        return self._thread("chain", f"{team}:{channel}:{thread}")
+
+    def presence(self, team: str, channel: str, thread: str) -> str:
+        return self._thread("in", f"{team}:{channel}:{thread}")
+
+    def lock(self, team: str, channel: str, thread: str) -> str:
+        return self._thread("lock", f"{team}:{channel}:{thread}")
+
+    def user_active(self, team: str, user: str) -> str:
+        return f"{self.prefix}:quota:{{{team}:{user}}}:active"
+
+    def user_minute(self, team: str, user: str) -> str:
+        return f"{self.prefix}:quota:{{{team}:{user}}}:minute"
+
+    def due_shard(self, shard: int) -> str:
+        return f"{self.prefix}:turns:due:{{turns.{shard}}}"
+
+    def due(self, turn: str) -> str:
+        """The schedule shard a turn lives on (its thread's)."""
+        return self.due_shard(shard_of(thread_of(turn)))
+
+    @property
+    def all_due(self) -> list[str]:
+        return [self.due_shard(i) for i in range(SHARDS)]
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{{{job_id}}}"
+
+    @property
+    def any_job(self) -> str:
+        """A SCAN pattern matching every job hash."""
+        return f"{self.prefix}:job:*"
+
+    def due_shard(self, shard: int) -> str:
+        return f"{self.prefix}:jobs:due:{{jobs.{shard}}}"
+
+    def due(self, job_id: str) -> str:
+        return self.due_shard(shard_of(job_id))
+
+    @property
+    def all_due(self) -> list[str]:
+        return [self.due_shard(i) for i in range(SHARDS)]
+
+    def slots(self, team: str, user: str) -> str:
+        return f"{self.prefix}:jobs:active:{{{team}:{user}}}"
+
+    def history(self, team: str, user: str) -> str:
+        return f"{self.prefix}:jobs:history:{{{team}:{user}}}"
+
+    def trigger(self, team: str, trigger: str) -> str:
+        return f"{self.prefix}:jobs:trigger:{{{team}:{trigger}}}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """All of a prefix's keys: `turns`, `jobs`, and the readiness probes (one per schedule shard)."""
+
+    prefix: str
+
+    @property
+    def turns(self) -> TurnKeys:
+        return TurnKeys(self.prefix)
+
+    @property
+    def jobs(self) -> JobKeys:
+        return JobKeys(self.prefix)
+
+    @property
+    def probes(self) -> list[str]:
+        """One key in each schedule shard's slot: writing them all proves every shard takes writes."""
+        tags = [f"turns.{i}" for i in range(SHARDS)] + [f"jobs.{i}" for i in range(SHARDS)]
+        return [f"{self.prefix}:probe:{{{tag}}}" for tag in tags]
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the prefix."""
+        return f"{self.prefix}:*"

@@ -1,0 +1,71 @@
+"""A due-time schedule split into SHARDS sorted sets, each in a slot of its own (keys.py).
+
+Turns and research jobs both live on one: member = id, score = when someone should look at it next
+(by Redis' clock). `claim` leases due members by pushing their time forward by the lease, so two
+replicas never take the same member within one lease; what the member's own record says (its owner)
+is settled afterwards in the record's slot by the caller. Each replica claims from every shard, from a
+starting shard that moves each time, so no shard waits behind another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+"""
+
+# KEYS: shard; ARGV: lease seconds, limit. Due members, each pushed to now + lease.
+_CLAIM = NOW + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id) end
+return ids
+"""
+
+# KEYS: shard; ARGV: seconds, flag ('' | 'NX' | 'XX'), member, ... Each member due in `seconds`.
+# Returns how many were added.
+_AT = NOW + """
+local n = 0
+for i = 3, #ARGV do
+  if ARGV[2] == '' then n = n + redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
+  else n = n + redis.call('ZADD', KEYS[1], ARGV[2], now + tonumber(ARGV[1]), ARGV[i]) end
+end
+return n
+"""
+
+
+class Schedule:
+    def __init__(self, redis, shards: list[str]):
+        self.redis = redis
+        self.shards = shards
+        self._claim = redis.register_script(_CLAIM)
+        self._at = redis.register_script(_AT)
+        self._start = itertools.count()
+
+    async def at(self, shard: str, members: list[str], seconds: float, *, only: str = "") -> int:
+        """Members due in `seconds`; `only`: "NX" adds only new ones, "XX" moves only present ones."""
+        if not members:
+            return 0
+        return int(await self._at(keys=[shard], args=[seconds, only, *members]))
+
+    async def remove(self, shard: str, member: str) -> None:
+        await self.redis.zrem(shard, member)
+
+    async def claim(self, lease: float, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` due (shard, member) pairs, leased for `lease` seconds. All shards are asked at
+        once; past the limit, the extra members are handed back (due now) for the next claim."""
+        first = next(self._start) % len(self.shards)
+        order = self.shards[first:] + self.shards[:first]
+        found = await asyncio.gather(*(self._claim(keys=[s], args=[lease, limit]) for s in order))
+        pairs = [(shard, str(m)) for shard, members in zip(order, found) for m in members]
+        for shard, member in pairs[limit:]:
+            await self.at(shard, [member], 0, only="XX")
+        return pairs[:limit]
+
+    def group(self, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for shard, member in pairs:
+            out.setdefault(shard, []).append(member)
+        return out
