@@ -529,6 +529,13 @@ class GeminiEmulator:
             t, index = _add_tool_steps(rec, plan["tool_steps"], t, index, gap)
         calls = self._function_calls(rec, plan)
         if calls:  # the turn ends asking for the results (gemini_functions.py)
+            if plan.get("preface"):  # a model may say something before its calls, in the same turn
+                rec.add(t, "step.start", index=index, step={"type": "model_output"})
+                for piece in _chunks(plan["preface"], size):
+                    rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+                    t += gap
+                rec.add(t, "step.stop", index=index)
+                index += 1
             for call in calls:
                 rec.add(t, "step.start", index=index, step={**call, "arguments": {}})
                 for piece in _chunks(json.dumps(call["arguments"]), size):
@@ -574,7 +581,8 @@ class GeminiEmulator:
         calls = functions.make_calls(steps[0], functions.declared_functions(rec.body)) if steps else []
         if calls:
             rec.pending_calls = calls
-            rest = {k: v for k, v in plan.items() if k not in ("calls", "text", "then_text", "match", "thought")}
+            rest = {k: v for k, v in plan.items()
+                    if k not in ("calls", "text", "then_text", "match", "thought", "preface")}
             rec.continuation = {**rest, "calls": steps[1:]}
             if "then_text" in plan:
                 rec.continuation["then_text"] = plan["then_text"]
