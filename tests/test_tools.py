@@ -8,6 +8,7 @@ Redis is real. Each test names the point of the issue it proves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -217,3 +218,34 @@ async def test_stop_during_a_function_call_ends_the_turn(run_bot, slack_emu, gem
     await eventually(lambda: STOPPED in shown(slack_emu, "C_GENERAL", d.message.ts), 10, message="the stop note")
     assert len(creates(gemini_emu)) == 1 and "never shown" not in shown(slack_emu, "C_GENERAL", d.message.ts)
     assert await store.turns.chain_head("T0001", "C_GENERAL", d.message.ts) is None
+
+
+# 1: crash survival across steps: killed while the second step streams, the survivor replays both steps
+# from the journal, never runs the answered call again, and moves the head once, to the last interaction
+async def test_a_survivor_resumes_at_the_step_it_finds(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    from conftest import end_processes, free_port, spawn_serve, wait_ready
+    from test_chat import head, joined
+
+    a, b = (settings_for(port=free_port(), turn_lease_seconds=2.0) for _ in range(2))
+    procs = [spawn_serve(a, SLACKBOT_FUNCTIONS=ALL), spawn_serve(b, SLACKBOT_FUNCTIONS=ALL)]
+    try:
+        await asyncio.gather(wait_ready(a.port), wait_ready(b.port))
+        slack_emu.app_url = f"http://127.0.0.1:{a.port}/slack/events"
+        text = " ".join(f"Bob sentence {i}." for i in range(60))
+        gemini_emu.script(match="Bob", calls=[{"name": "who_is", "arguments": {"person": "U_BOB"}}],
+                          then_text=text, chunk_chars=8, chunk_delay=0.04)
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} who is Bob?")
+        root = d.message.ts
+        await eventually(lambda: len(joined(slack_emu, "C_GENERAL", root)) > 40, 15, message="step 2 half-way")
+        procs[0].kill()
+        procs[0].wait()
+        slack_emu.app_url = f"http://127.0.0.1:{b.port}/slack/events"
+        await eventually(lambda: joined(slack_emu, "C_GENERAL", root) == "".join(text.split()), 30,
+                         message="the whole answer, exactly once")
+        assert len(gemini_emu.function_results) == 1, "the answered call was not run again"
+        assert len([c for c in slack_emu.calls_to("users.info") if c.params.get("user") == "U_BOB"]) == 1
+        assert len(creates(gemini_emu)) == 2, "no step asked twice"
+        new_head = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root), message="head moved")
+        assert new_head == gemini_emu.interaction_ids()[1]
+    finally:
+        end_processes(procs)
