@@ -249,3 +249,28 @@ async def test_a_survivor_resumes_at_the_step_it_finds(settings_for, slack_emu, 
         assert new_head == gemini_emu.interaction_ids()[1]
     finally:
         end_processes(procs)
+
+
+# 6: the sandbox page answers "what did Bob say about the launch?" from its seeded channels, through a real
+# search_slack call; #leadership is private, so its line stays out of the public thread
+async def test_sandbox_answers_what_bob_said_from_its_seeded_channels(redis_url, prefix):
+    import aiohttp
+
+    from test_sandbox import post_json, sandbox, sandbox_settings
+
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        sent = await post_json(http, f"{base}/api/user_message", {
+            "channel": "C_GENERAL", "text": "<@UBOT> what did Bob say about the launch?", "user": "U_ALICE"})
+
+        async def answer():
+            async with http.get(f"{base}/api/state") as resp:
+                general = next(c for c in (await resp.json())["channels"] if c["id"] == "C_GENERAL")
+            text = "".join(b.get("text", "") for m in general["messages"]
+                           if m.get("bot_id") and m.get("thread_ts") == sent["message"]["ts"]
+                           for b in m.get("blocks") or [] if b.get("type") == "markdown")
+            return text if "Sources" in text else None
+        text = await eventually(answer, 20, interval=0.1, message="the sandbox's answer")
+    assert "**Bob Brown** in #launch" in text and "The launch moves to October 3" in text
+    assert "[#launch · Bob Brown · " in text and "/archives/C_LAUNCH/p" in text
+    assert "budget is cut" not in text and "C_LEADERSHIP" not in text

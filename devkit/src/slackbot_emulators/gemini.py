@@ -50,7 +50,7 @@ from . import gemini_functions as functions
 from . import gemini_images as images
 from . import gemini_webhooks as webhooks
 from . import guard
-from .showcase import showcase_plan
+from .showcase import results_summary, showcase_plan
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
@@ -193,10 +193,11 @@ def _with_showcase(rec: "_Record") -> dict:
     if "text" in rec.plan or "calls" in rec.plan:
         return rec.plan
     declared = {tool.get("type") for tool in rec.body.get("tools") or [] if isinstance(tool, dict)}
-    shown = showcase_plan(rec.input_text, declared)
+    shown = showcase_plan(rec.input_text, declared, functions.declared_functions(rec.body))
     if not shown:
         return rec.plan
-    shown["text"] += _describe_media(rec.media)
+    if "text" in shown:
+        shown["text"] += _describe_media(rec.media)
     return {**shown, **rec.plan}
 
 
@@ -547,6 +548,8 @@ class GeminiEmulator:
                          plan.get("thought", ""))
             return
         reply = plan.get("then_text", reply) if "calls" in plan and "text" not in plan else reply
+        if plan.get("summarise") and "then_text" not in plan:  # a showcased search: answer from its results
+            reply = results_summary(rec.input_steps)
         if plan.get("error_event"):
             reply = reply[: len(reply) // 2]  # fail half-way through the answer
         picture = self._picture(rec, plan)
