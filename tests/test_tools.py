@@ -131,7 +131,8 @@ async def test_private_channel_content_never_reaches_a_public_thread(run_bot, sl
     d = await slack_emu.user_message("C_GENERAL", f"{MENTION} what is the launch codename?")
     text = await finished(slack_emu, "C_GENERAL", d.message.ts, "Reply 2 to:")
     search, thread, recent = results_of(gemini_emu)
-    assert search["messages"] == [] and search.get("withheld") != "x"
+    assert search["messages"] == [] and slack_emu.search.searches[-1]["channel_types"] == ["public_channel"], \
+        "a public thread's search asks for public channels only"
     assert thread == {"name": "read_thread", "withheld": NOT_SHAREABLE}
     assert recent == {"name": "recent_messages", "withheld": NOT_SHAREABLE}
     assert not slack_emu.calls_to("conversations.history") and not slack_emu.calls_to("conversations.replies"), \
