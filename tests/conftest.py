@@ -137,7 +137,7 @@ def bot_settings(*, redis_url: str, prefix: str, slack_emu, gemini_emu, port: in
         host="127.0.0.1", port=port or free_port(), edit_min_interval=0.2, turn_lease_seconds=3.0,
         gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
         research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
-        tools="", system_instruction="Be brief.", user_max_active_answers=100, user_turns_per_minute=1000,
+        tools="", functions="", system_instruction="Be brief.", user_max_active_answers=100, user_turns_per_minute=1000,
     )
     values.update(overrides)
     return Settings(**values)

@@ -111,13 +111,17 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
                                                                   recipient_team="T1"),
             calls.append_stream("C1", "1.1", "x"), calls.stop_stream("C1", "1.1"), calls.set_status("C1", "1.1", ""),
             calls.upload("C1", "1.1", b"x", "a.png", "a"), calls.replies("C1", "1.1", 15), calls.user_info("U1"),
-            calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1")]
+            calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1"),
+            calls.search("q", action_token="t", person="U1", channel_types=["public_channel"],
+                         content_types=["messages"], limit=10),
+            calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1")]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):
     table = calls.budgets(settings_for())
     assert {r.method for r in BUILDERS} == set(table), "one builder per method, one row per method"
     assert [m for m, pays in table.items() if pays.per is Per.CHANNEL] == ["chat.postMessage"]
+    assert [m for m, pays in table.items() if pays.per is Per.PERSON] == ["assistant.search.context"]
     assert {m for m, pays in table.items() if pays.budget is None} == {"auth.test", "apps.connections.open"}
     assert all(pays.budget.rate > 0 and pays.budget.capacity >= 1 for pays in table.values() if pays.budget)
 

@@ -48,7 +48,7 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "users.info": {"users:read"},
     # conversations.info: channel names for profiles mapped by name; the bot answers in public and
     # private channels (DMs have no name and are never looked up)
-    "conversations.info": {"channels:read", "groups:read"},
+    "conversations.info": {"channels:read", "groups:read", "mpim:read"},
     # chat.delete: a final answer that needs fewer messages than were streamed removes the surplus
     "chat.delete": {"chat:write"},
     # native streaming (startStream, appendStream, stopStream) and the thread status need chat:write
@@ -59,6 +59,13 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "assistant.threads.setStatus": {"chat:write"},
     # files_upload_v2: files.getUploadURLExternal + files.completeUploadExternal
     "files.completeUploadExternal": {"files:write"},
+    # what Gemini looks up (issue 20): Real-time Search of messages, files and people (bot scopes; the
+    # private types are user-token scopes, asked for only where an install has them), history reads,
+    # membership for the access rule in DMs, and one permalink per workspace (no scope)
+    "assistant.search.context": {"search:read.public", "search:read.files", "search:read.users"},
+    "conversations.history": {"channels:history", "groups:history", "im:history", "mpim:history"},
+    "conversations.members": {"channels:read", "groups:read", "mpim:read"},
+    "chat.getPermalink": set(),
     "auth.test": set(),  # start-up and Bolt's authorization (bot user id); needs no scope
     "apps.connections.open": set(),  # Socket Mode, with the app-level token (its connections:write), not a bot scope
 }

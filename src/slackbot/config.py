@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .profiles import McpServer, Profile, ProfileMap, load_profiles, parse_mcp_servers
+from .profiles import FUNCTION_NAMES, McpServer, Profile, ProfileMap, load_profiles, parse_mcp_servers
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     profiles_file: str = Field("", **_env("PROFILES_FILE"))  # YAML/JSON: channels -> profile
     code_output_chars: int = Field(1500, ge=100, le=3000, **_env("CODE_OUTPUT_CHARS"))
     max_sources: int = Field(10, ge=0, le=40, **_env("MAX_SOURCES"))
+
+    # --- What Gemini can look up in the workspace (issue 20: lookup/) ------------------------------
+    functions: str = Field(",".join(FUNCTION_NAMES), **_env("FUNCTIONS"))  # comma list; "" = none
+    max_function_steps: int = Field(4, ge=1, le=20, **_env("MAX_FUNCTION_STEPS"))
+    search_per_person_per_minute: float = Field(10.0, gt=0, **_env("SEARCH_PER_PERSON_PER_MINUTE"))
+    search_results: int = Field(10, ge=1, le=20, **_env("SEARCH_RESULTS"))
+    history_budget_per_minute: float = Field(1.0, gt=0, **_env("HISTORY_BUDGET_PER_MINUTE"))
+    function_wait_seconds: float = Field(5.0, ge=0, **_env("FUNCTION_WAIT_SECONDS"))
     _profiles: ProfileMap | None = PrivateAttr(None)  # parsed once, on first use
 
     # --- Redis and process -----------------------------------------------------------------
@@ -149,6 +157,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown tool(s) {sorted(unknown)}; choose from {sorted(BUILTIN_TOOLS)}")
         return value
 
+    @field_validator("functions")
+    @classmethod
+    def _known_functions(cls, value: str) -> str:
+        unknown = {f.strip() for f in value.split(",") if f.strip()} - set(FUNCTION_NAMES)
+        if unknown:
+            raise ValueError(f"unknown function(s) {sorted(unknown)}; choose from {list(FUNCTION_NAMES)}")
+        return value
+
     @field_validator("mcp_servers")
     @classmethod
     def _valid_mcp_servers(cls, value: str) -> str:
@@ -206,6 +222,10 @@ class Settings(BaseSettings):
     @property
     def tool_list(self) -> list[dict]:
         return [{"type": t} for t in self.tool_names]
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.functions.split(",") if f.strip())
 
     @property
     def mcp_server_list(self) -> tuple[McpServer, ...]:

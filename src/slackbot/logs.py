@@ -43,6 +43,11 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Third-party debug logs can print request headers (tokens): keep them at WARNING.
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Third-party debug logs can print request headers (tokens) and bodies (message text, what the
+    functions read): keep them at WARNING, whatever the bot's own level."""
     for noisy in ("slack_sdk", "slack_bolt", "httpx", "httpcore", "httpx2", "httpcore2", "google_genai", "google", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -33,6 +33,13 @@ TURNS_RECONCILED = Counter("slackbot_turns_reconciled_total",
 DELIVERY_CALLS = Counter("slackbot_delivery_calls_total", "Slack writes spent delivering answers, by kind",
                          ["kind"], registry=REGISTRY)
 
+FUNCTION_CALLS = Counter("slackbot_function_calls_total",
+                         "Workspace look-ups Gemini asked for (lookup/), by function and outcome "
+                         "(ok, withheld, unavailable, refused, bad_call, failed)", ["function", "outcome"],
+                         registry=REGISTRY)
+FUNCTION_STEPS = Counter("slackbot_function_steps_total", "Gemini steps that ended asking for function calls",
+                         registry=REGISTRY)
+
 WORK_IN_FLIGHT = Gauge("slackbot_work_in_flight", "Answers and research steps running in this process",
                        registry=REGISTRY)
 

@@ -14,6 +14,7 @@ Profiles file (YAML or JSON):
         thinking_level: low
         max_output_tokens: 2048
         mcp_servers: [crm]        # optional: which SLACKBOT_MCP_SERVERS (default all, [] none)
+        functions: [search_slack, who_is]  # optional: which workspace look-ups (default SLACKBOT_FUNCTIONS)
     channels:
       C0123456789: support      # by channel id
       "#eng-help": support      # or by name ("#" optional)
@@ -35,6 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 BUILTIN_TOOLS = ("google_search", "url_context", "code_execution")
 ToolName = Literal["google_search", "url_context", "code_execution"]
+# the bot's own functions Gemini may call (lookup/functions.py)
+FUNCTION_NAMES = ("search_slack", "read_thread", "recent_messages", "who_is")
+FunctionName = Literal["search_slack", "read_thread", "recent_messages", "who_is"]
 _ENV_REF = re.compile(r"^(?:env:([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)\})$")
 
 
@@ -50,6 +54,7 @@ class Profile(BaseModel):
     thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
     max_output_tokens: int | None = Field(None, ge=1, le=65536)
     mcp_servers: tuple[str, ...] | None = None  # names from SLACKBOT_MCP_SERVERS; None = all of them
+    functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
 
 
 class _File(BaseModel):

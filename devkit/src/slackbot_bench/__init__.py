@@ -8,6 +8,10 @@ B "intake": `--intake-rate` deliveries/s for `--intake-seconds`: a few new menti
   bots' and the bot's own messages (all ignored), and Slack retries of answered events (must not be
   answered twice). Then waits for phase B's answers as for phase A.
 
+`--scenario tools` runs answers that look things up in the workspace instead (tools.py): plain answers,
+then answers making 2 function calls each; Slack calls per answer, search budget waits, final-text
+latency against the plain figure, and leaks by the access rule.
+
 `--strategy` picks how the bot delivers answers (env `SLACKBOT_DELIVERY` of its processes):
 `planner` (the delivery planner), `edits` (one message grown by chat.update), or `both`: the same
 load twice, one table with a column each and their ratio.
@@ -52,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="phase B: share of deliveries that are new mentions (each mention is 2 deliveries)")
     parser.add_argument("--chain-reply-share", type=float, default=0.0025,
                         help="phase B: share of deliveries that are replies in the bot's threads (answered)")
+    parser.add_argument("--scenario", choices=["answers", "tools"], default="answers",
+                        help="answers (phases A and B) or tools: questions that each make 2 function calls "
+                             "(default answers)")
+    parser.add_argument("--people", type=int, default=10, help="tools: people asking (search is 10/min each)")
+    parser.add_argument("--function-wait", type=float, default=5.0,
+                        help="tools: SLACKBOT_FUNCTION_WAIT_SECONDS of the replicas (default 5)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--details", default=None, metavar="PATH",
                         help="also write one JSON line per expected answer (timings, edits, status) to PATH")
@@ -104,6 +114,15 @@ async def _main(a: argparse.Namespace) -> int:
         _print_header(a, machine)
         if a.details:
             open(a.details, "w").close()  # each strategy's run appends its rows
+        if a.scenario == "tools":
+            from . import tools
+
+            figures = await tools.ToolsBench(a, "planner").run(machine)
+            print(tools.table(figures))
+            for note in figures["notes"]:
+                print(f"note: {note}")
+            print(json.dumps(figures, separators=(",", ":")), flush=True)
+            return 0
         strategies = STRATEGIES if a.strategy == "both" else (a.strategy,)
         runs = [await Bench(a, strategy).run(machine) for strategy in strategies]
     except HarnessError as exc:

@@ -217,3 +217,24 @@ def compare_rows(rows_a: Sequence[tuple[str, str, float | None]],
     seen = {label for label, _, _ in rows_a}
     out += [(label, "-", shown, "-") for label, shown, _ in rows_b if label not in seen]
     return out
+
+
+def metric_sum(page: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus text page's samples of `name` that carry these labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(page) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def leaks(answers: Iterable[tuple[str, str]], seeded: Iterable[tuple[str, str]], public: set[str]) -> int:
+    """How many times an answer shows a seeded message, or links to its conversation, that not everyone
+    reading the answer may read: from a conversation that is neither public nor the answer's own."""
+    seeded = list(seeded)
+    count = 0
+    for channel, text in answers:
+        for origin, content in seeded:
+            if origin in public or origin == channel:
+                continue
+            count += (content in text) + (f"/archives/{origin}/" in text)
+    return count

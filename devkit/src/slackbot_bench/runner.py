@@ -161,12 +161,7 @@ class Bench:
         """The figures of one run; HarnessError (or any bug) when it could not run."""
         started = time.monotonic()
         try:
-            self.stops, self.placeholder = bot_lines()
-            await self._start_redis()
-            await self._start_emulators()
-            settings = self._bot_settings()
-            self._print_header(settings)
-            await self._start_replicas()
+            settings = await self._set_up()
             await self.load.warm_up(max(self.a.replicas, 2 * len(self.channel_ids)))
             gc.collect()
             gc.freeze()  # the imports and emulators stay put: later full collections skip them (shorter stalls)
@@ -199,6 +194,16 @@ class Bench:
             raise
         finally:
             await self._cleanup()
+
+    async def _set_up(self):
+        """Redis, the emulators and the replicas, started; the settings the replicas run with."""
+        self.stops, self.placeholder = bot_lines()
+        await self._start_redis()
+        await self._start_emulators()
+        settings = self._bot_settings()
+        self._print_header(settings)
+        await self._start_replicas()
+        return settings
 
     def _cpu_mark(self, name: str) -> None:
         for r in self.replicas:

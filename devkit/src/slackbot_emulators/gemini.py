@@ -50,7 +50,7 @@ from . import gemini_functions as functions
 from . import gemini_images as images
 from . import gemini_webhooks as webhooks
 from . import guard
-from .showcase import showcase_plan
+from .showcase import results_summary, showcase_plan
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
@@ -193,10 +193,11 @@ def _with_showcase(rec: "_Record") -> dict:
     if "text" in rec.plan or "calls" in rec.plan:
         return rec.plan
     declared = {tool.get("type") for tool in rec.body.get("tools") or [] if isinstance(tool, dict)}
-    shown = showcase_plan(rec.input_text, declared)
+    shown = showcase_plan(rec.input_text, declared, functions.declared_functions(rec.body))
     if not shown:
         return rec.plan
-    shown["text"] += _describe_media(rec.media)
+    if "text" in shown:
+        shown["text"] += _describe_media(rec.media)
     return {**shown, **rec.plan}
 
 
@@ -529,6 +530,13 @@ class GeminiEmulator:
             t, index = _add_tool_steps(rec, plan["tool_steps"], t, index, gap)
         calls = self._function_calls(rec, plan)
         if calls:  # the turn ends asking for the results (gemini_functions.py)
+            if plan.get("preface"):  # a model may say something before its calls, in the same turn
+                rec.add(t, "step.start", index=index, step={"type": "model_output"})
+                for piece in _chunks(plan["preface"], size):
+                    rec.add(t, "step.delta", index=index, delta={"type": "text", "text": piece})
+                    t += gap
+                rec.add(t, "step.stop", index=index)
+                index += 1
             for call in calls:
                 rec.add(t, "step.start", index=index, step={**call, "arguments": {}})
                 for piece in _chunks(json.dumps(call["arguments"]), size):
@@ -540,6 +548,8 @@ class GeminiEmulator:
                          plan.get("thought", ""))
             return
         reply = plan.get("then_text", reply) if "calls" in plan and "text" not in plan else reply
+        if plan.get("summarise") and "then_text" not in plan:  # a showcased search: answer from its results
+            reply = results_summary(rec.input_steps)
         if plan.get("error_event"):
             reply = reply[: len(reply) // 2]  # fail half-way through the answer
         picture = self._picture(rec, plan)
@@ -574,7 +584,8 @@ class GeminiEmulator:
         calls = functions.make_calls(steps[0], functions.declared_functions(rec.body)) if steps else []
         if calls:
             rec.pending_calls = calls
-            rest = {k: v for k, v in plan.items() if k not in ("calls", "text", "then_text", "match", "thought")}
+            rest = {k: v for k, v in plan.items()
+                    if k not in ("calls", "text", "then_text", "match", "thought", "preface")}
             rec.continuation = {**rest, "calls": steps[1:]}
             if "then_text" in plan:
                 rec.continuation["then_text"] = plan["then_text"]

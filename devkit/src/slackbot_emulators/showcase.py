@@ -7,12 +7,18 @@ Markdown answer instead: the same words always give the same answer (tests rely 
 anything else still gets the echo. Sources and code runs come only when the request declares
 the tool (google_search, code_execution), as a real model can call only declared tools.
 
+A question about what people said or decided ("what did Bob say about the launch?"), when the
+request offers the bot's `search_slack` function, is answered the way a model uses it: a
+`function_call` searching for the topic, then (`summarise`) an answer built from what the search
+returned, quoting each message with its author and channel.
+
 Pure: the question's words and the declared tools in, a plan for the emulator's timeline out.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 
 from .gemini_images import bar_chart_png
 
@@ -76,10 +82,48 @@ def _topic(text: str) -> str:
     return line or "your question"
 
 
-def showcase_plan(text: str, declared_tools: set[str]) -> dict:
+_SAID = {"say", "said", "says", "decide", "decided", "discuss", "discussed", "mention", "mentioned"}
+_NOT_TOPIC = {"the", "a", "an", "our", "this", "that", "we", "us", "what", "did", "does", "do", "about", "on",
+              "of", "in", "for", "to", "is", "was", "were", "anyone", "someone", "people", "slack"} | _SAID
+
+
+def _topic_words(text: str) -> str:
+    """What a "what did X say about Y" question is about: the words after "about" (else all), common ones out."""
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    if "about" in words:
+        words = words[words.index("about") + 1:]
+    return " ".join(w for w in words if w not in _NOT_TOPIC and len(w) > 1)
+
+
+def results_summary(steps: list[dict]) -> str:
+    """The answer to a showcased search: each message the function_results hold (the bot's JSON), quoted."""
+    lines = []
+    for step in steps:
+        if step.get("type") != "function_result" or not isinstance(step.get("result"), str):
+            continue
+        try:
+            result = json.loads(step["result"])
+        except ValueError:
+            continue
+        for msg in result.get("messages") or [] if isinstance(result, dict) else []:
+            lines.append(f"- **{msg.get('author', 'Someone')}** in {msg.get('channel', 'a channel')} "
+                         f"({str(msg.get('date', ''))[:10]}): {msg.get('text', '')}")
+        if isinstance(result, dict) and result.get("withheld"):
+            lines.append(f"- Some of what I found is {result['withheld']}.")
+        if isinstance(result, dict) and result.get("error"):
+            lines.append(f"- The search was {result['error']}.")
+    if not lines:
+        return "I searched Slack but found nothing about that.\n"
+    return "Here is what I found in Slack:\n\n" + "\n".join(lines) + "\n"
+
+
+def showcase_plan(text: str, declared_tools: set[str], functions: set[str] = frozenset()) -> dict:
     """{"text", "tool_steps", "annotations"} for a question that asks for a showcased block by name,
-    else {} (the caller's echo stands)."""
+    a `search_slack` call for a question about what people said (when the request offers it), else {}
+    (the caller's echo stands)."""
     words = set("".join(c if c.isalpha() else " " for c in text.lower()).split())  # one linear pass
+    if "search_slack" in functions and words & _SAID and _topic_words(text):
+        return {"calls": [{"name": "search_slack", "arguments": {"query": _topic_words(text)}}], "summarise": True}
     everything = bool(words & _EVERYTHING)
     wanted = [name for name, triggers, tool in _TRIGGERS
               if (everything or words & triggers) and (tool is None or tool in declared_tools)]

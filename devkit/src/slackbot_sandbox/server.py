@@ -48,7 +48,7 @@ from slackbot.app import serve
 from slackbot.config import ConfigError, Settings
 from slackbot_emulators import guard
 from slackbot_emulators.gemini import GeminiEmulator
-from slackbot_emulators.slack import Channel, SlackEmulator
+from slackbot_emulators.slack import Channel, Message, SlackEmulator
 from slackbot.store import Store, redact
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,20 @@ FILE_ID = re.compile(r"F[A-Z0-9]{1,32}")  # the emulator's file ids; anything el
 SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
 
 
+# What people said in the sandbox's workspace, for "what did Bob say about the launch?" (search_slack):
+# (channel id, name, private, who wrote, text). #leadership is private, so its line is only ever shown
+# in the DM of someone in it, never in a public thread (README "What Gemini can look up").
+SEEDED_TALK = (
+    ("C_LAUNCH", "launch", False, "U_BOB", "The launch moves to October 3: billing needs one more week of testing."),
+    ("C_LAUNCH", "launch", False, "U_CAROL", "Launch checklist is in the pinned doc; QA signs off on Monday."),
+    ("C_LAUNCH", "launch", False, "U_BOB", "Launch day owner is me; ping me in this channel for anything billing."),
+    ("C_LEADERSHIP", "leadership", True, "U_BOB", "Between us: the launch budget is cut by 20%."),
+)
+
+
 class SandboxWorkspace(SlackEmulator):
-    """The emulator's seeded workspace, plus a DM with the bot for every seeded person."""
+    """The emulator's seeded workspace, plus a DM with the bot for every seeded person and a few
+    channels where people talked about the launch (SEEDED_TALK)."""
 
     def reset(self) -> None:
         super().reset()
@@ -80,6 +92,11 @@ class SandboxWorkspace(SlackEmulator):
             dm = f"D_{user.name.upper()}"
             if not any(c.is_im and user.id in c.members for c in self.channels.values()):
                 self.channels[dm] = Channel(dm, user.name, True, {user.id, self.bot_user_id})
+        members = {"C_LAUNCH": set(self.users) | {self.bot_user_id}, "C_LEADERSHIP": {"U_BOB", "U_ALICE"}}
+        for channel, name, private, user, text in SEEDED_TALK:
+            if channel not in self.channels:
+                self.add_channel(channel, name, members[channel], private=private)
+            self._store(Message(self._next_ts(), channel, user, None, text))
 
 
 @dataclass

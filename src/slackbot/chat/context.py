@@ -115,7 +115,7 @@ async def thread_transcript(slack: WorkspaceSlack, settings: Settings, names: Tu
     for msg in messages:
         if msg.get("ts") == exclude_ts or msg.get("subtype") in ("channel_join", "message_deleted"):
             continue
-        text = await names.readable(_message_text(msg), bot_user_id)
+        text = await names.readable(message_text(msg), bot_user_id)
         is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
         shared = [] if is_bot else [f for f in msg.get("files") or [] if isinstance(f, dict)]  # never our own
         files.extend(shared)
@@ -127,7 +127,7 @@ async def thread_transcript(slack: WorkspaceSlack, settings: Settings, names: Tu
     return Transcript("\n".join(lines), files)
 
 
-def _message_text(msg: dict) -> str:
+def message_text(msg: dict) -> str:
     """A message's text, preferring our own markdown blocks (the `text` of bot messages is a fallback)."""
     parts = [b.get("text", "") for b in msg.get("blocks") or [] if b.get("type") == "markdown"]
     return "\n".join(parts) if parts else msg.get("text") or ""

@@ -29,6 +29,7 @@ class Incoming:
     files: tuple = ()
     parent_user: str = ""  # who wrote the thread's first message (Slack sends it with replies)
     user_team: str = ""  # the sender's own workspace (a partner org's in Slack Connect)
+    action_token: str = ""  # Real-time Search's token for this message (mentions, DMs): searches as the asker
 
     @property
     def role(self) -> str:
@@ -53,7 +54,8 @@ class Incoming:
             reply_thread_ts=self.reply_thread_ts or "", chain_thread=self.chain_thread, kind=self.kind,
             in_existing_thread=self.in_existing_thread, files=list(self.files),
             owned_by_parent=bool(bot_user_id) and self.parent_user == bot_user_id, owner=owner,
-            user_team=self.user_team or self.team, bot_user_id=bot_user_id or "", created=now)
+            user_team=self.user_team or self.team, bot_user_id=bot_user_id or "", created=now,
+            action_token=self.action_token)
 
 
 def installing_team(body: dict, fallback: str | None = None) -> str:
@@ -100,7 +102,16 @@ def _incoming(event: dict, team: str, kind: str) -> Incoming:
         reply_thread_ts=thread_ts, chain_thread=thread_ts, kind=kind,
         in_existing_thread=kind == "mention" and thread_ts != ts, files=tuple(event.get("files") or ()),
         parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
+        action_token=_action_token(event),
     )
+
+
+def _action_token(event: dict) -> str:
+    """Where Slack puts a message's action_token: on the event (mentions, DMs, ...), or, as Bolt's
+    fixtures show it, on the assistant thread it belongs to (slack-agents.md 7)."""
+    thread = event.get("assistant_thread")
+    token = event.get("action_token") or (thread.get("action_token") if isinstance(thread, dict) else None)
+    return token if isinstance(token, str) else ""
 
 
 def _dm(event: dict, team: str) -> Incoming:
@@ -110,4 +121,5 @@ def _dm(event: dict, team: str) -> Incoming:
         reply_thread_ts=thread_ts,
         chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),
         parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
+        action_token=_action_token(event),
     )

@@ -28,9 +28,12 @@ class TurnJournal:
         await self.turns.write(self.record.id, self.owner, {"state": "running", "head_before": head_before})
 
     async def started(self, interaction_id: str) -> None:
-        """Gemini named the interaction: a survivor replays its stored stream instead of asking again."""
+        """Gemini named a step's interaction: a survivor replays the journalled steps' stored streams instead
+        of asking again, and goes on from the last one (its function results are never journalled)."""
+        if interaction_id not in self.record.steps:
+            self.record.steps.append(interaction_id)
         self.record.interaction_id = interaction_id
-        await self.note({"interaction_id": interaction_id})
+        await self.note({"interaction_id": interaction_id, "steps": json.dumps(self.record.steps)})
 
     async def delivered(self, state: dict) -> None:
         """What Slack holds of the answer so far (slack_out/delivery.py's segments and pending intent)."""

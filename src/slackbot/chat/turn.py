@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
-from ..gemini import Delta, Done, Gemini, GeminiError, Started, Thought, ToolActivity
+from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, Thought, ToolActivity, Usage,
+                      add_usage, function_results)
+from ..lookup.functions import TurnLookups
 from ..profiles import Profile
 from ..slack_out import calls
 from ..slack_out.answer import Extras, tool_status
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Intent, Policy
 from ..slack_out.gateway import SlackGateway, WorkspaceSlack
-from ..slack_out.render import render_span, stream_piece
+from ..slack_out.render import render_span, step_gap, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from ..store.turns import Admission
 from .context import NameCache, TurnNames, thread_transcript, with_transcript
@@ -66,7 +68,12 @@ class AnswerTurn:
         self.extras = Extras()  # citations, code runs, tool steps: shown with the final text
         self.delivery: AnswerDelivery | None = None
         self.profile: Profile = deps.settings.default_profile
-        self.done: Done | None = None  # Gemini's completion
+        self.done: Done | None = None  # Gemini's completion (the last step's; usage summed over the steps)
+        self.lookups: TurnLookups | None = None
+        self.step_ids: list[str] = list(record.steps) if self.recovered else []  # journalled as they start
+        self.usage: Usage | None = None
+        self._listed: list = []  # look-up sources already added to the extras
+        self._tool_tasks: dict[str, int] = {}
 
     def stop(self) -> None:
         """The asker pressed Stop (here or on another replica): reading Gemini ends, what is shown stays."""
@@ -172,13 +179,16 @@ class AnswerTurn:
                                        "model": model, "profile": self.profile.name, **usage,
                                        "latency_ms": int((time.monotonic() - started) * 1000)})
 
-    # --- the conversation with Gemini ----------------------------------------------------------------
+    # --- the conversation with Gemini: a bounded loop of steps --------------------------------------
     async def converse(self) -> tuple[Done, str]:
-        """Stream Gemini's answer into the delivery; returns (its Done, a note for the user)."""
+        """Stream Gemini's answer into the delivery, step by step (a step that asks for function calls
+        is answered by the next one); returns (the last step's Done, a note for the user)."""
         record = self.record
         head = record.head_before or None
-        if self.recovered and record.interaction_id:
-            return await self._consume(self.deps.gemini.replay_turn(record.interaction_id)), ""
+        self.lookups = self._lookups()
+        journalled = list(record.steps) or ([record.interaction_id] if record.interaction_id else [])
+        if self.recovered and journalled:  # resume at the step the journal holds; answered calls are not run again
+            return await self._steps(self.deps.gemini.replay_turn(journalled[0]), journalled[1:]), ""
         names = self.deps.names.for_turn(record.team)  # this turn's allowance of users.info calls
         message = await names.readable(record.text, record.bot_user_id or None)
         if head is None and (record.in_existing_thread or record.kind == "reply"):
@@ -189,49 +199,105 @@ class AnswerTurn:
             given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
             user_input, note = given.input, given.note
         try:
-            return await self._consume(self.deps.gemini.stream_turn(user_input, head, self.profile)), note
+            return await self._steps(self._step(user_input, head)), note
         except GeminiError as exc:
-            if exc.kind != "not_found" or head is None:
+            if exc.kind != "not_found" or head is None or self.step_ids:
                 raise
         # Gemini's retention lapsed: rebuild from Slack and start a new chain
         user_input, note = await self._with_thread(names, message,
                                                    "Our earlier conversation in this Slack thread expired.", FRESH_CHAIN)
         self.extras = Extras()  # what the failed first try collected is not this answer's
-        return await self._consume(self.deps.gemini.stream_turn(user_input, None, self.profile)), note
+        return await self._steps(self._step(user_input, None)), note
 
-    async def _consume(self, items) -> Done:
-        """Feed Gemini's stream into the delivery until Done; a Stop click cancels the reading."""
-        reader = asyncio.ensure_future(self._read(items))
+    def _lookups(self) -> TurnLookups:
+        """The workspace look-ups this turn offers: the profile's, minus search without the asker's action_token."""
+        on = self.profile.functions if self.profile.functions is not None else self.settings.function_names
+        if not self.record.action_token:
+            on = tuple(name for name in on if name != "search_slack")
+        return TurnLookups(self.slack, self.settings, self.deps.names, self.record, tuple(on))
+
+    def _step(self, user_input, previous: str | None, *, last: bool = False):
+        return self.deps.gemini.stream_turn(user_input, previous, self.profile,
+                                            functions=self.lookups.declarations(), last_step=last)
+
+    async def _steps(self, stream, replays: list[str] = ()) -> Done:
+        """Step after step until Gemini answers in text: each step's calls run concurrently and their
+        results go into the next step, chained to it; at most SLACKBOT_MAX_FUNCTION_STEPS steps of calls,
+        the last one telling Gemini to answer with what it has. `replays`: later steps a dead process
+        journalled, replayed from Gemini instead of asked again."""
+        replays, limit, steps = list(replays), self.settings.max_function_steps, 0
+        while True:
+            done, asked = await self._until_stopped(self._read(stream, later=steps > 0))
+            if asked is None:
+                return done
+            steps += 1
+            metrics.FUNCTION_STEPS.inc()
+            if replays:  # these calls were answered before the crash: their next step exists
+                stream = self.deps.gemini.replay_turn(replays.pop(0))
+                continue
+            if steps > limit + 1:
+                raise GeminiError("rejected", "function calls past the step limit")
+            if steps > limit:  # asked again after being told to answer: nothing more is looked up
+                results = [{"error": "no more look-ups in this answer: answer with what you have"}] * len(asked.calls)
+            else:
+                results = await self._until_stopped(self.lookups.run(steps, asked.calls, self.delivery.task))
+                for source in self.lookups.sources[len(self._listed):]:
+                    self.extras.add(source)
+                self._listed = list(self.lookups.sources)
+            stream = self._step(function_results(asked.calls, results), done.interaction_id, last=steps >= limit)
+
+    async def _until_stopped(self, work):
+        """`work`'s result, unless the asker presses Stop first (then Stopped; the work is cancelled)."""
+        task = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(self.stop_requested.wait())
         try:
-            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
-                return reader.result()
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
             raise Stopped()
         finally:
-            for task in (reader, stopper):
-                task.cancel()
-            await asyncio.gather(reader, stopper, return_exceptions=True)
+            for t in (task, stopper):
+                t.cancel()
+            await asyncio.gather(task, stopper, return_exceptions=True)
 
-    async def _read(self, items) -> Done:
-        delivery = self.delivery
+    async def _read(self, items, *, later: bool = False) -> tuple[Done, FunctionCalls | None]:
+        """One step's stream into the delivery: (its Done, the calls it asks for if any). `later`: not
+        the turn's first step, whose words start a paragraph of their own."""
+        delivery, asked, first = self.delivery, None, True
         async with aclosing(items):
             async for item in items:
                 if isinstance(item, Delta):
+                    if first and later:
+                        delivery.feed(step_gap(delivery.text))
+                    first = False
                     delivery.feed(item.text)
                 elif isinstance(item, Thought):
                     await delivery.thought(item.text)
                 elif isinstance(item, Started):
-                    await self.journal.started(item.interaction_id)
+                    if item.interaction_id not in self.step_ids:
+                        self.step_ids.append(item.interaction_id)
+                        await self.journal.started(item.interaction_id)
+                elif isinstance(item, FunctionCalls):
+                    asked = item
                 elif isinstance(item, Done):
-                    return item
+                    self.usage = add_usage(self.usage, item.usage)
+                    return Done(item.interaction_id, item.status, self.usage), asked
                 else:  # citations, code runs, tool steps: shown with the final text
                     self.extras.add(item)
                     if isinstance(item, ToolActivity):
-                        await delivery.tool(tool_status(item))
+                        await self._tool_task(item)
                 if delivery.user_stopped:
                     raise Stopped()
         raise GeminiError("stream_failed", "no completion")
+
+    async def _tool_task(self, item: ToolActivity) -> None:
+        """A built-in tool step (search, code, MCP) as a task: in progress at its call, done at its result."""
+        key = f"{item.tool}:{item.name}"
+        if item.phase == "call":
+            self._tool_tasks[key] = self._tool_tasks.get(key, 0) + 1
+        title = (tool_status(ToolActivity(item.tool, item.name, "call")) or item.name).rstrip("…")
+        status = {"call": "in_progress", "result": "complete"}.get(item.phase, "error")
+        await self.delivery.task(f"{key}:{self._tool_tasks.get(key, 1)}", title, status)
 
     async def _with_thread(self, names: TurnNames, message: str, reason: str,
                            fallback_note: str) -> tuple[str | list, str]:
@@ -279,12 +345,7 @@ class AnswerTurn:
         record = self.record
         if not record.reply_thread_ts or not record.interaction_id:
             return
-        text = ""
-        async for item in self.deps.gemini.replay_turn(record.interaction_id):
-            if isinstance(item, Delta):
-                text += item.text
-            if len(text) >= pending.end or isinstance(item, Done):
-                break
+        text = await self._replayed_text(pending.end)
         if len(text) < pending.end:
             return
         if pending.op == "start":
@@ -296,6 +357,21 @@ class AnswerTurn:
             self.delivery.adopt(pending.op, ts, pending.start, pending.end, pending.grows)
             metrics.TURNS_RECONCILED.inc()
             log.info("found a message posted before a crash; not posting it again", extra=context(record))
+
+    async def _replayed_text(self, wanted: int) -> str:
+        """The answer's text as the journalled steps streamed it (up to `wanted` characters)."""
+        text = ""
+        for n, interaction_id in enumerate(self.record.steps or [self.record.interaction_id]):
+            first = True
+            async for item in self.deps.gemini.replay_turn(interaction_id):
+                if isinstance(item, Delta):
+                    text += (step_gap(text) if first and n else "") + item.text
+                    first = False
+                if len(text) >= wanted or isinstance(item, Done):
+                    break
+            if len(text) >= wanted:
+                break
+        return text
 
     async def _profile(self) -> Profile:
         """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""

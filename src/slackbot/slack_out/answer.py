@@ -210,10 +210,22 @@ def _dedup_key(url: str) -> str:
     return f"{parts.netloc.lower()}{parts.path.rstrip('/')}?{parts.query}"
 
 
+@dataclass(frozen=True)
+class Source:
+    """A source listed under an answer: a web page, or (`in_slack`) a Slack message or file by its
+    permalink, titled `#channel · author · date`."""
+
+    url: str
+    title: str
+    in_slack: bool = False
+
+
 def sources_markdown(citations: Iterable, max_sources: int = 10, max_chars: int = 2500) -> str:
     """"Sources" and a numbered list of unique links: `1. [Title](url) · host`. Titles and hosts are
-    escaped; file citations without a link show their name. Bounded by count and characters."""
-    seen: dict[str, tuple[str, str | None]] = {}
+    escaped; file citations without a link show their name. Bounded by count and characters. A Slack
+    source is `[#channel · author · date](permalink)`: the markdown block's spelling of Slack's
+    `<permalink|…>`, without the host (it is the workspace's own)."""
+    seen: dict[str, tuple[str, str | None, bool]] = {}
     for c in citations:
         url = getattr(c, "url", None) if not isinstance(c, dict) else c.get("url")
         title = (getattr(c, "title", None) if not isinstance(c, dict) else c.get("title")) or ""
@@ -223,14 +235,14 @@ def sources_markdown(citations: Iterable, max_sources: int = 10, max_chars: int 
         key = _dedup_key(safe) if safe else f"title:{title.strip().lower()}"
         if key == "title:" or key in seen:
             continue
-        seen[key] = (title, safe)
+        seen[key] = (title, safe, bool(getattr(c, "in_slack", False)))
     if not seen or max_sources <= 0:
         return ""
     lines = ["**Sources**"]
     used = len(lines[0])
     entries = list(seen.values())
-    for n, (title, url) in enumerate(entries, 1):
-        host = (urlsplit(url).hostname or "").removeprefix("www.") if url else ""
+    for n, (title, url, in_slack) in enumerate(entries, 1):
+        host = (urlsplit(url).hostname or "").removeprefix("www.") if url and not in_slack else ""
         title = title[:SOURCE_TITLE_CHARS] + ("…" if len(title) > SOURCE_TITLE_CHARS else "")
         label = _md_label(title or host)
         line = f"{n}. [{label}]({url})" if url else f"{n}. {label}"
@@ -308,7 +320,7 @@ class Extras:
 
     def add(self, item) -> None:
         kind = type(item).__name__
-        if kind == "Citation":
+        if kind in ("Citation", "Source"):
             self.citations.append(item)
         elif kind == "CodeRun":
             self.code_runs.append(item)

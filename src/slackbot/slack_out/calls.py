@@ -18,6 +18,7 @@ from ..store.budgets import Budget
 class Per(Enum):
     TEAM = "team"  # one bucket per workspace, shared by every channel and replica
     CHANNEL = "channel"  # one bucket per channel of a workspace
+    PERSON = "person"  # one bucket per person of a workspace (Real-time Search: 10 a minute each)
     START_UP = "start-up"  # no bucket: once per process, retried after Retry-After by startup.py
 
 
@@ -47,6 +48,13 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "conversations.replies": Pays(Budget(s.replies_budget_per_minute / 60.0, 1.0)),  # Tier 1
         "conversations.info": Pays(Budget(40 / 60.0, 10.0)),  # Tier 3
         "users.info": Pays(Budget(s.names_budget_per_minute / 60.0, max(1.0, s.names_budget_per_minute / 4))),
+        # what Gemini looks up (lookup/functions.py): search is 10 a minute per person, each page counting;
+        # history reads are 1 a minute per workspace for distributed non-Marketplace apps (slack-agents.md 7, 12)
+        "assistant.search.context": Pays(Budget(s.search_per_person_per_minute / 60.0,
+                                                s.search_per_person_per_minute), Per.PERSON),
+        "conversations.history": Pays(Budget(s.history_budget_per_minute / 60.0, 1.0)),
+        "conversations.members": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
+        "chat.getPermalink": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; once per workspace, then built locally
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -60,6 +68,7 @@ class Request:
     method: str
     args: dict = field(repr=False)  # message text and tokens stay out of reprs and logs
     channel: str | None = None
+    person: str | None = None  # whose budget a per-person method pays
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,27 @@ def user_info(user: str) -> Request:
 
 def channel_info(channel: str) -> Request:
     return Request("conversations.info", {"channel": channel}, channel)
+
+
+def search(query: str, *, action_token: str, person: str, channel_types: list[str], content_types: list[str],
+           limit: int, after: int | None = None, before: int | None = None) -> Request:
+    """Real-time Search as `person` (their action_token); paid from that person's budget."""
+    return Request("assistant.search.context",
+                   _given(query=query, action_token=action_token or None, channel_types=",".join(channel_types),
+                          content_types=",".join(content_types), limit=limit, after=after, before=before),
+                   person=person)
+
+
+def history(channel: str, limit: int, oldest: str | None = None) -> Request:
+    return Request("conversations.history", _given(channel=channel, limit=limit, oldest=oldest), channel)
+
+
+def members(channel: str, cursor: str | None = None) -> Request:
+    return Request("conversations.members", _given(channel=channel, limit=200, cursor=cursor or None), channel)
+
+
+def get_permalink(channel: str, ts: str) -> Request:
+    return Request("chat.getPermalink", {"channel": channel, "message_ts": ts}, channel)
 
 
 # --- start-up (no workspace, no budget) -------------------------------------------------------------

@@ -25,11 +25,11 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Literal, Sequence
 
 from .. import metrics
 from . import calls
-from .answer import final_messages, split_tables
+from .answer import Source, final_messages, split_tables
 from .calls import Outcome, Request
 from .gateway import WorkspaceSlack
 from .plan import Intent, Policy, Segment, Step, View, next_step
@@ -89,6 +89,7 @@ class AnswerDelivery:
         self._status_live = False
         self._status_at = 0.0
         self._thought_at = 0.0
+        self._status_line_shown = ""
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._cleanup: list[asyncio.Task] = []
@@ -148,9 +149,21 @@ class AnswerDelivery:
             self._thought_at = now
             await self._set_status("is thinking…", [line.strip()[:150]])
 
-    async def tool(self, line: str | None) -> None:
-        """A tool step began: the status says which (e.g. "Calling crm.lookup…")."""
-        if self.use_status and line and time.monotonic() - self._status_at >= _STATUS_EVERY / 2:
+    async def task(self, task_id: str, title: str, status: Literal["pending", "in_progress", "complete", "error"],
+                   sources: Sequence[Source] = ()) -> None:
+        """A piece of the answer's work (a function call, a tool step) changed status. Shown as the thread
+        status while it is in progress (e.g. "Searching Slack…"); the agent surface may show cards instead."""
+        if status == "in_progress":
+            await self._status_line(f"{title.rstrip('…')}…")
+
+    async def plan(self, title: str, steps: list[str]) -> None:
+        """The answer's plan of work: its title is the status line (task cards may show the steps)."""
+        await self._status_line(title)
+
+    async def _status_line(self, line: str) -> None:
+        """A status naming the work under way; the same line again is not sent again."""
+        if self.use_status and line and line != self._status_line_shown:
+            self._status_line_shown = line
             await self._set_status(line, [line])
 
     async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500) -> None:

@@ -104,7 +104,8 @@ class WorkspaceSlack:
         pays = self.gateway.table[req.method]
         if pays.budget is None:
             raise ValueError(f"{req.method} is a start-up call: SlackGateway.start_up")
-        return BucketId(req.method, self.team, req.channel if pays.per is Per.CHANNEL else None), pays.budget
+        scope = {Per.CHANNEL: req.channel, Per.PERSON: req.person}.get(pays.per)
+        return BucketId(req.method, self.team, scope), pays.budget
 
     # --- paying ------------------------------------------------------------------------------------
     async def take(self, req: Request, *, priority: bool = False, queue_as: str | None = None) -> float:

@@ -332,6 +332,14 @@ def open_token_at(md: str, start: int, end: int) -> int | None:
     return lt
 
 
+def step_gap(text: str) -> str:
+    """What goes between one Gemini step's words and the next's: a paragraph break, unless the text
+    is empty or ends with one already."""
+    if not text.strip() or text.endswith("\n\n"):
+        return ""
+    return "\n" if text.endswith("\n") else "\n\n"
+
+
 def neutralize_slack_markup(md: str) -> str:
     """Markdown for a `markdown` block with Slack's mention/broadcast/disguised-link tokens shown as typed
     (their < and > as entities). Everything else, code included (`List<String>`, `<div>`, `<!doctype html>`),

@@ -110,7 +110,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class BucketId:
-    """Which bucket: a Slack method's budget in one workspace, or in one of its channels."""
+    """Which bucket: a Slack method's budget in one workspace, or in one of its channels (or, for a
+    per-person method, one of its people: `channel` then holds the user id)."""
 
     method: str
     team: str

@@ -58,11 +58,13 @@ class TurnRecord:
     owned_by_parent: bool = False  # a reply under the bot's own message (its thread with no stored state)
     user_team: str = ""  # the asker's own workspace (differs in Slack Connect channels)
     bot_user_id: str = ""
+    action_token: str = ""  # Real-time Search's token from the event (searches as the asker; never logged)
     # progress, written while the answer is delivered
     owner: str = ""
     state: str = "accepted"  # accepted | running | done
     created: float = 0.0
-    interaction_id: str = ""
+    interaction_id: str = ""  # the latest Gemini step's interaction (the head moves to the last one)
+    steps: list = field(default_factory=list)  # every step's interaction id, in order (never their results)
     head_before: str = ""
     delivery: str = ""  # JSON of the delivery state (see slack_out/delivery.py)
     stop_by: str = ""
