@@ -64,6 +64,7 @@ class ToolActivity:
     tool: str
     name: str
     phase: str
+    sources: tuple = ()  # (url, title) pairs the step read or found (URL context, search results)
 
 
 @dataclass
@@ -372,10 +373,21 @@ class _StreamState:
         failed = _result_failed(step)
         call = self._calls.pop(step.get("call_id") or "", None)
         named = step if step.get("name") or not call else {**step, **{k: call.get(k) for k in ("name", "server_name")}}
-        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result")]
+        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result",
+                                    _step_sources(call or {}, step))]
         if tool[0] == "code_execution":
             items.append(_code_run(call or self._last_code_call, step))
         return items
+
+
+def _step_sources(call: dict, result: dict) -> tuple:
+    """URLs a tool step read (url_context's arguments) or found (search results with a url)."""
+    found = [(u, "") for u in (call.get("arguments") or {}).get("urls") or [] if isinstance(u, str)]
+    items = result.get("result")
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            found.append((item["url"], str(item.get("title") or "")))
+    return tuple(found[:8])
 
 
 def _tool_name(tool: str, step: dict) -> str:

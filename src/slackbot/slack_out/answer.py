@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from .progress import tool_title
 from .render import _fence_step, neutralize_slack_markup, split_markdown
 from .render import escape_mrkdwn as _escape
 
@@ -325,15 +326,6 @@ class Extras:
         return f"The {which} {noun} failed, so this answer may be missing what {'it' if len(names) == 1 else 'they'} would have added."
 
 
-_TOOL_STATUS = {"google_search": "Searching the web…", "url_context": "Reading the linked pages…",
-                "code_execution": "Running code…", "file_search": "Searching files…",
-                "google_maps": "Looking at maps…"}
-
-
 def tool_status(activity) -> str | None:
     """The thread status while a tool step runs (None once it is over): e.g. "Calling crm.lookup…"."""
-    if activity.phase != "call":
-        return None
-    if activity.tool == "mcp_server":
-        return f"Calling {activity.name}…"
-    return _TOOL_STATUS.get(activity.tool, f"Using {activity.tool}…")
+    return f"{tool_title(activity)}…" if activity.phase == "call" else None

@@ -1,7 +1,8 @@
 """Every Redis key and atomic script the bot uses, in one place.
 
 Shared state between replicas lives here and only here: rate budgets (token buckets) in `budgets.py`;
-chat turns (dedup, journal, thread chains and locks, quotas) in `turns.py`; research jobs in `jobs.py`. Each multi-step
+chat turns (dedup, journal, thread chains and locks, quotas) in `turns.py`; research jobs in `jobs.py`;
+the agent surface (what people look at, answer ratings, weekly usage) in `agent.py`. Each multi-step
 decision is one Lua script so two replicas can never interleave inside it. Scripts read the
 clock with Redis' TIME so replicas with skewed clocks still agree.
 """
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
+from .agent import AgentStore
 from .budgets import Budget, BucketId, BudgetStore
 from .turns import TurnRecord, TurnStore
 
@@ -39,6 +41,7 @@ class Store:
         self.dedup_ttl = dedup_ttl
         self.turns = TurnStore(redis, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
         self.budgets = BudgetStore(redis, prefix)
+        self.agent = AgentStore(redis, prefix, session_ttl=chain_ttl)  # contexts, ratings, weekly usage
 
     @classmethod
     def from_url(cls, url: str, prefix: str, *, chain_ttl: int, dedup_ttl: int, journal_ttl: int = 3600,
