@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     @field_validator("operators")
     @classmethod
     def _user_ids(cls, value: str) -> str:
-        bad = [u for u in (x.strip() for x in value.split(",")) if u and not re.fullmatch(r"[UW][A-Z0-9]{2,20}", u)]
+        bad = [u for u in (x.strip() for x in value.split(",")) if u and not re.fullmatch(r"[UW][A-Z0-9_]{2,30}", u)]
         if bad:
             raise ValueError(f"not Slack user ids: {bad[:3]}")
         return value

@@ -97,6 +97,7 @@ class AnswerDelivery:
         self.last_visible = time.monotonic()
         self._status_live = False
         self._status_at = 0.0
+        self._status_text = ""  # the status shown last (a new tool's line is shown at once)
         self._thought_at = 0.0
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -107,6 +108,7 @@ class AnswerDelivery:
         self._titles: dict[str, str] = {}
         self._chunks_at = 0.0  # when the append budget lets the waiting chunks go
         self._thinking = 0  # the current "Thinking" card's number
+        self._cards_refused = False  # no stream could start for the first cards: the status shows progress
         self.rating: AnswerTag | None = None  # set by finish: the last message carries the feedback buttons
         self._rated: set[str] = set()  # messages (ts) whose feedback buttons Slack accepted
         self._rating_sent = False  # the request being made carries them
@@ -200,7 +202,7 @@ class AnswerDelivery:
 
     async def tool(self, line: str | None) -> None:
         """A tool step began: the status says which (e.g. "Calling crm.lookup…")."""
-        if self.use_status and line and time.monotonic() - self._status_at >= _STATUS_EVERY / 2:
+        if self.use_status and line and (line != self._status_text or time.monotonic() - self._status_at >= _STATUS_EVERY / 2):
             await self._set_status(line, [line])
 
     async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500,
@@ -454,7 +456,7 @@ class AnswerDelivery:
                 return  # the first words came first
             out = await self.slack.now(req)
             if out.ok:
-                self._status_live, self._status_at = bool(status), time.monotonic()
+                self._status_live, self._status_at, self._status_text = bool(status), time.monotonic(), status
                 self.calls["status"] += 1
                 return
             if not out.wait:
@@ -517,7 +519,9 @@ class AnswerDelivery:
         an open stream. Otherwise (posts, edits, a sealed stream) the status carries the progress."""
         if self.done or not (self.policy.native and self.target.thread_ts):
             return False
-        return not self.segments or (self.segments[-1].kind == "stream" and self.segments[-1].open)
+        if not self.segments:
+            return not self._cards_refused
+        return self.segments[-1].kind == "stream" and self.segments[-1].open
 
     def _queue(self, update: TaskUpdate) -> None:
         self._cards[update.task_id] = update.status
@@ -547,8 +551,8 @@ class AnswerDelivery:
         the answer no longer streams, the status shows the newest running card instead."""
         t, chunks = self.target, self._take_chunks()
         if not self.segments:
-            if not self._may_create():
-                return
+            if not self._may_create() or not self.policy.native:
+                return await self._progress_as_status(chunks)
             req = calls.start_stream(t.channel, t.thread_ts, "", recipient_user=t.recipient_user,
                                      recipient_team=t.recipient_team, chunks=chunks)
             budget = "start"
@@ -560,7 +564,8 @@ class AnswerDelivery:
         if out.wait:  # the budget's next token: the cards wait for it (or ride on the final stop)
             self._chunks[:0] = chunks
             self._chunks_at = self.free_at[budget] = time.monotonic() + out.wait
-            if budget == "start" and out.wait > self.policy.stall_after:
+            if budget == "start":  # no stream now: the status shows progress until text takes over
+                self._cards_refused = True
                 await self._progress_as_status(self._take_chunks())
             return
         if not out.ok:
