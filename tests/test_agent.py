@@ -15,6 +15,15 @@ from conftest import bot_url, eventually, idle, metric, start_bot, stop_bot
 from slackbot.slack_out.progress import FEEDBACK_ACTION
 
 
+@pytest.fixture(autouse=True)
+def _forget_channel_names():
+    """Channel names are cached per process (chat/profiles_lookup.py): other tests count the lookups."""
+    from slackbot.chat import profiles_lookup
+
+    yield
+    profiles_lookup._NAMES.clear()
+
+
 def _answered(emu, channel: str, thread_ts: str, needle: str = "") -> bool:
     return any(needle in m.visible_text for m in emu.bot_messages(channel, thread_ts) if m.visible_text)
 

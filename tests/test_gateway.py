@@ -111,7 +111,9 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
                                                                   recipient_team="T1"),
             calls.append_stream("C1", "1.1", "x"), calls.stop_stream("C1", "1.1"), calls.set_status("C1", "1.1", ""),
             calls.upload("C1", "1.1", b"x", "a.png", "a"), calls.replies("C1", "1.1", 15), calls.user_info("U1"),
-            calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1")]
+            calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1"),
+            calls.suggested_prompts("D1", [{"title": "t", "message": "m"}]), calls.session_status("D1", "1.1", "active"),
+            calls.publish_home("U1", [])]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):
@@ -150,7 +152,7 @@ async def test_the_gateway_refuses_a_method_without_a_budget(settings_for):
     services = build_services(settings_for())
     try:
         with pytest.raises(KeyError):
-            await services.slack.for_team("T1").now(Request("views.publish", {"user_id": "U1"}))
+            await services.slack.for_team("T1").now(Request("conversations.history", {"channel": "C1"}))
         with pytest.raises(ValueError):  # a start-up call belongs to no workspace
             await services.slack.for_team("T1").now(calls.auth_test())
     finally:
