@@ -59,7 +59,8 @@ async def test_opening_the_messages_tab_sets_the_prompts_per_profile(settings_fo
 
 
 async def test_a_message_in_the_tab_is_a_session_of_its_own(bot, slack_emu, gemini_emu):
-    first = (await slack_emu.user_message("D_ALICE", "What changed in *Q3* for <@U_BOB>? <https://x.example|see>")).message
+    asked = "What changed in *Q3* for <@U_BOB>? <https://x.example|see>"
+    first = (await slack_emu.user_message("D_ALICE", asked)).message
     await eventually(lambda: _answered(slack_emu, "D_ALICE", first.ts, "Reply 1"), 10, message="the answer")
     answer = slack_emu.bot_messages("D_ALICE", first.ts)[0]
     assert answer.thread_ts == first.ts, "answered in the thread of the person's message"
@@ -135,7 +136,8 @@ async def test_slacks_stop_on_a_session_ends_the_answer_like_the_stop_button(bot
     assert slack_emu.agents.session("D_ALICE", ask.ts)["status"] == "active", "the app left processing"
     assert await head(redis_url, prefix, "D_ALICE", ask.ts) is None, "a stopped answer leaves the head"
     interaction = gemini_emu.interaction(gemini_emu.interaction_ids()[-1])
-    assert len(interaction["output_text"]) > 0 and not _answered(slack_emu, "D_ALICE", ask.ts, interaction["output_text"][-40:])
+    ending = interaction["output_text"][-40:]
+    assert ending and not _answered(slack_emu, "D_ALICE", ask.ts, ending), "Gemini's stream was closed early"
 
 
 # --- 3. progress in the stream ----------------------------------------------------------------------------
@@ -276,7 +278,8 @@ async def test_home_tab_shows_the_persons_own_jobs_usage_and_channel_profile(bot
 
 # --- 6. message shortcuts -------------------------------------------------------------------------------------
 async def test_ask_gemini_about_a_message_answers_under_it_or_in_a_dm(bot, slack_emu, gemini_emu):
-    said = (await slack_emu.user_message("C_GENERAL", "the launch moves to Friday", user="U_BOB", deliver=False)).message
+    said = (await slack_emu.user_message("C_GENERAL", "the launch moves to Friday", user="U_BOB",
+                                         deliver=False)).message
     d = await slack_emu.agents.message_shortcut(said, "ask_gemini", user="U_ALICE")
     assert d.status == 200 and d.latency < 3
     await eventually(lambda: slack_emu.bot_messages("C_GENERAL", said.ts), 10, message="an answer under the message")

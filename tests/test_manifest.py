@@ -315,7 +315,8 @@ def test_agent_view_holds_the_settings_prompts(manifest, built):
 
     view = manifest["features"]["agent_view"]
     assert 0 < len(view["agent_description"]) <= 300
-    defaults = [p.model_dump() for p in Settings(suggested_prompts=Settings.model_fields["suggested_prompts"].default).prompt_list]
+    default = Settings.model_fields["suggested_prompts"].default
+    defaults = [p.model_dump() for p in Settings(suggested_prompts=default).prompt_list]
     assert view["suggested_prompts"] == defaults and len(defaults) <= 4
     assert "assistant_view" not in manifest["features"], "agent_view replaces it"
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True

@@ -44,7 +44,8 @@ def test_tool_steps_become_cards_pending_in_progress_then_complete_or_error():
     assert [(u.task_id, u.status) for u in first] == [("tool-1", "pending"), ("tool-1", "in_progress")]
     assert first[0].title == "Searching the web"
     done = cards.updates(ToolActivity("google_search", "google_search", "result", (("https://r.example", "R"),)))
-    assert [(u.task_id, u.status, u.sources) for u in done] == [("tool-1", "complete", (Source("https://r.example", "R"),))]
+    assert [(u.task_id, u.status, u.sources) for u in done] == \
+        [("tool-1", "complete", (Source("https://r.example", "R"),))]
     assert [(u.task_id, u.status) for u in cards.updates(ToolActivity("google_search", "google_search", "failed"))] \
         == [(second[0].task_id, "error")]
     assert cards.updates(ToolActivity("mcp_server", "crm.lookup", "result")) == []  # no open call: nothing

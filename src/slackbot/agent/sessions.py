@@ -19,7 +19,9 @@ from ..store import TurnRecord
 
 log = logging.getLogger(__name__)
 
-_START_WAIT = 2.0  # seconds a turn's first session call may wait for its budget (the title rides on it)
+# seconds a turn's session call may wait for its budget before the sign of life: a little when it creates
+# the session (the title rides on that call only), none after (the status line moves it anyway)
+_START_WAIT = 0.5
 _END_WAIT = 10.0
 
 
@@ -43,12 +45,13 @@ class AgentSession:
         r = self.record
         title = session_title(r.text) if self.starts else None
         await self._set(calls.session_status(r.channel, r.reply_thread_ts, "processing", title=title,
-                                             initiator=r.user if self.starts else None), _START_WAIT)
+                                             initiator=r.user if self.starts else None),
+                        _START_WAIT if self.starts else 0.0)
 
     async def end(self, status: str = "active") -> None:
         await self._set(calls.session_status(self.record.channel, self.record.reply_thread_ts, status), _END_WAIT)
 
     async def _set(self, req: calls.Request, wait: float) -> None:
-        out = await self.slack.send(req, tries=2, give_up_after=wait)
+        out = await self.slack.send(req, tries=2, give_up_after=wait) if wait else await self.slack.now(req)
         if not out.ok:  # the status line and the stream's end still move the session (Slack's bridge)
             log.info("agent session status not set", extra={"channel": req.channel, "error": out.error or "budget"})

@@ -77,7 +77,8 @@ async def run(services, body: dict, team: str, bot_user_id: str | None) -> None:
         incoming = Incoming(team, channel, user, text, click, thread, thread, "mention", shortcut="summarize")
     else:
         author = message.get("user") or ""
-        text = f"{ASK_PROMPT}\n\nThe message{f' from <@{author}>' if author else ''}:\n{_quoted(message.get('text') or '')}"
+        whose = f" from <@{author}>" if author else ""
+        text = f"{ASK_PROMPT}\n\nThe message{whose}:\n{_quoted(message.get('text') or '')}"
         files = tuple(message.get("files") or ())
         if member:
             incoming = Incoming(team, channel, user, text, click, thread, thread, "mention", files=files,

@@ -172,8 +172,8 @@ class AnswerTurn:
 
     def _tag(self) -> AnswerTag:
         """What a rating of this answer is about (carried by its feedback buttons)."""
-        return AnswerTag(self.done.interaction_id if self.done else "", self.profile.model or self.settings.gemini_model,
-                         self.profile.name)
+        model = self.profile.model or self.settings.gemini_model
+        return AnswerTag(self.done.interaction_id if self.done else "", model, self.profile.name)
 
     async def _bind_context(self) -> None:
         """A Messages-tab turn: the channel the person looks at (the message's app_context, bound to the

@@ -40,7 +40,8 @@ from .answer import final_messages, split_tables
 from .calls import Outcome, Request
 from .gateway import WorkspaceSlack
 from .plan import Intent, Policy, Segment, Step, View, next_step
-from .progress import THINKING_TASK, AnswerTag, Source, TaskStatus, TaskUpdate, feedback_block, moves_forward, plan_chunk
+from .progress import (THINKING_TASK, AnswerTag, Source, TaskStatus, TaskUpdate, feedback_block, moves_forward,
+                       plan_chunk)
 from .settle import CREATES, PRIORITY_LANES, Settled, abandoned, lane, settle
 from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
 
@@ -202,7 +203,8 @@ class AnswerDelivery:
 
     async def tool(self, line: str | None) -> None:
         """A tool step began: the status says which (e.g. "Calling crm.lookup…")."""
-        if self.use_status and line and (line != self._status_text or time.monotonic() - self._status_at >= _STATUS_EVERY / 2):
+        fresh = line != self._status_text or time.monotonic() - self._status_at >= _STATUS_EVERY / 2
+        if self.use_status and line and fresh:
             await self._set_status(line, [line])
 
     async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500,
@@ -275,8 +277,8 @@ class AnswerDelivery:
                 await self._retry(calls.stop_stream(self.target.channel, seg.ts))
             while not self.broken:
                 self._changed.clear()
-                if self._chunks and time.monotonic() >= self._chunks_at:
-                    await self._send_progress()
+                if self._chunks and time.monotonic() >= self._chunks_at and not (self.done and self._stream_open()):
+                    await self._send_progress()  # (once the answer is done, its last stop carries them)
                 step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
                                       self.last_visible), self.policy)
                 if step.op == "finished":
@@ -468,8 +470,9 @@ class AnswerDelivery:
 
     async def _stop_later(self, seg: Segment) -> None:
         blocks = self._rating_blocks(seg.end)
-        if await self._retry(calls.stop_stream(self.target.channel, seg.ts, stream_closing(self.text, seg.start, seg.end),
-                                               chunks=self._take_chunks(), blocks=blocks)) and blocks:
+        closing = stream_closing(self.text, seg.start, seg.end)
+        if await self._retry(calls.stop_stream(self.target.channel, seg.ts, closing, chunks=self._take_chunks(),
+                                               blocks=blocks)) and blocks:
             self._rated.add(seg.ts)
 
     async def _finalise_later(self, seg: Segment) -> None:
@@ -519,9 +522,10 @@ class AnswerDelivery:
         an open stream. Otherwise (posts, edits, a sealed stream) the status carries the progress."""
         if self.done or not (self.policy.native and self.target.thread_ts):
             return False
-        if not self.segments:
-            return not self._cards_refused
-        return self.segments[-1].kind == "stream" and self.segments[-1].open
+        return not self._cards_refused if not self.segments else self._stream_open()
+
+    def _stream_open(self) -> bool:
+        return bool(self.segments) and self.segments[-1].kind == "stream" and self.segments[-1].open
 
     def _queue(self, update: TaskUpdate) -> None:
         self._cards[update.task_id] = update.status
@@ -551,12 +555,12 @@ class AnswerDelivery:
         the answer no longer streams, the status shows the newest running card instead."""
         t, chunks = self.target, self._take_chunks()
         if not self.segments:
-            if not self._may_create() or not self.policy.native:
+            if self.done or not self._may_create() or not self.policy.native:
                 return await self._progress_as_status(chunks)
             req = calls.start_stream(t.channel, t.thread_ts, "", recipient_user=t.recipient_user,
                                      recipient_team=t.recipient_team, chunks=chunks)
             budget = "start"
-        elif self._streams_progress():
+        elif self._stream_open():
             req, budget = calls.append_stream(t.channel, self.segments[-1].ts, "", chunks), "append"
         else:
             return await self._progress_as_status(chunks)
