@@ -94,15 +94,22 @@ async def test_thread_reply_continues_chain(bot, slack_emu, gemini_emu, redis_ur
     assert gemini_emu.interaction(second_head)["previous_interaction_id"] == first_head
 
 
-# DMs: every message is a turn, one conversation per DM
-async def test_dm_every_message_is_a_turn(bot, slack_emu, gemini_emu):
-    await slack_emu.user_message("D_ALICE", "hello there")
-    await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 1 and
-                     slack_emu.bot_messages("D_ALICE")[0].visible_text == "Reply 1 to: hello there")
-    await slack_emu.user_message("D_ALICE", "and again")
-    await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 2 and
-                     slack_emu.bot_messages("D_ALICE")[1].visible_text == "Reply 2 to: and again")
-    assert slack_emu.bot_messages("D_ALICE")[0].thread_ts is None  # a DM answers at top level
+# DMs: every message is a turn; without agent messaging, one conversation per DM answered at top level
+# (with it, the default, each message is a session of its own: tests/test_agent.py)
+async def test_dm_every_message_is_a_turn(settings_for, slack_emu, gemini_emu):
+    from conftest import start_bot, stop_bot
+
+    bot = await start_bot(settings_for(agent_messaging=False), slack_emu)
+    try:
+        await slack_emu.user_message("D_ALICE", "hello there")
+        await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 1 and
+                         slack_emu.bot_messages("D_ALICE")[0].visible_text == "Reply 1 to: hello there")
+        await slack_emu.user_message("D_ALICE", "and again")
+        await eventually(lambda: len(slack_emu.bot_messages("D_ALICE")) == 2 and
+                         slack_emu.bot_messages("D_ALICE")[1].visible_text == "Reply 2 to: and again")
+        assert slack_emu.bot_messages("D_ALICE")[0].thread_ts is None  # a DM answers at top level
+    finally:
+        await stop_bot(bot)
 
 
 # 3: two messages at once in one thread: answered one after the other, no fork, no lost turn

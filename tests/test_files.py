@@ -64,7 +64,7 @@ async def redis_values(redis_url: str, prefix: str) -> bytes:
 # 1 + 3 (nothing stored): a screenshot in a DM reaches Gemini as an `image` part, byte for byte
 async def test_image_in_dm_reaches_gemini_exactly(bot, slack_emu, gemini_emu, redis_url, prefix):
     shot = slack_emu.host_file("screenshot.png", PNG, mimetype="image/png")
-    await slack_emu.user_shares("D_ALICE", "what's wrong here?", [shot])
+    shared = await slack_emu.user_shares("D_ALICE", "what's wrong here?", [shot])
     texts = await eventually(lambda: dm_texts(slack_emu), message="the DM answer")
     await eventually(lambda: digest(PNG) in dm_texts(slack_emu)[0], message="the digest in the answer")
     assert "image image/png" in texts[0] or "image image/png" in dm_texts(slack_emu)[0]
@@ -73,7 +73,8 @@ async def test_image_in_dm_reaches_gemini_exactly(bot, slack_emu, gemini_emu, re
     assert [(p["type"], p["mime_type"]) for p in file_parts(create)] == [("image", "image/png")]
     fetched = [r for r in slack_emu.file_requests if r["file"] == shot["id"]]
     assert len(fetched) == 1 and fetched[0]["authorized"] and "/download/" in fetched[0]["path"]
-    await eventually(lambda: head(redis_url, prefix, "D_ALICE", "dm"), message="chain head stored")
+    # the app's Messages tab: the message starts a conversation of its own, chained under its ts
+    await eventually(lambda: head(redis_url, prefix, "D_ALICE", shared.message.ts), message="chain head stored")
     stored = await redis_values(redis_url, prefix)
     assert PNG[8:40] not in stored and hashlib.sha256(PNG).hexdigest().encode() not in stored
 
@@ -203,7 +204,7 @@ async def test_unusable_files_are_skipped_with_one_line_each(settings_for, slack
 async def test_sign_in_page_means_the_app_lacks_files_read(bot, slack_emu, gemini_emu):
     slack_emu.scopes.discard("files:read")
     shot = slack_emu.host_file("screenshot.png", PNG, mimetype="image/png")
-    await slack_emu.user_shares("D_ALICE", "what's wrong here?", [shot])
+    shared = await slack_emu.user_shares("D_ALICE", "what's wrong here?", [shot])
     texts = await eventually(lambda: [t for t in dm_texts(slack_emu) if "files:read" in t], message="the note")
     assert texts[0].startswith("Reply 1 to: what's wrong here?")
     assert "this app lacks the files:read permission" in texts[0]

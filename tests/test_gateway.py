@@ -114,7 +114,9 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
             calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1"),
             calls.search("q", action_token="t", person="U1", channel_types=["public_channel"],
                          content_types=["messages"], limit=10),
-            calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1")]
+            calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1"),
+            calls.suggested_prompts("D1", [{"title": "t", "message": "m"}]), calls.session_status("D1", "1.1", "active"),
+            calls.publish_home("U1", [])]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):
@@ -154,7 +156,7 @@ async def test_the_gateway_refuses_a_method_without_a_budget(settings_for):
     services = await build_services(settings_for())
     try:
         with pytest.raises(KeyError):
-            await services.slack.for_team("T1").now(Request("views.publish", {"user_id": "U1"}))
+            await services.slack.for_team("T1").now(Request("chat.scheduleMessage", {"channel": "C1"}))
         with pytest.raises(ValueError):  # a start-up call belongs to no workspace
             await services.slack.for_team("T1").now(calls.auth_test())
     finally:

@@ -354,7 +354,8 @@ def answers_done(caplog) -> list:
 async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, slack_emu, gemini_emu, store, caplog,
                                                                method, where, fault):
     caplog.set_level(logging.INFO)
-    bot = await start_bot(settings_for(), slack_emu)
+    # "dm": a DM answered at the top level, by posts and edits (without agent messaging: no thread, no stream)
+    bot = await start_bot(settings_for(agent_messaging=where != "dm"), slack_emu)
     try:
         if where == "thread" and method == "chat.postMessage":
             while await store.budgets.take_now(STREAM_STARTS, Budget(18 / 60, 3)) == 0:

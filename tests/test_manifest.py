@@ -66,6 +66,10 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "conversations.history": {"channels:history", "groups:history", "im:history", "mpim:history"},
     "conversations.members": {"channels:read", "groups:read", "mpim:read"},
     "chat.getPermalink": set(),
+    # the agent surface (slack-agents.md 1-3, 10): the Messages tab's prompts, sessions, the Home tab
+    "assistant.threads.setSuggestedPrompts": {"assistant:write"},
+    "agents.sessions.setStatus": {"chat:write"},
+    "views.publish": set(),
     "auth.test": set(),  # start-up and Bolt's authorization (bot user id); needs no scope
     "apps.connections.open": set(),  # Socket Mode, with the app-level token (its connections:write), not a bot scope
 }
@@ -76,8 +80,13 @@ SCOPES_BY_EVENT: dict[str, set[str]] = {
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
     "message.mpim": {"mpim:history"},
+    "app_home_opened": set(),
+    "app_context_changed": {"assistant:write"},
+    "agent_session_stopped": {"chat:write"},
 }
-SCOPES_FOR_SLASH_COMMANDS = {"commands"}
+# Events that reach a listener without being chat turns (the agent surface: listeners/agent.py)
+NOT_TURNS = {"app_home_opened", "app_context_changed", "agent_session_stopped"}
+SCOPES_FOR_SLASH_COMMANDS = {"commands"}  # also what message shortcuts need
 # Fields of Slack's file object the code downloads from (with the bot token) -> the scope that needs.
 # Without files:read Slack answers these URLs with its sign-in page instead of the file.
 SCOPES_BY_FILE_URL: dict[str, set[str]] = {"url_private": {"files:read"}, "url_private_download": {"files:read"}}
@@ -126,8 +135,9 @@ def _closure_values(func, depth: int = 0) -> dict:
 
 
 def _registrations_from_bolt(bolt) -> dict[str, set[str]] | None:
-    """{"event": {...}, "command": {...}, "action": {...}} read off the app's listener matchers."""
-    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set()}
+    """{"event": {...}, "command": {...}, "action": {...}, "message_shortcut": {...}} read off the app's
+    listener matchers."""
+    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set(), "message_shortcut": set()}
     for listener in bolt._async_listeners:
         kinds = []
         for matcher in listener.matchers:
@@ -138,6 +148,8 @@ def _registrations_from_bolt(bolt) -> dict[str, set[str]] | None:
                 kinds.append(("event", values["constraints"]["type"]))
             elif "command" in values:
                 kinds.append(("command", values["command"]))
+            elif "callback_id" in values:
+                kinds.append(("message_shortcut", values["callback_id"]))
             elif "constraints" in values:
                 kinds.append(("action", values["constraints"]))
         if not kinds:
@@ -149,8 +161,9 @@ def _registrations_from_bolt(bolt) -> dict[str, set[str]] | None:
 
 
 def _registrations_from_source() -> dict[str, set[str]]:
-    """The same, read from `app.event(...)`/`app.command(...)`/`app.action(...)` in listeners/*.py."""
-    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set()}
+    """The same, read from `app.event(...)`/`app.command(...)`/`app.action(...)`/`app.message_shortcut(...)`
+    in listeners/*.py."""
+    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set(), "message_shortcut": set()}
     for path in sorted((PKG / "listeners").glob("*.py")):
         tree = ast.parse(path.read_text())
         constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
@@ -204,6 +217,9 @@ def _manifest_commands(manifest: dict) -> dict[str, dict]:
 
 def _probe_event(subscription: str) -> dict:
     """The smallest event of this subscription the bot should act on."""
+    if subscription in NOT_TURNS:
+        return {"type": subscription, "user": "U1", "channel": "D1", "tab": "messages", "thread_ts": "1.000001",
+                "context": {}, "event_ts": "1.000002"}
     if subscription == "app_mention":
         return {"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.000001",
                 "text": f"<@{BOT_USER}> hello"}
@@ -262,7 +278,8 @@ async def test_subscribed_events_reach_a_listener_and_become_turns(manifest, bui
     """A minimal event of each subscription passes intake and matches one of the app's listeners."""
     for subscription in _manifest_events(manifest):
         event = _probe_event(subscription)
-        assert classify(event, BOT_USER, "T1") is not None, f"intake drops a plain {subscription} event"
+        is_turn = classify(event, BOT_USER, "T1") is not None
+        assert is_turn is (subscription not in NOT_TURNS), f"intake misreads a plain {subscription} event"
         body = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev1",
                 "event_time": 1, "event": event}
         request = AsyncBoltRequest(body=body, mode="socket_mode")
@@ -288,6 +305,29 @@ def test_every_registered_command_is_declared_and_vice_versa(manifest, registere
         assert spec.get("description"), f"{name}: description required"
         assert spec.get("should_escape") is False, f"{name}: the handler reads raw text"
     assert declared["/research"]["usage_hint"] == "[question] | status"
+
+
+def test_message_shortcuts_are_declared_and_handled(manifest, registered):
+    declared = {s["callback_id"]: s for s in manifest["features"].get("shortcuts") or []}
+    assert registered["message_shortcut"] == set(declared), "shortcuts must equal the app's message shortcuts"
+    assert 0 < len(declared) <= 5, "manifest-schema allows 5 (node-slack-sdk 10): the lower"
+    for spec in declared.values():
+        assert spec["type"] == "message" and 0 < len(spec["name"]) <= 255 and 0 < len(spec["description"]) <= 150
+
+
+def test_agent_view_holds_the_settings_prompts(manifest, built):
+    """Agent messaging: a description and at most 4 prompts, the same as SLACKBOT_SUGGESTED_PROMPTS'
+    default (the bot sets them again when the tab opens); the Home tab is on, for views.publish."""
+    from slackbot.config import Settings
+
+    view = manifest["features"]["agent_view"]
+    assert 0 < len(view["agent_description"]) <= 300
+    default = Settings.model_fields["suggested_prompts"].default
+    defaults = [p.model_dump() for p in Settings(suggested_prompts=default).prompt_list]
+    assert view["suggested_prompts"] == defaults and len(defaults) <= 4
+    assert "assistant_view" not in manifest["features"], "agent_view replaces it"
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert {"app_home_opened", "app_context_changed", "agent_session_stopped"} <= set(_manifest_events(manifest))
 
 
 # --- (c) scopes ----------------------------------------------------------------------------------------
@@ -326,7 +366,7 @@ def test_no_scope_without_a_reason(manifest, built):
         needed |= SCOPES_BY_METHOD.get(method, set())
     for subscription in _manifest_events(manifest):
         needed |= SCOPES_BY_EVENT.get(subscription, set())
-    if _manifest_commands(manifest):
+    if _manifest_commands(manifest) or manifest["features"].get("shortcuts"):
         needed |= SCOPES_FOR_SLASH_COMMANDS
     for name in _file_url_reads():
         needed |= SCOPES_BY_FILE_URL[name]

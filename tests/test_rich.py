@@ -207,7 +207,8 @@ async def test_channel_profiles_shape_each_turn_and_gemini_command_shows_them(ru
     assert body["system_instruction"] == "You help customers. Cite sources."
     assert body["tools"] == [{"type": "google_search"}, {"type": "url_context"},
                              {"type": "mcp_server", "name": "crm", "url": "https://crm.example.com/mcp"}]
-    assert body["generation_config"] == {"thinking_level": "low", "max_output_tokens": 1024}
+    assert body["generation_config"] == {"thinking_level": "low", "max_output_tokens": 1024,
+                                         "thinking_summaries": "auto"}  # on by default (issue 19)
     await slack_emu.user_message("D_ALICE", "hello quiet")
     await eventually(lambda: len(gemini_emu.model_creates()) == 2, message="DM turn")
     dm = gemini_emu.model_creates()[1]
@@ -377,7 +378,8 @@ async def test_stream_turn_yields_thought_lines_tool_steps_citations_and_usage(s
     thoughts = [i.text for i in items if isinstance(i, Thought)]
     assert thoughts == ["Opening the page.", "Comparing the two versions"]  # whole lines only
     assert [i for i in items if isinstance(i, ToolActivity)] == [
-        ToolActivity("url_context", "url_context", "call"), ToolActivity("url_context", "url_context", "result")]
+        ToolActivity("url_context", "url_context", "call"),
+        ToolActivity("url_context", "url_context", "result", (("https://example.com/a", ""),))]  # the URL it read
     assert [i for i in items if isinstance(i, Citation)] == [Citation("https://example.com/a", "A")]
     assert "".join(i.text for i in items if isinstance(i, Delta)) == "Read it."
     done = items[-1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -515,3 +516,46 @@ async def test_sandbox_page_runs_every_declared_command_with_svg_icons_and_true_
                 assert errors == [], errors
             finally:
                 await browser.close()
+
+
+# issue 19: the app's Messages tab shows its suggested prompts, the session's status, task cards and 👍/👎
+async def test_sandbox_agent_tab_prompts_session_task_cards_and_rating(redis_url, prefix):
+    chromium_or_skip()
+    from playwright.async_api import async_playwright, expect
+
+    prompts = json.dumps([{"title": "Latest heat pump news", "message": "search the latest news on heat pumps"},
+                          {"title": "Explain something", "message": "Explain Redis Lua scripts in two sentences"}])
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix, suggested_prompts=prompts)
+    async with sandbox(settings) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(base)
+            expect.set_options(timeout=15_000)
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+            # opening the app's Messages tab: the bot sets its prompts at the top
+            await page.locator("#dm-list button").first.click()
+            prompt = page.locator(".suggested-prompts .prompt", has_text="Latest heat pump news")
+            await expect(prompt).to_be_visible()
+            await prompt.click()
+            # the message is a session of its own, answered in its thread
+            await page.locator("#messages .thread-link").first.click()
+            await expect(page.locator("#thread-pane .session-bar")).to_be_visible()
+            await expect(page.locator("#thread-pane .session-title")).to_have_text("search the latest news on heat pumps")
+            card = page.locator("#thread-messages .task-card", has_text="Searching the web")
+            await expect(card).to_have_attribute("data-status", "complete")
+            await expect(page.locator("#thread-pane .session-bar")).to_have_attribute("data-status", "active")
+            answer = page.locator("#thread-messages .message.bot").last
+            await expect(answer.locator(".feedback-button")).to_have_count(2)
+            await expect(answer.locator(".feedback-button svg")).to_have_count(2)  # drawn thumbs, not text
+            await page.mouse.move(720, 880)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-agent-tab.png"))
+            await answer.locator('.feedback-button[data-rating="positive"]').click()
+            await expect(page.locator("#thread-messages .message.ephemeral", has_text="Thanks for the feedback")
+                         ).to_be_visible()
+            assert errors == [], errors
+        finally:
+            await browser.close()

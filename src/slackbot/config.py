@@ -7,6 +7,7 @@ variable, so start-up never shows a traceback for a configuration mistake.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Literal
@@ -14,7 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .profiles import FUNCTION_NAMES, McpServer, Profile, ProfileMap, load_profiles, parse_mcp_servers
+from .profiles import (FUNCTION_NAMES, McpServer, Profile, ProfileMap, Prompt, load_profiles, parse_mcp_servers,
+                       parse_prompts)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,12 @@ DEFAULT_MODEL = "gemini-3-flash-preview"
 DEFAULT_RESEARCH_AGENT = "deep-research-pro-preview-12-2025"
 _DEPRECATED_MODEL = re.compile(r"^(models/)?gemini-(1\.5|2\.0)-")
 BUILTIN_TOOLS = {"google_search", "url_context", "code_execution"}
+DEFAULT_PROMPTS = json.dumps([
+    {"title": "Summarise this channel", "message": "Summarise the recent discussion in the channel I am looking at."},
+    {"title": "Explain something", "message": "Explain how HTTP caching works, with a short example."},
+    {"title": "Draft a message", "message": "Help me draft a short, friendly update for my team."},
+    {"title": "Brainstorm", "message": "Give me five ideas for a team offsite, one line each."},
+], ensure_ascii=False, separators=(",", ":"))
 
 
 def _env(name: str, *, prefixed: bool = True):
@@ -122,7 +130,17 @@ class Settings(BaseSettings):
     user_max_active_answers: int = Field(3, ge=1, **_env("USER_MAX_ACTIVE_ANSWERS"))
     user_turns_per_minute: int = Field(10, ge=1, **_env("USER_TURNS_PER_MINUTE"))
     max_output_tokens: int = Field(8192, ge=16, **_env("MAX_OUTPUT_TOKENS"))
-    thinking_summaries: bool = Field(False, **_env("THINKING_SUMMARIES"))
+    # thought summaries: a "Thinking" task card on a native stream, else the thread status (never the answer)
+    thinking_summaries: bool = Field(True, **_env("THINKING_SUMMARIES"))
+
+    # --- The agent surface (issue 19): Messages tab, sessions, task cards, feedback, App Home --------
+    # DMs live in the app's Messages tab: each message starts its own session (answered in its thread)
+    agent_messaging: bool = Field(True, **_env("AGENT_MESSAGING"))
+    # JSON list of at most 4 {title, message}: the prompts at the top of the Messages tab (a channel's
+    # profile may have its own); the manifest's agent_view.suggested_prompts holds the same
+    suggested_prompts: str = Field(DEFAULT_PROMPTS, **_env("SUGGESTED_PROMPTS"))
+    feedback_buttons: bool = Field(True, **_env("FEEDBACK_BUTTONS"))  # 👍/👎 under final answers
+    operators: str = Field("", **_env("OPERATORS"))  # comma list of Slack user ids: /gemini feedback
 
     # --- Research ---------------------------------------------------------------------------
     research_poll_initial: float = Field(10.0, gt=0, **_env("RESEARCH_POLL_INITIAL"))
@@ -169,6 +187,20 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_mcp_servers(cls, value: str) -> str:
         parse_mcp_servers(value)  # raises one line; the parsed list is rebuilt on use (cheap)
+        return value
+
+    @field_validator("suggested_prompts")
+    @classmethod
+    def _valid_prompts(cls, value: str) -> str:
+        parse_prompts(value)  # raises one line
+        return value
+
+    @field_validator("operators")
+    @classmethod
+    def _user_ids(cls, value: str) -> str:
+        bad = [u for u in (x.strip() for x in value.split(",")) if u and not re.fullmatch(r"[UW][A-Z0-9_]{2,30}", u)]
+        if bad:
+            raise ValueError(f"not Slack user ids: {bad[:3]}")
         return value
 
     @field_validator("profiles_file")
@@ -234,6 +266,14 @@ class Settings(BaseSettings):
     def mcp_tools(self, only: tuple[str, ...] | None = None) -> list[dict]:
         """`mcp_server` tools for a create body (`only`: these names), header values resolved now."""
         return [server.tool() for server in self.mcp_server_list if only is None or server.name in only]
+
+    @property
+    def prompt_list(self) -> tuple[Prompt, ...]:
+        return parse_prompts(self.suggested_prompts)
+
+    @property
+    def operator_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.operators.split(",") if u.strip())
 
     @property
     def profile_map(self) -> ProfileMap:

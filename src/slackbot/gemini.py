@@ -66,6 +66,7 @@ class ToolActivity:
     tool: str
     name: str
     phase: str
+    sources: tuple = ()  # (url, title) pairs the step read or found (URL context, search results)
 
 
 @dataclass
@@ -415,7 +416,8 @@ class _StreamState:
         failed = _result_failed(step)
         call = self._calls.pop(step.get("call_id") or "", None)
         named = step if step.get("name") or not call else {**step, **{k: call.get(k) for k in ("name", "server_name")}}
-        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result")]
+        items: list = [ToolActivity(tool[0], _tool_name(tool[0], named), "failed" if failed else "result",
+                                    _step_sources(call or {}, step))]
         if tool[0] == "code_execution":
             items.append(_code_run(call or self._last_code_call, step))
         return items
@@ -439,6 +441,16 @@ def function_results(calls: list[FunctionCall], results: list[dict]) -> list[dic
     result as JSON text (data for Gemini, whatever it holds)."""
     return [{"type": "function_result", "call_id": call.id, "name": call.name,
              "result": json.dumps(result, ensure_ascii=False)} for call, result in zip(calls, results)]
+
+
+def _step_sources(call: dict, result: dict) -> tuple:
+    """URLs a tool step read (url_context's arguments) or found (search results with a url)."""
+    found = [(u, "") for u in (call.get("arguments") or {}).get("urls") or [] if isinstance(u, str)]
+    items = result.get("result")
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            found.append((item["url"], str(item.get("title") or "")))
+    return tuple(found[:8])
 
 
 def _tool_name(tool: str, step: dict) -> str:

@@ -60,3 +60,7 @@ def count_usage(model: str, profile: str, usage) -> dict:
     for kind, value in (("input", usage.input), ("output", usage.output), ("thought", usage.thought)):
         TOKENS.labels(model, profile, kind).inc(value)
     return fields
+
+# The agent surface (issue 19): ratings of answers (a changed vote counts its new rating; a repeat nothing).
+FEEDBACK = Counter("slackbot_feedback_total", "Answer ratings (feedback buttons), by rating, model and profile",
+                   ["rating", "model", "profile"], registry=REGISTRY)

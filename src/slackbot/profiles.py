@@ -42,6 +42,33 @@ FunctionName = Literal["search_slack", "read_thread", "recent_messages", "who_is
 _ENV_REF = re.compile(r"^(?:env:([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)\})$")
 
 
+class Prompt(BaseModel):
+    """A suggested prompt at the top of the app's Messages tab: a title, and the message it sends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str = Field(min_length=1, max_length=75)
+    message: str = Field(min_length=1, max_length=2000)
+
+
+MAX_PROMPTS = 4  # Slack shows at most four (assistant.threads.setSuggestedPrompts, agent_view)
+
+
+def parse_prompts(raw: str | list) -> tuple[Prompt, ...]:
+    """Prompts from JSON text (or a parsed list); one line naming the problem otherwise."""
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_PROMPTS:
+        raise ValueError(f"a list of 1 to {MAX_PROMPTS} prompts, each {{title, message}}")
+    try:
+        return tuple(Prompt.model_validate(item) for item in items)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"prompt {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+
+
 class Profile(BaseModel):
     """A channel's turn settings; a field left out falls back to the global setting."""
 
@@ -55,6 +82,7 @@ class Profile(BaseModel):
     max_output_tokens: int | None = Field(None, ge=1, le=65536)
     mcp_servers: tuple[str, ...] | None = None  # names from SLACKBOT_MCP_SERVERS; None = all of them
     functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
+    suggested_prompts: tuple[Prompt, ...] | None = Field(None, min_length=1, max_length=MAX_PROMPTS)
 
 
 class _File(BaseModel):

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--people", type=int, default=10, help="tools: people asking (search is 10/min each)")
     parser.add_argument("--function-wait", type=float, default=5.0,
                         help="tools: SLACKBOT_FUNCTION_WAIT_SECONDS of the replicas (default 5)")
+    parser.add_argument("--tool-steps", type=int, default=0,
+                        help="web searches before each answer, with a thought summary: task cards on the native "
+                             "stream (or the status when posting); the replicas get SLACKBOT_TOOLS=google_search "
+                             "(default 0: plain answers)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--details", default=None, metavar="PATH",
                         help="also write one JSON line per expected answer (timings, edits, status) to PATH")
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 def _validate(a: argparse.Namespace) -> None:
     from .runner import HarnessError
 
+    if a.tool_steps < 0:
+        raise HarnessError("--tool-steps must be >= 0")
     if a.conversations < 1 or a.replicas < 1 or a.channels < 1:
         raise HarnessError("--conversations, --replicas and --channels must be >= 1")
     if a.stream_seconds <= 0 or a.intake_rate <= 0 or a.intake_seconds < 0 or a.chars_per_second <= 0:
@@ -98,6 +104,7 @@ def _print_header(a: argparse.Namespace, machine: dict) -> None:
           f"gemini={a.chars_per_second:g} chars/s in {chunk_chars}-char chunks every {a.chunk_seconds:g} s, "
           f"first token {a.first_token * 0.5:g}-{a.first_token * 1.5:g} s; "
           f"phase B answered shares: mentions {a.mention_share:g}, thread replies {a.chain_reply_share:g}; "
+          f"tool steps per answer {a.tool_steps}; "
           f"seed={a.seed}")
     print("slack emulator limits: chat.update 50/min per team (burst 50), chat.postMessage 60/min per "
           "channel (burst 5), chat.startStream / chat.stopStream 20/min, chat.appendStream 100/min, "

@@ -134,9 +134,12 @@ class Load:
         a = self.a
         jitter = self.rng.uniform(0.9, 1.1)
         n_chars = max(2 * self.chunk_chars, round(a.chars_per_second * a.stream_seconds * jitter))
+        steps = {"thought": "Looking for sources\nComparing what they say\n",
+                 "tool_steps": [{"tool": "google_search", "queries": [f"{tok} {n}"], "seconds": a.chunk_seconds}
+                                for n in range(a.tool_steps)]} if a.tool_steps else {}
         self.gemini.script(match=f"[{tok}]", text=answer_text(tok, n_chars, self.rng),
                            chunk_chars=self.chunk_chars, chunk_delay=a.chunk_seconds,
-                           first_token_delay=a.first_token * self.rng.uniform(0.5, 1.5))
+                           first_token_delay=a.first_token * self.rng.uniform(0.5, 1.5), **steps)
 
     async def warm_up(self, n: int) -> None:
         """People's threads for phase B, delivered one by one: also gives every replica its first

@@ -45,8 +45,9 @@ def table_rows(f: dict) -> list[Row]:
          f["edits_per_answer"]["mean"]),
         ("Slack 429s, all methods", f"{f['slack_429']['total']}", f["slack_429"]["total"]),
     ]
-    rows += [(f"Slack {method} calls / 429s", f"{c['calls']} / {c['429']}", c["calls"])
-             for method, c in f["slack_methods"].items()]
+    per = max(1, ans["expected"])
+    rows += [(f"Slack {method} calls / 429s (per answer)", f"{c['calls']} / {c['429']}  ({fmt(c['calls'] / per)})",
+              c["calls"]) for method, c in f["slack_methods"].items()]
     rows += [
         ("failed / incomplete answers", f"{ans['failed']} / {ans['incomplete']}", None),
         ("final text != Gemini's", f"{ans['wrong_text']}", None),

@@ -278,6 +278,7 @@ class Bench:
             "REDIS_URL": self.redis_url, "PORT": str(port), "SLACKBOT_HOST": "127.0.0.1",
             "SLACKBOT_REDIS_PREFIX": self.prefix, "SLACKBOT_LOG_LEVEL": "WARNING", "SLACKBOT_LOG_FORMAT": "json",
             "SLACKBOT_DELIVERY": self.strategy,
+            "SLACKBOT_TOOLS": "google_search" if self.a.tool_steps else "",  # task cards (--tool-steps)
             # a handful of emulated people ask everything: the per-person cost guard (tested on its own)
             # would turn most of the load away
             "SLACKBOT_USER_MAX_ACTIVE_ANSWERS": "100000", "SLACKBOT_USER_TURNS_PER_MINUTE": "100000",

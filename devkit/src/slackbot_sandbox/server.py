@@ -66,6 +66,12 @@ _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint,
     "slash_command": {"command", "text", "user", "channel"},
     "click": {"channel", "ts", "action_id", "user", "value"},
     "share": {"channel", "text", "user", "thread_ts", "files"},  # a message with attached files
+    # the agent surface: opening the app, looking at a channel, Slack's Stop, a rating, a message shortcut
+    "app_home": {"user", "tab"},
+    "app_context": {"user", "channel"},
+    "stop_session": {"channel", "thread_ts", "user"},
+    "feedback": {"channel", "ts", "rating", "user"},
+    "shortcut": {"channel", "ts", "callback_id", "user"},
 }
 FILE_ID = re.compile(r"F[A-Z0-9]{1,32}")  # the emulator's file ids; anything else never reaches it
 SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
@@ -245,6 +251,8 @@ class Sandbox:
             web.post("/api/slash_command", self._forward("slash_command")),
             web.post("/api/click", self._forward("click")),
             web.post("/api/share", self._forward("share")),
+            *[web.post(f"/api/{name}", self._forward(name))
+              for name in ("app_home", "app_context", "stop_session", "feedback", "shortcut")],
             web.static("/static", STATIC),
         ])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

@@ -139,3 +139,11 @@ def with_transcript(transcript: str, message: str, *, reason: str) -> str:
         f"{reason} Here are the thread's earlier messages, oldest first:\n\n{transcript}\n\n"
         f"---\nThe new message to answer:\n{message}"
     )
+
+
+def with_context(message: str, channel: str) -> str:
+    """A Messages-tab question with the channel the person looks at (app_context), so "summarise this"
+    can mean that channel; the bare message when they look at none."""
+    if not channel:
+        return message
+    return f"{message}\n\n(While asking, the person is looking at the Slack channel with id {channel}.)"

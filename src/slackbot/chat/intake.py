@@ -30,6 +30,8 @@ class Incoming:
     parent_user: str = ""  # who wrote the thread's first message (Slack sends it with replies)
     user_team: str = ""  # the sender's own workspace (a partner org's in Slack Connect)
     action_token: str = ""  # Real-time Search's token for this message (mentions, DMs): searches as the asker
+    context_channel: str | None = None  # app_context on a DM: the channel the person looks at ("" none)
+    shortcut: str = ""  # ask | summarize: made by a message shortcut (agent/shortcuts.py)
 
     @property
     def role(self) -> str:
@@ -39,7 +41,8 @@ class Incoming:
         thread, or as the direct follow-up of the person who last asked it (before anyone else speaks)."""
         if self.kind == "reply":
             return "reply"
-        return "mention" if self.in_existing_thread else "start"
+        # a shortcut asks the bot under someone's message: like a mention, it does not make the thread its own
+        return "mention" if self.in_existing_thread or self.shortcut else "start"
 
     @property
     def id(self) -> str:
@@ -55,7 +58,9 @@ class Incoming:
             in_existing_thread=self.in_existing_thread, files=list(self.files),
             owned_by_parent=bool(bot_user_id) and self.parent_user == bot_user_id, owner=owner,
             user_team=self.user_team or self.team, bot_user_id=bot_user_id or "", created=now,
-            action_token=self.action_token)
+            action_token=self.action_token,
+            context_channel=self.context_channel or "", context_given=self.context_channel is not None,
+            shortcut=self.shortcut)
 
 
 def installing_team(body: dict, fallback: str | None = None) -> str:
@@ -71,9 +76,10 @@ def installing_team(body: dict, fallback: str | None = None) -> str:
     return str((body.get("team_id") if isinstance(body, dict) else None) or fallback or "")
 
 
-def classify(event: dict, bot_user_id: str | None, team: str) -> Incoming | None:
+def classify(event: dict, bot_user_id: str | None, team: str, *, agent_tab: bool = False) -> Incoming | None:
     """The message an event asks the bot to answer, or None when the bot should stay quiet. `team` is the installing
-    workspace (installing_team), whoever sent the message."""
+    workspace (installing_team), whoever sent the message. `agent_tab`: DMs are the app's Messages tab
+    (agent messaging), where each top-level message starts a session of its own."""
     if not isinstance(event, dict) or event.get("bot_id") or event.get("bot_profile"):
         return None
     user = event.get("user")
@@ -85,7 +91,7 @@ def classify(event: dict, bot_user_id: str | None, team: str) -> Incoming | None
     if kind != "message" or event.get("subtype") not in _USER_SUBTYPES:
         return None
     if event.get("channel_type") == "im":
-        return _dm(event, team)
+        return _dm(event, team, agent_tab)
     thread_ts = event.get("thread_ts")
     if not thread_ts or thread_ts == event["ts"]:
         return None  # top-level channel chatter; mentions arrive as app_mention
@@ -114,12 +120,31 @@ def _action_token(event: dict) -> str:
     return token if isinstance(token, str) else ""
 
 
-def _dm(event: dict, team: str) -> Incoming:
-    thread_ts = event.get("thread_ts")
+def _dm(event: dict, team: str, agent_tab: bool) -> Incoming:
+    """A DM. In the agent tab the person's message is the root of its own session: the answer goes in
+    its thread, which is its chain. Otherwise a top-level DM is answered at the top level (one chain)."""
+    thread_ts = event.get("thread_ts") or (event["ts"] if agent_tab else None)
     return Incoming(
         team=team, channel=event["channel"], user=event["user"], text=event.get("text") or "", ts=event["ts"],
         reply_thread_ts=thread_ts,
         chain_thread=thread_ts or DM_THREAD, kind="dm", files=tuple(event.get("files") or ()),
         parent_user=event.get("parent_user_id") or "", user_team=event.get("user_team") or event.get("team") or "",
         action_token=_action_token(event),
+        context_channel=context_channel(event.get("app_context")),
     )
+
+
+def context_channel(app_context) -> str | None:
+    """The channel an `app_context` points at: the most relevant channel entity (or the channel of a
+    message entity); "" when the person looks at nothing; None when there is no app_context at all."""
+    if not isinstance(app_context, dict):
+        return None
+    for entity in app_context.get("entities") or []:
+        if not isinstance(entity, dict):
+            continue
+        value = entity.get("value")
+        if entity.get("type") == "slack#/types/channel_id" and isinstance(value, str) and value[:1] in "CGD":
+            return value[:32]
+        if isinstance(value, dict) and isinstance(value.get("channel_id"), str):  # message_context
+            return value["channel_id"][:32]
+    return ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 
 from .. import metrics
+from ..agent.sessions import AgentSession
 from ..config import Settings
 from ..files.fetch import turn_parts
 from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, Thought, ToolActivity, Usage,
@@ -24,14 +25,15 @@ from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, 
 from ..lookup.functions import TurnLookups
 from ..profiles import Profile
 from ..slack_out import calls
-from ..slack_out.answer import Extras, tool_status
+from ..slack_out.answer import Extras
 from ..slack_out.delivery import AnswerDelivery, Target
 from ..slack_out.plan import Intent, Policy
+from ..slack_out.progress import AnswerTag, ToolCards
 from ..slack_out.gateway import SlackGateway, WorkspaceSlack
 from ..slack_out.render import render_span, step_gap, stream_piece
 from ..store import RedisError, Store, TurnRecord
 from ..store.turns import Admission
-from .context import NameCache, TurnNames, thread_transcript, with_transcript
+from .context import NameCache, TurnNames, thread_transcript, with_context, with_transcript
 from .journal import TurnJournal, context
 from .outcome import (ABANDONED, BUSY_USER, FAST_USER, FRESH_CHAIN, NO_READBACK, Ending, Landing, Outcome, Stopped,
                       ending_of, landed, stopped_in_slack)
@@ -73,7 +75,8 @@ class AnswerTurn:
         self.step_ids: list[str] = list(record.steps) if self.recovered else []  # journalled as they start
         self.usage: Usage | None = None
         self._listed: list = []  # look-up sources already added to the extras
-        self._tool_tasks: dict[str, int] = {}
+        self.cards = ToolCards()  # built-in tool steps as task cards
+        self.session = AgentSession.of(deps.settings, self.slack, record)  # a Messages-tab turn's session
 
     def stop(self) -> None:
         """The asker pressed Stop (here or on another replica): reading Gemini ends, what is shown stays."""
@@ -107,6 +110,9 @@ class AnswerTurn:
         self.delivery = delivery = self._delivery(restored)
         if self.recovered and restored and restored.get("pending"):
             await self._reconcile(Intent.from_json(restored["pending"]))
+        if self.session:
+            await self.session.processing()  # first: the call that creates the session gives it its title
+        await self._bind_context()
         await delivery.begin()
         delivery.start()
         self.profile = await self._profile()
@@ -126,7 +132,9 @@ class AnswerTurn:
             self.deps.spawn(_tidy(delivery), name=f"tidy:{self.record.id}")
         if result.line:
             await self.say(result.line)
-        self._report(result.outcome, moved, started)
+        if self.session:
+            await self.session.end()
+        await self._report(result.outcome, moved, started)
 
     async def _conversation(self, until: float) -> Ending:
         """Talk with Gemini until it is done, the asker stops it or the deadline comes; how it ended."""
@@ -150,11 +158,13 @@ class AnswerTurn:
         """Finish the answer in Slack with its note, bounded by the deadline."""
         delivery, s = self.delivery, self.settings
         note = " ".join(n for n in (self.extras.failure_note(), ending.note) if n)
+        completed = ending.outcome is Outcome.COMPLETED
         late = False
         try:
             async with asyncio.timeout(within):
                 await delivery.finish(note=note, extras=self.extras, max_sources=s.max_sources,
-                                      output_chars=s.code_output_chars)
+                                      output_chars=s.code_output_chars, interrupted=not completed,
+                                      rating=self._tag() if completed and s.feedback_buttons else None)
         except TimeoutError:  # it could not land in time (budgets gone): stop here, say so after
             delivery.cancel()
             late = not delivery.landed  # else only tidying (the final layout, the status) was cut short
@@ -166,13 +176,38 @@ class AnswerTurn:
         return await self.deps.store.turns.move_head(r.team, r.channel, r.chain_thread, r.head_before or None,
                                                      self.done.interaction_id if self.done else "")
 
-    def _report(self, outcome: Outcome, moved: bool, started: float) -> None:
+    def _tag(self) -> AnswerTag:
+        """What a rating of this answer is about (carried by its feedback buttons)."""
+        model = self.profile.model or self.settings.gemini_model
+        return AnswerTag(self.done.interaction_id if self.done else "", model, self.profile.name)
+
+    async def _bind_context(self) -> None:
+        """A Messages-tab turn: the channel the person looks at (the message's app_context, bound to the
+        session; else the session's; else the last one they looked at). Issue 20's tools read
+        `record.context_channel`; the turn's input names it, so "summarise this" means that channel."""
+        r = self.record
+        if not (self.settings.agent_messaging and r.kind == "dm" and r.reply_thread_ts):
+            return
+        try:
+            r.context_channel = await self.deps.store.agent.context(
+                r.team, r.user, r.channel, r.chain_thread, r.context_channel if r.context_given else None)
+        except (RedisError, OSError):
+            return  # the question is answered without it
+        await self.journal.note({"context_channel": r.context_channel})
+
+    async def _report(self, outcome: Outcome, moved: bool, started: float) -> None:
         delivery, done = self.delivery, self.done
         metrics.ANSWERS.labels(outcome.value).inc()
         for kind, count in delivery.mix.items():
             metrics.DELIVERY_CALLS.labels(kind).inc(count)
         model = self.profile.model or self.settings.gemini_model
         usage = metrics.count_usage(model, self.profile.name, done.usage if done else None)
+        if outcome is Outcome.COMPLETED:
+            try:  # the person's own figures on App Home
+                await self.deps.store.agent.count_answer(self.record.team, self.record.user,
+                                                         usage.get("tokens_input", 0), usage.get("tokens_output", 0))
+            except (RedisError, OSError):
+                pass
         log.info("answer done", extra={**context(self.record), "outcome": outcome.value,
                                        "interaction": done.interaction_id if done else "",
                                        "head_moved": moved, "delivery": delivery.mix, "recovered": self.recovered,
@@ -190,7 +225,7 @@ class AnswerTurn:
         if self.recovered and journalled:  # resume at the step the journal holds; answered calls are not run again
             return await self._steps(self.deps.gemini.replay_turn(journalled[0]), journalled[1:]), ""
         names = self.deps.names.for_turn(record.team)  # this turn's allowance of users.info calls
-        message = await names.readable(record.text, record.bot_user_id or None)
+        message = with_context(await names.readable(record.text, record.bot_user_id or None), record.context_channel)
         if head is None and (record.in_existing_thread or record.kind == "reply"):
             reason = ("You were just mentioned in a Slack thread." if record.kind == "mention" else
                       "This Slack thread's earlier conversation is not in memory.")
@@ -284,20 +319,12 @@ class AnswerTurn:
                     return Done(item.interaction_id, item.status, self.usage), asked
                 else:  # citations, code runs, tool steps: shown with the final text
                     self.extras.add(item)
-                    if isinstance(item, ToolActivity):
-                        await self._tool_task(item)
+                    if isinstance(item, ToolActivity):  # a task card on the stream, else the status
+                        for card in self.cards.updates(item):
+                            await delivery.task(card.task_id, card.title, card.status, list(card.sources))
                 if delivery.user_stopped:
                     raise Stopped()
         raise GeminiError("stream_failed", "no completion")
-
-    async def _tool_task(self, item: ToolActivity) -> None:
-        """A built-in tool step (search, code, MCP) as a task: in progress at its call, done at its result."""
-        key = f"{item.tool}:{item.name}"
-        if item.phase == "call":
-            self._tool_tasks[key] = self._tool_tasks.get(key, 0) + 1
-        title = (tool_status(ToolActivity(item.tool, item.name, "call")) or item.name).rstrip("…")
-        status = {"call": "in_progress", "result": "complete"}.get(item.phase, "error")
-        await self.delivery.task(f"{key}:{self._tool_tasks.get(key, 1)}", title, status)
 
     async def _with_thread(self, names: TurnNames, message: str, reason: str,
                            fallback_note: str) -> tuple[str | list, str]:

@@ -17,6 +17,7 @@ from slack_bolt.response import BoltResponse
 
 from .. import metrics
 from ..chat.intake import classify, installing_team
+from .agent import AGENT_EVENTS
 from ..store import RedisError
 from ..store.turns import AcceptOutcome
 
@@ -33,8 +34,12 @@ def register(app: AsyncApp, services) -> None:
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
-        incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id))
+        incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id),
+                            agent_tab=services.settings.agent_messaging)
         if incoming is None:
+            if kind in AGENT_EVENTS:  # not a turn: the agent surface's listeners (listeners/agent.py)
+                metrics.EVENTS.labels(kind, "accepted").inc()
+                return await next()
             metrics.EVENTS.labels(kind, "ignored").inc()
             return BoltResponse(status=200, body="")
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from .progress import Source, tool_title
 from .render import _fence_step, neutralize_slack_markup, split_markdown
 from .render import escape_mrkdwn as _escape
 
@@ -210,16 +211,6 @@ def _dedup_key(url: str) -> str:
     return f"{parts.netloc.lower()}{parts.path.rstrip('/')}?{parts.query}"
 
 
-@dataclass(frozen=True)
-class Source:
-    """A source listed under an answer: a web page, or (`in_slack`) a Slack message or file by its
-    permalink, titled `#channel · author · date`."""
-
-    url: str
-    title: str
-    in_slack: bool = False
-
-
 def sources_markdown(citations: Iterable, max_sources: int = 10, max_chars: int = 2500) -> str:
     """"Sources" and a numbered list of unique links: `1. [Title](url) · host`. Titles and hosts are
     escaped; file citations without a link show their name. Bounded by count and characters. A Slack
@@ -337,15 +328,6 @@ class Extras:
         return f"The {which} {noun} failed, so this answer may be missing what {'it' if len(names) == 1 else 'they'} would have added."
 
 
-_TOOL_STATUS = {"google_search": "Searching the web…", "url_context": "Reading the linked pages…",
-                "code_execution": "Running code…", "file_search": "Searching files…",
-                "google_maps": "Looking at maps…"}
-
-
 def tool_status(activity) -> str | None:
     """The thread status while a tool step runs (None once it is over): e.g. "Calling crm.lookup…"."""
-    if activity.phase != "call":
-        return None
-    if activity.tool == "mcp_server":
-        return f"Calling {activity.name}…"
-    return _TOOL_STATUS.get(activity.tool, f"Using {activity.tool}…")
+    return f"{tool_title(activity)}…" if activity.phase == "call" else None

@@ -55,6 +55,10 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "conversations.history": Pays(Budget(s.history_budget_per_minute / 60.0, 1.0)),
         "conversations.members": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.getPermalink": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; once per workspace, then built locally
+        # the agent surface (slack-agents.md 1-3, 10): where sources give two tiers, the lower one (Tier 3)
+        "assistant.threads.setSuggestedPrompts": Pays(Budget(40 / 60.0, 10.0)),
+        "agents.sessions.setStatus": Pays(Budget(40 / 60.0, 10.0)),
+        "views.publish": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -110,23 +114,47 @@ def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) 
 
 # --- native streams and the thread status -------------------------------------------------------
 def start_stream(channel: str, thread_ts: str | None, markdown_text: str, *, recipient_user: str,
-                 recipient_team: str) -> Request:
-    return Request("chat.startStream", _given(channel=channel, thread_ts=thread_ts, markdown_text=markdown_text,
-                                              recipient_user_id=recipient_user, recipient_team_id=recipient_team),
-                   channel)
+                 recipient_team: str, chunks: list[dict] | None = None) -> Request:
+    """`chunks`: task cards and plan titles (progress.py) shown with the text, never in it."""
+    return Request("chat.startStream", _given(channel=channel, thread_ts=thread_ts, markdown_text=markdown_text or None,
+                                              recipient_user_id=recipient_user, recipient_team_id=recipient_team,
+                                              chunks=chunks or None), channel)
 
 
-def append_stream(channel: str, ts: str, markdown_text: str) -> Request:
-    return Request("chat.appendStream", {"channel": channel, "ts": ts, "markdown_text": markdown_text}, channel)
+def append_stream(channel: str, ts: str, markdown_text: str, chunks: list[dict] | None = None) -> Request:
+    return Request("chat.appendStream", _given(channel=channel, ts=ts, markdown_text=markdown_text or None,
+                                               chunks=chunks or None), channel)
 
 
-def stop_stream(channel: str, ts: str, markdown_text: str | None = None) -> Request:
-    return Request("chat.stopStream", _given(channel=channel, ts=ts, markdown_text=markdown_text or None), channel)
+def stop_stream(channel: str, ts: str, markdown_text: str | None = None, *, chunks: list[dict] | None = None,
+                blocks: list[dict] | None = None) -> Request:
+    """`blocks`: drawn under the text (the feedback buttons of an answer's last message)."""
+    return Request("chat.stopStream", _given(channel=channel, ts=ts, markdown_text=markdown_text or None,
+                                             chunks=chunks or None, blocks=blocks or None), channel)
 
 
 def set_status(channel: str, thread_ts: str | None, status: str, loading: list[str] | None = None) -> Request:
     return Request("assistant.threads.setStatus", _given(channel_id=channel, thread_ts=thread_ts, status=status,
                                                          loading_messages=loading or None), channel)
+
+
+# --- the agent surface ---------------------------------------------------------------------------
+def suggested_prompts(channel: str, prompts: list[dict], title: str | None = None) -> Request:
+    """The Messages tab's prompts. Never with thread_ts: from an agent_view app that "silently fails"."""
+    return Request("assistant.threads.setSuggestedPrompts", _given(channel_id=channel, prompts=prompts, title=title),
+                   channel)
+
+
+def session_status(channel: str, thread_ts: str, status: str, *, title: str | None = None,
+                   initiator: str | None = None) -> Request:
+    """An agent session's status (active | processing | suspended | closed); `title` and `initiator`
+    count only when the call creates the session."""
+    return Request("agents.sessions.setStatus", _given(channel_id=channel, thread_ts=thread_ts, status=status,
+                                                       title=title, initiator_user_id=initiator), channel)
+
+
+def publish_home(user: str, blocks: list[dict]) -> Request:
+    return Request("views.publish", {"user_id": user, "view": {"type": "home", "blocks": blocks}})
 
 
 # --- files ----------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ and tells the journal (so a survivor can finish the answer if this process dies)
   segment is not: edits are idempotent, and a survivor re-renders an open segment whole.
 The thread status ("<app> is thinking…") is the sign of life while nothing else is visible.
 
+Progress (issue 19): each tool call is a task card (`task`) and a thought summary the detail of a
+"Thinking" card, sent as `task_update` / `plan_update` chunks on the answer's native stream by the
+same loop that grows it (so cards keep Slack's forward-only order), never in the text; before any
+text, a stream may start with its first card. When the answer is delivered by posts or edits, the
+thread status shows the same progress. A finished answer's last message carries the feedback buttons
+(`rating`): in its stopStream `blocks`, its final post or edit, or one more edit if none carried them.
+
 Each step is one Slack call through the gateway (gateway.py: its budget, 429s, retries when Slack
 breaks); what Slack's answer means for the segments is decided in settle.py (pure).
 
@@ -33,6 +40,8 @@ from .answer import Source, final_messages, split_tables
 from .calls import Outcome, Request
 from .gateway import WorkspaceSlack
 from .plan import Intent, Policy, Segment, Step, View, next_step
+from .progress import (THINKING_TASK, AnswerTag, TaskStatus, TaskUpdate, feedback_block, moves_forward,
+                       plan_chunk)
 from .settle import CREATES, PRIORITY_LANES, Settled, abandoned, lane, settle
 from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
 
@@ -43,6 +52,7 @@ LOADING_MESSAGES = ["Reading your message…", "Thinking it through…", "Writin
 _STATUS_EVERY = 2.0  # seconds between thought-summary status updates
 _CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
 MAX_IMAGES = 4  # images from code runs uploaded per answer
+__all__ = ["AnswerDelivery", "Target", "Source", "STOP_ACTION"]
 TOO_LONG = "The answer was too long for Slack, so I stopped here."
 
 
@@ -88,11 +98,21 @@ class AnswerDelivery:
         self.last_visible = time.monotonic()
         self._status_live = False
         self._status_at = 0.0
+        self._status_text = ""  # the status shown last (a new tool's line is shown at once)
         self._thought_at = 0.0
-        self._status_line_shown = ""
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._cleanup: list[asyncio.Task] = []
+        # progress on the native stream: chunks waiting for the loop, each card's latest status
+        self._chunks: list[dict] = []
+        self._cards: dict[str, str] = {}
+        self._titles: dict[str, str] = {}
+        self._chunks_at = 0.0  # when the append budget lets the waiting chunks go
+        self._thinking = 0  # the current "Thinking" card's number
+        self._cards_refused = False  # no stream could start for the first cards: the status shows progress
+        self.rating: AnswerTag | None = None  # set by finish: the last message carries the feedback buttons
+        self._rated: set[str] = set()  # messages (ts) whose feedback buttons Slack accepted
+        self._rating_sent = False  # the request being made carries them
         self._reopen_restored()
 
     def _reopen_restored(self) -> None:
@@ -130,6 +150,7 @@ class AnswerDelivery:
             return
         if self.first_text_at is None:
             self.first_text_at = time.monotonic()
+            self._end_thinking()
         room = self.max_chars - len(self.text)
         if len(text) > room:  # one answer never floods a thread
             text, self.truncated = text[:max(0, room)], True
@@ -143,36 +164,61 @@ class AnswerDelivery:
             self._tidy(self._set_status("is thinking…", LOADING_MESSAGES, attempts=6, unless_visible=True))
 
     async def thought(self, line: str) -> None:
-        """A thought summary: shown as the status (never in the answer) while nothing else is visible."""
+        """A thought summary, never in the answer: the detail of a "Thinking" card while the answer can
+        stream natively and has no text yet, else the status while nothing else is visible."""
         now = time.monotonic()
-        if self.use_status and not self.visible and line.strip() and now - self._thought_at >= _STATUS_EVERY:
+        if not line.strip() or now - self._thought_at < _STATUS_EVERY:
+            return
+        if self._streams_progress() and not self.text:
+            self._thought_at = now
+            if self._cards.get(self._thinking_id) not in (None, "pending", "in_progress"):
+                self._thinking += 1  # thinking again after a tool: a card of its own
+            self._queue(TaskUpdate(self._thinking_id, "Thinking", "in_progress", details=line.strip()))
+        elif self.use_status and not self.visible:
             self._thought_at = now
             await self._set_status("is thinking…", [line.strip()[:150]])
 
-    async def task(self, task_id: str, title: str, status: Literal["pending", "in_progress", "complete", "error"],
-                   sources: Sequence[Source] = ()) -> None:
-        """A piece of the answer's work (a function call, a tool step) changed status. Shown as the thread
-        status while it is in progress (e.g. "Searching Slack…"); the agent surface may show cards instead."""
-        if status == "in_progress":
-            await self._status_line(f"{title.rstrip('…')}…")
+    async def task(self, task_id: str, title: str, status: TaskStatus, sources: list[Source] = ()) -> None:
+        """A tool call's progress: a task card on the native stream (pending -> in_progress -> complete |
+        error, with URL sources), else the thread status while it runs. Cards only move forward."""
+        if not moves_forward(self._cards.get(task_id), status):
+            return
+        if self._streams_progress():
+            self._end_thinking()
+            self._queue(TaskUpdate(task_id, title, status, tuple(sources)))
+        else:
+            self._cards[task_id], self._titles[task_id] = status, title
+            if status in ("pending", "in_progress"):
+                await self.tool(f"{title.rstrip('…')}…")
 
     async def plan(self, title: str, steps: list[str]) -> None:
-        """The answer's plan of work: its title is the status line (task cards may show the steps)."""
-        await self._status_line(title)
+        """A plan: its title and a pending card per step on the native stream, else the status."""
+        if self._streams_progress():
+            self._chunks.append(plan_chunk(title))
+            for n, step in enumerate(steps, 1):
+                self._queue(TaskUpdate(f"step-{n}", step, "pending"))
+            self._changed.set()
+        else:
+            await self.tool(title)
 
-    async def _status_line(self, line: str) -> None:
-        """A status naming the work under way; the same line again is not sent again."""
-        if self.use_status and line and line != self._status_line_shown:
-            self._status_line_shown = line
+    async def tool(self, line: str | None) -> None:
+        """A tool step began: the status says which (e.g. "Calling crm.lookup…")."""
+        fresh = line != self._status_text or time.monotonic() - self._status_at >= _STATUS_EVERY / 2
+        if self.use_status and line and fresh:
             await self._set_status(line, [line])
 
-    async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500) -> None:
-        """Land the whole answer (plus an optional italic note) and clear the status.
+    async def finish(self, note: str = "", extras=None, *, max_sources: int = 10, output_chars: int = 1500,
+                     rating: AnswerTag | None = None, interrupted: bool = False) -> None:
+        """Land the whole answer (plus an optional italic note) and clear the status. `rating`: a final
+        answer's tag; its last message carries the feedback buttons. `interrupted`: the answer did not
+        complete (stopped, failed): cards still running end in error.
 
         `extras` (answer.Extras): citations and code runs. When there are any, or the text holds a
         table, the answer's messages are laid out once more at the end (answer.final_messages:
         Slack table blocks, code runs, a sources list); a plain answer costs nothing more."""
         notes = [note] if note else []
+        self.rating = rating
+        self._end_cards("error" if interrupted else "complete")
         if self.truncated:
             notes.append(TOO_LONG)
         # appended, never rewritten: what is shown already is where the segments' offsets point
@@ -191,6 +237,7 @@ class AnswerDelivery:
             await self._final_layout(final_messages(self.text, citations, runs, self.policy.limit,
                                                     max_sources=max_sources, output_chars=output_chars))
             await self._upload_images(runs)
+        await self._rate_last()
         if self.capped and not self.broken:  # the notes did not fit: one closing line past the cap
             line = " ".join(notes if TOO_LONG in notes else [*notes, TOO_LONG])
             if (await self.slack.send(calls.post(self.target.channel, message_payload(f"_{line}_"),
@@ -230,6 +277,8 @@ class AnswerDelivery:
                 await self._retry(calls.stop_stream(self.target.channel, seg.ts))
             while not self.broken:
                 self._changed.clear()
+                if self._chunks and time.monotonic() >= self._chunks_at and not (self.done and self._stream_open()):
+                    await self._send_progress()  # (once the answer is done, its last stop carries them)
                 step = next_step(View(self.text, self.done, time.monotonic(), self.segments, self.free_at,
                                       self.last_visible), self.policy)
                 if step.op == "finished":
@@ -255,6 +304,8 @@ class AnswerDelivery:
             timeout: float | None = max(0.02, until - time.monotonic())
         else:
             timeout = 0.5 if self.done else None  # else: until the text changes
+        if self._chunks:  # cards waiting for the append budget
+            timeout = max(0.02, min(timeout or 60.0, self._chunks_at - time.monotonic()))
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except asyncio.TimeoutError:
@@ -274,13 +325,17 @@ class AnswerDelivery:
     async def _carry_out(self, step: Step) -> None:
         """One step: its Slack call on its budget, then what Slack's answer means for the segments."""
         on = lane(step, first_words=not self.segments or self.done)
+        self._rating_sent = False
         req, button = self._request(step)
+        rated, self._rating_sent = self._rating_sent, False
         out = await self._spend(on, req, step)
         last = self.segments[-1] if self.segments else None
         settled = settle(step, out, last, lane=on, now=time.monotonic(), button=button)
         if settled.look and await self._found(step, req):
             return
         await self._apply(settled)
+        if rated and out.ok and self.segments:
+            self._rated.add(self.segments[-1].ts)
         if settled.abandon_stream and last is not None:
             self.segments[-1] = abandoned(last, await self._retry(calls.stop_stream(self.target.channel, last.ts)))
             await self._journal()
@@ -295,14 +350,23 @@ class AnswerDelivery:
         if step.op == "append":
             return calls.append_stream(t.channel, seg.ts, neutralize_slack_markup(self.text[seg.end:step.end])), False
         if step.op == "stop":
-            return calls.stop_stream(t.channel, seg.ts, stream_closing(self.text, seg.start, seg.end)), False
+            blocks = self._rating_blocks(seg.end)
+            self._rating_sent = bool(blocks)
+            return calls.stop_stream(t.channel, seg.ts, stream_closing(self.text, seg.start, seg.end),
+                                     chunks=self._take_chunks(), blocks=blocks), False
         if step.op == "edit":
             body = render_span(self.text, seg.start, step.end, final=step.final)
-            return calls.update(t.channel, seg.ts, self._payload(body, button=seg.has_button and not step.final)), False
+            payload = self._payload(body, button=seg.has_button and not step.final)
+            if step.final:
+                payload, self._rating_sent = self._with_rating(payload, step.end)
+            return calls.update(t.channel, seg.ts, payload), False
         grows = step.op == "post_open"
         payload = self._payload(render_span(self.text, step.start, step.end, final=not grows),
                                 button=grows and not self.segments)
-        return calls.post(t.channel, payload, t.thread_ts), len(payload["blocks"]) > 1
+        button = len(payload["blocks"]) > 1
+        if not grows:
+            payload, self._rating_sent = self._with_rating(payload, step.end)
+        return calls.post(t.channel, payload, t.thread_ts), button
 
     async def _spend(self, on: str, req: Request, step: Step) -> Outcome:
         """The call if its budget has a token now. A new message's intent is journalled once the token is
@@ -394,7 +458,7 @@ class AnswerDelivery:
                 return  # the first words came first
             out = await self.slack.now(req)
             if out.ok:
-                self._status_live, self._status_at = bool(status), time.monotonic()
+                self._status_live, self._status_at, self._status_text = bool(status), time.monotonic(), status
                 self.calls["status"] += 1
                 return
             if not out.wait:
@@ -405,18 +469,26 @@ class AnswerDelivery:
         self._cleanup.append(asyncio.create_task(coro))
 
     async def _stop_later(self, seg: Segment) -> None:
-        await self._retry(calls.stop_stream(self.target.channel, seg.ts, stream_closing(self.text, seg.start, seg.end)))
+        blocks = self._rating_blocks(seg.end)
+        closing = stream_closing(self.text, seg.start, seg.end)
+        if await self._retry(calls.stop_stream(self.target.channel, seg.ts, closing, chunks=self._take_chunks(),
+                                               blocks=blocks)) and blocks:
+            self._rated.add(seg.ts)
 
     async def _finalise_later(self, seg: Segment) -> None:
         """A sealed message still shows its growing rendering (or the Stop button): tidy it when an edit is free."""
-        payload = self._payload(render_span(self.text, seg.start, seg.end, final=True), button=False)
-        await self._retry(calls.update(self.target.channel, seg.ts, payload))
+        payload, rated = self._with_rating(self._payload(render_span(self.text, seg.start, seg.end, final=True),
+                                                         button=False), seg.end)
+        if await self._retry(calls.update(self.target.channel, seg.ts, payload)) and rated:
+            self._rated.add(seg.ts)
 
     async def _final_layout(self, payloads: list[dict]) -> None:
         """Bring the answer's messages in line with its final layout: edit what differs (priority edits,
         after any stream is stopped), post what is missing, delete what is surplus."""
         await self.close()
         t = self.target
+        if payloads and self.rating is not None and len(payloads[-1]["blocks"]) < 50:
+            payloads[-1] = {**payloads[-1], "blocks": [*payloads[-1]["blocks"], feedback_block(self.rating)]}
         for index, payload in enumerate(payloads):
             if index >= len(self.segments):
                 if not self._may_create():
@@ -428,13 +500,122 @@ class AnswerDelivery:
                 self._layout_posts += 1
                 continue
             seg = self.segments[index]
-            shown = render_span(self.text, seg.start, seg.end, final=True)
-            if payload["blocks"] == message_payload(shown)["blocks"] and not seg.has_button:
+            shown = message_payload(render_span(self.text, seg.start, seg.end, final=True))["blocks"]
+            if seg.ts in self._rated:
+                shown = [*shown, feedback_block(self.rating)]
+            if payload["blocks"] == shown and not seg.has_button:
                 continue
             if (await self.slack.send(calls.update(t.channel, seg.ts, payload), member=t.turn_id)).ok:
                 self.calls["edit"] += 1
+                if index == len(payloads) - 1 and self.rating is not None:
+                    self._rated.add(seg.ts)
         for seg in self.segments[len(payloads):]:  # left standing if Slack refuses: untidy, not wrong
             await self.slack.send(calls.delete(t.channel, seg.ts))
+
+    # --- progress on the native stream ---------------------------------------------------------------
+    @property
+    def _thinking_id(self) -> str:
+        return THINKING_TASK if self._thinking == 0 else f"{THINKING_TASK}-{self._thinking}"
+
+    def _streams_progress(self) -> bool:
+        """Cards go on the native stream: the answer may stream and its first message is (or will be)
+        an open stream. Otherwise (posts, edits, a sealed stream) the status carries the progress."""
+        if self.done or not (self.policy.native and self.target.thread_ts):
+            return False
+        return not self._cards_refused if not self.segments else self._stream_open()
+
+    def _stream_open(self) -> bool:
+        return bool(self.segments) and self.segments[-1].kind == "stream" and self.segments[-1].open
+
+    def _queue(self, update: TaskUpdate) -> None:
+        self._cards[update.task_id] = update.status
+        self._titles[update.task_id] = update.title
+        self._chunks.append(update.chunk())
+        self._changed.set()
+
+    def _end_thinking(self) -> None:
+        if self._cards.get(self._thinking_id) in ("pending", "in_progress"):
+            self._queue(TaskUpdate(self._thinking_id, "Thinking", "complete"))
+
+    def _end_cards(self, status: TaskStatus) -> None:
+        """The answer is over: cards still open finish with it (on the stream's last call); thinking is done."""
+        if self._streams_progress():
+            for task_id, shown in list(self._cards.items()):
+                if shown in ("pending", "in_progress"):
+                    done = "complete" if task_id.startswith(THINKING_TASK) else status
+                    self._queue(TaskUpdate(task_id, self._titles.get(task_id, "Working"), done))
+
+    def _take_chunks(self) -> list[dict]:
+        chunks, self._chunks = self._chunks, []
+        return chunks
+
+    async def _send_progress(self) -> None:
+        """Waiting cards on their own call, from the delivery loop (so they never race a text append):
+        a stream started with them when nothing is shown yet, else an append to the open stream; when
+        the answer no longer streams, the status shows the newest running card instead."""
+        t, chunks = self.target, self._take_chunks()
+        if not self.segments:
+            if self.done or not self._may_create() or not self.policy.native:
+                return await self._progress_as_status(chunks)
+            req = calls.start_stream(t.channel, t.thread_ts, "", recipient_user=t.recipient_user,
+                                     recipient_team=t.recipient_team, chunks=chunks)
+            budget = "start"
+        elif self._stream_open():
+            req, budget = calls.append_stream(t.channel, self.segments[-1].ts, "", chunks), "append"
+        else:
+            return await self._progress_as_status(chunks)
+        out = await self.slack.now(req)
+        if out.wait:  # the budget's next token: the cards wait for it (or ride on the final stop)
+            self._chunks[:0] = chunks
+            self._chunks_at = self.free_at[budget] = time.monotonic() + out.wait
+            if budget == "start":  # no stream now: the status shows progress until text takes over
+                self._cards_refused = True
+                await self._progress_as_status(self._take_chunks())
+            return
+        if not out.ok:
+            log.warning("task cards not shown", extra={"channel": t.channel, "error": out.error})
+            self.policy = dataclasses.replace(self.policy, native=False) if budget == "start" else self.policy
+            return await self._progress_as_status(chunks)
+        self.calls["cards"] += 1
+        if budget == "start":
+            now = time.monotonic()
+            self.segments.append(Segment("stream", out.ts, 0, 0, changed_at=now, started_at=now))
+            self._status_live = False
+            self._shown(now)
+            await self._journal()
+
+    async def _progress_as_status(self, chunks: list[dict]) -> None:
+        running = [c for c in chunks if c.get("type") == "task_update" and c["status"] in ("pending", "in_progress")
+                   and not c["id"].startswith(THINKING_TASK)]
+        if running:
+            await self.tool(f"{running[-1]['title']}…")
+
+    # --- feedback ------------------------------------------------------------------------------------
+    def _is_last(self, end: int) -> bool:
+        return self.rating is not None and self.done and end >= len(self.text.rstrip())
+
+    def _rating_blocks(self, end: int) -> list[dict] | None:
+        return [feedback_block(self.rating)] if self._is_last(end) else None
+
+    def _with_rating(self, payload: dict, end: int) -> tuple[dict, bool]:
+        """The payload with the feedback buttons when it shows the end of a finished answer."""
+        if not self._is_last(end) or len(payload["blocks"]) >= 50:
+            return payload, False
+        return {**payload, "blocks": [*payload["blocks"], feedback_block(self.rating)]}, True
+
+    async def _rate_last(self) -> None:
+        """The feedback buttons on the answer's last message, by one more edit if no step carried them
+        (a stream's last stop carries them itself, in the background)."""
+        if self.rating is None or self.broken or not self.landed:
+            return
+        last = self.segments[-1]
+        if last.ts in self._rated or last.kind == "stream":
+            return
+        payload, _ = self._with_rating(self._payload(render_span(self.text, last.start, last.end, final=True),
+                                                     button=False), last.end)
+        if (await self.slack.send(calls.update(self.target.channel, last.ts, payload), member=self.target.turn_id)).ok:
+            self.calls["edit"] += 1
+            self._rated.add(last.ts)
 
     async def _upload_images(self, runs: list) -> None:
         """Images the code produced (plots), uploaded into the answer's thread."""

@@ -3,9 +3,10 @@
 Shared state between replicas lives here and only here: rate budgets (token buckets) in `budgets.py`;
 chat turns (dedup, journal, thread chains and locks, quotas) in `turns.py`; research jobs in `jobs.py`;
 every key spelled in `keys.py`; the client REDIS_URL asks for (one node, Cluster, Sentinel) in
-`client.py`. Each multi-step decision is one Lua script so two replicas can never interleave inside it,
-and each script declares every key it touches, all in one Redis Cluster slot. Scripts read the clock
-with Redis' TIME so replicas with skewed clocks still agree.
+`client.py`; the agent surface (what people look at, answer ratings, weekly usage) in `agent.py`. Each
+multi-step decision is one Lua script so two replicas can never interleave inside it, and each script
+declares every key it touches, all in one Redis Cluster slot. Scripts read the clock with Redis' TIME so
+replicas with skewed clocks still agree.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 from yarl import URL
 
 from . import client as _client
+from .agent import AgentStore
 from .budgets import Budget, BucketId, BudgetStore
 from .jobs import JobStore
 from .keys import Keys
@@ -54,6 +56,7 @@ class Store:
         self.turns = TurnStore(redis, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
         self.budgets = BudgetStore(redis, prefix)
         self.jobs = JobStore(redis, prefix)
+        self.agent = AgentStore(redis, prefix, session_ttl=chain_ttl)  # contexts, ratings, weekly usage
 
     @classmethod
     async def connect(cls, url: str, prefix: str, *, chain_ttl: int = 600, dedup_ttl: int = 600,

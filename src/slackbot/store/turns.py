@@ -59,6 +59,11 @@ class TurnRecord:
     user_team: str = ""  # the asker's own workspace (differs in Slack Connect channels)
     bot_user_id: str = ""
     action_token: str = ""  # Real-time Search's token from the event (searches as the asker; never logged)
+    # the agent surface: the channel the person looks at (app_context; issue 20's tools read it), whether
+    # the message itself carried one, and the message shortcut that made the turn (ask | summarize)
+    context_channel: str = ""
+    context_given: bool = False
+    shortcut: str = ""
     # progress, written while the answer is delivered
     owner: str = ""
     state: str = "accepted"  # accepted | running | done
@@ -283,6 +288,10 @@ class TurnStore:
     # --- threads ----------------------------------------------------------------------------------
     def lock_key(self, team: str, channel: str, thread: str) -> str:
         return self.keys.lock(team, channel, thread)
+
+    async def lock_holder(self, team: str, channel: str, thread: str) -> str | None:
+        """The id of the turn holding a thread (Slack's own Stop names a thread, not a turn)."""
+        return await self.redis.get(self.keys.lock(team, channel, thread))
 
     async def try_lock(self, lock_key: str, turn_id: str, ttl: float) -> bool:
         return bool(await self._lock(keys=[lock_key], args=[turn_id, int(ttl * 1000)]))

@@ -25,6 +25,9 @@ const S = {
   buffer: [],
   unread: new Set(),
   seq: 0,
+  // the agent surface (emulated: slack_agents.py): prompts atop the Messages tab, sessions by thread
+  prompts: {}, // DM channel -> {title, prompts: [{title, message}]}
+  sessions: {}, // "channel:thread_ts" -> {status, title, stop_button, initiator_user_id}
 };
 
 const BOT_NAME = "Gemini";
@@ -51,6 +54,8 @@ const ICONS = {
   blocked: SVG('<circle cx="12" cy="12" r="9" stroke="#cd2553"/><path d="M5.6 5.6l12.8 12.8" stroke="#cd2553"/>'),
   warning: SVG('<path d="M12 3l10 18H2z" fill="#ecb22e" stroke="none"/><path d="M12 10v5M12 18v.5" stroke="#1d1c1d"/>'),
   link: SVG('<path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/>'),
+  thumbs_up: SVG('<path d="M7 10v11H3V10zM7 10l4-8a2.5 2.5 0 0 1 3 2.5V9h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/>'),
+  thumbs_down: SVG('<path d="M17 14V3h4v11zM17 14l-4 8a2.5 2.5 0 0 1-3-2.5V15H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"/>'),
 };
 // the shortcodes the bot itself writes (research status lines) and a few common ones, drawn as icons
 const EMOJI_ICONS = {
@@ -376,6 +381,43 @@ function button(elem, ctx) {
   return b;
 }
 
+// 👍 / 👎 (feedback_buttons): a click reaches the bot as block_actions through the emulator
+function feedbackButtons(elem, ctx) {
+  const one = (side, rating) => {
+    const b = el("button", { type: "button", class: "block-button feedback-button", "data-rating": rating,
+      title: elem[side]?.accessibility_label || rating, "aria-label": elem[side]?.accessibility_label || rating });
+    b.append(icon(rating === "positive" ? "thumbs_up" : "thumbs_down")); // the emoji, drawn (fonts may lack it)
+    b.disabled = !ctx.ts;
+    b.addEventListener("click", async (ev) => {
+      ev.stopPropagation();
+      b.closest(".feedback").querySelectorAll("button").forEach((x) => x.classList.toggle("chosen", x === b));
+      try {
+        await api("/api/feedback", { channel: ctx.channel, ts: ctx.ts, rating, user: S.me });
+      } catch (err) {
+        note(ctx.channel, ctx.thread_ts, `The rating did not reach the bot: ${err.message}`);
+      }
+    });
+    return b;
+  };
+  return el("span", { class: "feedback-buttons" }, one("positive_button", "positive"), one("negative_button", "negative"));
+}
+
+// Task cards of a native stream (task_update chunks): what each tool step is doing, never in the text
+const TASK_MARK = { pending: "○", in_progress: "◐", complete: "✓", error: "✕" };
+function taskCards(stream) {
+  const tasks = stream?.tasks || [];
+  if (!tasks.length && !stream?.plan_title) return null;
+  return el("div", { class: "task-cards" },
+    stream.plan_title ? el("div", { class: "plan-title" }, stream.plan_title) : null,
+    tasks.map((t) => el("div", { class: `task-card ${t.status}`, "data-task": t.id, "data-status": t.status },
+      el("span", { class: "task-mark", "aria-label": t.status }, TASK_MARK[t.status] || "•"),
+      el("span", { class: "task-title" }, t.title),
+      t.details ? el("span", { class: "task-details" }, t.details) : null,
+      (t.sources || []).length ? el("span", { class: "task-sources" }, t.sources.map((src) =>
+        el("a", { href: safeHref(src.url) || "#", target: "_blank", rel: "noopener noreferrer" }, src.text || src.url)))
+        : null)));
+}
+
 // A Slack table block: the first row reads as the header, as Slack draws it.
 function tableCellText(cell) {
   if (cell?.type === "raw_text") return cell.text ?? "";
@@ -440,6 +482,10 @@ function renderBlocks(blocks, fallback, ctx) {
       case "table":
         box.append(tableBlock(b));
         break;
+      case "context_actions": // feedback buttons under an agent's answer
+        box.append(el("div", { class: "block-actions feedback" }, (b.elements || []).map((e) =>
+          e.type === "feedback_buttons" ? feedbackButtons(e, ctx) : null)));
+        break;
       default: // rich_text, image...: Slack's fallback text says the same
         if (!usedFallback && fallback) {
           box.append(el("div", { html: mrkdwn(fallback) }));
@@ -481,6 +527,8 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
       el("a", { class: "dismiss", role: "button", onclick: (ev) => { ev.stopPropagation(); S.dismissed.add(m.key); render(); } },
         "Dismiss")));
   }
+  const cards = taskCards(m.stream);
+  if (cards) body.append(cards);
   body.append(renderBlocks(m.blocks, m.text, ctx));
   if (m.stream?.state === "streaming") body.append(streamCursor());
   if (m.files?.length) {
@@ -502,6 +550,7 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
         el("span", { class: "last-reply" }, `Last reply ${timeOf(replies[replies.length - 1].ts)}`)));
     }
     node.append(el("button", { type: "button", class: "reply-action", title: "Reply in thread" }, "Reply in thread"));
+    if (!isBot && !m.local) node.append(shortcutMenu(m)); // message shortcuts, as Slack's ⋯ menu offers them
     node.addEventListener("click", (ev) => {
       if (ev.target.closest("a, .block-button") || String(window.getSelection() || "")) return;
       openThread(m.channel, m.ts);
@@ -509,6 +558,48 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
   }
   node.append(body);
   return node;
+}
+
+function shortcutMenu(m) {
+  const run = (callbackId, label) => el("button", { type: "button", class: "shortcut", "data-shortcut": callbackId,
+    onclick: async (ev) => {
+      ev.stopPropagation();
+      try {
+        await api("/api/shortcut", { channel: m.channel, ts: m.ts, callback_id: callbackId, user: S.me });
+      } catch (err) {
+        note(m.channel, null, `The shortcut did not reach the bot: ${err.message}`);
+      }
+    } }, label);
+  return el("span", { class: "shortcuts" }, run("ask_gemini", "Ask Gemini about this message"),
+    run("summarize_thread", "Summarize thread"));
+}
+
+// The app's Messages tab: the suggested prompts at its top (set by the bot when the tab opens)
+function promptBar(c) {
+  const set = S.prompts[c.id];
+  if (!c.is_im || !set?.prompts?.length) return null;
+  return { key: `prompts:${c.id}`, version: JSON.stringify(set), build: () => el("div", { class: "suggested-prompts" },
+    el("div", { class: "prompts-title" }, set.title || "Suggested prompts"),
+    el("div", { class: "prompts" }, set.prompts.map((p) => el("button", { type: "button", class: "prompt",
+      title: p.message, onclick: () => send(p.message, { channel: c.id, threadTs: null }) }, p.title)))) };
+}
+
+// An agent session (a thread of the Messages tab): Slack shows its title, "Working…" and its own Stop
+function sessionBar(channel, threadTs) {
+  const s = S.sessions[`${channel}:${threadTs}`];
+  if (!s) return null;
+  const label = { processing: "Working…", active: "Active", suspended: "Waiting for you", closed: "Closed" }[s.status] || s.status;
+  return el("div", { class: `session-bar ${s.status}`, "data-status": s.status },
+    el("span", { class: "session-title" }, s.title || "New chat"),
+    el("span", { class: "session-status" }, label),
+    s.stop_button && s.status === "processing" && s.initiator_user_id === S.me
+      ? el("button", { type: "button", class: "session-stop", onclick: () =>
+        api("/api/stop_session", { channel, thread_ts: threadTs, user: S.me }).catch((err) =>
+          note(channel, threadTs, `Stop did not reach the bot: ${err.message}`)) }, "Stop") : null);
+}
+
+function setSession(s) {
+  S.sessions[`${s.channel}:${s.thread_ts}`] = s;
 }
 
 // ------------------------------------------------------------------ rendering
@@ -565,26 +656,27 @@ function renderChannel() {
   if (!c) return;
   $("#channel-title").textContent = channelLabel(c);
   $("#channel-meta").textContent = c.is_im
-    ? "Direct messages with the app: every message is a turn"
+    ? "The app's Messages tab: every message is a conversation of its own"
     : `${c.members.filter((m) => m !== S.botUser).length} people${c.members.includes(S.botUser)
       ? " · the bot is a member" : " · the bot is not in this channel"}`;
   $("#composer").placeholder = c.is_im ? `Message ${BOT_NAME}` : `Message #${c.name}`;
   const top = [...c.messages.values()].filter((m) => !m.thread_ts || m.thread_ts === m.ts);
   const items = [...top, ...ephemeralsFor(c.id, null)].sort((a, b) => cmpTs(a.ts, b.ts));
+  const prompts = promptBar(c);
   if (!items.length) {
-    reconcile(list, [{ key: `welcome:${c.id}:${S.me}`, build: () => welcome(c) }]);
+    reconcile(list, [prompts, { key: `welcome:${c.id}:${S.me}`, build: () => welcome(c) }].filter(Boolean));
     return;
   }
   let prev = null;
-  reconcile(list, items.map((m) => {
+  reconcile(list, [...(prompts ? [prompts] : []), ...items.map((m) => {
     const compact = Boolean(prev && !prev.ephemeral && !m.ephemeral && sender(prev) === sender(m)
       && tsKey(m.ts)[0] - tsKey(prev.ts)[0] < 300 && !replyInfo(c, prev.ts).length);
     prev = m;
     const replies = replyInfo(c, m.ts);
     const version = JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, compact, S.me,
-      replies.length, replies.length ? replies[replies.length - 1].ts : "", replies.map(sender)]);
+      replies.length, replies.length ? replies[replies.length - 1].ts : "", replies.map(sender), m.stream]);
     return { key: m.key || m.ts, version, build: () => messageNode(m, { compact }) };
-  }));
+  })]);
 }
 
 // ------------------------------------------------------------------ native streams and thread status
@@ -646,7 +738,7 @@ function renderThread() {
   const rows = [];
   items.forEach((m, i) => {
     rows.push({ key: m.key || m.ts, version: JSON.stringify([m.text, m.blocks, m.files, m.reactions, m.edit_count, S.me,
-      m.stream?.state]),
+      m.stream]),
       build: () => messageNode(m, { inThread: true }) });
     if (i === 0) {
       const n = replies.length;
@@ -656,6 +748,8 @@ function renderThread() {
   });
   const status = statusRow(c.id, t.ts);
   if (status) rows.push(status);
+  const session = S.sessions[`${c.id}:${t.ts}`];
+  if (session) rows.unshift({ key: "session", version: JSON.stringify([session, S.me]), build: () => sessionBar(c.id, t.ts) });
   reconcile($("#thread-messages"), rows);
 }
 
@@ -705,7 +799,8 @@ function welcome(c) {
   return el("div", { class: "welcome" },
     el("h3", {}, c.is_im ? `This is your direct message with ${BOT_NAME}` : `This is the very beginning of #${c.name}`),
     el("p", {}, c.is_im
-      ? "Every message here is a turn; the bot answers at the top level and remembers the conversation."
+      ? "This is the app's Messages tab: every message starts a conversation of its own, answered in its thread "
+        + "(reply there to go on). Try a suggested prompt above."
       : botHere ? "Mention the bot to ask Gemini. It answers in a thread, and replies in that thread continue the conversation."
         : "The bot is not a member of this channel, so mentions here are not delivered to it (as in Slack). /research still works."),
     el("div", { class: "tips" },
@@ -744,6 +839,10 @@ function loadState(state) {
   }
   THREAD_STATUS.clear();
   (state.thread_statuses || []).forEach(setThreadStatus);
+  const agents = state.agentsurface || {};
+  S.prompts = { ...(agents.prompts || {}) };
+  S.sessions = {};
+  (agents.sessions || []).filter(Boolean).forEach(setSession);
   const keepLocal = S.ephemerals.filter((e) => e.local);
   S.ephemerals = (state.ephemerals || []).map((e) => ephemeralFrom(e, lastTs(e.channel, e.thread_ts)));
   S.ephemerals.push(...keepLocal);
@@ -784,6 +883,10 @@ function applyEvent(ev) {
     if (!known && ev.channel !== S.current && (!ev.thread_ts || ev.thread_ts === ev.ts)) S.unread.add(ev.channel);
   } else if (ev.type === "status") {
     setThreadStatus(ev);
+  } else if (ev.type === "suggested_prompts") {
+    S.prompts[ev.channel] = ev;
+  } else if (ev.type === "session") {
+    setSession(ev);
   } else {
     return; // files show up through their messages
   }
@@ -805,6 +908,10 @@ async function refresh() {
     }
     S.loaded = true;
     $("#messages").dataset.stick = "1";
+    if (!S.told) { // the page opened on this conversation: Slack tells the app
+      S.told = true;
+      tellTheApp(S.current);
+    }
     render();
   } catch (err) {
     setConn("down", `state: ${err.message}`);
@@ -898,7 +1005,16 @@ async function send(text, { channel, threadTs }) {
 
 // ------------------------------------------------------------------ UI actions
 
+// What Slack tells the app as the person moves: opening its Messages tab, or looking at a channel
+function tellTheApp(id) {
+  const c = S.channels[id];
+  if (!c) return;
+  const told = c.is_im ? api("/api/app_home", { user: S.me, tab: "messages" }) : api("/api/app_context", { user: S.me, channel: id });
+  told.catch(() => {}); // not subscribed, or no agent view: nothing to tell
+}
+
 function selectChannel(id) {
+  tellTheApp(id);
   S.current = id;
   S.unread.delete(id);
   localStorage.setItem("sandbox.channel", id);
