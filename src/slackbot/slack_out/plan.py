@@ -15,13 +15,19 @@ The planner looks at what is shown, what Gemini has written and when each budget
 1. a segment never holds more than `limit` characters: past that it is sealed and the text goes on
    in a new one;
 2. when Gemini is done, the rest lands by whichever budget can carry it *now*: the open segment (an
-   append or a priority edit) if that budget is free within `final_wait`, else as new posts; finals
-   never wait behind an edit queue;
-3. while Gemini writes, the open segment grows when its budget allows; if it cannot for `stall_after`
-   seconds, it is sealed where it stands and finished sentences are posted as new messages
-   (posts mode), so no answer stands still for long under load;
-4. intermediate text is cut at a line or sentence end (or at a space, before the first one or in a
-   long run), so a seal never splits a word and the next message starts cleanly.
+   append or a priority edit, on reserves intermediate growth never touches) if that budget is free
+   within `final_wait`, else as new posts; finals never wait behind an edit queue (unless the open
+   segment ends mid-paragraph: then its final waits its turn rather than split the paragraph);
+3. one message while Slack allows it: while Gemini writes, the open segment grows when its budget
+   allows and otherwise waits (the thread status says the answer is being written); it is never
+   split for a budget that is short for a moment;
+4. fuller messages under load: a new message follows while Gemini writes only once the answer has
+   stood still for `stall_after` seconds, its last message ends where a block ends, and whole
+   blocks of at least `continue_chars` are ready (any whole block after twice `stall_after`);
+5. seams are invisible: a native stream shows sentences as they come; a message grown by edits or
+   posted whole shows whole blocks (paragraphs, lists, tables, code blocks: render.block_end), so a
+   continuation begins a block, never mid-sentence, mid-list or mid-table. Intermediate text never
+   ends inside a word or a Slack token.
 """
 
 from __future__ import annotations
