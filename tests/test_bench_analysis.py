@@ -83,6 +83,12 @@ def test_delivery_kinds_and_mix():
     assert an.delivery_mix([{"native"}, {"native", "edits"}, {"posts"}]) == {"native": 2, "edits": 1, "posts": 1}
 
 
+def test_message_counts():
+    got = an.message_counts([[100], [300, 200], [], [50]])
+    assert got == {"answers": 3, "mean": 1.33, "p95": 1.9, "max": 2, "one_message_share": 0.667, "chars_p50": 150.0}
+    assert an.message_counts([])["mean"] is None
+
+
 def test_calls_by_method():
     calls = [("chat.update", 200), ("chat.update", 429), ("chat.startStream", 200)]
     assert an.calls_by_method(calls) == {"chat.startStream": {"calls": 1, "429": 0},
@@ -107,7 +113,8 @@ def _figures(strategy: str, final_p95: float) -> dict:
         "intake": {"achieved_rate": 20.0}, "bench_loop_max_stall_ms": {"A": 1.0, "B": 2.0},
         "sign_of_life_s": pcts, "first_text_s": pcts, "gemini_done_to_final_s": pcts, "longest_stall_s": pcts,
         "delivery_mix": {"native": 2, "edits": 0, "posts": 0},
-        "visible_updates_per_answer": {"mean": 3.0, "max": 4}, "edits_per_answer": {"mean": 0.0, "max": 0},
+        "visible_updates_per_answer": {"mean": 3.0, "max": 4},
+        "messages_per_answer": {"mean": 1.5, "p95": 2.0, "max": 2, "one_message_share": 0.5, "chars_p50": 900.0}, "edits_per_answer": {"mean": 0.0, "max": 0},
         "slack_429": {"total": 0}, "slack_methods": {"chat.startStream": {"calls": 2, "429": 0}},
         "bot_cpu_s": {"per_answer": 0.1, "per_answer_phase_a": 0.1, "per_1000_deliveries_phase_b": 1.0, "total": 0.2},
         "peak_rss_mb": [100.0], "redis_commands": {"total": 200, "per_answer": 100.0},
@@ -117,6 +124,7 @@ def _figures(strategy: str, final_p95: float) -> dict:
 
 def test_report_table_and_comparison():
     one = report.table(_figures("planner", 1.0))
+    assert "answers in one message" in one and "50 %" in one
     assert "Gemini done -> final text p50 / p95 (s)" in one and "Slack chat.startStream calls / 429s" in one
     assert "cluster, 2 masters" in one and "40 % / 60 %" in one  # issue 18: which Redis, each master's share
     both = report.comparison(_figures("planner", 1.0), _figures("edits", 4.0)).splitlines()

@@ -64,7 +64,10 @@ def test_appends_grow_wait_or_give_the_stream_up():
     grown = settle(Step("append", 0, 20), OK, seg, lane="append", now=2.0)
     assert grown.segment.end == 20 and grown.segment.changed_at == 2.0 and grown.counted == "append"
     assert seg.end == 10 and seg.changed_at == 1.0, "settle never changes the segment it was given"
-    assert settle(Step("append", 0, 20), Outcome(False, wait=3.0), seg, lane="append", now=2.0).waits == {"append": 3.0}
+    assert settle(Step("append", 0, 20), Outcome(False, wait=3.0), seg, lane="append", now=2.0).waits == \
+        {"append": 3.0, "append:final": 0.0}, "the last append may still use the reserve"
+    assert settle(Step("append", 0, 20, final=True), Outcome(False, wait=3.0), seg, lane="append:final",
+                  now=2.0).waits == {"append:final": 3.0}
     unsure = settle(Step("append", 0, 20), Outcome(False, wait=0.5, error="http_503", unsure=True), seg,
                     lane="append", now=2.0)
     assert unsure.abandon_stream and not unsure.native, "an append that may have landed is never repeated"

@@ -85,8 +85,9 @@ async def test_many_answers_share_the_budget_without_429(settings_for, slack_emu
     """At or under the emulator's chat.update limit: no 429 at all, every final text lands, nobody starves."""
     # a budget well below the demand: 12 answers want ~3 edits/s each, the workspace allows 4.5/s in all
     slack_emu.set_rate_limit("chat.update", per_minute=300, burst=6, scope="team")
+    # one long run of words and no paragraph: a message grown by edits shows it from a quarter message on
     bots = [await start_bot(settings_for(edit_budget_per_minute=270, edit_budget_burst=5, edit_final_reserve=2,
-                                         edit_min_interval=0.3), None) for _ in range(replicas)]
+                                         edit_min_interval=0.3, message_chars=400), None) for _ in range(replicas)]
     try:
         texts = {}
         deliveries = []
@@ -315,7 +316,7 @@ async def test_final_text_lands_by_post_when_the_edit_budget_is_spent(settings_f
     try:
         while await store.budgets.take_now(STREAM_STARTS, Budget(18 / 60, 3)) == 0:
             pass
-        text = "First sentence arrives. " + " ".join(f"w{i}" for i in range(40)) + ". The end."
+        text = "First paragraph arrives.\n\n" + " ".join(f"w{i}" for i in range(40)) + ". The end."
         gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)
         d = await slack_emu.user_message("C_GENERAL", f"{MENTION} go on")
         await eventually(lambda: thread_bot_texts(slack_emu, "C_GENERAL", d.message.ts), 5)
@@ -360,7 +361,7 @@ async def test_one_slack_5xx_still_shows_the_whole_answer_once(settings_for, sla
         if where == "thread" and method == "chat.postMessage":
             while await store.budgets.take_now(STREAM_STARTS, Budget(18 / 60, 3)) == 0:
                 pass
-        text = "Here is the answer. " + " ".join(f"w{i}" for i in range(60)) + ". The end."
+        text = "Here is the answer.\n\n" + " ".join(f"w{i}" for i in range(60)) + ". The end."
         gemini_emu.script(text=text, chunk_chars=12, chunk_delay=0.05)  # long enough to grow by appends and edits
         slack_emu.fail_next(method, fault.get("error", "server_error"), status=fault["status"],
                             content_type=fault.get("content_type", "application/json"),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from slackbot.slack_out.plan import Intent, Policy, Segment, View, display_end, next_step
-from slackbot.slack_out.render import render_span
+from slackbot.slack_out.plan import Intent, Policy, Segment, View, continuation_due, display_end, next_step
+from slackbot.slack_out.render import block_end, render_span, starts_block
 
-POLICY = Policy(limit=400, min_interval=1.0, stall_after=4.0, final_wait=0.5, stream_max_age=240.0)
+POLICY = Policy(limit=400, min_interval=1.0, stall_after=4.0, continue_chars=100, final_wait=0.5,
+                stream_max_age=240.0)
 NOW = 100.0
 
 
@@ -24,17 +25,17 @@ def test_first_words_start_a_native_stream_when_tier_2_has_room():
     assert (step.op, step.start, step.end) == ("start", 0, len("Hello there. "))
 
 
-def test_without_native_room_the_first_words_are_posted_to_be_edited():
-    step = next_step(view("Hello there. More"), Policy(**{**POLICY.__dict__, "native": False}))
-    assert step.op == "post_open"
-    step = next_step(view("Hello there. More", free=busy("start")), POLICY)
-    assert step.op == "post_open"
+def test_without_native_room_a_message_grown_by_edits_first_shows_a_whole_paragraph():
+    no_native = Policy(**{**POLICY.__dict__, "native": False})
+    assert next_step(view("Hello there. More"), no_native).op == "wait", "the thread status says it is writing"
+    text = "Hello there.\n\nMore"
+    step = next_step(view(text), no_native)
+    assert (step.op, step.end) == ("post_open", text.index("More"))
+    assert next_step(view(text, free=busy("start")), POLICY).op == "post_open"
 
 
-def test_when_edits_are_scarce_the_first_words_are_posted_whole():
-    assert next_step(view("Hello there. More", free=busy("start", "edit")), POLICY).op == "wait", \
-        "not a lone greeting as a message of its own"
-    text = "Hello there, here is what changed this week. More"
+def test_when_edits_are_scarce_the_first_paragraph_is_posted_whole():
+    text = "Hello there, here is what changed this week.\n\nMore"
     step = next_step(view(text, free=busy("start", "edit")), POLICY)
     assert step.op == "post" and step.final and step.end == text.index("More")
 
@@ -54,13 +55,93 @@ def test_a_finished_answer_lands_through_the_open_segment_when_its_budget_is_fre
 
 
 def test_a_final_never_waits_behind_an_edit_queue():
-    seg = Segment("edit", "1.1", 0, 6, changed_at=NOW - 0.2)
-    text = "Hello there. And the rest of it."
+    text = "Hello there.\n\nAnd the rest of it."
+    seg = Segment("edit", "1.1", 0, text.index("And"), changed_at=NOW - 0.2)
     step = next_step(view(text, done=True, segs=[seg], free=busy("edit", "edit:final")), POLICY)
     assert step.op == "seal", "the message keeps what it shows"
     seg.open = False
     step = next_step(view(text, done=True, segs=[seg], free=busy("edit", "edit:final")), POLICY)
-    assert (step.op, step.start, step.end) == ("post", 6, len(text)), "the rest is posted at once"
+    assert (step.op, step.start, step.end) == ("post", seg.end, len(text)), "the rest is posted at once"
+
+
+# --- issue 26: one message while Slack allows it; fuller continuations; invisible seams ----------------------
+PARAS = "First paragraph here.\n\n" + "Second one, long enough to be a message of its own. " * 3 + "\n\nThird"
+
+
+def test_a_message_with_room_waits_for_its_budget_instead_of_splitting():
+    first = PARAS.index("Second")
+    for kind, budget in (("edit", "edit"), ("stream", "append")):
+        seg = Segment(kind, "1.1", 0, first, changed_at=NOW - 3, started_at=NOW - 10)
+        step = next_step(view(PARAS, segs=[seg], free=busy(budget), last_visible=NOW - 3), POLICY)
+        assert step.op == "wait" and step.until <= NOW + POLICY.stall_after, (kind, step)
+
+
+def test_an_answer_still_for_stall_after_goes_on_in_a_new_message_of_whole_blocks():
+    first, third = PARAS.index("Second"), PARAS.index("Third")
+    seg = Segment("edit", "1.1", 0, first, changed_at=NOW - 5, started_at=NOW - 10)
+    step = next_step(view(PARAS, segs=[seg], free=busy("edit"), last_visible=NOW - 5), POLICY)
+    assert step.op == "seal"
+    seg.open = False
+    step = next_step(view(PARAS, segs=[seg], free=busy("edit"), last_visible=NOW - 5), POLICY)
+    assert (step.op, step.start, step.end, step.final) == ("post", first, third, True), \
+        "the paragraph whole, not the half-written third"
+
+
+def test_a_message_shown_to_mid_paragraph_is_never_sealed_for_a_stall():
+    text = "Hello there. Still the first paragraph.\n\n" + "More words. " * 20
+    seg = Segment("stream", "1.1", 0, len("Hello there. "), changed_at=NOW - 30, started_at=NOW - 30)
+    step = next_step(view(text, segs=[seg], free=busy("append"), last_visible=NOW - 30), POLICY)
+    assert step.op == "wait", "a continuation would begin mid-paragraph: only growth will do"
+
+
+def test_a_final_from_mid_paragraph_waits_its_turn_instead_of_posting_the_rest():
+    text = "Hello there. And the rest of the paragraph."
+    seg = Segment("stream", "1.1", 0, len("Hello there. "), changed_at=NOW - 0.2, started_at=NOW - 5)
+    step = next_step(view(text, done=True, segs=[seg], free=busy("append", "append:final", until=NOW + 2)), POLICY)
+    assert step.op == "wait" and step.until == NOW + 2
+    step = next_step(view(text, done=True, segs=[seg], free=busy("append")), POLICY)
+    assert (step.op, step.end, step.final) == ("append", len(text), True), "the last append may use the reserve"
+
+
+def test_a_continuation_is_worth_a_message_or_waits_twice_as_long():
+    v = view("x", last_visible=NOW - 1)
+    assert continuation_due(v, POLICY, POLICY.continue_chars) == NOW - 1 + POLICY.stall_after
+    assert continuation_due(v, POLICY, POLICY.continue_chars - 1) == NOW - 1 + 2 * POLICY.stall_after
+    sealed = Segment("post", "1.1", 0, 13, open=False, final=True)
+    text = "Hello there.\n\nA short one.\n\nHalf"
+    free = busy("start", "edit")
+    step = next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 5), POLICY)
+    assert step.op == "wait" and step.until == NOW - 5 + 2 * POLICY.stall_after
+    step = next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 9), POLICY)
+    assert (step.op, step.start, step.end) == ("post", 13, text.index("Half"))
+
+
+def test_a_long_paragraph_may_be_shown_to_a_sentence_end():
+    text = "One sentence here. " * 8 + "half"  # no paragraph end, past a quarter of a message
+    step = next_step(view(text, free=busy("start")), POLICY)
+    assert step.op == "post_open" and text[:step.end].endswith(". ")
+
+
+@pytest.mark.parametrize("text, starts", [
+    ("Para one. Two.\n\nPara two.", ["Para two."]),
+    ("Intro:\n- a\n- b\n\nAfter the list.", ["After the list."]),
+    ("Loose:\n\n- a\n\n- b\n\nAfter.", ["- a", "After."]),  # not between two items of one list
+    ("| x | y |\n|---|---|\n| 1 | 2 |\n\nAfter the table.", ["After the table."]),
+    ("Text.\n\n```py\nx = 1\n\ny = 2\n```\n\nAfter the code.", ["```py", "After the code."]),
+    ("Text.\n## Heading\nBody.", ["## Heading"]),
+])
+def test_blocks_begin_after_whole_paragraphs_lists_tables_and_code(text, starts):
+    found = [text[i:i + len(s)] for i, s in ((i, s) for i in range(1, len(text)) for s in starts
+                                               if text.startswith(s, i)) if starts_block(text, i)]
+    assert found == starts
+    assert block_end(text, 0, len(text)) == text.index(starts[-1])
+    assert not any(starts_block(text, i) for i in range(1, len(text)) if text[i - 1] not in "\n")
+
+
+def test_a_paragraph_ends_once_its_blank_line_comes_a_list_once_the_next_line_does():
+    assert block_end("Para one.\n\n", 0, 11) == 11
+    assert block_end("- a\n\n", 0, 5) == 0, "the list may go on"
+    assert block_end("- a\n\nNext", 0, 9) == 5
 
 
 def test_the_old_design_waits_for_the_edit_budget():
@@ -68,21 +149,6 @@ def test_the_old_design_waits_for_the_edit_budget():
     seg = Segment("edit", "1.1", 0, 6, changed_at=NOW - 0.2)
     step = next_step(view("Hello there. And the rest.", done=True, segs=[seg], free=busy("edit:final")), edits_only)
     assert step.op == "wait"
-
-
-def test_a_stream_that_stands_still_is_sealed_and_posts_take_over():
-    seg = Segment("stream", "1.1", 0, 6, changed_at=NOW - 5, started_at=NOW - 10)
-    step = next_step(view("Hello there. More words. ", segs=[seg], free=busy("append")), POLICY)
-    assert step.op == "seal"
-
-
-def test_posts_mode_posts_finished_sentences_once_quiet_or_worthwhile():
-    sealed = Segment("post", "1.1", 0, 13, open=False, final=True)
-    text = "Hello there. A second sentence, long enough to post. Half"
-    free = busy("start", "edit")
-    assert next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 1), POLICY).op == "wait"
-    step = next_step(view(text, segs=[sealed], free=free, last_visible=NOW - 5), POLICY)
-    assert (step.op, step.start, step.end) == ("post", 13, text.index("Half"))
 
 
 def test_no_segment_holds_more_than_the_limit():

@@ -8,6 +8,7 @@ from slackbot.slack_out.answer import final_messages
 from slackbot.slack_out.render import (
     _SLACK_MARKUP,
     DEFAULT_MESSAGE_CHARS,
+    block_end,
     close_open_fences,
     escape_mrkdwn,
     first_cut,
@@ -20,6 +21,7 @@ from slackbot.slack_out.render import (
     sources_section,
     split_markdown,
     split_report,
+    starts_block,
     stable_split,
 )
 
@@ -344,6 +346,8 @@ def test_pathological_text_is_linear(shape):
     _guarded(message_payload, text)
     _guarded(neutralize_slack_markup, text)
     _guarded(final_messages, text)
+    _guarded(block_end, text, 0, len(text))
+    _guarded(starts_block, text, len(text) // 2)
 
 
 def test_mentioned_user_ids():
@@ -375,6 +379,8 @@ AUDITED_REGEXES = {
         "_SLACK_TOKEN": "a scan from each '<' stops at the next '<' or '>'",
         "_USER_MENTION": "a scan from each '<@' stops at the next '<' or '>'",
         "_BLANKS": "match() at one offset",
+        "_LIST_LINE": "match() at a line start, on two lines per block start; bounded repeats, the indent run "
+                      "is backtracked over once",
         "_SLACK_MARKUP": "the lookahead and the body scan from each '<' stop at the next '<' or '>'",
     },
     # run only on table rows, and on cells cut to a bounded length first (_plain)

@@ -151,7 +151,7 @@ async def test_stop_button_only_for_the_asker(settings_for, slack_emu, gemini_em
     try:
         while await store.budgets.take_now(BucketId("chat.startStream", "T0001"), Budget(18 / 60, 3)) == 0:  # no stream
             pass
-        gemini_emu.script(match="ramble", text="On and on. " * 200, chunk_chars=10, chunk_delay=0.1)
+        gemini_emu.script(match="ramble", text=("On and on. " * 4 + "\n\n") * 50, chunk_chars=10, chunk_delay=0.1)
         d = await slack_emu.user_message("C_GENERAL", f"{MENTION} ramble")
         answer = await eventually(lambda: slack_emu.bot_messages("C_GENERAL", d.message.ts), 10)
         msg = answer[0]

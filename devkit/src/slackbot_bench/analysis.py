@@ -185,6 +185,17 @@ def delivery_mix(per_answer: Iterable[set[str]]) -> dict:
     return {"native": counts.get("native", 0), "edits": counts.get("edits", 0), "posts": counts.get("posts", 0)}
 
 
+def message_counts(per_answer: Sequence[Sequence[int]]) -> dict:
+    """Messages per answer and characters per message, from each delivered answer's messages'
+    visible lengths: mean / p95 / max messages, the share delivered as one message, chars p50."""
+    counts = [len(lengths) for lengths in per_answer if lengths]
+    chars = [n for lengths in per_answer for n in lengths]
+    return {"answers": len(counts), "mean": rnd(sum(counts) / len(counts), 2) if counts else None,
+            "p95": rnd(pct(counts, 0.95), 2), "max": max(counts) if counts else None,
+            "one_message_share": rnd(sum(1 for c in counts if c == 1) / len(counts), 3) if counts else None,
+            "chars_p50": rnd(pct(chars, 0.5), 1)}
+
+
 def calls_by_method(calls: Iterable[tuple[str, int]]) -> dict[str, dict]:
     """(method, HTTP status) of every Slack call -> {method: {"calls": n, "429": n}}, by method name."""
     out: dict[str, dict] = {}

@@ -17,6 +17,8 @@ def table_rows(f: dict) -> list[Row]:
     ans = f["answers"]
     mix = f["delivery_mix"]
     bot_cpu = f["bot_cpu_s"]
+    msgs = f.get("messages_per_answer", {})
+    share = msgs.get("one_message_share")
     rows: list[Row] = [
         ("conversations (phase A)", f"{f['conversations']}", None),
         ("replicas", f"{f['replicas']}", None),
@@ -41,6 +43,10 @@ def table_rows(f: dict) -> list[Row]:
         ("visible updates per answer mean / max", f"{fmt(f['visible_updates_per_answer']['mean'])} / "
                                                   f"{fmt(f['visible_updates_per_answer']['max'])}",
          f["visible_updates_per_answer"]["mean"]),
+        ("messages per answer mean / p95 / max", f"{fmt(msgs.get('mean'))} / {fmt(msgs.get('p95'))} / "
+                                                 f"{fmt(msgs.get('max'))}", msgs.get("mean")),
+        ("answers in one message", f"{fmt(share * 100 if share is not None else None, 0, ' %')}", share),
+        ("characters per message p50", f"{fmt(msgs.get('chars_p50'), 0)}", msgs.get("chars_p50")),
         ("edits per answer mean / max", f"{fmt(f['edits_per_answer']['mean'])} / {fmt(f['edits_per_answer']['max'])}",
          f["edits_per_answer"]["mean"]),
         ("Slack 429s, all methods", f"{f['slack_429']['total']}", f["slack_429"]["total"]),

@@ -504,6 +504,7 @@ class Bench:
             delivery=sorted(an.delivery_kinds([(m.channel, m.ts) in self.slack.streams for m in msgs],
                                               [len(m.edits) for m in msgs])),
             answer_chars=len(self._out_text.get(r["interaction"], "")),
+            message_chars=[len(m.visible_text) for m in msgs],
             timelines=[[(round(t, 3), len(x)) for t, x in tl] for tl in timelines])
         return row
 
@@ -571,6 +572,7 @@ class Bench:
             "gemini_done_to_final_s": an.summary(final_lag),
             "longest_stall_s": an.summary(stalls),
             "delivery_mix": an.delivery_mix(set(row["delivery"]) for row in delivered),
+            "messages_per_answer": an.message_counts([row["message_chars"] for row in delivered]),
             "edits_per_answer": {"mean": an.rnd(statistics.mean(edits), 2) if edits else None,
                                  "max": max(edits) if edits else None},
             "visible_updates_per_answer": {"mean": an.rnd(statistics.mean(updates), 2) if updates else None,

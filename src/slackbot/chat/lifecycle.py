@@ -57,6 +57,7 @@ class TurnLifecycle:
         self.owner = f"r-{uuid.uuid4().hex[:10]}"
         s = settings
         policy = Policy(limit=s.message_chars, min_interval=s.edit_min_interval, stall_after=s.stall_seconds,
+                        continue_chars=s.continue_chars,
                         stream_max_age=s.stream_max_seconds, native=s.delivery == "planner",
                         edits_only=s.delivery == "edits")
         self.deps = TurnDeps(settings, store, gemini, slack, tasks.spawn, NameCache(slack, settings), policy)

@@ -41,7 +41,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "chat.postEphemeral": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.startStream": Pays(starts),  # Tier 2
         "chat.stopStream": Pays(starts),  # Tier 2, a bucket of its own
-        "chat.appendStream": Pays(Budget(s.stream_appends_per_minute / 60.0, 10.0)),  # Tier 4
+        "chat.appendStream": Pays(Budget(s.stream_appends_per_minute / 60.0, 10.0, s.append_final_reserve)),  # Tier 4
         "assistant.threads.setStatus": Pays(Budget(s.status_per_minute / 60.0, 100.0)),
         # files_upload_v2: files.getUploadURLExternal, the upload, then this (both Tier 4): one token a file
         "files.completeUploadExternal": Pays(Budget(40 / 60.0, 5.0)),

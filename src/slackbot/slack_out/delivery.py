@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 STOP_ACTION = "answer_stop"
 LOADING_MESSAGES = ["Reading your message…", "Thinking it through…", "Writing an answer…"]
+WRITING_MESSAGES = ["Writing the rest of the answer…"]
 _STATUS_EVERY = 2.0  # seconds between thought-summary status updates
 _CLEANUP_SECONDS = 30.0  # how long a sealed stream's stop or a Stop button's removal keeps trying
 MAX_IMAGES = 4  # images from code runs uploaded per answer
@@ -100,6 +101,7 @@ class AnswerDelivery:
         self._status_at = 0.0
         self._status_text = ""  # the status shown last (a new tool's line is shown at once)
         self._thought_at = 0.0
+        self._writing_at = 0.0
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._cleanup: list[asyncio.Task] = []
@@ -284,6 +286,7 @@ class AnswerDelivery:
                 if step.op == "finished":
                     return
                 if step.op == "wait":
+                    await self._writing()
                     await self._sleep(step.until)
                     continue
                 if step.op in CREATES and not self._may_create():
@@ -298,6 +301,16 @@ class AnswerDelivery:
         except Exception:  # the runner still ends the turn with one line; never a silent hang
             log.exception("delivery failed", extra={"channel": self.target.channel})
             self.broken = self.failed = True
+
+    async def _writing(self) -> None:
+        """The answer waits for a budget with text not yet shown: the thread status (which its last post
+        cleared) says Gemini is still writing, so a pause in growth is not mistaken for the end."""
+        now = time.monotonic()
+        if (self.use_status and self.visible and not self._status_live and not self.done
+                and len(self.text.rstrip()) > self.segments[-1].end
+                and min(now - self.last_visible, now - self._writing_at) >= _STATUS_EVERY):
+            self._writing_at = now
+            await self._set_status("is writing…", WRITING_MESSAGES)
 
     async def _sleep(self, until: float) -> None:
         if until > 0:

@@ -15,13 +15,19 @@ The planner looks at what is shown, what Gemini has written and when each budget
 1. a segment never holds more than `limit` characters: past that it is sealed and the text goes on
    in a new one;
 2. when Gemini is done, the rest lands by whichever budget can carry it *now*: the open segment (an
-   append or a priority edit) if that budget is free within `final_wait`, else as new posts; finals
-   never wait behind an edit queue;
-3. while Gemini writes, the open segment grows when its budget allows; if it cannot for `stall_after`
-   seconds, it is sealed where it stands and finished sentences are posted as new messages
-   (posts mode), so no answer stands still for long under load;
-4. intermediate text is cut at a line or sentence end (or at a space, before the first one or in a
-   long run), so a seal never splits a word and the next message starts cleanly.
+   append or a priority edit, on reserves intermediate growth never touches) if that budget is free
+   within `final_wait`, else as new posts; finals never wait behind an edit queue (unless the open
+   segment ends mid-paragraph: then its final waits its turn rather than split the paragraph);
+3. one message while Slack allows it: while Gemini writes, the open segment grows when its budget
+   allows and otherwise waits (the thread status says the answer is being written); it is never
+   split for a budget that is short for a moment;
+4. fuller messages under load: a new message follows while Gemini writes only once the answer has
+   stood still for `stall_after` seconds, its last message ends where a block ends, and whole
+   blocks of at least `continue_chars` are ready (any whole block after twice `stall_after`);
+5. seams are invisible: a native stream shows sentences as they come; a message grown by edits or
+   posted whole shows whole blocks (paragraphs, lists, tables, code blocks: render.block_end), so a
+   continuation begins a block, never mid-sentence, mid-list or mid-table. Intermediate text never
+   ends inside a word or a Slack token.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .render import first_cut, open_code_block_at, open_token_at
+from .render import block_end, first_cut, open_code_block_at, open_token_at, starts_block
 
 Op = Literal["start", "append", "stop", "post", "post_open", "edit", "seal", "wait", "finished"]
 _SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n")
@@ -93,7 +99,8 @@ class Intent:
 class Policy:
     limit: int = 3500  # characters per message
     min_interval: float = 1.0  # fastest a segment grows
-    stall_after: float = 4.0  # seconds an open segment may stand still before posts take over
+    stall_after: float = 12.0  # seconds an answer stands still, a continuation ready, before a new message
+    continue_chars: int = 600  # what a new message carries at least while Gemini writes (else 2 x stall_after)
     final_wait: float = 0.5  # how long a final waits for its open segment's budget before posting
     stream_max_age: float = 240.0  # Slack closes streams after ~5 minutes: seal before that
     native: bool = True  # native streams allowed here (a thread, recipient known, strategy)
@@ -157,51 +164,85 @@ def next_step(view: View, policy: Policy) -> Step:
     pos = segs[-1].end if segs else 0
     seg_start = open_seg.start if open_seg else pos
     cut = first_cut(view.text, seg_start, policy.limit)  # None when text[seg_start:] fits one message
-    if cut is not None:  # a full message steps back over a token only while it stays at least half full
-        target = outside_token(view.text, seg_start, cut, keep=(cut - seg_start) // 2)
-    else:
-        target = display_end(view.text, seg_start, view.done, sentences_only=open_seg is None and bool(segs))
+    full = None  # where a full message ends: it steps back over a token only while it stays at least half full
+    if cut is not None:
+        full = outside_token(view.text, seg_start, cut, keep=(cut - seg_start) // 2)
     if open_seg is None:
-        return _new_segment(view, policy, pos, target, cut)
-    return _grow(view, policy, open_seg, target, cut)
+        return _new_segment(view, policy, pos, full)
+    return _grow(view, policy, open_seg, full)
+
+
+def ready_end(view: View, policy: Policy, start: int, *, blocks: bool) -> int:
+    """How far a view of text[start:] may reach now. A native stream shows sentences as they come;
+    a message that grows by edits, or is posted whole, shows whole blocks (paragraphs, lists, tables,
+    code blocks), so wherever it is sealed the next message begins a block. Within one long block
+    (more than a quarter of a message past the last block end) a sentence end will do."""
+    text = view.text
+    if view.done:
+        return len(text)
+    if not blocks or policy.edits_only:
+        return display_end(text, start, False, sentences_only=blocks)
+    end = block_end(text, start, len(text))
+    if len(text) - end > policy.limit // 4:
+        end = display_end(text, end, False, sentences_only=True)
+    return max(start, outside_token(text, start, end))
+
+
+def continuation_due(view: View, policy: Policy, chars: int) -> float:
+    """When a new message carrying `chars` characters of whole blocks may follow the answer's last change
+    while Gemini writes: after `stall_after` seconds of standing still if it is worth a message of its own
+    (`continue_chars`), after twice that for any whole block."""
+    wait = policy.stall_after if chars >= policy.continue_chars else 2 * policy.stall_after
+    return view.last_visible + wait
 
 
 def _free(view: View, budget: str, within: float = 0.0) -> bool:
     return view.free_at.get(budget, 0.0) <= view.now + within
 
 
-def _wait_for(view: View, budget: str) -> Step:
-    return Step("wait", until=max(view.free_at.get(budget, 0.0), view.now + 0.05))
+def _wait_for(view: View, budget: str, until: float = 0.0) -> Step:
+    at = max(view.free_at.get(budget, 0.0), view.now + 0.05)
+    return Step("wait", until=min(at, until) if until > view.now else at)
 
 
-def _new_segment(view: View, policy: Policy, pos: int, target: int, cut: int | None) -> Step:
-    if target <= pos or not view.text[pos:target].strip():
-        if view.done and not view.text[pos:].strip():
-            return Step("finished")
-        return Step("wait")
-    final = view.done or cut is not None
-    post = "post" if view.segments and not view.done else "post:first"  # first words and finals go first
+def _shows(text: str, start: int, end: int) -> bool:
+    return end > start and bool(text[start:end].strip())
+
+
+def _new_segment(view: View, policy: Policy, pos: int, full: int | None) -> Step:
+    text = view.text
+    if view.done or full is not None:  # the rest of a finished answer, or a full message: posted now
+        end = len(text) if full is None else full
+        if not _shows(text, pos, end):
+            return Step("finished") if view.done and not text[pos:].strip() else Step("wait")
+        post = "post" if view.segments and not view.done else "post:first"  # first words and finals go first
+        return Step("post", pos, end, final=True) if _free(view, post) else _wait_for(view, post)
+    post = "post" if view.segments else "post:first"
     if policy.edits_only:
-        op = "post" if final else "post_open"
-        return Step(op, pos, target, final=final) if _free(view, post) else _wait_for(view, post)
-    if not final and not view.segments and policy.native and _free(view, "start") and _free(view, "stop", 5.0):
-        return Step("start", pos, target)
-    if not final and _free(view, "edit", policy.min_interval):
-        return Step("post_open", pos, target) if _free(view, post) else _wait_for(view, post)
-    # posts mode: finished pieces as new messages; while Gemini writes, only worthwhile pieces
-    quiet = view.now - view.last_visible
-    if not final and target - pos < _FIRST_WORDS:
-        return Step("wait")  # a message of its own deserves more than a word or two
-    if not final and view.segments and quiet < policy.stall_after and target - pos < policy.limit // 3:
-        return Step("wait", until=view.last_visible + policy.stall_after)
-    return Step("post", pos, target, final=True) if _free(view, post) else _wait_for(view, post)
+        end = display_end(text, pos, False, sentences_only=bool(view.segments))
+        return (Step("post_open", pos, end) if _free(view, post) else _wait_for(view, post)) \
+            if _shows(text, pos, end) else Step("wait")
+    if not view.segments and policy.native and _free(view, "start") and _free(view, "stop", 5.0):
+        end = ready_end(view, policy, pos, blocks=False)
+        return Step("start", pos, end) if _shows(text, pos, end) else Step("wait")
+    end = ready_end(view, policy, pos, blocks=True)
+    if not _shows(text, pos, end):
+        return Step("wait")
+    if view.segments and view.now < (due := continuation_due(view, policy, end - pos)):
+        return Step("wait", until=due)  # the thread status says Gemini is writing meanwhile
+    if _free(view, "edit", policy.min_interval):  # a message that can grow: the answer may stay in it
+        return Step("post_open", pos, end) if _free(view, post) else _wait_for(view, post)
+    return Step("post", pos, end, final=True) if _free(view, post) else _wait_for(view, post)
 
 
-def _grow(view: View, policy: Policy, seg: Segment, target: int, cut: int | None) -> Step:
+def _grow(view: View, policy: Policy, seg: Segment, full: int | None) -> Step:
     budget = {"stream": "append", "edit": "edit"}[seg.kind]
-    sealing = cut is not None and target <= seg.end  # full: nothing more fits
-    final = view.done or cut is not None
-    if sealing or (final and target <= seg.end):
+    final = view.done or full is not None
+    if full is not None:
+        target = full
+    else:
+        target = ready_end(view, policy, seg.start, blocks=seg.kind != "stream")
+    if (full is not None and target <= seg.end) or (final and target <= seg.end):  # full, or all shown
         if seg.kind == "stream":
             return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop", policy.final_wait) \
                 else Step("seal", seg.start, seg.end)
@@ -216,17 +257,22 @@ def _grow(view: View, policy: Policy, seg: Segment, target: int, cut: int | None
             return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop") else Step("seal", seg.start, seg.end)
         return Step("wait")
     if final:
-        key = budget if seg.kind == "stream" else "edit:final"
-        if policy.edits_only or _free(view, key, policy.final_wait):
+        key = "append:final" if seg.kind == "stream" else "edit:final"
+        # the rest goes out as posts, now, unless they would begin mid-paragraph: then the final waits its turn
+        if policy.edits_only or _free(view, key, policy.final_wait) or not starts_block(view.text, seg.end):
             return Step("append" if seg.kind == "stream" else "edit", seg.start, target, final=True) \
                 if _free(view, key) else _wait_for(view, key)
-        return Step("seal", seg.start, seg.end)  # the rest goes out as posts, now
+        return Step("seal", seg.start, seg.end)
     if view.now - seg.changed_at < policy.min_interval:
         return Step("wait", until=seg.changed_at + policy.min_interval)
     if seg.kind == "stream" and view.now - seg.started_at > policy.stream_max_age:
         return Step("stop", seg.start, seg.end, final=True) if _free(view, "stop") else Step("seal", seg.start, seg.end)
     if _free(view, budget):
         return Step("append" if seg.kind == "stream" else "edit", seg.start, target)
-    if not policy.edits_only and view.now - seg.changed_at >= policy.stall_after:
-        return Step("seal", seg.start, seg.end)  # stood still too long: posts take over
-    return _wait_for(view, budget)
+    if policy.edits_only or not starts_block(view.text, seg.end):
+        return _wait_for(view, budget)  # a new message here would begin mid-paragraph: only growth will do
+    more = ready_end(view, policy, seg.end, blocks=True) - seg.end
+    due = continuation_due(view, policy, more)
+    if more > 0 and view.now >= due:
+        return Step("seal", seg.start, seg.end)  # stood still too long: the answer goes on in a new message
+    return _wait_for(view, budget, until=due if more > 0 else 0.0)

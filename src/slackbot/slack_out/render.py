@@ -231,6 +231,49 @@ def open_code_block_at(md: str, start: int, end: int) -> int | None:
     return opened if state is not None else None
 
 
+_LIST_LINE = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)|[ \t]")  # an item, or indented: a list goes on
+
+
+def _block_starts(md: str, start: int, end: int):
+    """Offsets in (start, end] where a new block begins in md: a line after a blank line that closes a
+    paragraph, a whole list, a table or a code block, or a heading. Not a blank line inside a code block,
+    nor one between two items of a list; a list followed by a blank line ends only once the next line
+    shows it does. One pass over md[start:end] (and the fence state before it)."""
+    state, off, prev, blank = _fence_at(md, start), start, "", False
+    lines = md[start:end].split("\n")
+    for i, line in enumerate(lines):
+        if state is None and prev and off > start:
+            if line.strip() and (blank or _HEADING.match(line)):
+                if not (_LIST_LINE.match(prev) and _LIST_LINE.match(line)):
+                    yield off
+            elif not line.strip() and blank and i == len(lines) - 1 and not _LIST_LINE.match(prev):
+                yield off  # "...end of a paragraph.\n\n": the next block has not begun yet
+        if not line.strip():
+            blank = blank or i < len(lines) - 1
+        else:
+            prev, blank = line, False
+        state = _fence_step(state, line)
+        off += len(line) + 1
+
+
+def block_end(md: str, start: int, end: int) -> int:
+    """The latest offset in (start, end] where a message showing md[start:] may end so that the next one
+    begins a block (see _block_starts); `start` when there is none yet."""
+    best = start
+    for off in _block_starts(md, start, end):
+        best = off
+    return best
+
+
+def starts_block(md: str, pos: int) -> bool:
+    """Whether a message may begin at `pos` without starting mid-paragraph, mid-list or mid-table."""
+    if pos <= 0:
+        return True
+    line = md.rfind("\n", 0, len(md[:pos].rstrip())) + 1  # the last line with text before pos
+    nl = md.find("\n", pos)
+    return pos in _block_starts(md, line, len(md) if nl < 0 else nl)
+
+
 def first_cut(md: str, start: int, limit: int = DEFAULT_MESSAGE_CHARS) -> int | None:
     """Where a message showing md[start:] must end (an offset into md), or None while it all fits.
 

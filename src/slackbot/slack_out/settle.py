@@ -16,7 +16,7 @@ from .calls import Outcome
 from .plan import Segment, Step
 
 CREATES = ("start", "post", "post_open")  # the planner's steps that make a new Slack message
-PRIORITY_LANES = ("edit:final", "post:first")  # budgets' reserves are kept for these
+PRIORITY_LANES = ("edit:final", "append:final", "post:first")  # budgets' reserves are kept for these
 
 
 @dataclass
@@ -40,8 +40,8 @@ def lane(step: Step, *, first_words: bool) -> str:
     has no message yet, or is done: its posts may use the channel's reserve."""
     if step.op in ("post", "post_open"):
         return "post:first" if first_words else "post"
-    if step.op == "edit":
-        return "edit:final" if step.final else "edit"
+    if step.op in ("edit", "append"):
+        return f"{step.op}:final" if step.final else step.op
     return step.op
 
 
@@ -87,8 +87,8 @@ def _appended(step: Step, out: Outcome, seg: Segment, lane: str, now: float) -> 
         return Settled(dataclasses.replace(seg, end=step.end, changed_at=now), counted="append", shown=True)
     if out.unsure:  # appending again could double it
         return Settled(abandon_stream=True, native=False)
-    if out.wait:
-        return Settled(waits={lane: out.wait})
+    if out.wait:  # as for edits: an intermediate append's wait says nothing about the finals' reserve
+        return Settled(waits={lane: out.wait, **({} if step.final else {"append:final": 0.0})})
     # Slack closed the stream (expired, or stopped by the user): what it shows stays; go on below
     return Settled(dataclasses.replace(seg, open=False), journal=True, native=False,
                    user_stopped=out.error == "stopped_by_user")
