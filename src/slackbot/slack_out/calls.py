@@ -130,9 +130,10 @@ def set_status(channel: str, thread_ts: str | None, status: str, loading: list[s
 
 
 # --- files ----------------------------------------------------------------------------------------
-def upload(channel: str, thread_ts: str | None, content: bytes | str, filename: str, title: str) -> Request:
+def upload(channel: str, thread_ts: str | None, content: bytes | str, filename: str, title: str,
+           alt_txt: str | None = None) -> Request:
     return Request("files.completeUploadExternal", _given(channel=channel, thread_ts=thread_ts, content=content,
-                                                          filename=filename, title=title), channel)
+                                                          filename=filename, title=title, alt_txt=alt_txt), channel)
 
 
 # --- reading ----------------------------------------------------------------------------------------
