@@ -249,3 +249,34 @@ async def test_sandbox_page_shows_a_generated_image(redis_url, prefix):
                 assert errors == [], errors
             finally:
                 await browser.close()
+
+
+# 5: a generation in flight at a crash runs again, at most once: killed twice while the image model works,
+# the third process does not ask a third time and says so in one plain line
+async def test_a_generation_in_flight_runs_again_at_most_once(settings_for, slack_emu, gemini_emu):
+    from conftest import end_processes, free_port, spawn_serve, wait_ready
+
+    settings = [settings_for(port=free_port(), turn_lease_seconds=2.0) for _ in range(3)]
+    env = {"SLACKBOT_FUNCTIONS": FUNCTIONS, "SLACKBOT_IMAGE_MODEL": IMAGE_MODEL}
+    procs = [spawn_serve(settings[0], **env)]  # one process at a time: the one killed is the one working
+    try:
+        await wait_ready(settings[0].port)
+        slack_emu.app_url = f"http://127.0.0.1:{settings[0].port}/slack/events"
+        draw(gemini_emu, "lighthouse")
+        for _ in range(2):
+            gemini_emu.script(match=PROMPT, first_token_delay=60)  # the image model, slow
+        d = await slack_emu.user_message("C_GENERAL", f"{MENTION} draw me a lighthouse")
+        root = d.message.ts
+        for n in (1, 2):
+            await eventually(lambda: len(gemini_emu.image_requests) == n, 20, message=f"generation {n} under way")
+            procs[n - 1].kill()
+            procs[n - 1].wait()
+            procs.append(spawn_serve(settings[n], **env))
+            await wait_ready(settings[n].port)
+            slack_emu.app_url = f"http://127.0.0.1:{settings[n].port}/slack/events"
+        await eventually(lambda: rules.FAILED in shown(slack_emu, "C_GENERAL", root), 30,
+                         message="the third process's plain line")
+        assert len(gemini_emu.image_requests) == 2, "run again once, not twice"
+        assert not uploads(slack_emu, "C_GENERAL", root)
+    finally:
+        end_processes(procs)
