@@ -253,7 +253,7 @@ async def test_sandbox_page_shows_a_generated_image(redis_url, prefix):
 
 # 5: a generation in flight at a crash runs again, at most once: killed twice while the image model works,
 # the third process does not ask a third time and says so in one plain line
-async def test_a_generation_in_flight_runs_again_at_most_once(settings_for, slack_emu, gemini_emu):
+async def test_a_generation_in_flight_runs_again_at_most_once(settings_for, slack_emu, gemini_emu, store):
     from conftest import end_processes, free_port, spawn_serve, wait_ready
 
     settings = [settings_for(port=free_port(), turn_lease_seconds=2.0) for _ in range(3)]
@@ -278,5 +278,8 @@ async def test_a_generation_in_flight_runs_again_at_most_once(settings_for, slac
                          message="the third process's plain line")
         assert len(gemini_emu.image_requests) == 2, "run again once, not twice"
         assert not uploads(slack_emu, "C_GENERAL", root)
+        # and not counted: the person's day is as before
+        assert await store.images.take("T0001", "U_ALICE", rules_day(), per_user=1, per_workspace=9) \
+            is ImageQuota.TAKEN
     finally:
         end_processes(procs)

@@ -102,7 +102,10 @@ class TurnImages:
         if state.get("upload") and (found := await self._find_uploads(state["upload"])):
             await self._uploaded(state, found)
             return self._made(found, source)
-        if state["tries"] >= _MAX_TRIES:
+        if state["tries"] >= _MAX_TRIES:  # in flight at two crashes: not a third time, and not counted
+            if state.pop("counted", False):
+                await self._give_back()
+                await self._journal()
             return self._failed(rules.FAILED)
         try:
             if not state.get("counted"):
