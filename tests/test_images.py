@@ -283,3 +283,20 @@ async def test_a_generation_in_flight_runs_again_at_most_once(settings_for, slac
             is ImageQuota.TAKEN
     finally:
         end_processes(procs)
+
+
+# 1: in a DM too: the picture lands in the DM, and a follow-up there edits it
+async def test_generate_and_iterate_in_a_dm(run_bot, slack_emu, gemini_emu):
+    await run_bot()
+    draw(gemini_emu, "lighthouse")
+    await slack_emu.user_message("D_ALICE", "draw me a lighthouse")
+    await eventually(lambda: [f for f in slack_emu.files if f.get("channel") == "D_ALICE"], 15,
+                     message="the picture in the DM")
+    await eventually(lambda: idle(bot_url(slack_emu)), 15, message="the answer finished")
+    gemini_emu.script(match="blue", calls=[{"name": "edit_image", "arguments": {"instruction": "make it blue"}}],
+                      then_text="Now it is blue.")
+    await slack_emu.user_message("D_ALICE", "now make it blue")
+    await eventually(lambda: len([f for f in slack_emu.files if f.get("channel") == "D_ALICE"]) == 2, 15,
+                     message="the edited picture in the DM")
+    first = next(f for f in slack_emu.files if f.get("channel") == "D_ALICE")
+    assert [i["sha256"] for i in gemini_emu.image_requests[1]["input_images"]] == [sha(first["content"])]
