@@ -208,6 +208,14 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05, m
 
 
 # --- what the bot reports about itself: positive signals to wait for ----------------------------------
+def progress_shown(slack_emu, channel: str, thread_ts: str, title: str) -> bool:
+    """A step of the answer's work was shown as a reader sees it: a task card on the answer's native
+    stream, else the thread status ("Searching Slack…")."""
+    cards = [t["title"] for st in slack_emu.streams.values() if st.thread_ts == thread_ts for t in st.task_history]
+    statuses = [s["status"] for s in slack_emu.status_history(channel, thread_ts)]
+    return title.rstrip("…") in cards or f"{title.rstrip('…')}…" in statuses
+
+
 def bot_url(slack_emu) -> str:
     """The base URL of the bot the Slack emulator delivers to."""
     return slack_emu.app_url.removesuffix("/slack/events")

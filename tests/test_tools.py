@@ -15,7 +15,7 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import bot_url, eventually, idle, metric, start_bot, stop_bot
+from conftest import bot_url, eventually, idle, metric, progress_shown, start_bot, stop_bot
 
 from slackbot.chat.outcome import STOPPED
 from slackbot.logs import quiet_libraries
@@ -108,11 +108,7 @@ async def test_calls_run_concurrently_chain_and_list_permalink_sources(run_bot, 
     looked_up = min(c.time for c in slack_emu.calls_to("users.info") if c.params.get("user") == "U_BOB")
     assert looked_up < searched.time + 1.5
     assert searched.params["action_token"], "searches as the asker, with the event's action_token"
-    # the call shows as progress: a task card on a native stream, else the thread status
-    cards = [t["title"] for st in slack_emu.streams.values() if st.thread_ts == d.message.ts
-             for t in st.task_history]
-    statuses = [s["status"] for s in slack_emu.status_history("C_GENERAL", d.message.ts)]
-    assert "Searching Slack" in cards or "Searching Slack…" in statuses, (cards, statuses)
+    assert progress_shown(slack_emu, "C_GENERAL", d.message.ts, "Searching Slack")
     assert await metric(bot_url(slack_emu), "slackbot_function_calls_total", function="search_slack",
                         outcome="ok") == 1
 

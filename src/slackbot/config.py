@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .profiles import (FUNCTION_NAMES, McpServer, Profile, ProfileMap, Prompt, load_profiles, parse_mcp_servers,
-                       parse_prompts)
+from .profiles import (FUNCTION_NAMES, ImageSize, McpServer, Profile, ProfileMap, Prompt, load_profiles,
+                       parse_mcp_servers, parse_prompts)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     search_results: int = Field(10, ge=1, le=20, **_env("SEARCH_RESULTS"))
     history_budget_per_minute: float = Field(1.0, gt=0, **_env("HISTORY_BUDGET_PER_MINUTE"))
     function_wait_seconds: float = Field(5.0, ge=0, **_env("FUNCTION_WAIT_SECONDS"))
+
+    # --- Images Gemini makes in the thread (issue 21: images/) ----------------------------------------
+    image_model: str = Field("gemini-3.1-flash-image-preview", **_env("IMAGE_MODEL"))
+    image_max_size: ImageSize = Field("2K", **_env("IMAGE_MAX_SIZE"))  # a bigger size asked for is made at this one
+    images_per_user_per_day: int = Field(20, ge=0, **_env("IMAGES_PER_USER_PER_DAY"))
+    images_per_workspace_per_day: int = Field(200, ge=0, **_env("IMAGES_PER_WORKSPACE_PER_DAY"))
+    image_timeout_seconds: float = Field(120.0, gt=0, **_env("IMAGE_TIMEOUT_SECONDS"))
     _profiles: ProfileMap | None = PrivateAttr(None)  # parsed once, on first use
 
     # --- Redis and process -----------------------------------------------------------------
@@ -175,6 +182,13 @@ class Settings(BaseSettings):
         unknown = {t.strip() for t in value.split(",") if t.strip()} - BUILTIN_TOOLS
         if unknown:
             raise ValueError(f"unknown tool(s) {sorted(unknown)}; choose from {sorted(BUILTIN_TOOLS)}")
+        return value
+
+    @field_validator("image_model")
+    @classmethod
+    def _an_image_model(cls, value: str) -> str:
+        if "-image" not in value:  # the API refuses image output from any other model
+            raise ValueError("must name an image model, e.g. gemini-3.1-flash-image-preview")
         return value
 
     @field_validator("functions")

@@ -82,6 +82,15 @@ class Image:
 
 
 @dataclass
+class Picture:
+    """What an image model made: its images (none when it refused), and the usage."""
+
+    images: list[Image]
+    usage: Usage | None
+    refused: bool = False
+
+
+@dataclass
 class CodeRun:
     code: str
     output: str
@@ -93,8 +102,17 @@ class CodeRun:
 @dataclass
 class Usage:
     input: int = 0
-    output: int = 0
+    output: int = 0  # output other than images
     thought: int = 0
+    image: int = 0  # image output (usage.output_tokens_by_modality), priced apart
+
+
+def usage_of(usage: Any) -> Usage:
+    """The SDK's usage as ours: image tokens apart from the rest of the output."""
+    image = sum(m.tokens or 0 for m in getattr(usage, "output_tokens_by_modality", None) or []
+                if str(getattr(m, "modality", "")).lower() == "image")
+    return Usage(usage.total_input_tokens or 0, max(0, (usage.total_output_tokens or 0) - image),
+                 usage.total_thought_tokens or 0, image)
 
 
 def add_usage(total: Usage | None, more: Usage | None) -> Usage | None:
@@ -102,8 +120,9 @@ def add_usage(total: Usage | None, more: Usage | None) -> Usage | None:
     if more is None:
         return total
     if total is None:
-        return Usage(more.input, more.output, more.thought)
-    return Usage(total.input + more.input, total.output + more.output, total.thought + more.thought)
+        return Usage(more.input, more.output, more.thought, more.image)
+    return Usage(total.input + more.input, total.output + more.output, total.thought + more.thought,
+                 total.image + more.image)
 
 
 @dataclass
@@ -323,8 +342,7 @@ class _StreamState:
             self.done = kind == "interaction.completed"
             usage = getattr(event.interaction, "usage", None)
             if usage is not None:
-                self.usage = Usage(usage.total_input_tokens or 0, usage.total_output_tokens or 0,
-                                   usage.total_thought_tokens or 0)
+                self.usage = usage_of(usage)
             if first:
                 return [Started(self.interaction_id)]
         elif kind == "interaction.status_update":
@@ -573,6 +591,28 @@ class Gemini:
             return _EmptyStream()  # counts as one more failed resume attempt
 
     # --- research (background agents) ---------------------------------------------------------
+    async def make_image(self, prompt: str, images: list[Image], *, model: str, aspect_ratio: str | None,
+                         size: str) -> Picture:
+        """One image-model interaction (generate, or edit the `images` given): not streamed, not stored
+        (nothing chains from it). A safety refusal is a Picture with `refused`; other failures raise
+        GeminiError as chat turns do."""
+        config: dict = {"image_size": size}
+        if aspect_ratio:
+            config["aspect_ratio"] = aspect_ratio
+        parts: Any = prompt if not images else [{"type": "text", "text": prompt}, *(
+            {"type": "image", "mime_type": i.mime_type, "data": base64.b64encode(i.data).decode()} for i in images)]
+        result = await self._open({"model": model, "input": parts, "response_modalities": ["image"],
+                                   "store": False, "generation_config": {"image_config": config}})
+        made, refused = [], False
+        for step in result.steps or []:
+            if getattr(step, "type", "") != "model_output":
+                continue
+            refused = refused or getattr(step, "error", None) is not None
+            made += [Image(c.mime_type or "image/png", base64.b64decode(c.data))
+                     for c in step.content or [] if getattr(c, "type", "") == "image" and c.data]
+        usage = usage_of(result.usage) if result.usage is not None else None
+        return Picture(made, usage, refused=refused and not made)
+
     async def start_research(self, question: str) -> tuple[str, str]:
         try:
             interaction = await self._api.create(

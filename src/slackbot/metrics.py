@@ -33,6 +33,8 @@ TURNS_RECONCILED = Counter("slackbot_turns_reconciled_total",
 DELIVERY_CALLS = Counter("slackbot_delivery_calls_total", "Slack writes spent delivering answers, by kind",
                          ["kind"], registry=REGISTRY)
 
+IMAGES = Counter("slackbot_images_total", "Images Gemini was asked to make (images/), by outcome "
+                 "(made, refused, failed, not_shared)", ["outcome"], registry=REGISTRY)
 FUNCTION_CALLS = Counter("slackbot_function_calls_total",
                          "Workspace look-ups Gemini asked for (lookup/), by function and outcome "
                          "(ok, withheld, unavailable, refused, bad_call, failed)", ["function", "outcome"],
@@ -48,7 +50,7 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 # Token usage of chat answers (issue 13): what the bot costs, per model and channel profile.
-TOKENS = Counter("slackbot_gemini_tokens_total", "Gemini tokens used by chat answers, by model, profile and kind",
+TOKENS = Counter("slackbot_gemini_tokens_total", "Gemini tokens used by chat answers (images made in them included), by model, profile and kind",
                  ["model", "profile", "kind"], registry=REGISTRY)
 
 
@@ -56,8 +58,10 @@ def count_usage(model: str, profile: str, usage) -> dict:
     """Count one answer's usage (gemini.Usage or None); returns the fields for its log line."""
     if usage is None:
         return {}
-    fields = {"tokens_input": usage.input, "tokens_output": usage.output, "tokens_thought": usage.thought}
-    for kind, value in (("input", usage.input), ("output", usage.output), ("thought", usage.thought)):
+    fields = {"tokens_input": usage.input, "tokens_output": usage.output, "tokens_thought": usage.thought,
+              "tokens_image": usage.image}
+    for kind, value in (("input", usage.input), ("output", usage.output), ("thought", usage.thought),
+                        ("image", usage.image)):
         TOKENS.labels(model, profile, kind).inc(value)
     return fields
 

@@ -37,8 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 BUILTIN_TOOLS = ("google_search", "url_context", "code_execution")
 ToolName = Literal["google_search", "url_context", "code_execution"]
 # the bot's own functions Gemini may call (lookup/functions.py)
-FUNCTION_NAMES = ("search_slack", "read_thread", "recent_messages", "who_is")
-FunctionName = Literal["search_slack", "read_thread", "recent_messages", "who_is"]
+FUNCTION_NAMES = ("search_slack", "read_thread", "recent_messages", "who_is", "generate_image", "edit_image")
+FunctionName = Literal["search_slack", "read_thread", "recent_messages", "who_is", "generate_image", "edit_image"]
+ImageSize = Literal["512", "1K", "2K", "4K"]  # image_config.image_size, smallest first
 _ENV_REF = re.compile(r"^(?:env:([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)\})$")
 
 
@@ -83,6 +84,7 @@ class Profile(BaseModel):
     mcp_servers: tuple[str, ...] | None = None  # names from SLACKBOT_MCP_SERVERS; None = all of them
     functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
     suggested_prompts: tuple[Prompt, ...] | None = Field(None, min_length=1, max_length=MAX_PROMPTS)
+    image_model: str | None = None  # the model generate_image/edit_image run on; None = SLACKBOT_IMAGE_MODEL
 
 
 class _File(BaseModel):

@@ -7,6 +7,9 @@ Markdown answer instead: the same words always give the same answer (tests rely 
 anything else still gets the echo. Sources and code runs come only when the request declares
 the tool (google_search, code_execution), as a real model can call only declared tools.
 
+A request for a picture ("draw ...") when the request offers `generate_image` calls it with the
+request as the prompt, then says the picture is in the thread.
+
 A question about what people said or decided ("what did Bob say about the launch?"), when the
 request offers the bot's `search_slack` function, is answered the way a model uses it: a
 `function_call` searching for the topic, then (`summarise`) an answer built from what the search
@@ -82,6 +85,7 @@ def _topic(text: str) -> str:
     return line or "your question"
 
 
+_DRAW = {"draw", "picture", "sketch", "illustrate", "illustration"}  # a picture asked for (generate_image)
 _SAID = {"say", "said", "says", "decide", "decided", "discuss", "discussed", "mention", "mentioned"}
 _NOT_TOPIC = {"the", "a", "an", "our", "this", "that", "we", "us", "what", "did", "does", "do", "about", "on",
               "of", "in", "for", "to", "is", "was", "were", "anyone", "someone", "people", "slack"} | _SAID
@@ -122,6 +126,9 @@ def showcase_plan(text: str, declared_tools: set[str], functions: set[str] = fro
     a `search_slack` call for a question about what people said (when the request offers it), else {}
     (the caller's echo stands)."""
     words = set("".join(c if c.isalpha() else " " for c in text.lower()).split())  # one linear pass
+    if "generate_image" in functions and words & _DRAW:
+        return {"calls": [{"name": "generate_image", "arguments": {"prompt": _topic(text)}}],
+                "then_text": "I made the picture you asked for; it is in the thread above.\n"}
     if "search_slack" in functions and words & _SAID and _topic_words(text):
         return {"calls": [{"name": "search_slack", "arguments": {"query": _topic_words(text)}}], "summarise": True}
     everything = bool(words & _EVERYTHING)

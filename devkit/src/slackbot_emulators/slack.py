@@ -734,7 +734,8 @@ class SlackEmulator:
         except (KeyError, ValueError):
             raise SlackError("invalid_arguments") from None
         file_id = self._new_id("F")
-        self._uploads[file_id] = {"filename": filename, "length": length, "content": None}
+        self._uploads[file_id] = {"filename": filename, "length": length, "content": None,
+                                  "alt_txt": p.get("alt_txt")}
         return {"upload_url": f"{self.base_url}/_emu/upload/{file_id}", "file_id": file_id}
 
     def _api_files_completeUploadExternal(self, p: dict) -> dict:
@@ -756,6 +757,8 @@ class SlackEmulator:
             record = {"id": entry["id"], "filename": up["filename"], "title": entry.get("title") or up["filename"],
                       "content": up["content"], "channel": chans[0].id if chans else None,
                       "thread_ts": p.get("thread_ts"), "initial_comment": p.get("initial_comment")}
+            if up.get("alt_txt"):  # files.getUploadURLExternal's alt_txt: the image's description
+                record["extra"] = {"alt_txt": up["alt_txt"]}
             self.files.append(record)
             completed.append(self._file_json(record))
             self._emit("file", {k: v for k, v in record.items() if k != "content"} | {"size": len(up["content"])})

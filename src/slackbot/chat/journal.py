@@ -39,6 +39,14 @@ class TurnJournal:
         """What Slack holds of the answer so far (slack_out/delivery.py's segments and pending intent)."""
         await self.note({"delivery": json.dumps(state)})
 
+    async def images(self, state: dict) -> None:
+        """Each image call's progress (images/make.py): tries, upload intents, files Slack accepted."""
+        self.record.images = json.dumps(state)
+        await self.note({"images": self.record.images})
+
+    def image_state(self) -> dict:
+        return json.loads(self.record.images) if self.record.images else {}
+
     def delivery_state(self) -> dict | None:
         """The delivery state a dead process journalled, or None for a fresh answer."""
         return json.loads(self.record.delivery) if self.record.delivery else None

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..files.fetch import turn_parts
 from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, Thought, ToolActivity, Usage,
                       add_usage, function_results)
+from ..images.make import TurnImages
 from ..lookup.functions import TurnLookups
 from ..profiles import Profile
 from ..slack_out import calls
@@ -72,6 +73,7 @@ class AnswerTurn:
         self.profile: Profile = deps.settings.default_profile
         self.done: Done | None = None  # Gemini's completion (the last step's; usage summed over the steps)
         self.lookups: TurnLookups | None = None
+        self.images: TurnImages | None = None
         self.step_ids: list[str] = list(record.steps) if self.recovered else []  # journalled as they start
         self.usage: Usage | None = None
         self._listed: list = []  # look-up sources already added to the extras
@@ -157,7 +159,8 @@ class AnswerTurn:
     async def _land(self, ending: Ending, within: float) -> Landing:
         """Finish the answer in Slack with its note, bounded by the deadline."""
         delivery, s = self.delivery, self.settings
-        note = " ".join(n for n in (self.extras.failure_note(), ending.note) if n)
+        image_notes = self.images.notes if self.images else []
+        note = " ".join(n for n in (self.extras.failure_note(), *image_notes, ending.note) if n)
         completed = ending.outcome is Outcome.COMPLETED
         late = False
         try:
@@ -208,6 +211,9 @@ class AnswerTurn:
                                                          usage.get("tokens_input", 0), usage.get("tokens_output", 0))
             except (RedisError, OSError):
                 pass
+        if self.images and self.images.usage:  # the image model's tokens, under its own name
+            usage["tokens_image"] = metrics.count_usage(self.images.model, self.profile.name,
+                                                        self.images.usage)["tokens_image"]
         log.info("answer done", extra={**context(self.record), "outcome": outcome.value,
                                        "interaction": done.interaction_id if done else "",
                                        "head_moved": moved, "delivery": delivery.mix, "recovered": self.recovered,
@@ -221,6 +227,8 @@ class AnswerTurn:
         record = self.record
         head = record.head_before or None
         self.lookups = self._lookups()
+        if self.images:
+            await self.images.remember_shared()
         journalled = list(record.steps) or ([record.interaction_id] if record.interaction_id else [])
         if self.recovered and journalled:  # resume at the step the journal holds; answered calls are not run again
             return await self._steps(self.deps.gemini.replay_turn(journalled[0]), journalled[1:]), ""
@@ -249,7 +257,10 @@ class AnswerTurn:
         on = self.profile.functions if self.profile.functions is not None else self.settings.function_names
         if not self.record.action_token:
             on = tuple(name for name in on if name != "search_slack")
-        return TurnLookups(self.slack, self.settings, self.deps.names, self.record, tuple(on))
+        if {"generate_image", "edit_image"} & set(on):
+            d = self.deps
+            self.images = TurnImages(self.slack, self.settings, d.store, d.gemini, self.journal, self.profile)
+        return TurnLookups(self.slack, self.settings, self.deps.names, self.record, tuple(on), images=self.images)
 
     def _step(self, user_input, previous: str | None, *, last: bool = False):
         return self.deps.gemini.stream_turn(user_input, previous, self.profile,

@@ -3,7 +3,8 @@ checked against them. Pure: a function's annotations and docstring in, a JSON sc
 
 A parameter is described by `Annotated[type, "what it is"]`; supported types are str, int, float,
 bool, Literal[...] of strings, list[str] and `X | None` (optional). A parameter with a default is
-optional. The docstring's first paragraph is the function's description.
+optional. The docstring's first paragraph is the function's description. Keyword-only parameters
+are the bot's own (e.g. the call's id), never declared to Gemini nor taken from its arguments.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ def declaration(fn: Callable) -> dict:
     """`{"type": "function", "name", "description", "parameters"}` for one function (self skipped)."""
     hints = typing.get_type_hints(fn, include_extras=True)
     properties, required = {}, []
-    for name, param in inspect.signature(fn).parameters.items():
-        if name == "self":
-            continue
+    for name, param in _declared(fn).items():
         properties[name] = _schema(hints[name])
         if param.default is inspect.Parameter.empty:
             required.append(name)
@@ -59,7 +58,7 @@ def bind(fn: Callable, arguments: dict) -> dict:
     if not isinstance(arguments, dict):
         raise ValueError("arguments must be an object")
     hints = typing.get_type_hints(fn, include_extras=True)
-    params = {n: p for n, p in inspect.signature(fn).parameters.items() if n != "self"}
+    params = _declared(fn)
     unknown = sorted(set(arguments) - set(params))
     if unknown:
         raise ValueError(f"unknown argument '{unknown[0]}'")
@@ -71,6 +70,11 @@ def bind(fn: Callable, arguments: dict) -> dict:
             continue
         bound[name] = _value(name, _schema(hints[name]), arguments[name])
     return bound
+
+
+def _declared(fn: Callable) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(fn).parameters.items()
+            if n != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY}
 
 
 def _value(name: str, schema: dict, value: Any) -> Any:

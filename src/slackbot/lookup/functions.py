@@ -53,6 +53,7 @@ _CHANNEL_TYPES = {access.Reach.PUBLIC: ["public_channel"],
 Progress = Callable[[str, str, str, list], Awaitable[None]]  # (task id, title, status, sources)
 _TITLES = {"search_slack": "Searching Slack", "read_thread": "Reading a thread",
            "recent_messages": "Reading recent messages", "who_is": "Looking up a person"}
+_IMAGE_TITLES = {"generate_image": "Making an image", "edit_image": "Editing an image"}  # images/make.py
 
 
 class Unavailable(Exception):
@@ -79,16 +80,21 @@ class TurnLookups:
     """One turn's functions. `names`: the functions on for this turn's profile."""
 
     def __init__(self, slack: WorkspaceSlack, settings: Settings, names: NameCache, record: TurnRecord,
-                 on: tuple[str, ...]):
+                 on: tuple[str, ...], images=None):
         self.slack, self.settings, self.record = slack, settings, record
         self.people: TurnNames = names.for_turn(record.team)
-        self.on = tuple(n for n in on if n in _TITLES)
+        self.images = images  # images/make.py's TurnImages: generate_image, edit_image (issue 21)
+        titles = _TITLES | (_IMAGE_TITLES if images is not None else {})
+        self.on = tuple(n for n in on if n in titles)
         self.sources: list[Source] = []  # every source the functions returned, in call order
         self.calls = 0
         self._audience: Audience | None = None
 
     def declarations(self) -> list[dict]:
-        return [declaration(getattr(type(self), name)) for name in self.on]
+        return [declaration(getattr(type(self._owner(name)), name)) for name in self.on]
+
+    def _owner(self, name: str):
+        return self.images if name in _IMAGE_TITLES else self
 
     async def run(self, step: int, function_calls: list[FunctionCall], progress: Progress) -> list[dict]:
         """Every call of one step, concurrently; one result per call, in order (never raises)."""
@@ -99,14 +105,17 @@ class TurnLookups:
         return [item.result for item in found]
 
     async def _one(self, task_id: str, call: FunctionCall, progress: Progress) -> _Found:
-        title = _TITLES.get(call.name, "Looking something up")
+        title = (_TITLES | _IMAGE_TITLES).get(call.name, "Looking something up")
         await progress(task_id, title, "in_progress", [])
         started, outcome = time.monotonic(), "ok"
         try:
             if call.name not in self.on:
                 raise ValueError(f"there is no function '{call.name}' here")
-            function = getattr(self, call.name)
-            found = await function(**bind(function, call.arguments))
+            function = getattr(self._owner(call.name), call.name)
+            given = bind(function, call.arguments)
+            if call.name in _IMAGE_TITLES:  # the call's id names its journalled progress (crash survival)
+                given["call_id"] = call.id
+            found = await function(**given)
         except ValueError as exc:
             found, outcome = _Found({"error": str(exc)}), "bad_call"
         except Unavailable:
@@ -120,7 +129,7 @@ class TurnLookups:
             found, outcome = _Found({"error": "this look-up failed"}), "failed"
         if found.result.get("withheld"):
             outcome = "withheld" if outcome == "ok" else outcome
-        metrics.FUNCTION_CALLS.labels(call.name if call.name in _TITLES else "unknown", outcome).inc()
+        metrics.FUNCTION_CALLS.labels(call.name if call.name in self.on else "unknown", outcome).inc()
         log.info("function called", extra={"function": call.name, "outcome": outcome,
                                            "sources": len(found.sources),
                                            "latency_ms": int((time.monotonic() - started) * 1000)})

@@ -158,9 +158,10 @@ def publish_home(user: str, blocks: list[dict]) -> Request:
 
 
 # --- files ----------------------------------------------------------------------------------------
-def upload(channel: str, thread_ts: str | None, content: bytes | str, filename: str, title: str) -> Request:
+def upload(channel: str, thread_ts: str | None, content: bytes | str, filename: str, title: str,
+           alt_txt: str | None = None) -> Request:
     return Request("files.completeUploadExternal", _given(channel=channel, thread_ts=thread_ts, content=content,
-                                                          filename=filename, title=title), channel)
+                                                          filename=filename, title=title, alt_txt=alt_txt), channel)
 
 
 # --- reading ----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from . import client as _client
 from .agent import AgentStore
 from .budgets import Budget, BucketId, BudgetStore
 from .jobs import JobStore
+from .images import ImageStore
 from .keys import Keys
 from .turns import TurnRecord, TurnStore
 
@@ -44,7 +45,7 @@ def redact(url: str) -> str:
 
 
 class Store:
-    """The bot's Redis: its client, every sub-store (`turns`, `jobs`) and every key (`keys`)."""
+    """The bot's Redis: its client, every sub-store (`turns`, `jobs`, `images`) and every key (`keys`)."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "slackbot", *, chain_ttl: int, dedup_ttl: int,
                  journal_ttl: int = 3600):
@@ -57,6 +58,7 @@ class Store:
         self.budgets = BudgetStore(redis, prefix)
         self.jobs = JobStore(redis, prefix)
         self.agent = AgentStore(redis, prefix, session_ttl=chain_ttl)  # contexts, ratings, weekly usage
+        self.images = ImageStore(redis, prefix, chain_ttl=chain_ttl)
 
     @classmethod
     async def connect(cls, url: str, prefix: str, *, chain_ttl: int = 600, dedup_ttl: int = 600,

@@ -53,6 +53,14 @@ class TurnKeys:
     def lock(self, team: str, channel: str, thread: str) -> str:
         return self._thread("lock", f"{team}:{channel}:{thread}")
 
+    def images(self, team: str, channel: str, thread: str) -> str:
+        """The images in a thread the bot may edit (file ids and where Slack serves them, never bytes)."""
+        return self._thread("images", f"{team}:{channel}:{thread}")
+
+    def image_day(self, team: str, day: str) -> str:
+        """A workspace's images made on one UTC day: a field for the workspace, one per person."""
+        return f"{self.prefix}:imageday:{{{team}}}:{day}"
+
     def user_active(self, team: str, user: str) -> str:
         return f"{self.prefix}:quota:{{{team}:{user}}}:active"
 

@@ -72,6 +72,7 @@ class TurnRecord:
     steps: list = field(default_factory=list)  # every step's interaction id, in order (never their results)
     head_before: str = ""
     delivery: str = ""  # JSON of the delivery state (see slack_out/delivery.py)
+    images: str = ""  # JSON: each image function call's progress (images/make.py), never the image
     stop_by: str = ""
 
     def to_fields(self) -> dict[str, str]:

@@ -1201,7 +1201,7 @@ function fileCard(f) {
   const size = `${f.name || ""} · ${formatSize(f.size)}`;
   if (href && IMAGE_TYPES.test(f.mimetype || "")) {
     return el("a", { class: "file-card image", href, target: "_blank", rel: "noopener", "data-file": id },
-      el("img", { class: "file-thumb", src: href, alt: f.name || "image", loading: "lazy" }),
+      el("img", { class: "file-thumb", src: href, alt: f.alt_txt || f.title || f.name || "image", loading: "lazy" }),
       el("div", { class: "file-size" }, size));
   }
   return el("a", { class: "file-card", href, target: "_blank", rel: "noopener", "data-file": id },
