@@ -221,34 +221,24 @@ async def test_an_upload_accepted_before_a_crash_is_not_repeated(settings_for, s
 
 # 6: the sandbox page: asking for a picture shows the generated image inline in the thread
 async def test_sandbox_page_shows_a_generated_image(redis_url, prefix):
-    from test_sandbox import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, sandbox, sandbox_settings
+    from test_sandbox import chromium_or_skip, live_page, sandbox, sandbox_settings
 
     chromium_or_skip()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     settings = sandbox_settings(redis_url=redis_url, prefix=prefix, functions=FUNCTIONS)
     async with sandbox(settings) as base:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1440, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(base)
-                expect.set_options(timeout=15_000)
-                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-                await page.locator("#composer").fill("@bot draw a lighthouse at dusk")
-                await page.locator("#composer").press("Enter")
-                await page.locator("#messages .thread-link").first.click()
-                thread = page.locator("#thread-pane")
-                await expect(thread).to_contain_text("I made the picture you asked for")
-                image = thread.locator("img.file-thumb").first
-                await expect(image).to_have_attribute("alt", re.compile("draw a lighthouse at dusk"))
-                await eventually(lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
-                                 message="the picture decoded in the page")
-                assert errors == [], errors
-            finally:
-                await browser.close()
+        async with live_page(base, timeout=15_000) as (page, errors):
+            await page.locator("#composer").fill("@bot draw a lighthouse at dusk")
+            await page.locator("#composer").press("Enter")
+            await page.locator("#messages .thread-link").first.click()
+            thread = page.locator("#thread-pane")
+            await expect(thread).to_contain_text("I made the picture you asked for")
+            image = thread.locator("img.file-thumb").first
+            await expect(image).to_have_attribute("alt", re.compile("draw a lighthouse at dusk"))
+            await eventually(lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
+                             message="the picture decoded in the page")
+            assert errors == [], errors
 
 
 # 5: a generation in flight at a crash runs again, at most once: killed twice while the image model works,

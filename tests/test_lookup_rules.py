@@ -10,7 +10,8 @@ from slackbot.lookup.access import Audience, Place, Reach, is_public, reach_of, 
 from slackbot.lookup.declare import bind, declaration
 from slackbot.lookup.functions import TurnLookups
 from slackbot.lookup.links import parse_permalink, permalink, workspace_base
-from slackbot.slack_out.answer import Source, sources_markdown
+from slackbot.slack_out.answer import sources_markdown
+from slackbot.slack_out.progress import Source
 from slackbot.slack_out.render import step_gap
 
 PUBLIC, PRIVATE, DM = Audience("C_PUB", Reach.PUBLIC), Audience("C_PRIV", Reach.PRIVATE), Audience("D_ME", Reach.DM)

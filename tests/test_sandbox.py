@@ -18,7 +18,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from yarl import URL
 
 from conftest import eventually, free_port, open_store
@@ -47,6 +46,25 @@ def sandbox_settings(*, redis_url: str, prefix: str, **overrides) -> Settings:
     )
     values.update(overrides)
     return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def live_page(base: str, timeout: int = 10_000):
+    """The sandbox page in headless Chromium once its live connection is up: (page, errors the page threw)."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(base)
+            expect.set_options(timeout=timeout)
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+            yield page, errors
+        finally:
+            await browser.close()
 
 
 @contextlib.asynccontextmanager
@@ -316,7 +334,7 @@ async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
 # issue 13 in the page: a grounded answer with a table, a code run (and its plot) and its sources
 async def test_sandbox_shows_table_code_run_and_sources(redis_url, prefix):
     chromium_or_skip()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     settings = sandbox_settings(redis_url=redis_url, prefix=prefix, tools="google_search,code_execution")
     async with sandbox(settings) as base, aiohttp.ClientSession() as http:
@@ -332,36 +350,26 @@ async def test_sandbox_shows_table_code_run_and_sources(redis_url, prefix):
                              "title": "PostgreSQL: High Availability", "cite": "streaming"},
                             {"url": "https://dev.mysql.com/doc/refman/8.4/en/replication.html",
                              "title": "MySQL Replication"}]})
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1440, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(base)
-                expect.set_options(timeout=10_000)
-                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-                await page.locator("#composer").fill("@bot compare Postgres and MySQL replication")
-                await page.locator("#composer").press("Enter")
-                await page.locator("#messages .thread-link").first.click()
-                thread = page.locator("#thread-pane")
-                table = thread.locator("table.block-table")
-                await expect(table.locator("th")).to_have_text(["Feature", "Postgres", "MySQL"])
-                await expect(table.locator("tbody tr").first.locator("td")).to_have_text(
-                    ["Replication", "streaming", "binlog"])
-                await expect(thread).to_contain_text("Code run")
-                await expect(thread.locator("code", has_text="print(sum(range(5)))").first).to_be_visible()
-                sources = thread.locator("a", has_text="PostgreSQL: High Availability")
-                await expect(sources).to_have_attribute(
-                    "href", "https://www.postgresql.org/docs/current/high-availability.html")
-                await expect(thread.locator("a", has_text="MySQL Replication")).to_be_visible()
-                await expect(thread.locator(".file-card").first).to_contain_text("code-run-1-1.png")
-                await page.mouse.move(720, 880)
-                ARTIFACTS.mkdir(exist_ok=True)
-                await page.screenshot(path=str(ARTIFACTS / "sandbox-rich.png"))
-                assert errors == [], errors
-            finally:
-                await browser.close()
+        async with live_page(base) as (page, errors):
+            await page.locator("#composer").fill("@bot compare Postgres and MySQL replication")
+            await page.locator("#composer").press("Enter")
+            await page.locator("#messages .thread-link").first.click()
+            thread = page.locator("#thread-pane")
+            table = thread.locator("table.block-table")
+            await expect(table.locator("th")).to_have_text(["Feature", "Postgres", "MySQL"])
+            await expect(table.locator("tbody tr").first.locator("td")).to_have_text(
+                ["Replication", "streaming", "binlog"])
+            await expect(thread).to_contain_text("Code run")
+            await expect(thread.locator("code", has_text="print(sum(range(5)))").first).to_be_visible()
+            sources = thread.locator("a", has_text="PostgreSQL: High Availability")
+            await expect(sources).to_have_attribute(
+                "href", "https://www.postgresql.org/docs/current/high-availability.html")
+            await expect(thread.locator("a", has_text="MySQL Replication")).to_be_visible()
+            await expect(thread.locator(".file-card").first).to_contain_text("code-run-1-1.png")
+            await page.mouse.move(720, 880)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-rich.png"))
+            assert errors == [], errors
 
 
 def tiny_png(width: int = 24, height: int = 16) -> bytes:
@@ -471,7 +479,7 @@ async def test_sandbox_emulator_answers_a_table_code_and_sources_when_asked(redi
 async def test_sandbox_page_runs_every_declared_command_with_svg_icons_and_true_sizes(redis_url, prefix):
     chromium_or_skip()
     import yaml
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     manifest = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifest.yml").read_text())
     declared = [c["command"] for c in manifest["features"]["slash_commands"]]
@@ -481,41 +489,31 @@ async def test_sandbox_page_runs_every_declared_command_with_svg_icons_and_true_
             assert [c["command"] for c in (await resp.json())["commands"]] == declared
         async with http.post(f"{base}/api/slash_command", json={"command": "/nope", "channel": "C_GENERAL"}) as resp:
             assert resp.status == 400  # the workspace knows only the app's declared commands
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1440, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(base)
-                expect.set_options(timeout=10_000)
-                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-                for command in declared:
-                    await expect(page.locator("#command-hints kbd", has_text=command)).to_have_count(1)
+        async with live_page(base) as (page, errors):
+            for command in declared:
+                await expect(page.locator("#command-hints kbd", has_text=command)).to_have_count(1)
 
-                await page.locator("#composer").fill("/gemini")
-                await page.locator("#composer").press("Enter")
-                profile = page.locator("#messages .message.ephemeral", has_text="Gemini profile in #general")
-                await expect(profile).to_contain_text("Model: gemini-3-flash-preview")
-                await expect(page.locator("#messages")).not_to_contain_text("not a command of this app")
+            await page.locator("#composer").fill("/gemini")
+            await page.locator("#composer").press("Enter")
+            profile = page.locator("#messages .message.ephemeral", has_text="Gemini profile in #general")
+            await expect(profile).to_contain_text("Model: gemini-3-flash-preview")
+            await expect(page.locator("#messages")).not_to_contain_text("not a command of this app")
 
-                attach = page.locator("#composer-form button.attach")
-                await expect(attach.locator("svg")).to_have_count(1)
-                assert (await attach.text_content()).strip() == ""  # no emoji glyph to fall back on
-                await page.locator("#composer-form input.file-input").set_input_files(
-                    files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x" * 80}])
-                await expect(page.locator("#channel-pane .attachment")).to_contain_text("notes.txt · 80 B")
-                await page.locator("#composer").fill("@bot read this")
-                await page.locator("#composer").press("Enter")
-                card = page.locator("#messages .file-card", has_text="notes.txt")
-                await expect(card.locator(".file-size")).to_have_text("notes.txt · 80 B")
-                await expect(card.locator(".file-icon svg")).to_have_count(1)
-                await expect(page.locator("#messages .message.bot .avatar svg").first).to_be_visible()
-                sizes = await page.evaluate("[80, 1229, 3.4 * 1024 * 1024].map(formatSize)")
-                assert sizes == ["80 B", "1.2 KB", "3.4 MB"]
-                assert errors == [], errors
-            finally:
-                await browser.close()
+            attach = page.locator("#composer-form button.attach")
+            await expect(attach.locator("svg")).to_have_count(1)
+            assert (await attach.text_content()).strip() == ""  # no emoji glyph to fall back on
+            await page.locator("#composer-form input.file-input").set_input_files(
+                files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x" * 80}])
+            await expect(page.locator("#channel-pane .attachment")).to_contain_text("notes.txt · 80 B")
+            await page.locator("#composer").fill("@bot read this")
+            await page.locator("#composer").press("Enter")
+            card = page.locator("#messages .file-card", has_text="notes.txt")
+            await expect(card.locator(".file-size")).to_have_text("notes.txt · 80 B")
+            await expect(card.locator(".file-icon svg")).to_have_count(1)
+            await expect(page.locator("#messages .message.bot .avatar svg").first).to_be_visible()
+            sizes = await page.evaluate("[80, 1229, 3.4 * 1024 * 1024].map(formatSize)")
+            assert sizes == ["80 B", "1.2 KB", "3.4 MB"]
+            assert errors == [], errors
 
 
 # issue 19: the app's Messages tab shows its suggested prompts, the session's status, task cards and 👍/👎

@@ -3,14 +3,14 @@ with its loading message under the thread, then the answer growing in place, the
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
-from test_sandbox import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, post_json, sandbox, sandbox_settings
+from test_sandbox import chromium_or_skip, live_page, post_json, sandbox, sandbox_settings
 
 from slackbot_sandbox import server
 
 
 async def test_page_shows_thread_status_and_a_growing_native_stream(redis_url, prefix, monkeypatch):
     chromium_or_skip()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     # The test plays the app through the sandbox's own workspace, so it needs that workspace's token:
     # remember the workspace the sandbox creates (its behaviour is unchanged).
@@ -31,34 +31,24 @@ async def test_page_shows_thread_status_and_a_growing_native_stream(redis_url, p
                                  {"channel": "C_GENERAL", "text": "question", "deliver": False})
         thread = posted["message"]["ts"]
         client = AsyncWebClient(token=workspaces[0].bot_token, base_url=f"{slack_url}/api/")
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1440, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(base)
-                expect.set_options(timeout=10_000)
-                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-                await client.chat_postMessage(channel="C_GENERAL", thread_ts=thread, text="first")  # a thread link
-                await page.locator("#messages .thread-link").first.click()
+        async with live_page(base) as (page, errors):
+            await client.chat_postMessage(channel="C_GENERAL", thread_ts=thread, text="first")  # a thread link
+            await page.locator("#messages .thread-link").first.click()
 
-                await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread,
-                                                         status="is thinking…", loading_messages=["Reading the thread"])
-                status = page.locator("#thread-messages .thread-status")
-                await expect(status).to_contain_text("Gemini is thinking…")
-                await expect(status.locator(".status-loading")).to_have_text("Reading the thread")
+            await client.assistant_threads_setStatus(channel_id="C_GENERAL", thread_ts=thread,
+                                                     status="is thinking…", loading_messages=["Reading the thread"])
+            status = page.locator("#thread-messages .thread-status")
+            await expect(status).to_contain_text("Gemini is thinking…")
+            await expect(status.locator(".status-loading")).to_have_text("Reading the thread")
 
-                ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="Hel",
-                                                    recipient_team_id="T0001", recipient_user_id="U_ALICE"))["ts"]
-                answer = page.locator(f'#thread-messages .message.bot[data-ts="{ts}"]')
-                await expect(answer.locator(".text")).to_have_text("Hel")
-                await expect(answer.locator(".stream-cursor")).to_have_count(1)
-                await expect(status).to_have_count(0)  # the app's message cleared the status
-                await client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="lo there")
-                await expect(answer.locator(".text")).to_have_text("Hello there")
-                await client.chat_stopStream(channel="C_GENERAL", ts=ts)
-                await expect(answer.locator(".stream-cursor")).to_have_count(0)
-                assert errors == [], errors
-            finally:
-                await browser.close()
+            ts = (await client.chat_startStream(channel="C_GENERAL", thread_ts=thread, markdown_text="Hel",
+                                                recipient_team_id="T0001", recipient_user_id="U_ALICE"))["ts"]
+            answer = page.locator(f'#thread-messages .message.bot[data-ts="{ts}"]')
+            await expect(answer.locator(".text")).to_have_text("Hel")
+            await expect(answer.locator(".stream-cursor")).to_have_count(1)
+            await expect(status).to_have_count(0)  # the app's message cleared the status
+            await client.chat_appendStream(channel="C_GENERAL", ts=ts, markdown_text="lo there")
+            await expect(answer.locator(".text")).to_have_text("Hello there")
+            await client.chat_stopStream(channel="C_GENERAL", ts=ts)
+            await expect(answer.locator(".stream-cursor")).to_have_count(0)
+            assert errors == [], errors

@@ -14,7 +14,7 @@ from test_chat import MENTION, head, joined, thread_bot_texts
 from slackbot.chat.outcome import BUSY_USER, FAILURE_LINES, FAST_USER, STOPPED, TOO_SLOW, UNEXPECTED
 from slackbot_emulators.slack import Channel
 from slackbot.slack_out.delivery import STOP_ACTION, TOO_LONG
-from slackbot.store import Budget, BucketId, Store
+from slackbot.store import Budget, BucketId
 from slackbot.store.keys import turn_id
 
 

@@ -23,12 +23,7 @@ from typing import Any, AsyncIterator
 
 from google import genai
 from google.genai import types
-from google.genai._interactions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    NotFoundError,
-)
+from google.genai._interactions import APIConnectionError, APIStatusError, APITimeoutError
 
 from . import metrics
 from .config import Settings

@@ -31,7 +31,7 @@ from ..chat.context import NameCache, TurnNames, message_text
 from ..config import Settings
 from ..gemini import FunctionCall
 from ..slack_out import calls
-from ..slack_out.answer import Source
+from ..slack_out.progress import Source
 from ..slack_out.gateway import WorkspaceSlack
 from ..store import TurnRecord
 from . import access

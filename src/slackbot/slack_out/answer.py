@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from .progress import Source, tool_title
+from .progress import tool_title
 from .render import _fence_step, neutralize_slack_markup, split_markdown
 from .render import escape_mrkdwn as _escape
 

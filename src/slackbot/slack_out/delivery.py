@@ -32,15 +32,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Literal, Sequence
+from typing import Awaitable, Callable
 
 from .. import metrics
 from . import calls
-from .answer import Source, final_messages, split_tables
+from .answer import final_messages, split_tables
 from .calls import Outcome, Request
 from .gateway import WorkspaceSlack
 from .plan import Intent, Policy, Segment, Step, View, next_step
-from .progress import (THINKING_TASK, AnswerTag, TaskStatus, TaskUpdate, feedback_block, moves_forward,
+from .progress import (THINKING_TASK, AnswerTag, Source, TaskStatus, TaskUpdate, feedback_block, moves_forward,
                        plan_chunk)
 from .settle import CREATES, PRIORITY_LANES, Settled, abandoned, lane, settle
 from .render import message_payload, neutralize_slack_markup, render_span, stream_closing, stream_piece
