@@ -582,6 +582,19 @@ class Gemini:
             raise GeminiError("unavailable", type(exc).__name__) from None
         return snapshot_from(interaction.model_dump(mode="json", exclude_none=True))
 
+    async def delete(self, interaction_id: str) -> bool:
+        """Delete a stored interaction (issue 24); False when Gemini no longer has it (404: done before)."""
+        try:
+            await self._api.delete(interaction_id)
+            return True
+        except APIStatusError as exc:
+            err = _from_status_error(exc)
+            if err.kind == "not_found":
+                return False
+            raise err from None
+        except _TRANSPORT_ERRORS as exc:
+            raise GeminiError("unavailable", type(exc).__name__) from None
+
     async def cancel(self, interaction_id: str) -> None:
         try:
             await self._api.cancel(interaction_id)

@@ -55,6 +55,13 @@ class Profile(BaseModel):
     max_output_tokens: int | None = Field(None, ge=1, le=65536)
     mcp_servers: tuple[str, ...] | None = None  # names from SLACKBOT_MCP_SERVERS; None = all of them
     functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
+    # governance (issue 24): None = the settings' (SLACKBOT_ALLOW_USERS, ..., SLACKBOT_DAILY_TOKENS_PER_*)
+    allow_users: tuple[str, ...] | None = None
+    deny_users: tuple[str, ...] | None = None
+    allow_groups: tuple[str, ...] | None = None
+    deny_groups: tuple[str, ...] | None = None
+    daily_tokens_per_user: int | None = Field(None, ge=0)
+    daily_tokens_per_channel: int | None = Field(None, ge=0)
 
 
 class _File(BaseModel):

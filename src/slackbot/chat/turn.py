@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Settings
 from ..files.fetch import turn_parts
+from ..governance import Governance, audit
+from ..governance.policy import Who
+from ..governance.spend import SPENT, tokens_of
 from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, Thought, ToolActivity, Usage,
                       add_usage, function_results)
 from ..lookup.functions import TurnLookups
@@ -53,6 +56,7 @@ class TurnDeps:
     spawn: Callable  # TaskTracker.spawn: tidying that outlives the turn
     names: NameCache
     policy: Policy
+    governance: Governance  # access policy, budgets, forgetting (issue 24)
 
 
 class AnswerTurn:
@@ -74,6 +78,8 @@ class AnswerTurn:
         self.usage: Usage | None = None
         self._listed: list = []  # look-up sources already added to the extras
         self._tool_tasks: dict[str, int] = {}
+        self.used: set[str] = set()  # built-in tools and functions, for the audit line (never their results)
+        self.functions_used: set[str] = set()
 
     def stop(self) -> None:
         """The asker pressed Stop (here or on another replica): reading Gemini ends, what is shown stays."""
@@ -161,10 +167,20 @@ class AnswerTurn:
         return landed(ending, late=late, broken=delivery.broken, failed=delivery.failed, gave_up=delivery.gave_up)
 
     async def _move_head(self) -> bool:
-        """Compare-and-set from the head the turn started with: never a fork."""
-        r = self.record
-        return await self.deps.store.turns.move_head(r.team, r.channel, r.chain_thread, r.head_before or None,
-                                                     self.done.interaction_id if self.done else "")
+        """Compare-and-set from the head the turn started with: never a fork. The message is mapped to its
+        interactions and answer messages in the same script, unless it was deleted (or its thread
+        forgotten) meanwhile: then what this turn made is deleted too, so nothing brings it back."""
+        r, ids = self.record, list(self.step_ids)
+        bot = [seg.ts for seg in self.delivery.segments if seg.ts]
+        moved = await self.deps.store.governance.move_and_map(
+            r.team, r.channel, r.chain_thread, r.head_before or None, self.done.interaction_id if self.done else "",
+            ts=r.ts, ids=ids, bot=bot, user=r.user)
+        if moved < 0:
+            await self.deps.store.governance.drop_journal(r.id)  # its later writes check the owner: none land
+            forget = self.deps.governance.forget
+            await forget.at_gemini(ids)
+            await forget.in_slack(r.team, r.channel, bot)
+        return moved > 0
 
     def _report(self, outcome: Outcome, moved: bool, started: float) -> None:
         delivery, done = self.delivery, self.done
@@ -173,6 +189,13 @@ class AnswerTurn:
             metrics.DELIVERY_CALLS.labels(kind).inc(count)
         model = self.profile.model or self.settings.gemini_model
         usage = metrics.count_usage(model, self.profile.name, done.usage if done else None)
+        r = self.record
+        self.deps.spawn(self.deps.governance.spend.charge(r.team, r.user, r.channel, tokens_of(done.usage if done else None)),
+                        name=f"charge:{r.id}")
+        audit.record(self.settings, "turn", team=r.team, user=r.user, channel=r.channel, thread=r.chain_thread,
+                     model=model, outcome=outcome.value, interactions=list(self.step_ids), tokens=usage,
+                     tools=sorted(self.used - self.functions_used), functions=sorted(self.functions_used),
+                     text=r.text)
         log.info("answer done", extra={**context(self.record), "outcome": outcome.value,
                                        "interaction": done.interaction_id if done else "",
                                        "head_moved": moved, "delivery": delivery.mix, "recovered": self.recovered,
@@ -232,6 +255,7 @@ class AnswerTurn:
                 return done
             steps += 1
             metrics.FUNCTION_STEPS.inc()
+            self.functions_used.update(call.name for call in asked.calls)
             if replays:  # these calls were answered before the crash: their next step exists
                 stream = self.deps.gemini.replay_turn(replays.pop(0))
                 continue
@@ -285,6 +309,7 @@ class AnswerTurn:
                 else:  # citations, code runs, tool steps: shown with the final text
                     self.extras.add(item)
                     if isinstance(item, ToolActivity):
+                        self.used.add(item.name)
                         await self._tool_task(item)
                 if delivery.user_stopped:
                     raise Stopped()
@@ -380,6 +405,29 @@ class AnswerTurn:
         return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
 
     async def _admit(self) -> bool:
+        return await self._allowed() and await self._within_quota()
+
+    async def _allowed(self) -> bool:
+        """The access policy and the day's budgets, before anything is asked of Gemini: outside them one
+        plain ephemeral line (the policy's once per person and conversation) and nothing in the thread."""
+        record, gov = self.record, self.deps.governance
+        self.profile = await self._profile()
+        who = Who(record.team, record.user, record.user_team or record.team, record.channel, record.kind == "dm")
+        line = await gov.access.refusal(who, self.profile)
+        if line:
+            metrics.EVENTS.labels("turn", "refused").inc()
+            if await self.deps.store.governance.first_telling(record.team, record.user, record.channel,
+                                                               self.settings.chain_ttl_seconds):
+                await self.slack.send(calls.ephemeral(record.channel, record.user, line,
+                                                      record.reply_thread_ts or None))
+            return False
+        if await gov.spend.spent_up(record.team, record.user, record.channel, self.profile):
+            metrics.EVENTS.labels("turn", "over_budget").inc()
+            await self.slack.send(calls.ephemeral(record.channel, record.user, SPENT, record.reply_thread_ts or None))
+            return False
+        return True
+
+    async def _within_quota(self) -> bool:
         record, s = self.record, self.settings
         verdict = await self.deps.store.turns.admit_user(
             record.team, record.user, record.id, max_active=s.user_max_active_answers,

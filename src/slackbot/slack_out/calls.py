@@ -55,6 +55,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "conversations.history": Pays(Budget(s.history_budget_per_minute / 60.0, 1.0)),
         "conversations.members": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.getPermalink": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; once per workspace, then built locally
+        "usergroups.users.list": Pays(Budget(40 / 60.0, 10.0)),  # Tier 2; cached (governance/access.py)
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -167,6 +168,10 @@ def members(channel: str, cursor: str | None = None) -> Request:
 
 def get_permalink(channel: str, ts: str) -> Request:
     return Request("chat.getPermalink", {"channel": channel, "message_ts": ts}, channel)
+
+
+def usergroup_users(group: str) -> Request:
+    return Request("usergroups.users.list", {"usergroup": group})
 
 
 # --- start-up (no workspace, no budget) -------------------------------------------------------------

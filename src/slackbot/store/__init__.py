@@ -20,6 +20,7 @@ from yarl import URL
 
 from . import client as _client
 from .budgets import Budget, BucketId, BudgetStore
+from .governance import GovernanceStore
 from .jobs import JobStore
 from .keys import Keys
 from .turns import TurnRecord, TurnStore
@@ -54,6 +55,7 @@ class Store:
         self.turns = TurnStore(redis, prefix, chain_ttl=chain_ttl, dedup_ttl=dedup_ttl, journal_ttl=journal_ttl)
         self.budgets = BudgetStore(redis, prefix)
         self.jobs = JobStore(redis, prefix)
+        self.governance = GovernanceStore(redis, prefix, chain_ttl=chain_ttl)
 
     @classmethod
     async def connect(cls, url: str, prefix: str, *, chain_ttl: int = 600, dedup_ttl: int = 600,
