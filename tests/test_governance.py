@@ -262,3 +262,30 @@ def test_deleted_message_reads_deletes_and_tombstones():
                           "deleted_ts": "3.0", "previous_message": {}})
     assert (dm.thread, dm.whole_thread) == ("dm", False)
     assert deleted_message({"type": "message", "channel": "C1", "text": "hi"}) is None
+
+
+# ------------------------------------------------------------------ 1 + 2 + 3: /research obeys the policy and budgets
+async def test_research_obeys_the_policy_is_reserved_then_settled_and_audited(settings_for, slack_emu, gemini_emu,
+                                                                             redis_url, prefix, tmp_path):
+    from slackbot.governance.spend import day
+
+    sink = tmp_path / "audit.jsonl"
+    bot = await gov_bot(settings_for, slack_emu, deny_channels="C_RANDOM", research_estimate_tokens=1000000,
+                        audit_file=str(sink))
+    store = await open_store(redis_url, prefix)
+    try:
+        refused = await slack_emu.slash_command("/research", "anything", channel="C_RANDOM")
+        assert refused.body == "I'm not enabled in this conversation, so I won't answer here."
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", "Shrike market sizing")
+        assert await _spent(store, day()) == 1000000  # reserved before it starts
+        line = json.loads((await eventually(lambda: sink.exists() and sink.read_text(), message="audit"))
+                          .splitlines()[0])
+        assert (line["audit"], line["outcome"], line["user"]) == ("research", "completed", "U_ALICE")
+        assert "Shrike" not in sink.read_text()
+        used = await _spent(store, day())
+        assert used == line["tokens_total"] and 0 < used < 1000000  # settled to what it used
+        assert len([r for r in gemini_emu.requests if (r["body"] or {}).get("agent")]) == 1
+    finally:
+        await store.close()
+        await stop_bot(bot)

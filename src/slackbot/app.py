@@ -67,7 +67,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
                         tasks, readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
-        spawn=services.tasks.spawn,
+        spawn=services.tasks.spawn, governance=services.lifecycle.governance,
         adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 

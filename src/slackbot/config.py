@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     daily_tokens_per_user: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_USER"))
     daily_tokens_per_channel: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_CHANNEL"))
     daily_tokens_per_workspace: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_WORKSPACE"))
+    research_estimate_tokens: int = Field(250000, ge=0, **_env("RESEARCH_ESTIMATE_TOKENS"))  # reserved per job
     audit_file: str = Field("", **_env("AUDIT_FILE"))  # a JSON Lines file: one line per turn / research job
     audit_content: bool = Field(False, **_env("AUDIT_CONTENT"))  # include the asker's text in audit lines
 

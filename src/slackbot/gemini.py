@@ -138,6 +138,7 @@ class ResearchSnapshot:
     text: str = ""
     progress: str = ""  # latest thought summary line
     citations: list[dict] = field(default_factory=list)
+    tokens: int | None = None  # total tokens the agent used, once Gemini reports it (budgets settle on it)
 
 
 class GeminiError(Exception):
@@ -621,6 +622,10 @@ def snapshot_from(resource: dict) -> ResearchSnapshot:
                         if ann.get("url"):
                             snap.citations.append({"url": ann["url"], "title": ann.get("title") or ann["url"]})
     snap.text = "".join(texts)
+    usage = resource.get("usage") or {}
+    if usage:
+        snap.tokens = sum(int(usage.get(k) or 0) for k in ("total_input_tokens", "total_output_tokens",
+                                                            "total_thought_tokens"))
     return snap
 
 

@@ -14,6 +14,7 @@ class Governance:
     access: object
     spend: object
     forget: object
+    settings: object = None
 
     @classmethod
     def build(cls, settings, store, gemini, slack, spawn) -> "Governance":
@@ -22,4 +23,24 @@ class Governance:
         from .spend import Spend
 
         return cls(Access(settings, store.governance, slack), Spend(settings, store.governance),
-                   Forgetter(store.governance, gemini, slack, spawn))
+                   Forgetter(store.governance, gemini, slack, spawn), settings)
+
+    # --- /research: the same policy, and a reservation before the agent starts -------------------
+    async def admit_research(self, team: str, user: str, channel: str) -> str:
+        """'' when the person may start research here (its estimate is then charged), else the line why."""
+        from .policy import Who
+        from .spend import SPENT
+
+        who = Who(team, user, team, channel, channel.startswith("D"))
+        line = await self.access.refusal(who, self.settings.profile_map.for_channel(channel) if self.settings else None)
+        if line:
+            return line
+        if await self.spend.spent_up(team, user, channel, None):
+            return SPENT
+        await self.spend.charge(team, user, channel, self.settings.research_estimate_tokens)
+        return ""
+
+    async def settle_research(self, team: str, user: str, channel: str, used: int | None) -> None:
+        """The job ended: what it used replaces the estimate (unknown usage keeps the estimate)."""
+        if used is not None:
+            await self.spend.charge(team, user, channel, used - self.settings.research_estimate_tokens)

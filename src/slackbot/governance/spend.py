@@ -59,7 +59,7 @@ class Spend:
 
     async def charge(self, team: str, user: str, channel: str, tokens: int) -> None:
         """Best effort: a Redis hiccup never fails an answer already given."""
-        if tokens <= 0:
+        if not tokens:  # negative: a research job used less than its reservation
             return
         try:
             await self.store.charge(scopes(team, user, channel), day(), tokens, team=team, week=week(),
