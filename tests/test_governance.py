@@ -289,3 +289,37 @@ async def test_research_obeys_the_policy_is_reserved_then_settled_and_audited(se
     finally:
         await store.close()
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 5: the shortcut and /gemini forget; 2: /gemini usage
+async def test_forget_shortcut_and_gemini_forget_in_a_dm_and_usage(settings_for, slack_emu, gemini_emu, redis_url,
+                                                                  prefix):
+    bot = await gov_bot(settings_for, slack_emu, admins="U_CAROL")
+    try:
+        gemini_emu.script(text="Grebe answer.")
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} Grebe pricing?")).message
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root.ts, 1)
+        await slack_emu.agents.message_shortcut(root, "forget_thread", user="U_CAROL")  # an admin
+        await eventually(lambda: [e["text"] for e in slack_emu.ephemerals if e["user"] == "U_CAROL"] ==
+                         ["Forgotten: 1 answered message of this conversation, deleted at Gemini and here."],
+                         message="forgotten line")
+        await eventually(lambda: not gemini_emu.contains_text("Grebe"), message="deleted at Gemini")
+
+        gemini_emu.script(text="Auk answer.")
+        await slack_emu.user_message("D_ALICE", "Auk secrets?")
+        await eventually(lambda: slack_emu.bot_messages("D_ALICE"), message="dm answer")
+        await eventually(lambda: idle(bot_url(slack_emu)), message="idle")
+        usage = await slack_emu.slash_command("/gemini", "usage", channel="D_ALICE")
+        assert usage.body.startswith("*Your Gemini use today:* ") and "top users" not in usage.body
+        admin = await slack_emu.slash_command("/gemini", "usage", user="U_CAROL")
+        assert "*This week's top users:* <@U_ALICE>" in admin.body and "<#C_GENERAL>" in admin.body
+        here = await slack_emu.slash_command("/gemini", "forget")
+        assert "direct message" in here.body
+        forgot = await slack_emu.slash_command("/gemini", "forget", channel="D_ALICE")
+        assert forgot.body == "Forgotten: 1 answered message of this conversation, deleted at Gemini and here."
+        await eventually(lambda: gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Auk"),
+                         message="dm deleted at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("D_ALICE") == [], message="dm answer deleted")
+        assert "Auk" not in await redis_dump(redis_url, prefix) and "Grebe" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)

@@ -73,6 +73,13 @@ class Forgetter:
         """Forget a whole thread (every message up to `cutoff`)."""
         return await self._forget(team, channel, thread, None, cutoff)
 
+    async def conversation(self, team: str, channel: str, *, cutoff: str) -> list[Answered]:
+        """Every thread of a DM (its top level and the agent tab's threads): `/gemini forget` there."""
+        taken: list[Answered] = []
+        for thread in await self.store.threads_of(team, channel):
+            taken += await self.thread(team, channel, thread, cutoff=cutoff)
+        return taken
+
     async def _forget(self, team: str, channel: str, thread: str, ts: str | None, cutoff: str) -> list[Answered]:
         taken = await self.store.forget(team, channel, thread, ts, cutoff)  # before the ack: Redis decides
         if taken:

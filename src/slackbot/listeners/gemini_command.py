@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncApp
 
 from ..config import Settings
 from ..profiles import Profile
+from .governance import gemini_subcommand
 
 COMMAND = "/gemini"
 _INSTRUCTION_CHARS = 300
@@ -44,6 +45,9 @@ def register(app: AsyncApp, services) -> None:
     @app.command(COMMAND)
     async def gemini_profile(ack, command):
         settings = services.settings
+        if (answer := await gemini_subcommand(command, services)) is not None:
+            await ack(answer)
+            return
         channel, name = command.get("channel_id") or "", command.get("channel_name") or ""
         profile = settings.profile_map.for_channel(channel, name) or settings.default_profile
         label = f"#{name}" if name and name != "directmessage" else "this conversation"

@@ -41,12 +41,52 @@ def is_forget(incoming: Incoming, bot_user_id: str | None) -> bool:
 
 async def forget_thread(incoming: Incoming, services) -> None:
     """`@bot forget` in a thread: the whole thread, if the person asked there or is an admin; one line back."""
-    gov = services.lifecycle.governance
-    team, channel, thread = incoming.team, incoming.channel, incoming.chain_thread
-    askers = {a.user for a in await services.store.governance.answered(team, channel, thread)}
-    if incoming.user in askers or gov.access.is_admin(incoming.user):
-        line = forgotten_line(await gov.forget.thread(team, channel, thread, cutoff=incoming.ts))
-    else:
-        line = NOT_YOURS
+    team, channel = incoming.team, incoming.channel
+    line = await forget_for(services, team, channel, incoming.chain_thread, incoming.user)
     services.tasks.spawn(services.slack.for_team(team).send(
         calls.ephemeral(channel, incoming.user, line, incoming.reply_thread_ts)), name=f"forgot:{incoming.id}")
+
+
+FORGET_SHORTCUT = "forget_thread"
+FORGET_WHERE = "`/gemini forget` forgets our conversation in a direct message with me (or my agent tab); " \
+    "in a channel thread, mention me with `forget`, or use the \"Forget this thread\" message shortcut."
+
+
+def register(app, services) -> None:
+    @app.shortcut(FORGET_SHORTCUT)
+    async def forget_shortcut(ack, body):
+        """"Forget this thread" on any message of a thread: the whole thread (the asker or an admin)."""
+        await ack()
+        message, user = body.get("message") or {}, (body.get("user") or {}).get("id", "")
+        channel = (body.get("channel") or {}).get("id", "")
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or ""
+        is_dm = (body.get("channel") or {}).get("name") == "directmessage"
+        thread = str(message.get("thread_ts") or ("dm" if is_dm else message.get("ts")) or "")
+        line = await forget_for(services, team, channel, thread, user, message.get("thread_ts"))
+        await services.slack.for_team(team).send(calls.ephemeral(channel, user, line, message.get("thread_ts")))
+
+
+async def forget_for(services, team: str, channel: str, thread: str, user: str, reply_ts=None) -> str:
+    gov = services.lifecycle.governance
+    askers = {a.user for a in await services.store.governance.answered(team, channel, thread)}
+    if user not in askers and not gov.access.is_admin(user):
+        return NOT_YOURS if askers else forgotten_line([])
+    import time
+    return forgotten_line(await gov.forget.thread(team, channel, thread, cutoff=f"{time.time():.6f}"))
+
+
+async def gemini_subcommand(command: dict, services) -> str | None:
+    """`/gemini usage` and `/gemini forget`: the ephemeral answer, or None for another subcommand."""
+    word = (command.get("text") or "").strip().lower()
+    team, user, channel = command.get("team_id", ""), command.get("user_id", ""), command.get("channel_id", "")
+    gov = services.lifecycle.governance
+    if word == "usage":
+        from ..governance.usage import usage_text
+        return await usage_text(gov, services.settings, team, user)
+    if word == "forget":
+        if not (channel.startswith("D") or command.get("channel_name") == "directmessage"):
+            return FORGET_WHERE
+        import time
+        taken = await gov.forget.conversation(team, channel, cutoff=f"{time.time():.6f}")
+        return forgotten_line(taken)
+    return None

@@ -15,6 +15,9 @@ import json
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from . import client as _client
 
 from .keys import TurnKeys, turn_id
 
@@ -122,6 +125,13 @@ class GovernanceStore:
         for at in {a.ts for a in taken} | ({ts} if ts else set()):
             await self.drop_journal(turn_id(team, channel, thread, at))
         return taken
+
+    async def threads_of(self, team: str, channel: str) -> list[str]:
+        """The threads of a conversation with a message map (a SCAN: only for `/gemini forget` in a DM)."""
+        pattern = self.msgs(team, channel, "*")  # braces are not special in a SCAN pattern
+        where = {"target_nodes": RedisCluster.PRIMARIES} if _client.is_cluster(self.redis) else {}
+        found = [k async for k in self.redis.scan_iter(match=pattern, count=1000, **where)]
+        return sorted({k.split("{", 1)[1].rsplit("}", 1)[0].split(":", 2)[2] for k in found})
 
     async def drop_journal(self, turn: str) -> None:
         """A forgotten turn's journal entry (its text) goes; every later write to it checks the owner and finds none."""
