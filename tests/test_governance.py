@@ -323,3 +323,26 @@ async def test_forget_shortcut_and_gemini_forget_in_a_dm_and_usage(settings_for,
         assert "Auk" not in await redis_dump(redis_url, prefix) and "Grebe" not in await redis_dump(redis_url, prefix)
     finally:
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 6: retention
+async def test_retention_forgets_old_threads_at_gemini_and_in_redis_once(settings_for, slack_emu, gemini_emu,
+                                                                        redis_url, prefix):
+    bot = await gov_bot(settings_for, slack_emu, retention_days=2 / 86400, retention_tick_seconds=0.2)
+    try:
+        gemini_emu.script(text="Curlew answer.")
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} Curlew figures?")).message.ts
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root, 1)
+        first = await eventually(lambda: head(redis_url, prefix, "C_GENERAL", root), message="head")
+        assert first in gemini_emu.stored_ids()
+        await eventually(lambda: gemini_emu.stored_ids() == [], 10, message="retention at Gemini")
+        await eventually(lambda: _no_head(redis_url, prefix, root), message="chain gone")
+        assert not gemini_emu.contains_text("Curlew") and "Curlew" not in await redis_dump(redis_url, prefix)
+        assert [d["id"] for d in gemini_emu.deleted] == [first]  # once
+        assert slack_emu.bot_messages("C_GENERAL", root)  # retention keeps Slack's copy: it is the workspace's
+    finally:
+        await stop_bot(bot)
+
+
+async def _no_head(redis_url, prefix, root):
+    return await head(redis_url, prefix, "C_GENERAL", root) is None

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     daily_tokens_per_channel: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_CHANNEL"))
     daily_tokens_per_workspace: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_WORKSPACE"))
     research_estimate_tokens: int = Field(250000, ge=0, **_env("RESEARCH_ESTIMATE_TOKENS"))  # reserved per job
+    # days after a thread's last answer when its chain is forgotten at Gemini and in Redis; 0 = off
+    retention_days: float = Field(0.0, ge=0, **_env("RETENTION_DAYS"))
+    retention_deletes_per_second: float = Field(5.0, gt=0, **_env("RETENTION_DELETES_PER_SECOND"))
+    retention_tick_seconds: float = Field(30.0, gt=0, **_env("RETENTION_TICK_SECONDS"))
     audit_file: str = Field("", **_env("AUDIT_FILE"))  # a JSON Lines file: one line per turn / research job
     audit_content: bool = Field(False, **_env("AUDIT_CONTENT"))  # include the asker's text in audit lines
 

@@ -172,6 +172,8 @@ class AnswerTurn:
         forgotten) meanwhile: then what this turn made is deleted too, so nothing brings it back."""
         r, ids = self.record, list(self.step_ids)
         bot = [seg.ts for seg in self.delivery.segments if seg.ts]
+        if self.settings.retention_days:
+            await self.deps.store.governance.retain(r.team, r.channel, r.chain_thread, self.settings.retention_days * 86400)
         moved = await self.deps.store.governance.move_and_map(
             r.team, r.channel, r.chain_thread, r.head_before or None, self.done.interaction_id if self.done else "",
             ts=r.ts, ids=ids, bot=bot, user=r.user)

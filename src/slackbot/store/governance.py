@@ -19,7 +19,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from . import client as _client
 
-from .keys import TurnKeys, turn_id
+from .keys import SHARDS, TurnKeys, shard_of, turn_id
+from .schedule import Schedule
 
 # Move the head and map the message to its interactions, unless the message (or its whole thread) was
 # forgotten meanwhile (-1), or the head moved (0). KEYS: chain, presence, msgs; ARGV: expected, new, ttl,
@@ -80,6 +81,8 @@ class GovernanceStore:
         self.turn_keys = TurnKeys(prefix)
         self.chain_ttl = chain_ttl
         self._move = redis.register_script(_MOVE_AND_MAP)
+        # retention: member = a thread's tag (team:channel:thread), due when its chain is to be forgotten
+        self.retention = Schedule(redis, [f"{prefix}:retain:due:{{retain.{i}}}" for i in range(SHARDS)])
         self._forget = redis.register_script(_FORGET)
 
     # --- keys ---------------------------------------------------------------------------------------
@@ -132,6 +135,16 @@ class GovernanceStore:
         where = {"target_nodes": RedisCluster.PRIMARIES} if _client.is_cluster(self.redis) else {}
         found = [k async for k in self.redis.scan_iter(match=pattern, count=1000, **where)]
         return sorted({k.split("{", 1)[1].rsplit("}", 1)[0].split(":", 2)[2] for k in found})
+
+    async def retain(self, team: str, channel: str, thread: str, seconds: float) -> None:
+        """The thread is forgotten `seconds` from now unless it moves again (written before the head moves,
+        so a crash in between can only forget a thread, never keep one)."""
+        tag = f"{team}:{channel}:{thread}"
+        await self.retention.at(self.retention.shards[shard_of(tag)], [tag], seconds)
+
+    async def due_for_retention(self, lease: float, limit: int) -> list[tuple[str, str]]:
+        """(shard, thread tag) pairs past their retention, leased to the caller for `lease` seconds."""
+        return await self.retention.claim(lease, limit)
 
     async def drop_journal(self, turn: str) -> None:
         """A forgotten turn's journal entry (its text) goes; every later write to it checks the owner and finds none."""
