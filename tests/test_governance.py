@@ -11,7 +11,7 @@ from conftest import bot_url, eventually, idle, metric, open_store, start_bot, s
 from test_chat import answered, head
 
 from slackbot.governance.forget import deleted_message
-from slackbot.governance.policy import NO_CONNECT, NO_DMS, NOT_HERE, NOT_YOU, Rules, Who, refusal
+from slackbot.governance.policy import NO_CONNECT, NO_DMS, NO_GUESTS, NOT_HERE, NOT_YOU, Rules, Who, refusal
 from slackbot.governance.spend import SPENT, over
 from slackbot.config import Settings
 
@@ -346,3 +346,22 @@ async def test_retention_forgets_old_threads_at_gemini_and_in_redis_once(setting
 
 async def _no_head(redis_url, prefix, root):
     return await head(redis_url, prefix, "C_GENERAL", root) is None
+
+
+async def test_guests_off_refuses_guests_once_and_dms_off_refuses_dms(settings_for, slack_emu, gemini_emu):
+    slack_emu.add_user("U_GUEST", "gus", "Gus Guest", guest="multi")
+    slack_emu.channels["C_GENERAL"].members.add("U_GUEST")
+    bot = await gov_bot(settings_for, slack_emu, allow_guests=False, allow_dms=False)
+    try:
+        for n in range(2):
+            await slack_emu.user_message("C_GENERAL", f"{MENTION} guest question {n}", user="U_GUEST")
+        await eventually(lambda: _refused(bot_url(slack_emu), 2), message="guest refused twice")
+        await slack_emu.user_message("D_ALICE", "a DM")
+        await eventually(lambda: _refused(bot_url(slack_emu), 3), message="dm refused")
+        gemini_emu.script(text="Members are answered.")
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} member question")).message.ts
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root, 1)
+        assert [(e["user"], e["text"]) for e in slack_emu.ephemerals] == [("U_GUEST", NO_GUESTS), ("U_ALICE", NO_DMS)]
+        assert len(gemini_emu.model_creates()) == 1
+    finally:
+        await stop_bot(bot)

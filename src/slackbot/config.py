@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     allow_groups: str = Field("", **_env("ALLOW_GROUPS"))  # user group ids (S...)
     deny_groups: str = Field("", **_env("DENY_GROUPS"))
     allow_dms: bool = Field(True, **_env("ALLOW_DMS"))
+    allow_guests: bool = Field(True, **_env("ALLOW_GUESTS"))  # multi- and single-channel guests
     allow_connect: bool = Field(True, **_env("ALLOW_CONNECT"))  # Slack Connect partners' members
     group_cache_seconds: int = Field(600, ge=1, **_env("GROUP_CACHE_SECONDS"))
     admins: str = Field("", **_env("ADMINS"))  # user ids who may forget any thread and see workspace usage

@@ -27,7 +27,21 @@ class Access:
     async def refusal(self, who: Who, profile: Profile | None = None) -> str:
         """'' when `who` may use the bot here, else the line saying why."""
         rules = Rules.of(self.settings, profile)
-        return refusal(rules, who, await self._groups_of(who.team, who.user, rules.groups))
+        guest = not rules.guests and await self._is_guest(who.team, who.user)
+        return refusal(rules, who, await self._groups_of(who.team, who.user, rules.groups), guest)
+
+    async def _is_guest(self, team: str, user: str) -> bool:
+        """users.info's is_restricted (multi- or single-channel guest), cached like group membership."""
+        cached = await self.store.cached_flag(team, user, "guest")
+        if cached is not None:
+            return cached
+        out = await self.slack.for_team(team).send(calls.user_info(user), give_up_after=5.0)
+        if not out.ok:
+            return True  # unknown while guests are off: refused this once, not cached
+        info = (out.data or {}).get("user") or {}
+        guest = bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
+        await self.store.cache_flag(team, user, "guest", guest, self.settings.group_cache_seconds)
+        return guest
 
     async def _groups_of(self, team: str, user: str, groups: tuple[str, ...]) -> set[str]:
         mine = set()

@@ -12,6 +12,7 @@ from ..profiles import Profile
 NOT_HERE = "I'm not enabled in this conversation, so I won't answer here."
 NOT_YOU = "Your workspace's admins haven't enabled me for you, so I won't answer."
 NO_DMS = "I don't answer direct messages in this workspace; mention me in a channel instead."
+NO_GUESTS = "I'm not enabled for guest accounts in this workspace."
 NO_CONNECT = "I don't answer members of other organisations in shared channels."
 
 
@@ -40,6 +41,7 @@ class Rules:
     deny_groups: tuple[str, ...]
     dms: bool
     connect: bool
+    guests: bool = True
 
     @classmethod
     def of(cls, s: Settings, profile: Profile | None = None) -> "Rules":
@@ -49,7 +51,7 @@ class Rules:
             return tuple(own) if own is not None else ids(setting)
         return cls(ids(s.allow_channels), ids(s.deny_channels), pick(p.allow_users, s.allow_users),
                    pick(p.deny_users, s.deny_users), pick(p.allow_groups, s.allow_groups),
-                   pick(p.deny_groups, s.deny_groups), s.allow_dms, s.allow_connect)
+                   pick(p.deny_groups, s.deny_groups), s.allow_dms, s.allow_connect, s.allow_guests)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -57,7 +59,7 @@ class Rules:
         return self.allow_groups + self.deny_groups
 
 
-def refusal(rules: Rules, who: Who, groups_of_user: set[str]) -> str:
+def refusal(rules: Rules, who: Who, groups_of_user: set[str], guest: bool = False) -> str:
     """'' when allowed, else the line saying why. A deny always wins; an empty allow list allows all."""
     if who.is_dm and not rules.dms:
         return NO_DMS
@@ -66,6 +68,8 @@ def refusal(rules: Rules, who: Who, groups_of_user: set[str]) -> str:
         return NOT_HERE
     if who.user_team and who.user_team != who.team and not rules.connect:
         return NO_CONNECT
+    if guest and not rules.guests:
+        return NO_GUESTS
     if who.user in rules.deny_users or groups_of_user & set(rules.deny_groups):
         return NOT_YOU
     if rules.allow_users or rules.allow_groups:

@@ -183,6 +183,13 @@ class GovernanceStore:
         pipe.expire(key, ttl)
         await pipe.execute()
 
+    async def cached_flag(self, team: str, user: str, name: str) -> bool | None:
+        value = await self.redis.get(f"{self.p}:flag:{{{team}:{user}}}:{name}")
+        return None if value is None else value == "1"
+
+    async def cache_flag(self, team: str, user: str, name: str, value: bool, ttl: int) -> None:
+        await self.redis.set(f"{self.p}:flag:{{{team}:{user}}}:{name}", "1" if value else "0", ex=ttl)
+
     # --- told once ------------------------------------------------------------------------------
     async def first_telling(self, team: str, user: str, where: str, ttl: int) -> bool:
         return bool(await self.redis.set(self.told(team, user, where), "1", nx=True, ex=ttl))
