@@ -53,6 +53,10 @@ FORGET_WHERE = "`/gemini forget` forgets our conversation in a direct message wi
 
 
 def register(app, services) -> None:
+    @app.event("subteam_members_changed")
+    async def group_changed(ack):  # intake already refreshed the cache (governance_event)
+        await ack()
+
     @app.shortcut(FORGET_SHORTCUT)
     async def forget_shortcut(ack, body):
         """"Forget this thread" on any message of a thread: the whole thread (the asker or an admin)."""
