@@ -114,7 +114,8 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
             calls.channel_info("C1"), calls.auth_test(), calls.open_socket("xapp-1"),
             calls.search("q", action_token="t", person="U1", channel_types=["public_channel"],
                          content_types=["messages"], limit=10),
-            calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1")]
+            calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1"),
+            calls.usergroup_users("S1")]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):
