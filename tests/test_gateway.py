@@ -119,7 +119,8 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
                          content_types=["messages"], limit=10),
             calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1"),
             calls.suggested_prompts("D1", [{"title": "t", "message": "m"}]), calls.session_status("D1", "1.1", "active"),
-            calls.publish_home("U1", [])]
+            calls.publish_home("U1", []),
+            calls.usergroup_users("S1")]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):

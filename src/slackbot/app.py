@@ -67,7 +67,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
                         tasks, readiness=Readiness(socket_mode=settings.socket_mode))
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
-        spawn=services.tasks.spawn,
+        spawn=services.tasks.spawn, governance=services.lifecycle.governance,
         adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
     return services
 
@@ -219,7 +219,11 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
     worker = services.research.worker() if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
     services.lifecycle.start()
+    retention = _retention(services)
     await stop.wait()
+    if retention:
+        retention.stop()
+        await asyncio.wait({retention.task}, timeout=5)
     log.info("shutting down: no new events; letting answers in flight finish")
     services.tasks.accepting = False
     if worker:
@@ -231,6 +235,17 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
     await services.lifecycle.close()  # turns cut off by the drain come back to another replica after their lease
     if worker_task:
         await asyncio.wait({worker_task}, timeout=5)
+
+
+def _retention(services: Services):
+    """The retention loop (governance/retention.py), when SLACKBOT_RETENTION_DAYS is set."""
+    if not services.settings.retention_days:
+        return None
+    from .governance.retention import RetentionWorker
+
+    worker = RetentionWorker(services.settings, services.store.governance, services.lifecycle.governance.forget)
+    worker.task = asyncio.create_task(worker.run(), name="retention")  # not counted as work in flight
+    return worker
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -151,6 +151,31 @@ class Settings(BaseSettings):
     feedback_buttons: bool = Field(True, **_env("FEEDBACK_BUTTONS"))  # 👍/👎 under final answers
     operators: str = Field("", **_env("OPERATORS"))  # comma list of Slack user ids: /gemini feedback
 
+    # --- Governance (issue 24): who may use the bot where, daily token budgets, audit, retention ---
+    # comma lists of ids; an allow list left empty allows everyone, a deny list always wins
+    allow_channels: str = Field("", **_env("ALLOW_CHANNELS"))
+    deny_channels: str = Field("", **_env("DENY_CHANNELS"))
+    allow_users: str = Field("", **_env("ALLOW_USERS"))
+    deny_users: str = Field("", **_env("DENY_USERS"))
+    allow_groups: str = Field("", **_env("ALLOW_GROUPS"))  # user group ids (S...)
+    deny_groups: str = Field("", **_env("DENY_GROUPS"))
+    allow_dms: bool = Field(True, **_env("ALLOW_DMS"))
+    allow_guests: bool = Field(True, **_env("ALLOW_GUESTS"))  # multi- and single-channel guests
+    allow_connect: bool = Field(True, **_env("ALLOW_CONNECT"))  # Slack Connect partners' members
+    group_cache_seconds: int = Field(600, ge=1, **_env("GROUP_CACHE_SECONDS"))
+    admins: str = Field("", **_env("ADMINS"))  # user ids who may forget any thread and see workspace usage
+    # tokens a day (UTC); 0 = no limit
+    daily_tokens_per_user: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_USER"))
+    daily_tokens_per_channel: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_CHANNEL"))
+    daily_tokens_per_workspace: int = Field(0, ge=0, **_env("DAILY_TOKENS_PER_WORKSPACE"))
+    research_estimate_tokens: int = Field(250000, ge=0, **_env("RESEARCH_ESTIMATE_TOKENS"))  # reserved per job
+    # days after a thread's last answer when its chain is forgotten at Gemini and in Redis; 0 = off
+    retention_days: float = Field(0.0, ge=0, **_env("RETENTION_DAYS"))
+    retention_deletes_per_second: float = Field(5.0, gt=0, **_env("RETENTION_DELETES_PER_SECOND"))
+    retention_tick_seconds: float = Field(30.0, gt=0, **_env("RETENTION_TICK_SECONDS"))
+    audit_file: str = Field("", **_env("AUDIT_FILE"))  # a JSON Lines file: one line per turn / research job
+    audit_content: bool = Field(False, **_env("AUDIT_CONTENT"))  # include the asker's text in audit lines
+
     # --- Research ---------------------------------------------------------------------------
     research_poll_initial: float = Field(10.0, gt=0, **_env("RESEARCH_POLL_INITIAL"))
     research_poll_max: float = Field(60.0, gt=0, **_env("RESEARCH_POLL_MAX"))

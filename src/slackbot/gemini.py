@@ -153,6 +153,7 @@ class ResearchSnapshot:
     text: str = ""
     progress: str = ""  # latest thought summary line
     citations: list[dict] = field(default_factory=list)
+    tokens: int | None = None  # total tokens the agent used, once Gemini reports it (budgets settle on it)
 
 
 class GeminiError(Exception):
@@ -629,6 +630,19 @@ class Gemini:
             raise GeminiError("unavailable", type(exc).__name__) from None
         return snapshot_from(interaction.model_dump(mode="json", exclude_none=True))
 
+    async def delete(self, interaction_id: str) -> bool:
+        """Delete a stored interaction (issue 24); False when Gemini no longer has it (404: done before)."""
+        try:
+            await self._api.delete(interaction_id)
+            return True
+        except APIStatusError as exc:
+            err = _from_status_error(exc)
+            if err.kind == "not_found":
+                return False
+            raise err from None
+        except _TRANSPORT_ERRORS as exc:
+            raise GeminiError("unavailable", type(exc).__name__) from None
+
     async def cancel(self, interaction_id: str) -> None:
         try:
             await self._api.cancel(interaction_id)
@@ -655,6 +669,10 @@ def snapshot_from(resource: dict) -> ResearchSnapshot:
                         if ann.get("url"):
                             snap.citations.append({"url": ann["url"], "title": ann.get("title") or ann["url"]})
     snap.text = "".join(texts)
+    usage = resource.get("usage") or {}
+    if usage:
+        snap.tokens = sum(int(usage.get(k) or 0) for k in ("total_input_tokens", "total_output_tokens",
+                                                            "total_thought_tokens"))
     return snap
 
 

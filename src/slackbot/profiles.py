@@ -85,6 +85,13 @@ class Profile(BaseModel):
     functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
     suggested_prompts: tuple[Prompt, ...] | None = Field(None, min_length=1, max_length=MAX_PROMPTS)
     image_model: str | None = None  # the model generate_image/edit_image run on; None = SLACKBOT_IMAGE_MODEL
+    # governance (issue 24): None = the settings' (SLACKBOT_ALLOW_USERS, ..., SLACKBOT_DAILY_TOKENS_PER_*)
+    allow_users: tuple[str, ...] | None = None
+    deny_users: tuple[str, ...] | None = None
+    allow_groups: tuple[str, ...] | None = None
+    deny_groups: tuple[str, ...] | None = None
+    daily_tokens_per_user: int | None = Field(None, ge=0)
+    daily_tokens_per_channel: int | None = Field(None, ge=0)
 
 
 class _File(BaseModel):

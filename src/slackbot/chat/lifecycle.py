@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Settings
 from ..gemini import Gemini
+from ..governance import Governance
 from ..slack_out.gateway import SlackGateway
 from ..slack_out.plan import Policy
 from ..store import RedisError, Store, TurnRecord
@@ -60,7 +61,9 @@ class TurnLifecycle:
                         continue_chars=s.continue_chars,
                         stream_max_age=s.stream_max_seconds, native=s.delivery == "planner",
                         edits_only=s.delivery == "edits")
-        self.deps = TurnDeps(settings, store, gemini, slack, tasks.spawn, NameCache(slack, settings), policy)
+        self.governance = Governance.build(settings, store, gemini, slack, tasks.spawn)
+        self.deps = TurnDeps(settings, store, gemini, slack, tasks.spawn, NameCache(slack, settings), policy,
+                             self.governance)
         self.slots = asyncio.Semaphore(settings.max_concurrent_turns)
         # longer than a lease, so after a crash the survivor of the turn gets its thread first
         self.locks = ThreadLocks(self.turns.try_lock, ttl=self.lease * 3)

@@ -20,6 +20,9 @@ from .. import metrics
 from ..agent.sessions import AgentSession
 from ..config import Settings
 from ..files.fetch import turn_parts
+from ..governance import Governance, audit
+from ..governance.policy import Who
+from ..governance.spend import SPENT, tokens_of
 from ..gemini import (Delta, Done, FunctionCalls, Gemini, GeminiError, Started, Thought, ToolActivity, Usage,
                       add_usage, function_results)
 from ..images.make import TurnImages
@@ -56,6 +59,7 @@ class TurnDeps:
     spawn: Callable  # TaskTracker.spawn: tidying that outlives the turn
     names: NameCache
     policy: Policy
+    governance: Governance  # access policy, budgets, forgetting (issue 24)
 
 
 class AnswerTurn:
@@ -79,6 +83,8 @@ class AnswerTurn:
         self._listed: list = []  # look-up sources already added to the extras
         self.cards = ToolCards()  # built-in tool steps as task cards
         self.session = AgentSession.of(deps.settings, self.slack, record)  # a Messages-tab turn's session
+        self.used: set[str] = set()  # built-in tools and functions, for the audit line (never their results)
+        self.functions_used: set[str] = set()
 
     def stop(self) -> None:
         """The asker pressed Stop (here or on another replica): reading Gemini ends, what is shown stays."""
@@ -174,10 +180,22 @@ class AnswerTurn:
         return landed(ending, late=late, broken=delivery.broken, failed=delivery.failed, gave_up=delivery.gave_up)
 
     async def _move_head(self) -> bool:
-        """Compare-and-set from the head the turn started with: never a fork."""
-        r = self.record
-        return await self.deps.store.turns.move_head(r.team, r.channel, r.chain_thread, r.head_before or None,
-                                                     self.done.interaction_id if self.done else "")
+        """Compare-and-set from the head the turn started with: never a fork. The message is mapped to its
+        interactions and answer messages in the same script, unless it was deleted (or its thread
+        forgotten) meanwhile: then what this turn made is deleted too, so nothing brings it back."""
+        r, ids = self.record, list(self.step_ids)
+        bot = [seg.ts for seg in self.delivery.segments if seg.ts]
+        if self.settings.retention_days:
+            await self.deps.store.governance.retain(r.team, r.channel, r.chain_thread, self.settings.retention_days * 86400)
+        moved = await self.deps.store.governance.move_and_map(
+            r.team, r.channel, r.chain_thread, r.head_before or None, self.done.interaction_id if self.done else "",
+            ts=r.ts, ids=ids, bot=bot, user=r.user)
+        if moved < 0:
+            await self.deps.store.governance.drop_journal(r.id)  # its later writes check the owner: none land
+            forget = self.deps.governance.forget
+            await forget.at_gemini(ids)
+            await forget.in_slack(r.team, r.channel, bot)
+        return moved > 0
 
     def _tag(self) -> AnswerTag:
         """What a rating of this answer is about (carried by its feedback buttons)."""
@@ -214,6 +232,13 @@ class AnswerTurn:
         if self.images and self.images.usage:  # the image model's tokens, under its own name
             usage["tokens_image"] = metrics.count_usage(self.images.model, self.profile.name,
                                                         self.images.usage)["tokens_image"]
+        r = self.record
+        spent = tokens_of(done.usage if done else None, self.images.usage if self.images else None)
+        self.deps.spawn(self.deps.governance.spend.charge(r.team, r.user, r.channel, spent), name=f"charge:{r.id}")
+        audit.record(self.settings, "turn", team=r.team, user=r.user, channel=r.channel, thread=r.chain_thread,
+                     model=model, outcome=outcome.value, interactions=list(self.step_ids), tokens=usage,
+                     tools=sorted(self.used - self.functions_used), functions=sorted(self.functions_used),
+                     text=r.text)
         log.info("answer done", extra={**context(self.record), "outcome": outcome.value,
                                        "interaction": done.interaction_id if done else "",
                                        "head_moved": moved, "delivery": delivery.mix, "recovered": self.recovered,
@@ -278,6 +303,7 @@ class AnswerTurn:
                 return done
             steps += 1
             metrics.FUNCTION_STEPS.inc()
+            self.functions_used.update(call.name for call in asked.calls)
             if replays:  # these calls were answered before the crash: their next step exists
                 stream = self.deps.gemini.replay_turn(replays.pop(0))
                 continue
@@ -331,6 +357,7 @@ class AnswerTurn:
                 else:  # citations, code runs, tool steps: shown with the final text
                     self.extras.add(item)
                     if isinstance(item, ToolActivity):  # a task card on the stream, else the status
+                        self.used.add(item.name)
                         for card in self.cards.updates(item):
                             await delivery.task(card.task_id, card.title, card.status, list(card.sources))
                 if delivery.user_stopped:
@@ -418,6 +445,29 @@ class AnswerTurn:
         return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
 
     async def _admit(self) -> bool:
+        return await self._allowed() and await self._within_quota()
+
+    async def _allowed(self) -> bool:
+        """The access policy and the day's budgets, before anything is asked of Gemini: outside them one
+        plain ephemeral line (the policy's once per person and conversation) and nothing in the thread."""
+        record, gov = self.record, self.deps.governance
+        self.profile = await self._profile()
+        who = Who(record.team, record.user, record.user_team or record.team, record.channel, record.kind == "dm")
+        line = await gov.access.refusal(who, self.profile)
+        if line:
+            metrics.EVENTS.labels("turn", "refused").inc()
+            if await self.deps.store.governance.first_telling(record.team, record.user, record.channel,
+                                                               self.settings.chain_ttl_seconds):
+                await self.slack.send(calls.ephemeral(record.channel, record.user, line,
+                                                      record.reply_thread_ts or None))
+            return False
+        if await gov.spend.spent_up(record.team, record.user, record.channel, self.profile):
+            metrics.EVENTS.labels("turn", "over_budget").inc()
+            await self.slack.send(calls.ephemeral(record.channel, record.user, SPENT, record.reply_thread_ts or None))
+            return False
+        return True
+
+    async def _within_quota(self) -> bool:
         record, s = self.record, self.settings
         verdict = await self.deps.store.turns.admit_user(
             record.team, record.user, record.id, max_active=s.user_max_active_answers,

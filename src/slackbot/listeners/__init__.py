@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from . import actions, agent, commands, events, gemini_command
+from . import actions, agent, commands, events, gemini_command, governance
 
 
 def register(app: AsyncApp, services) -> None:
@@ -13,3 +13,4 @@ def register(app: AsyncApp, services) -> None:
     actions.register(app, services)
     gemini_command.register(app, services)
     agent.register(app, services)
+    governance.register(app, services)

@@ -18,6 +18,7 @@ from slack_bolt.response import BoltResponse
 from .. import metrics
 from ..chat.intake import classify, installing_team
 from .agent import AGENT_EVENTS
+from .governance import forget_thread, governance_event, is_forget
 from ..store import RedisError
 from ..store.turns import AcceptOutcome
 
@@ -34,8 +35,22 @@ def register(app: AsyncApp, services) -> None:
         kind = str(event.get("type", "unknown"))
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
-        incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id),
-                            agent_tab=services.settings.agent_messaging)
+        team = installing_team(body, context.team_id)
+        try:
+            if await governance_event(event, team, services):
+                metrics.EVENTS.labels(kind, "governance").inc()
+                return BoltResponse(status=200, body="")
+        except (RedisError, OSError):
+            log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
+            return BoltResponse(status=503, body="")
+        incoming = classify(event, context.bot_user_id, team, agent_tab=services.settings.agent_messaging)
+        if incoming is not None and is_forget(incoming, context.bot_user_id):
+            try:
+                await forget_thread(incoming, services)
+            except (RedisError, OSError):
+                return BoltResponse(status=503, body="")
+            metrics.EVENTS.labels(kind, "forget").inc()
+            return BoltResponse(status=200, body="")
         if incoming is None:
             if kind in AGENT_EVENTS:  # not a turn: the agent surface's listeners (listeners/agent.py)
                 metrics.EVENTS.labels(kind, "accepted").inc()

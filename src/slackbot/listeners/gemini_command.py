@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from ..agent.feedback import NOT_OPERATOR, report
 from ..agent.surface import describe_profile
 from ..store import RedisError
+from .governance import gemini_subcommand
 
 COMMAND = "/gemini"
 
@@ -31,6 +32,9 @@ def register(app: AsyncApp, services) -> None:
                 await ack("I can't reach my store right now. Please try again in a minute.")
                 return
             await ack(report(rows))
+            return
+        if (answer := await gemini_subcommand(command, services)) is not None:
+            await ack(answer)
             return
         channel, name = command.get("channel_id") or "", command.get("channel_name") or ""
         profile = settings.profile_map.for_channel(channel, name) or settings.default_profile

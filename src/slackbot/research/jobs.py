@@ -42,6 +42,7 @@ class ResearchDeps:
     spawn: Callable[..., object]  # TaskTracker.spawn: work that outlives the Slack request
     adopt_thread: Callable[[str, str, str, str], Awaitable[object]]  # (team, channel, ts, interaction id):
     #                                              follow-ups in the report thread chain onto the research
+    governance: object | None = None  # governance.Governance: the access policy and budgets (issue 24)
 
 
 class Research:
@@ -84,6 +85,10 @@ class Research:
             if trigger and not await self.jobs.claim_trigger(team, trigger):
                 log.info("replayed slash command ignored", extra={"team": team, "user": user})
                 await ack()
+                return
+            gov = self.deps.governance
+            if gov and (line := await gov.admit_research(team, user, command.get("channel_id", ""))):
+                await ack(line)
                 return
             await self._begin(ack, command, team, user, text)
         except (RedisError, OSError):

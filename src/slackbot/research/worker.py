@@ -24,6 +24,7 @@ import time
 import uuid
 
 from .. import metrics
+from ..governance import audit
 from ..gemini import GeminiError, ResearchSnapshot
 from ..slack_out import calls
 from ..slack_out.calls import Outcome
@@ -215,8 +216,21 @@ class ResearchWorker:
         metrics.RESEARCH_DURATION.observe(now - job.created)
         log.info("research finished", extra={"job": job.id, "status": status, "team": job.team,
                                               "channel": job.channel, "interaction": job.interaction_id})
+        await self._govern(job, status, snap)
         job.poll_interval = 0.0
         await self._final_status(job)
+
+    async def _govern(self, job: Job, status: str, snap: ResearchSnapshot | None) -> None:
+        """Settle the job's reservation and write its audit line (once: only the finishing owner gets here)."""
+        tokens = snap.tokens if snap else None
+        gov = self.research.deps.governance
+        if gov:
+            await gov.settle_research(job.team, job.requester, job.channel, tokens)
+        audit.record(self.settings, "research", team=job.team, user=job.requester, channel=job.channel,
+                     thread=job.status_ts, model=self.settings.research_agent, outcome=status,
+                     interactions=[job.interaction_id] if job.interaction_id else [],
+                     tokens={"tokens_total": tokens} if tokens is not None else {}, tools=["deep_research"],
+                     text=job.question)
 
     async def _final_status(self, job: Job) -> None:
         """The status message shows the outcome without its Cancel button, once Slack takes the edit; while

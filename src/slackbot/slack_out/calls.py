@@ -59,6 +59,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "assistant.threads.setSuggestedPrompts": Pays(Budget(40 / 60.0, 10.0)),
         "agents.sessions.setStatus": Pays(Budget(40 / 60.0, 10.0)),
         "views.publish": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
+        "usergroups.users.list": Pays(Budget(40 / 60.0, 10.0)),  # Tier 2; cached (governance/access.py)
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -196,6 +197,10 @@ def members(channel: str, cursor: str | None = None) -> Request:
 
 def get_permalink(channel: str, ts: str) -> Request:
     return Request("chat.getPermalink", {"channel": channel, "message_ts": ts}, channel)
+
+
+def usergroup_users(group: str) -> Request:
+    return Request("usergroups.users.list", {"usergroup": group})
 
 
 # --- start-up (no workspace, no budget) -------------------------------------------------------------

@@ -22,6 +22,7 @@ from yarl import URL
 from . import client as _client
 from .agent import AgentStore
 from .budgets import Budget, BucketId, BudgetStore
+from .governance import GovernanceStore
 from .jobs import JobStore
 from .images import ImageStore
 from .keys import Keys
@@ -59,6 +60,7 @@ class Store:
         self.jobs = JobStore(redis, prefix)
         self.agent = AgentStore(redis, prefix, session_ttl=chain_ttl)  # contexts, ratings, weekly usage
         self.images = ImageStore(redis, prefix, chain_ttl=chain_ttl)
+        self.governance = GovernanceStore(redis, prefix, chain_ttl=chain_ttl)
 
     @classmethod
     async def connect(cls, url: str, prefix: str, *, chain_ttl: int = 600, dedup_ttl: int = 600,

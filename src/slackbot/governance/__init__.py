@@ -1,0 +1,46 @@
+"""Operators' control (issue 24): who may use the bot where (`policy`, `access`), daily token budgets
+(`spend`), the audit trail (`audit`), and forgetting: deleting in Slack deletes at Gemini (`forget`)."""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Governance:
+    """What a process needs to govern: the access check, the budgets, forgetting."""
+
+    access: object
+    spend: object
+    forget: object
+    settings: object = None
+
+    @classmethod
+    def build(cls, settings, store, gemini, slack, spawn) -> "Governance":
+        from .access import Access
+        from .forget import Forgetter
+        from .spend import Spend
+
+        return cls(Access(settings, store.governance, slack), Spend(settings, store.governance),
+                   Forgetter(store.governance, gemini, slack, spawn), settings)
+
+    # --- /research: the same policy, and a reservation before the agent starts -------------------
+    async def admit_research(self, team: str, user: str, channel: str) -> str:
+        """'' when the person may start research here (its estimate is then charged), else the line why."""
+        from .policy import Who
+        from .spend import SPENT
+
+        who = Who(team, user, team, channel, channel.startswith("D"))
+        line = await self.access.refusal(who, self.settings.profile_map.for_channel(channel) if self.settings else None)
+        if line:
+            return line
+        if await self.spend.spent_up(team, user, channel, None):
+            return SPENT
+        await self.spend.charge(team, user, channel, self.settings.research_estimate_tokens)
+        return ""
+
+    async def settle_research(self, team: str, user: str, channel: str, used: int | None) -> None:
+        """The job ended: what it used replaces the estimate (unknown usage keeps the estimate)."""
+        if used is not None:
+            await self.spend.charge(team, user, channel, used - self.settings.research_estimate_tokens)

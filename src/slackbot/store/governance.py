@@ -1,0 +1,200 @@
+"""Governance state in Redis: which interactions each answered message started, tombstones of deleted
+messages, daily token spend, cached user-group membership and "told once" marks.
+
+The message map (`msgs:{team:channel:thread}`, a hash in the thread's slot) is written in the same
+script that moves the chain head: field = the asker's message ts, value = JSON {ids, bot, user} (the
+turn's interaction ids, the bot's answer message ts's, who asked). Forgetting a message takes its entry
+and every later one out, cuts the chain and leaves a tombstone field (`x:<ts>`, or `x:all` with a cutoff
+ts for a whole thread) so a turn still running, a retry or another replica can never move the head
+(and so bring the text back) for a forgotten message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from . import client as _client
+
+from .keys import SHARDS, TurnKeys, shard_of, turn_id
+from .schedule import Schedule
+
+# Move the head and map the message to its interactions, unless the message (or its whole thread) was
+# forgotten meanwhile (-1), or the head moved (0). KEYS: chain, presence, msgs; ARGV: expected, new, ttl,
+# message ts, entry json
+_MOVE_AND_MAP = """
+local ts = ARGV[4]
+local all = redis.call('HGET', KEYS[3], 'x:all')
+if redis.call('HEXISTS', KEYS[3], 'x:' .. ts) == 1 or (all and tonumber(ts) <= tonumber(all)) then return -1 end
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) == 0 then redis.call('SET', KEYS[2], 'own', 'EX', tonumber(ARGV[3])) end
+redis.call('HSET', KEYS[3], ts, ARGV[5])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
+return 1
+"""
+
+# Forget a message and every later answered one (ARGV[1] = its ts), or the whole thread (ARGV[1] = '',
+# ARGV[2] = the cutoff ts): take their entries out, leave the tombstone, cut the chain (and for a whole
+# thread the bot's presence). Returns the entries taken, as field, value pairs. Idempotent: a retry
+# finds nothing left. KEYS: msgs, chain, presence; ARGV: ts, cutoff, tombstone ttl
+_FORGET = """
+local out = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local f = flat[i]
+  if string.sub(f, 1, 2) ~= 'x:' and (ARGV[1] == '' or tonumber(f) >= tonumber(ARGV[1])) then
+    table.insert(out, f); table.insert(out, flat[i + 1])
+    redis.call('HDEL', KEYS[1], f)
+  end
+end
+if ARGV[1] == '' then
+  redis.call('HSET', KEYS[1], 'x:all', ARGV[2])
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('HSET', KEYS[1], 'x:' .. ARGV[1], '1')
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('DEL', KEYS[2])
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One answered message of a thread: its ts, the interactions it started, the bot's answer messages."""
+
+    ts: str
+    ids: list[str]
+    bot: list[str]
+    user: str
+
+
+class GovernanceStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str, *, chain_ttl: int):
+        self.redis = redis
+        self.p = prefix
+        self.turn_keys = TurnKeys(prefix)
+        self.chain_ttl = chain_ttl
+        self._move = redis.register_script(_MOVE_AND_MAP)
+        # retention: member = a thread's tag (team:channel:thread), due when its chain is to be forgotten
+        self.retention = Schedule(redis, [f"{prefix}:retain:due:{{retain.{i}}}" for i in range(SHARDS)])
+        self._forget = redis.register_script(_FORGET)
+
+    # --- keys ---------------------------------------------------------------------------------------
+    def msgs(self, team: str, channel: str, thread: str) -> str:
+        return f"{self.p}:msgs:{{{team}:{channel}:{thread}}}"
+
+    def spend(self, scope: str, day: str) -> str:
+        """A day's tokens of one scope (`team:u:U1`, `team:c:C1`, `team`): its own tag."""
+        return f"{self.p}:spend:{{{scope}}}:{day}"
+
+    def week(self, team: str, week: str) -> str:
+        """A workspace's week: sorted set of `u:<user>` and `c:<channel>` by tokens."""
+        return f"{self.p}:spendweek:{{{team}}}:{week}"
+
+    def group(self, team: str, group: str) -> str:
+        return f"{self.p}:group:{{{team}:{group}}}"
+
+    def told(self, team: str, user: str, where: str) -> str:
+        return f"{self.p}:told:{{{team}:{user}}}:{where}"
+
+    # --- the message map ------------------------------------------------------------------------
+    async def move_and_map(self, team: str, channel: str, thread: str, expected: str | None, new: str, *,
+                           ts: str, ids: list[str], bot: list[str], user: str) -> int:
+        """1 moved (and mapped), 0 the head moved meanwhile, -1 the message was forgotten meanwhile."""
+        entry = json.dumps({"ids": ids, "bot": bot, "user": user})
+        return int(await self._move(
+            keys=[self.turn_keys.chain(team, channel, thread), self.turn_keys.presence(team, channel, thread),
+                  self.msgs(team, channel, thread)],
+            args=[expected or "", new, self.chain_ttl, ts, entry]))
+
+    async def answered(self, team: str, channel: str, thread: str) -> list[Answered]:
+        raw = await self.redis.hgetall(self.msgs(team, channel, thread))
+        return sorted((_entry(k, v) for k, v in raw.items() if not k.startswith("x:")), key=lambda a: float(a.ts))
+
+    async def forget(self, team: str, channel: str, thread: str, ts: str | None, cutoff: str) -> list[Answered]:
+        """Forget `ts` and every later answered message (None: the whole thread up to `cutoff`); the
+        entries taken. Their journal entries go too (same slot)."""
+        flat = await self._forget(
+            keys=[self.msgs(team, channel, thread), self.turn_keys.chain(team, channel, thread),
+                  self.turn_keys.presence(team, channel, thread)],
+            args=[ts or "", cutoff, self.chain_ttl])
+        taken = [_entry(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        for at in {a.ts for a in taken} | ({ts} if ts else set()):
+            await self.drop_journal(turn_id(team, channel, thread, at))
+        return taken
+
+    async def threads_of(self, team: str, channel: str) -> list[str]:
+        """The threads of a conversation with a message map (a SCAN: only for `/gemini forget` in a DM)."""
+        pattern = self.msgs(team, channel, "*")  # braces are not special in a SCAN pattern
+        where = {"target_nodes": RedisCluster.PRIMARIES} if _client.is_cluster(self.redis) else {}
+        found = [k async for k in self.redis.scan_iter(match=pattern, count=1000, **where)]
+        return sorted({k.split("{", 1)[1].rsplit("}", 1)[0].split(":", 2)[2] for k in found})
+
+    async def retain(self, team: str, channel: str, thread: str, seconds: float) -> None:
+        """The thread is forgotten `seconds` from now unless it moves again (written before the head moves,
+        so a crash in between can only forget a thread, never keep one)."""
+        tag = f"{team}:{channel}:{thread}"
+        await self.retention.at(self.retention.shards[shard_of(tag)], [tag], seconds)
+
+    async def due_for_retention(self, lease: float, limit: int) -> list[tuple[str, str]]:
+        """(shard, thread tag) pairs past their retention, leased to the caller for `lease` seconds."""
+        return await self.retention.claim(lease, limit)
+
+    async def drop_journal(self, turn: str) -> None:
+        """A forgotten turn's journal entry (its text) goes; every later write to it checks the owner and finds none."""
+        await self.redis.delete(self.turn_keys.turn(turn))
+
+    # --- spend ------------------------------------------------------------------------------------
+    async def charge(self, scopes: list[str], day: str, tokens: int, *, team: str, week: str,
+                     members: list[str], keep: int = 8 * 86400) -> None:
+        """Add `tokens` to each scope's day (INCRBY is atomic across replicas) and to the week's ranks."""
+        for scope in scopes:
+            key = self.spend(scope, day)
+            await self.redis.incrby(key, tokens)
+            await self.redis.expire(key, keep)
+        wkey = self.week(team, week)
+        for member in members:
+            await self.redis.zincrby(wkey, tokens, member)
+        await self.redis.expire(wkey, 15 * 86400)
+
+    async def spent(self, scopes: list[str], day: str) -> list[int]:
+        return [int(await self.redis.get(self.spend(s, day)) or 0) for s in scopes]
+
+    async def top(self, team: str, week: str, n: int) -> list[tuple[str, int]]:
+        return [(m, int(s)) for m, s in await self.redis.zrevrange(self.week(team, week), 0, n - 1, withscores=True)]
+
+    # --- user groups ----------------------------------------------------------------------------
+    async def group_members(self, team: str, group: str) -> set[str] | None:
+        """The cached members (None: not cached). A sentinel member marks an empty group as cached."""
+        members = await self.redis.smembers(self.group(team, group))
+        return {m for m in members if m != "-"} if members else None
+
+    async def cache_group(self, team: str, group: str, users: list[str], ttl: int) -> None:
+        key = self.group(team, group)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.sadd(key, "-", *users)
+        pipe.expire(key, ttl)
+        await pipe.execute()
+
+    async def cached_flag(self, team: str, user: str, name: str) -> bool | None:
+        value = await self.redis.get(f"{self.p}:flag:{{{team}:{user}}}:{name}")
+        return None if value is None else value == "1"
+
+    async def cache_flag(self, team: str, user: str, name: str, value: bool, ttl: int) -> None:
+        await self.redis.set(f"{self.p}:flag:{{{team}:{user}}}:{name}", "1" if value else "0", ex=ttl)
+
+    # --- told once ------------------------------------------------------------------------------
+    async def first_telling(self, team: str, user: str, where: str, ttl: int) -> bool:
+        return bool(await self.redis.set(self.told(team, user, where), "1", nx=True, ex=ttl))
+
+
+def _entry(ts: str, raw: str) -> Answered:
+    data = json.loads(raw or "{}")
+    return Answered(ts, list(data.get("ids") or []), list(data.get("bot") or []), str(data.get("user") or ""))
