@@ -289,6 +289,25 @@ async def test_research_obeys_the_policy_is_reserved_then_settled_and_audited(se
         await stop_bot(bot)
 
 
+async def test_message_shortcuts_obey_the_policy_before_reading_anything(settings_for, slack_emu, gemini_emu):
+    bot = await gov_bot(settings_for, slack_emu, deny_users="U_ALICE")
+    try:
+        root = (await slack_emu.user_message("C_GENERAL", "Where do we stand?", user="U_BOB", deliver=False)).message
+        reads = len(slack_emu.calls_to("conversations.replies"))
+        for shortcut in ("summarize_thread", "ask_gemini"):
+            await slack_emu.agents.message_shortcut(root, shortcut, user="U_ALICE")
+        await eventually(lambda: len([e for e in slack_emu.ephemerals if e["user"] == "U_ALICE"]) == 2, 10,
+                         message="one refusal line per shortcut")
+        # a later click by someone the policy allows is answered: the refused ones read and asked nothing
+        await slack_emu.agents.message_shortcut(root, "ask_gemini", user="U_BOB")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", root.ts), 10, message="Bob's answer")
+        assert len(slack_emu.calls_to("conversations.replies")) == reads
+        assert [m.text for m in slack_emu.bot_messages("C_GENERAL", root.ts)] == \
+            ["Reply 1 to: Help me with this Slack message: "], "only Bob's click reached Gemini"
+    finally:
+        await stop_bot(bot)
+
+
 # ------------------------------------------------------------------ 5: the shortcut and /gemini forget; 2: /gemini usage
 async def test_forget_shortcut_and_gemini_forget_in_a_dm_and_usage(settings_for, slack_emu, gemini_emu, redis_url,
                                                                   prefix):

@@ -21,6 +21,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from ..chat.context import thread_transcript, with_transcript
 from ..chat.intake import Incoming
+from ..governance.policy import Who
 from ..slack_out import calls
 from ..slack_out.render import message_payload
 
@@ -64,6 +65,11 @@ async def run(services, body: dict, team: str, bot_user_id: str | None) -> None:
         return
     slack = services.slack.for_team(team)
     thread = message.get("thread_ts") or ts
+    # the access policy first, before anything is read: the same rule as a mention (issue 24.1)
+    who = Who(team, user, (body.get("user") or {}).get("team_id") or team, channel, channel.startswith("D"))
+    if refusal := await services.lifecycle.deps.governance.access.refusal(
+            who, services.settings.profile_map.for_channel(channel)):
+        return await _tell(slack, body, channel, user, thread, refusal)
     member = await _member(slack, channel)
     if body.get("callback_id") == SUMMARIZE:
         if not member:
