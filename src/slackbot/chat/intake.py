@@ -63,11 +63,15 @@ def installing_team(body: dict, fallback: str | None = None) -> str:
 
     Not the sender's `team`: in a Slack Connect channel a partner organisation's member carries their own
     team id, while the thread, its chain and the edit budget belong to the installation. Slack names the
-    installation in `authorizations` (Bolt reads it there too, for shared channels); an org-wide install
-    has no team there, so the envelope's `team_id` comes next."""
+    installation in `authorizations` (Bolt reads it there too, for shared channels). An org-wide install
+    (Enterprise Grid) is the org's: its enterprise id, so keys follow the installing org in every workspace.
+    Otherwise the envelope's `team_id` comes next."""
     auths = body.get("authorizations") if isinstance(body, dict) else None
-    if isinstance(auths, list) and auths and isinstance(auths[0], dict) and auths[0].get("team_id"):
-        return str(auths[0]["team_id"])
+    if isinstance(auths, list) and auths and isinstance(auths[0], dict):
+        if auths[0].get("is_enterprise_install") is True and auths[0].get("enterprise_id"):
+            return str(auths[0]["enterprise_id"])
+        if auths[0].get("team_id"):
+            return str(auths[0]["team_id"])
     return str((body.get("team_id") if isinstance(body, dict) else None) or fallback or "")
 
 

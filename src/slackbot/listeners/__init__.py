@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from . import actions, commands, events, gemini_command
+from . import actions, commands, events, gemini_command, installs
 
 
 def register(app: AsyncApp, services) -> None:
@@ -12,3 +12,4 @@ def register(app: AsyncApp, services) -> None:
     commands.register(app, services)
     actions.register(app, services)
     gemini_command.register(app, services)
+    installs.register(app, services)

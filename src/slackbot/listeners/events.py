@@ -22,6 +22,8 @@ from ..store.turns import AcceptOutcome
 
 log = logging.getLogger(__name__)
 
+INSTALL_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})  # past the intake, to their own listener
+
 
 def register(app: AsyncApp, services) -> None:
     @app.middleware
@@ -31,6 +33,8 @@ def register(app: AsyncApp, services) -> None:
         event = body.get("event")
         event = event if isinstance(event, dict) else {}  # signed but malformed: ignored like chatter
         kind = str(event.get("type", "unknown"))
+        if kind in INSTALL_EVENTS:
+            return await next()  # not a turn: listeners/installs.py
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
         incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id))

@@ -127,3 +127,11 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the prefix."""
         return f"{self.prefix}:*"
+
+    def team_patterns(self, team: str) -> list[str]:
+        """SCAN patterns matching every key of one installation (team or org id): keys whose hash tag
+        starts with it (threads, turns, quotas, job slots and history), and the rate buckets, whose tag
+        is `<method>:<team>[:<scope>]`. Research job hashes carry the team in a field (Store.delete_team).
+        Slack ids are [A-Z0-9], so none holds a glob character."""
+        return [f"{self.prefix}:*{{{team}:*", f"{self.prefix}:bucket:{{*:{team}}}*",
+                f"{self.prefix}:bucket:{{*:{team}:*"]
