@@ -49,6 +49,8 @@ def _throwaway_postgres() -> tuple[str, subprocess.Popen, str]:
     data = tempfile.mkdtemp(prefix="slackbot-pg-")
     run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if run_as:
+        if subprocess.run(["id", "postgres"], capture_output=True).returncode:
+            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
         shutil.chown(data, "postgres")
     port = free_port()
     subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
@@ -67,9 +69,11 @@ def _throwaway_postgres() -> tuple[str, subprocess.Popen, str]:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A PostgreSQL server URL without a database: the local one, or a throwaway one."""
-    if _answers("127.0.0.1", 5432):
-        yield os.environ.get("SLACKBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+    """A PostgreSQL server URL without a database: SLACKBOT_TEST_POSTGRES, else the one on 127.0.0.1:5432,
+    else a throwaway one (SLACKBOT_TEST_POSTGRES=start: a throwaway one in any case)."""
+    given = os.environ.get("SLACKBOT_TEST_POSTGRES", "")
+    if given != "start" and (given or _answers("127.0.0.1", 5432)):
+        yield given or "postgresql://postgres@127.0.0.1:5432"
         return
     url, proc, data = _throwaway_postgres()
     yield url
