@@ -255,3 +255,32 @@ async def test_uninstall_leaves_nothing_of_that_workspace(oauth_settings, slack_
         await eventually(lambda: idle(bot.url), 10)
     finally:
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 4: Enterprise Grid
+async def test_an_org_wide_install_answers_in_every_workspace_of_the_org(
+        oauth_settings, slack_emu, gemini_emu, redis_url, prefix):
+    slack_emu.oauth.org_deploy_enabled = True
+    for team, user in (("T0101", "U_ORG1"), ("T0102", "U_ORG2")):
+        slack_emu.add_workspace(team, f"Acme {team}", enterprise_id="E0100", enterprise_name="Acme Corp")
+        slack_emu.add_user(user, user.lower(), f"{user} Person", team=team)
+    bot = await start_bot(oauth_settings(), slack_emu)
+    try:
+        assert (await add_to_slack(slack_emu, bot.url, "E0100", "U_ORG1")).startswith("200")
+        org = slack_emu.install_for("T0101")
+        assert org.is_enterprise_install and slack_emu.install_for("T0102") is org
+        for team, user in (("T0101", "U_ORG1"), ("T0102", "U_ORG2")):
+            slack_emu.add_channel(f"C_{team}", "general", {user, org.bot_user_id}, team=team)
+            d = await slack_emu.user_message(f"C_{team}", f"<@{org.bot_user_id}> hello {team}", user=user)
+            assert d.payload["enterprise_id"] == "E0100"
+            texts = " ".join(await answered(slack_emu, gemini_emu, f"C_{team}", d.payload["event"]["ts"]))
+            assert f"hello {team}" in texts
+        store = await open_store(redis_url, prefix)
+        try:  # keys follow the installing org, as Slack Connect's follow the installing workspace
+            assert await store.prefix_keys(f"{prefix}:chain:{{E0100:C_T0101:*")
+            assert await store.prefix_keys(f"{prefix}:chain:{{E0100:C_T0102:*")
+            assert not [k for k in await store.prefix_keys() if "{T0101:" in k or "{T0102:" in k]
+        finally:
+            await store.close()
+    finally:
+        await stop_bot(bot)
