@@ -284,3 +284,21 @@ async def test_an_org_wide_install_answers_in_every_workspace_of_the_org(
             await store.close()
     finally:
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 3: files with the workspace's own token
+async def test_a_file_shared_in_a_second_workspace_is_read_with_its_token(oauth_settings, slack_emu, gemini_emu):
+    second_workspace(slack_emu)
+    bot = await start_bot(oauth_settings(), slack_emu)
+    try:
+        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
+        install = slack_emu.install_for("T0002")
+        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        log_file = slack_emu.host_file("server.log", b"request_id=r-77 failed", mimetype="text/plain", user="U_DAN")
+        d = await slack_emu.user_shares("C2_GENERAL", f"<@{install.bot_user_id}> which request failed?", [log_file],
+                                        user="U_DAN")
+        texts = " ".join(await answered(slack_emu, gemini_emu, "C2_GENERAL", d.message.ts))
+        assert "request_id=r-77" in texts
+        assert slack_emu.file_requests and all(r["authorized"] for r in slack_emu.file_requests)
+    finally:
+        await stop_bot(bot)

@@ -196,7 +196,8 @@ class AnswerTurn:
                       "This Slack thread's earlier conversation is not in memory.")
             user_input, note = await self._with_thread(names, message, reason, NO_READBACK)
         else:  # files shared with this message go in as content parts; a follow-up has them in the chain
-            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None,
+                                     token=await self.slack.bot_token())
             user_input, note = given.input, given.note
         try:
             return await self._steps(self._step(user_input, head)), note
@@ -309,10 +310,11 @@ class AnswerTurn:
             self.slack, settings, names, channel=record.channel,
             thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
-            given = await turn_parts(record.files, message, settings, bot_user_id=bot)
+            given = await turn_parts(record.files, message, settings, bot_user_id=bot, token=await self.slack.bot_token())
             return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
         given = await turn_parts([*record.files, *reversed(transcript.files)],
-                                 with_transcript(transcript.text, message, reason=reason), settings, bot_user_id=bot)
+                                 with_transcript(transcript.text, message, reason=reason), settings, bot_user_id=bot,
+                                 token=await self.slack.bot_token())
         return given.input, given.note
 
     # --- Slack ------------------------------------------------------------------------------------------
