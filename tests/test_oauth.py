@@ -237,9 +237,18 @@ async def test_uninstall_leaves_nothing_of_that_workspace(oauth_settings, slack_
         gemini_emu.script(text="before the uninstall")
         d = await slack_emu.user_message("C2_GENERAL", f"<@{install.bot_user_id}> hi", user="U_DAN")
         await answered(slack_emu, gemini_emu, "C2_GENERAL", d.payload["event"]["ts"])
+        gemini_emu.script_agent(queued_for=0.1, run_for=60)  # a research job still running at the uninstall
+        await slack_emu.slash_command("/research", "a long question", user="U_DAN", channel="C2_GENERAL")
         store = await open_store(redis_url, prefix)
         installs = Installs(bot.settings)
+
+        async def running_job():
+            for key in await store.prefix_keys(store.keys.jobs.any_job):
+                if (job := await store.jobs.get(key.split("{")[1].rstrip("}"))) and job.interaction_id:
+                    return job
         try:
+            job = await eventually(running_job, 10, message="the research job holds its agent's interaction")
+            assert job.team == "T0002"
             assert await store.prefix_keys(f"{prefix}:*{{T0002:*") and await installs.rows_of("T0002")
             deliveries = await slack_emu.oauth.uninstall("T0002")
             assert all(x.status == 200 for x in deliveries)
@@ -249,6 +258,9 @@ async def test_uninstall_leaves_nothing_of_that_workspace(oauth_settings, slack_
                     [k for p in store.keys.team_patterns("T0002") for k in await store.prefix_keys(p)])
             await eventually(gone, 10, message="T0002's rows and keys deleted")
             assert not [k for k in await store.prefix_keys() if "T0002" in k]
+            assert await store.jobs.get(job.id) is None
+            await eventually(lambda: [r for r in gemini_emu.requests if r["path"].endswith(f"{job.interaction_id}/cancel")],
+                             10, message="the running research job cancelled at Gemini")
         finally:
             await installs.close()
             await store.close()
