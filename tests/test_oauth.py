@@ -314,3 +314,18 @@ async def test_a_file_shared_in_a_second_workspace_is_read_with_its_token(oauth_
         assert slack_emu.file_requests and all(r["authorized"] for r in slack_emu.file_requests)
     finally:
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 7: operators
+def test_deploy_has_postgresql_examples_for_oauth_mode():
+    import pathlib
+    import yaml
+    root = pathlib.Path(__file__).parent.parent
+    compose = yaml.safe_load((root / "deploy/postgres/docker-compose.oauth.yml").read_text())
+    assert {"bot", "worker", "postgres"} <= set(compose["services"])
+    assert "@postgres:5432/" in compose["x-oauth"]["environment"]["DATABASE_URL"]
+    assert "pg_isready" in compose["services"]["postgres"]["healthcheck"]["test"]
+    kinds = [d["kind"] for d in yaml.safe_load_all((root / "deploy/postgres/k8s-postgres.example.yaml").read_text())]
+    assert kinds == ["Service", "StatefulSet"]
+    readme = (root / "README.md").read_text()
+    assert "## Many workspaces (OAuth installs)" in readme and "/slack/oauth_redirect" in readme and "pg_dump" in readme

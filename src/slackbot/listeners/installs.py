@@ -1,6 +1,6 @@
-"""OAuth mode: an uninstall (`app_uninstalled`, or `tokens_revoked` naming bot tokens) leaves nothing
-behind: the installation's rows, its Redis keys (every primary of a cluster) and its running research
-jobs, cancelled at Gemini so they stop costing."""
+"""An uninstall (`app_uninstalled`, or `tokens_revoked` naming bot tokens) leaves nothing behind: the
+installation's rows (OAuth mode), its Redis keys (every primary of a cluster) and its running research
+jobs, cancelled at Gemini so they stop costing. Single-workspace mode deletes the same Redis data."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, services) -> None:
-    if services.installs is None:
-        return
-
     async def uninstalled(body, context) -> None:
         event = body.get("event") or {}
         if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
@@ -31,7 +28,7 @@ def register(app: AsyncApp, services) -> None:
 
 
 async def forget_installation(services, key: str) -> None:
-    rows = await services.installs.forget(key)
+    rows = await services.installs.forget(key) if services.installs else 0
     running = await services.store.delete_team(key)
     for interaction in running:
         try:
