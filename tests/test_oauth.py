@@ -24,7 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from conftest import eventually, free_port, idle, open_store, start_bot, stop_bot
+from conftest import eventually, free_port, idle, metric, open_store, start_bot, stop_bot
 from slackbot.config import ConfigError, load_settings
 from slackbot.installs import Installs
 
@@ -187,6 +187,8 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
             assert all("C3_GENERAL" not in k for k in two) and all("C2_GENERAL" not in k for k in three)
         finally:
             await store.close()
+        for team in ("T0002", "T0003"):  # metrics name the installation by id
+            assert await metric(bot.url, "slackbot_events_total", outcome="accepted", team=team) == 1
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{bot.url}/readyz") as r:
                 assert (await r.json())["database"] is True
@@ -329,3 +331,24 @@ def test_deploy_has_postgresql_examples_for_oauth_mode():
     assert kinds == ["Service", "StatefulSet"]
     readme = (root / "README.md").read_text()
     assert "## Many workspaces (OAuth installs)" in readme and "/slack/oauth_redirect" in readme and "pg_dump" in readme
+
+
+# ------------------------------------------------------------------ 3: profiles by workspace or org
+def test_a_profiles_file_may_name_a_workspace_or_an_enterprise(tmp_path):
+    from slackbot.chat.intake import installing_team
+    from slackbot.profiles import load_profiles
+    path = tmp_path / "profiles.yaml"
+    path.write_text("profiles:\n  support: {model: gemini-3-pro-preview}\n  acme: {model: gemini-3-flash-preview}\n"
+                    "channels:\n  C_HELP: support\nworkspaces:\n  T0002: support\n  E0100: acme\n")
+    profiles = load_profiles(str(path))
+    assert profiles.for_channel("C_ANY", None, "T0002").name == "support"
+    assert profiles.for_channel("C_ANY", None, "E0100").name == "acme"
+    assert profiles.for_channel("C_HELP", None, "E0100").name == "support", "a channel's own profile comes first"
+    assert profiles.for_channel("C_ANY", None, "T0009") is None
+    # an org-wide install's command and click name the org, whatever workspace they come from
+    assert installing_team({"team_id": "T0101", "enterprise_id": "E0100", "is_enterprise_install": "true"}) == "E0100"
+    assert installing_team({"team": {"id": "T0101"}, "enterprise": {"id": "E0100"}, "is_enterprise_install": True}) == "E0100"
+    assert installing_team({"team_id": "T0101", "enterprise_id": "E0100", "is_enterprise_install": "false"}) == "T0101"
+    path.write_text("profiles:\n  a: {}\nworkspaces:\n  general: a\n")
+    with pytest.raises(ValueError, match="workspaces.general: not a workspace"):
+        load_profiles(str(path))

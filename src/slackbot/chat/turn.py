@@ -379,7 +379,7 @@ class AnswerTurn:
         """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
         profiles = self.settings.profile_map
         name = await channel_name(self.slack, self.record.channel) if profiles.needs_names else None
-        return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
+        return profiles.for_channel(self.record.channel, name, self.record.team) or self.settings.default_profile
 
     async def _admit(self) -> bool:
         record, s = self.record, self.settings
@@ -389,7 +389,7 @@ class AnswerTurn:
         if verdict is Admission.ADMITTED:
             return True
         line = BUSY_USER.format(n=s.user_max_active_answers) if verdict is Admission.BUSY else FAST_USER
-        metrics.EVENTS.labels("turn", "over_quota").inc()
+        metrics.EVENTS.labels("turn", "over_quota", self.record.team).inc()
         await self.slack.send(calls.ephemeral(record.channel, record.user, line, record.reply_thread_ts or None))
         return False
 

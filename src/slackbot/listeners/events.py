@@ -37,26 +37,27 @@ def register(app: AsyncApp, services) -> None:
             return await next()  # not a turn: listeners/installs.py
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
-        incoming = classify(event, context.bot_user_id, installing_team(body, context.team_id))
+        team = installing_team(body, context.team_id)
+        incoming = classify(event, context.bot_user_id, team)
         if incoming is None:
-            metrics.EVENTS.labels(kind, "ignored").inc()
+            metrics.EVENTS.labels(kind, "ignored", team).inc()
             return BoltResponse(status=200, body="")
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
             return BoltResponse(status=503, body="")
         try:
             accepted = await services.lifecycle.accept(incoming, context.bot_user_id)
         except (RedisError, OSError):
-            metrics.EVENTS.labels(kind, "redis_down").inc()
+            metrics.EVENTS.labels(kind, "redis_down", team).inc()
             log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
             return BoltResponse(status=503, body="")
         if accepted is AcceptOutcome.NOT_OURS:
-            metrics.EVENTS.labels(kind, "ignored").inc()  # a reply not for the bot (store/turns.py: presence)
+            metrics.EVENTS.labels(kind, "ignored", team).inc()  # a reply not for the bot (store/turns.py: presence)
             return BoltResponse(status=200, body="")
         if accepted is AcceptOutcome.SEEN:
-            metrics.EVENTS.labels(kind, "duplicate").inc()
+            metrics.EVENTS.labels(kind, "duplicate", team).inc()
             log.info("duplicate event", extra=where)
             return BoltResponse(status=200, body="")
-        metrics.EVENTS.labels(kind, "accepted").inc()
+        metrics.EVENTS.labels(kind, "accepted", team).inc()
         content = {"text": incoming.text} if services.settings.log_content else {}
         log.info("slack event", extra={**where, "kind": incoming.kind, "thread_ts": incoming.chain_thread, **content})
         await next()

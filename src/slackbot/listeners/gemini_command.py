@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from ..chat.intake import installing_team
 from ..config import Settings
 from ..profiles import Profile
 
@@ -45,6 +46,6 @@ def register(app: AsyncApp, services) -> None:
     async def gemini_profile(ack, command):
         settings = services.settings
         channel, name = command.get("channel_id") or "", command.get("channel_name") or ""
-        profile = settings.profile_map.for_channel(channel, name) or settings.default_profile
+        profile = settings.profile_map.for_channel(channel, name, installing_team(command)) or settings.default_profile
         label = f"#{name}" if name and name != "directmessage" else "this conversation"
         await ack(describe_profile(settings, profile, label))
