@@ -352,3 +352,37 @@ def test_a_profiles_file_may_name_a_workspace_or_an_enterprise(tmp_path):
     path.write_text("profiles:\n  a: {}\nworkspaces:\n  general: a\n")
     with pytest.raises(ValueError, match="workspaces.general: not a workspace"):
         load_profiles(str(path))
+
+
+# ------------------------------------------------------------------ 6: a browser walks "Add to Slack"
+async def test_a_browser_walks_add_to_slack_to_a_working_mention(oauth_settings, slack_emu, gemini_emu):
+    """Chromium opens the bot's install page, presses "Add to Slack", chooses the workspace on Slack's
+    (emulated) consent page, presses Allow, and lands on the bot's redirect; the new workspace's mention
+    is then answered."""
+    from test_sandbox import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
+    chromium_or_skip()
+    from playwright.async_api import async_playwright, expect
+    second_workspace(slack_emu)
+    bot = await start_bot(oauth_settings(), slack_emu)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{bot.url}/slack/install")
+                await page.locator("a[href*='oauth/v2/authorize']").click()
+                await page.select_option("select[name=target]", "T0002")
+                await page.select_option("select[name=user]", "U_DAN")
+                await page.get_by_role("button", name="Allow").click()
+                await page.wait_for_url(f"{bot.url}/slack/oauth_redirect*")
+                await expect(page.locator("body")).not_to_contain_text("Something Went Wrong")
+            finally:
+                await browser.close()
+        install = slack_emu.install_for("T0002")
+        assert install is not None
+        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        d = await slack_emu.user_message("C2_GENERAL", f"<@{install.bot_user_id}> hello from the browser", user="U_DAN")
+        assert "hello from the browser" in " ".join(await answered(slack_emu, gemini_emu, "C2_GENERAL",
+                                                                   d.payload["event"]["ts"]))
+    finally:
+        await stop_bot(bot)
