@@ -386,3 +386,30 @@ async def test_a_browser_walks_add_to_slack_to_a_working_mention(oauth_settings,
                                                                    d.payload["event"]["ts"]))
     finally:
         await stop_bot(bot)
+
+
+
+# ------------------------------------------------------------------ 5: an answer in flight at the uninstall
+async def test_an_answer_in_flight_at_the_uninstall_ends_quietly_and_leaves_nothing(
+        oauth_settings, slack_emu, gemini_emu, redis_url, prefix):
+    second_workspace(slack_emu)
+    bot = await start_bot(oauth_settings(), slack_emu)
+    try:
+        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
+        install = slack_emu.install_for("T0002")
+        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        gemini_emu.script(text=" ".join(f"word{i}" for i in range(400)), chunk_chars=4, chunk_delay=0.05)
+        d = await slack_emu.user_message("C2_GENERAL", f"<@{install.bot_user_id}> a long one", user="U_DAN")
+        await eventually(lambda: slack_emu.bot_messages("C2_GENERAL", d.payload["event"]["ts"]), 10,
+                         message="the answer started")
+        await slack_emu.oauth.uninstall("T0002")
+        await eventually(lambda: idle(bot.url), 15, message="the answer ended")
+        store = await open_store(redis_url, prefix)
+        try:
+            assert not [k for k in await store.prefix_keys() if "T0002" in k]
+        finally:
+            await store.close()
+        texts = " ".join(m.visible_text for m in slack_emu.bot_messages("C2_GENERAL", d.payload["event"]["ts"]))
+        assert "word399" not in texts
+    finally:
+        await stop_bot(bot)

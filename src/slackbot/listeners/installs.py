@@ -29,10 +29,14 @@ def register(app: AsyncApp, services) -> None:
 
 async def forget_installation(services, key: str) -> None:
     rows = await services.installs.forget(key) if services.installs else 0
+    # answers in flight here end first, so none writes a key after the deletion; on other replicas a
+    # turn whose journal is gone loses its lease at the next renewal and ends the same way
+    ended = await services.lifecycle.end_team(key, services.settings.shutdown_grace_seconds)
     running = await services.store.delete_team(key)
     for interaction in running:
         try:
             await services.gemini.cancel(interaction)
         except Exception as exc:  # already ended or Gemini away: it stops on its own, no one polls it now
             log.warning("research job not cancelled", extra={"team": key, "error": type(exc).__name__})
-    log.info("installation removed", extra={"team": key, "rows": rows, "jobs_cancelled": len(running)})
+    log.info("installation removed", extra={"team": key, "rows": rows, "answers_ended": ended,
+                                            "jobs_cancelled": len(running)})
