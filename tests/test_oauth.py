@@ -229,6 +229,7 @@ async def test_create_tables_is_idempotent_with_replicas_starting_at_once(oauth_
 
 
 # ------------------------------------------------------------------ 5: uninstall
+@pytest.mark.cluster
 async def test_uninstall_leaves_nothing_of_that_workspace(oauth_settings, slack_emu, gemini_emu, redis_url, prefix):
     second_workspace(slack_emu)
     bot = await start_bot(oauth_settings(), slack_emu)
