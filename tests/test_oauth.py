@@ -168,6 +168,7 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
         installs = {t: slack_emu.install_for(t) for t in ("T0002", "T0003")}
         for team, channel in (("T0002", "C2_GENERAL"), ("T0003", "C3_GENERAL")):
             slack_emu.channels[channel].members.add(installs[team].bot_user_id)
+        before = {t: await metric(bot.url, "slackbot_events_total", outcome="accepted", team=t) for t in ("T0002", "T0003")}
         # both at once; the emulated model answers "Reply n to: <question>", so each reply shows what it saw
         sent = await asyncio.gather(
             slack_emu.user_message("C2_GENERAL", f"<@{installs['T0002'].bot_user_id}> hi from two", user="U_DAN"),
@@ -188,7 +189,7 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
         finally:
             await store.close()
         for team in ("T0002", "T0003"):  # metrics name the installation by id
-            assert await metric(bot.url, "slackbot_events_total", outcome="accepted", team=team) == 1
+            assert await metric(bot.url, "slackbot_events_total", outcome="accepted", team=team) == before[team] + 1
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{bot.url}/readyz") as r:
                 assert (await r.json())["database"] is True
