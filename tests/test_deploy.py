@@ -32,7 +32,8 @@ K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-SECRET_NAMES = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GEMINI_API_KEY", "REDIS_URL"}
+SECRET_NAMES = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GEMINI_API_KEY", "REDIS_URL",
+                "SLACK_CLIENT_SECRET", "DATABASE_URL"}
 # The web process's research worker stops within this after the grace (app.serve: wait(..., timeout=5)).
 WORKER_STOP_SECONDS = 5
 

@@ -25,6 +25,7 @@ from slack_bolt.response import BoltResponse
 
 from conftest import bot_settings
 from slackbot.app import build_bolt, build_services, build_web
+from slackbot.listeners.events import INSTALL_EVENTS
 from slackbot.chat.intake import classify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,8 @@ SCOPES_BY_EVENT: dict[str, set[str]] = {
     "app_home_opened": set(),
     "app_context_changed": {"assistant:write"},
     "agent_session_stopped": {"chat:write"},
+    "app_uninstalled": set(),  # Slack sends these to every app, no scope needed
+    "tokens_revoked": set(),
 }
 # Events that reach a listener without being chat turns (the agent surface: listeners/agent.py; the
 # access policy's group cache: listeners/governance.py)
@@ -208,6 +211,8 @@ def _probe_event(subscription: str) -> dict:
     if subscription == "app_mention":
         return {"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.000001",
                 "text": f"<@{BOT_USER}> hello"}
+    if subscription in INSTALL_EVENTS:
+        return {"type": subscription, "tokens": {"oauth": [], "bot": [BOT_USER]}}
     channel_type = {v: k for k, v in MESSAGE_EVENT_BY_CHANNEL_TYPE.items()}[subscription]
     return {"type": "message", "channel_type": channel_type, "user": "U1", "channel": "C1",
             "ts": "2.000002", "thread_ts": "1.000001", "text": "and then?"}
@@ -254,8 +259,9 @@ async def test_subscribed_events_reach_a_listener_and_become_turns(manifest, bui
     """A minimal event of each subscription passes intake and matches one of the app's listeners."""
     for subscription in _manifest_events(manifest):
         event = _probe_event(subscription)
-        is_turn = classify(event, BOT_USER, "T1") is not None
-        assert is_turn is (subscription not in NOT_TURNS), f"intake misreads a plain {subscription} event"
+        if subscription not in INSTALL_EVENTS:  # uninstalls are not turns: they pass intake to their listener
+            is_turn = classify(event, BOT_USER, "T1") is not None
+            assert is_turn is (subscription not in NOT_TURNS), f"intake misreads a plain {subscription} event"
         body = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev1",
                 "event_time": 1, "event": event}
         request = AsyncBoltRequest(body=body, mode="socket_mode")

@@ -45,10 +45,12 @@ def test_without_apt_get_it_says_what_to_install_in_one_line_each(tmp_path):
     proc = source(tmp_path, fake_system(tmp_path, {}))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines
     assert lines[0].startswith("setup: redis-server is missing (there is no apt-get here): install Redis")
     assert "REDIS_URL" in lines[0]
-    assert lines[1].startswith("setup: chromium is missing (there is no apt-get here): install Chromium")
+    assert lines[1].startswith("setup: postgresql is missing (there is no apt-get here): install PostgreSQL")
+    assert "SLACKBOT_TEST_POSTGRES" in lines[1]
+    assert lines[2].startswith("setup: chromium is missing (there is no apt-get here): install Chromium")
     skip = proc.stdout.strip().removeprefix("SKIP=")
     assert skip.startswith("chromium is missing") and "SLACKBOT_CHROMIUM" in skip
 
@@ -57,6 +59,7 @@ def test_on_debian_it_installs_quietly_one_line_per_group_without_recommends(tmp
     log = tmp_path / "apt.log"
     bin_dir = fake_system(tmp_path, {
         "apt-get": f'echo "$*" >> {log}; echo "lots of apt output"',
+        "initdb": "true",  # PostgreSQL is there
         # Ubuntu without snap: redis-server is there, chromium has no installable candidate
         "apt-cache": 'if [ "$2" = redis-server ]; then echo "  Candidate: 5:7.0.15-1"; '
                      'else echo "  Candidate: (none)"; fi',
@@ -74,7 +77,7 @@ def test_on_debian_it_installs_quietly_one_line_per_group_without_recommends(tmp
 
 
 def test_silent_when_everything_is_there(tmp_path):
-    proc = source(tmp_path, fake_system(tmp_path, {"redis-server": "true", "chromium": "true"}))
+    proc = source(tmp_path, fake_system(tmp_path, {"redis-server": "true", "initdb": "true", "chromium": "true"}))
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout.strip() == "SKIP="
 
 
@@ -101,3 +104,16 @@ def test_without_a_reason_a_missing_browser_fails(tmp_path):
 @pytest.mark.parametrize("script", ["setup-env", "system-packages"])
 def test_scripts_parse(script):
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)]).returncode == 0
+
+
+def test_on_debian_it_installs_postgresql_where_initdb_is_missing(tmp_path):
+    """issue 23: the OAuth tests need a PostgreSQL (tests/test_oauth.py starts one with initdb)."""
+    log = tmp_path / "apt.log"
+    bin_dir = fake_system(tmp_path, {
+        "apt-get": f'echo "$*" >> {log}',
+        "apt-cache": 'echo "  Candidate: 1.0"',
+        "redis-server": "true", "chromium": "true",
+    })
+    proc = source(tmp_path, bin_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "install -y -qq --no-install-recommends postgresql" in log.read_text().splitlines()

@@ -21,8 +21,9 @@ from . import listeners, metrics
 from .chat.lifecycle import TurnLifecycle
 from .config import Settings
 from .gemini import Gemini
-from .slack_out.gateway import SlackGateway
-from .startup import Readiness, listen, require_redis, socket_url, verify_bot_token
+from .installs import Installs
+from .slack_out.gateway import OneToken, SlackGateway
+from .startup import Readiness, listen, require_database, require_redis, socket_url, verify_bot_token
 from .store import Store
 from .tasks import TaskTracker
 
@@ -39,11 +40,14 @@ class Services:
     lifecycle: TurnLifecycle
     tasks: TaskTracker = field(default_factory=TaskTracker)
     research: object | None = None  # research.jobs.Research, when enabled
+    installs: Installs | None = None  # OAuth mode: installations in PostgreSQL (else the one SLACK_BOT_TOKEN)
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     readiness: Readiness = field(default_factory=Readiness)
 
     async def close(self) -> None:
         await self.store.close()
+        if self.installs:
+            await self.installs.close()
 
 
 async def build_services(settings: Settings, redis_client=None) -> Services:
@@ -59,12 +63,14 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
                                     pool_timeout=settings.redis_pool_timeout)
     else:
         store = Store(redis_client, settings.redis_prefix, **ttls)
-    client = AsyncWebClient(token=settings.bot_token, base_url=settings.slack_api_url)
-    slack = SlackGateway.with_bot_token(settings, store.budgets, client)
+    # One code path for both modes: the gateway asks a token resolver for each workspace's client.
+    installs = Installs(settings) if settings.oauth else None
+    client = AsyncWebClient(token=settings.bot_token or None, base_url=settings.slack_api_url)
+    slack = SlackGateway(settings, store.budgets, installs.tokens if installs else OneToken(client), client)
     gemini = Gemini(settings)
     tasks = TaskTracker()
     services = Services(settings, store, gemini, client, slack, TurnLifecycle(settings, store, gemini, slack, tasks),
-                        tasks, readiness=Readiness(socket_mode=settings.socket_mode))
+                        tasks, readiness=Readiness(socket_mode=settings.socket_mode), installs=installs)
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn, governance=services.lifecycle.governance,
@@ -96,6 +102,8 @@ def build_bolt(services: Services) -> AsyncApp:
         signing_secret=s.signing_secret,
         request_verification_enabled=not s.socket_mode,
         logger=_bolt_log,
+        # OAuth mode: Bolt authorises every event, command and action from the installation store
+        oauth_settings=services.installs.oauth_settings() if services.installs else None,
     )
     listeners.register(app, services)
     return app
@@ -135,8 +143,28 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
 
     web_app = web.Application()
     web_app.add_routes([web.post("/slack/events", slack_events)] if verifier else [])
+    if bolt.oauth_flow is not None:
+        web_app.add_routes(oauth_routes(bolt))
     web_app.add_routes(health_routes(services))
     return web_app
+
+
+def oauth_routes(bolt: AsyncApp) -> list[web.RouteDef]:
+    """GET /slack/install ("Add to Slack") and /slack/oauth_redirect (Slack sends the installer back
+    here with a code): Bolt's OAuth flow does both, as its own adapters do."""
+    flow = bolt.oauth_flow
+
+    async def install(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await flow.handle_installation(_bolt_request(request, "")))
+
+    async def redirect(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await flow.handle_callback(_bolt_request(request, "")))
+
+    return [web.get(flow.install_path, install), web.get(flow.redirect_uri_path, redirect)]
+
+
+def _bolt_request(request: web.Request, body: str) -> AsyncBoltRequest:
+    return AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
 
 
 def _authenticate(raw: bytes, headers: Mapping[str, str], verifier: SignatureVerifier,
@@ -169,8 +197,9 @@ def health_routes(services: Services) -> list[web.RouteDef]:
         # A write, not a ping: an out-of-memory or read-only Redis answers PING while every event gets 503.
         redis_ok = await services.store.writable()
         slack_ok = await services.readiness.slack()
-        ready = redis_ok and slack_ok and services.tasks.accepting
-        return web.json_response({"ok": ready, "redis": redis_ok, "slack": slack_ok,
+        db = {"database": not await services.installs.unreachable()} if services.installs else {}
+        ready = redis_ok and slack_ok and services.tasks.accepting and all(db.values())
+        return web.json_response({"ok": ready, "redis": redis_ok, "slack": slack_ok, **db,
                                   "accepting": services.tasks.accepting}, status=200 if ready else 503)
 
     async def metrics_page(_: web.Request) -> web.Response:
@@ -186,6 +215,7 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
     runner = None
     try:
         await require_redis(services.store, settings.redis_url)
+        await require_database(services.installs)
         bolt = build_bolt(services)
         web_app = build_web(services, bolt)
         if web_app_hook:
@@ -203,8 +233,9 @@ async def serve(settings: Settings, *, with_worker: bool | None = None, stop: as
 async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio.Event,
                                with_worker: bool | None) -> None:
     settings = services.settings
-    # /readyz stays red until Slack took the bot token (and the socket is up): a bad token stops here
-    services.readiness.token_ok = await verify_bot_token(services.slack, stop)
+    # /readyz stays red until Slack took the bot token (and the socket is up): a bad token stops here.
+    # OAuth mode has no token of its own: each installation's is checked by Slack on use.
+    services.readiness.token_ok = bool(services.installs) or await verify_bot_token(services.slack, stop)
     socket_handler = connecting = None
     if settings.socket_mode and services.readiness.token_ok:
         url = await socket_url(services.slack, settings.app_token, stop)
@@ -257,11 +288,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     await runner.setup()
     try:
         await require_redis(services.store, settings.redis_url)
+        await require_database(services.installs)
         # found in issue 9.5: a worker beside `serve` on one host died here, unseen
         await listen(runner, settings, "a worker on the same host as `slackbot serve` needs a PORT of its own")
         stop = stop or _stop_on_signals()
         services.readiness.socket_mode = False  # events are `serve`'s: the worker needs no connection
-        services.readiness.token_ok = await verify_bot_token(services.slack, stop)
+        services.readiness.token_ok = bool(services.installs) or await verify_bot_token(services.slack, stop)
         worker = services.research.worker()
         task = asyncio.create_task(worker.run())
         await stop.wait()

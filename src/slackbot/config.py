@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr = Field(SecretStr(""), **_env("SLACK_SIGNING_SECRET", prefixed=False))
     slack_app_token: SecretStr = Field(SecretStr(""), **_env("SLACK_APP_TOKEN", prefixed=False))
     slack_api_url: str = Field("https://slack.com/api/", **_env("SLACK_API_URL", prefixed=False))
+    # --- OAuth installs (issue 23): set all three instead of SLACK_BOT_TOKEN to serve many workspaces ---
+    slack_client_id: str = Field("", **_env("SLACK_CLIENT_ID", prefixed=False))
+    slack_client_secret: SecretStr = Field(SecretStr(""), **_env("SLACK_CLIENT_SECRET", prefixed=False))
+    database_url: SecretStr = Field(SecretStr(""), **_env("DATABASE_URL", prefixed=False))
+    # the manifest's bot scopes, asked for on "Add to Slack" (comma list)
+    slack_scopes: str = Field(",".join((
+        "chat:write", "chat:write.public", "app_mentions:read", "channels:history", "groups:history", "im:history",
+        "mpim:history", "users:read", "channels:read", "groups:read", "mpim:read", "search:read.public",
+        "search:read.files", "search:read.users", "files:write", "files:read", "commands")),
+        **_env("SLACK_SCOPES", prefixed=False))
+    slack_redirect_uri: str = Field("", **_env("SLACK_REDIRECT_URI", prefixed=False))  # "" = the app's only one
+    # a rotating token is refreshed when it has less than this left (Slack's tokens live 12 h)
+    token_refresh_minutes: int = Field(120, ge=1, le=700, **_env("TOKEN_REFRESH_MINUTES"))
+    install_cache_seconds: float = Field(30.0, ge=0, **_env("INSTALL_CACHE_SECONDS"))
 
     # --- Gemini ----------------------------------------------------------------------------
     gemini_api_key: SecretStr = Field(SecretStr(""), **_env("GEMINI_API_KEY", prefixed=False))
@@ -282,6 +296,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _oauth_complete(self) -> "Settings":
+        oauth = {"SLACK_CLIENT_ID": self.slack_client_id, "SLACK_CLIENT_SECRET": self.client_secret,
+                 "DATABASE_URL": self.db_url}
+        given, missing = [k for k, v in oauth.items() if v], [k for k, v in oauth.items() if not v]
+        if given and missing:
+            raise ValueError(f"{missing[0]}: OAuth installs need {', '.join(oauth)}; "
+                             f"{', '.join(given)} set but {', '.join(missing)} missing")
+        if given and self.bot_token:
+            raise ValueError("SLACK_BOT_TOKEN: set it (one workspace) or SLACK_CLIENT_ID and the rest (OAuth), not both")
+        if self.db_url and not self.db_url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("DATABASE_URL: must be a PostgreSQL URL (postgresql://user:password@host/db)")
+        return self
+
+    @model_validator(mode="after")
     def _enterprise_needs_project(self) -> "Settings":
         if self.use_enterprise and not self.google_cloud_project:
             raise ValueError("GOOGLE_CLOUD_PROJECT: required when GOOGLE_GENAI_USE_ENTERPRISE is true")
@@ -351,13 +379,26 @@ class Settings(BaseSettings):
         return self.gemini_api_key.get_secret_value()
 
     @property
+    def client_secret(self) -> str:
+        return self.slack_client_secret.get_secret_value()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def oauth(self) -> bool:
+        """OAuth installs (many workspaces, tokens in PostgreSQL) rather than the one SLACK_BOT_TOKEN."""
+        return bool(self.slack_client_id)
+
+    @property
     def socket_mode(self) -> bool:
         return bool(self.app_token)
 
     @property
     def slack_configured(self) -> bool:
         """Any Slack setting at all means "serve Slack": only a blank slate may start the sandbox."""
-        return bool(self.bot_token or self.signing_secret or self.app_token)
+        return bool(self.bot_token or self.signing_secret or self.app_token or self.oauth)
 
     def lacks(self, command: str | None) -> list[str]:
         """What `command` still needs to run, every item at once: serving real Slack needs every
@@ -367,7 +408,7 @@ class Settings(BaseSettings):
         if command == "serve" and not self.slack_configured:
             return [NO_SLACK]
         problems = []
-        if not self.bot_token:
+        if not self.bot_token and not self.oauth:
             problems.append("SLACK_BOT_TOKEN: required (xoxb-...) to talk to Slack")
         if command == "serve" and not self.socket_mode and not self.signing_secret:
             problems.append("SLACK_SIGNING_SECRET: required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")

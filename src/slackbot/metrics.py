@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 REGISTRY = CollectorRegistry()
 
-EVENTS = Counter("slackbot_events_total", "Slack requests received, by kind and outcome",
-                 ["kind", "outcome"], registry=REGISTRY)
+EVENTS = Counter("slackbot_events_total", "Slack requests received, by kind, outcome and installation (team id)",
+                 ["kind", "outcome", "team"], registry=REGISTRY)
 ANSWERS = Counter("slackbot_answers_total", "Chat answers by outcome (started, completed, failed)",
                   ["outcome"], registry=REGISTRY)
 FIRST_TEXT = Histogram("slackbot_first_visible_text_seconds",

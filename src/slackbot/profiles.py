@@ -99,6 +99,9 @@ class _File(BaseModel):
 
     profiles: dict[str, dict] = Field(default_factory=dict)
     channels: dict[str, str] = Field(default_factory=dict)
+    # OAuth installs: a workspace (T…) or an Enterprise Grid org (E…) -> its profile, for its channels
+    # that `channels` does not name
+    workspaces: dict[str, str] = Field(default_factory=dict)
     default: str | None = None
 
 
@@ -108,18 +111,20 @@ class ProfileMap(BaseModel):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     by_id: dict[str, str] = Field(default_factory=dict)
     by_name: dict[str, str] = Field(default_factory=dict)
+    by_team: dict[str, str] = Field(default_factory=dict)
     default: str | None = None
 
     @property
     def needs_names(self) -> bool:
         return bool(self.by_name)
 
-    def for_channel(self, channel_id: str, channel_name: str | None = None) -> Profile | None:
-        """The profile in effect in a channel, or None for the global settings."""
+    def for_channel(self, channel_id: str, channel_name: str | None = None, team: str = "") -> Profile | None:
+        """The profile in effect in a channel, or None for the global settings: the channel's own, else
+        its installation's (`team`: a workspace or org id), else the default."""
         key = self.by_id.get(channel_id)
         if key is None and channel_name:
             key = self.by_name.get(_norm_name(channel_name))
-        key = key or self.default
+        key = key or self.by_team.get(team) or self.default
         return self.profiles.get(key) if key else None
 
 
@@ -168,9 +173,15 @@ def load_profiles(path: str) -> ProfileMap:
             by_id[channel] = target
         else:
             by_name[_norm_name(channel)] = target
+    for team, target in parsed.workspaces.items():
+        if target not in profiles:
+            raise ValueError(f"{path}: workspaces.{team}: unknown profile '{target}'")
+        if not re.fullmatch(r"[TE][A-Z0-9]{2,}", team):
+            raise ValueError(f"{path}: workspaces.{team}: not a workspace (T…) or enterprise (E…) id")
     if parsed.default is not None and parsed.default not in profiles:
         raise ValueError(f"{path}: default: unknown profile '{parsed.default}'")
-    return ProfileMap(profiles=profiles, by_id=by_id, by_name=by_name, default=parsed.default)
+    return ProfileMap(profiles=profiles, by_id=by_id, by_name=by_name, by_team=dict(parsed.workspaces),
+                      default=parsed.default)
 
 
 # --- remote MCP servers -----------------------------------------------------------------------

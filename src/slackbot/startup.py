@@ -43,6 +43,16 @@ async def require_redis(store: Store, url: str) -> None:
         raise ConfigError(f"REDIS_URL: {redact(url)} does not answer ({why})")
 
 
+async def require_database(installs) -> None:
+    """OAuth mode: DATABASE_URL answers, and its tables exist (made here, idempotently, by whichever replica
+    comes first)."""
+    if installs is None:
+        return
+    if why := await installs.unreachable():
+        raise ConfigError(f"DATABASE_URL: the database does not answer ({why})")
+    await installs.create_tables()
+
+
 @dataclass
 class Readiness:
     """What /readyz adds to Redis: Slack accepted the bot token once, and (Socket Mode) the connection is up."""

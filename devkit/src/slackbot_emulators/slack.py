@@ -1020,6 +1020,10 @@ class SlackEmulator:
         """url_private(_download): the bytes for the bot token with files:read, Slack's sign-in page otherwise."""
         header = request.headers.get("Authorization", "")
         authorized = header == f"Bearer {self.bot_token}" and "files:read" in self.scopes
+        if not authorized and header.startswith("Bearer "):  # another installation's live bot token (OAuth)
+            grant = self.tokens.get(header[len("Bearer "):])
+            authorized = bool(grant and grant.kind == "bot" and "files:read" in grant.install.scopes
+                              and (grant.expires is None or time.time() < grant.expires))
         file_id = request.match_info.get("file_id") or request.match_info["team_file"].rpartition("-")[2]
         self.file_requests.append({"host": request.host, "path": request.path_qs, "file": file_id,
                                    "authorization": bool(header), "authorized": authorized, "time": time.time()})

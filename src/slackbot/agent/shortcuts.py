@@ -68,7 +68,7 @@ async def run(services, body: dict, team: str, bot_user_id: str | None) -> None:
     # the access policy first, before anything is read: the same rule as a mention (issue 24.1)
     who = Who(team, user, (body.get("user") or {}).get("team_id") or team, channel, channel.startswith("D"))
     if refusal := await services.lifecycle.deps.governance.access.refusal(
-            who, services.settings.profile_map.for_channel(channel)):
+            who, services.settings.profile_map.for_channel(channel, team=team)):
         return await _tell(slack, body, channel, user, thread, refusal)
     member = await _member(slack, channel)
     if body.get("callback_id") == SUMMARIZE:

@@ -25,7 +25,7 @@ async def _profile_of(services, slack, channel: str) -> tuple[Profile | None, st
         return None, "your direct messages"
     profiles = services.settings.profile_map
     name = await channel_name(slack, channel)  # cached; also the label
-    return profiles.for_channel(channel, name), f"#{name}" if name else "the channel you came from"
+    return profiles.for_channel(channel, name, slack.team), f"#{name}" if name else "the channel you came from"
 
 
 async def _context(services, team: str, event: dict) -> str:

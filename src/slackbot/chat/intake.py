@@ -68,12 +68,27 @@ def installing_team(body: dict, fallback: str | None = None) -> str:
 
     Not the sender's `team`: in a Slack Connect channel a partner organisation's member carries their own
     team id, while the thread, its chain and the edit budget belong to the installation. Slack names the
-    installation in `authorizations` (Bolt reads it there too, for shared channels); an org-wide install
-    has no team there, so the envelope's `team_id` comes next."""
-    auths = body.get("authorizations") if isinstance(body, dict) else None
-    if isinstance(auths, list) and auths and isinstance(auths[0], dict) and auths[0].get("team_id"):
-        return str(auths[0]["team_id"])
-    return str((body.get("team_id") if isinstance(body, dict) else None) or fallback or "")
+    installation in `authorizations` (Bolt reads it there too, for shared channels). An org-wide install
+    (Enterprise Grid) is the org's: its enterprise id, so keys follow the installing org in every workspace.
+    Otherwise the envelope's `team_id` comes next."""
+    if not isinstance(body, dict):
+        return str(fallback or "")
+    auths = body.get("authorizations")
+    if isinstance(auths, list) and auths and isinstance(auths[0], dict):
+        if auths[0].get("is_enterprise_install") is True and auths[0].get("enterprise_id"):
+            return str(auths[0]["enterprise_id"])
+        if auths[0].get("team_id"):
+            return str(auths[0]["team_id"])
+    # slash commands (`is_enterprise_install` "true", `enterprise_id`) and clicks (`enterprise: {id}`)
+    if body.get("is_enterprise_install") in (True, "true"):
+        enterprise = body.get("enterprise_id") or _id_of(body.get("enterprise"))
+        if enterprise:
+            return str(enterprise)
+    return str(body.get("team_id") or _id_of(body.get("team")) or fallback or "")
+
+
+def _id_of(value) -> str:
+    return str(value.get("id") or "") if isinstance(value, dict) else ""
 
 
 def classify(event: dict, bot_user_id: str | None, team: str, *, agent_tab: bool = False) -> Incoming | None:

@@ -150,6 +150,16 @@ class TurnLifecycle:
                 log.info("recovering a turn", extra={"turn": turn_id, "state": record.state})
                 self.launch(record)
 
+    async def end_team(self, team: str, wait: float) -> int:
+        """An uninstall: this process's turns of that installation end at once and quietly (its token is
+        gone, so nothing could reach Slack anyway); waits up to `wait` seconds for them. How many."""
+        tasks = [r.task for r in self._running.values() if r.turn.record.team == team and r.task]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait)
+        return len(tasks)
+
     # --- Stop ---------------------------------------------------------------------------------------------
     async def request_stop(self, turn_id: str, user: str) -> StopReply:
         """The Stop button: only the asker stops their answer, wherever it runs."""

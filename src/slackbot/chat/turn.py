@@ -264,7 +264,8 @@ class AnswerTurn:
                       "This Slack thread's earlier conversation is not in memory.")
             user_input, note = await self._with_thread(names, message, reason, NO_READBACK)
         else:  # files shared with this message go in as content parts; a follow-up has them in the chain
-            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None)
+            given = await turn_parts(record.files, message, self.settings, bot_user_id=record.bot_user_id or None,
+                                     token=await self.slack.bot_token())
             user_input, note = given.input, given.note
         try:
             return await self._steps(self._step(user_input, head)), note
@@ -374,10 +375,11 @@ class AnswerTurn:
             self.slack, settings, names, channel=record.channel,
             thread_ts=record.chain_thread, exclude_ts=record.ts, bot_user_id=bot)
         if transcript is None:
-            given = await turn_parts(record.files, message, settings, bot_user_id=bot)
+            given = await turn_parts(record.files, message, settings, bot_user_id=bot, token=await self.slack.bot_token())
             return given.input, "_\n_".join(filter(None, [given.note, fallback_note]))
         given = await turn_parts([*record.files, *reversed(transcript.files)],
-                                 with_transcript(transcript.text, message, reason=reason), settings, bot_user_id=bot)
+                                 with_transcript(transcript.text, message, reason=reason), settings, bot_user_id=bot,
+                                 token=await self.slack.bot_token())
         return given.input, given.note
 
     # --- Slack ------------------------------------------------------------------------------------------
@@ -442,7 +444,7 @@ class AnswerTurn:
         """The channel's profile (SLACKBOT_PROFILES_FILE), else the settings' defaults."""
         profiles = self.settings.profile_map
         name = await channel_name(self.slack, self.record.channel) if profiles.needs_names else None
-        return profiles.for_channel(self.record.channel, name) or self.settings.default_profile
+        return profiles.for_channel(self.record.channel, name, self.record.team) or self.settings.default_profile
 
     async def _admit(self) -> bool:
         return await self._allowed() and await self._within_quota()
@@ -455,14 +457,14 @@ class AnswerTurn:
         who = Who(record.team, record.user, record.user_team or record.team, record.channel, record.kind == "dm")
         line = await gov.access.refusal(who, self.profile)
         if line:
-            metrics.EVENTS.labels("turn", "refused").inc()
+            metrics.EVENTS.labels("turn", "refused", self.record.team).inc()
             if await self.deps.store.governance.first_telling(record.team, record.user, record.channel,
                                                                self.settings.chain_ttl_seconds):
                 await self.slack.send(calls.ephemeral(record.channel, record.user, line,
                                                       record.reply_thread_ts or None))
             return False
         if await gov.spend.spent_up(record.team, record.user, record.channel, self.profile):
-            metrics.EVENTS.labels("turn", "over_budget").inc()
+            metrics.EVENTS.labels("turn", "over_budget", self.record.team).inc()
             await self.slack.send(calls.ephemeral(record.channel, record.user, SPENT, record.reply_thread_ts or None))
             return False
         return True
@@ -475,7 +477,7 @@ class AnswerTurn:
         if verdict is Admission.ADMITTED:
             return True
         line = BUSY_USER.format(n=s.user_max_active_answers) if verdict is Admission.BUSY else FAST_USER
-        metrics.EVENTS.labels("turn", "over_quota").inc()
+        metrics.EVENTS.labels("turn", "over_quota", self.record.team).inc()
         await self.slack.send(calls.ephemeral(record.channel, record.user, line, record.reply_thread_ts or None))
         return False
 

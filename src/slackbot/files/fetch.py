@@ -62,8 +62,9 @@ class Skipped(Exception):
 
 
 async def turn_parts(files: Iterable[dict], text: str, settings: Settings, *,
-                     bot_user_id: str | None) -> TurnInput:
-    """The turn's content parts (text, then files in the order given) and one note per skipped file."""
+                     bot_user_id: str | None, token: str = "") -> TurnInput:
+    """The turn's content parts (text, then files in the order given) and one note per skipped file.
+    `token`: the workspace's bot token (OAuth installs: each its own; default SLACK_BOT_TOKEN)."""
     files = list(files)
     plan = kinds.plan(files, bot_user_id=bot_user_id, max_files=settings.files_max_count,
                       max_file_bytes=settings.file_max_bytes, max_turn_bytes=settings.files_max_bytes_per_turn)
@@ -77,7 +78,8 @@ async def turn_parts(files: Iterable[dict], text: str, settings: Settings, *,
         for wanted in plan.wanted:
             cap = min(settings.file_max_bytes, left)
             try:
-                data = await download(http, wanted.url, settings, cap=cap, html_ok=wanted.mime == "text/html")
+                data = await download(http, wanted.url, settings, cap=cap, html_ok=wanted.mime == "text/html",
+                                      token=token)
             except Skipped as exc:
                 # over the cap because earlier files used the turn's allowance: say so, not "too big"
                 reason = "turn_full" if exc.reason == "too_big" and cap < settings.file_max_bytes else exc.reason
@@ -99,12 +101,12 @@ async def turn_parts(files: Iterable[dict], text: str, settings: Settings, *,
 
 
 async def download(http: aiohttp.ClientSession, url: str, settings: Settings, *, cap: int,
-                   html_ok: bool = False) -> bytearray:
+                   html_ok: bool = False, token: str = "") -> bytearray:
     """The file's bytes, at most `cap` of them, fetched with the bot token from Slack's file host only."""
     for _ in range(_MAX_REDIRECTS + 1):
         if not kinds.may_send_token(url, settings.slack_api_url):
             raise Skipped("unreachable", "not a Slack file URL")
-        headers = {"Authorization": f"Bearer {settings.bot_token}"}
+        headers = {"Authorization": f"Bearer {token or settings.bot_token}"}
         try:
             async with http.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
                 if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):

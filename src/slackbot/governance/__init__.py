@@ -32,7 +32,7 @@ class Governance:
         from .spend import SPENT
 
         who = Who(team, user, team, channel, channel.startswith("D"))
-        line = await self.access.refusal(who, self.settings.profile_map.for_channel(channel) if self.settings else None)
+        line = await self.access.refusal(who, self.settings.profile_map.for_channel(channel, team=team) if self.settings else None)
         if line:
             return line
         if await self.spend.spent_up(team, user, channel, None):

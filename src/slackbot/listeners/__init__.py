@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from . import actions, agent, commands, events, gemini_command, governance
+from . import actions, agent, commands, events, gemini_command, governance, installs
 
 
 def register(app: AsyncApp, services) -> None:
@@ -14,3 +14,4 @@ def register(app: AsyncApp, services) -> None:
     gemini_command.register(app, services)
     agent.register(app, services)
     governance.register(app, services)
+    installs.register(app, services)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from ..chat.intake import installing_team
 from ..research.status import CANCEL_ACTION
 from ..slack_out import calls
 from ..slack_out.delivery import STOP_ACTION
@@ -23,4 +24,5 @@ def register(app: AsyncApp, services) -> None:
         reply = await services.lifecycle.request_stop(action.get("value") or "", user)
         if not reply.stopping:
             channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-            await services.slack.for_team(context.team_id or "").send(calls.ephemeral(channel, user, reply.line))
+            team = installing_team(body, context.team_id)
+            await services.slack.for_team(team).send(calls.ephemeral(channel, user, reply.line))

@@ -24,6 +24,8 @@ from ..store.turns import AcceptOutcome
 
 log = logging.getLogger(__name__)
 
+INSTALL_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})  # past the intake, to their own listener
+
 
 def register(app: AsyncApp, services) -> None:
     @app.middleware
@@ -33,12 +35,14 @@ def register(app: AsyncApp, services) -> None:
         event = body.get("event")
         event = event if isinstance(event, dict) else {}  # signed but malformed: ignored like chatter
         kind = str(event.get("type", "unknown"))
+        if kind in INSTALL_EVENTS:
+            return await next()  # not a turn: listeners/installs.py
         where = {"team": body.get("team_id"), "channel": event.get("channel"), "event_id": body.get("event_id"),
                  "retry": request.headers.get("x-slack-retry-num", [None])[0]}
         team = installing_team(body, context.team_id)
         try:
             if await governance_event(event, team, services):
-                metrics.EVENTS.labels(kind, "governance").inc()
+                metrics.EVENTS.labels(kind, "governance", team).inc()
                 return BoltResponse(status=200, body="")
         except (RedisError, OSError):
             log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
@@ -49,30 +53,30 @@ def register(app: AsyncApp, services) -> None:
                 await forget_thread(incoming, services)
             except (RedisError, OSError):
                 return BoltResponse(status=503, body="")
-            metrics.EVENTS.labels(kind, "forget").inc()
+            metrics.EVENTS.labels(kind, "forget", team).inc()
             return BoltResponse(status=200, body="")
         if incoming is None:
             if kind in AGENT_EVENTS:  # not a turn: the agent surface's listeners (listeners/agent.py)
-                metrics.EVENTS.labels(kind, "accepted").inc()
+                metrics.EVENTS.labels(kind, "accepted", team).inc()
                 return await next()
-            metrics.EVENTS.labels(kind, "ignored").inc()
+            metrics.EVENTS.labels(kind, "ignored", team).inc()
             return BoltResponse(status=200, body="")
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
             return BoltResponse(status=503, body="")
         try:
             accepted = await services.lifecycle.accept(incoming, context.bot_user_id)
         except (RedisError, OSError):
-            metrics.EVENTS.labels(kind, "redis_down").inc()
+            metrics.EVENTS.labels(kind, "redis_down", team).inc()
             log.warning("redis unavailable; asking Slack to redeliver", extra=where, exc_info=True)
             return BoltResponse(status=503, body="")
         if accepted is AcceptOutcome.NOT_OURS:
-            metrics.EVENTS.labels(kind, "ignored").inc()  # a reply not for the bot (store/turns.py: presence)
+            metrics.EVENTS.labels(kind, "ignored", team).inc()  # a reply not for the bot (store/turns.py: presence)
             return BoltResponse(status=200, body="")
         if accepted is AcceptOutcome.SEEN:
-            metrics.EVENTS.labels(kind, "duplicate").inc()
+            metrics.EVENTS.labels(kind, "duplicate", team).inc()
             log.info("duplicate event", extra=where)
             return BoltResponse(status=200, body="")
-        metrics.EVENTS.labels(kind, "accepted").inc()
+        metrics.EVENTS.labels(kind, "accepted", team).inc()
         content = {"text": incoming.text} if services.settings.log_content else {}
         log.info("slack event", extra={**where, "kind": incoming.kind, "thread_ts": incoming.chain_thread, **content})
         await next()

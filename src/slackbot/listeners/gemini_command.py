@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from ..agent.feedback import NOT_OPERATOR, report
 from ..agent.surface import describe_profile
+from ..chat.intake import installing_team
 from ..store import RedisError
 from .governance import gemini_subcommand
 
@@ -37,6 +38,6 @@ def register(app: AsyncApp, services) -> None:
             await ack(answer)
             return
         channel, name = command.get("channel_id") or "", command.get("channel_name") or ""
-        profile = settings.profile_map.for_channel(channel, name) or settings.default_profile
+        profile = settings.profile_map.for_channel(channel, name, installing_team(command)) or settings.default_profile
         label = f"#{name}" if name and name != "directmessage" else "this conversation"
         await ack(describe_profile(settings, profile, label))

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable, Coroutine
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from .. import metrics
+from ..chat.intake import installing_team
 from ..config import Settings
 from ..gemini import Gemini, GeminiError
 from ..slack_out import calls
@@ -71,7 +72,7 @@ class Research:
     # --- /research ---------------------------------------------------------------------------
     async def handle_command(self, ack, command: dict, signature: str = "") -> None:
         text = (command.get("text") or "").strip()
-        team, user = command.get("team_id", ""), command.get("user_id", "")
+        team, user = installing_team(command), command.get("user_id", "")  # an org-wide install: the org
         if not text:
             await ack(USAGE)
             return
@@ -191,7 +192,7 @@ class Research:
     async def _whisper(self, body: dict, user: str, text: str) -> None:
         """An ephemeral answer to a click: chat.postEphemeral, else the click's response_url."""
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or ""
+        team = installing_team(body, (body.get("user") or {}).get("team_id"))
         if (await self.slack.for_team(team).send(calls.ephemeral(channel, user, text))).ok:
             return
         if body.get("response_url"):

@@ -160,6 +160,10 @@ class WorkspaceSlack:
             await asyncio.sleep(wait)
             waited += wait
 
+    async def bot_token(self) -> str:
+        """This workspace's bot token, for what is not a Web API call (downloading files people share)."""
+        return (await self.gateway.tokens.client_for(self.team)).token or ""
+
     # --- calling -----------------------------------------------------------------------------------
     async def call(self, req: Request) -> Outcome:
         """The Web API call itself, its token already paid (take/now/send)."""

@@ -45,6 +45,16 @@ def redact(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _tag_of(key) -> str:
+    """The hash tag of a key (`...{tag}...`)."""
+    key = _text(key)
+    return key[key.index("{") + 1:key.index("}")]
+
+
 class Store:
     """The bot's Redis: its client, every sub-store (`turns`, `jobs`, `images`) and every key (`keys`)."""
 
@@ -116,6 +126,31 @@ class Store:
         for i in range(0, len(keys), 500):
             await self.redis.delete(*keys[i:i + 500])  # the cluster client splits it by slot
         return len(keys)
+
+    # --- one installation (an uninstall leaves nothing behind) -----------------------------------
+    async def delete_team(self, team: str) -> list[str]:
+        """Delete every key of one installation, on every primary of a cluster: its tagged keys and
+        buckets, its research jobs, and its turns' and jobs' places in the schedules. Returns the
+        interaction ids of its jobs that were still running (the caller cancels them at Gemini)."""
+        if not team or not team.isalnum():
+            raise ValueError("delete_team needs a Slack team or enterprise id")
+        keys = {k for pattern in self.keys.team_patterns(team) for k in await self.prefix_keys(pattern)}
+        running: list[str] = []
+        for key in await self.prefix_keys(self.keys.jobs.any_job):
+            job = await self.jobs.get(_tag_of(key))
+            if job is not None and job.team == team:
+                keys.add(key)
+                await asyncio.gather(*(self.redis.zrem(due, job.id) for due in self.keys.jobs.all_due))
+                if job.running and job.interaction_id:
+                    running.append(job.interaction_id)
+        for due in self.keys.turns.all_due:
+            members = [m for m in await self.redis.zrange(due, 0, -1) if _text(m).startswith(f"{team}:")]
+            if members:
+                await self.redis.zrem(due, *members)
+        keys = sorted(keys)
+        for i in range(0, len(keys), 500):
+            await self.redis.delete(*keys[i:i + 500])  # the cluster client splits it by slot
+        return running
 
     async def commands_processed(self) -> int:
         """Commands the server (every primary of a cluster) has processed since it started, all clients'."""

@@ -135,3 +135,12 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the prefix."""
         return f"{self.prefix}:*"
+
+    def team_patterns(self, team: str) -> list[str]:
+        """SCAN patterns matching every key of one installation (team or org id): keys whose hash tag
+        is it or starts with it (threads, turns, quotas, job slots and history, spend), and those whose tag
+        names it after a kind (`<method>:<team>[:<scope>]` rate buckets; `ctx:`, `fb:`, `use:` of the agent
+        surface). Research job hashes carry the team in a field (Store.delete_team).
+        Slack ids are [A-Z0-9], so none holds a glob character."""
+        return [f"{self.prefix}:*{{{team}}}*", f"{self.prefix}:*{{{team}:*",  # {team}, {team:...}
+                f"{self.prefix}:*{{*:{team}}}*", f"{self.prefix}:*{{*:{team}:*"]  # {kind:team}, {kind:team:...}
