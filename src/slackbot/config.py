@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     research_max_per_user: int = Field(2, ge=1, **_env("RESEARCH_MAX_PER_USER"))
     research_file_threshold: int = Field(12000, ge=0, **_env("RESEARCH_FILE_THRESHOLD"))
     research_worker: bool = Field(True, **_env("RESEARCH_WORKER"))  # run the worker inside `serve`
+    # issue 22: the agent drafts a plan the requester approves (Start / Edit plan / Cancel) before it researches
+    research_planning: bool = Field(True, **_env("RESEARCH_PLANNING"))
+    research_plan_timeout_minutes: float = Field(60.0, gt=0, **_env("RESEARCH_PLAN_TIMEOUT_MINUTES"))
+    research_max_agent: str = Field("deep-research-max-preview-04-2026", min_length=1, **_env("RESEARCH_MAX_AGENT"))
 
     # --- Files people share (issue 10): caps on what one turn downloads and sends to Gemini ---------
     file_max_bytes: int = Field(20 * 1024 * 1024, ge=1, **_env("FILE_MAX_BYTES"))

@@ -561,11 +561,16 @@ class Gemini:
             return _EmptyStream()  # counts as one more failed resume attempt
 
     # --- research (background agents) ---------------------------------------------------------
-    async def start_research(self, question: str) -> tuple[str, str]:
+    async def start_research(self, question: str, *, agent: str = "", planning: bool = False,
+                             previous_id: str = "") -> tuple[str, str]:
+        """Start (or, with `previous_id`, continue) a Deep Research chain in the background. With
+        `planning` the agent answers with a research plan and waits for the next turn to confirm it."""
+        config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning}
+        extra = {"previous_interaction_id": previous_id} if previous_id else {}
         try:
             interaction = await self._api.create(
-                agent=self.settings.research_agent, input=question, background=True, store=True,
-                agent_config={"type": "deep-research", "thinking_summaries": "auto"},
+                agent=agent or self.settings.research_agent, input=question, background=True, store=True,
+                agent_config=config, **extra,
             )
         except APIStatusError as exc:
             raise _from_status_error(exc) from None

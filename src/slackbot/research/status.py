@@ -10,6 +10,11 @@ from __future__ import annotations
 from ..store.jobs import Job
 
 CANCEL_ACTION = "research_cancel"  # the status message's Cancel button (listeners/actions.py routes it)
+START_ACTION = "research_start"  # a plan's Start button
+EDIT_ACTION = "research_edit_plan"  # a plan's Edit plan button (opens EDIT_VIEW)
+EDIT_VIEW = "research_edit_plan_view"  # the Edit plan modal's callback_id
+EDIT_INPUT = "plan_text"  # its text input's block and action id
+START_WORDS = "Yes, start the research with this plan."  # the confirming turn Start sends
 
 OUTCOMES = {
     "completed": ("white_check_mark", "Done"),
@@ -21,6 +26,7 @@ OUTCOMES = {
     "requires_action": ("warning", "Stopped: the agent asked for an action this bot can't take"),
     "lost": ("x", "Lost: Gemini no longer knows this research"),
     "not_started": ("x", "Failed: the research never started (the bot may have restarted)"),
+    "plan_expired": ("hourglass", "Cancelled: the plan waited too long for Start"),
 }
 RETRY_HINT = "Try again with `/research <question>`, perhaps narrower."
 
@@ -64,6 +70,10 @@ def status_label(status: str) -> str:
         return ":hourglass_flowing_sand: Starting"
     if status == "posting":
         return ":memo: Posting the report"
+    if status == "awaiting_approval":
+        return ":raised_hand: Plan ready: start, edit or cancel"
+    if status == "approved":
+        return ":hourglass_flowing_sand: Sending your answer to the agent"
     return ":mag: Researching"
 
 
@@ -71,29 +81,67 @@ def _elapsed(job: Job, now: float) -> float:
     return (job.finished or now) - (job.created or now)
 
 
+def _research_time(job: Job, now: float) -> float:
+    """How long the research itself ran (after the plan was approved)."""
+    return (job.finished or now) - (job.research_started or job.created or now)
+
+
+def agent_name(agent: str) -> str:
+    return f"`{escape(agent)}`" if agent else "the research agent"
+
+
+def plan_lines(plan: str, limit: int = 2800) -> str:
+    """The agent's plan (untrusted) as a readable quoted list, escaped, within one section's room."""
+    lines = [plain(line, 400) for line in plan.splitlines() if line.strip()]
+    text, used = [], 0
+    for line in lines:
+        if used + len(line) + 3 > limit:
+            text.append(">…")
+            break
+        text.append(f">{line}")
+        used += len(line) + 3
+    return "\n".join(text) or ">_(the agent sent an empty plan)_"
+
+
+def _button(action_id: str, label: str, job_id: str, style: str = "") -> dict:
+    button = {"type": "button", "action_id": action_id, "value": job_id,
+              "text": {"type": "plain_text", "text": label}}
+    if style:
+        button["style"] = style
+    return button
+
+
 def status_message(job: Job, *, now: float, note: str = "") -> dict:
     """chat.postMessage / chat.update kwargs for a job's status message."""
     head = f"*Deep Research* · {status_label(job.status)}\n>{plain(job.question, 2800)}"
     facts = [f"Asked by <@{job.requester}>"]
-    if job.running:
+    if job.running and not job.awaiting:
         facts.append(f"running for {duration(_elapsed(job, now))}")
         if job.progress:
             facts.append(f"latest: _{plain(job.progress, 150)}_")
+        if job.phase == "plan":
+            facts.append("drafting a research plan for your approval")
+    elif job.awaiting:
+        facts.append("only they can start, edit or cancel it")
     elif job.status == "completed":
-        facts.append(f"took {duration(_elapsed(job, now))} · report in the thread")
+        facts.append(f"{agent_name(job.agent)} took {duration(_research_time(job, now))} · report in the thread")
     elif job.finished:
         facts.append(f"after {duration(_elapsed(job, now))}")
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": head}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
     ]
+    if job.plan and (job.awaiting or job.status == "approved"):
+        blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": "*Research plan*\n"
+                                                      + plan_lines(job.plan)}})
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2900]}]})
-    if job.running:
-        blocks.append({"type": "actions", "elements": [{
-            "type": "button", "action_id": CANCEL_ACTION, "style": "danger", "value": job.id,
-            "text": {"type": "plain_text", "text": "Cancel"},
-        }]})
+    if job.awaiting:
+        blocks.append({"type": "actions", "elements": [
+            _button(START_ACTION, "Start", job.id, "primary"), _button(EDIT_ACTION, "Edit plan", job.id),
+            _button(CANCEL_ACTION, "Cancel", job.id, "danger")]})
+    elif job.running:
+        blocks.append({"type": "actions", "elements": [_button(CANCEL_ACTION, "Cancel", job.id, "danger")]})
     fallback = f"Deep Research ({status_label(job.status)}): {plain(job.question, 2800)}"
     return {"text": fallback, "blocks": blocks}
 
@@ -101,6 +149,8 @@ def status_message(job: Job, *, now: float, note: str = "") -> dict:
 def outcome_note(status: str, by_user: str = "") -> str:
     if status == "completed":
         return ""
+    if status == "plan_expired":
+        return "Nobody pressed Start, so I cancelled it. Run `/research <question>` again when you are ready."
     if status == "cancelled" and by_user:
         # the user's own choice, not a failure: no "perhaps narrower" hint
         return f"Cancelled by <@{by_user}>. Start a new one any time with `/research <question>`."
@@ -130,6 +180,23 @@ ORPHANED = ("I can't find this research any more (its record is gone, perhaps af
 
 
 ALREADY_OVER = "This research has already finished, so there is nothing to cancel."
+PLAN_OVER = "This plan has already been answered (or the research ended), so there is nothing to start."
+
+
+def plan_refused(requester: str) -> str:
+    return f"Only <@{requester}> can start or edit this research plan."
+
+
+def edit_view(job_id: str, plan: str, channel: str) -> dict:
+    """The Edit plan modal: the plan as editable text; what is submitted goes to the agent as the next turn."""
+    return {"type": "modal", "callback_id": EDIT_VIEW, "private_metadata": f"{job_id} {channel}",
+            "title": {"type": "plain_text", "text": "Edit research plan"},
+            "submit": {"type": "plain_text", "text": "Send to the agent"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [{"type": "input", "block_id": EDIT_INPUT, "label": {"type": "plain_text",
+                                                                          "text": "Your changes to the plan"},
+                        "element": {"type": "plain_text_input", "action_id": EDIT_INPUT, "multiline": True,
+                                    "max_length": 3000, "initial_value": plan[:3000]}}]}
 
 
 def cancel_refused(requester: str) -> str:

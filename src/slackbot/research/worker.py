@@ -30,7 +30,7 @@ from ..slack_out.calls import Outcome
 from ..slack_out.gateway import MAX_TRIES
 from ..slack_out.render import message_payload, sources_section, split_report
 from ..store import RedisError
-from ..store.jobs import Job
+from ..store.jobs import APPROVED, AWAITING, Job
 from . import decide
 from . import status as view
 
@@ -100,8 +100,11 @@ class ResearchWorker:
         if not job.interaction_id:  # due before its agent started: the process starting it died
             await self._finish(job, "not_started")
             return
+        if job.status in (AWAITING, APPROVED):
+            await self._plan_answered(job) if job.status == APPROVED else await self._plan_waiting(job)
+            return
         max_seconds = self.settings.research_max_minutes * 60
-        elapsed = time.time() - job.created
+        elapsed = time.time() - (job.research_started or job.created)
         try:
             snap = await self.gemini.research_snapshot(job.interaction_id)
         except GeminiError as exc:
@@ -109,6 +112,9 @@ class ResearchWorker:
             return
         if job.status == "posting":  # a previous owner died while posting: carry on
             await self._post_report(job, snap)
+            return
+        if job.phase == "plan" and snap.status == "completed":  # the plan is the answer: ask the requester
+            await self._plan_ready(job, snap)
             return
         await self._carry_out(job, decide.after_snapshot(snap.status, elapsed, max_seconds), snap)
 
@@ -170,6 +176,61 @@ class ResearchWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    # --- the plan ------------------------------------------------------------------------------
+    async def _plan_ready(self, job: Job, snap: ResearchSnapshot) -> None:
+        """The agent's plan waits for the requester, durably: the job stays scheduled at its timeout, so
+        a restart or another replica still has it (and ends it on time)."""
+        now = time.time()
+        fields = {"status": AWAITING, "plan": snap.text, "plan_ready": now, "updated": now, "last_status_update": now}
+        if not await self.jobs.write(job.id, job.owner, fields, due_in=self._plan_timeout):
+            return
+        job.status, job.plan, job.plan_ready = AWAITING, snap.text, now
+        async with self._holding(job):
+            await self._edit_status(job, final=False)
+
+    @property
+    def _plan_timeout(self) -> float:
+        return self.settings.research_plan_timeout_minutes * 60
+
+    async def _plan_waiting(self, job: Job) -> None:
+        """Due while the plan waits: Cancel was pressed, or the timeout passed, or a stray poke."""
+        now = time.time()
+        if job.cancelled_by:
+            await self._finish(job, "cancelled")
+        elif decide.plan_expired(plan_ready=job.plan_ready, now=now, timeout=self._plan_timeout):
+            await self._finish(job, "plan_expired")
+        else:
+            await self.jobs.write(job.id, job.owner, {}, due_in=job.plan_ready + self._plan_timeout - now)
+
+    async def _plan_answered(self, job: Job) -> None:
+        """Start or Edit plan was pressed: send the requester's words chained onto the plan (the same
+        chain, so the report follows the approved plan), then poll the new interaction."""
+        if job.cancelled_by:
+            await self._finish(job, "cancelled")
+            return
+        try:
+            interaction_id, gemini_status = await self.gemini.start_research(
+                job.next_input, agent=job.agent, planning=job.next_planning, previous_id=job.interaction_id)
+        except GeminiError as exc:
+            log.warning("research continue failed", extra={"job": job.id, "kind": exc.kind})
+            await self._finish(job, "failed")
+            return
+        now = time.time()
+        job.status, job.phase = gemini_status or "queued", "plan" if job.next_planning else "research"
+        fields = {"interaction_id": interaction_id, "status": job.status, "phase": job.phase, "next_input": "",
+                  "research_started": now, "updated": now, "poll_interval": self.settings.research_poll_initial,
+                  "last_status_update": now}
+        if not await self.jobs.write(job.id, job.owner, fields, due_in=self.settings.research_poll_initial):
+            await self.research.cancel_agent(job.id, interaction_id)  # the lease moved on: not ours to run
+            return
+        fresh = await self.jobs.get(job.id)  # Cancel pressed while the agent started: it saw no agent to stop
+        if fresh is not None and fresh.cancelled_by:
+            await self.research.cancel_agent(job.id, interaction_id)
+            return
+        job.interaction_id, job.research_started = interaction_id, now
+        async with self._holding(job):
+            await self._edit_status(job, final=False)
 
     # --- endings --------------------------------------------------------------------------------
     async def _post_report(self, job: Job, snap: ResearchSnapshot) -> None:

@@ -55,6 +55,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "conversations.history": Pays(Budget(s.history_budget_per_minute / 60.0, 1.0)),
         "conversations.members": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.getPermalink": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; once per workspace, then built locally
+        "views.open": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; a modal a person asked for (Edit plan)
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -106,6 +107,11 @@ def delete(channel: str, ts: str) -> Request:
 
 def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) -> Request:
     return Request("chat.postEphemeral", _given(channel=channel, user=user, text=text, thread_ts=thread_ts), channel)
+
+
+def open_view(trigger_id: str, view: dict) -> Request:
+    """A modal, opened in answer to a click (its trigger_id is single-use and lives 3 seconds)."""
+    return Request("views.open", {"trigger_id": trigger_id, "view": view})
 
 
 # --- native streams and the thread status -------------------------------------------------------

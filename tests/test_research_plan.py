@@ -1,0 +1,170 @@
+"""Issue 22, /research people steer: the agent's plan first (Start / Edit plan / Cancel, requester only, a
+durable wait with a timeout), the agent chosen per job. End to end: signed slash commands, clicks and modal
+submissions -> real bot -> Deep Research agent emulator; Redis real.
+
+Each test names the numbered point of issue 22 it proves.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import eventually, start_bot, stop_bot
+from test_research import has_cancel, report_texts, status_messages, status_text
+
+from slackbot.research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, START_ACTION
+
+QUESTION = "How do EU countries enforce the AI Act?"
+STEPS = ["Read the EU AI Act's enforcement chapter", "Compare national market surveillance authorities"]
+
+
+def agent_creates(gemini_emu) -> list[dict]:
+    return [r["body"] for r in gemini_emu.requests
+            if r["method"] == "POST" and r["status"] == 200 and (r["body"] or {}).get("agent")]
+
+
+def buttons(message) -> list[str]:
+    return [e.get("action_id") for b in message.blocks or [] if b.get("type") == "actions"
+            for e in b.get("elements", [])]
+
+
+def status(slack_emu):
+    return status_messages(slack_emu)[0]
+
+
+async def plan_shown(slack_emu, *, containing: str = "1. "):
+    """The status message once it shows the plan with its three buttons."""
+    def ready():
+        found = status_messages(slack_emu)
+        return (found and "Research plan" in status_text(found[0]) and containing in status_text(found[0])
+                and START_ACTION in buttons(found[0]) and found[0])
+    return await eventually(ready, 10, message="the plan with Start / Edit plan / Cancel")
+
+
+def done(slack_emu) -> bool:
+    return bool(status_messages(slack_emu)) and "Done" in status_text(status(slack_emu))
+
+
+@pytest.fixture
+async def planning_bot(settings_for, slack_emu):
+    running = await start_bot(settings_for(research_planning=True), slack_emu)
+    yield running
+    await stop_bot(running)
+
+
+# 1 + 2: the plan is shown as a list with its buttons; only the requester may press them; Start continues the
+# same chain, so the report follows the approved plan; the status says which agent ran and how long it took
+async def test_plan_then_start_runs_the_research_on_the_approved_plan(planning_bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    await slack_emu.slash_command("/research", QUESTION)
+    shown = await plan_shown(slack_emu)
+    text = status_text(shown)
+    assert "1. Read the EU AI Act's enforcement chapter" in text
+    assert "2. Compare national market surveillance authorities" in text
+    assert buttons(shown) == [START_ACTION, EDIT_ACTION, CANCEL_ACTION]
+    [plan_create] = agent_creates(gemini_emu)
+    assert plan_create["agent_config"]["collaborative_planning"] is True and plan_create["input"] == QUESTION
+    # someone else presses Start: told whose plan it is, nothing starts
+    await slack_emu.click_button(shown, START_ACTION, user="U_BOB")
+    await eventually(lambda: any(e["user"] == "U_BOB" and "Only <@U_ALICE>" in e["text"] for e in slack_emu.ephemerals))
+    assert len(agent_creates(gemini_emu)) == 1
+    await slack_emu.click_button(status(slack_emu), START_ACTION, user="U_ALICE")
+    await eventually(lambda: done(slack_emu), 15, message="the report after Start")
+    research = agent_creates(gemini_emu)[1]
+    assert research["agent_config"]["collaborative_planning"] is False
+    planned = gemini_emu.interaction(research["previous_interaction_id"])  # the same chain: the plan's turn
+    assert planned["input_text"] == QUESTION and STEPS[0] in planned["research_plan"]
+    report = "\n".join(report_texts(slack_emu, status(slack_emu)))
+    assert "Plan followed" in report and STEPS[1] in report  # the agent researched the approved plan
+    final = status_text(status(slack_emu))
+    assert "deep-research-pro-preview-12-2025" in final and "took" in final and not has_cancel(status(slack_emu))
+
+
+# 1: Edit plan opens a modal holding the plan; what is submitted goes to the agent as the next turn (a
+# revised plan, shown again for approval), then Start researches that plan
+async def test_edit_plan_sends_the_modal_text_to_the_agent(planning_bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=[*STEPS, "Add the UK for contrast"])
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    await slack_emu.slash_command("/research", QUESTION)
+    shown = await plan_shown(slack_emu)
+    await slack_emu.click_button(shown, EDIT_ACTION, user="U_ALICE")
+    modal = (await eventually(lambda: slack_emu.views.opened, 5, message="the Edit plan modal"))[0]
+    assert modal["user"] == "U_ALICE" and STEPS[0] in str(modal["blocks"])
+    submitted = await slack_emu.views.submit(modal, {EDIT_INPUT: "Add the UK for contrast"})
+    assert submitted.status == 200
+    revised = await plan_shown(slack_emu, containing="Revised as asked: Add the UK for contrast")
+    edit_create = agent_creates(gemini_emu)[1]
+    assert edit_create["input"] == "Add the UK for contrast"
+    assert edit_create["agent_config"]["collaborative_planning"] is True
+    assert gemini_emu.interaction(edit_create["previous_interaction_id"])["input_text"] == QUESTION
+    await slack_emu.click_button(revised, START_ACTION, user="U_ALICE")
+    await eventually(lambda: done(slack_emu), 15, message="the report after the edited plan")
+    report = "\n".join(report_texts(slack_emu, status(slack_emu)))
+    assert "Add the UK for contrast" in report
+
+
+# 1 + 7: the waiting plan is durable: the bot that showed it stops, another one starts, Start still works
+# and the report is posted once
+async def test_waiting_plan_survives_a_restart(settings_for, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    first = await start_bot(settings_for(research_planning=True), slack_emu)
+    try:
+        await slack_emu.slash_command("/research", QUESTION)
+        await plan_shown(slack_emu)
+    finally:
+        await stop_bot(first)
+    second = await start_bot(settings_for(research_planning=True), slack_emu)
+    try:
+        await slack_emu.click_button(status(slack_emu), START_ACTION, user="U_ALICE")
+        await eventually(lambda: done(slack_emu), 15, message="the report after a restart")
+        replies = report_texts(slack_emu, status(slack_emu))
+        assert sum("Plan followed" in r for r in replies) == 1
+        assert len(agent_creates(gemini_emu)) == 2
+    finally:
+        await stop_bot(second)
+
+
+# 1: nobody presses anything: the timeout cancels the job with one line (and frees the requester's slot)
+async def test_unanswered_plan_times_out_with_one_line(settings_for, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    bot = await start_bot(settings_for(research_planning=True, research_plan_timeout_minutes=0.02,
+                                       research_max_per_user=1), slack_emu)
+    try:
+        await slack_emu.slash_command("/research", QUESTION)
+        await plan_shown(slack_emu)
+        await eventually(lambda: "waited too long" in status_text(status(slack_emu)), 10, message="plan expired")
+        assert "Nobody pressed Start" in status_text(status(slack_emu)) and not buttons(status(slack_emu))
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.2)
+        await slack_emu.slash_command("/research", "--now a second question")
+        await eventually(lambda: len(agent_creates(gemini_emu)) == 2, 5, message="the slot was freed")
+    finally:
+        await stop_bot(bot)
+
+
+# 1 + 7: Cancel while the plan waits ends the job (nothing runs at Gemini to cancel)
+async def test_cancel_while_the_plan_waits(planning_bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    await slack_emu.slash_command("/research", QUESTION)
+    shown = copy.deepcopy(await plan_shown(slack_emu))  # as a slow client still shows it
+    await slack_emu.click_button(shown, CANCEL_ACTION, user="U_ALICE")
+    await eventually(lambda: "Cancelled by <@U_ALICE>" in status_text(status(slack_emu)), 10, message="cancelled")
+    assert not buttons(status(slack_emu)) and len(agent_creates(gemini_emu)) == 1
+    await slack_emu.click_button(shown, START_ACTION, user="U_ALICE")  # a late Start on the old message
+    await eventually(lambda: any("already been answered" in e["text"] for e in slack_emu.ephemerals))
+    assert len(agent_creates(gemini_emu)) == 1
+
+
+# 1 + 2: `--now` skips the plan; `--max` runs the deeper agent, and the status says so
+async def test_now_and_max_flags(planning_bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    await slack_emu.slash_command("/research", "--max --now " + QUESTION)
+    await eventually(lambda: done(slack_emu), 15, message="the report")
+    [create] = agent_creates(gemini_emu)
+    assert create["agent"] == "deep-research-max-preview-04-2026" and create["input"] == QUESTION
+    assert create["agent_config"]["collaborative_planning"] is False
+    assert "deep-research-max-preview-04-2026" in status_text(status(slack_emu))
