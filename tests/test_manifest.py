@@ -66,6 +66,7 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "conversations.history": {"channels:history", "groups:history", "im:history", "mpim:history"},
     "conversations.members": {"channels:read", "groups:read", "mpim:read"},
     "chat.getPermalink": set(),
+    "canvases.create": {"canvases:write"},  # long research reports become a canvas tab in the channel
     "views.open": set(),  # the research plan's Edit plan modal (needs interactivity, no scope)
     "auth.test": set(),  # start-up and Bolt's authorization (bot user id); needs no scope
     "apps.connections.open": set(),  # Socket Mode, with the app-level token (its connections:write), not a bot scope

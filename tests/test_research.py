@@ -99,8 +99,10 @@ async def _started(redis_url, prefix) -> bool:
     return any(job.get("interaction_id") for job in await job_record(redis_url, prefix))
 
 
-# 4: above the size threshold the report is also attached as a Markdown file
+# 4: above the size threshold the report is also attached as a Markdown file (where it cannot be a canvas:
+# issue 22, test_research_plan.py)
 async def test_large_report_is_attached_as_file(settings_for, slack_emu, gemini_emu):
+    slack_emu.scopes.discard("canvases:write")
     bot = await start_bot(settings_for(research_file_threshold=1000), slack_emu)
     try:
         gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
@@ -279,6 +281,7 @@ HOSTILE = "Is this safe? <!channel> <!here> <@U_BOB> <https://evil.example/login
 
 
 async def test_status_message_escapes_question_and_progress(settings_for, slack_emu, gemini_emu):
+    slack_emu.scopes.discard("canvases:write")  # the file's title is checked (the canvas's: test_research_rules)
     bot = await start_bot(settings_for(research_file_threshold=100), slack_emu)
     try:
         gemini_emu.script_agent(queued_for=0.1, run_for=2.0, thoughts=[f"Reading a page that says {HOSTILE}"] * 3)

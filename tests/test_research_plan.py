@@ -12,7 +12,7 @@ import copy
 import pytest
 
 from conftest import eventually, start_bot, stop_bot
-from test_research import has_cancel, report_texts, status_messages, status_text
+from test_research import has_cancel, job_record, report_texts, status_messages, status_text
 
 from slackbot.research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, START_ACTION
 
@@ -168,3 +168,57 @@ async def test_now_and_max_flags(planning_bot, slack_emu, gemini_emu):
     assert create["agent"] == "deep-research-max-preview-04-2026" and create["input"] == QUESTION
     assert create["agent_config"]["collaborative_planning"] is False
     assert "deep-research-max-preview-04-2026" in status_text(status(slack_emu))
+
+
+LONG = 1000  # research_file_threshold in these tests: the emulator's reports are longer
+
+
+# 4: a long report becomes a canvas tab in the channel (headings, tables, sources intact); the thread holds
+# one message linking to it, and follow-ups there keep chaining onto the research
+async def test_long_report_becomes_a_canvas_linked_from_the_thread(settings_for, slack_emu, gemini_emu, redis_url,
+                                                                   prefix):
+    bot = await start_bot(settings_for(research_file_threshold=LONG), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+        await slack_emu.slash_command("/research", QUESTION)
+        await eventually(lambda: done(slack_emu), 15, message="the report")
+        [canvas] = slack_emu.canvases.canvases.values()
+        [job] = await job_record(redis_url, prefix)
+        report = gemini_emu.interaction(job["interaction_id"])["output_text"]
+        assert canvas["channel"] == "C_GENERAL" and canvas["title"] == f"Research: {QUESTION}"
+        for line in report.splitlines():
+            if line.startswith("#") or line.startswith("|"):
+                assert line in canvas["markdown"], line
+        assert "http" in canvas["markdown"]
+        [pointer] = [m for m in slack_emu.bot_messages("C_GENERAL", status(slack_emu).ts) if m.ts != status(slack_emu).ts]
+        assert f"/docs/{canvas['team']}/{canvas['id']}|Research: {QUESTION}>" in pointer.text
+        assert not slack_emu.files, "a canvas replaces the Markdown file"
+        await slack_emu.user_message("C_GENERAL", "what matters most?", thread_ts=status(slack_emu).ts)
+        await eventually(lambda: gemini_emu.model_creates(), 10, message="the follow-up")
+        assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == job["interaction_id"]
+    finally:
+        await stop_bot(bot)
+
+
+# 4: where canvases are unavailable the report falls back to messages plus the Markdown file, with one line
+# saying why: a free workspace whose channel already has its canvas tab, or no canvases:write scope
+@pytest.mark.parametrize("unavailable, why", [("free_tab_taken", "already has its canvas"),
+                                              ("no_scope", "canvases:write")])
+async def test_report_falls_back_to_messages_and_file_when_canvases_are_unavailable(
+        settings_for, slack_emu, gemini_emu, unavailable, why):
+    if unavailable == "free_tab_taken":
+        slack_emu.workspaces[slack_emu.team_id].plan = "free"
+        slack_emu.canvases._create("Team notes", "notes", slack_emu.channels["C_GENERAL"], "tab")
+    else:
+        slack_emu.scopes.discard("canvases:write")
+    bot = await start_bot(settings_for(research_file_threshold=LONG), slack_emu)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+        await slack_emu.slash_command("/research", QUESTION)
+        await eventually(lambda: done(slack_emu) and slack_emu.files, 15, message="the report and its file")
+        parts = report_texts(slack_emu, status(slack_emu))
+        assert why in parts[0] and sum("rather than a canvas" in p for p in parts) == 1
+        assert len(parts) >= 2  # the report itself follows, in parts
+        assert len(slack_emu.canvases.canvases) == (1 if unavailable == "free_tab_taken" else 0)
+    finally:
+        await stop_bot(bot)

@@ -143,3 +143,13 @@ def test_waiting_plan_is_an_escaped_list_with_start_edit_cancel():
     assert actions == [view.START_ACTION, view.EDIT_ACTION, view.CANCEL_ACTION]
     modal = view.edit_view(job.id, job.plan, job.channel)
     assert modal["private_metadata"] == "j1 C" and len(modal["blocks"][0]["element"]["initial_value"]) == 3000
+
+
+def test_canvas_pointer_and_fallback_lines_keep_the_question_inert():
+    title = view.file_title(HOSTILE)
+    line = view.canvas_pointer(title, "https://emulated.slack.com/docs/T1/F1")
+    assert line.count("<") == 1 and "<https://emulated.slack.com/docs/T1/F1|Research: hi ‹!channel›" in line
+    assert "&amp; more" in line
+    assert "canvas tabs" in view.canvas_pointer(title, "") and "<" not in view.canvas_pointer(title, "")
+    assert "free plan" in view.canvas_fallback("free_team_canvas_tab_already_exists")
+    assert "could not create it" in view.canvas_fallback("canvas_creation_failed")

@@ -208,3 +208,26 @@ def cannot_post(error: str) -> str:
         return ("I can't post in this channel. Invite me with `/invite @bot` (or run `/research` "
                 "where I'm a member), then try again.")
     return "I couldn't post the research status message here, so I didn't start the research."
+
+
+# Why a long report is in the thread rather than a canvas: one line, by Slack's answer to canvases.create
+_NO_CANVAS = {
+    "free_team_canvas_tab_already_exists": "this channel already has its canvas (the free plan allows one)",
+    "channel_canvas_already_exists": "this channel already has its canvas",
+    "free_teams_cannot_create_non_tabbed_canvases": "this workspace's plan does not allow it here",
+    "missing_scope": "I don't have permission to create canvases (an admin can add canvases:write)",
+    "not_allowed_token_type": "I don't have permission to create canvases",
+    "restricted_action": "I'm not a member of this channel (invite me to get reports as canvases)",
+    "not_in_channel": "I'm not a member of this channel (invite me to get reports as canvases)",
+}
+
+
+def canvas_fallback(error: str) -> str:
+    reason = _NO_CANVAS.get(error, "Slack could not create it just now")
+    return f"_The report is below and attached as a Markdown file rather than a canvas: {reason}._"
+
+
+def canvas_pointer(title: str, link: str) -> str:
+    """The thread's message pointing at the report's canvas (the title is the bot's own, already folded)."""
+    where = f"<{link}|{escape(title)}>" if link else f"*{escape(title)}* (in this channel's canvas tabs)"
+    return f":page_facing_up: The full report is a canvas: {where}. Ask follow-up questions here in the thread."

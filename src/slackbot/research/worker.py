@@ -25,6 +25,7 @@ import uuid
 
 from .. import metrics
 from ..gemini import GeminiError, ResearchSnapshot
+from ..lookup.links import workspace_base
 from ..slack_out import calls
 from ..slack_out.calls import Outcome
 from ..slack_out.gateway import MAX_TRIES
@@ -237,18 +238,52 @@ class ResearchWorker:
         lease = self.settings.research_lease_seconds
         if not await self.jobs.write(job.id, job.owner, {"status": "posting"}, due_in=lease):
             return
-        parts = report_parts(snap, self.settings.message_chars)
+        long = len(snap.text) > self.settings.research_file_threshold
         slack = self.slack.for_team(job.team)
         async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
-            for index in range(job.parts_posted, len(parts)):
-                out = await slack.send(calls.post(job.channel, message_payload(parts[index]), job.status_ts))
+            if long and not job.canvas_tried and not await self._make_canvas(job, snap):
+                return  # the lease moved on
+            payloads = await self._report_payloads(job, snap)
+            for index in range(job.parts_posted, len(payloads)):
+                out = await slack.send(calls.post(job.channel, payloads[index], job.status_ts))
                 if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
                                                            due_in=lease):
                     return  # Slack refused or the lease moved on; the next owner continues from here
-            if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
+            if long and not job.canvas_id and not job.file_posted:
                 await self._attach_file(job, snap)
         await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
         await self._finish(job, "completed", snap)
+
+    async def _make_canvas(self, job: Job, snap: ResearchSnapshot) -> bool:
+        """A long report becomes a canvas tab in the channel. Marked as tried before the one call, so a
+        worker killed mid-call leaves a takeover posting messages, never a second canvas. False: not ours."""
+        if not await self.jobs.write(job.id, job.owner, {"canvas_tried": True}):
+            return False
+        job.canvas_tried = True
+        title = view.file_title(job.question)
+        out = await self.slack.for_team(job.team).send(
+            calls.create_canvas(job.channel, title, f"# {title}\n\n{_with_sources(snap)}"), tries=1)
+        job.canvas_id = str((out.data or {}).get("canvas_id") or "") if out.ok else ""
+        job.canvas_error = "" if out.ok else (out.error or "unknown")
+        return await self.jobs.write(job.id, job.owner, {"canvas_id": job.canvas_id, "canvas_error": job.canvas_error})
+
+    async def _report_payloads(self, job: Job, snap: ResearchSnapshot) -> list[dict]:
+        """The thread's messages: one pointing at the canvas, else the report in parts (with one line
+        saying why it is not a canvas when that was tried). Fixed by the job record, so a takeover
+        continues the same list."""
+        if job.canvas_id:
+            return [{"text": view.canvas_pointer(view.file_title(job.question), await self._canvas_link(job))}]
+        parts = report_parts(snap, self.settings.message_chars)
+        if job.canvas_tried:
+            parts[0] = f"{view.canvas_fallback(job.canvas_error)}\n\n{parts[0]}"
+        return [message_payload(part) for part in parts]
+
+    async def _canvas_link(self, job: Job) -> str:
+        """Slack's canvas address: the workspace URL (from the status message's permalink) + /docs/team/id;
+        "" when Slack will not say (the pointer then names the canvas tab instead)."""
+        out = await self.slack.for_team(job.team).send(calls.get_permalink(job.channel, job.status_ts), tries=1)
+        origin = workspace_base(str((out.data or {}).get("permalink") or "")) if out.ok else ""
+        return f"{origin}/docs/{job.team}/{job.canvas_id}" if origin else ""
 
     async def _attach_file(self, job: Job, snap: ResearchSnapshot) -> None:
         # one try: the report is already in the thread, the file is a convenience, and a blind second

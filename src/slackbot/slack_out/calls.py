@@ -55,6 +55,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "conversations.history": Pays(Budget(s.history_budget_per_minute / 60.0, 1.0)),
         "conversations.members": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.getPermalink": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; once per workspace, then built locally
+        "canvases.create": Pays(Budget(15 / 60.0, 3.0)),  # Tier 2; a long research report
         "views.open": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; a modal a person asked for (Edit plan)
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
@@ -107,6 +108,12 @@ def delete(channel: str, ts: str) -> Request:
 
 def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) -> Request:
     return Request("chat.postEphemeral", _given(channel=channel, user=user, text=text, thread_ts=thread_ts), channel)
+
+
+def create_canvas(channel: str, title: str, markdown: str) -> Request:
+    """A canvas tab in `channel` holding Markdown (headings, tables and links stay as written)."""
+    return Request("canvases.create", {"channel_id": channel, "title": title,
+                                       "document_content": {"type": "markdown", "markdown": markdown}}, channel)
 
 
 def open_view(trigger_id: str, view: dict) -> Request:
