@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 
+import aiohttp
 import pytest
 
-from conftest import eventually, start_bot, stop_bot
+from conftest import eventually, free_port, start_bot, stop_bot
 from test_research import has_cancel, job_record, report_texts, status_messages, status_text
 
 from slackbot.research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, START_ACTION
@@ -220,5 +221,34 @@ async def test_report_falls_back_to_messages_and_file_when_canvases_are_unavaila
         assert why in parts[0] and sum("rather than a canvas" in p for p in parts) == 1
         assert len(parts) >= 2  # the report itself follows, in parts
         assert len(slack_emu.canvases.canvases) == (1 if unavailable == "free_tab_taken" else 0)
+    finally:
+        await stop_bot(bot)
+
+
+# 5: with SLACKBOT_PUBLIC_URL each job passes webhook_config; the call is a hint the bot verifies by fetching
+# the interaction, so the report lands long before the next poll (the poll interval here is a minute).
+# Hints for unknown jobs or another interaction are ignored.
+async def test_webhook_brings_the_report_before_the_next_poll(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    port = free_port()
+    bot = await start_bot(settings_for(port=port, public_url=f"http://127.0.0.1:{port}", research_poll_initial=60.0,
+                                       research_poll_max=60.0), slack_emu)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for forged in ({"data": {"id": "v1_x", "user_metadata": {"job": "nosuchjob"}}}, {"data": []}, "junk"):
+                async with http.post(f"{bot.url}/gemini/webhook", json=forged) as resp:
+                    assert resp.status == 204
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.5)
+        await slack_emu.slash_command("/research", QUESTION)
+        [create] = await eventually(lambda: agent_creates(gemini_emu), 5, message="the agent started")
+        [job] = await eventually(lambda: job_record(redis_url, prefix), 5, message="the job")
+        assert create["webhook_config"] == {"uris": [f"http://127.0.0.1:{port}/gemini/webhook"],
+                                            "user_metadata": {"job": job["id"]}}
+        await eventually(lambda: done(slack_emu), 15, message="the report, brought by the webhook")
+        assert report_texts(slack_emu, status(slack_emu))
+        delivered = [d for d in gemini_emu.webhook_deliveries if not d.get("skipped")]
+        assert delivered and delivered[0]["body"]["data"]["id"] == job["interaction_id"]
+        first_part = min(float(m.ts) for m in slack_emu.bot_messages("C_GENERAL", status(slack_emu).ts)
+                         if m.ts != status(slack_emu).ts)
+        print(f"report posted {first_part - delivered[0]['time']:.2f}s after Gemini's completion webhook")
     finally:
         await stop_bot(bot)

@@ -153,3 +153,14 @@ def test_canvas_pointer_and_fallback_lines_keep_the_question_inert():
     assert "canvas tabs" in view.canvas_pointer(title, "") and "<" not in view.canvas_pointer(title, "")
     assert "free plan" in view.canvas_fallback("free_team_canvas_tab_already_exists")
     assert "could not create it" in view.canvas_fallback("canvas_creation_failed")
+
+
+def test_webhook_hint_is_read_without_trusting_it():
+    from slackbot.research import webhook
+    good = json.dumps({"type": "interaction.completed", "data": {"id": "v1_a", "user_metadata": {"job": "ab12"}}})
+    assert webhook.hint_of(good.encode()) == ("ab12", "v1_a")
+    for bad in (b"junk", b"[]", b'{"data": []}', json.dumps({"data": {"user_metadata": {"job": "a:b*"}}}).encode()):
+        assert webhook.hint_of(bad) == ("", "")
+    assert webhook.config_for("", "j") is None
+    assert webhook.config_for("https://bot.example.com", "j") == {
+        "uris": ["https://bot.example.com/gemini/webhook"], "user_metadata": {"job": "j"}}

@@ -21,6 +21,7 @@ from . import listeners, metrics
 from .chat.lifecycle import TurnLifecycle
 from .config import Settings
 from .gemini import Gemini
+from .research import webhook as gemini_webhook
 from .slack_out.gateway import SlackGateway
 from .startup import Readiness, listen, require_redis, socket_url, verify_bot_token
 from .store import Store
@@ -135,6 +136,8 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
 
     web_app = web.Application()
     web_app.add_routes([web.post("/slack/events", slack_events)] if verifier else [])
+    if services.settings.public_url:  # research jobs ask Gemini to call back here (a hint; polling stays)
+        web_app.add_routes(gemini_webhook.routes(services.store.jobs, services.store.budgets))
     web_app.add_routes(health_routes(services))
     return web_app
 

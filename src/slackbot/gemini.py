@@ -562,11 +562,13 @@ class Gemini:
 
     # --- research (background agents) ---------------------------------------------------------
     async def start_research(self, question: str, *, agent: str = "", planning: bool = False,
-                             previous_id: str = "") -> tuple[str, str]:
+                             previous_id: str = "", webhook: dict | None = None) -> tuple[str, str]:
         """Start (or, with `previous_id`, continue) a Deep Research chain in the background. With
         `planning` the agent answers with a research plan and waits for the next turn to confirm it."""
         config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning}
-        extra = {"previous_interaction_id": previous_id} if previous_id else {}
+        extra: dict = {"previous_interaction_id": previous_id} if previous_id else {}
+        if webhook:
+            extra["webhook_config"] = webhook  # Gemini calls back when it ends: a hint to poll at once
         try:
             interaction = await self._api.create(
                 agent=agent or self.settings.research_agent, input=question, background=True, store=True,

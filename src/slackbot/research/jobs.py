@@ -22,7 +22,7 @@ from ..slack_out import calls
 from ..slack_out.gateway import SlackGateway
 from ..store import RedisError
 from ..store.jobs import Job, JobStore
-from . import decide
+from . import decide, webhook
 from . import status as view
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class Research:
         agent has not started by then lost its starter, and a worker ends it."""
         s = self.settings
         return s.gemini_timeout_seconds * (s.gemini_retry_attempts + s.gemini_connect_retries) + s.research_lease_seconds
+
+    def webhook_for(self, job_id: str) -> dict | None:
+        return webhook.config_for(self.settings.public_url, job_id)
 
     def spawn(self, coro: Coroutine, name: str) -> None:
         self.deps.spawn(coro, name=name)
@@ -125,8 +128,8 @@ class Research:
         job.status_ts = out.ts
         await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
         try:
-            interaction_id, gemini_status = await self.gemini.start_research(job.question, agent=job.agent,
-                                                                             planning=job.phase == "plan")
+            interaction_id, gemini_status = await self.gemini.start_research(
+                job.question, agent=job.agent, planning=job.phase == "plan", webhook=self.webhook_for(job.id))
         except GeminiError as exc:
             log.warning("research start failed", extra={"team": job.team, "channel": job.channel, "kind": exc.kind})
             await self._end_unstarted(job, "failed")

@@ -212,7 +212,8 @@ class ResearchWorker:
             return
         try:
             interaction_id, gemini_status = await self.gemini.start_research(
-                job.next_input, agent=job.agent, planning=job.next_planning, previous_id=job.interaction_id)
+                job.next_input, agent=job.agent, planning=job.next_planning, previous_id=job.interaction_id,
+                webhook=self.research.webhook_for(job.id))
         except GeminiError as exc:
             log.warning("research continue failed", extra={"job": job.id, "kind": exc.kind})
             await self._finish(job, "failed")
