@@ -191,9 +191,10 @@ async def test_long_report_becomes_a_canvas_linked_from_the_thread(settings_for,
             if line.startswith("#") or line.startswith("|"):
                 assert line in canvas["markdown"], line
         assert "http" in canvas["markdown"]
-        [pointer] = [m for m in slack_emu.bot_messages("C_GENERAL", status(slack_emu).ts) if m.ts != status(slack_emu).ts]
+        [pointer] = [m for m in slack_emu.bot_messages("C_GENERAL", status(slack_emu).ts)
+                     if m.ts != status(slack_emu).ts and not m.files]
         assert f"/docs/{canvas['team']}/{canvas['id']}|Research: {QUESTION}>" in pointer.text
-        assert not slack_emu.files, "a canvas replaces the Markdown file"
+        assert not uploads(slack_emu, ".md"), "a canvas replaces the Markdown file"
         await slack_emu.user_message("C_GENERAL", "what matters most?", thread_ts=status(slack_emu).ts)
         await eventually(lambda: gemini_emu.model_creates(), 10, message="the follow-up")
         assert gemini_emu.model_creates()[-1]["previous_interaction_id"] == job["interaction_id"]
@@ -216,7 +217,7 @@ async def test_report_falls_back_to_messages_and_file_when_canvases_are_unavaila
     try:
         gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
         await slack_emu.slash_command("/research", QUESTION)
-        await eventually(lambda: done(slack_emu) and slack_emu.files, 15, message="the report and its file")
+        await eventually(lambda: done(slack_emu) and uploads(slack_emu, ".md"), 15, message="the report and its file")
         parts = report_texts(slack_emu, status(slack_emu))
         assert why in parts[0] and sum("rather than a canvas" in p for p in parts) == 1
         assert len(parts) >= 2  # the report itself follows, in parts
@@ -252,3 +253,29 @@ async def test_webhook_brings_the_report_before_the_next_poll(settings_for, slac
         print(f"report posted {first_part - delivered[0]['time']:.2f}s after Gemini's completion webhook")
     finally:
         await stop_bot(bot)
+
+
+def uploads(slack_emu, suffix: str) -> list[dict]:
+    return [f for f in slack_emu.files if f.get("filename", "").endswith(suffix)]
+
+
+# 3: with visualization "auto" the report's charts are uploaded into the thread in report order, titled, and
+# the text points at each; where an upload failed the text says so and still reads on
+@pytest.mark.parametrize("fail_first", [False, True])
+async def test_charts_are_uploaded_in_order_and_the_report_points_at_them(bot, slack_emu, gemini_emu, fail_first):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3, charts=2)
+    if fail_first:
+        slack_emu.fail_next("files.completeUploadExternal", "internal_error")
+    await slack_emu.slash_command("/research", "--now " + QUESTION)
+    await eventually(lambda: done(slack_emu), 15, message="the report")
+    [create] = agent_creates(gemini_emu)
+    assert create["agent_config"]["visualization"] == "auto"
+    charts = uploads(slack_emu, ".png")
+    assert [c["title"] for c in charts] == (["Figure 2: Share by region"] if fail_first else
+                                            ["Figure 1: Trend by year", "Figure 2: Share by region"])
+    assert all(c["thread_ts"] == status(slack_emu).ts and c["content"].startswith(b"\x89PNG") for c in charts)
+    report = "\n".join(report_texts(slack_emu, status(slack_emu)))
+    first = "Figure 1: Trend by year could not be uploaded" if fail_first else \
+        "Figure 1: Trend by year is attached in this thread"
+    assert first in report and "Figure 2: Share by region is attached in this thread" in report
+    assert report.index("Figure 1: Trend by year") < report.index("Figure 2: Share by region")

@@ -133,11 +133,22 @@ StreamItem = Started | Delta | Thought | ToolActivity | Citation | CodeRun | Fun
 
 
 @dataclass
+class Figure:
+    """A chart or image in a research report (visualization "auto"): where in the text it stood."""
+
+    offset: int  # characters of report text before it
+    title: str  # the text's last line before it (the agent names its figures there), else ""
+    data: bytes
+    mime_type: str
+
+
+@dataclass
 class ResearchSnapshot:
     status: str
     text: str = ""
     progress: str = ""  # latest thought summary line
     citations: list[dict] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)  # in report order
 
 
 class GeminiError(Exception):
@@ -565,7 +576,8 @@ class Gemini:
                              previous_id: str = "", webhook: dict | None = None) -> tuple[str, str]:
         """Start (or, with `previous_id`, continue) a Deep Research chain in the background. With
         `planning` the agent answers with a research plan and waits for the next turn to confirm it."""
-        config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning}
+        config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning,
+                  "visualization": "auto"}
         extra: dict = {"previous_interaction_id": previous_id} if previous_id else {}
         if webhook:
             extra["webhook_config"] = webhook  # Gemini calls back when it ends: a hint to poll at once
@@ -614,8 +626,20 @@ def snapshot_from(resource: dict) -> ResearchSnapshot:
                     for ann in part.get("annotations") or []:
                         if ann.get("url"):
                             snap.citations.append({"url": ann["url"], "title": ann.get("title") or ann["url"]})
+                elif part.get("type") == "image" and part.get("data"):
+                    _add_figure(snap, "".join(texts), part)
     snap.text = "".join(texts)
     return snap
+
+
+def _add_figure(snap: ResearchSnapshot, before: str, part: dict) -> None:
+    try:
+        data = base64.b64decode(part["data"], validate=True)
+    except (ValueError, TypeError):
+        return  # an image Gemini garbled: the report reads on without it
+    tail = before[-300:].rstrip()
+    line = tail[tail.rfind("\n") + 1:].strip().rstrip(":.").removesuffix(" is shown below")
+    snap.figures.append(Figure(len(before), line[:120], data, str(part.get("mime_type") or "image/png")))
 
 
 def _summary_text(summary: Any) -> str:

@@ -231,3 +231,25 @@ def canvas_pointer(title: str, link: str) -> str:
     """The thread's message pointing at the report's canvas (the title is the bot's own, already folded)."""
     where = f"<{link}|{escape(title)}>" if link else f"*{escape(title)}* (in this channel's canvas tabs)"
     return f":page_facing_up: The full report is a canvas: {where}. Ask follow-up questions here in the thread."
+
+
+def figure_title(n: int, title: str) -> str:
+    """An uploaded figure's title: its number and the agent's name for it (control characters folded)."""
+    folded = " ".join(title.split())[:100].replace("<", "‹").replace(">", "›")
+    if folded.lower().startswith("figure"):
+        return folded
+    return f"Figure {n}: {folded}" if folded else f"Figure {n}"
+
+
+def with_figure_pointers(text: str, figures: list[tuple[int, str]], failed: set[int]) -> str:
+    """The report with a line where each figure stood, pointing at its upload in the thread (or saying it
+    could not be uploaded, so the text still reads well). `figures`: (offset, title) in report order."""
+    out, last = [], 0
+    for n, (offset, title) in enumerate(figures, 1):
+        out.append(text[last:offset])
+        name = figure_title(n, title)
+        note = "could not be uploaded" if n in failed else "is attached in this thread"
+        out.append(f"\n\n_({name} {note}.)_\n\n")
+        last = offset
+    out.append(text[last:])
+    return "".join(out)

@@ -242,6 +242,8 @@ class ResearchWorker:
         long = len(snap.text) > self.settings.research_file_threshold
         slack = self.slack.for_team(job.team)
         async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
+            if not await self._post_figures(job, snap):
+                return  # the lease moved on
             if long and not job.canvas_tried and not await self._make_canvas(job, snap):
                 return  # the lease moved on
             payloads = await self._report_payloads(job, snap)
@@ -255,6 +257,23 @@ class ResearchWorker:
         await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
         await self._finish(job, "completed", snap)
 
+    async def _post_figures(self, job: Job, snap: ResearchSnapshot) -> bool:
+        """Charts and images first, into the thread in report order and titled, so the report text can
+        point at each (or say which failed). One try each, counted right after: a crash repeats at most
+        the one in flight. False: the lease moved on."""
+        slack = self.slack.for_team(job.team)
+        for n in range(job.figures_posted + 1, len(snap.figures) + 1):
+            figure = snap.figures[n - 1]
+            name = view.figure_title(n, figure.title)
+            extension = figure.mime_type.rpartition("/")[2].replace("jpeg", "jpg")[:4] or "png"
+            out = await slack.send(calls.upload(job.channel, job.status_ts, figure.data, f"figure-{n}.{extension}",
+                                                name), tries=1)
+            failed = job.figures_failed if out.ok else ",".join(filter(None, [job.figures_failed, str(n)]))
+            if not await self.jobs.write(job.id, job.owner, {"figures_posted": n, "figures_failed": failed}):
+                return False
+            job.figures_posted, job.figures_failed = n, failed
+        return True
+
     async def _make_canvas(self, job: Job, snap: ResearchSnapshot) -> bool:
         """A long report becomes a canvas tab in the channel. Marked as tried before the one call, so a
         worker killed mid-call leaves a takeover posting messages, never a second canvas. False: not ours."""
@@ -263,7 +282,7 @@ class ResearchWorker:
         job.canvas_tried = True
         title = view.file_title(job.question)
         out = await self.slack.for_team(job.team).send(
-            calls.create_canvas(job.channel, title, f"# {title}\n\n{_with_sources(snap)}"), tries=1)
+            calls.create_canvas(job.channel, title, f"# {title}\n\n{_with_sources(snap, job)}"), tries=1)
         job.canvas_id = str((out.data or {}).get("canvas_id") or "") if out.ok else ""
         job.canvas_error = "" if out.ok else (out.error or "unknown")
         return await self.jobs.write(job.id, job.owner, {"canvas_id": job.canvas_id, "canvas_error": job.canvas_error})
@@ -274,7 +293,7 @@ class ResearchWorker:
         continues the same list."""
         if job.canvas_id:
             return [{"text": view.canvas_pointer(view.file_title(job.question), await self._canvas_link(job))}]
-        parts = report_parts(snap, self.settings.message_chars)
+        parts = report_parts(snap, self.settings.message_chars, job)
         if job.canvas_tried:
             parts[0] = f"{view.canvas_fallback(job.canvas_error)}\n\n{parts[0]}"
         return [message_payload(part) for part in parts]
@@ -290,7 +309,7 @@ class ResearchWorker:
         # one try: the report is already in the thread, the file is a convenience, and a blind second
         # try of the SDK's three-call upload could attach it twice
         await self.slack.for_team(job.team).send(calls.upload(
-            job.channel, job.status_ts, _with_sources(snap), "research-report.md", view.file_title(job.question)),
+            job.channel, job.status_ts, _with_sources(snap, job), "research-report.md", view.file_title(job.question)),
             tries=1)
         await self.jobs.write(job.id, job.owner, {"file_posted": True})
 
@@ -348,12 +367,17 @@ class ResearchWorker:
                                                         tries=MAX_TRIES if final else 1)
 
 
-def _with_sources(snap: ResearchSnapshot) -> str:
+def _with_sources(snap: ResearchSnapshot, job: Job | None = None) -> str:
+    """The report as posted: figure pointers where the figures stood (given the job's uploads), sources."""
+    text = snap.text
+    if job is not None and snap.figures:
+        failed = {int(n) for n in job.figures_failed.split(",") if n.isdigit()}
+        text = view.with_figure_pointers(text, [(f.offset, f.title) for f in snap.figures], failed)
     if snap.citations and "sources" not in snap.text.lower()[-4000:]:
-        return f"{snap.text}\n\n{sources_section(snap.citations)}"
-    return snap.text
+        return f"{text}\n\n{sources_section(snap.citations)}"
+    return text
 
 
-def report_parts(snap: ResearchSnapshot, limit: int) -> list[str]:
-    parts = split_report(_with_sources(snap), limit)
+def report_parts(snap: ResearchSnapshot, limit: int, job: Job | None = None) -> list[str]:
+    parts = split_report(_with_sources(snap, job), limit)
     return parts or ["_The research finished without a report._"]

@@ -65,6 +65,8 @@ class Job:
     next_input: str = ""  # approved/edited: the next turn's words, sent by the worker chained onto the plan
     next_planning: bool = False  # that next turn asks for a revised plan (Edit plan) rather than the research
     research_started: float = 0.0  # when the research itself began (after approval): "took" counts from here
+    figures_posted: int = 0  # charts/images uploaded into the thread (or given up on), in report order
+    figures_failed: str = ""  # their numbers (1-based, comma separated) whose upload failed
     canvas_tried: bool = False  # canvases.create was (perhaps) sent: never again, so never a second canvas
     canvas_id: str = ""  # the report's canvas; the thread then holds one message pointing at it
     canvas_error: str = ""  # why the long report is in the thread instead (Slack's error code)
