@@ -8,11 +8,12 @@ Each test names the numbered point of issue 22 it proves.
 from __future__ import annotations
 
 import copy
+import signal
 
 import aiohttp
 import pytest
 
-from conftest import eventually, free_port, start_bot, stop_bot
+from conftest import end_processes, eventually, free_port, start_bot, stop_bot
 from test_research import has_cancel, job_record, report_texts, status_messages, status_text
 
 from slackbot.research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, START_ACTION
@@ -279,3 +280,33 @@ async def test_charts_are_uploaded_in_order_and_the_report_points_at_them(bot, s
         "Figure 1: Trend by year is attached in this thread"
     assert first in report and "Figure 2: Share by region is attached in this thread" in report
     assert report.index("Figure 1: Trend by year") < report.index("Figure 2: Share by region")
+
+
+# 7: a worker killed while Slack is creating the report's canvas: the takeover never makes a second canvas;
+# it posts the report in the thread (with its one line) exactly once
+async def test_killed_worker_mid_canvas_never_makes_a_second_canvas(settings_for, slack_emu, gemini_emu, redis_url,
+                                                                    prefix):
+    from test_research import _spawn_bot, _wait_healthy
+
+    env = {"SLACKBOT_RESEARCH_FILE_THRESHOLD": str(LONG)}
+    first, second = settings_for(port=free_port()), settings_for(port=free_port())
+    procs = [_spawn_bot(first, env)]
+    try:
+        await _wait_healthy(first.port)
+        slack_emu.app_url = f"http://127.0.0.1:{first.port}/slack/events"
+        slack_emu.hold_next("canvases.create", 30)  # created in Slack, the answer never reaches the dying worker
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.3, charts=0)
+        await slack_emu.slash_command("/research", QUESTION)
+        await eventually(lambda: slack_emu.canvases.canvases, 15, message="the canvas call under way")
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        procs.append(_spawn_bot(second, env))
+        await _wait_healthy(second.port)
+        await eventually(lambda: done(slack_emu), 30, message="the takeover finished the report")
+        assert len(slack_emu.canvases.canvases) == 1
+        [job] = await job_record(redis_url, prefix)
+        parts = report_texts(slack_emu, status(slack_emu))
+        assert int(job["parts_posted"]) == len(parts) and len(set(parts)) == len(parts)
+        assert sum("rather than a canvas" in p for p in parts) == 1
+    finally:
+        end_processes(procs)
