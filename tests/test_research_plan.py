@@ -58,6 +58,7 @@ async def planning_bot(settings_for, slack_emu):
 
 # 1 + 2: the plan is shown as a list with its buttons; only the requester may press them; Start continues the
 # same chain, so the report follows the approved plan; the status says which agent ran and how long it took
+@pytest.mark.cluster
 async def test_plan_then_start_runs_the_research_on_the_approved_plan(planning_bot, slack_emu, gemini_emu):
     gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
     gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
@@ -149,6 +150,7 @@ async def test_unanswered_plan_times_out_with_one_line(settings_for, slack_emu, 
 
 
 # 1 + 7: Cancel while the plan waits ends the job (nothing runs at Gemini to cancel)
+@pytest.mark.cluster
 async def test_cancel_while_the_plan_waits(planning_bot, slack_emu, gemini_emu):
     gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
     await slack_emu.slash_command("/research", QUESTION)
