@@ -138,6 +138,7 @@ def bot_settings(*, redis_url: str, prefix: str, slack_emu, gemini_emu, port: in
         gemini_retry_attempts=3, replies_wait_seconds=1.0, research_poll_initial=0.2, research_poll_max=0.5,
         research_status_every=0.3, research_lease_seconds=3.0, shutdown_grace_seconds=5.0, log_format="text",
         tools="", functions="", system_instruction="Be brief.", user_max_active_answers=100, user_turns_per_minute=1000,
+        research_planning=False,  # research tests run straight to the report; test_research_plan turns it on
     )
     values.update(overrides)
     return Settings(**values)
@@ -252,7 +253,8 @@ def process_env(settings: Settings, **extra: str) -> dict:
            "SLACKBOT_REDIS_PREFIX": settings.redis_prefix, "PORT": str(settings.port), "SLACKBOT_HOST": "127.0.0.1",
            "SLACKBOT_TURN_LEASE_SECONDS": str(settings.turn_lease_seconds), "SLACKBOT_LOG_LEVEL": "WARNING",
            "SLACKBOT_USER_MAX_ACTIVE_ANSWERS": "100", "SLACKBOT_USER_TURNS_PER_MINUTE": "1000",
-           "SLACKBOT_EDIT_MIN_INTERVAL": str(settings.edit_min_interval), "SLACKBOT_RESEARCH_WORKER": "false"}
+           "SLACKBOT_EDIT_MIN_INTERVAL": str(settings.edit_min_interval), "SLACKBOT_RESEARCH_WORKER": "false",
+           "SLACKBOT_RESEARCH_PLANNING": str(settings.research_planning).lower()}
     env.pop("SLACK_APP_TOKEN", None)
     env.update(extra)
     return env

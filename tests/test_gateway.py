@@ -120,7 +120,8 @@ BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": 
             calls.history("C1", 15), calls.members("C1"), calls.get_permalink("C1", "1.1"),
             calls.suggested_prompts("D1", [{"title": "t", "message": "m"}]), calls.session_status("D1", "1.1", "active"),
             calls.publish_home("U1", []),
-            calls.usergroup_users("S1")]
+            calls.usergroup_users("S1"),
+            calls.create_canvas("C1", "t", "# x"), calls.open_view("T.1", {"type": "modal"})]
 
 
 def test_every_request_the_bot_can_build_has_one_row_in_the_budget_table(settings_for):
@@ -206,12 +207,14 @@ async def test_the_whole_product_needs_no_scope_beyond_the_manifest_and_every_ca
                                   10, message="the status message")
         await slack_emu.click_button(status[0], CANCEL_ACTION, user="U_BOB")
         await eventually(lambda: [e for e in slack_emu.ephemerals if e["user"] == "U_BOB"], 10, message="ephemeral")
-        await eventually(lambda: len(slack_emu.files) == 2, 15, message="the report attached")
+        # the long report becomes a canvas (issue 22), after its two charts are uploaded
+        await eventually(lambda: slack_emu.canvases.canvases and len(slack_emu.files) == 3, 15,
+                         message="the report's charts and canvas")
     finally:
         await stop_bot(bot)
     made = {c.method for c in slack_emu.calls}
     assert {"chat.delete", "chat.postEphemeral", "conversations.info", "users.info", "conversations.replies",
-            "files.completeUploadExternal", "chat.update", "assistant.threads.setStatus"} <= made, made
+            "files.completeUploadExternal", "chat.update", "assistant.threads.setStatus", "canvases.create"} <= made, made
     assert not [(c.method, c.error) for c in slack_emu.calls if c.error == "missing_scope"]
     table = calls.budgets(settings)
     client = aioredis.from_url(redis_url, decode_responses=True)

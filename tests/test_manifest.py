@@ -71,6 +71,8 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "assistant.threads.setSuggestedPrompts": {"assistant:write"},
     "agents.sessions.setStatus": {"chat:write"},
     "views.publish": set(),
+    "canvases.create": {"canvases:write"},  # long research reports become a canvas tab in the channel
+    "views.open": set(),  # the research plan's Edit plan modal (needs interactivity, no scope)
     "auth.test": set(),  # start-up and Bolt's authorization (bot user id); needs no scope
     "apps.connections.open": set(),  # Socket Mode, with the app-level token (its connections:write), not a bot scope
 }
@@ -132,8 +134,12 @@ def _closure_values(func, depth: int = 0) -> dict:
         except ValueError:
             continue
         if callable(value) and hasattr(value, "__code__"):
+            found.setdefault("__matchers__", []).append(value.__qualname__)  # which builtin matcher it is
             for key, inner in _closure_values(value, depth + 1).items():
-                found.setdefault(key, inner)
+                if key == "__matchers__":
+                    found["__matchers__"] += inner
+                else:
+                    found.setdefault(key, inner)
         else:
             found.setdefault(name, value)
     return found
@@ -142,11 +148,15 @@ def _closure_values(func, depth: int = 0) -> dict:
 def _registrations_from_bolt(bolt) -> dict[str, set[str]] | None:
     """{"event": {...}, "command": {...}, "action": {...}, "message_shortcut": {...}} read off the app's
     listener matchers."""
-    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set(), "message_shortcut": set()}
+    out: dict[str, set[str]] = {"event": set(), "command": set(), "action": set(), "message_shortcut": set(),
+                                "view": set()}
     for listener in bolt._async_listeners:
         kinds = []
         for matcher in listener.matchers:
             values = _closure_values(getattr(matcher, "func", None))
+            if "callback_id" in values and any("view_submission" in q for q in values.get("__matchers__", [])):
+                kinds.append(("view", values["callback_id"]))  # a modal's submission (no manifest entry)
+                continue
             if "event_type" in values:
                 kinds.append(("event", values["event_type"]))
             elif "constraints" in values and isinstance(values["constraints"], dict) and "type" in values["constraints"]:

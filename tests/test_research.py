@@ -44,7 +44,8 @@ def has_cancel(message) -> bool:
 
 
 def report_texts(slack_emu, status):
-    return [m.visible_text for m in slack_emu.bot_messages("C_GENERAL", status.ts) if m.ts != status.ts]
+    """The report's messages in the thread (not the uploads of its charts or Markdown file)."""
+    return [m.visible_text for m in slack_emu.bot_messages("C_GENERAL", status.ts) if m.ts != status.ts and not m.files]
 
 
 async def job_record(redis_url, prefix):
@@ -99,15 +100,17 @@ async def _started(redis_url, prefix) -> bool:
     return any(job.get("interaction_id") for job in await job_record(redis_url, prefix))
 
 
-# 4: above the size threshold the report is also attached as a Markdown file
+# 4: above the size threshold the report is also attached as a Markdown file (where it cannot be a canvas:
+# issue 22, test_research_plan.py)
 async def test_large_report_is_attached_as_file(settings_for, slack_emu, gemini_emu):
+    slack_emu.scopes.discard("canvases:write")
     bot = await start_bot(settings_for(research_file_threshold=1000), slack_emu)
     try:
         gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
         await slack_emu.slash_command("/research", "a big question")
         await eventually(lambda: status_messages(slack_emu) and "Done" in status_text(status_messages(slack_emu)[0]), 10)
-        await eventually(lambda: slack_emu.files, 5)
-        [upload] = slack_emu.files
+        await eventually(lambda: [f for f in slack_emu.files if f["filename"].endswith(".md")], 5)
+        [upload] = [f for f in slack_emu.files if f["filename"].endswith(".md")]  # beside the report's charts
         assert upload["filename"].endswith(".md") and upload["thread_ts"] == status_messages(slack_emu)[0].ts
         assert b"#" in upload["content"]
     finally:
@@ -279,6 +282,7 @@ HOSTILE = "Is this safe? <!channel> <!here> <@U_BOB> <https://evil.example/login
 
 
 async def test_status_message_escapes_question_and_progress(settings_for, slack_emu, gemini_emu):
+    slack_emu.scopes.discard("canvases:write")  # the file's title is checked (the canvas's: test_research_rules)
     bot = await start_bot(settings_for(research_file_threshold=100), slack_emu)
     try:
         gemini_emu.script_agent(queued_for=0.1, run_for=2.0, thoughts=[f"Reading a page that says {HOSTILE}"] * 3)
@@ -290,7 +294,8 @@ async def test_status_message_escapes_question_and_progress(settings_for, slack_
         running = await eventually(shows_progress, 10, message="progress line shown")
         listing = await slack_emu.slash_command("/research", "status")
         await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 15, message="done")
-        upload = (await eventually(lambda: slack_emu.files, 10, message="report file"))[0]
+        upload = (await eventually(lambda: [f for f in slack_emu.files if f["filename"].endswith(".md")], 10,
+                                   message="report file"))[0]
         for text in (status_text(running), running.text, status_text(status_messages(slack_emu)[0]),
                      status_messages(slack_emu)[0].text, listing.body, upload["title"]):
             for markup in ("<!channel>", "<!here>", "<@U_BOB>", "<https://evil"):

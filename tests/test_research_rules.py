@@ -112,3 +112,55 @@ def test_job_round_trips_through_its_hash_fields():
     job = _job(parts_posted=3, file_posted=True, poll_interval=2.5, finished=1200.0, owner="w-1")
     assert Job.from_fields(job.fields()) == job
     assert Job.from_fields({"owner": "w-1"}) is None  # a stray half-record is not a job
+
+
+# issue 22: flags are leading words only; the plan is shown escaped, as a list, with its buttons
+@pytest.mark.parametrize("text, expected", [
+    ("what is new?", decide.Request("what is new?")),
+    ("--now what is new?", decide.Request("what is new?", now=True)),
+    ("--MAX --now  what is new?", decide.Request("what is new?", now=True, max=True)),
+    ("compare --max and --now flags", decide.Request("compare --max and --now flags")),
+    ("--now", decide.Request("", now=True)),
+])
+def test_research_request_flags(text, expected):
+    assert decide.parse_request(text) == expected
+
+
+def test_plan_expires_after_its_timeout():
+    assert not decide.plan_expired(plan_ready=100.0, now=159.0, timeout=60.0)
+    assert decide.plan_expired(plan_ready=100.0, now=160.0, timeout=60.0)
+
+
+def test_waiting_plan_is_an_escaped_list_with_start_edit_cancel():
+    job = Job(id="j1", team="T", channel="C", requester="U_ALICE", question="q", created=1.0, status="awaiting_approval",
+              plan=f"Research plan: q\n\n1. {HOSTILE}\n2. " + "x" * 5000, plan_ready=2.0)
+    payload = view.status_message(job, now=3.0)
+    text = json.dumps(payload["blocks"])
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    plan = payload["blocks"][1]["text"]["text"]
+    assert plan.startswith("*Research plan*\n>Research plan: q\n>1. ") and len(plan) < 3000
+    actions = [e["action_id"] for e in payload["blocks"][-1]["elements"]]
+    assert actions == [view.START_ACTION, view.EDIT_ACTION, view.CANCEL_ACTION]
+    modal = view.edit_view(job.id, job.plan, job.channel)
+    assert modal["private_metadata"] == "j1 C" and len(modal["blocks"][0]["element"]["initial_value"]) == 3000
+
+
+def test_canvas_pointer_and_fallback_lines_keep_the_question_inert():
+    title = view.file_title(HOSTILE)
+    line = view.canvas_pointer(title, "https://emulated.slack.com/docs/T1/F1")
+    assert line.count("<") == 1 and "<https://emulated.slack.com/docs/T1/F1|Research: hi ‹!channel›" in line
+    assert "&amp; more" in line
+    assert "canvas tabs" in view.canvas_pointer(title, "") and "<" not in view.canvas_pointer(title, "")
+    assert "free plan" in view.canvas_fallback("free_team_canvas_tab_already_exists")
+    assert "could not create it" in view.canvas_fallback("canvas_creation_failed")
+
+
+def test_webhook_hint_is_read_without_trusting_it():
+    from slackbot.research import webhook
+    good = json.dumps({"type": "interaction.completed", "data": {"id": "v1_a", "user_metadata": {"job": "ab12"}}})
+    assert webhook.hint_of(good.encode()) == ("ab12", "v1_a")
+    for bad in (b"junk", b"[]", b'{"data": []}', json.dumps({"data": {"user_metadata": {"job": "a:b*"}}}).encode()):
+        assert webhook.hint_of(bad) == ("", "")
+    assert webhook.config_for("", "j") is None
+    assert webhook.config_for("https://bot.example.com", "j") == {
+        "uris": ["https://bot.example.com/gemini/webhook"], "user_metadata": {"job": "j"}}

@@ -249,7 +249,7 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
             gemini = (await resp.json())["gemini_emulator_url"]
         await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.5})
         sent = await post_json(http, f"{base}/api/slash_command",
-                               {"command": "/research", "text": "Embedded stores", "channel": "C_GENERAL",
+                               {"command": "/research", "text": "--now Embedded stores", "channel": "C_GENERAL",
                                 "user": "U_BOB"})
         assert sent["delivery"]["status"] == 200
 
@@ -260,7 +260,8 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
             status = next((m for m in msgs if "Embedded stores" in m["text"] and m.get("bot_id")), None)
             if status is None or "Done" not in status["text"]:
                 return False
-            return [m["visible_text"] for m in msgs if m.get("thread_ts") == status["ts"] and m["ts"] != status["ts"]]
+            return [m["visible_text"] for m in msgs if m.get("thread_ts") == status["ts"] and m["ts"] != status["ts"]
+                    and not m.get("files")]  # the report's text, not its charts
         parts = await eventually(report, 15, interval=0.2, message="the research report via the embedded store")
         assert parts[0].startswith("# Research report: Embedded stores")
 
@@ -317,18 +318,18 @@ async def test_sandbox_is_loopback_only_in_fact(redis_url, prefix):
                 text = await resp.text()
                 assert resp.status == 404 and "channels" not in text and "team_id" not in text, raw
 
-        # ... while a real file (a research report over the file threshold) is served
+        # ... while a real file (a research report's chart) is served
         await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.3})
         await post_json(http, f"{base}/api/slash_command",
-                        {"command": "/research", "text": "Loopback", "channel": "C_GENERAL", "user": "U_BOB"})
+                        {"command": "/research", "text": "--now Loopback", "channel": "C_GENERAL", "user": "U_BOB"})
 
         async def file_id():
             async with http.get(f"{base}/api/state") as resp:
                 files = (await resp.json())["files"]
             return files[0]["id"] if files else None
-        fid = await eventually(file_id, 15, interval=0.2, message="the report attached as a file")
+        fid = await eventually(file_id, 15, interval=0.2, message="the report's chart uploaded")
         async with http.get(f"{base}/api/files/{fid}") as resp:
-            assert resp.status == 200 and "Loopback" in await resp.text()
+            assert resp.status == 200 and (await resp.read()).startswith(b"\x89PNG")
 
 
 # issue 13 in the page: a grounded answer with a table, a code run (and its plot) and its sources

@@ -1118,3 +1118,21 @@ async def test_control_endpoints_for_the_new_workspace_actions(emu, receiver):
     assert kinds[:3] == ["app_home_opened", "app_context_changed", "message"]
     assert kinds[-3:] == ["subteam_members_changed", "tokens_revoked", "app_uninstalled"]
     assert "message" in kinds and any(e["event"].get("subtype") == "message_deleted" for e in receiver.events())
+
+
+# ------------------------------------------------ modals (issue 22's Edit plan)
+
+
+async def test_views_open_takes_a_single_use_trigger_once(emu, client):
+    emu.views.issue_trigger("T.1.emu", "U_ALICE")
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Edit"}, "callback_id": "cb",
+             "blocks": [{"type": "input", "block_id": "b", "label": {"type": "plain_text", "text": "Plan"},
+                         "element": {"type": "plain_text_input", "action_id": "a"}}]}
+    opened = (await client.views_open(trigger_id="T.1.emu", view=modal))["view"]
+    assert opened["user"] == "U_ALICE" and emu.views.opened == [opened]
+    for trigger, error in (("T.1.emu", "invalid_trigger_id"), ("T.never", "invalid_trigger_id")):
+        e = await api_error(client.views_open(trigger_id=trigger, view=modal))
+        assert e.response["error"] == error
+    emu.views.issue_trigger("T.2.emu", "U_ALICE")
+    e = await api_error(client.views_open(trigger_id="T.2.emu", view={"type": "home"}))
+    assert e.response["error"] == "invalid_arguments"

@@ -22,6 +22,7 @@ from .chat.lifecycle import TurnLifecycle
 from .config import Settings
 from .gemini import Gemini
 from .installs import Installs
+from .research import webhook as gemini_webhook
 from .slack_out.gateway import OneToken, SlackGateway
 from .startup import Readiness, listen, require_database, require_redis, socket_url, verify_bot_token
 from .store import Store
@@ -145,6 +146,8 @@ def build_web(services: Services, bolt: AsyncApp) -> web.Application:
     web_app.add_routes([web.post("/slack/events", slack_events)] if verifier else [])
     if bolt.oauth_flow is not None:
         web_app.add_routes(oauth_routes(bolt))
+    if services.settings.public_url:  # research jobs ask Gemini to call back here (a hint; polling stays)
+        web_app.add_routes(gemini_webhook.routes(services.store.jobs, services.store.budgets))
     web_app.add_routes(health_routes(services))
     return web_app
 

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -200,6 +201,12 @@ class Settings(BaseSettings):
     research_max_per_user: int = Field(2, ge=1, **_env("RESEARCH_MAX_PER_USER"))
     research_file_threshold: int = Field(12000, ge=0, **_env("RESEARCH_FILE_THRESHOLD"))
     research_worker: bool = Field(True, **_env("RESEARCH_WORKER"))  # run the worker inside `serve`
+    # issue 22: the agent drafts a plan the requester approves (Start / Edit plan / Cancel) before it researches
+    research_planning: bool = Field(True, **_env("RESEARCH_PLANNING"))
+    research_plan_timeout_minutes: float = Field(60.0, gt=0, **_env("RESEARCH_PLAN_TIMEOUT_MINUTES"))
+    research_max_agent: str = Field("deep-research-max-preview-04-2026", min_length=1, **_env("RESEARCH_MAX_AGENT"))
+    # the HTTPS origin Slack reaches the bot at: research jobs ask Gemini to call `<it>/gemini/webhook` when done
+    public_url: str = Field("", **_env("PUBLIC_URL"))
 
     # --- Files people share (issue 10): caps on what one turn downloads and sends to Gemini ---------
     file_max_bytes: int = Field(20 * 1024 * 1024, ge=1, **_env("FILE_MAX_BYTES"))
@@ -264,6 +271,15 @@ class Settings(BaseSettings):
         if value.strip():
             load_profiles(value.strip())
         return value.strip()
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query):
+            raise ValueError("must be an origin such as https://bot.example.com (no path)")
+        return value
 
     @field_validator("store_interactions")
     @classmethod

@@ -148,12 +148,23 @@ StreamItem = Started | Delta | Thought | ToolActivity | Citation | CodeRun | Fun
 
 
 @dataclass
+class Figure:
+    """A chart or image in a research report (visualization "auto"): where in the text it stood."""
+
+    offset: int  # characters of report text before it
+    title: str  # the text's last line before it (the agent names its figures there), else ""
+    data: bytes
+    mime_type: str
+
+
+@dataclass
 class ResearchSnapshot:
     status: str
     text: str = ""
     progress: str = ""  # latest thought summary line
     citations: list[dict] = field(default_factory=list)
     tokens: int | None = None  # total tokens the agent used, once Gemini reports it (budgets settle on it)
+    figures: list[Figure] = field(default_factory=list)  # in report order
 
 
 class GeminiError(Exception):
@@ -609,11 +620,19 @@ class Gemini:
         usage = usage_of(result.usage) if result.usage is not None else None
         return Picture(made, usage, refused=refused and not made)
 
-    async def start_research(self, question: str) -> tuple[str, str]:
+    async def start_research(self, question: str, *, agent: str = "", planning: bool = False,
+                             previous_id: str = "", webhook: dict | None = None) -> tuple[str, str]:
+        """Start (or, with `previous_id`, continue) a Deep Research chain in the background. With
+        `planning` the agent answers with a research plan and waits for the next turn to confirm it."""
+        config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning,
+                  "visualization": "auto"}
+        extra: dict = {"previous_interaction_id": previous_id} if previous_id else {}
+        if webhook:
+            extra["webhook_config"] = webhook  # Gemini calls back when it ends: a hint to poll at once
         try:
             interaction = await self._api.create(
-                agent=self.settings.research_agent, input=question, background=True, store=True,
-                agent_config={"type": "deep-research", "thinking_summaries": "auto"},
+                agent=agent or self.settings.research_agent, input=question, background=True, store=True,
+                agent_config=config, **extra,
             )
         except APIStatusError as exc:
             raise _from_status_error(exc) from None
@@ -668,12 +687,24 @@ def snapshot_from(resource: dict) -> ResearchSnapshot:
                     for ann in part.get("annotations") or []:
                         if ann.get("url"):
                             snap.citations.append({"url": ann["url"], "title": ann.get("title") or ann["url"]})
+                elif part.get("type") == "image" and part.get("data"):
+                    _add_figure(snap, "".join(texts), part)
     snap.text = "".join(texts)
     usage = resource.get("usage") or {}
     if usage:
         snap.tokens = sum(int(usage.get(k) or 0) for k in ("total_input_tokens", "total_output_tokens",
                                                             "total_thought_tokens"))
     return snap
+
+
+def _add_figure(snap: ResearchSnapshot, before: str, part: dict) -> None:
+    try:
+        data = base64.b64decode(part["data"], validate=True)
+    except (ValueError, TypeError):
+        return  # an image Gemini garbled: the report reads on without it
+    tail = before[-300:].rstrip()
+    line = tail[tail.rfind("\n") + 1:].strip().rstrip(":.").removesuffix(" is shown below")
+    snap.figures.append(Figure(len(before), line[:120], data, str(part.get("mime_type") or "image/png")))
 
 
 def _summary_text(summary: Any) -> str:

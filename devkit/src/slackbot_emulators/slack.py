@@ -63,6 +63,7 @@ from .slack_model import (  # noqa: F401  (re-exported: tests and the sandbox im
     _format_ts, _read_params, _ts_key, check_task_order, parse_blocks, parse_chunks, rendered_links,
 )
 from .slack_oauth import OAuth
+from .slack_views import Views
 from .slack_search import Search
 
 REPLIES_PAGE_CAP = 15  # conversations.replies for non-Marketplace apps, whatever `limit` says
@@ -117,6 +118,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, int, str]] = {
     "agents.sessions.setStatus": (50, 50, "team"),  # Tier 3
     "agents.sessions.rename": (50, 50, "team"),  # Tier 3
     "views.publish": (100, 100, "team"),  # Tier 4
+    "views.open": (100, 100, "team"),  # Tier 4
     "canvases.create": (20, 20, "team"),  # Tier 2
     "conversations.canvases.create": (20, 20, "team"),  # Tier 2
     "usergroups.list": (20, 20, "team"),  # Tier 2
@@ -172,8 +174,8 @@ class SlackEmulator:
         self.sockets: set[web.WebSocketResponse] = set()  # Socket Mode connections open now
         # Feature modules, each owning its methods (`_api_*`), state, events and control endpoints.
         self.agents, self.search, self.directory = AgentSurface(self), Search(self), Directory(self)
-        self.canvases, self.oauth = Canvases(self), OAuth(self)
-        self.components = (self.agents, self.search, self.directory, self.canvases, self.oauth)
+        self.canvases, self.oauth, self.views = Canvases(self), OAuth(self), Views(self)
+        self.components = (self.agents, self.search, self.directory, self.canvases, self.oauth, self.views)
         self.reset()
 
     # ---------------------------------------------- who is acting (installations)
@@ -1301,7 +1303,8 @@ class SlackEmulator:
             "user_name": self.users[user].name if user in self.users else user, "command": command,
             "text": text, "api_app_id": self.app_id,
             "is_enterprise_install": "true" if install and install.is_enterprise_install else "false",
-            "response_url": self._new_response_url(ch.id, user), "trigger_id": self._new_id("T.") + ".emu",
+            "response_url": self._new_response_url(ch.id, user),
+            "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user),
         }
         if workspace.enterprise_id:
             fields.update(enterprise_id=workspace.enterprise_id, enterprise_name=workspace.enterprise_name or "")
@@ -1349,7 +1352,8 @@ class SlackEmulator:
                       if workspace.enterprise_id else None)
         return {"user": {"id": user, "username": name, "name": name, "team_id": workspace.id},
                 "api_app_id": self.app_id, "token": self.verification_token,
-                "trigger_id": self._new_id("T.") + ".emu", "team": {"id": workspace.id, "domain": workspace.domain},
+                "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user),
+                "team": {"id": workspace.id, "domain": workspace.domain},
                 "enterprise": enterprise, "is_enterprise_install": bool(install and install.is_enterprise_install)}
 
     async def send_interaction(self, payload: dict) -> Delivery:

@@ -1,11 +1,11 @@
-"""Interactivity: the Cancel button on research status messages, the Stop button on answers."""
+"""Interactivity: research status messages' Cancel, Start and Edit plan (and its modal), answers' Stop."""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
 from ..chat.intake import installing_team
-from ..research.status import CANCEL_ACTION
+from ..research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, EDIT_VIEW, START_ACTION
 from ..slack_out import calls
 from ..slack_out.delivery import STOP_ACTION
 
@@ -16,6 +16,28 @@ def register(app: AsyncApp, services) -> None:
         await ack()
         if services.research is not None:
             services.tasks.spawn(services.research.handle_cancel(body, action), name="research-cancel")
+
+    @app.action(START_ACTION)
+    async def start(ack, body, action):
+        await ack()
+        if services.research is not None:
+            services.tasks.spawn(services.research.handle_start(body, action), name="research-start-plan")
+
+    @app.action(EDIT_ACTION)
+    async def edit(ack, body, action):
+        await ack()
+        if services.research is not None:  # at once: the click's trigger_id lives 3 seconds
+            await services.research.open_edit(body, action)
+
+    @app.view(EDIT_VIEW)
+    async def edited(ack, body, view):
+        await ack()  # closes the modal; the status message shows what happens next
+        if services.research is not None:
+            job_id, _, channel = str(view.get("private_metadata") or "").partition(" ")
+            value = ((view.get("state") or {}).get("values") or {}).get(EDIT_INPUT, {}).get(EDIT_INPUT, {})
+            services.tasks.spawn(services.research.handle_edit_submit({**body, "channel": {"id": channel}}, job_id,
+                                                                      str(value.get("value") or "")),
+                                 name="research-edit-plan")
 
     @app.action(STOP_ACTION)
     async def stop(ack, body, action, context):

@@ -68,3 +68,29 @@ def final_edit_again(*, accepted: bool, transient: bool, finished: float, now: f
     outlasting the tries) and for at most FINAL_EDIT_DAYS; a message or channel that is gone, or any
     other refusal, ends it (trying again would change nothing)."""
     return not accepted and transient and now - finished < FINAL_EDIT_DAYS * 86400
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `/research ...` asks for: the question, whether to skip the plan (`--now`) and whether to
+    use the deeper agent (`--max`). Flags are leading words only, so a question may mention them."""
+
+    question: str
+    now: bool = False
+    max: bool = False
+
+
+def parse_request(text: str) -> Request:
+    rest, flags = text.strip(), set()
+    while True:
+        head, _, tail = rest.partition(" ")
+        if head.lower() not in ("--now", "--max"):
+            break
+        flags.add(head.lower())
+        rest = tail.strip()
+    return Request(rest, now="--now" in flags, max="--max" in flags)
+
+
+def plan_expired(*, plan_ready: float, now: float, timeout: float) -> bool:
+    """A plan nobody answered within `timeout` seconds ends the job."""
+    return now - plan_ready >= timeout

@@ -23,12 +23,15 @@ from ..slack_out import calls
 from ..slack_out.gateway import SlackGateway
 from ..store import RedisError
 from ..store.jobs import Job, JobStore
+from . import decide, webhook
 from . import status as view
 
 log = logging.getLogger(__name__)
 
-USAGE = ("Usage: `/research <question>` starts a Deep Research job; its report is posted in a thread "
-         "you can keep asking in. `/research status` lists your jobs.")
+USAGE = ("Usage: `/research <question>` starts a Deep Research job: the agent drafts a plan you can start, "
+         "edit or cancel, then its report is posted in a thread you can keep asking in. `/research --now "
+         "<question>` skips the plan, `/research --max <question>` uses the deeper agent, and "
+         "`/research status` lists your jobs.")
 STORE_DOWN = "I can't reach my job store right now. Please try again in a minute."
 
 
@@ -66,6 +69,9 @@ class Research:
         s = self.settings
         return s.gemini_timeout_seconds * (s.gemini_retry_attempts + s.gemini_connect_retries) + s.research_lease_seconds
 
+    def webhook_for(self, job_id: str) -> dict | None:
+        return webhook.config_for(self.settings.public_url, job_id)
+
     def spawn(self, coro: Coroutine, name: str) -> None:
         self.deps.spawn(coro, name=name)
 
@@ -73,7 +79,7 @@ class Research:
     async def handle_command(self, ack, command: dict, signature: str = "") -> None:
         text = (command.get("text") or "").strip()
         team, user = installing_team(command), command.get("user_id", "")  # an org-wide install: the org
-        if not text:
+        if not decide.parse_request(text).question:
             await ack(USAGE)
             return
         try:
@@ -91,11 +97,11 @@ class Research:
             if gov and (line := await gov.admit_research(team, user, command.get("channel_id", ""))):
                 await ack(line)
                 return
-            await self._begin(ack, command, team, user, text)
+            await self._begin(ack, command, team, user, decide.parse_request(text))
         except (RedisError, OSError):
             await ack(STORE_DOWN)
 
-    async def _begin(self, ack, command: dict, team: str, user: str, question: str) -> None:
+    async def _begin(self, ack, command: dict, team: str, user: str, request: decide.Request) -> None:
         s = self.settings
         job_id = secrets.token_hex(8)
         slot_ttl = int(s.research_max_minutes * 120) + 3600  # well past any job's end
@@ -104,8 +110,11 @@ class Research:
                       "Wait for one to finish, or cancel one, then try again.")
             return
         now = time.time()
-        job = Job(id=job_id, team=team, channel=command.get("channel_id", ""), requester=user, question=question,
-                  created=now, updated=now, poll_interval=s.research_poll_initial, last_status_update=now)
+        planning = s.research_planning and not request.now
+        job = Job(id=job_id, team=team, channel=command.get("channel_id", ""), requester=user,
+                  question=request.question, created=now, updated=now, poll_interval=s.research_poll_initial,
+                  last_status_update=now, agent=s.research_max_agent if request.max else s.research_agent,
+                  phase="plan" if planning else "research", research_started=0.0 if planning else now)
         try:
             await self.jobs.record(job, start_grace=self.start_grace)  # before the ack: `/research status` lists it
         except (RedisError, OSError):
@@ -125,7 +134,8 @@ class Research:
         job.status_ts = out.ts
         await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
         try:
-            interaction_id, gemini_status = await self.gemini.start_research(job.question)
+            interaction_id, gemini_status = await self.gemini.start_research(
+                job.question, agent=job.agent, planning=job.phase == "plan", webhook=self.webhook_for(job.id))
         except GeminiError as exc:
             log.warning("research start failed", extra={"team": job.team, "channel": job.channel, "kind": exc.kind})
             await self._end_unstarted(job, "failed")
@@ -136,11 +146,11 @@ class Research:
         started = await self.jobs.start(job.id, status_ts=job.status_ts, interaction_id=interaction_id,
                                         status=gemini_status or "queued", first_poll_in=job.poll_interval)
         if started == "gone":  # the record vanished (Redis lost its data): stop the agent, say so
-            await self._cancel_agent(job.id, interaction_id)
+            await self.cancel_agent(job.id, interaction_id)
             return
         metrics.RESEARCH_JOBS.labels("started").inc()
         if started == "cancel":  # Cancel was pressed while the agent was starting
-            await self._cancel_agent(job.id, interaction_id)
+            await self.cancel_agent(job.id, interaction_id)
         log.info("research started", extra={"team": job.team, "channel": job.channel, "job": job.id,
                                              "interaction": interaction_id})
 
@@ -177,12 +187,56 @@ class Research:
             await self._whisper(body, user, view.cancel_refused(detail))
         elif outcome == "over":  # it ended (or is posting its report) just now; its status message says how
             await self._whisper(body, user, view.ALREADY_OVER)
+        elif outcome == "waiting":  # a plan awaiting approval: nothing runs at Gemini; the worker ends it
+            await self.jobs.poke(job_id)
         elif detail:
-            await self._cancel_agent(job_id, detail)
+            await self.cancel_agent(job_id, detail)
         # "requested" without an interaction id: the agent is still being started, and _start cancels
         # it as soon as it is (store.start reports the request atomically)
 
-    async def _cancel_agent(self, job_id: str, interaction_id: str) -> None:
+    # --- Start / Edit plan ---------------------------------------------------------------------
+    async def handle_start(self, body: dict, action: dict) -> None:
+        """Start: the approved plan's research runs next (a worker sends the confirming turn)."""
+        await self._answer_plan(body, str(action.get("value") or ""), view.START_WORDS, revise=False)
+
+    async def handle_edit_submit(self, body: dict, job_id: str, text: str) -> None:
+        """Edit plan's modal was submitted: its text goes to the agent as the next turn (a revised plan)."""
+        await self._answer_plan(body, job_id, text.strip() or view.START_WORDS, revise=bool(text.strip()))
+
+    async def open_edit(self, body: dict, action: dict) -> None:
+        """Edit plan: the requester gets a modal holding the plan; anyone else one line saying whose it is."""
+        user = (body.get("user") or {}).get("id", "")
+        try:
+            job = await self.jobs.get(str(action.get("value") or ""))
+        except (RedisError, OSError):
+            await self._whisper(body, user, STORE_DOWN)
+            return
+        if job is None:
+            await self._whisper(body, user, view.ORPHANED)
+        elif job.requester != user:
+            await self._whisper(body, user, view.plan_refused(job.requester))
+        elif not job.awaiting:
+            await self._whisper(body, user, view.PLAN_OVER)
+        else:
+            await self.slack.for_team(job.team).send(
+                calls.open_view(str(body.get("trigger_id") or ""), view.edit_view(job.id, job.plan, job.channel)),
+                tries=1)
+
+    async def _answer_plan(self, body: dict, job_id: str, words: str, *, revise: bool) -> None:
+        user = (body.get("user") or {}).get("id", "")
+        try:
+            outcome, detail = await self.jobs.answer_plan(job_id, user, words, revise=revise)
+        except (RedisError, OSError):
+            await self._whisper(body, user, STORE_DOWN)
+            return
+        if outcome == "gone":
+            await self._whisper(body, user, view.ORPHANED)
+        elif outcome == "not_requester":
+            await self._whisper(body, user, view.plan_refused(detail))
+        elif outcome == "over":
+            await self._whisper(body, user, view.PLAN_OVER)
+
+    async def cancel_agent(self, job_id: str, interaction_id: str) -> None:
         try:
             await self.gemini.cancel(interaction_id)
         except GeminiError as exc:

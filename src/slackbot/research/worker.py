@@ -26,12 +26,13 @@ import uuid
 from .. import metrics
 from ..governance import audit
 from ..gemini import GeminiError, ResearchSnapshot
+from ..lookup.links import workspace_base
 from ..slack_out import calls
 from ..slack_out.calls import Outcome
 from ..slack_out.gateway import MAX_TRIES
 from ..slack_out.render import message_payload, sources_section, split_report
 from ..store import RedisError
-from ..store.jobs import Job
+from ..store.jobs import APPROVED, AWAITING, Job
 from . import decide
 from . import status as view
 
@@ -101,8 +102,11 @@ class ResearchWorker:
         if not job.interaction_id:  # due before its agent started: the process starting it died
             await self._finish(job, "not_started")
             return
+        if job.status in (AWAITING, APPROVED):
+            await self._plan_answered(job) if job.status == APPROVED else await self._plan_waiting(job)
+            return
         max_seconds = self.settings.research_max_minutes * 60
-        elapsed = time.time() - job.created
+        elapsed = time.time() - (job.research_started or job.created)
         try:
             snap = await self.gemini.research_snapshot(job.interaction_id)
         except GeminiError as exc:
@@ -110,6 +114,9 @@ class ResearchWorker:
             return
         if job.status == "posting":  # a previous owner died while posting: carry on
             await self._post_report(job, snap)
+            return
+        if job.phase == "plan" and snap.status == "completed":  # the plan is the answer: ask the requester
+            await self._plan_ready(job, snap)
             return
         await self._carry_out(job, decide.after_snapshot(snap.status, elapsed, max_seconds), snap)
 
@@ -172,29 +179,138 @@ class ResearchWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    # --- the plan ------------------------------------------------------------------------------
+    async def _plan_ready(self, job: Job, snap: ResearchSnapshot) -> None:
+        """The agent's plan waits for the requester, durably: the job stays scheduled at its timeout, so
+        a restart or another replica still has it (and ends it on time)."""
+        now = time.time()
+        fields = {"status": AWAITING, "plan": snap.text, "plan_ready": now, "updated": now, "last_status_update": now}
+        if not await self.jobs.write(job.id, job.owner, fields, due_in=self._plan_timeout):
+            return
+        job.status, job.plan, job.plan_ready = AWAITING, snap.text, now
+        async with self._holding(job):
+            await self._edit_status(job, final=False)
+
+    @property
+    def _plan_timeout(self) -> float:
+        return self.settings.research_plan_timeout_minutes * 60
+
+    async def _plan_waiting(self, job: Job) -> None:
+        """Due while the plan waits: Cancel was pressed, or the timeout passed, or a stray poke."""
+        now = time.time()
+        if job.cancelled_by:
+            await self._finish(job, "cancelled")
+        elif decide.plan_expired(plan_ready=job.plan_ready, now=now, timeout=self._plan_timeout):
+            await self._finish(job, "plan_expired")
+        else:
+            await self.jobs.write(job.id, job.owner, {}, due_in=job.plan_ready + self._plan_timeout - now)
+
+    async def _plan_answered(self, job: Job) -> None:
+        """Start or Edit plan was pressed: send the requester's words chained onto the plan (the same
+        chain, so the report follows the approved plan), then poll the new interaction."""
+        if job.cancelled_by:
+            await self._finish(job, "cancelled")
+            return
+        try:
+            interaction_id, gemini_status = await self.gemini.start_research(
+                job.next_input, agent=job.agent, planning=job.next_planning, previous_id=job.interaction_id,
+                webhook=self.research.webhook_for(job.id))
+        except GeminiError as exc:
+            log.warning("research continue failed", extra={"job": job.id, "kind": exc.kind})
+            await self._finish(job, "failed")
+            return
+        now = time.time()
+        job.status, job.phase = gemini_status or "queued", "plan" if job.next_planning else "research"
+        fields = {"interaction_id": interaction_id, "status": job.status, "phase": job.phase, "next_input": "",
+                  "research_started": now, "updated": now, "poll_interval": self.settings.research_poll_initial,
+                  "last_status_update": now}
+        if not await self.jobs.write(job.id, job.owner, fields, due_in=self.settings.research_poll_initial):
+            await self.research.cancel_agent(job.id, interaction_id)  # the lease moved on: not ours to run
+            return
+        fresh = await self.jobs.get(job.id)  # Cancel pressed while the agent started: it saw no agent to stop
+        if fresh is not None and fresh.cancelled_by:
+            await self.research.cancel_agent(job.id, interaction_id)
+            return
+        job.interaction_id, job.research_started = interaction_id, now
+        async with self._holding(job):
+            await self._edit_status(job, final=False)
+
     # --- endings --------------------------------------------------------------------------------
     async def _post_report(self, job: Job, snap: ResearchSnapshot) -> None:
         lease = self.settings.research_lease_seconds
         if not await self.jobs.write(job.id, job.owner, {"status": "posting"}, due_in=lease):
             return
-        parts = report_parts(snap, self.settings.message_chars)
+        long = len(snap.text) > self.settings.research_file_threshold
         slack = self.slack.for_team(job.team)
         async with self._holding(job):  # a post may wait out Slack's Retry-After, longer than the lease
-            for index in range(job.parts_posted, len(parts)):
-                out = await slack.send(calls.post(job.channel, message_payload(parts[index]), job.status_ts))
+            if not await self._post_figures(job, snap):
+                return  # the lease moved on
+            if long and not job.canvas_tried and not await self._make_canvas(job, snap):
+                return  # the lease moved on
+            payloads = await self._report_payloads(job, snap)
+            for index in range(job.parts_posted, len(payloads)):
+                out = await slack.send(calls.post(job.channel, payloads[index], job.status_ts))
                 if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
                                                            due_in=lease):
                     return  # Slack refused or the lease moved on; the next owner continues from here
-            if len(snap.text) > self.settings.research_file_threshold and not job.file_posted:
+            if long and not job.canvas_id and not job.file_posted:
                 await self._attach_file(job, snap)
         await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
         await self._finish(job, "completed", snap)
+
+    async def _post_figures(self, job: Job, snap: ResearchSnapshot) -> bool:
+        """Charts and images first, into the thread in report order and titled, so the report text can
+        point at each (or say which failed). One try each, counted right after: a crash repeats at most
+        the one in flight. False: the lease moved on."""
+        slack = self.slack.for_team(job.team)
+        for n in range(job.figures_posted + 1, len(snap.figures) + 1):
+            figure = snap.figures[n - 1]
+            name = view.figure_title(n, figure.title)
+            extension = figure.mime_type.rpartition("/")[2].replace("jpeg", "jpg")[:4] or "png"
+            out = await slack.send(calls.upload(job.channel, job.status_ts, figure.data, f"figure-{n}.{extension}",
+                                                name), tries=1)
+            failed = job.figures_failed if out.ok else ",".join(filter(None, [job.figures_failed, str(n)]))
+            if not await self.jobs.write(job.id, job.owner, {"figures_posted": n, "figures_failed": failed}):
+                return False
+            job.figures_posted, job.figures_failed = n, failed
+        return True
+
+    async def _make_canvas(self, job: Job, snap: ResearchSnapshot) -> bool:
+        """A long report becomes a canvas tab in the channel. Marked as tried before the one call, so a
+        worker killed mid-call leaves a takeover posting messages, never a second canvas. False: not ours."""
+        if not await self.jobs.write(job.id, job.owner, {"canvas_tried": True}):
+            return False
+        job.canvas_tried = True
+        title = view.file_title(job.question)
+        out = await self.slack.for_team(job.team).send(
+            calls.create_canvas(job.channel, title, f"# {title}\n\n{_with_sources(snap, job)}"), tries=1)
+        job.canvas_id = str((out.data or {}).get("canvas_id") or "") if out.ok else ""
+        job.canvas_error = "" if out.ok else (out.error or "unknown")
+        return await self.jobs.write(job.id, job.owner, {"canvas_id": job.canvas_id, "canvas_error": job.canvas_error})
+
+    async def _report_payloads(self, job: Job, snap: ResearchSnapshot) -> list[dict]:
+        """The thread's messages: one pointing at the canvas, else the report in parts (with one line
+        saying why it is not a canvas when that was tried). Fixed by the job record, so a takeover
+        continues the same list."""
+        if job.canvas_id:
+            return [{"text": view.canvas_pointer(view.file_title(job.question), await self._canvas_link(job))}]
+        parts = report_parts(snap, self.settings.message_chars, job)
+        if job.canvas_tried:
+            parts[0] = f"{view.canvas_fallback(job.canvas_error)}\n\n{parts[0]}"
+        return [message_payload(part) for part in parts]
+
+    async def _canvas_link(self, job: Job) -> str:
+        """Slack's canvas address: the workspace URL (from the status message's permalink) + /docs/team/id;
+        "" when Slack will not say (the pointer then names the canvas tab instead)."""
+        out = await self.slack.for_team(job.team).send(calls.get_permalink(job.channel, job.status_ts), tries=1)
+        origin = workspace_base(str((out.data or {}).get("permalink") or "")) if out.ok else ""
+        return f"{origin}/docs/{job.team}/{job.canvas_id}" if origin else ""
 
     async def _attach_file(self, job: Job, snap: ResearchSnapshot) -> None:
         # one try: the report is already in the thread, the file is a convenience, and a blind second
         # try of the SDK's three-call upload could attach it twice
         await self.slack.for_team(job.team).send(calls.upload(
-            job.channel, job.status_ts, _with_sources(snap), "research-report.md", view.file_title(job.question)),
+            job.channel, job.status_ts, _with_sources(snap, job), "research-report.md", view.file_title(job.question)),
             tries=1)
         await self.jobs.write(job.id, job.owner, {"file_posted": True})
 
@@ -265,12 +381,17 @@ class ResearchWorker:
                                                         tries=MAX_TRIES if final else 1)
 
 
-def _with_sources(snap: ResearchSnapshot) -> str:
+def _with_sources(snap: ResearchSnapshot, job: Job | None = None) -> str:
+    """The report as posted: figure pointers where the figures stood (given the job's uploads), sources."""
+    text = snap.text
+    if job is not None and snap.figures:
+        failed = {int(n) for n in job.figures_failed.split(",") if n.isdigit()}
+        text = view.with_figure_pointers(text, [(f.offset, f.title) for f in snap.figures], failed)
     if snap.citations and "sources" not in snap.text.lower()[-4000:]:
-        return f"{snap.text}\n\n{sources_section(snap.citations)}"
-    return snap.text
+        return f"{text}\n\n{sources_section(snap.citations)}"
+    return text
 
 
-def report_parts(snap: ResearchSnapshot, limit: int) -> list[str]:
-    parts = split_report(_with_sources(snap), limit)
+def report_parts(snap: ResearchSnapshot, limit: int, job: Job | None = None) -> list[str]:
+    parts = split_report(_with_sources(snap, job), limit)
     return parts or ["_The research finished without a report._"]

@@ -60,6 +60,8 @@ def budgets(s: Settings) -> dict[str, Pays]:
         "agents.sessions.setStatus": Pays(Budget(40 / 60.0, 10.0)),
         "views.publish": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "usergroups.users.list": Pays(Budget(40 / 60.0, 10.0)),  # Tier 2; cached (governance/access.py)
+        "canvases.create": Pays(Budget(15 / 60.0, 3.0)),  # Tier 2; a long research report
+        "views.open": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4; a modal a person asked for (Edit plan)
         "auth.test": Pays(None, Per.START_UP),
         "apps.connections.open": Pays(None, Per.START_UP),  # with the app-level token (Socket Mode)
     }
@@ -111,6 +113,17 @@ def delete(channel: str, ts: str) -> Request:
 
 def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) -> Request:
     return Request("chat.postEphemeral", _given(channel=channel, user=user, text=text, thread_ts=thread_ts), channel)
+
+
+def create_canvas(channel: str, title: str, markdown: str) -> Request:
+    """A canvas tab in `channel` holding Markdown (headings, tables and links stay as written)."""
+    return Request("canvases.create", {"channel_id": channel, "title": title,
+                                       "document_content": {"type": "markdown", "markdown": markdown}}, channel)
+
+
+def open_view(trigger_id: str, view: dict) -> Request:
+    """A modal, opened in answer to a click (its trigger_id is single-use and lives 3 seconds)."""
+    return Request("views.open", {"trigger_id": trigger_id, "view": view})
 
 
 # --- native streams and the thread status -------------------------------------------------------

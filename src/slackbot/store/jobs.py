@@ -31,6 +31,8 @@ from .schedule import NOW, Schedule
 JOB_KEEP_SECONDS = 30 * 86400  # job records and per-user history: for /research status
 TRIGGER_KEEP_SECONDS = 600  # Slack rejects a signed request older than 5 minutes; keep claims twice that
 HISTORY_KEEP = 20  # jobs listed per user at most
+AWAITING = "awaiting_approval"  # a job's status while its plan waits for the requester
+APPROVED = "approved"  # the requester answered the plan; a worker sends that answer to the agent
 
 
 @dataclass
@@ -56,6 +58,23 @@ class Job:
     cancelled_by: str = ""
     owner: str = ""  # the worker holding (or last holding) its lease
     final_edit_pending: bool = False  # ended, but Slack has not yet taken the status message's last edit
+    agent: str = ""  # the Deep Research agent this job runs
+    phase: str = "research"  # "plan" while the agent drafts (or revises) its plan, then "research"
+    plan: str = ""  # the agent's latest plan (untrusted text), shown for approval
+    plan_ready: float = 0.0  # when the plan began waiting for the requester (the timeout counts from here)
+    next_input: str = ""  # approved/edited: the next turn's words, sent by the worker chained onto the plan
+    next_planning: bool = False  # that next turn asks for a revised plan (Edit plan) rather than the research
+    research_started: float = 0.0  # when the research itself began (after approval): "took" counts from here
+    figures_posted: int = 0  # charts/images uploaded into the thread (or given up on), in report order
+    figures_failed: str = ""  # their numbers (1-based, comma separated) whose upload failed
+    canvas_tried: bool = False  # canvases.create was (perhaps) sent: never again, so never a second canvas
+    canvas_id: str = ""  # the report's canvas; the thread then holds one message pointing at it
+    canvas_error: str = ""  # why the long report is in the thread instead (Slack's error code)
+
+    @property
+    def awaiting(self) -> bool:
+        """The plan waits for the requester's Start, Edit plan or Cancel."""
+        return not self.finished and self.status == AWAITING
 
     @property
     def running(self) -> bool:
@@ -171,7 +190,23 @@ if not j[1] then return {'gone', ''} end
 if j[2] ~= ARGV[1] then return {'not_requester', j[2] or ''} end
 if (tonumber(j[4] or '') or 0) > 0 or j[3] == 'posting' then return {'over', j[3] or ''} end
 redis.call('HSET', KEYS[1], 'cancelled_by', ARGV[1])
+if j[3] == 'awaiting_approval' or j[3] == 'approved' then return {'waiting', ''} end
 return {'requested', j[5] or ''}
+"""
+
+# The requester answers a plan waiting for approval: Start (next turn runs the research) or Edit plan
+# (next turn revises the plan). Only while it waits, so a double click or a second replica acts once.
+# KEYS: job hash; ARGV: user, next input, next_planning ('1'/'0')
+# Returns {outcome, detail}: {'gone',''} | {'not_requester', requester} | {'over', status} | {'ok',''}
+_ANSWER_PLAN = """
+local j = redis.call('HMGET', KEYS[1], 'id', 'requester', 'status', 'finished', 'cancelled_by')
+if not j[1] then return {'gone', ''} end
+if j[2] ~= ARGV[1] then return {'not_requester', j[2] or ''} end
+if (tonumber(j[4] or '') or 0) > 0 or j[3] ~= 'awaiting_approval' or (j[5] or '') ~= '' then
+  return {'over', j[3] or ''}
+end
+redis.call('HSET', KEYS[1], 'status', 'approved', 'next_input', ARGV[2], 'next_planning', ARGV[3])
+return {'ok', ''}
 """
 
 # Per-user cap on concurrent research jobs. The set expires well after any job could still run.
@@ -199,6 +234,7 @@ class JobStore:
         self._take = redis.register_script(_TAKE)
         self._write = redis.register_script(_WRITE)
         self._request_cancel = redis.register_script(_REQUEST_CANCEL)
+        self._answer_plan = redis.register_script(_ANSWER_PLAN)
         self._reserve_slot = redis.register_script(_RESERVE_SLOT)
 
     # --- the command ---------------------------------------------------------------------------
@@ -284,8 +320,18 @@ class JobStore:
         return written > 0
 
     async def request_cancel(self, job_id: str, user: str) -> tuple[str, str]:
-        """("gone", "") | ("not_requester", requester) | ("over", status) | ("requested", interaction id)."""
+        """("gone", "") | ("not_requester", requester) | ("over", status) | ("requested", interaction id)
+        | ("waiting", ""): a plan awaiting approval (nothing runs at Gemini; poke the job to end it)."""
         outcome, detail = await self._request_cancel(keys=[self.keys.job(job_id)], args=[user])
+        return str(outcome), str(detail or "")
+
+    async def answer_plan(self, job_id: str, user: str, next_input: str, *, revise: bool) -> tuple[str, str]:
+        """The requester pressed Start (`revise` False) or submitted Edit plan: ("ok", "") then a worker
+        sends `next_input` chained onto the plan; else as request_cancel ("gone", "not_requester", "over")."""
+        outcome, detail = await self._answer_plan(keys=[self.keys.job(job_id)],
+                                                  args=[user, next_input, "1" if revise else "0"])
+        if str(outcome) == "ok":
+            await self.poke(job_id)
         return str(outcome), str(detail or "")
 
     async def poke(self, job_id: str) -> None:
