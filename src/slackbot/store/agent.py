@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
 
+from .keys import AgentKeys
+
 FEEDBACK_DAYS_KEPT = 35  # ratings outlive the report's 7-day window comfortably
 _CONTEXT_SECONDS = 86400
 _USAGE_SECONDS = 15 * 86400
@@ -64,39 +66,23 @@ def _week(now: float) -> str:
 class AgentStore:
     def __init__(self, redis: aioredis.Redis, prefix: str, *, session_ttl: int):
         self.redis = redis
-        self.p = prefix
+        self.keys = AgentKeys(prefix)
         self.session_ttl = session_ttl
         self._vote = redis.register_script(_VOTE)
-
-    # --- keys ----------------------------------------------------------------------------------
-    def _context_now(self, team: str, user: str) -> str:
-        return f"{self.p}:{{ctx:{team}:{user}}}:now"
-
-    def _context_session(self, team: str, user: str, channel: str, thread: str) -> str:
-        return f"{self.p}:{{ctx:{team}:{user}}}:session:{channel}:{thread}"
-
-    def _votes(self, team: str, channel: str, ts: str) -> str:
-        return f"{self.p}:{{fb:{team}}}:vote:{channel}:{ts}"
-
-    def _counts(self, team: str, day: str) -> str:
-        return f"{self.p}:{{fb:{team}}}:day:{day}"
-
-    def _usage(self, team: str, user: str, week: str) -> str:
-        return f"{self.p}:{{use:{team}:{user}}}:week:{week}"
 
     # --- what people look at ---------------------------------------------------------------------
     async def look_at(self, team: str, user: str, channel: str) -> None:
         """The person's current context ("" = nothing in particular)."""
-        await self.redis.set(self._context_now(team, user), channel, ex=_CONTEXT_SECONDS)
+        await self.redis.set(self.keys.context_now(team, user), channel, ex=_CONTEXT_SECONDS)
 
     async def context(self, team: str, user: str, channel: str, thread: str, given: str | None) -> str:
         """The channel a turn in this session is about: the one its message carried (`given`, bound to
         the session when it starts), else the session's, else what the person looks at now."""
-        session = self._context_session(team, user, channel, thread)
+        session = self.keys.context_session(team, user, channel, thread)
         if given is not None:
             await self.redis.set(session, given, ex=self.session_ttl)
             return given
-        bound, now = await self.redis.mget(session, self._context_now(team, user))
+        bound, now = await self.redis.mget(session, self.keys.context_now(team, user))
         if bound is not None:
             return bound
         if now:
@@ -104,20 +90,20 @@ class AgentStore:
         return now or ""
 
     async def current(self, team: str, user: str) -> str:
-        return await self.redis.get(self._context_now(team, user)) or ""
+        return await self.redis.get(self.keys.context_now(team, user)) or ""
 
     # --- feedback ----------------------------------------------------------------------------------
     async def rate(self, team: str, channel: str, ts: str, user: str, rating: str, model: str, profile: str) -> int:
         """Store one person's rating of an answer: 0 unchanged, 1 first, 2 changed (the old one uncounted)."""
         day = _day(float(ts) if ts.replace(".", "", 1).isdigit() else time.time())
         label = f"{model.replace(chr(9), ' ')}\t{profile.replace(chr(9), ' ')}"
-        return int(await self._vote(keys=[self._votes(team, channel, ts), self._counts(team, day)],
+        return int(await self._vote(keys=[self.keys.votes(team, channel, ts), self.keys.counts(team, day)],
                                     args=[user, rating, label, FEEDBACK_DAYS_KEPT * 86400]))
 
     async def ratings(self, team: str, days: int = 7, now: float | None = None) -> list[Ratings]:
         """Ratings of the answers of the last `days` days, per model and profile (most rated first)."""
         now = time.time() if now is None else now
-        keys = [self._counts(team, _day(now - n * 86400)) for n in range(days)]
+        keys = [self.keys.counts(team, _day(now - n * 86400)) for n in range(days)]
         totals: dict[tuple[str, str], list[int]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
@@ -134,7 +120,7 @@ class AgentStore:
     # --- usage ---------------------------------------------------------------------------------
     async def count_answer(self, team: str, user: str, input_tokens: int, output_tokens: int,
                            now: float | None = None) -> None:
-        key = self._usage(team, user, _week(time.time() if now is None else now))
+        key = self.keys.usage(team, user, _week(time.time() if now is None else now))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, "answers", 1)
             pipe.hincrby(key, "input", input_tokens)
@@ -143,5 +129,5 @@ class AgentStore:
             await pipe.execute()
 
     async def week_usage(self, team: str, user: str, now: float | None = None) -> WeekUsage:
-        got = await self.redis.hgetall(self._usage(team, user, _week(time.time() if now is None else now)))
+        got = await self.redis.hgetall(self.keys.usage(team, user, _week(time.time() if now is None else now)))
         return WeekUsage(int(got.get("answers", 0)), int(got.get("input", 0)), int(got.get("output", 0)))

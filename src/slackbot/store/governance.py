@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from . import client as _client
 
-from .keys import SHARDS, TurnKeys, shard_of, turn_id
+from .keys import GovernanceKeys, TurnKeys, shard_of, turn_id
 from .schedule import Schedule
 
 # Move the head and map the message to its interactions, unless the message (or its whole thread) was
@@ -77,31 +77,12 @@ class Answered:
 class GovernanceStore:
     def __init__(self, redis: aioredis.Redis, prefix: str, *, chain_ttl: int):
         self.redis = redis
-        self.p = prefix
         self.turn_keys = TurnKeys(prefix)
         self.chain_ttl = chain_ttl
         self._move = redis.register_script(_MOVE_AND_MAP)
-        # retention: member = a thread's tag (team:channel:thread), due when its chain is to be forgotten
-        self.retention = Schedule(redis, [f"{prefix}:retain:due:{{retain.{i}}}" for i in range(SHARDS)])
+        self.keys = GovernanceKeys(prefix)
+        self.retention = Schedule(redis, self.keys.retention_shards)
         self._forget = redis.register_script(_FORGET)
-
-    # --- keys ---------------------------------------------------------------------------------------
-    def msgs(self, team: str, channel: str, thread: str) -> str:
-        return f"{self.p}:msgs:{{{team}:{channel}:{thread}}}"
-
-    def spend(self, scope: str, day: str) -> str:
-        """A day's tokens of one scope (`team:u:U1`, `team:c:C1`, `team`): its own tag."""
-        return f"{self.p}:spend:{{{scope}}}:{day}"
-
-    def week(self, team: str, week: str) -> str:
-        """A workspace's week: sorted set of `u:<user>` and `c:<channel>` by tokens."""
-        return f"{self.p}:spendweek:{{{team}}}:{week}"
-
-    def group(self, team: str, group: str) -> str:
-        return f"{self.p}:group:{{{team}:{group}}}"
-
-    def told(self, team: str, user: str, where: str) -> str:
-        return f"{self.p}:told:{{{team}:{user}}}:{where}"
 
     # --- the message map ------------------------------------------------------------------------
     async def move_and_map(self, team: str, channel: str, thread: str, expected: str | None, new: str, *,
@@ -110,18 +91,18 @@ class GovernanceStore:
         entry = json.dumps({"ids": ids, "bot": bot, "user": user})
         return int(await self._move(
             keys=[self.turn_keys.chain(team, channel, thread), self.turn_keys.presence(team, channel, thread),
-                  self.msgs(team, channel, thread)],
+                  self.keys.msgs(team, channel, thread)],
             args=[expected or "", new, self.chain_ttl, ts, entry]))
 
     async def answered(self, team: str, channel: str, thread: str) -> list[Answered]:
-        raw = await self.redis.hgetall(self.msgs(team, channel, thread))
+        raw = await self.redis.hgetall(self.keys.msgs(team, channel, thread))
         return sorted((_entry(k, v) for k, v in raw.items() if not k.startswith("x:")), key=lambda a: float(a.ts))
 
     async def forget(self, team: str, channel: str, thread: str, ts: str | None, cutoff: str) -> list[Answered]:
         """Forget `ts` and every later answered message (None: the whole thread up to `cutoff`); the
         entries taken. Their journal entries go too (same slot)."""
         flat = await self._forget(
-            keys=[self.msgs(team, channel, thread), self.turn_keys.chain(team, channel, thread),
+            keys=[self.keys.msgs(team, channel, thread), self.turn_keys.chain(team, channel, thread),
                   self.turn_keys.presence(team, channel, thread)],
             args=[ts or "", cutoff, self.chain_ttl])
         taken = [_entry(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
@@ -131,7 +112,7 @@ class GovernanceStore:
 
     async def threads_of(self, team: str, channel: str) -> list[str]:
         """The threads of a conversation with a message map (a SCAN: only for `/gemini forget` in a DM)."""
-        pattern = self.msgs(team, channel, "*")  # braces are not special in a SCAN pattern
+        pattern = self.keys.msgs(team, channel, "*")  # braces are not special in a SCAN pattern
         where = {"target_nodes": RedisCluster.PRIMARIES} if _client.is_cluster(self.redis) else {}
         found = [k async for k in self.redis.scan_iter(match=pattern, count=1000, **where)]
         return sorted({k.split("{", 1)[1].rsplit("}", 1)[0].split(":", 2)[2] for k in found})
@@ -155,28 +136,28 @@ class GovernanceStore:
                      members: list[str], keep: int = 8 * 86400) -> None:
         """Add `tokens` to each scope's day (INCRBY is atomic across replicas) and to the week's ranks."""
         for scope in scopes:
-            key = self.spend(scope, day)
+            key = self.keys.spend(scope, day)
             await self.redis.incrby(key, tokens)
             await self.redis.expire(key, keep)
-        wkey = self.week(team, week)
+        wkey = self.keys.week(team, week)
         for member in members:
             await self.redis.zincrby(wkey, tokens, member)
         await self.redis.expire(wkey, 15 * 86400)
 
     async def spent(self, scopes: list[str], day: str) -> list[int]:
-        return [int(await self.redis.get(self.spend(s, day)) or 0) for s in scopes]
+        return [int(await self.redis.get(self.keys.spend(s, day)) or 0) for s in scopes]
 
     async def top(self, team: str, week: str, n: int) -> list[tuple[str, int]]:
-        return [(m, int(s)) for m, s in await self.redis.zrevrange(self.week(team, week), 0, n - 1, withscores=True)]
+        return [(m, int(s)) for m, s in await self.redis.zrevrange(self.keys.week(team, week), 0, n - 1, withscores=True)]
 
     # --- user groups ----------------------------------------------------------------------------
     async def group_members(self, team: str, group: str) -> set[str] | None:
         """The cached members (None: not cached). A sentinel member marks an empty group as cached."""
-        members = await self.redis.smembers(self.group(team, group))
+        members = await self.redis.smembers(self.keys.group(team, group))
         return {m for m in members if m != "-"} if members else None
 
     async def cache_group(self, team: str, group: str, users: list[str], ttl: int) -> None:
-        key = self.group(team, group)
+        key = self.keys.group(team, group)
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)
         pipe.sadd(key, "-", *users)
@@ -184,15 +165,15 @@ class GovernanceStore:
         await pipe.execute()
 
     async def cached_flag(self, team: str, user: str, name: str) -> bool | None:
-        value = await self.redis.get(f"{self.p}:flag:{{{team}:{user}}}:{name}")
+        value = await self.redis.get(self.keys.flag(team, user, name))
         return None if value is None else value == "1"
 
     async def cache_flag(self, team: str, user: str, name: str, value: bool, ttl: int) -> None:
-        await self.redis.set(f"{self.p}:flag:{{{team}:{user}}}:{name}", "1" if value else "0", ex=ttl)
+        await self.redis.set(self.keys.flag(team, user, name), "1" if value else "0", ex=ttl)
 
     # --- told once ------------------------------------------------------------------------------
     async def first_telling(self, team: str, user: str, where: str, ttl: int) -> bool:
-        return bool(await self.redis.set(self.told(team, user, where), "1", nx=True, ex=ttl))
+        return bool(await self.redis.set(self.keys.told(team, user, where), "1", nx=True, ex=ttl))
 
 
 def _entry(ts: str, raw: str) -> Answered:

@@ -112,8 +112,62 @@ class JobKeys:
 
 
 @dataclass(frozen=True)
+class AgentKeys:
+    """The agent surface: what a person looks at (`ctx`), answer ratings (`fb`), weekly usage (`use`)."""
+
+    prefix: str
+
+    def context_now(self, team: str, user: str) -> str:
+        return f"{self.prefix}:{{ctx:{team}:{user}}}:now"
+
+    def context_session(self, team: str, user: str, channel: str, thread: str) -> str:
+        return f"{self.prefix}:{{ctx:{team}:{user}}}:session:{channel}:{thread}"
+
+    def votes(self, team: str, channel: str, ts: str) -> str:
+        return f"{self.prefix}:{{fb:{team}}}:vote:{channel}:{ts}"
+
+    def counts(self, team: str, day: str) -> str:
+        return f"{self.prefix}:{{fb:{team}}}:day:{day}"
+
+    def usage(self, team: str, user: str, week: str) -> str:
+        return f"{self.prefix}:{{use:{team}:{user}}}:week:{week}"
+
+
+@dataclass(frozen=True)
+class GovernanceKeys:
+    """Access, spend and forgetting: the message map, spend counters, caches, the retention schedule."""
+
+    prefix: str
+
+    def msgs(self, team: str, channel: str, thread: str) -> str:
+        return f"{self.prefix}:msgs:{{{team}:{channel}:{thread}}}"
+
+    def spend(self, scope: str, day: str) -> str:
+        """A day's tokens of one scope (`team:u:U1`, `team:c:C1`, `team`): its own tag."""
+        return f"{self.prefix}:spend:{{{scope}}}:{day}"
+
+    def week(self, team: str, week: str) -> str:
+        """A workspace's week: sorted set of `u:<user>` and `c:<channel>` by tokens."""
+        return f"{self.prefix}:spendweek:{{{team}}}:{week}"
+
+    def group(self, team: str, group: str) -> str:
+        return f"{self.prefix}:group:{{{team}:{group}}}"
+
+    def told(self, team: str, user: str, where: str) -> str:
+        return f"{self.prefix}:told:{{{team}:{user}}}:{where}"
+
+    def flag(self, team: str, user: str, name: str) -> str:
+        return f"{self.prefix}:flag:{{{team}:{user}}}:{name}"
+
+    @property
+    def retention_shards(self) -> list[str]:
+        """Retention's schedule: member = a thread's tag (team:channel:thread), due when it is to be forgotten."""
+        return [f"{self.prefix}:retain:due:{{retain.{i}}}" for i in range(SHARDS)]
+
+
+@dataclass(frozen=True)
 class Keys:
-    """All of a prefix's keys: `turns`, `jobs`, and the readiness probes (one per schedule shard)."""
+    """All of a prefix's keys: `turns`, `jobs`, `agent`, `governance`, and the readiness probes (one per schedule shard)."""
 
     prefix: str
 
@@ -124,6 +178,14 @@ class Keys:
     @property
     def jobs(self) -> JobKeys:
         return JobKeys(self.prefix)
+
+    @property
+    def agent(self) -> AgentKeys:
+        return AgentKeys(self.prefix)
+
+    @property
+    def governance(self) -> GovernanceKeys:
+        return GovernanceKeys(self.prefix)
 
     @property
     def probes(self) -> list[str]:
