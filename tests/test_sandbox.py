@@ -391,55 +391,45 @@ async def test_sandbox_page_attaches_files(redis_url, prefix):
     chromium_or_skip()
     import hashlib
 
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     png = tiny_png()
     settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
-    async with sandbox(settings) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1440, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(base)
-            expect.set_options(timeout=10_000)
-            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    async with sandbox(settings) as base, live_page(base) as (page, errors):
 
-            # the 📎 button's file input: the attachment shows as a chip until sent
-            await page.locator("#composer-form input.file-input").set_input_files(
-                files=[{"name": "error.png", "mimeType": "image/png", "buffer": png}])
-            await expect(page.locator("#channel-pane .attachment")).to_contain_text("error.png")
-            await page.locator("#composer").fill("@bot what's wrong here?")
-            await page.locator("#composer").press("Enter")
-            await expect(page.locator("#channel-pane .attachment")).to_have_count(0)
-            mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
-            thumb = mine.locator(".file-card.image img.file-thumb")
-            await expect(thumb).to_be_visible()
-            await page.wait_for_function("img => img.complete && img.naturalWidth === 24", arg=await thumb.element_handle())
+        # the 📎 button's file input: the attachment shows as a chip until sent
+        await page.locator("#composer-form input.file-input").set_input_files(
+            files=[{"name": "error.png", "mimeType": "image/png", "buffer": png}])
+        await expect(page.locator("#channel-pane .attachment")).to_contain_text("error.png")
+        await page.locator("#composer").fill("@bot what's wrong here?")
+        await page.locator("#composer").press("Enter")
+        await expect(page.locator("#channel-pane .attachment")).to_have_count(0)
+        mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
+        thumb = mine.locator(".file-card.image img.file-thumb")
+        await expect(thumb).to_be_visible()
+        await page.wait_for_function("img => img.complete && img.naturalWidth === 24", arg=await thumb.element_handle())
 
-            await page.locator("#messages .thread-link").first.click()
-            answer = page.locator("#thread-messages .message.bot .text").first
-            await expect(answer).to_contain_text(f"image image/png {len(png)} bytes sha256:{hashlib.sha256(png).hexdigest()}")
+        await page.locator("#messages .thread-link").first.click()
+        answer = page.locator("#thread-messages .message.bot .text").first
+        await expect(answer).to_contain_text(f"image image/png {len(png)} bytes sha256:{hashlib.sha256(png).hexdigest()}")
 
-            # drag and drop onto the thread: a log file, sent with no words at all
-            await page.evaluate("""() => {
-                const dt = new DataTransfer();
-                dt.items.add(new File(["12:00 POST /orders 500 request_id=r-77\\n"], "server.log", { type: "text/plain" }));
-                const pane = document.querySelector("#thread-pane");
-                pane.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
-                pane.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
-            }""")
-            await expect(page.locator("#thread-pane .attachment")).to_contain_text("server.log")
-            await page.locator("#thread-composer").press("Enter")
-            await expect(page.locator("#thread-messages .file-card .file-name")).to_have_text("server.log")
-            await expect(page.locator("#thread-messages .message.bot .text").nth(1)).to_contain_text("request_id=r-77")
+        # drag and drop onto the thread: a log file, sent with no words at all
+        await page.evaluate("""() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["12:00 POST /orders 500 request_id=r-77\\n"], "server.log", { type: "text/plain" }));
+            const pane = document.querySelector("#thread-pane");
+            pane.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+            pane.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""")
+        await expect(page.locator("#thread-pane .attachment")).to_contain_text("server.log")
+        await page.locator("#thread-composer").press("Enter")
+        await expect(page.locator("#thread-messages .file-card .file-name")).to_have_text("server.log")
+        await expect(page.locator("#thread-messages .message.bot .text").nth(1)).to_contain_text("request_id=r-77")
 
-            await page.mouse.move(720, 880)
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "sandbox-files.png"))
-            assert errors == [], errors
-        finally:
-            await browser.close()
+        await page.mouse.move(720, 880)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "sandbox-files.png"))
+        assert errors == [], errors
 
 
 # issue 17.8: without a key, asking for a table, code or sources shows each as Slack renders it
@@ -520,41 +510,31 @@ async def test_sandbox_page_runs_every_declared_command_with_svg_icons_and_true_
 # issue 19: the app's Messages tab shows its suggested prompts, the session's status, task cards and 👍/👎
 async def test_sandbox_agent_tab_prompts_session_task_cards_and_rating(redis_url, prefix):
     chromium_or_skip()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     prompts = json.dumps([{"title": "Latest heat pump news", "message": "search the latest news on heat pumps"},
                           {"title": "Explain something", "message": "Explain Redis Lua scripts in two sentences"}])
     settings = sandbox_settings(redis_url=redis_url, prefix=prefix, suggested_prompts=prompts)
-    async with sandbox(settings) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1440, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(base)
-            expect.set_options(timeout=15_000)
-            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-            # opening the app's Messages tab: the bot sets its prompts at the top
-            await page.locator("#dm-list button").first.click()
-            prompt = page.locator(".suggested-prompts .prompt", has_text="Latest heat pump news")
-            await expect(prompt).to_be_visible()
-            await prompt.click()
-            # the message is a session of its own, answered in its thread
-            await page.locator("#messages .thread-link").first.click()
-            await expect(page.locator("#thread-pane .session-bar")).to_be_visible()
-            await expect(page.locator("#thread-pane .session-title")).to_have_text("search the latest news on heat pumps")
-            card = page.locator("#thread-messages .task-card", has_text="Searching the web")
-            await expect(card).to_have_attribute("data-status", "complete")
-            await expect(page.locator("#thread-pane .session-bar")).to_have_attribute("data-status", "active")
-            answer = page.locator("#thread-messages .message.bot").last
-            await expect(answer.locator(".feedback-button")).to_have_count(2)
-            await expect(answer.locator(".feedback-button svg")).to_have_count(2)  # drawn thumbs, not text
-            await page.mouse.move(720, 880)
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "sandbox-agent-tab.png"))
-            await answer.locator('.feedback-button[data-rating="positive"]').click()
-            await expect(page.locator("#thread-messages .message.ephemeral", has_text="Thanks for the feedback")
-                         ).to_be_visible()
-            assert errors == [], errors
-        finally:
-            await browser.close()
+    async with sandbox(settings) as base, live_page(base, timeout=15_000) as (page, errors):
+        # opening the app's Messages tab: the bot sets its prompts at the top
+        await page.locator("#dm-list button").first.click()
+        prompt = page.locator(".suggested-prompts .prompt", has_text="Latest heat pump news")
+        await expect(prompt).to_be_visible()
+        await prompt.click()
+        # the message is a session of its own, answered in its thread
+        await page.locator("#messages .thread-link").first.click()
+        await expect(page.locator("#thread-pane .session-bar")).to_be_visible()
+        await expect(page.locator("#thread-pane .session-title")).to_have_text("search the latest news on heat pumps")
+        card = page.locator("#thread-messages .task-card", has_text="Searching the web")
+        await expect(card).to_have_attribute("data-status", "complete")
+        await expect(page.locator("#thread-pane .session-bar")).to_have_attribute("data-status", "active")
+        answer = page.locator("#thread-messages .message.bot").last
+        await expect(answer.locator(".feedback-button")).to_have_count(2)
+        await expect(answer.locator(".feedback-button svg")).to_have_count(2)  # drawn thumbs, not text
+        await page.mouse.move(720, 880)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "sandbox-agent-tab.png"))
+        await answer.locator('.feedback-button[data-rating="positive"]').click()
+        await expect(page.locator("#thread-messages .message.ephemeral", has_text="Thanks for the feedback")
+                     ).to_be_visible()
+        assert errors == [], errors
