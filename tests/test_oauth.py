@@ -127,6 +127,14 @@ def second_workspace(emu, team="T0002", user="U_DAN", channel="C2_GENERAL"):
     emu.add_channel(channel, "general", {user}, team=team)
 
 
+async def install_second_workspace(emu, bot_url: str):
+    """Dan adds the app to T0002 through "Add to Slack", and the bot joins #general there: its install."""
+    assert (await add_to_slack(emu, bot_url, "T0002", "U_DAN")).startswith("200")
+    install = emu.install_for("T0002")
+    emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+    return install
+
+
 # ------------------------------------------------------------------ 1: configuration
 @pytest.mark.parametrize("given,missing", [
     ({"SLACK_CLIENT_ID": "1.2"}, "SLACK_CLIENT_SECRET"),
@@ -203,9 +211,7 @@ async def test_a_rotating_token_is_refreshed_before_it_expires(oauth_settings, s
     second_workspace(slack_emu)
     bot = await start_bot(oauth_settings(token_refresh_minutes=2, install_cache_seconds=0), slack_emu)
     try:
-        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
-        install = slack_emu.install_for("T0002")
-        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        install = await install_second_workspace(slack_emu, bot.url)
         refreshes = lambda: [e for e in slack_emu.oauth.exchanges if e.get("grant_type") == "refresh_token"]  # noqa: E731
         assert not refreshes()
         gemini_emu.script(text="fresh token answer")
@@ -235,9 +241,7 @@ async def test_uninstall_leaves_nothing_of_that_workspace(oauth_settings, slack_
     second_workspace(slack_emu)
     bot = await start_bot(oauth_settings(), slack_emu)
     try:
-        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
-        install = slack_emu.install_for("T0002")
-        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        install = await install_second_workspace(slack_emu, bot.url)
         gemini_emu.script(text="before the uninstall")
         d = await slack_emu.user_message("C2_GENERAL", f"<@{install.bot_user_id}> hi", user="U_DAN")
         await answered(slack_emu, gemini_emu, "C2_GENERAL", d.payload["event"]["ts"])
@@ -307,9 +311,7 @@ async def test_a_file_shared_in_a_second_workspace_is_read_with_its_token(oauth_
     second_workspace(slack_emu)
     bot = await start_bot(oauth_settings(), slack_emu)
     try:
-        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
-        install = slack_emu.install_for("T0002")
-        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        install = await install_second_workspace(slack_emu, bot.url)
         log_file = slack_emu.host_file("server.log", b"request_id=r-77 failed", mimetype="text/plain", user="U_DAN")
         d = await slack_emu.user_shares("C2_GENERAL", f"<@{install.bot_user_id}> which request failed?", [log_file],
                                         user="U_DAN")
@@ -397,9 +399,7 @@ async def test_an_answer_in_flight_at_the_uninstall_ends_quietly_and_leaves_noth
     second_workspace(slack_emu)
     bot = await start_bot(oauth_settings(), slack_emu)
     try:
-        assert (await add_to_slack(slack_emu, bot.url, "T0002", "U_DAN")).startswith("200")
-        install = slack_emu.install_for("T0002")
-        slack_emu.channels["C2_GENERAL"].members.add(install.bot_user_id)
+        install = await install_second_workspace(slack_emu, bot.url)
         gemini_emu.script(text=" ".join(f"word{i}" for i in range(400)), chunk_chars=4, chunk_delay=0.05)
         d = await slack_emu.user_message("C2_GENERAL", f"<@{install.bot_user_id}> a long one", user="U_DAN")
         await eventually(lambda: slack_emu.bot_messages("C2_GENERAL", d.payload["event"]["ts"]), 10,
