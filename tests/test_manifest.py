@@ -60,6 +60,7 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "assistant.threads.setStatus": {"chat:write"},
     # files_upload_v2: files.getUploadURLExternal + files.completeUploadExternal
     "files.completeUploadExternal": {"files:write"},
+    "files.delete": {"files:write"},  # forgetting a thread deletes the bot's uploads in it (issue 24)
     # what Gemini looks up (issue 20): Real-time Search of messages, files and people (bot scopes; the
     # private types are user-token scopes, asked for only where an install has them), history reads,
     # membership for the access rule in DMs, and one permalink per workspace (no scope)

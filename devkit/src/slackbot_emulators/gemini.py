@@ -257,6 +257,10 @@ class GeminiEmulator:
         self.image_requests: list[dict] = []  # every image generation or edit asked for
         self.webhook_deliveries: list[dict] = []  # every webhook POST made (or skipped)
         self.deleted: list[dict] = []  # {"id", "time"} of each interactions.delete
+        # while True, interactions.delete answers 503 without deleting (Gemini's side is down); each
+        # refused delete is counted, so a test can wait for the bot to have tried
+        self.deletes_down = False
+        self.deletes_refused = 0
         self._tasks: set[asyncio.Task] = set()  # pending webhook deliveries
         self._plans: collections.deque = collections.deque()
         self._agent_plans: collections.deque = collections.deque()
@@ -346,6 +350,7 @@ class GeminiEmulator:
         self._records.clear()
         for log in (self.requests, self.function_results, self.image_requests, self.webhook_deliveries, self.deleted):
             log.clear()
+        self.deletes_down, self.deletes_refused = False, 0
 
     def stored_ids(self) -> list[str]:
         """Interactions a client can still read (stored, neither deleted nor past retention)."""
@@ -799,6 +804,9 @@ class GeminiEmulator:
         """interactions.delete: 404 from then on for get, stream, cancel and previous_interaction_id;
         what the interaction said is scrubbed from every log here (only ids and statuses stay)."""
         rec = self._get_record(request.match_info["id"])
+        if self.deletes_down:
+            self.deletes_refused += 1
+            return _error_response(503, "The service is currently unavailable.")
         rec.gone = True
         self.deleted.append({"id": rec.id, "time": time.time()})
         rec.body = {k: v for k, v in rec.body.items() if k in ("model", "agent")}

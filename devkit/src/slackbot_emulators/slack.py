@@ -89,6 +89,7 @@ REQUIRED_SCOPES = {
     "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.delete": "chat:write",
     "chat.postEphemeral": "chat:write", "users.info": "users:read",
     "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
+    "files.delete": "files:write",
     "chat.startStream": "chat:write", "chat.appendStream": "chat:write", "chat.stopStream": "chat:write",
     "assistant.threads.setSuggestedPrompts": "assistant:write", "assistant.threads.setTitle": "assistant:write",
     "agents.sessions.setStatus": "chat:write", "agents.sessions.rename": "chat:write",
@@ -650,6 +651,23 @@ class SlackEmulator:
         for event in self._delete(msg):  # Slack tells the app of its own deletions too (echo_bot_events)
             self._echo(event)
         return {"channel": ch.id, "ts": ts}
+
+    def _api_files_delete(self, p: dict) -> dict:
+        """files.delete (files:write): the app may delete only its own uploads. A file-only share message
+        goes with the file (Slack hides it; the app hears message_deleted); one with text loses the file."""
+        record = next((r for r in self.files if r["id"] == p.get("file")), None)
+        if record is None:
+            raise SlackError("file_not_found")
+        if record.get("user", self.bot_user_id) != self.bot_user_id:
+            raise SlackError("cant_delete_file")
+        self.files.remove(record)
+        for ch in self.channels.values():
+            for msg in [m for m in ch.messages if any(f.get("id") == record["id"] for f in m.files or [])]:
+                msg.files = [f for f in msg.files if f.get("id") != record["id"]]
+                if not msg.files and not msg.text:
+                    for event in self._delete(msg):
+                        self._echo(event)
+        return {}
 
     def _api_conversations_replies(self, p: dict) -> dict:
         ch = self._channel(p.get("channel"))

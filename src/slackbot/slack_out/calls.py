@@ -38,6 +38,7 @@ def budgets(s: Settings) -> dict[str, Pays]:
         # final edits may use the reserve and skip the queue, so finished answers land first
         "chat.update": Pays(Budget(s.edit_budget_per_minute / 60.0, s.edit_budget_burst, s.edit_final_reserve)),
         "chat.delete": Pays(Budget(40 / 60.0, 5.0)),  # Tier 3
+        "files.delete": Pays(Budget(40 / 60.0, 5.0)),  # Tier 3
         "chat.postEphemeral": Pays(Budget(90 / 60.0, 20.0)),  # Tier 4
         "chat.startStream": Pays(starts),  # Tier 2
         "chat.stopStream": Pays(starts),  # Tier 2, a bucket of its own
@@ -109,6 +110,10 @@ def update(channel: str, ts: str, payload: dict) -> Request:
 
 def delete(channel: str, ts: str) -> Request:
     return Request("chat.delete", {"channel": channel, "ts": ts}, channel)
+
+
+def delete_file(file_id: str) -> Request:
+    return Request("files.delete", {"file": file_id})
 
 
 def ephemeral(channel: str, user: str, text: str, thread_ts: str | None = None) -> Request:
