@@ -356,7 +356,9 @@ async def test_retention_forgets_old_threads_at_gemini_and_in_redis_once(setting
         await eventually(lambda: _no_head(redis_url, prefix, root), message="chain gone")
         assert not gemini_emu.contains_text("Curlew") and "Curlew" not in await redis_dump(redis_url, prefix)
         assert [d["id"] for d in gemini_emu.deleted] == [first]  # once
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
         assert slack_emu.bot_messages("C_GENERAL", root)  # retention keeps Slack's copy: it is the workspace's
+        assert not slack_emu.calls_to("chat.delete")
     finally:
         await stop_bot(bot)
 
@@ -382,3 +384,130 @@ async def test_guests_off_refuses_guests_once_and_dms_off_refuses_dms(settings_f
         assert len(gemini_emu.model_creates()) == 1
     finally:
         await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 4: durable deletes
+async def test_deletes_gemini_refused_are_finished_by_another_replica(settings_for, slack_emu, gemini_emu,
+                                                                     redis_url, prefix):
+    """Gemini is down when a thread is forgotten and the replica that forgot it stops: the deletes are
+    owed in Redis, and another replica's governance worker carries them out once Gemini is back."""
+    quick = {"delete_retry_seconds": 1.0, "retention_tick_seconds": 0.2, "retention_deletes_per_second": 200.0}
+    first = await gov_bot(settings_for, slack_emu, **quick)
+    try:
+        gemini_emu.script(text="Plover answer.")
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} Plover acquisition price?")).message.ts
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root, 1)
+        [interaction] = await eventually(lambda: gemini_emu.stored_ids(), message="stored")
+        await eventually(lambda: idle(bot_url(slack_emu)), message="idle")
+        gemini_emu.deletes_down = True
+        await slack_emu.user_deletes("C_GENERAL", root)
+        await eventually(lambda: gemini_emu.deletes_refused >= 2, 15, message="the deletes were tried and refused")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", root) == [], message="answer deleted in Slack")
+        assert await head(redis_url, prefix, "C_GENERAL", root) is None  # Redis forgot at once
+    finally:
+        await stop_bot(first)
+    assert gemini_emu.stored_ids() == [interaction]  # still at Gemini: owed
+    assert "purge" in await redis_dump(redis_url, prefix)
+
+    gemini_emu.deletes_down = False
+    second = await gov_bot(settings_for, slack_emu, **quick)
+    try:
+        await eventually(lambda: gemini_emu.stored_ids() == [], 15, message="deleted by the other replica")
+        assert not gemini_emu.contains_text("Plover")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed any more")
+        assert "Plover" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(second)
+
+
+async def _nothing_owed(redis_url, prefix) -> bool:
+    """No purge hash and no member on the deletion schedule."""
+    store = await open_store(redis_url, prefix)
+    try:
+        keys = await store.prefix_keys()
+        owed = [k for k in keys if ":purge:" in k and "due" not in k]
+        scheduled = [m for shard in store.keys.governance.purge_shards for m in await store.redis.zrange(shard, 0, -1)]
+        return not owed and not scheduled
+    finally:
+        await store.close()
+
+
+async def test_forgetting_a_research_thread_deletes_the_plan_the_research_and_the_report(
+        settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    """A report's thread is mapped like an answered message: "Forget this thread" deletes every
+    interaction of the job (its plan too) at Gemini, the report and status messages in Slack, the
+    follow-up's interaction, and the job's text in Redis."""
+    from test_research import status_messages, status_text
+    from test_research_plan import START_ACTION, plan_shown
+
+    bot = await gov_bot(settings_for, slack_emu, research_planning=True)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=["Survey Petrel suppliers"])
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.2, report="Petrel report: three suppliers.")
+        await slack_emu.slash_command("/research", "Who supplies Petrel widgets?")
+        shown = await plan_shown(slack_emu)
+        await slack_emu.click_button(shown, START_ACTION, user="U_ALICE")
+        await eventually(lambda: "Done" in status_text(status_messages(slack_emu)[0]), 15, message="report")
+        status = status_messages(slack_emu)[0]
+        await eventually(lambda: len(slack_emu.bot_messages("C_GENERAL", status.ts)) >= 2, message="report posted")
+        gemini_emu.script(text="Petrel follow-up answer.")
+        await slack_emu.user_message("C_GENERAL", "which Petrel supplier is cheapest?", thread_ts=status.ts)
+        await eventually(lambda: any("follow-up" in m.visible_text for m in
+                                     slack_emu.bot_messages("C_GENERAL", status.ts)), message="follow-up")
+        await eventually(lambda: idle(bot_url(slack_emu)), message="idle")
+        assert len(gemini_emu.stored_ids()) == 3  # plan, research, follow-up
+
+        await slack_emu.agents.message_shortcut(status, "forget_thread", user="U_ALICE")
+        await eventually(lambda: any(e["text"].startswith("Forgotten: 2 answered messages") for e in slack_emu.ephemerals),
+                         message="forgotten line")
+        await eventually(lambda: gemini_emu.stored_ids() == [], 15, message="all three deleted at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", status.ts) == [], message="report deleted")
+        assert not [f for f in slack_emu.files if f["thread_ts"] == status.ts]  # its charts too
+        assert not gemini_emu.contains_text("Petrel")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
+        assert "Petrel" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)
+
+
+# ------------------------------------------------------------------ 6: retention counts from the newest answer
+async def test_retention_waits_for_a_thread_answered_again(settings_for, slack_emu, gemini_emu, redis_url, prefix):
+    """A thread answered again before its retention ran is kept until retention after its newest answer:
+    both interactions are deleted then, together, and the schedule keeps no entry for it."""
+    keep = 3.0
+    bot = await gov_bot(settings_for, slack_emu, retention_days=keep / 86400, retention_tick_seconds=0.2)
+    try:
+        gemini_emu.script(text="Shag answer one.")
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} Shag budget?")).message.ts
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root, 1)
+        gemini_emu.script(text="Shag answer two.")
+        second = (await slack_emu.user_message("C_GENERAL", "and the Shag timeline?", thread_ts=root)).message.ts
+        await answered(slack_emu, gemini_emu, "C_GENERAL", root, 2)
+        await eventually(lambda: len(gemini_emu.deleted) == 2, 15, message="both deleted by retention")
+        assert min(d["time"] for d in gemini_emu.deleted) >= float(second) + keep
+        assert gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Shag")
+        assert "Shag" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)
+
+
+async def test_retention_leaves_the_schedule_entry_of_a_thread_that_moved_after_the_claim(redis_url, prefix):
+    """Retention takes a thread off its schedule only if no turn re-scheduled it since the claim."""
+    store = await open_store(redis_url, prefix)
+    try:
+        gov = store.governance
+        for thread in ("1.0", "2.0"):
+            await gov.retain("T1", "C1", thread, 0)
+        due = await eventually(lambda: _both_due(gov), message="both due")
+        await gov.retain("T1", "C1", "1.0", 3600)  # answered again while retention held it
+        for shard, tag, claimed in due:
+            await gov.retention_settled(shard, tag, claimed)
+        left = [m for shard in store.keys.governance.retention_shards for m in await store.redis.zrange(shard, 0, -1)]
+        assert left == ["T1:C1:1.0"]
+    finally:
+        await store.close()
+
+
+async def _both_due(gov):
+    due = await gov.due_for_retention(30, 10)
+    return due if len(due) == 2 else None

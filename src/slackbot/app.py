@@ -75,7 +75,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn, governance=services.lifecycle.governance,
-        adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
+        adopt_thread=lambda job: _adopt_research(settings, store, job)))
     return services
 
 
@@ -253,11 +253,10 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
     worker = services.research.worker() if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
     services.lifecycle.start()
-    retention = _retention(services)
+    governance = _governance_worker(services)
     await stop.wait()
-    if retention:
-        retention.stop()
-        await asyncio.wait({retention.task}, timeout=5)
+    governance.stop()
+    await asyncio.wait({governance.task}, timeout=5)
     log.info("shutting down: no new events; letting answers in flight finish")
     services.tasks.accepting = False
     if worker:
@@ -271,19 +270,29 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
         await asyncio.wait({worker_task}, timeout=5)
 
 
-def _retention(services: Services):
-    """The retention loop (governance/retention.py), when SLACKBOT_RETENTION_DAYS is set."""
-    if not services.settings.retention_days:
-        return None
-    from .governance.retention import RetentionWorker
+async def _adopt_research(settings: Settings, store, job) -> None:
+    """A report's thread chains onto the research (follow-ups continue it) and is mapped like an answered
+    message, so forgetting the thread (or retention) deletes the job's interactions and its report."""
+    thread = job.status_ts
+    if settings.retention_days:
+        await store.governance.retain(job.team, job.channel, thread, settings.retention_days * 86400)
+    await store.governance.move_and_map(
+        job.team, job.channel, thread, None, job.interaction_id, ts=job.status_ts, ids=job.interaction_ids,
+        bot=[job.status_ts, *filter(None, job.report_ts.split(","))], user=job.requester, job=job.id,
+        files=[f for f in job.uploads.split(",") if f])
 
-    worker = RetentionWorker(services.settings, services.store.governance, services.lifecycle.governance.forget)
-    worker.task = asyncio.create_task(worker.run(), name="retention")  # not counted as work in flight
+
+def _governance_worker(services: Services):
+    """Owed deletions and retention (governance/worker.py), on every replica."""
+    from .governance.worker import GovernanceWorker
+
+    worker = GovernanceWorker(services.settings, services.store.governance, services.lifecycle.governance.forget)
+    worker.task = asyncio.create_task(worker.run(), name="governance")  # not counted as work in flight
     return worker
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Only the research worker (plus /healthz and /readyz), for operators who scale it apart."""
+    """Only the workers, research's and governance's (plus /healthz and /readyz), for operators who scale them apart."""
     services = await build_services(settings)
     web_app = web.Application()
     web_app.add_routes(health_routes(services))
@@ -299,9 +308,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         services.readiness.token_ok = bool(services.installs) or await verify_bot_token(services.slack, stop)
         worker = services.research.worker()
         task = asyncio.create_task(worker.run())
+        governance = _governance_worker(services)
         await stop.wait()
         worker.stop()
-        await asyncio.wait({task}, timeout=settings.shutdown_grace_seconds)
+        governance.stop()
+        await asyncio.wait({task, governance.task}, timeout=settings.shutdown_grace_seconds)
     finally:
         await runner.cleanup()
         await services.close()

@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     retention_days: float = Field(0.0, ge=0, **_env("RETENTION_DAYS"))
     retention_deletes_per_second: float = Field(5.0, gt=0, **_env("RETENTION_DELETES_PER_SECOND"))
     retention_tick_seconds: float = Field(30.0, gt=0, **_env("RETENTION_TICK_SECONDS"))
+    # a forgetting's deletes not confirmed this long after it (the process died, Gemini or Slack failed)
+    # are finished by the governance worker of any replica
+    delete_retry_seconds: float = Field(60.0, gt=0, **_env("DELETE_RETRY_SECONDS"))
     audit_file: str = Field("", **_env("AUDIT_FILE"))  # a JSON Lines file: one line per turn / research job
     audit_content: bool = Field(False, **_env("AUDIT_CONTENT"))  # include the asker's text in audit lines
 

@@ -23,6 +23,8 @@ GEMINI_RESUMES = Counter("slackbot_gemini_stream_resumes_total", "Broken Gemini 
                          registry=REGISTRY)
 RESEARCH_JOBS = Counter("slackbot_research_jobs_total", "Research jobs reaching a status",
                         ["status"], registry=REGISTRY)
+RESEARCH_TOKENS = Counter("slackbot_research_tokens_total", "Gemini tokens used by research jobs, by agent",
+                          ["agent"], registry=REGISTRY)
 RESEARCH_DURATION = Histogram("slackbot_research_job_seconds", "Research job run time",
                               buckets=(30, 60, 120, 300, 600, 1200, 2400, 5400), registry=REGISTRY)
 

@@ -185,16 +185,15 @@ class AnswerTurn:
         forgotten) meanwhile: then what this turn made is deleted too, so nothing brings it back."""
         r, ids = self.record, list(self.step_ids)
         bot = [seg.ts for seg in self.delivery.segments if seg.ts]
+        files = (self.images.file_ids if self.images else []) + self.delivery.uploads
         if self.settings.retention_days:
             await self.deps.store.governance.retain(r.team, r.channel, r.chain_thread, self.settings.retention_days * 86400)
         moved = await self.deps.store.governance.move_and_map(
             r.team, r.channel, r.chain_thread, r.head_before or None, self.done.interaction_id if self.done else "",
-            ts=r.ts, ids=ids, bot=bot, user=r.user)
+            ts=r.ts, ids=ids, bot=bot, user=r.user, files=files)
         if moved < 0:
             await self.deps.store.governance.drop_journal(r.id)  # its later writes check the owner: none land
-            forget = self.deps.governance.forget
-            await forget.at_gemini(ids)
-            await forget.in_slack(r.team, r.channel, bot)
+            await self.deps.governance.forget.owe(r.team, r.channel, r.chain_thread, ids, bot, files)
         return moved > 0
 
     def _tag(self) -> AnswerTag:

@@ -23,7 +23,8 @@ class Governance:
         from .spend import Spend
 
         return cls(Access(settings, store.governance, slack), Spend(settings, store.governance),
-                   Forgetter(store.governance, gemini, slack, spawn), settings)
+                   Forgetter(store.governance, gemini, slack, spawn, jobs=store.jobs,
+                             retry_in=settings.delete_retry_seconds), settings)
 
     # --- /research: the same policy, and a reservation before the agent starts -------------------
     async def admit_research(self, team: str, user: str, channel: str) -> str:

@@ -2,13 +2,16 @@
 "forget" mention, the "Forget this thread" shortcut or `/gemini forget`.
 
 Redis first, in one script (store/governance.py: the entries go, a tombstone stays, the chain is cut),
-so a turn still running, a retry or another replica can never bring the text back; then Gemini
-(interactions.delete of every interaction those messages started) and Slack (the bot's answers to
-them). The next message in the thread starts a new chain, rebuilt from what is left in Slack.
+so a turn still running, a retry or another replica can never bring the text back; the same script
+records what is still to delete, and a deletion schedule entry written just before it makes a worker
+finish those deletes if this process dies. Then Gemini (interactions.delete of every interaction those
+messages started), Slack (the bot's answers to them) and research jobs' text, each marked done as it is
+confirmed. The next message in the thread starts a new chain, rebuilt from what is left in Slack.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from ..gemini import Gemini, GeminiError
 from ..slack_out import calls
 from ..slack_out.gateway import SlackGateway
 from ..store.governance import Answered, GovernanceStore
+from ..store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +58,14 @@ def deleted_message(event: dict) -> Deleted | None:
 
 
 class Forgetter:
-    def __init__(self, store: GovernanceStore, gemini: Gemini, slack: SlackGateway, spawn):
+    def __init__(self, store: GovernanceStore, gemini: Gemini, slack: SlackGateway, spawn, *,
+                 jobs: JobStore | None = None, retry_in: float = 60.0):
         self.store = store
         self.spawn = spawn  # TaskTracker.spawn: the deletions at Gemini and in Slack outlive the ack
         self.gemini = gemini
         self.slack = slack
+        self.jobs = jobs  # research jobs whose report was forgotten lose their text
+        self.retry_in = retry_in  # a worker finishes what is not confirmed by then
 
     async def on_deleted(self, team: str, d: Deleted) -> list[Answered]:
         """A message deleted in Slack: if the bot answered it, forget it and what followed it."""
@@ -80,32 +87,82 @@ class Forgetter:
             taken += await self.thread(team, channel, thread, cutoff=cutoff)
         return taken
 
+    async def owe(self, team: str, channel: str, thread: str, ids: list[str], bot: list[str],
+                  files: list[str] = ()) -> None:
+        """A turn made these after its message was forgotten: delete them, durably like a forgetting."""
+        member = await self.store.to_purge(team, channel, thread, ids, bot, files, retry_in=self.retry_in)
+        await self.purge(team, channel, thread, member)
+
     async def _forget(self, team: str, channel: str, thread: str, ts: str | None, cutoff: str) -> list[Answered]:
-        taken = await self.store.forget(team, channel, thread, ts, cutoff)  # before the ack: Redis decides
-        if taken:
-            self.spawn(self._delete(team, channel, thread, taken), name=f"forget:{team}:{channel}:{thread}")
+        taken, member = await self.store.forget(team, channel, thread, ts, cutoff, retry_in=self.retry_in)
+        if taken:  # before the ack: Redis decided; the deletes outlive it
+            self.spawn(self.purge(team, channel, thread, member), name=f"forget:{team}:{channel}:{thread}")
+        else:
+            await self.store.purge_settled(member)
         return taken
 
-    async def _delete(self, team: str, channel: str, thread: str, taken: list[Answered]) -> None:
-        await self.at_gemini([i for a in taken for i in a.ids])
-        await self.in_slack(team, channel, [b for a in taken for b in a.bot])
-        log.info("forgot", extra={"team": team, "channel": channel, "thread_ts": thread,
-                                  "messages": len(taken), "interactions": sum(len(a.ids) for a in taken)})
+    async def purge(self, team: str, channel: str, thread: str, member: str, *, pace: float = 0.0) -> bool:
+        """Carry out what the thread still owes (whoever forgot it); True when nothing is left and the
+        schedule member is off. Each delete is marked done as it is confirmed, so a crash repeats at most
+        the one in flight (and a repeat is harmless: Gemini answers 404, Slack message_not_found)."""
+        pending = await self.store.pending(team, channel, thread)
+        ids = await self.at_gemini(pending.ids, pace=pace)
+        bot = await self.in_slack(team, channel, pending.bot)
+        files = await self.files_in_slack(team, pending.files)
+        for job in pending.jobs if self.jobs else []:
+            await self.jobs.forget_text(job)
+        jobs = pending.jobs
+        await self.store.purged(team, channel, thread, ids=ids, bot=bot, jobs=jobs, files=files)
+        if len(ids) < len(pending.ids) or len(bot) < len(pending.bot) or len(files) < len(pending.files):
+            return False  # the member stays scheduled: a worker tries again after `retry_in`
+        await self.store.purge_settled(member)
+        if pending:
+            log.info("forgot", extra={"team": team, "channel": channel, "thread_ts": thread, "interactions": len(ids),
+                                      "answers": len(bot), "uploads": len(files), "research_jobs": len(jobs)})
+        return True
 
-    async def at_gemini(self, ids: list[str]) -> None:
+    async def at_gemini(self, ids: list[str], *, pace: float = 0.0) -> list[str]:
+        """The interactions now gone at Gemini (deleted, or already gone); the rest stay owed."""
+        done = []
         for interaction_id in dict.fromkeys(ids):
             try:
                 await self.gemini.delete(interaction_id)
+                done.append(interaction_id)
             except GeminiError as exc:
                 log.warning("could not delete an interaction", extra={"interaction": interaction_id,
                                                                        "kind": exc.kind})
+            if pace:
+                await asyncio.sleep(pace)
+        return done
 
-    async def in_slack(self, team: str, channel: str, bot_ts: list[str]) -> None:
-        slack = self.slack.for_team(team)
+    async def in_slack(self, team: str, channel: str, bot_ts: list[str]) -> list[str]:
+        """The bot's answer messages now gone in Slack (deleted, or already gone)."""
+        slack, done = self.slack.for_team(team), []
         for ts in bot_ts:
             out = await slack.send(calls.delete(channel, ts), give_up_after=30.0)
-            if not out.ok and out.error not in ("message_not_found",):
+            if out.ok or out.error in GONE:
+                done.append(ts)
+            else:
                 log.warning("could not delete an answer", extra={"channel": channel, "error": out.error})
+        return done
+
+
+    async def files_in_slack(self, team: str, file_ids: list[str]) -> list[str]:
+        """The bot's uploads now gone in Slack (their file-only messages go with them)."""
+        slack, done = self.slack.for_team(team), []
+        for file_id in file_ids:
+            out = await slack.send(calls.delete_file(file_id), give_up_after=30.0)
+            if out.ok or out.error in GONE + ("file_not_found", "file_deleted", "cant_delete_file"):
+                done.append(file_id)
+            else:
+                log.warning("could not delete an upload", extra={"error": out.error})
+        return done
+
+
+# Slack's answers to chat.delete after which trying again cannot help: the message (or the workspace's
+# token) is gone, or Slack will never let the bot delete it.
+GONE = ("message_not_found", "channel_not_found", "cant_delete_message", "is_archived", "account_inactive",
+        "token_revoked", "invalid_auth")
 
 
 def _now_ts() -> str:

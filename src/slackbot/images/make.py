@@ -68,6 +68,11 @@ class TurnImages:
         self._state = journal.image_state()  # call id -> progress, as journalled
         self._lock = asyncio.Lock()  # calls of one step run concurrently; their journal writes do not
 
+    @property
+    def file_ids(self) -> list[str]:
+        """The uploads this turn shared (a dead process's too: they are journalled); forgetting deletes them."""
+        return [f["id"] for state in self._state.values() for f in state.get("files") or [] if f.get("id")]
+
     # --- the functions: Gemini sees their names, annotated parameters and first docstring paragraph ---
     async def generate_image(self, prompt: Annotated[str, "What to draw, in detail: subject, style, colours, "
                                                              "any text to show in the picture."],

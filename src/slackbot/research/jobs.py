@@ -44,8 +44,8 @@ class ResearchDeps:
     gemini: Gemini
     slack: SlackGateway  # every Slack call, each paying its workspace's budget
     spawn: Callable[..., object]  # TaskTracker.spawn: work that outlives the Slack request
-    adopt_thread: Callable[[str, str, str, str], Awaitable[object]]  # (team, channel, ts, interaction id):
-    #                                              follow-ups in the report thread chain onto the research
+    adopt_thread: Callable[[Job], Awaitable[object]]  # follow-ups in the report thread chain onto the
+    #                          research, and forgetting the thread forgets the job's interactions and report
     governance: object | None = None  # governance.Governance: the access policy and budgets (issue 24)
 
 

@@ -221,7 +221,9 @@ class ResearchWorker:
             return
         now = time.time()
         job.status, job.phase = gemini_status or "queued", "plan" if job.next_planning else "research"
-        fields = {"interaction_id": interaction_id, "status": job.status, "phase": job.phase, "next_input": "",
+        earlier = ",".join(job.interaction_ids)  # the plan it answered stays the job's, to forget with it
+        fields = {"interaction_id": interaction_id, "earlier_ids": earlier, "status": job.status,
+                  "phase": job.phase, "next_input": "",
                   "research_started": now, "updated": now, "poll_interval": self.settings.research_poll_initial,
                   "last_status_update": now}
         if not await self.jobs.write(job.id, job.owner, fields, due_in=self.settings.research_poll_initial):
@@ -231,7 +233,7 @@ class ResearchWorker:
         if fresh is not None and fresh.cancelled_by:
             await self.research.cancel_agent(job.id, interaction_id)
             return
-        job.interaction_id, job.research_started = interaction_id, now
+        job.interaction_id, job.earlier_ids, job.research_started = interaction_id, earlier, now
         async with self._holding(job):
             await self._edit_status(job, final=False)
 
@@ -250,12 +252,14 @@ class ResearchWorker:
             payloads = await self._report_payloads(job, snap)
             for index in range(job.parts_posted, len(payloads)):
                 out = await slack.send(calls.post(job.channel, payloads[index], job.status_ts))
-                if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1},
-                                                           due_in=lease):
+                posted = ",".join(filter(None, [job.report_ts, out.ts or ""]))
+                if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1,
+                                                                                "report_ts": posted}, due_in=lease):
                     return  # Slack refused or the lease moved on; the next owner continues from here
+                job.report_ts = posted
             if long and not job.canvas_id and not job.file_posted:
                 await self._attach_file(job, snap)
-        await self.research.deps.adopt_thread(job.team, job.channel, job.status_ts, job.interaction_id)
+        await self.research.deps.adopt_thread(job)
         await self._finish(job, "completed", snap)
 
     async def _post_figures(self, job: Job, snap: ResearchSnapshot) -> bool:
@@ -270,9 +274,11 @@ class ResearchWorker:
             out = await slack.send(calls.upload(job.channel, job.status_ts, figure.data, f"figure-{n}.{extension}",
                                                 name), tries=1)
             failed = job.figures_failed if out.ok else ",".join(filter(None, [job.figures_failed, str(n)]))
-            if not await self.jobs.write(job.id, job.owner, {"figures_posted": n, "figures_failed": failed}):
+            uploads = _with_uploads(job.uploads, out)
+            if not await self.jobs.write(job.id, job.owner, {"figures_posted": n, "figures_failed": failed,
+                                                             "uploads": uploads}):
                 return False
-            job.figures_posted, job.figures_failed = n, failed
+            job.figures_posted, job.figures_failed, job.uploads = n, failed, uploads
         return True
 
     async def _make_canvas(self, job: Job, snap: ResearchSnapshot) -> bool:
@@ -309,10 +315,11 @@ class ResearchWorker:
     async def _attach_file(self, job: Job, snap: ResearchSnapshot) -> None:
         # one try: the report is already in the thread, the file is a convenience, and a blind second
         # try of the SDK's three-call upload could attach it twice
-        await self.slack.for_team(job.team).send(calls.upload(
+        out = await self.slack.for_team(job.team).send(calls.upload(
             job.channel, job.status_ts, _with_sources(snap, job), "research-report.md", view.file_title(job.question)),
             tries=1)
-        await self.jobs.write(job.id, job.owner, {"file_posted": True})
+        job.uploads = _with_uploads(job.uploads, out)
+        await self.jobs.write(job.id, job.owner, {"file_posted": True, "uploads": job.uploads})
 
     async def _finish(self, job: Job, status: str, snap: ResearchSnapshot | None = None) -> None:
         now = time.time()
@@ -342,9 +349,11 @@ class ResearchWorker:
         gov = self.research.deps.governance
         if gov:
             await gov.settle_research(job.team, job.requester, job.channel, tokens)
+        if tokens:
+            metrics.RESEARCH_TOKENS.labels(job.agent or self.settings.research_agent).inc(tokens)
         audit.record(self.settings, "research", team=job.team, user=job.requester, channel=job.channel,
-                     thread=job.status_ts, model=self.settings.research_agent, outcome=status,
-                     interactions=[job.interaction_id] if job.interaction_id else [],
+                     thread=job.status_ts, model=job.agent or self.settings.research_agent, outcome=status,
+                     interactions=job.interaction_ids,
                      tokens={"tokens_total": tokens} if tokens is not None else {}, tools=["deep_research"],
                      text=job.question)
 
@@ -395,3 +404,9 @@ def _with_sources(snap: ResearchSnapshot, job: Job | None = None) -> str:
 def report_parts(snap: ResearchSnapshot, limit: int, job: Job | None = None) -> list[str]:
     parts = split_report(_with_sources(snap, job), limit)
     return parts or ["_The research finished without a report._"]
+
+
+def _with_uploads(uploads: str, out) -> str:
+    """The job's upload ids (comma separated) with what this upload shared."""
+    shared = [str(f["id"]) for f in (out.data or {}).get("files") or [] if out.ok and f.get("id")]
+    return ",".join(filter(None, [uploads, *shared]))

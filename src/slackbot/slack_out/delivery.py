@@ -88,6 +88,7 @@ class AnswerDelivery:
         self.done = False
         self.truncated = False
         self.broken = False  # Slack refused to post here (e.g. not_in_channel): nothing more to try
+        self.uploads: list[str] = []  # file ids of code runs' plots shared under the answer (forgetting deletes them)
         self.failed = False  # the delivery itself broke (a bug): the runner says so in one line
         self.gave_up = False  # Slack kept breaking (5xx, connection) on a new message: the answer is not shown
         self.user_stopped = False  # the native stream's own Stop was pressed
@@ -636,8 +637,9 @@ class AnswerDelivery:
         for n, i, img in images[:MAX_IMAGES]:  # a loop that plots 50 times should not flood the thread
             ext = (img.mime_type.split("/")[-1] or "png").replace("jpeg", "jpg")
             # one try: the SDK's upload is three calls, and a blind second try could show the image twice
-            await self.slack.send(calls.upload(self.target.channel, self.target.thread_ts, img.data,
-                                               f"code-run-{n}-{i}.{ext}", f"Code run {n} output {i}"), tries=1)
+            out = await self.slack.send(calls.upload(self.target.channel, self.target.thread_ts, img.data,
+                                                     f"code-run-{n}-{i}.{ext}", f"Code run {n} output {i}"), tries=1)
+            self.uploads += [str(f["id"]) for f in (out.data or {}).get("files") or [] if out.ok and f.get("id")]
 
     async def _find_posted(self, req: Request) -> str | None:
         return await self.find(req.args["blocks"][0].get("text", "")) if self.find is not None else None

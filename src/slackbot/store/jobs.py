@@ -70,6 +70,14 @@ class Job:
     canvas_tried: bool = False  # canvases.create was (perhaps) sent: never again, so never a second canvas
     canvas_id: str = ""  # the report's canvas; the thread then holds one message pointing at it
     canvas_error: str = ""  # why the long report is in the thread instead (Slack's error code)
+    earlier_ids: str = ""  # the job's interactions before `interaction_id` (its plans), comma separated
+    report_ts: str = ""  # the report's messages in the thread, comma separated (forgetting deletes them)
+    uploads: str = ""  # file ids of its figures and Markdown file in the thread, comma separated (likewise)
+
+    @property
+    def interaction_ids(self) -> list[str]:
+        """Every interaction the job made at Gemini, oldest first (forgetting deletes them all)."""
+        return [i for i in (*self.earlier_ids.split(","), self.interaction_id) if i]
 
     @property
     def awaiting(self) -> bool:
@@ -151,6 +159,13 @@ if (redis.call('HGET', KEYS[1], 'cancelled_by') or '') ~= '' then return 2 end
 return 1
 """
 
+# A forgotten job keeps no text (never a fresh hash: a gone record stays gone). KEYS: job hash
+_FORGET_TEXT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'question', '(forgotten)', 'plan', '', 'progress', '', 'next_input', '')
+return 1
+"""
+
 # A job that never got going (Slack refused the status message, Gemini refused the agent) ends.
 # KEYS: job hash; ARGV: status, status_ts
 _END_UNSTARTED = NOW + """
@@ -229,6 +244,7 @@ class JobStore:
         self._record = redis.register_script(_RECORD)
         self._history = redis.register_script(_HISTORY)
         self._start = redis.register_script(_START)
+        self._forget_text = redis.register_script(_FORGET_TEXT)
         self._set_status_ts = redis.register_script(_SET_STATUS_TS)
         self._end_unstarted = redis.register_script(_END_UNSTARTED)
         self._take = redis.register_script(_TAKE)
@@ -276,6 +292,11 @@ class JobStore:
         ended = bool(await self._end_unstarted(keys=[self.keys.job(job_id)], args=[status, status_ts]))
         await self.schedule.remove(self.keys.due(job_id), job_id)
         return ended
+
+    async def forget_text(self, job_id: str) -> None:
+        """The job's thread was forgotten: its question, plan and progress go (the record stays, so
+        `/research status` and the per-user cap keep counting it)."""
+        await self._forget_text(keys=[self.keys.job(job_id)])
 
     async def get(self, job_id: str) -> Job | None:
         return Job.from_fields(await self.redis.hgetall(self.keys.job(job_id)))

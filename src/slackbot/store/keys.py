@@ -159,6 +159,17 @@ class GovernanceKeys:
     def flag(self, team: str, user: str, name: str) -> str:
         return f"{self.prefix}:flag:{{{team}:{user}}}:{name}"
 
+    def purge(self, team: str, channel: str, thread: str) -> str:
+        """What is still to delete of a forgotten thread (beside its map, same slot): `g:<interaction id>`,
+        `s:<bot message ts>`, `f:<bot upload id>`, `j:<research job id>` fields, each removed once done."""
+        return f"{self.prefix}:purge:{{{team}:{channel}:{thread}}}"
+
+    @property
+    def purge_shards(self) -> list[str]:
+        """Deletions' schedule: member = `<team:channel:thread>|<nonce>`, one per forgetting, due when a worker
+        should finish what the forgetting process has not confirmed."""
+        return [f"{self.prefix}:purge:due:{{purge.{i}}}" for i in range(SHARDS)]
+
     @property
     def retention_shards(self) -> list[str]:
         """Retention's schedule: member = a thread's tag (team:channel:thread), due when it is to be forgotten."""

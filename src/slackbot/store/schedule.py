@@ -24,6 +24,24 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]),
 return ids
 """
 
+# The same, returning member, new score pairs (the score as Redis will report it), so the claimer can later
+# take the member off only if nobody moved it meanwhile (_REMOVE_IF).
+_CLAIM_SCORED = NOW + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
+  table.insert(out, id); table.insert(out, redis.call('ZSCORE', KEYS[1], id))
+end
+return out
+"""
+
+# KEYS: shard; ARGV: member, score. Removes the member only while its score is still that one.
+_REMOVE_IF = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 # KEYS: shard; ARGV: seconds, flag ('' | 'NX' | 'XX'), member, ... Each member due in `seconds`.
 # Returns how many were added.
 _AT = NOW + """
@@ -41,6 +59,8 @@ class Schedule:
         self.redis = redis
         self.shards = shards
         self._claim = redis.register_script(_CLAIM)
+        self._claim_scored = redis.register_script(_CLAIM_SCORED)
+        self._remove_if = redis.register_script(_REMOVE_IF)
         self._at = redis.register_script(_AT)
         self._start = itertools.count()
 
@@ -63,6 +83,21 @@ class Schedule:
         for shard, member in pairs[limit:]:
             await self.at(shard, [member], 0, only="XX")
         return pairs[:limit]
+
+    async def claim_scored(self, lease: float, limit: int) -> list[tuple[str, str, str]]:
+        """As `claim`, with each member's leased score, for `remove_if`."""
+        first = next(self._start) % len(self.shards)
+        order = self.shards[first:] + self.shards[:first]
+        found = await asyncio.gather(*(self._claim_scored(keys=[s], args=[lease, limit]) for s in order))
+        triples = [(shard, str(flat[i]), str(flat[i + 1])) for shard, flat in zip(order, found)
+                   for i in range(0, len(flat), 2)]
+        for shard, member, _ in triples[limit:]:
+            await self.at(shard, [member], 0, only="XX")
+        return triples[:limit]
+
+    async def remove_if(self, shard: str, member: str, score: str) -> bool:
+        """Take the member off unless someone moved it since it was claimed at `score`."""
+        return bool(await self._remove_if(keys=[shard], args=[member, score]))
 
     def group(self, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
