@@ -511,3 +511,29 @@ async def test_retention_leaves_the_schedule_entry_of_a_thread_that_moved_after_
 async def _both_due(gov):
     due = await gov.due_for_retention(30, 10)
     return due if len(due) == 2 else None
+
+
+async def test_deleting_a_message_whose_answer_was_stopped_deletes_what_it_made(settings_for, slack_emu, gemini_emu,
+                                                                                redis_url, prefix):
+    """A stopped (or failed) answer leaves the chain as it was, but is still mapped: deleting its message
+    deletes its interaction at Gemini and its partial answer in Slack."""
+    bot = await gov_bot(settings_for, slack_emu)
+    try:
+        gemini_emu.script(match="Gannet", text=("Gannet figures go on. " * 4 + "\n\n") * 50, chunk_chars=10,
+                          chunk_delay=0.1)
+        root = (await slack_emu.user_message("C_GENERAL", f"{MENTION} Gannet salary bands?")).message.ts
+        ts = await eventually(lambda: [c for c in slack_emu.calls_to("chat.startStream") if c.ok] and
+                              slack_emu.bot_messages("C_GENERAL", root)[0].ts, message="answer streaming")
+        slack_emu.user_stops_stream("C_GENERAL", ts, "U_ALICE")
+        await eventually(lambda: idle(bot_url(slack_emu)), 15, message="idle")
+        assert await head(redis_url, prefix, "C_GENERAL", root) is None  # a stopped answer moves no head
+        assert gemini_emu.contains_text("Gannet salary bands") and slack_emu.bot_messages("C_GENERAL", root)
+
+        await slack_emu.user_deletes("C_GENERAL", root)
+        await eventually(lambda: gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Gannet"),
+                         message="deleted at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", root) == [], message="partial answer deleted")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
+        assert "Gannet" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)

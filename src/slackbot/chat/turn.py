@@ -133,7 +133,7 @@ class AnswerTurn:
         moved = False
         try:
             result = await self._land(ending, within=max(landing, ends_at - time.time()))
-            moved = result.moves_head and await self._move_head()
+            moved = await self._move_head(move=result.moves_head)
         finally:
             # tidying (a sealed stream's stop, a Stop button's removal) waits for budgets: not while
             # holding the thread or a turn slot
@@ -179,22 +179,25 @@ class AnswerTurn:
             late = not delivery.landed  # else only tidying (the final layout, the status) was cut short
         return landed(ending, late=late, broken=delivery.broken, failed=delivery.failed, gave_up=delivery.gave_up)
 
-    async def _move_head(self) -> bool:
-        """Compare-and-set from the head the turn started with: never a fork. The message is mapped to its
-        interactions and answer messages in the same script, unless it was deleted (or its thread
-        forgotten) meanwhile: then what this turn made is deleted too, so nothing brings it back."""
+    async def _move_head(self, *, move: bool) -> bool:
+        """Compare-and-set from the head the turn started with: never a fork (`move`: only a complete
+        answer moves it). The message is mapped to its interactions and answer messages in the same
+        script either way, unless it was deleted (or its thread forgotten) meanwhile: then what this turn
+        made is deleted too, so nothing brings it back."""
         r, ids = self.record, list(self.step_ids)
         bot = [seg.ts for seg in self.delivery.segments if seg.ts]
         files = (self.images.file_ids if self.images else []) + self.delivery.uploads
+        if not move and not (ids or bot or files):
+            return False
         if self.settings.retention_days:
             await self.deps.store.governance.retain(r.team, r.channel, r.chain_thread, self.settings.retention_days * 86400)
         moved = await self.deps.store.governance.move_and_map(
             r.team, r.channel, r.chain_thread, r.head_before or None, self.done.interaction_id if self.done else "",
-            ts=r.ts, ids=ids, bot=bot, user=r.user, files=files)
+            ts=r.ts, ids=ids, bot=bot, user=r.user, files=files, move=move)
         if moved < 0:
             await self.deps.store.governance.drop_journal(r.id)  # its later writes check the owner: none land
             await self.deps.governance.forget.owe(r.team, r.channel, r.chain_thread, ids, bot, files)
-        return moved > 0
+        return move and moved > 0
 
     def _tag(self) -> AnswerTag:
         """What a rating of this answer is about (carried by its feedback buttons)."""

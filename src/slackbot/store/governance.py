@@ -28,19 +28,25 @@ from . import client as _client
 from .keys import GovernanceKeys, TurnKeys, shard_of, turn_id
 from .schedule import Schedule
 
-# Move the head and map the message to its interactions, unless the message (or its whole thread) was
-# forgotten meanwhile (-1), or the head moved (0). KEYS: chain, presence, msgs; ARGV: expected, new, ttl,
-# message ts, entry json
+# Move the head (ARGV[6] = '1'; '0' maps only: a stopped or failed answer leaves the chain as it was) and
+# map the message to its interactions, unless the message (or its whole thread) was forgotten meanwhile
+# (-1; also when the chain the turn started from was cut under it: it followed a forgotten message), or
+# the head moved (0). KEYS: chain, presence, msgs; ARGV: expected, new, ttl, message ts, entry json, move
 _MOVE_AND_MAP = """
 local ts = ARGV[4]
 local all = redis.call('HGET', KEYS[3], 'x:all')
 if redis.call('HEXISTS', KEYS[3], 'x:' .. ts) == 1 or (all and tonumber(ts) <= tonumber(all)) then return -1 end
 local cur = redis.call('GET', KEYS[1]) or ''
-if cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) == 0 then redis.call('SET', KEYS[2], 'own', 'EX', tonumber(ARGV[3])) end
+if cur ~= ARGV[1] then
+  if cur == '' then return -1 end
+  if ARGV[6] == '1' then return 0 end
+end
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+  if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) == 0 then redis.call('SET', KEYS[2], 'own', 'EX', tonumber(ARGV[3])) end
+end
 redis.call('HSET', KEYS[3], ts, ARGV[5])
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3])) end
 return 1
 """
 
@@ -132,14 +138,16 @@ class GovernanceStore:
     # --- the message map ------------------------------------------------------------------------
     async def move_and_map(self, team: str, channel: str, thread: str, expected: str | None, new: str, *,
                            ts: str, ids: list[str], bot: list[str], user: str, job: str = "",
-                           files: list[str] = ()) -> int:
-        """1 moved (and mapped), 0 the head moved meanwhile, -1 the message was forgotten meanwhile."""
+                           files: list[str] = (), move: bool = True) -> int:
+        """1 moved (and mapped), 0 the head moved meanwhile, -1 the message was forgotten meanwhile.
+        `move=False`: map only (an answer that did not complete), so deleting its message still deletes
+        what it made."""
         entry = json.dumps({"ids": ids, "bot": bot, "user": user, **({"job": job} if job else {}),
                             **({"files": list(files)} if files else {})})
         return int(await self._move(
             keys=[self.turn_keys.chain(team, channel, thread), self.turn_keys.presence(team, channel, thread),
                   self.keys.msgs(team, channel, thread)],
-            args=[expected or "", new, self.chain_ttl, ts, entry]))
+            args=[expected or "", new, self.chain_ttl, ts, entry, "1" if move else "0"]))
 
     async def answered(self, team: str, channel: str, thread: str) -> list[Answered]:
         raw = await self.redis.hgetall(self.keys.msgs(team, channel, thread))
