@@ -43,3 +43,19 @@ def test_bench_smallest_run(redis_url, redis):
         assert len(per_node) == 3 and sum(per_node.values()) == figures["redis_keys"]["total"]
     else:
         assert "single node" in out and list(per_node.values()) == [figures["redis_keys"]["total"]]
+
+
+def test_bench_research_webhooks_against_polling(redis_url):
+    # issue 22.5: the research scenario runs both modes and prints one table with a column each
+    cmd = [sys.executable, "-m", "slackbot_bench", "--scenario", "research", "--jobs", "2", "--agent-seconds", "1-2",
+           "--replicas", "1", "--channels", "1", "--redis-url", redis_url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-3000:]}"
+    assert "completion -> first report message" in out and "webhooks" in out and "polling" in out
+    runs = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+    for mode in ("webhooks", "polling"):
+        assert runs[mode]["reported"] == 2, runs[mode]
+        assert runs[mode]["completion_to_report_s"]["n"] == 2 and runs[mode]["polls_per_job"]["max"] >= 1
+    assert runs["webhooks"]["webhooks"] == {"sent": 2, "accepted": 2}
+    assert runs["polling"]["webhooks"]["sent"] == 0

@@ -12,6 +12,10 @@ B "intake": `--intake-rate` deliveries/s for `--intake-seconds`: a few new menti
 then answers making 2 function calls each; Slack calls per answer, search budget waits, final-text
 latency against the plain figure, and leaks by the access rule.
 
+`--scenario research` (research.py) starts `--jobs` `/research --now` jobs whose agents work
+`--agent-seconds`, once with webhooks (each replica's SLACKBOT_PUBLIC_URL set) and once polling only at
+the production poll settings: completion -> report message latency and polls per job (issue 22.5).
+
 `--strategy` picks how the bot delivers answers (env `SLACKBOT_DELIVERY` of its processes):
 `planner` (the delivery planner), `edits` (one message grown by chat.update), or `both`: the same
 load twice, one table with a column each and their ratio.
@@ -56,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="phase B: share of deliveries that are new mentions (each mention is 2 deliveries)")
     parser.add_argument("--chain-reply-share", type=float, default=0.0025,
                         help="phase B: share of deliveries that are replies in the bot's threads (answered)")
-    parser.add_argument("--scenario", choices=["answers", "tools"], default="answers",
-                        help="answers (phases A and B) or tools: questions that each make 2 function calls "
-                             "(default answers)")
+    parser.add_argument("--scenario", choices=["answers", "tools", "research"], default="answers",
+                        help="answers (phases A and B), tools: questions that each make 2 function calls, or "
+                             "research: /research jobs with webhooks against polling only (default answers)")
     parser.add_argument("--people", type=int, default=10, help="tools: people asking (search is 10/min each)")
     parser.add_argument("--function-wait", type=float, default=5.0,
                         help="tools: SLACKBOT_FUNCTION_WAIT_SECONDS of the replicas (default 5)")
@@ -66,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="web searches before each answer, with a thought summary: task cards on the native "
                              "stream (or the status when posting); the replicas get SLACKBOT_TOOLS=google_search "
                              "(default 0: plain answers)")
+    parser.add_argument("--jobs", type=int, default=10, help="research: /research --now jobs at once (default 10)")
+    parser.add_argument("--agent-seconds", default="20-40",
+                        help="research: each agent's working time, spread evenly over this range (default 20-40)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--details", default=None, metavar="PATH",
                         help="also write one JSON line per expected answer (timings, edits, status) to PATH")
@@ -89,6 +96,8 @@ def _validate(a: argparse.Namespace) -> None:
 
     if a.tool_steps < 0:
         raise HarnessError("--tool-steps must be >= 0")
+    if a.jobs < 1:
+        raise HarnessError("--jobs must be >= 1")
     if a.conversations < 1 or a.replicas < 1 or a.channels < 1:
         raise HarnessError("--conversations, --replicas and --channels must be >= 1")
     if a.stream_seconds <= 0 or a.intake_rate <= 0 or a.intake_seconds < 0 or a.chars_per_second <= 0:
@@ -99,6 +108,10 @@ def _print_header(a: argparse.Namespace, machine: dict) -> None:
     chunk_chars = max(1, round(a.chars_per_second * a.chunk_seconds))
     print(f"machine: {machine['cores']} cores ({machine['physical_cores']} physical), {machine['cpu_model']}, "
           f"{machine['ram_gb']} GB RAM, {machine['os']}, Python {machine['python']}")
+    if a.scenario == "research":
+        print(f"bench: research redis={a.redis} jobs={a.jobs} replicas={a.replicas} channels={a.channels} "
+              f"agent working time {a.agent_seconds} s (after 1 s queued); modes webhooks then polling", flush=True)
+        return
     print(f"bench: redis={a.redis} strategy={a.strategy} conversations={a.conversations} replicas={a.replicas} channels={a.channels} "
           f"stream_seconds={a.stream_seconds:g} intake_rate={a.intake_rate:g}/s intake_seconds={a.intake_seconds:g} "
           f"gemini={a.chars_per_second:g} chars/s in {chunk_chars}-char chunks every {a.chunk_seconds:g} s, "
@@ -129,6 +142,17 @@ async def _main(a: argparse.Namespace) -> int:
             for note in figures["notes"]:
                 print(f"note: {note}")
             print(json.dumps(figures, separators=(",", ":")), flush=True)
+            return 0
+        if a.scenario == "research":
+            from . import research
+
+            research.agent_seconds(a.agent_seconds)  # a bad range fails before anything starts
+            runs = await research.run_both(a, machine)
+            print(research.table(runs))
+            for f in runs.values():
+                for note in f["notes"]:
+                    print(f"note ({f['mode']}): {note}")
+            print(json.dumps(runs, separators=(",", ":")), flush=True)
             return 0
         strategies = STRATEGIES if a.strategy == "both" else (a.strategy,)
         runs = [await Bench(a, strategy).run(machine) for strategy in strategies]

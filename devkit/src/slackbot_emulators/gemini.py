@@ -331,6 +331,8 @@ class GeminiEmulator:
                 "previous_interaction_id": rec.previous_id, "stored": rec.stored, "gone": rec.gone,
                 "stream_connections": rec.stream_connections,
                 "first_text_sent": rec.first_text_sent, "last_event_sent": rec.last_event_sent,
+                # wall clock when the timeline's last event is due: a run's completion, however it is read
+                "ends_at": rec.wall0 + (rec.timeline[-1][0] - rec.t0) if rec.timeline else None,
                 "events": [e for due, e in rec.timeline if due <= now]}
 
     def interaction_ids(self) -> list[str]:
