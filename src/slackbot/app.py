@@ -75,7 +75,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn, governance=services.lifecycle.governance,
-        adopt_thread=lambda team, channel, ts, interaction: store.move_head(team, channel, ts, None, interaction)))
+        adopt_thread=store.adopt_for_research, names=services.lifecycle.deps.names))
     return services
 
 

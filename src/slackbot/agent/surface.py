@@ -33,6 +33,7 @@ def describe_profile(settings: Settings, profile: Profile, channel_label: str) -
         f"• Thinking level: {escape(profile.thinking_level or 'model default')}",
         f"• Max output tokens: {profile.max_output_tokens or 'model default'}",
         f"• System instruction: {escape(' '.join(instruction.split())) or '(none)'}",
+        f"• Research agent: `{escape(profile.research_agent or settings.research_agent)}`",
     ]
     return "\n".join(lines)
 

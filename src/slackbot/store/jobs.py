@@ -47,7 +47,8 @@ class Job:
     created: float
     updated: float = 0.0
     status: str = "starting"  # Gemini's status while running; then "posting"; then the outcome
-    status_ts: str = ""  # the status message; the report goes in its thread
+    status_ts: str = ""  # the status message; the report goes in its thread (or in `thread_ts`)
+    thread_ts: str = ""  # research on a thread (issue 22.6): status message and report go in that thread
     interaction_id: str = ""
     progress: str = ""  # Gemini's latest thought summary line (untrusted text)
     poll_interval: float = 0.0
@@ -70,6 +71,13 @@ class Job:
     canvas_tried: bool = False  # canvases.create was (perhaps) sent: never again, so never a second canvas
     canvas_id: str = ""  # the report's canvas; the thread then holds one message pointing at it
     canvas_error: str = ""  # why the long report is in the thread instead (Slack's error code)
+    adopted: bool = False  # follow-ups in the report's thread chain onto it (done once, after the last part)
+
+    @property
+    def reply_ts(self) -> str:
+        """The thread the report, its figures and follow-ups go in: the asked-in thread, else the status
+        message's own."""
+        return self.thread_ts or self.status_ts
 
     @property
     def awaiting(self) -> bool:
