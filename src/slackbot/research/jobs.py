@@ -376,7 +376,8 @@ class Research:
         """An ephemeral answer to a click: chat.postEphemeral, else the click's response_url."""
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         team = installing_team(body, (body.get("user") or {}).get("team_id"))
-        if (await self.slack.for_team(team).send(calls.ephemeral(channel, user, text))).ok:
+        thread_ts = (body.get("message") or {}).get("thread_ts")  # a status message in a thread: answer there
+        if (await self.slack.for_team(team).send(calls.ephemeral(channel, user, text, thread_ts))).ok:
             return
         if body.get("response_url"):
             await AsyncWebhookClient(body["response_url"]).send(text=text, response_type="ephemeral",
