@@ -304,6 +304,8 @@ def test_message_shortcuts_are_declared_and_handled(manifest, registered):
     declared = {s["callback_id"]: s for s in manifest["features"].get("shortcuts") or []}
     assert registered["message_shortcut"] == set(declared), "shortcuts must equal the app's message shortcuts"
     assert 0 < len(declared) <= 5, "manifest-schema allows 5 (node-slack-sdk 10): the lower"
+    assert set(declared) == {"ask_gemini", "summarize_thread", "research_thread", "forget_thread"}
+    assert "research_thread_view" in registered["view"], "the Research this thread modal is handled"
     for spec in declared.values():
         assert spec["type"] == "message" and 0 < len(spec["name"]) <= 255 and 0 < len(spec["description"]) <= 150
 

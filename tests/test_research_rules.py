@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from slackbot.research import decide
+from slackbot.research import decide, thread
 from slackbot.research import status as view
 from slackbot.store.jobs import Job
 
@@ -164,3 +164,46 @@ def test_webhook_hint_is_read_without_trusting_it():
     assert webhook.config_for("", "j") is None
     assert webhook.config_for("https://bot.example.com", "j") == {
         "uris": ["https://bot.example.com/gemini/webhook"], "user_metadata": {"job": "j"}}
+
+
+# --- issue 22.6: research on a thread (research/thread.py) and canvases that never act (render.canvas_markdown)
+@pytest.mark.parametrize("text, question, now, deeper", [
+    ("<@UBOT> research this: which vendor is cheaper?", "which vendor is cheaper?", False, False),
+    ("<@UBOT> Research: --max --now pricing of <@U1>", "pricing of <@U1>", True, True),
+    ("<@UBOT> research --max this thread: the pricing", "the pricing", False, True),
+    ("<@UBOT> research this thread", "", False, False),
+    ("<@UBOT> research", "", False, False),
+    ("<@UBOT> research this vendor's pricing", "this vendor's pricing", False, False),
+])
+def test_a_mention_starting_with_research_asks_for_research(text, question, now, deeper):
+    assert thread.mention_request(text, "UBOT") == decide.Request(question, now=now, max=deeper)
+
+
+@pytest.mark.parametrize("text", ["<@UBOT> researchers say so, right?", "<@UBOT> what does research say?",
+                                  "<@UBOT> forget", "<@UBOT>"])
+def test_other_mentions_are_chat(text):
+    assert thread.mention_request(text, "UBOT") is None
+
+
+def test_the_modal_carries_where_and_reads_back_what_was_chosen():
+    modal = thread.ask_view(channel="C1", thread_ts="1.5", planning=True, max_agent="deep-max", files_max=10)
+    assert modal["private_metadata"] == "C1 1.5" and "up to 10 of the files" in modal["blocks"][0]["text"]["text"]
+    no_plan = thread.ask_view(channel="C1", thread_ts="1.5", planning=False, max_agent="deep-max", files_max=10)
+    assert [o["value"] for o in no_plan["blocks"][2]["element"]["options"]] == [thread.MAX_OPTION]
+    state = {"values": {thread.QUESTION_INPUT: {thread.QUESTION_INPUT: {"value": "  Why?  "}},
+                        thread.OPTIONS_INPUT: {thread.OPTIONS_INPUT: {"selected_options": [{"value": "max"}]}}}}
+    assert thread.submitted({**modal, "state": state}) == ("C1", "1.5", decide.Request("Why?", max=True))
+    empty = {"values": {thread.QUESTION_INPUT: {thread.QUESTION_INPUT: {"value": None}}}}
+    assert thread.submitted({**modal, "state": empty}) == ("C1", "1.5", decide.Request(""))
+
+
+def test_canvas_markdown_shows_embeds_and_tokens_as_typed():
+    from slackbot.slack_out.render import canvas_markdown
+    from slackbot_emulators.slack_canvases import markup_acts
+
+    md = ("# Title ![](@U1)\n\n| a | ![](#C1) |\n|---|---|\n| [link](https://x.example) | <!channel> |\n\n"
+          "```\n![](@U2)\n```\n`![](@U3)` ![x](https://t.slack.com/archives/C1/p1) <@U4> <https://e.example|login>")
+    out = canvas_markdown(md)
+    assert markup_acts(out) == {"mentions": [], "channels": [], "embeds": [], "tokens": []}
+    assert "| [link](https://x.example) | &lt;!channel&gt; |" in out and out.startswith("# Title !\\[](@U1)\n")
+    assert canvas_markdown("a" + "![" * 50000) == "a" + "!\\[" * 50000  # linear, whatever the input

@@ -1136,3 +1136,30 @@ async def test_views_open_takes_a_single_use_trigger_once(emu, client):
     emu.views.issue_trigger("T.2.emu", "U_ALICE")
     e = await api_error(client.views_open(trigger_id="T.2.emu", view={"type": "home"}))
     assert e.response["error"] == "invalid_arguments"
+
+
+async def test_views_open_checks_the_modal_limits_and_submits_checkboxes(emu, client, receiver):
+    """Issue 22.6's Research this thread modal: a question and checkboxes, within Slack's view limits."""
+    box = {"type": "checkboxes", "action_id": "o",
+           "options": [{"value": v, "text": {"type": "plain_text", "text": v.title()}} for v in ("now", "max")]}
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Research this thread"}, "callback_id": "cb",
+             "private_metadata": "C_GENERAL 1.0",
+             "blocks": [{"type": "input", "block_id": "q", "optional": True, "label": {"type": "plain_text", "text": "Q"},
+                         "element": {"type": "plain_text_input", "action_id": "q", "max_length": 2000}},
+                        {"type": "input", "block_id": "o", "label": {"type": "plain_text", "text": "Options"},
+                         "element": box}]}
+    too_long = {**modal, "title": {"type": "plain_text", "text": "A title longer than 24 chars"}}
+    no_options = {**modal, "blocks": [{**modal["blocks"][1], "element": {**box, "options": []}}]}
+    other = {**modal, "blocks": [{**modal["blocks"][1], "element": {"type": "datepicker", "action_id": "d"}}]}
+    for bad in (too_long, no_options, other, {**modal, "private_metadata": "x" * 3001}):
+        emu.views.issue_trigger("T.bad.emu", "U_ALICE")
+        e = await api_error(client.views_open(trigger_id="T.bad.emu", view=bad))
+        assert e.response["error"] == "invalid_arguments"
+    emu.views.issue_trigger("T.ok.emu", "U_ALICE")
+    opened = (await client.views_open(trigger_id="T.ok.emu", view=modal))["view"]
+    await emu.views.submit(opened, {"o": ["max"]})
+    [payload] = [json.loads(r["form"]["payload"]) for r in receiver.requests if "form" in r]
+    values = payload["view"]["state"]["values"]
+    assert values["q"]["q"] == {"type": "plain_text_input", "value": None}, "left empty, as Slack sends it"
+    assert values["o"]["o"]["selected_options"] == [box["options"][1]]
+    assert payload["view"]["private_metadata"] == "C_GENERAL 1.0"

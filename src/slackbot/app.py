@@ -75,7 +75,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn, governance=services.lifecycle.governance,
-        adopt_thread=lambda job: _adopt_research(settings, store, job)))
+        adopt_thread=lambda job: _adopt_research(settings, store, job), names=services.lifecycle.deps.names))
     return services
 
 
@@ -271,15 +271,17 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
 
 
 async def _adopt_research(settings: Settings, store, job) -> None:
-    """A report's thread chains onto the research (follow-ups continue it) and is mapped like an answered
-    message, so forgetting the thread (or retention) deletes the job's interactions and its report."""
-    thread = job.status_ts
+    """A report's thread chains onto the research (follow-ups continue it) and the report is mapped like an
+    answered message, so forgetting the thread (or retention) deletes the job's interactions and its report."""
+    thread = job.reply_ts
     if settings.retention_days:
         await store.governance.retain(job.team, job.channel, thread, settings.retention_days * 86400)
+    await store.adopt_for_research(job.team, job.channel, thread, job.interaction_id,
+                                   job.requester if job.thread_ts else "")
     await store.governance.move_and_map(
-        job.team, job.channel, thread, None, job.interaction_id, ts=job.status_ts, ids=job.interaction_ids,
-        bot=[job.status_ts, *filter(None, job.report_ts.split(","))], user=job.requester, job=job.id,
-        files=[f for f in job.uploads.split(",") if f])
+        job.team, job.channel, thread, job.interaction_id, job.interaction_id, ts=job.status_ts,
+        ids=job.interaction_ids, bot=[job.status_ts, *filter(None, job.report_ts.split(","))], user=job.requester,
+        job=job.id, files=[f for f in job.uploads.split(",") if f], move=False)
 
 
 def _governance_worker(services: Services):

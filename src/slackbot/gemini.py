@@ -620,10 +620,11 @@ class Gemini:
         usage = usage_of(result.usage) if result.usage is not None else None
         return Picture(made, usage, refused=refused and not made)
 
-    async def start_research(self, question: str, *, agent: str = "", planning: bool = False,
+    async def start_research(self, question: str | list[dict], *, agent: str = "", planning: bool = False,
                              previous_id: str = "", webhook: dict | None = None) -> tuple[str, str]:
         """Start (or, with `previous_id`, continue) a Deep Research chain in the background. With
-        `planning` the agent answers with a research plan and waits for the next turn to confirm it."""
+        `planning` the agent answers with a research plan and waits for the next turn to confirm it.
+        `question`: the words, or content parts (a thread's text, then its files: research/thread.py)."""
         config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": planning,
                   "visualization": "auto"}
         extra: dict = {"previous_interaction_id": previous_id} if previous_id else {}

@@ -15,6 +15,7 @@ Profiles file (YAML or JSON):
         max_output_tokens: 2048
         mcp_servers: [crm]        # optional: which SLACKBOT_MCP_SERVERS (default all, [] none)
         functions: [search_slack, who_is]  # optional: which workspace look-ups (default SLACKBOT_FUNCTIONS)
+        research_agent: deep-research-preview-04-2026  # optional: its research jobs' agent (`--max` still max)
     channels:
       C0123456789: support      # by channel id
       "#eng-help": support      # or by name ("#" optional)
@@ -85,6 +86,9 @@ class Profile(BaseModel):
     functions: tuple[FunctionName, ...] | None = None  # workspace look-ups; None = SLACKBOT_FUNCTIONS
     suggested_prompts: tuple[Prompt, ...] | None = Field(None, min_length=1, max_length=MAX_PROMPTS)
     image_model: str | None = None  # the model generate_image/edit_image run on; None = SLACKBOT_IMAGE_MODEL
+    # the Deep Research agent of research jobs started in its channels; None = GEMINI_RESEARCH_AGENT
+    # (`--max` and the modal's deeper agent still pick SLACKBOT_RESEARCH_MAX_AGENT)
+    research_agent: str | None = Field(None, min_length=1)
     # governance (issue 24): None = the settings' (SLACKBOT_ALLOW_USERS, ..., SLACKBOT_DAILY_TOKENS_PER_*)
     allow_users: tuple[str, ...] | None = None
     deny_users: tuple[str, ...] | None = None

@@ -7,10 +7,17 @@ channel_id answers `free_teams_cannot_create_non_tabbed_canvases`, the code a fr
 answer; another report names `free_teams_cannot_create_standalone_canvases`) and one canvas tab per channel
 (`free_team_canvas_tab_already_exists`). On any plan a channel has one channel canvas
 (`channel_canvas_already_exists`). The app must be in the channel (`restricted_action`: our reading).
+
+What a canvas's Markdown does beyond showing text (`acts(id)`, for tests): canvas Markdown embeds with image
+syntax, `![](@U123)` a user mention (which notifies), `![](#C123)` a channel and `![](https://…)` a Slack
+message, file or canvas (docs.slack.dev, formatting canvas content); Slack's message tokens (`<@U…>`,
+`<!channel>`, `<url|label>`) are counted too (our conservative reading: the docs say nothing of them). As
+in Markdown, `!\\[` (an escaped bracket) and `&lt;` act on nothing; conservatively, code is not exempt.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from aiohttp import web
@@ -26,6 +33,10 @@ class Canvases(Component):
 
     def canvas(self, canvas_id: str) -> dict:
         return self.canvases[canvas_id]
+
+    def acts(self, canvas_id: str) -> dict[str, list[str]]:
+        """What the canvas's Markdown would do to people: see the module's docstring."""
+        return markup_acts(self.canvases[canvas_id]["markdown"] or "")
 
     def channel_canvas(self, channel: str) -> dict | None:
         return next((c for c in self.canvases.values() if c["channel"] == channel and c["kind"] == "channel"), None)
@@ -96,3 +107,19 @@ class Canvases(Component):
         if canvas is None:
             return web.Response(status=404, text="canvas_not_found", content_type="text/plain")
         return web.Response(text=canvas["markdown"], content_type="text/markdown", charset="utf-8")
+
+
+# Bounded runs: every match is checked within a few hundred characters of where it starts (linear).
+_EMBED = re.compile(r"(?<!\\)!\[[^\]\n]{0,300}\]\(([^()\s]{1,600})\)")
+_TOKEN = re.compile(r"<(@[UW][A-Z0-9_]{1,40}|![a-z]{1,20}(?:\^[A-Za-z0-9_]{1,40})?|[a-z][a-z0-9+.-]{0,20}:[^<>|\s]{1,600}\|)[^<>]{0,300}>")
+
+
+def markup_acts(markdown: str) -> dict[str, list[str]]:
+    """{"mentions": user ids, "channels": channel ids, "embeds": URLs, "tokens": Slack tokens} the
+    Markdown would act on, in order."""
+    found: dict[str, list[str]] = {"mentions": [], "channels": [], "embeds": [], "tokens": []}
+    for target in _EMBED.findall(markdown):
+        kind = "mentions" if target[:1] == "@" else "channels" if target[:1] == "#" else "embeds"
+        found[kind].append(target.lstrip("@#") if kind != "embeds" else target)
+    found["tokens"] = [t.group(0) for t in _TOKEN.finditer(markdown)]
+    return found

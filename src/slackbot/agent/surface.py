@@ -33,6 +33,7 @@ def describe_profile(settings: Settings, profile: Profile, channel_label: str) -
         f"• Thinking level: {escape(profile.thinking_level or 'model default')}",
         f"• Max output tokens: {profile.max_output_tokens or 'model default'}",
         f"• System instruction: {escape(' '.join(instruction.split())) or '(none)'}",
+        f"• Research agent: `{escape(profile.research_agent or settings.research_agent)}`",
     ]
     return "\n".join(lines)
 
@@ -58,7 +59,8 @@ def capabilities(settings: Settings, research: bool) -> str:
              "• *Message shortcuts*: _Ask Gemini about this message_ and _Summarize thread_ (the ⋯ menu "
              "on any message)."]
     if research:
-        lines.append("• *`/research <question>`*: a Deep Research report, posted in a thread.")
+        lines.append("• *`/research <question>`*: a Deep Research report, posted in a thread. In a thread, the "
+                     "_Research this thread_ shortcut or `@Gemini research …` researches what it discussed and shared.")
     lines.append("• *`/gemini`* shows the model, tools and instructions in effect in a channel.")
     if settings.feedback_buttons:
         lines.append("• Rate answers with 👍 / 👎: it tells the people who run me what helps.")

@@ -90,11 +90,11 @@ class TurnNames:
 
 
 async def read_thread(slack: WorkspaceSlack, settings: Settings, *, channel: str, thread_ts: str,
-                      oldest: str | None = None) -> list[dict] | None:
-    """A thread's messages (at most REPLIES_LIMIT), or None if the shared budget can't be had promptly
-    or Slack did not answer (one try)."""
+                      oldest: str | None = None, wait: float | None = None) -> list[dict] | None:
+    """A thread's messages (at most REPLIES_LIMIT), or None if the shared budget can't be had within `wait`
+    seconds (default SLACKBOT_REPLIES_WAIT_SECONDS) or Slack did not answer (one try)."""
     out = await slack.send(calls.replies(channel, thread_ts, REPLIES_LIMIT, oldest), tries=1,
-                           give_up_after=settings.replies_wait_seconds)
+                           give_up_after=settings.replies_wait_seconds if wait is None else wait)
     return list((out.data or {}).get("messages") or []) if out.ok else None
 
 
@@ -105,15 +105,17 @@ class Transcript:
 
 
 async def thread_transcript(slack: WorkspaceSlack, settings: Settings, names: TurnNames, *, channel: str,
-                            thread_ts: str, exclude_ts: str, bot_user_id: str | None) -> Transcript | None:
+                            thread_ts: str, exclude_ts: str, bot_user_id: str | None,
+                            wait: float | None = None, skip: tuple[str, ...] = ()) -> Transcript | None:
     """The thread's recent messages as a transcript (with the files people shared in them), or None
-    if the shared budget can't be had promptly."""
-    messages = await read_thread(slack, settings, channel=channel, thread_ts=thread_ts)
+    if the shared budget can't be had promptly (within `wait` seconds, when given). `exclude_ts` and
+    `skip`: messages left out (the one being answered, a status message about this very work)."""
+    messages = await read_thread(slack, settings, channel=channel, thread_ts=thread_ts, wait=wait)
     if messages is None:
         return None
     lines, files = [], []
     for msg in messages:
-        if msg.get("ts") == exclude_ts or msg.get("subtype") in ("channel_join", "message_deleted"):
+        if msg.get("ts") == exclude_ts or msg.get("ts") in skip or msg.get("subtype") in ("channel_join", "message_deleted"):
             continue
         text = await names.readable(message_text(msg), bot_user_id)
         is_bot = msg.get("bot_id") or msg.get("user") == bot_user_id
@@ -133,11 +135,11 @@ def message_text(msg: dict) -> str:
     return "\n".join(parts) if parts else msg.get("text") or ""
 
 
-def with_transcript(transcript: str, message: str, *, reason: str) -> str:
-    """A stateless turn's input: earlier messages first, then the new one."""
+def with_transcript(transcript: str, message: str, *, reason: str, asked: str = "The new message to answer") -> str:
+    """A stateless turn's input: earlier messages first, then the new one (after `asked`)."""
     return (
         f"{reason} Here are the thread's earlier messages, oldest first:\n\n{transcript}\n\n"
-        f"---\nThe new message to answer:\n{message}"
+        f"---\n{asked}:\n{message}"
     )
 
 

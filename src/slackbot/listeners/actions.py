@@ -1,10 +1,12 @@
-"""Interactivity: research status messages' Cancel, Start and Edit plan (and its modal), answers' Stop."""
+"""Interactivity: research status messages' Cancel, Start and Edit plan (and its modal), the "Research this
+thread" message shortcut (and its modal), answers' Stop."""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
 from ..chat.intake import installing_team
+from ..research import thread
 from ..research.status import CANCEL_ACTION, EDIT_ACTION, EDIT_INPUT, EDIT_VIEW, START_ACTION
 from ..slack_out import calls
 from ..slack_out.delivery import STOP_ACTION
@@ -38,6 +40,23 @@ def register(app: AsyncApp, services) -> None:
             services.tasks.spawn(services.research.handle_edit_submit({**body, "channel": {"id": channel}}, job_id,
                                                                       str(value.get("value") or "")),
                                  name="research-edit-plan")
+
+    @app.message_shortcut(thread.SHORTCUT)
+    async def research_thread(ack, body, context):
+        await ack()
+        team = installing_team(body, context.team_id)
+        if services.research is None:
+            await services.slack.for_team(team).send(calls.ephemeral(
+                (body.get("channel") or {}).get("id"), (body.get("user") or {}).get("id"), thread.NOT_ENABLED))
+            return
+        await services.research.open_thread_modal(body, team)  # at once: the click's trigger_id lives 3 seconds
+
+    @app.view(thread.VIEW)
+    async def research_thread_asked(ack, body, view, context):
+        await ack()  # closes the modal; the status message in the thread shows what happens next
+        if services.research is not None:
+            services.tasks.spawn(services.research.handle_thread_submission(
+                body, view, installing_team(body, context.team_id), context.bot_user_id), name="research-thread")
 
     @app.action(STOP_ACTION)
     async def stop(ack, body, action, context):

@@ -5,7 +5,8 @@ a turn (`chat.intake.classify`), then, in one Redis script, refuses replies not 
 it is not part of, or people's threads it was only asked in) before journalling anything, claims the
 message (so retries, duplicate event kinds and replicas answer it once) and journals the turn (so it is answered even if this process dies before
 it is done). If Redis is unreachable it answers 503, so Slack redelivers later instead of the event
-being silently dropped.
+being silently dropped. A mention in a thread whose words start with `research` is claimed the same way
+but starts a research job on that thread instead of a turn (research/thread.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
 from .. import metrics
-from ..chat.intake import classify, installing_team
+from ..chat.intake import Incoming, classify, installing_team
+from ..research.decide import Request
+from ..research.thread import NOT_ENABLED, ThreadAsk, mention_request
+from ..slack_out import calls
 from .agent import AGENT_EVENTS
 from .governance import forget_thread, governance_event, is_forget
 from ..store import RedisError
@@ -63,6 +67,17 @@ def register(app: AsyncApp, services) -> None:
             return BoltResponse(status=200, body="")
         if not services.tasks.accepting:  # shutting down: let Slack give it to another replica
             return BoltResponse(status=503, body="")
+        if (asked := research_mention(incoming, context.bot_user_id)) is not None:
+            try:
+                fresh = await services.store.turns.claim(incoming.team, incoming.channel, incoming.chain_thread,
+                                                         incoming.ts)
+            except (RedisError, OSError):
+                return BoltResponse(status=503, body="")
+            metrics.EVENTS.labels(kind, "research" if fresh else "duplicate", team).inc()
+            if fresh:
+                services.tasks.spawn(start_research(services, incoming, asked, context.bot_user_id),
+                                     name=f"research-mention:{incoming.id}")
+            return BoltResponse(status=200, body="")
         try:
             accepted = await services.lifecycle.accept(incoming, context.bot_user_id)
         except (RedisError, OSError):
@@ -86,3 +101,21 @@ def register(app: AsyncApp, services) -> None:
 
     app.event("app_mention")(acked)
     app.event("message")(acked)
+
+
+def research_mention(incoming: Incoming, bot_user_id: str | None) -> Request | None:
+    """A mention inside a thread whose words start with `research`: a research job on that thread (issue 22.6),
+    not a chat turn."""
+    if incoming.kind != "mention" or not incoming.in_existing_thread:
+        return None
+    return mention_request(incoming.text, bot_user_id)
+
+
+async def start_research(services, incoming: Incoming, asked: Request, bot_user_id: str | None) -> None:
+    if services.research is None:
+        await services.slack.for_team(incoming.team).send(calls.ephemeral(
+            incoming.channel, incoming.user, NOT_ENABLED, incoming.reply_thread_ts))
+        return
+    await services.research.start_in_thread(ThreadAsk(
+        incoming.team, incoming.channel, incoming.chain_thread, incoming.user, asked.question, now=asked.now,
+        max=asked.max, bot_user_id=bot_user_id or "", mention_ts=incoming.ts, files=incoming.files))

@@ -30,7 +30,7 @@ from ..lookup.links import workspace_base
 from ..slack_out import calls
 from ..slack_out.calls import Outcome
 from ..slack_out.gateway import MAX_TRIES
-from ..slack_out.render import message_payload, sources_section, split_report
+from ..slack_out.render import canvas_markdown, message_payload, sources_section, split_report
 from ..store import RedisError
 from ..store.jobs import APPROVED, AWAITING, Job
 from . import decide
@@ -251,7 +251,7 @@ class ResearchWorker:
                 return  # the lease moved on
             payloads = await self._report_payloads(job, snap)
             for index in range(job.parts_posted, len(payloads)):
-                out = await slack.send(calls.post(job.channel, payloads[index], job.status_ts))
+                out = await slack.send(calls.post(job.channel, payloads[index], job.reply_ts))
                 posted = ",".join(filter(None, [job.report_ts, out.ts or ""]))
                 if not out.ok or not await self.jobs.write(job.id, job.owner, {"parts_posted": index + 1,
                                                                                 "report_ts": posted}, due_in=lease):
@@ -259,7 +259,9 @@ class ResearchWorker:
                 job.report_ts = posted
             if long and not job.canvas_id and not job.file_posted:
                 await self._attach_file(job, snap)
-        await self.research.deps.adopt_thread(job)
+        if not job.adopted:  # once: a takeover must not move the head back past a follow-up already chained
+            await self.research.deps.adopt_thread(job)
+            await self.jobs.write(job.id, job.owner, {"adopted": True})
         await self._finish(job, "completed", snap)
 
     async def _post_figures(self, job: Job, snap: ResearchSnapshot) -> bool:
@@ -271,7 +273,7 @@ class ResearchWorker:
             figure = snap.figures[n - 1]
             name = view.figure_title(n, figure.title)
             extension = figure.mime_type.rpartition("/")[2].replace("jpeg", "jpg")[:4] or "png"
-            out = await slack.send(calls.upload(job.channel, job.status_ts, figure.data, f"figure-{n}.{extension}",
+            out = await slack.send(calls.upload(job.channel, job.reply_ts, figure.data, f"figure-{n}.{extension}",
                                                 name), tries=1)
             failed = job.figures_failed if out.ok else ",".join(filter(None, [job.figures_failed, str(n)]))
             uploads = _with_uploads(job.uploads, out)
@@ -288,8 +290,8 @@ class ResearchWorker:
             return False
         job.canvas_tried = True
         title = view.file_title(job.question)
-        out = await self.slack.for_team(job.team).send(
-            calls.create_canvas(job.channel, title, f"# {title}\n\n{_with_sources(snap, job)}"), tries=1)
+        markdown = canvas_markdown(f"# {title}\n\n{_with_sources(snap, job)}")  # web text and a question: never markup
+        out = await self.slack.for_team(job.team).send(calls.create_canvas(job.channel, title, markdown), tries=1)
         job.canvas_id = str((out.data or {}).get("canvas_id") or "") if out.ok else ""
         job.canvas_error = "" if out.ok else (out.error or "unknown")
         return await self.jobs.write(job.id, job.owner, {"canvas_id": job.canvas_id, "canvas_error": job.canvas_error})
@@ -316,7 +318,7 @@ class ResearchWorker:
         # one try: the report is already in the thread, the file is a convenience, and a blind second
         # try of the SDK's three-call upload could attach it twice
         out = await self.slack.for_team(job.team).send(calls.upload(
-            job.channel, job.status_ts, _with_sources(snap, job), "research-report.md", view.file_title(job.question)),
+            job.channel, job.reply_ts, _with_sources(snap, job), "research-report.md", view.file_title(job.question)),
             tries=1)
         job.uploads = _with_uploads(job.uploads, out)
         await self.jobs.write(job.id, job.owner, {"file_posted": True, "uploads": job.uploads})
@@ -352,7 +354,7 @@ class ResearchWorker:
         if tokens:
             metrics.RESEARCH_TOKENS.labels(job.agent or self.settings.research_agent).inc(tokens)
         audit.record(self.settings, "research", team=job.team, user=job.requester, channel=job.channel,
-                     thread=job.status_ts, model=job.agent or self.settings.research_agent, outcome=status,
+                     thread=job.reply_ts, model=job.agent or self.settings.research_agent, outcome=status,
                      interactions=job.interaction_ids,
                      tokens={"tokens_total": tokens} if tokens is not None else {}, tools=["deep_research"],
                      text=job.question)
@@ -378,7 +380,7 @@ class ResearchWorker:
         parts = report_parts(snap, self.settings.message_chars)
         parts[0] = "_The research stopped early; here is what it had so far._\n\n" + parts[0]
         for part in parts:
-            await slack.send(calls.post(job.channel, message_payload(part), job.status_ts))
+            await slack.send(calls.post(job.channel, message_payload(part), job.reply_ts))
 
     async def _edit_status(self, job: Job, *, final: bool, note: str = "") -> Outcome | None:
         """None when there is no status message (its starter died before it was up)."""

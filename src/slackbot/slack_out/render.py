@@ -397,6 +397,17 @@ def neutralize_slack_markup(md: str) -> str:
     return out if lt is None else out[:lt] + "&lt;" + out[lt + 1 :]
 
 
+def canvas_markdown(md: str) -> str:
+    """A canvas's `document_content` Markdown from text we did not write (a research report from the web, a
+    question): shown as written, never acting. Canvas Markdown embeds with image syntax (`![](@U123)` mentions
+    and notifies a person, `![](#C123)` a channel, `![](https://…/archives/…)` a message or file), so every
+    `![` becomes `!\\[`, which Markdown shows as typed (canvases draw no web images anyway); Slack's own tokens
+    (`<!channel>`, `<@U…>`, `<url|label>`) are neutralised as in messages. Headings, tables, lists and
+    `[label](url)` links are untouched. Code is not exempt: where a code span or fence begins is for the
+    renderer to decide, and guessing it wrong would let an embed through; a `![` in code shows a backslash."""
+    return neutralize_slack_markup(md.replace("![", "!\\["))
+
+
 def message_payload(chunk: str, *, fallback_chars: int = 3000) -> dict:
     """chat.postMessage/chat.update kwargs: the markdown block renders; `text` is the notification fallback.
 

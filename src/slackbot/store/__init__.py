@@ -175,3 +175,13 @@ class Store:
     async def move_head(self, team: str, channel: str, thread_ts: str, expected: str | None, new: str) -> bool:
         """Compare-and-set the chain head; refreshes the TTL to Gemini's retention (and the bot's presence)."""
         return await self.turns.move_head(team, channel, thread_ts, expected, new)
+
+    async def adopt_for_research(self, team: str, channel: str, thread_ts: str, interaction: str,
+                                 asker: str = "") -> None:
+        """Follow-ups in a research report's thread chain onto the research. The status message's own thread
+        has no chain before (compare-and-set from none); a people's thread it was asked in (`asker`: who
+        asked) is taken over whatever it chained before (store/turns.py `_ADOPT`)."""
+        if asker:
+            await self.turns.adopt(team, channel, thread_ts, interaction, asker)
+        else:
+            await self.turns.move_head(team, channel, thread_ts, None, interaction)

@@ -47,7 +47,8 @@ class Job:
     created: float
     updated: float = 0.0
     status: str = "starting"  # Gemini's status while running; then "posting"; then the outcome
-    status_ts: str = ""  # the status message; the report goes in its thread
+    status_ts: str = ""  # the status message; the report goes in its thread (or in `thread_ts`)
+    thread_ts: str = ""  # research on a thread (issue 22.6): status message and report go in that thread
     interaction_id: str = ""
     progress: str = ""  # Gemini's latest thought summary line (untrusted text)
     poll_interval: float = 0.0
@@ -78,6 +79,13 @@ class Job:
     def interaction_ids(self) -> list[str]:
         """Every interaction the job made at Gemini, oldest first (forgetting deletes them all)."""
         return [i for i in (*self.earlier_ids.split(","), self.interaction_id) if i]
+    adopted: bool = False  # follow-ups in the report's thread chain onto it (done once, after the last part)
+
+    @property
+    def reply_ts(self) -> str:
+        """The thread the report, its figures and follow-ups go in: the asked-in thread, else the status
+        message's own."""
+        return self.thread_ts or self.status_ts
 
     @property
     def awaiting(self) -> bool:

@@ -190,6 +190,18 @@ if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) == 0 then redis.call('SET', 
 return 1
 """
 
+# Research on a people's thread (issue 22.6) took the thread over: its report's interaction is the head,
+# whatever the thread's chats chained before (they are in the research's input). Presence keeps its mode;
+# a thread the bot had no presence in becomes the requester's, as a mention would make it.
+# KEYS: chain, presence; ARGV: new head, ttl, asker
+_ADOPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+if redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2])) == 0 then
+  redis.call('SET', KEYS[2], 'asked:' .. ARGV[3], 'EX', tonumber(ARGV[2]))
+end
+return 1
+"""
+
 # Per-user cost guard: at most N answers at once and M turns a minute. Entries carry their own
 # expiry (a dead process's answer stops counting). KEYS: active zset, minute counter;
 # ARGV: turn id, max active, max per minute, active hold seconds. Returns 1, or 0 / -1 (which cap).
@@ -221,6 +233,7 @@ class TurnStore:
         self._done = redis.register_script(_DONE)
         self._lock = redis.register_script(_LOCK)
         self._set_head = redis.register_script(_SET_HEAD)
+        self._adopt = redis.register_script(_ADOPT)
         self._quota = redis.register_script(_QUOTA)
 
     # --- intake ------------------------------------------------------------------------------
@@ -240,6 +253,12 @@ class TurnStore:
         if outcome != 1 and scheduled:
             await self.schedule.remove(k.due(record.id), record.id)
         return AcceptOutcome(outcome)
+
+    async def claim(self, team: str, channel: str, thread: str, ts: str) -> bool:
+        """True once per message, false for a message accepted (or claimed) before: for a mention that
+        is not a chat turn (research in a thread), the same claim `accept` makes."""
+        key = self.keys.seen(turn_id(team, channel, thread, ts))
+        return bool(await self.redis.set(key, "1", nx=True, ex=self.dedup_ttl))
 
     # --- the journal ----------------------------------------------------------------------------
     async def load(self, turn_id: str) -> TurnRecord | None:
@@ -304,6 +323,11 @@ class TurnStore:
         return bool(await self._set_head(keys=[self.keys.chain(team, channel, thread),
                                                self.keys.presence(team, channel, thread)],
                                          args=[expected or "", new, self.chain_ttl]))
+
+    async def adopt(self, team: str, channel: str, thread: str, new: str, asker: str) -> None:
+        """Research's report in a people's thread: `new` is its head from now on (_ADOPT)."""
+        await self._adopt(keys=[self.keys.chain(team, channel, thread), self.keys.presence(team, channel, thread)],
+                          args=[new, self.chain_ttl, asker])
 
     # --- cost guard -------------------------------------------------------------------------------
     async def admit_user(self, team: str, user: str, turn_id: str, *, max_active: int, per_minute: int,
