@@ -74,12 +74,12 @@ class Job:
     earlier_ids: str = ""  # the job's interactions before `interaction_id` (its plans), comma separated
     report_ts: str = ""  # the report's messages in the thread, comma separated (forgetting deletes them)
     uploads: str = ""  # file ids of its figures and Markdown file in the thread, comma separated (likewise)
+    adopted: bool = False  # follow-ups in the report's thread chain onto it (done once, after the last part)
 
     @property
     def interaction_ids(self) -> list[str]:
         """Every interaction the job made at Gemini, oldest first (forgetting deletes them all)."""
         return [i for i in (*self.earlier_ids.split(","), self.interaction_id) if i]
-    adopted: bool = False  # follow-ups in the report's thread chain onto it (done once, after the last part)
 
     @property
     def reply_ts(self) -> str:
