@@ -66,3 +66,9 @@ def test_unpaired_markers_and_huge_lines_stay_plain_text():
     line = "[" * 50_000 + "](" * 50_000 + "`" + "-" * 50_000
     assert render(line).startswith("<p>[[[")  # bounded patterns: no blow-up on crafted text
     assert render("-" * 100_000 + "x") .startswith("<p>---")
+
+
+def test_emphasis_but_not_inside_words():
+    assert inline("_(Figure 1 is attached.)_ and *this*") == "<em>(Figure 1 is attached.)</em> and <em>this</em>"
+    assert inline("snake_case_name and 2*3*4") == "snake_case_name and 2*3*4"
+    assert inline("**bold _and em_**") == "<strong>bold <em>and em</em></strong>"

@@ -6,7 +6,7 @@ sandbox serves it with a CSP saying so). It reads line by line; its few regexes 
 so the work stays linear in the text.
 
 Drawn: headings, paragraphs, bulleted and numbered lists (indentation kept), quotes, rules, fenced
-code, tables, `code`, **bold** and [links](https://…). Anything else shows as the text it is.
+code, tables, `code`, **bold**, _emphasis_ and [links](https://…). Anything else shows as the text it is.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ _LIST = re.compile(r"( {0,12})([-*+]|\d{1,9}[.)]) (.*)")
 _RULE = re.compile(r" {0,3}([-*_])( ?\1){2,} ?")
 _LINK = re.compile(r"\[([^\[\]\n]{1,500})\]\((https?://[^\s()<>]{1,2000})\)")
 _CODE = re.compile(r"`([^`\n]{1,2000})`")
+_EMPHASIS = re.compile(r"(?<![\w*])([_*])([^\s_*][^_*\n]{0,500}?)\1(?![\w*])")  # _a_ or *a*, not snake_case
 MAX_DEPTH = 4  # list indentation shown, in steps
 
 
@@ -165,10 +166,20 @@ def _links(text: str) -> str:
 def _bold(text: str) -> str:
     pieces = text.split("**")
     if len(pieces) < 3:
-        return escape(text)
+        return _emphasis(text)
     if len(pieces) % 2 == 0:  # an unpaired "**" stays as written
         pieces[-2:] = [pieces[-2] + "**" + pieces[-1]]
-    return "".join(f"<strong>{escape(p)}</strong>" if n % 2 else escape(p) for n, p in enumerate(pieces))
+    return "".join(f"<strong>{_emphasis(p)}</strong>" if n % 2 else _emphasis(p) for n, p in enumerate(pieces))
+
+
+def _emphasis(text: str) -> str:
+    out, at = [], 0
+    for m in _EMPHASIS.finditer(text):
+        out.append(escape(text[at:m.start()]))
+        out.append(f"<em>{escape(m.group(2))}</em>")
+        at = m.end()
+    out.append(escape(text[at:]))
+    return "".join(out)
 
 
 _STYLE = """
