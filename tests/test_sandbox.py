@@ -263,7 +263,16 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
             return [m["visible_text"] for m in msgs if m.get("thread_ts") == status["ts"] and m["ts"] != status["ts"]
                     and not m.get("files")]  # the report's text, not its charts
         parts = await eventually(report, 15, interval=0.2, message="the research report via the embedded store")
-        assert parts[0].startswith("# Research report: Embedded stores")
+        # the emulator's report is over the sandbox's canvas threshold: a canvas, the thread links to it
+        assert parts[0].startswith(":page_facing_up: The full report is a canvas:"), parts
+        link = re.search(r"<(http://[^|>]+)\|Research: Embedded stores>", parts[0]).group(1)
+        async with http.get(f"{base}{URL(link).path}") as resp:  # where the page sends that link
+            canvas = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "script-src" not in resp.headers["Content-Security-Policy"]
+            assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert "<h1>Research: Embedded stores</h1>" in canvas
+        assert "<h1>Research report: Embedded stores</h1>" in canvas
 
         # every seeded person has a DM with the bot
         async with http.get(f"{base}/api/state") as resp:
