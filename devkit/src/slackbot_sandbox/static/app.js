@@ -1254,7 +1254,8 @@ function renderModal() {
 function modalInput(block) {
   const e = block.element || {};
   const attrs = { class: "modal-input", "data-block-id": block.block_id, "data-action-id": e.action_id,
-    placeholder: e.placeholder?.text, maxlength: e.max_length, id: `input-${block.block_id}` };
+    placeholder: e.placeholder?.text, maxlength: e.max_length, minlength: e.min_length, id: `input-${block.block_id}`,
+    required: !block.optional }; // Slack's client checks these before it sends anything
   const field = e.type === "plain_text_input" && e.multiline ? el("textarea", { ...attrs, rows: 8 })
     : el("input", { ...attrs, type: "text" });
   field.value = e.initial_value ?? "";
