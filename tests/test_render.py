@@ -5,6 +5,7 @@ import time
 import pytest
 
 from slackbot.slack_out.answer import final_messages
+from slackbot_sandbox import canvas_view
 from slackbot.slack_out.render import (
     _SLACK_MARKUP,
     DEFAULT_MESSAGE_CHARS,
@@ -315,6 +316,10 @@ PATHOLOGICAL = {  # shapes that made a regex or the splitter super-linear (or a 
     "bold cell": "| " + "**" * (N // 2) + " |\n|---|\n| x |", "link cell": "| " + "[a](" * (N // 4) + " |\n|---|\n",
     "one unfinished link": "<https://" + "a" * N, "one unfinished label": "<https://a|" + "b " * (N // 2),
     "text then backtick line": "Here you go:\n" + "`" * N,
+    # the sandbox's canvas view (a report's Markdown as a page)
+    "emphasis starts": " _a" * (N // 3), "stars": "* " * (N // 2), "one long emphasis": "_" + "a " * (N // 2),
+    "link labels": "[" + "a" * N, "link urls": "[a](https://" + "b" * N, "list lines": "- x\n  - y\n" * (N // 10),
+    "rule lines": "- - -\n" * (N // 6), "dashes": "-" * N + "x",
 }
 
 
@@ -348,6 +353,7 @@ def test_pathological_text_is_linear(shape):
     _guarded(final_messages, text)
     _guarded(block_end, text, 0, len(text))
     _guarded(starts_block, text, len(text) // 2)
+    _guarded(canvas_view.page, text)
 
 
 def test_mentioned_user_ids():
@@ -388,7 +394,15 @@ AUDITED_REGEXES = {
         "_ROW": "match() at a line start", "_SEP_CELL": "match() of one cell", "_BOLD": "a bounded cell",
         "_CODE_SPAN": "a bounded cell", "_LINK": "a bounded cell",
     },
-    "slackbot_sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part"},
+    "slackbot_sandbox.server": {"FILE_ID": "a bounded fullmatch of a URL path part",
+                                "TEAM_ID": "a bounded fullmatch of a URL path part"},
+    "slackbot_sandbox.canvas_view": {
+        "_LIST": "fullmatch() of one line; bounded repeats, then one greedy run to the end",
+        "_RULE": "fullmatch() of one line; each repeat takes one fixed char (and an optional space before it)",
+        "_LINK": "a scan from each '[' stops at the next bracket or after 500 chars; the URL after 2000",
+        "_CODE": "a scan from each backtick stops at the next one",
+        "_EMPHASIS": "a scan from each '_'/'*' not inside a word stops at the next one or after 500 chars",
+    },
     "slackbot.files.kinds": {"_FILE_ID": "a bounded fullmatch of a URL path part"},
     # rendered_links (tests read what a reader could click)
     "slackbot_emulators.slack_model": {

@@ -263,7 +263,16 @@ async def test_sandbox_falls_back_to_embedded_store_and_answers():
             return [m["visible_text"] for m in msgs if m.get("thread_ts") == status["ts"] and m["ts"] != status["ts"]
                     and not m.get("files")]  # the report's text, not its charts
         parts = await eventually(report, 15, interval=0.2, message="the research report via the embedded store")
-        assert parts[0].startswith("# Research report: Embedded stores")
+        # the emulator's report is over the sandbox's canvas threshold: a canvas, the thread links to it
+        assert parts[0].startswith(":page_facing_up: The full report is a canvas:"), parts
+        link = re.search(r"<(http://[^|>]+)\|Research: Embedded stores>", parts[0]).group(1)
+        async with http.get(f"{base}{URL(link).path}") as resp:  # where the page sends that link
+            canvas = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "script-src" not in resp.headers["Content-Security-Policy"]
+            assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert "<h1>Research: Embedded stores</h1>" in canvas
+        assert "<h1>Research report: Embedded stores</h1>" in canvas
 
         # every seeded person has a DM with the bot
         async with http.get(f"{base}/api/state") as resp:
@@ -538,3 +547,69 @@ async def test_sandbox_agent_tab_prompts_session_task_cards_and_rating(redis_url
         await expect(page.locator("#thread-messages .message.ephemeral", has_text="Thanks for the feedback")
                      ).to_be_visible()
         assert errors == [], errors
+
+
+# issue 22 in the page: the plan with Start / Edit plan / Cancel; Edit plan's modal goes back to the bot as a
+# signed view_submission and the agent revises the plan; Start researches it; the long report is a canvas
+# whose link in the thread opens a readable (escaped, script-free) view of it
+async def test_sandbox_research_plan_edit_start_and_canvas(redis_url, prefix):
+    chromium_or_skip()
+    from playwright.async_api import expect
+
+    steps = ["Map the enforcement actions of 2026", "Compare national regulators"]
+    edit = "Add the UK for contrast"
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)  # planning on, as by default
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            gemini = (await resp.json())["gemini_emulator_url"]
+        for plan in ({"plan_steps": steps}, {"plan_steps": steps}, {}):  # the plan, its revision, the research
+            await post_json(http, f"{gemini}/_emu/script_agent", {"queued_for": 0.1, "run_for": 0.3, **plan})
+        async with live_page(base, timeout=15_000) as (page, errors):
+            await page.locator("#composer").fill(f"/research {QUESTION}")
+            await page.locator("#composer").press("Enter")
+            status = page.locator("#messages .message.bot", has_text="Deep Research").first
+            plan = status.locator(".block-text", has_text="Research plan")
+            await expect(plan.locator("blockquote")).to_contain_text(f"1. {steps[0]}")
+            await expect(plan.locator("blockquote")).to_contain_text(f"2. {steps[1]}")
+            await expect(status.locator(".block-actions button")).to_have_text(["Start", "Edit plan", "Cancel"])
+
+            # Edit plan: the bot's modal, its input holding the plan; what is typed goes back to the agent
+            await status.locator('button[data-action-id="research_edit_plan"]').click()
+            modal = page.locator(".modal[data-callback-id='research_edit_plan_view']")
+            await expect(modal.locator(".modal-title")).to_have_text("Edit research plan")
+            box = modal.locator("textarea.modal-input")
+            await expect(box).to_have_value(re.compile(re.escape(f"1. {steps[0]}")))
+            await expect(modal.locator(".modal-close")).to_have_text("Cancel")
+            await page.mouse.move(720, 880)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-plan-modal.png"))
+            await box.fill(edit)
+            await modal.locator(".modal-submit").click()
+            await expect(page.locator(".modal")).to_have_count(0)
+            await expect(plan.locator("blockquote")).to_contain_text(f"Revised as asked: {edit}")
+            await expect(status.locator(".block-actions button")).to_have_text(["Start", "Edit plan", "Cancel"])
+
+            await status.locator('button[data-action-id="research_start"]').click()
+            await expect(status.locator(".text")).to_contain_text("report in the thread")
+            await expect(status.locator(".block-actions button")).to_have_count(0)
+            await status.locator(".thread-link").click()
+            pointer = page.locator("#thread-messages a.canvas-link")
+            await expect(pointer).to_have_text(f"Research: {QUESTION}")
+            await expect(pointer).to_have_attribute("href", re.compile(r"^/docs/T[A-Z0-9]+/F[A-Z0-9]+$"))
+            await page.mouse.move(720, 880)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-canvas-link.png"))
+
+            async with page.context.expect_page() as opened:
+                await pointer.click()
+            canvas = await opened.value
+            await expect(canvas.locator("h1").first).to_have_text(f"Research: {QUESTION}")
+            await expect(canvas.locator("h2", has_text="Plan followed")).to_have_count(1)
+            await expect(canvas.locator("article")).to_contain_text(edit)  # the report followed the edited plan
+            await expect(canvas.locator("table th").first).to_have_text("Source")
+            assert await canvas.locator("script").count() == 0
+            await canvas.screenshot(path=str(ARTIFACTS / "sandbox-canvas.png"))
+            assert errors == [], errors
+
+        # the canvas page is served as text nobody can script, and only for a canvas id
+        async with http.get(URL(base) / "docs" / "T0001" / "..%2Fstate") as resp:
+            assert resp.status == 404

@@ -1163,3 +1163,37 @@ async def test_views_open_checks_the_modal_limits_and_submits_checkboxes(emu, cl
     assert values["q"]["q"] == {"type": "plain_text_input", "value": None}, "left empty, as Slack sends it"
     assert values["o"]["o"]["selected_options"] == [box["options"][1]]
     assert payload["view"]["private_metadata"] == "C_GENERAL 1.0"
+
+
+# a page (the sandbox) draws open modals from the state and the feed, and submits or closes them by control
+# endpoint: the app gets a signed view_submission, an "errors" ack keeps the modal open, an empty ack closes it
+async def test_open_modals_are_state_and_submitted_or_closed_by_control_endpoints(emu, client, receiver):
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Edit"}, "callback_id": "cb",
+             "notify_on_close": True,
+             "blocks": [{"type": "input", "block_id": "b", "label": {"type": "plain_text", "text": "Plan"},
+                         "element": {"type": "plain_text_input", "action_id": "a", "initial_value": "draft"}}]}
+    emu.views.issue_trigger("T.3.emu", "U_BOB", "C_GENERAL")
+    opened = (await client.views_open(trigger_id="T.3.emu", view=modal))["view"]
+    assert emu.state()["views"]["open"] == [opened]
+    async with aiohttp.ClientSession(base_url=emu.base_url) as http:
+        async def post(path: str, body: dict, status: int = 200) -> dict:
+            async with http.post(path, json=body) as r:
+                assert r.status == status, await r.text()
+                return await r.json()
+        receiver.reply = lambda req: web.json_response({"response_action": "errors", "errors": {"b": "Too short"}})
+        kept = await post("/_emu/view_submission", {"view_id": opened["id"], "values": {"b": "x"}})
+        assert kept["closed"] is False and kept["errors"] == {"b": "Too short"}
+        sent = json.loads(receiver.requests[-1]["form"]["payload"])
+        assert sent["type"] == "view_submission" and sent["user"]["id"] == "U_BOB"
+        assert sent["view"]["state"]["values"] == {"b": {"a": {"type": "plain_text_input", "value": "x"}}}
+        receiver.reply = lambda req: web.Response(status=200)
+        done = await post("/_emu/view_submission", {"view_id": opened["id"], "values": {"b": "longer"}})
+        assert done["closed"] is True and emu.state()["views"]["open"] == []
+        await post("/_emu/view_submission", {"view_id": opened["id"], "values": {"b": "again"}}, status=400)
+
+        emu.views.issue_trigger("T.4.emu", "U_BOB", "C_GENERAL")
+        second = (await client.views_open(trigger_id="T.4.emu", view=modal))["view"]
+        await post("/_emu/view_close", {"view_id": second["id"]})
+        closed = json.loads(receiver.requests[-1]["form"]["payload"])
+        assert closed["type"] == "view_closed" and closed["view"]["id"] == second["id"]
+        assert emu.state()["views"]["open"] == []

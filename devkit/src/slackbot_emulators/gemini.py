@@ -247,6 +247,7 @@ class _Record:
 class GeminiEmulator:
     def __init__(self, *, chunk_chars: int = 24, chunk_delay: float = 0.01, first_token_delay: float = 0.0):
         self.agent_defaults: dict = {}  # plan fields every agent run starts from (the sandbox slows them)
+        self.planning_defaults: dict = {}  # over those, for collaborative-planning turns (plans come sooner)
         # image_scale shrinks generated pictures (1K -> 64 px by default; 1 = real size) and
         # image_noise makes them as large as photographs: both for memory benchmarks
         self.config = {"chunk_chars": chunk_chars, "chunk_delay": chunk_delay,
@@ -631,7 +632,8 @@ class GeminiEmulator:
     def _build_agent(self, rec: _Record) -> None:
         """Deep-research timeline: ``queued`` for queued_for s, ``in_progress`` for run_for s (thought
         steps spread over it), then ``final_status`` with the report. ``statuses`` replaces the phases."""
-        plan, t = {**self.agent_defaults, **rec.plan}, rec.t0
+        planning = self.planning_defaults if rec.agent_config.get("collaborative_planning") else {}
+        plan, t = {**self.agent_defaults, **planning, **rec.plan}, rec.t0
         phases = plan.get("statuses") or [["queued", plan.get("queued_for", 0.2)],
                                           ["in_progress", plan.get("run_for", 1.0)]]
         rec.add(t, "interaction.created", interaction=rec.head(phases[0][0]))

@@ -1322,7 +1322,7 @@ class SlackEmulator:
             "text": text, "api_app_id": self.app_id,
             "is_enterprise_install": "true" if install and install.is_enterprise_install else "false",
             "response_url": self._new_response_url(ch.id, user),
-            "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user),
+            "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user, ch.id),
         }
         if workspace.enterprise_id:
             fields.update(enterprise_id=workspace.enterprise_id, enterprise_name=workspace.enterprise_name or "")
@@ -1370,7 +1370,7 @@ class SlackEmulator:
                       if workspace.enterprise_id else None)
         return {"user": {"id": user, "username": name, "name": name, "team_id": workspace.id},
                 "api_app_id": self.app_id, "token": self.verification_token,
-                "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user),
+                "trigger_id": self.views.issue_trigger(self._new_id("T.") + ".emu", user, ch.id),
                 "team": {"id": workspace.id, "domain": workspace.domain},
                 "enterprise": enterprise, "is_enterprise_install": bool(install and install.is_enterprise_install)}
 

@@ -10,26 +10,39 @@ its element a plain_text_input (max_length at most 3,000, initial_value within i
 options, each a text of at most 75 characters and a unique value). A submission posts `{"type":
 "view_submission", "view": {..., "state": {"values": {block_id: {action_id: {"type": "plain_text_input",
 "value": ...}}}}}}` (checkboxes: `{"type": "checkboxes", "selected_options": [option, ...]}`); an empty
-ack closes the modal. Issue 22.6's "Research this thread" opens one from a message shortcut's trigger.
+ack closes the modal, an ack with `response_action: "errors"` keeps it open with those errors (other
+response actions are not emulated: the modal stays). Issue 22.6's "Research this thread" opens one from a
+message shortcut's trigger. Closing it (its close button, Escape) sends `view_closed` only when the view asked with
+`notify_on_close`.
+
+The modals on people's screens are state (`open`, and `views.open` in /_emu/state) and each change is on the
+feed (`modal` with the whole view, `modal_closed`), so a local page (the sandbox) can draw them; the page
+submits or closes one with POST /_emu/view_submission and /_emu/view_close.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
-from .slack_model import Component, SlackError, json_arg, parse_blocks
+from aiohttp import web
+
+from .slack_model import Component, Delivery, SlackError, json_arg, parse_blocks
 
 TRIGGER_SECONDS = 3.0
 MAX_MODAL_BLOCKS = 100
+CLOSING_ACTIONS = (None, "clear")  # an empty ack, or "clear": the modal goes away
 
 
 class Views(Component):
     def reset(self) -> None:
-        self.triggers: dict[str, tuple[float, str]] = {}  # trigger id -> (issued at, user)
+        self.triggers: dict[str, tuple[float, str, str]] = {}  # trigger id -> (issued at, user, channel)
         self.opened: list[dict] = []  # every modal opened, in order (tests read what a person saw)
+        self.open: dict[str, dict] = {}  # view id -> a modal on its person's screen now
+        self._origin: dict[str, str] = {}  # view id -> the channel its trigger came from (names the workspace)
 
-    def issue_trigger(self, trigger_id: str, user: str) -> str:
-        self.triggers[trigger_id] = (time.monotonic(), user)
+    def issue_trigger(self, trigger_id: str, user: str, channel: str = "") -> str:
+        self.triggers[trigger_id] = (time.monotonic(), user, channel)
         return trigger_id
 
     def _api_views_open(self, p: dict) -> dict:
@@ -49,14 +62,18 @@ class Views(Component):
         opened = {**view, "id": self.emu._new_id("V"), "user": issued[1], "team_id": self.emu.team_id,
                   "app_id": self.emu.app_id}
         self.opened.append(opened)
-        self.emu._emit("modal", {"id": opened["id"], "user": issued[1], "callback_id": view.get("callback_id")})
+        self.open[opened["id"]] = opened
+        self._origin[opened["id"]] = issued[2]
+        self.emu._emit("modal", {"id": opened["id"], "user": issued[1], "callback_id": view.get("callback_id"),
+                                 "view": opened})
         return {"view": opened}
 
     async def submit(self, view: dict, values: dict[str, str | list[str]], *, user: str = "",
-                     channel: str = "C_GENERAL"):
+                     channel: str | None = None):
         """The person fills in `values` (block id -> text, or for checkboxes the values of the options
         ticked; each block's element keeps its action id) and presses submit: Slack posts a signed
-        `view_submission`. Inputs left out are sent as Slack sends untouched ones (text None, no options)."""
+        `view_submission`, and the app's ack decides whether the modal closes. Inputs left out are sent
+        as Slack sends untouched ones (text None, no options)."""
         state: dict = {}
         for block in view.get("blocks") or []:
             element = block.get("element") or {}
@@ -69,10 +86,69 @@ class Views(Component):
             else:
                 entry = {"type": element.get("type", "plain_text_input"), "value": given}
             state[block["block_id"]] = {element.get("action_id", ""): entry}
-        ch = self.emu.channels[channel]
+        ch = self.emu.channels[channel or self._origin.get(view.get("id", "")) or "C_GENERAL"]
         payload = {"type": "view_submission", **self.emu.interaction_base(ch, user or view["user"]),
                    "view": {**view, "state": {"values": state}}}
+        delivery = await self.emu.send_interaction(payload)
+        if delivery.status == 200 and _response_action(delivery) in CLOSING_ACTIONS:
+            self._closed(view.get("id", ""))
+        return delivery
+
+    async def close(self, view_id: str, user: str = "") -> Delivery | None:
+        """The person closes the modal without submitting: gone from the screen; the app hears of it
+        (`view_closed`) only when the view set notify_on_close."""
+        view = self.open.get(view_id)
+        if view is None:
+            raise LookupError(f"no open modal {view_id}")
+        self._closed(view_id)
+        if not view.get("notify_on_close"):
+            return None
+        ch = self.emu.channels[self._origin.get(view_id) or "C_GENERAL"]
+        payload = {"type": "view_closed", **self.emu.interaction_base(ch, user or view["user"]),
+                   "view": view, "is_cleared": False}
         return await self.emu.send_interaction(payload)
+
+    def _closed(self, view_id: str) -> None:
+        view = self.open.pop(view_id, None)
+        if view is not None:
+            self.emu._emit("modal_closed", {"id": view_id, "user": view["user"]})
+
+    def state(self) -> dict:
+        return {"open": list(self.open.values())}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/_emu/view_submission", self._http_submit)
+        app.router.add_post("/_emu/view_close", self._http_close)
+
+    async def _http_submit(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        view = self.open.get(str(b.get("view_id") or ""))
+        if view is None:
+            raise LookupError("no such open modal")
+        values = b.get("values") or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise ValueError("values: block id -> text")
+        d = await self.submit(view, values, user=b.get("user") or view["user"])
+        errors = _ack(d).get("errors") if _response_action(d) == "errors" else None
+        return web.json_response({"delivery": d.to_json(), "closed": view["id"] not in self.open,
+                                  "errors": errors or {}})
+
+    async def _http_close(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        d = await self.close(str(b.get("view_id") or ""), b.get("user") or "")
+        return web.json_response({"delivery": d.to_json() if d else None})
+
+
+def _ack(delivery: Delivery) -> dict:
+    try:
+        body = json.loads(delivery.body) if delivery.body else {}
+    except json.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _response_action(delivery: Delivery) -> str | None:
+    return _ack(delivery).get("response_action")
 
 
 def _text_within(obj: object, limit: int) -> bool:

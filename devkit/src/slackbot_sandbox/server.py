@@ -21,6 +21,11 @@ Choices made at start-up (reported by /api/info and in the page's header):
 * Slash commands: the ones manifest.yml declares, as a workspace knows its apps' commands; the page
   offers them and the page's server refuses any other.
 
+The research flow as Slack shows it: the plan's Start / Edit plan / Cancel buttons, the Edit plan modal
+(drawn from the emulator's open views; its Submit goes back as a signed view_submission), and a long
+report's canvas, whose link opens /docs/<team>/<canvas id>: the canvas's Markdown drawn by
+canvas_view.py, escaped, on a page that runs no script.
+
 Local in fact (emulators/guard.py): the page listens on PORT at 127.0.0.1 unless SLACKBOT_HOST is
 set, answers only to IP literals, `localhost` and that name (DNS rebinding), takes POSTs only as
 same-origin JSON, and serves only emulator file ids from /api/files/.
@@ -47,6 +52,7 @@ from yarl import URL
 from slackbot.app import serve
 from slackbot.config import ConfigError, Settings
 from slackbot_emulators import guard
+from slackbot_sandbox import canvas_view
 from slackbot_emulators.gemini import GeminiEmulator
 from slackbot_emulators.slack import Channel, Message, SlackEmulator
 from slackbot.store import Store, redact
@@ -58,7 +64,10 @@ EMULATOR_PACE = {"chunk_chars": 8, "chunk_delay": 0.03, "first_token_delay": 0.4
 # With the emulator, research runs ~25 s and is polled every few seconds, so a visitor sees it move
 # and has time to press Cancel; the real API keeps the production cadence.
 EMULATED_RESEARCH = {"queued_for": 2.0, "run_for": 25.0}
+EMULATED_PLANNING = {"queued_for": 1.0, "run_for": 5.0}  # a plan (and each revision) comes sooner
 EMULATED_POLLING = {"research_poll_initial": 2.0, "research_poll_max": 4.0, "research_status_every": 4.0}
+# the emulator's report is ~6,000 characters: over this, it becomes a canvas as a real (longer) one would
+EMULATED_REPORTS = {"research_file_threshold": 4000}
 EMULATED_TOOLS = "google_search,code_execution"
 REDIS_PING_TIMEOUT = 1.0
 _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint, nothing else
@@ -72,8 +81,16 @@ _FORWARD_FIELDS = {  # what the page may send to each emulator control endpoint,
     "stop_session": {"channel", "thread_ts", "user"},
     "feedback": {"channel", "ts", "rating", "user"},
     "shortcut": {"channel", "ts", "callback_id", "user"},
+    # a modal's Submit (the typed text per input block) and its Cancel
+    "view_submission": {"view_id", "values", "user"},
+    "view_close": {"view_id", "user"},
 }
 FILE_ID = re.compile(r"F[A-Z0-9]{1,32}")  # the emulator's file ids; anything else never reaches it
+TEAM_ID = re.compile(r"T[A-Z0-9]{1,32}")
+# a canvas page is someone's text: no script, no plugin, no frame, nothing fetched from elsewhere
+CANVAS_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+                                             "form-action 'none'; frame-ancestors 'none'",
+                  "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 SHARE_MAX_BYTES = 40 * 1024 * 1024  # one page upload (base64 JSON) at most; the bot's own caps apply after
 
 
@@ -200,10 +217,12 @@ class Sandbox:
         if not real_gemini:
             self.gemini_emu = GeminiEmulator(**EMULATOR_PACE)
             self.gemini_emu.agent_defaults.update(EMULATED_RESEARCH)
+            self.gemini_emu.planning_defaults.update(EMULATED_PLANNING)
             await self.gemini_emu.start()
             update.update(gemini_base_url=self.gemini_emu.base_url, gemini_api_key=SecretStr("sandbox-emulator"),
                           use_enterprise=False, tools=s.tools or EMULATED_TOOLS,
-                          **{k: v for k, v in EMULATED_POLLING.items() if k not in s.model_fields_set})
+                          **{k: v for k, v in (EMULATED_POLLING | EMULATED_REPORTS).items()
+                             if k not in s.model_fields_set})
         self._real_redis = await redis_answers(s.redis_url)
         redis_client = None if self._real_redis else embedded_redis()
         if not self._real_redis:
@@ -247,12 +266,14 @@ class Sandbox:
             web.get("/api/state", self._api_state),
             web.get("/api/feed", self._api_feed),
             web.get("/api/files/{file_id}", self._api_file),
+            web.get("/docs/{team}/{canvas_id}", self._canvas),
             web.post("/api/user_message", self._forward("user_message")),
             web.post("/api/slash_command", self._forward("slash_command")),
             web.post("/api/click", self._forward("click")),
             web.post("/api/share", self._forward("share")),
             *[web.post(f"/api/{name}", self._forward(name))
-              for name in ("app_home", "app_context", "stop_session", "feedback", "shortcut")],
+              for name in ("app_home", "app_context", "stop_session", "feedback", "shortcut", "view_submission",
+                           "view_close")],
             web.static("/static", STATIC),
         ])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -337,6 +358,19 @@ class Sandbox:
         if (upstream.startswith("image/") and upstream != "image/svg+xml") or upstream == "application/pdf":
             return web.Response(body=body, content_type=upstream, headers=safe)
         return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=safe)
+
+    async def _canvas(self, request: web.Request) -> web.Response:
+        """Where a canvas link leads (the page points the workspace's /docs/<team>/<id> links here, as Slack's
+        client opens its canvas viewer): the canvas's Markdown as a readable page."""
+        team, canvas_id = request.match_info["team"], request.match_info["canvas_id"]
+        if not (TEAM_ID.fullmatch(team) and FILE_ID.fullmatch(canvas_id)):
+            return web.Response(status=404, text="canvas not found")
+        async with self._http.get(URL(self.slack.base_url) / "docs" / team / canvas_id) as resp:
+            markdown = await resp.text()
+        if resp.status != 200:
+            return web.Response(status=404, text="canvas not found")
+        return web.Response(text=canvas_view.page(markdown), content_type="text/html", charset="utf-8",
+                            headers=CANVAS_HEADERS)
 
     def _forward(self, name: str):
         allowed = _FORWARD_FIELDS[name]

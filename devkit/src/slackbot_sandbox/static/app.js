@@ -28,6 +28,7 @@ const S = {
   // the agent surface (emulated: slack_agents.py): prompts atop the Messages tab, sessions by thread
   prompts: {}, // DM channel -> {title, prompts: [{title, message}]}
   sessions: {}, // "channel:thread_ts" -> {status, title, stop_button, initiator_user_id}
+  modals: {}, // view id -> a modal the bot opened (views.open) for one person, until submitted or closed
 };
 
 const BOT_NAME = "Gemini";
@@ -36,7 +37,7 @@ const EMOJI = {
   no_entry_sign: "🚫", warning: "⚠️", heavy_check_mark: "✔️", tada: "🎉", eyes: "👀", rocket: "🚀",
   thumbsup: "👍", "+1": "👍", thumbsdown: "👎", "-1": "👎", heart: "❤️", smile: "😄", slightly_smiling_face: "🙂",
   wave: "👋", memo: "📝", robot_face: "🤖", sparkles: "✨", thinking_face: "🤔", bulb: "💡", fire: "🔥",
-  page_facing_up: "📄", link: "🔗", clock1: "🕐", stopwatch: "⏱️", information_source: "ℹ️", books: "📚",
+  page_facing_up: "📄", link: "🔗", raised_hand: "✋", clock1: "🕐", stopwatch: "⏱️", information_source: "ℹ️", books: "📚",
 };
 // Icons are inline SVG, not emoji: emoji are empty boxes where no emoji font is installed.
 const SVG = (body) => `<svg viewBox="0 0 24 24" width="1em" height="1em" fill="none" stroke="currentColor" `
@@ -53,6 +54,7 @@ const ICONS = {
   cross: SVG('<circle cx="12" cy="12" r="10" fill="#cd2553" stroke="none"/><path d="M8 8l8 8M16 8l-8 8" stroke="#fff"/>'),
   blocked: SVG('<circle cx="12" cy="12" r="9" stroke="#cd2553"/><path d="M5.6 5.6l12.8 12.8" stroke="#cd2553"/>'),
   warning: SVG('<path d="M12 3l10 18H2z" fill="#ecb22e" stroke="none"/><path d="M12 10v5M12 18v.5" stroke="#1d1c1d"/>'),
+  hand: SVG('<path d="M8 13V5.5a1.5 1.5 0 0 1 3 0V12M11 11V4a1.5 1.5 0 0 1 3 0v7M14 11V5.5a1.5 1.5 0 0 1 3 0V14c0 4-2.5 7-6 7s-5-1.5-6.5-4L3 13.5a1.5 1.5 0 0 1 2.5-1.6L8 15"/>'),
   link: SVG('<path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/>'),
   thumbs_up: SVG('<path d="M7 10v11H3V10zM7 10l4-8a2.5 2.5 0 0 1 3 2.5V9h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/>'),
   thumbs_down: SVG('<path d="M17 14V3h4v11zM17 14l-4 8a2.5 2.5 0 0 1-3-2.5V15H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"/>'),
@@ -61,7 +63,7 @@ const ICONS = {
 const EMOJI_ICONS = {
   hourglass_flowing_sand: "hourglass", hourglass: "hourglass", memo: "memo", mag: "search", white_check_mark: "check",
   heavy_check_mark: "check", x: "cross", no_entry_sign: "blocked", warning: "warning", page_facing_up: "file",
-  link: "link",
+  link: "link", raised_hand: "hand",
 };
 function icon(name, cls = "icon") {
   return el("span", { class: cls, html: ICONS[name] });
@@ -122,7 +124,17 @@ function safeHref(url) {
   return /^(https?:\/\/|mailto:)/i.test(u) ? u : null;
 }
 function link(href, labelHtml) {
-  return `<a href="${esc(href)}" target="_blank" rel="noopener noreferrer">${labelHtml}</a>`;
+  const canvas = canvasPath(href);
+  return canvas ? `<a class="canvas-link" href="${esc(canvas)}" target="_blank" rel="noopener">${labelHtml}</a>`
+    : `<a href="${esc(href)}" target="_blank" rel="noopener noreferrer">${labelHtml}</a>`;
+}
+// A canvas link (the workspace's /docs/<team>/<canvas id>) opens the sandbox's canvas view, as Slack's
+// client opens its canvas viewer: the emulator itself serves only the raw Markdown.
+function canvasPath(href) {
+  const base = S.info?.slack_emulator_url;
+  if (!base || !href.startsWith(`${base}/docs/`)) return null;
+  const m = href.slice(base.length).match(/^\/docs\/(T[A-Z0-9]{1,32})\/(F[A-Z0-9]{1,32})$/);
+  return m ? `/docs/${m[1]}/${m[2]}` : null;
 }
 function userName(id) {
   if (id === S.botUser) return "bot";
@@ -372,9 +384,10 @@ function button(elem, ctx) {
       try {
         await api("/api/click", { channel: ctx.channel, ts: ctx.ts, action_id: elem.action_id, value: elem.value, user: S.me });
       } catch (err) {
+        note(ctx.channel, ctx.thread_ts, `The click did not reach the bot: ${err.message}`);
+      } finally { // as in Slack, the button is there again once the app has the click (e.g. Edit plan)
         b.disabled = false;
         b.textContent = label;
-        note(ctx.channel, ctx.thread_ts, `The click did not reach the bot: ${err.message}`);
       }
     });
   }
@@ -613,6 +626,7 @@ function render() {
     renderSidebar();
     renderChannel();
     renderThread();
+    renderModal();
   });
 }
 
@@ -843,6 +857,7 @@ function loadState(state) {
   S.prompts = { ...(agents.prompts || {}) };
   S.sessions = {};
   (agents.sessions || []).filter(Boolean).forEach(setSession);
+  S.modals = Object.fromEntries(((state.views || {}).open || []).map((v) => [v.id, v]));
   const keepLocal = S.ephemerals.filter((e) => e.local);
   S.ephemerals = (state.ephemerals || []).map((e) => ephemeralFrom(e, lastTs(e.channel, e.thread_ts)));
   S.ephemerals.push(...keepLocal);
@@ -887,6 +902,10 @@ function applyEvent(ev) {
     S.prompts[ev.channel] = ev;
   } else if (ev.type === "session") {
     setSession(ev);
+  } else if (ev.type === "modal" && ev.view) {
+    S.modals[ev.id] = ev.view;
+  } else if (ev.type === "modal_closed") {
+    delete S.modals[ev.id];
   } else {
     return; // files show up through their messages
   }
@@ -1111,7 +1130,8 @@ document.addEventListener("DOMContentLoaded", () => {
     render();
   });
   document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && S.thread) { S.thread = null; render(); }
+    if (ev.key === "Escape" && myModal()) closeModal(myModal());
+    else if (ev.key === "Escape" && S.thread) { S.thread = null; render(); }
   });
   loadInfo().then(connect);
 });
@@ -1207,4 +1227,99 @@ function fileCard(f) {
   return el("a", { class: "file-card", href, target: "_blank", rel: "noopener", "data-file": id },
     icon("file", "file-icon"),
     el("span", {}, el("div", { class: "file-name" }, f.title || f.name || "file"), el("div", { class: "file-size" }, size)));
+}
+
+// ------------------------------------------------------------------ modals (views.open)
+// The bot opens a modal with the trigger of a person's click (Edit plan); the emulator keeps it open for
+// that person and tells the page. Submit sends what was typed back as Slack does: a signed
+// view_submission to the bot (through the emulator), and the bot's ack decides whether it closes.
+
+function myModal() {
+  const mine = Object.values(S.modals).filter((v) => v.user === S.me);
+  return mine[mine.length - 1] || null;
+}
+
+function renderModal() {
+  const root = $("#modal-root");
+  const view = myModal();
+  if (!view) {
+    root.replaceChildren();
+    return;
+  }
+  if (root.firstElementChild?.dataset.viewId === view.id) return; // keep what the person is typing
+  root.replaceChildren(modalNode(view));
+  requestAnimationFrame(() => root.querySelector("textarea, input")?.focus());
+}
+
+function modalInput(block) {
+  const e = block.element || {};
+  const attrs = { class: "modal-input", "data-block-id": block.block_id, "data-action-id": e.action_id,
+    placeholder: e.placeholder?.text, maxlength: e.max_length, minlength: e.min_length, id: `input-${block.block_id}`,
+    required: !block.optional }; // Slack's client checks these before it sends anything
+  const field = e.type === "plain_text_input" && e.multiline ? el("textarea", { ...attrs, rows: 8 })
+    : el("input", { ...attrs, type: "text" });
+  field.value = e.initial_value ?? "";
+  return field;
+}
+
+function modalNode(view) {
+  const title = view.title?.text || "";
+  const form = el("form", { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title,
+    "data-view-id": view.id, "data-callback-id": view.callback_id || "" });
+  const body = el("div", { class: "modal-body" });
+  for (const b of view.blocks || []) {
+    if (b.type === "input") {
+      body.append(el("div", { class: "modal-block", "data-block-id": b.block_id },
+        el("label", { for: `input-${b.block_id}`, class: "modal-label" }, b.label?.text || "",
+          b.optional ? el("span", { class: "optional" }, " (optional)") : null),
+        modalInput(b), b.hint ? el("div", { class: "modal-hint" }, b.hint.text || "") : null,
+        el("div", { class: "modal-error", role: "alert" })));
+    } else {
+      body.append(renderBlocks([b], "", {})); // sections, context...: drawn as in messages, no live buttons
+    }
+  }
+  const status = el("div", { class: "modal-status", role: "status" });
+  const cancel = el("button", { type: "button", class: "block-button modal-close" }, view.close?.text || "Cancel");
+  cancel.addEventListener("click", () => closeModal(view));
+  const submit = view.submit
+    ? el("button", { type: "submit", class: "block-button primary modal-submit" }, view.submit.text || "Submit") : null;
+  form.append(el("div", { class: "modal-header" }, el("h2", { class: "modal-title" }, title),
+    el("button", { type: "button", class: "icon-button", "aria-label": "Close", onclick: () => closeModal(view) }, "×")),
+  body, el("div", { class: "modal-footer" }, status, cancel, submit));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); submitModal(view, form); });
+  return el("div", { class: "modal-overlay", "data-view-id": view.id }, form);
+}
+
+async function submitModal(view, form) {
+  const values = {};
+  form.querySelectorAll(".modal-input").forEach((f) => { values[f.dataset.blockId] = f.value; });
+  form.querySelectorAll(".modal-error").forEach((e) => { e.textContent = ""; });
+  const status = form.querySelector(".modal-status");
+  const submit = form.querySelector(".modal-submit");
+  submit.disabled = true;
+  status.textContent = "Sending…";
+  try {
+    const r = await api("/api/view_submission", { view_id: view.id, values, user: S.me });
+    if (r.closed) {
+      delete S.modals[view.id];
+      render();
+      return;
+    }
+    for (const [blockId, message] of Object.entries(r.errors || {})) {
+      const box = [...form.querySelectorAll(".modal-block")].find((b) => b.dataset.blockId === blockId);
+      if (box) box.querySelector(".modal-error").textContent = message;
+    }
+    const d = r.delivery || {};
+    status.textContent = Object.keys(r.errors || {}).length ? ""
+      : `The app did not accept it (${d.status ? `HTTP ${d.status}` : d.error || "no answer"}); try again.`;
+  } catch (err) {
+    status.textContent = `Could not send: ${err.message}`;
+  }
+  submit.disabled = false;
+}
+
+function closeModal(view) {
+  delete S.modals[view.id];
+  render();
+  api("/api/view_close", { view_id: view.id, user: S.me }).catch(() => {}); // already gone there: nothing to do
 }
