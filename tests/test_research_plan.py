@@ -110,6 +110,20 @@ async def test_edit_plan_sends_the_modal_text_to_the_agent(planning_bot, slack_e
     assert "Add the UK for contrast" in report
 
 
+# 1: Edit plan sent back unchanged is a Start: the research runs on that plan, no revision is asked for
+async def test_edit_plan_submitted_unchanged_starts_the_research(planning_bot, slack_emu, gemini_emu):
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=STEPS)
+    gemini_emu.script_agent(queued_for=0.1, run_for=0.3)
+    await slack_emu.slash_command("/research", QUESTION)
+    await slack_emu.click_button(await plan_shown(slack_emu), EDIT_ACTION, user="U_ALICE")
+    modal = (await eventually(lambda: slack_emu.views.opened, 5, message="the Edit plan modal"))[0]
+    [block] = [b for b in modal["blocks"] if b.get("block_id") == EDIT_INPUT]
+    await slack_emu.views.submit(modal, {EDIT_INPUT: block["element"]["initial_value"]})
+    await eventually(lambda: done(slack_emu), 15, message="the report after an unchanged plan")
+    creates = agent_creates(gemini_emu)
+    assert len(creates) == 2 and creates[1]["agent_config"]["collaborative_planning"] is False
+
+
 # 1 + 7: the waiting plan is durable: the bot that showed it stops, another one starts, Start still works
 # and the report is posted once
 async def test_waiting_plan_survives_a_restart(settings_for, slack_emu, gemini_emu):

@@ -37,8 +37,11 @@ def register(app: AsyncApp, services) -> None:
         if services.research is not None:
             job_id, _, channel = str(view.get("private_metadata") or "").partition(" ")
             value = ((view.get("state") or {}).get("values") or {}).get(EDIT_INPUT, {}).get(EDIT_INPUT, {})
+            text = str(value.get("value") or "")
+            if text.strip() == _initial_value(view, EDIT_INPUT).strip():
+                text = ""  # sent back unchanged: that is a Start, not a revision to wait for
             services.tasks.spawn(services.research.handle_edit_submit({**body, "channel": {"id": channel}}, job_id,
-                                                                      str(value.get("value") or "")),
+                                                                      text),
                                  name="research-edit-plan")
 
     @app.message_shortcut(thread.SHORTCUT)
@@ -67,3 +70,9 @@ def register(app: AsyncApp, services) -> None:
             channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
             team = installing_team(body, context.team_id)
             await services.slack.for_team(team).send(calls.ephemeral(channel, user, reply.line))
+
+
+def _initial_value(view: dict, block_id: str) -> str:
+    """What the modal's input held when it opened (Slack sends the view back with the submission)."""
+    block = next((b for b in view.get("blocks") or [] if b.get("block_id") == block_id), {})
+    return str((block.get("element") or {}).get("initial_value") or "")

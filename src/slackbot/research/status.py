@@ -194,7 +194,7 @@ def edit_view(job_id: str, plan: str, channel: str) -> dict:
             "submit": {"type": "plain_text", "text": "Send to the agent"},
             "close": {"type": "plain_text", "text": "Cancel"},
             "blocks": [{"type": "input", "block_id": EDIT_INPUT, "label": {"type": "plain_text",
-                                                                          "text": "Your changes to the plan"},
+                                                                          "text": "The plan: edit it, or write what to change"},
                         "element": {"type": "plain_text_input", "action_id": EDIT_INPUT, "multiline": True,
                                     "max_length": 3000, "initial_value": plan[:3000]}}]}
 
