@@ -289,6 +289,42 @@ async def test_research_obeys_the_policy_is_reserved_then_settled_and_audited(se
         await stop_bot(bot)
 
 
+async def test_research_that_never_runs_gives_its_reservation_back(settings_for, slack_emu, gemini_emu,
+                                                                    redis_url, prefix):
+    """The estimate charged at admission comes back when the person is at the job cap or Gemini refuses
+    to start the agent: only research that ran is paid for."""
+    from slackbot.governance.spend import day
+    from slackbot.research.status import CANCEL_ACTION
+    from test_research import status_messages, status_text
+
+    bot = await gov_bot(settings_for, slack_emu, research_estimate_tokens=1000, research_max_per_user=1)
+    store = await open_store(redis_url, prefix)
+    try:
+        gemini_emu.script_agent(queued_for=30, run_for=30)
+        await slack_emu.slash_command("/research", "--now Skua pricing")
+        running = await eventually(lambda: status_messages(slack_emu), message="the first job's status")
+        capped = await slack_emu.slash_command("/research", "--now Skua margins")
+        assert capped.body.startswith("You already have 1 research jobs running")
+        assert await _spent(store, day()) == 1000  # the capped one was given back
+        await slack_emu.click_button(running[0], CANCEL_ACTION, user="U_ALICE")
+        await eventually(lambda: "Cancelled" in status_text(status_messages(slack_emu)[0]), message="cancelled")
+
+        gemini_emu.script_agent(fail_status=400)
+        await slack_emu.slash_command("/research", "--now Skua suppliers")
+        await eventually(lambda: any("could not start" in status_text(m) for m in status_messages(slack_emu)),
+                         message="Gemini refused the agent")
+        await eventually(lambda: _spent_is(store, 1000), message="the refused job's estimate given back")
+    finally:
+        await store.close()
+        await stop_bot(bot)
+
+
+async def _spent_is(store, tokens: int) -> bool:
+    from slackbot.governance.spend import day
+
+    return await _spent(store, day()) == tokens
+
+
 async def test_message_shortcuts_obey_the_policy_before_reading_anything(settings_for, slack_emu, gemini_emu):
     bot = await gov_bot(settings_for, slack_emu, deny_users="U_ALICE")
     try:

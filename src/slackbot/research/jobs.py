@@ -111,6 +111,7 @@ class Research:
         agent = self.agent_for(team, channel, command.get("channel_name"), deeper=request.max)
         job = await self._record(team, user, channel, request, agent=agent)
         if job is None:
+            await self._refund(team, user, channel)
             await ack(self.cap_line)
             return
         await ack()
@@ -200,9 +201,15 @@ class Research:
 
     async def _end_unstarted(self, job: Job, status: str) -> None:
         job.status, job.finished = status, time.time()
-        await self.jobs.end_unstarted(job.id, status, job.status_ts)
+        if await self.jobs.end_unstarted(job.id, status, job.status_ts):
+            await self._refund(job.team, job.requester, job.channel)  # the agent never ran: nothing spent
         await self.release(job)
         metrics.RESEARCH_JOBS.labels(status).inc()
+
+    async def _refund(self, team: str, user: str, channel: str) -> None:
+        """Give back the estimate admission charged, for a job that never ran (capped, or never started)."""
+        if self.deps.governance:
+            await self.deps.governance.settle_research(team, user, channel, 0)
 
     async def release(self, job: Job) -> None:
         try:
@@ -295,6 +302,7 @@ class Research:
             await tell(STORE_DOWN)
             return
         if job is None:
+            await self._refund(ask.team, ask.user, ask.channel)
             await tell(self.cap_line)
             return
         await self._start(job, tell, lambda: thread.thread_input(slack, self.settings, names, ask, job.question,
