@@ -573,3 +573,33 @@ async def test_deleting_a_message_whose_answer_was_stopped_deletes_what_it_made(
         assert "Gannet" not in await redis_dump(redis_url, prefix)
     finally:
         await stop_bot(bot)
+
+
+async def test_forgetting_a_thread_researched_in_deletes_the_research_too(settings_for, slack_emu, gemini_emu,
+                                                                          redis_url, prefix):
+    """Research asked for in a people's thread is mapped in that thread: `@bot forget` there deletes the chat
+    answer's and the research's interactions at Gemini and the bot's messages (status, report) in Slack."""
+    from test_research_thread import done, people_thread
+
+    slack_emu.set_rate_limit("conversations.replies", 600, 10)
+    bot = await gov_bot(settings_for, slack_emu, replies_budget_per_minute=600)
+    try:
+        root = await people_thread(slack_emu)
+        gemini_emu.script(text="Acme sells Fulmar widgets.")
+        await slack_emu.user_message("C_GENERAL", f"{MENTION} what does Acme sell?", thread_ts=root)
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", root), message="the chat answer")
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.3, report="Fulmar report: Globex is cheaper.")
+        await slack_emu.user_message("C_GENERAL", f"{MENTION} research this: Fulmar costs over 3 years?",
+                                     thread_ts=root)
+        await eventually(lambda: done(slack_emu, root), 15, message="the report in the thread")
+        await eventually(lambda: idle(bot_url(slack_emu)), message="idle")
+        assert len(gemini_emu.stored_ids()) == 2
+
+        await slack_emu.user_message("C_GENERAL", f"{MENTION} forget", thread_ts=root)
+        await eventually(lambda: gemini_emu.stored_ids() == [], 15, message="both deleted at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", root) == [], message="the bot's messages gone")
+        assert not gemini_emu.contains_text("Fulmar")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
+        assert "Fulmar" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)
