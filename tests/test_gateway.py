@@ -110,6 +110,7 @@ def test_lanes_are_the_planners_budget_names():
 
 # --- the budget table and the store's keys ------------------------------------------------------------
 BUILDERS = [calls.post("C1", {"text": "x"}), calls.update("C1", "1.1", {"text": "x"}), calls.delete("C1", "1.1"),
+            calls.delete_file("F1"),
             calls.ephemeral("C1", "U1", "x"), calls.start_stream("C1", "1.1", "x", recipient_user="U1",
                                                                   recipient_team="T1"),
             calls.append_stream("C1", "1.1", "x"), calls.stop_stream("C1", "1.1"), calls.set_status("C1", "1.1", ""),
