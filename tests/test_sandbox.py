@@ -613,3 +613,76 @@ async def test_sandbox_research_plan_edit_start_and_canvas(redis_url, prefix):
         # the canvas page is served as text nobody can script, and only for a canvas id
         async with http.get(URL(base) / "docs" / "T0001" / "..%2Fstate") as resp:
             assert resp.status == 404
+
+
+# issue 22.6 in the page: "Research this thread" from the "More actions" menu of a reply in the thread view opens the
+# bot's modal (an optional question, the "Skip the plan" / "Use the deeper agent" checkboxes); submitted as Slack
+# sends it, the research runs in that thread and its report arrives there; "Forget this thread" on the thread's
+# parent then says what was forgotten and the bot's messages leave the thread
+async def test_sandbox_research_this_thread_and_forget_it_from_the_message_menu(redis_url, prefix):
+    chromium_or_skip()
+    from playwright.async_api import expect
+
+    asked = "Which vendor is cheaper over three years, Acme or Globex?"
+    question = "Compare Acme & Globex on total cost"  # "&" goes to the bot as typed and comes back as text
+    report = "Thread report: Globex is cheaper over three years."
+    settings = sandbox_settings(redis_url=redis_url, prefix=prefix)  # planning on, as by default
+    async with sandbox(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/info") as resp:
+            info = await resp.json()
+        assert [s["callback_id"] for s in info["shortcuts"]] == \
+            ["ask_gemini", "summarize_thread", "research_thread", "forget_thread"], "manifest.yml's, in its order"
+        await post_json(http, f"{info['gemini_emulator_url']}/_emu/script_agent",
+                        {"queued_for": 0.1, "run_for": 0.3, "report": report})
+        async with live_page(base, timeout=15_000) as (page, errors):
+            await page.locator("#composer").fill(f"@bot {asked}")
+            await page.locator("#composer").press("Enter")
+            await page.locator("#messages .thread-link").first.click()
+            answer = page.locator("#thread-messages .message.bot").first
+            await expect(answer.locator(".text")).to_contain_text("Reply 1 to:")
+
+            # the menu of a reply in the thread view: every shortcut of the manifest
+            await answer.hover()
+            await answer.locator(".more-actions").click()
+            menu = answer.locator(".shortcut-menu")
+            await expect(menu.locator(".shortcut")).to_have_text(
+                ["Ask Gemini about this message", "Summarize thread", "Research this thread", "Forget this thread"])
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-message-menu.png"))
+            await menu.locator('.shortcut[data-shortcut="research_thread"]').click()
+            await expect(menu).to_be_hidden()
+
+            modal = page.locator(".modal[data-callback-id='research_thread_view']")
+            await expect(modal.locator(".modal-title")).to_have_text("Research this thread")
+            await expect(modal.locator(".modal-block[data-block-id='question'] .modal-label")).to_contain_text(
+                "(optional)")
+            box = modal.locator("textarea.modal-input[data-block-id='question']")
+            await expect(box).to_be_visible()
+            options = modal.locator(".modal-checkboxes .modal-option")
+            await expect(options.locator(".option-text")).to_have_text(["Skip the plan", "Use the deeper agent"])
+            await expect(options.locator("input[type=checkbox]:checked")).to_have_count(0)
+            await page.mouse.move(720, 880)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-research-thread-modal.png"))
+            await modal.locator("input[type=checkbox][value='now']").check()
+            await box.fill(question)
+            await modal.locator(".modal-submit").click()
+            await expect(page.locator(".modal")).to_have_count(0)
+
+            # no plan to approve: the status researches at once, in this thread, and the report follows it there
+            status = page.locator("#thread-messages .message.bot", has_text="Deep Research").first
+            await expect(status.locator(".text")).to_contain_text(question)
+            await expect(status.locator(".text")).to_contain_text("report in the thread")
+            await expect(status.locator('button[data-action-id="research_start"]')).to_have_count(0)
+            await expect(page.locator("#thread-messages .message.bot", has_text=report)).to_have_count(1)
+            await expect(page.locator("#messages .message.bot", has_text="Deep Research")).to_have_count(0)
+
+            # "Forget this thread" on the parent, from the channel: one line for alice, and the bot's messages go
+            parent = page.locator("#messages .message.top-level", has_text=asked)
+            await parent.hover()
+            await parent.locator(".more-actions").click()
+            await parent.locator('.shortcut[data-shortcut="forget_thread"]').click()
+            forgotten = page.locator("#thread-messages .message.ephemeral", has_text="Forgotten:")
+            await expect(forgotten).to_contain_text("Only visible to you")
+            await expect(page.locator("#thread-messages .message.bot:not(.ephemeral)")).to_have_count(0)
+            await expect(page.locator("#thread-messages .message.user", has_text=asked)).to_have_count(1)
+            assert errors == [], errors

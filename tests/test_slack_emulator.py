@@ -749,6 +749,11 @@ async def test_message_shortcut(emu, receiver):
     assert (payload["message_ts"], payload["message"]["text"], payload["channel"]["id"], payload["user"]["id"]) == \
         (msg.ts, "the launch moves to Friday", "C_GENERAL", "U_ALICE")
     assert payload["trigger_id"] and payload["response_url"].startswith(emu.base_url)
+    assert "thread_ts" not in payload["message"], "a message without replies is no thread's parent"
+    await emu.user_message("C_GENERAL", "Friday works", user="U_CAROL", thread_ts=msg.ts, deliver=False)
+    await emu.agents.message_shortcut(msg, "summarize_thread", user="U_ALICE")
+    parent = json.loads(receiver.requests[-1]["form"]["payload"])["message"]
+    assert (parent["thread_ts"], parent["reply_count"]) == (msg.ts, 1), "a parent says it has a thread, as Slack's"
     with pytest.raises(ValueError):
         await emu.agents.message_shortcut(msg, "not_declared")
     with pytest.raises(ValueError):
@@ -1197,3 +1202,15 @@ async def test_open_modals_are_state_and_submitted_or_closed_by_control_endpoint
         closed = json.loads(receiver.requests[-1]["form"]["payload"])
         assert closed["type"] == "view_closed" and closed["view"]["id"] == second["id"]
         assert emu.state()["views"]["open"] == []
+
+        # checkboxes: the page sends the ticked options' values, the app gets the options as Slack sends them
+        options = [{"value": v, "text": {"type": "plain_text", "text": v.title()}} for v in ("now", "max")]
+        boxes = {**modal, "blocks": [{"type": "input", "block_id": "o", "optional": True,
+                                      "label": {"type": "plain_text", "text": "Options"},
+                                      "element": {"type": "checkboxes", "action_id": "o", "options": options}}]}
+        emu.views.issue_trigger("T.5.emu", "U_BOB", "C_GENERAL")
+        third = (await client.views_open(trigger_id="T.5.emu", view=boxes))["view"]
+        await post("/_emu/view_submission", {"view_id": third["id"], "values": {"o": [1]}}, status=400)
+        await post("/_emu/view_submission", {"view_id": third["id"], "values": {"o": ["now"]}})
+        ticked = json.loads(receiver.requests[-1]["form"]["payload"])["view"]["state"]["values"]["o"]["o"]
+        assert ticked == {"type": "checkboxes", "selected_options": [options[0]]}

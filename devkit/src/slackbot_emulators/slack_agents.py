@@ -293,9 +293,12 @@ class AgentSurface(Component):
         if self.shortcuts is not None and callback_id not in self.shortcuts:
             raise ValueError(f"the app declares no message shortcut {callback_id!r}")
         ch = self.emu.channels[message.channel]
+        # the message as Slack sends it: a thread's parent carries thread_ts and its reply counts
+        shown = self.emu._reply_json(message, self.emu.messages(ch.id, message.ts)) \
+            if message.thread_ts in (None, message.ts) else message.to_json()
         payload = {
             "type": "message_action", **self.emu.interaction_base(ch, user), "callback_id": callback_id,
-            "action_ts": _format_ts(time.time()), "message_ts": message.ts, "message": message.to_json(),
+            "action_ts": _format_ts(time.time()), "message_ts": message.ts, "message": shown,
             "channel": {"id": ch.id, "name": "directmessage" if ch.is_im else ch.name},
             "response_url": self.emu._new_response_url(ch.id, user, message.thread_ts or message.ts),
         }

@@ -17,7 +17,8 @@ message shortcut's trigger. Closing it (its close button, Escape) sends `view_cl
 
 The modals on people's screens are state (`open`, and `views.open` in /_emu/state) and each change is on the
 feed (`modal` with the whole view, `modal_closed`), so a local page (the sandbox) can draw them; the page
-submits or closes one with POST /_emu/view_submission and /_emu/view_close.
+submits or closes one with POST /_emu/view_submission (`values`: block id -> the text typed, or for checkboxes
+the list of the ticked options' values) and /_emu/view_close.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class Views(Component):
         if view is None:
             raise LookupError("no such open modal")
         values = b.get("values") or {}
-        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-            raise ValueError("values: block id -> text")
+        if not isinstance(values, dict) or not all(_is_value(v) for v in values.values()):
+            raise ValueError("values: block id -> text, or the values of the checkboxes ticked")
         d = await self.submit(view, values, user=b.get("user") or view["user"])
         errors = _ack(d).get("errors") if _response_action(d) == "errors" else None
         return web.json_response({"delivery": d.to_json(), "closed": view["id"] not in self.open,
@@ -137,6 +138,11 @@ class Views(Component):
         b = await request.json()
         d = await self.close(str(b.get("view_id") or ""), b.get("user") or "")
         return web.json_response({"delivery": d.to_json() if d else None})
+
+
+def _is_value(given: object) -> bool:
+    """What a person can put in an input: text, or (checkboxes) a list of option values."""
+    return isinstance(given, str) or (isinstance(given, list) and all(isinstance(v, str) for v in given))
 
 
 def _ack(delivery: Delivery) -> dict:

@@ -18,11 +18,13 @@ Choices made at start-up (reported by /api/info and in the page's header):
   which runs the store's Lua scripts). Keys go under a per-run prefix, deleted at exit.
 * Tools: with the emulator and no SLACKBOT_TOOLS, google_search and code_execution, so the emulator's
   showcase answers (emulators/showcase.py) can show sources and code runs.
-* Slash commands: the ones manifest.yml declares, as a workspace knows its apps' commands; the page
-  offers them and the page's server refuses any other.
+* Slash commands and message shortcuts: the ones manifest.yml declares, as a workspace knows its apps'
+  commands and shortcuts; the page offers them (the shortcuts in any message's "More actions" menu, in a
+  channel and in a thread) and the page's server or the emulator refuses any other.
 
-The research flow as Slack shows it: the plan's Start / Edit plan / Cancel buttons, the Edit plan modal
-(drawn from the emulator's open views; its Submit goes back as a signed view_submission), and a long
+The research flow as Slack shows it: the plan's Start / Edit plan / Cancel buttons, the bot's modals (Edit plan,
+Research this thread; drawn from the emulator's open views, text inputs and checkboxes, optional or not; Submit
+sends what was typed and ticked back as a signed view_submission), and a long
 report's canvas, whose link opens /docs/<team>/<canvas id>: the canvas's Markdown drawn by
 canvas_view.py, escaped, on a page that runs no script.
 
@@ -131,25 +133,44 @@ class SandboxInfo:
     gemini_emulator_url: str = ""  # control endpoints (/_emu/script...) when the emulator is in use
     slack_emulator_url: str = ""
     commands: list[dict] | None = None  # manifest.yml's slash commands (None: not known)
+    shortcuts: list[dict] | None = None  # its message shortcuts (None: not known)
 
     def to_json(self) -> dict:
         return {"gemini": self.gemini, "gemini_label": "real API" if self.gemini == "real" else "emulator",
                 "gemini_model": self.gemini_model, "gemini_emulator_url": self.gemini_emulator_url or None,
                 "redis": self.redis, "redis_label": self.redis_url if self.redis == "url" else "embedded",
-                "slack_emulator_url": self.slack_emulator_url, "commands": self.commands}
+                "slack_emulator_url": self.slack_emulator_url, "commands": self.commands,
+                "shortcuts": self.shortcuts}
 
 
-def manifest_commands(start: Path = Path(__file__)) -> list[dict] | None:
-    """The slash commands manifest.yml declares ({command, description, usage_hint}), read from the
-    checkout this module runs from; None when there is none (an installed package): then the page
-    forwards any command and the bot's answer decides."""
+def manifest_features(start: Path = Path(__file__)) -> dict | None:
+    """manifest.yml's `features`, read from the checkout this module runs from; None when there is none (an
+    installed package)."""
     for folder in start.resolve().parents:
         manifest = folder / "manifest.yml"
         if manifest.is_file() and (folder / "pyproject.toml").is_file():
-            declared = (yaml.safe_load(manifest.read_text()).get("features") or {}).get("slash_commands") or []
-            return [{"command": c["command"], "description": c.get("description", ""),
-                     "usage_hint": c.get("usage_hint", "")} for c in declared]
+            return yaml.safe_load(manifest.read_text()).get("features") or {}
     return None
+
+
+def manifest_commands(start: Path = Path(__file__)) -> list[dict] | None:
+    """The slash commands manifest.yml declares ({command, description, usage_hint}); None when it is not
+    known: then the page forwards any command and the bot's answer decides."""
+    features = manifest_features(start)
+    if features is None:
+        return None
+    return [{"command": c["command"], "description": c.get("description", ""), "usage_hint": c.get("usage_hint", "")}
+            for c in features.get("slash_commands") or []]
+
+
+def manifest_shortcuts(start: Path = Path(__file__)) -> list[dict] | None:
+    """The message shortcuts manifest.yml declares ({callback_id, name, description}), which Slack offers in
+    every message's menu; None when not known (the page then offers the bot's own, as it knows them)."""
+    features = manifest_features(start)
+    if features is None:
+        return None
+    return [{"callback_id": s["callback_id"], "name": s["name"], "description": s.get("description", "")}
+            for s in features.get("shortcuts") or [] if s.get("type") == "message"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -232,7 +253,9 @@ class Sandbox:
             gemini="real" if real_gemini else "emulator", redis="url" if self._real_redis else "embedded",
             redis_url=redact(s.redis_url) if self._real_redis else "", gemini_model=s.gemini_model,
             gemini_emulator_url=self.gemini_emu.base_url if self.gemini_emu else "",
-            slack_emulator_url=self.slack.base_url, commands=manifest_commands())
+            slack_emulator_url=self.slack.base_url, commands=manifest_commands(), shortcuts=manifest_shortcuts())
+        if self.info.shortcuts is not None:  # the workspace knows its app's shortcuts: others are refused
+            self.slack.agents.declare_shortcuts([s["callback_id"] for s in self.info.shortcuts])
         await self._start_bot(redis_client)
         await self._start_page()
 

@@ -1,7 +1,7 @@
 // The sandbox page: a small Slack-like client of the emulated workspace.
 //
 // It reads the workspace from /api/state, follows changes on the /api/feed event stream, and sends
-// what the person does (messages, /research, button clicks) to the emulator, which signs and
+// what the person does (messages, /research, button clicks, message shortcuts, modals) to the emulator, which signs and
 // delivers it to the real bot. No framework, no build step.
 //
 // Safety rule for every renderer below: text from the workspace is escaped (esc) before any markup
@@ -563,28 +563,64 @@ function messageNode(m, { inThread = false, compact = false } = {}) {
         el("span", { class: "last-reply" }, `Last reply ${timeOf(replies[replies.length - 1].ts)}`)));
     }
     node.append(el("button", { type: "button", class: "reply-action", title: "Reply in thread" }, "Reply in thread"));
-    if (!isBot && !m.local) node.append(shortcutMenu(m)); // message shortcuts, as Slack's ⋯ menu offers them
     node.addEventListener("click", (ev) => {
       if (ev.target.closest("a, .block-button") || String(window.getSelection() || "")) return;
       openThread(m.channel, m.ts);
     });
   }
+  // the app's message shortcuts on any message, in the channel and in a thread, as Slack's "More actions" offers them
+  if (!m.ephemeral && !m.local) node.append(shortcutMenu(m));
   node.append(body);
   return node;
 }
 
+// manifest.yml's message shortcuts (from /api/info); these when the page's server cannot read the manifest
+const DEFAULT_SHORTCUTS = [
+  { callback_id: "ask_gemini", name: "Ask Gemini about this message" },
+  { callback_id: "summarize_thread", name: "Summarize thread" },
+  { callback_id: "research_thread", name: "Research this thread" },
+  { callback_id: "forget_thread", name: "Forget this thread" },
+];
+
+function closeMenus(except = null) {
+  for (const open of document.querySelectorAll(".shortcuts.open")) {
+    if (open === except) continue;
+    open.classList.remove("open");
+    open.querySelector(".shortcut-menu").hidden = true;
+    open.querySelector(".more-actions").setAttribute("aria-expanded", "false");
+  }
+}
+
+// A message's "⋯" button and its menu: each shortcut goes to the bot as Slack sends it (a message_action with
+// the message, through the emulator); the bot answers in the thread, with an ephemeral line, or with a modal.
 function shortcutMenu(m) {
-  const run = (callbackId, label) => el("button", { type: "button", class: "shortcut", "data-shortcut": callbackId,
-    onclick: async (ev) => {
+  const where = m.thread_ts && m.thread_ts !== m.ts ? m.thread_ts : null;
+  const run = async (callbackId) => {
+    closeMenus();
+    try {
+      const r = await api("/api/shortcut", { channel: m.channel, ts: m.ts, callback_id: callbackId, user: S.me });
+      const d = r.delivery || {};
+      if (d.status !== 200) note(m.channel, where, `The shortcut did not reach the bot (${d.status ? `HTTP ${d.status}` : d.error || "no answer"}).`);
+    } catch (err) {
+      note(m.channel, where, `The shortcut did not reach the bot: ${err.message}`);
+    }
+  };
+  const menu = el("div", { class: "shortcut-menu", role: "menu", hidden: true },
+    (S.info?.shortcuts || DEFAULT_SHORTCUTS).map((s) => el("button", { type: "button", role: "menuitem", class: "shortcut",
+      "data-shortcut": s.callback_id, title: s.description || null,
+      onclick: (ev) => { ev.stopPropagation(); run(s.callback_id); } }, s.name)));
+  const holder = el("span", { class: "shortcuts" });
+  const toggle = el("button", { type: "button", class: "more-actions", title: "More actions", "aria-label": "More actions",
+    "aria-haspopup": "menu", "aria-expanded": "false", onclick: (ev) => {
       ev.stopPropagation();
-      try {
-        await api("/api/shortcut", { channel: m.channel, ts: m.ts, callback_id: callbackId, user: S.me });
-      } catch (err) {
-        note(m.channel, null, `The shortcut did not reach the bot: ${err.message}`);
-      }
-    } }, label);
-  return el("span", { class: "shortcuts" }, run("ask_gemini", "Ask Gemini about this message"),
-    run("summarize_thread", "Summarize thread"));
+      const opening = !holder.classList.contains("open");
+      closeMenus();
+      holder.classList.toggle("open", opening);
+      menu.hidden = !opening;
+      toggle.setAttribute("aria-expanded", String(opening));
+    } }, "⋯");
+  holder.append(toggle, menu);
+  return holder;
 }
 
 // The app's Messages tab: the suggested prompts at its top (set by the bot when the tab opens)
@@ -1129,8 +1165,10 @@ document.addEventListener("DOMContentLoaded", () => {
     S.thread = S.thread && S.channels[S.thread.channel]?.is_im ? null : S.thread;
     render();
   });
+  document.addEventListener("click", () => closeMenus()); // a click elsewhere closes an open "More actions" menu
   document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && myModal()) closeModal(myModal());
+    if (ev.key === "Escape" && document.querySelector(".shortcuts.open")) closeMenus();
+    else if (ev.key === "Escape" && myModal()) closeModal(myModal());
     else if (ev.key === "Escape" && S.thread) { S.thread = null; render(); }
   });
   loadInfo().then(connect);
@@ -1230,9 +1268,10 @@ function fileCard(f) {
 }
 
 // ------------------------------------------------------------------ modals (views.open)
-// The bot opens a modal with the trigger of a person's click (Edit plan); the emulator keeps it open for
-// that person and tells the page. Submit sends what was typed back as Slack does: a signed
-// view_submission to the bot (through the emulator), and the bot's ack decides whether it closes.
+// The bot opens a modal with the trigger of a person's click (Edit plan) or shortcut (Research this thread); the
+// emulator keeps it open for that person and tells the page. Text inputs and checkboxes are drawn, optional or
+// not; Submit sends what was typed and ticked back as Slack does: a signed view_submission to the bot (through
+// the emulator), and the bot's ack decides whether it closes.
 
 function myModal() {
   const mine = Object.values(S.modals).filter((v) => v.user === S.me);
@@ -1248,7 +1287,7 @@ function renderModal() {
   }
   if (root.firstElementChild?.dataset.viewId === view.id) return; // keep what the person is typing
   root.replaceChildren(modalNode(view));
-  requestAnimationFrame(() => root.querySelector("textarea, input")?.focus());
+  requestAnimationFrame(() => root.querySelector("textarea, input.modal-input")?.focus());
 }
 
 function modalInput(block) {
@@ -1262,6 +1301,21 @@ function modalInput(block) {
   return field;
 }
 
+// A checkboxes element: each option's text and description as text (never markup), ticked as initial_options say
+function modalCheckboxes(block) {
+  const e = block.element || {};
+  const ticked = new Set((e.initial_options || []).map((o) => o.value));
+  return el("div", { class: "modal-checkboxes", role: "group", "aria-labelledby": `label-${block.block_id}`,
+    "data-block-id": block.block_id, "data-action-id": e.action_id, "data-required": block.optional ? null : "1" },
+  (e.options || []).map((o, i) => {
+    const id = `check-${block.block_id}-${i}`;
+    return el("div", { class: "modal-option" },
+      el("input", { type: "checkbox", id, value: o.value, checked: ticked.has(o.value) }),
+      el("label", { for: id }, el("span", { class: "option-text" }, o.text?.text || ""),
+        o.description ? el("span", { class: "option-description" }, o.description.text || "") : null));
+  }));
+}
+
 function modalNode(view) {
   const title = view.title?.text || "";
   const form = el("form", { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title,
@@ -1269,10 +1323,11 @@ function modalNode(view) {
   const body = el("div", { class: "modal-body" });
   for (const b of view.blocks || []) {
     if (b.type === "input") {
+      const boxes = b.element?.type === "checkboxes";
       body.append(el("div", { class: "modal-block", "data-block-id": b.block_id },
-        el("label", { for: `input-${b.block_id}`, class: "modal-label" }, b.label?.text || "",
-          b.optional ? el("span", { class: "optional" }, " (optional)") : null),
-        modalInput(b), b.hint ? el("div", { class: "modal-hint" }, b.hint.text || "") : null,
+        el(boxes ? "div" : "label", { for: boxes ? null : `input-${b.block_id}`, id: `label-${b.block_id}`,
+          class: "modal-label" }, b.label?.text || "", b.optional ? el("span", { class: "optional" }, " (optional)") : null),
+        boxes ? modalCheckboxes(b) : modalInput(b), b.hint ? el("div", { class: "modal-hint" }, b.hint.text || "") : null,
         el("div", { class: "modal-error", role: "alert" })));
     } else {
       body.append(renderBlocks([b], "", {})); // sections, context...: drawn as in messages, no live buttons
@@ -1290,10 +1345,21 @@ function modalNode(view) {
   return el("div", { class: "modal-overlay", "data-view-id": view.id }, form);
 }
 
+// What Slack's client sends: each text input's value (an empty one as untouched: null), each checkboxes input's
+// ticked options. A required group with nothing ticked is stopped here, as Slack's client stops it.
 async function submitModal(view, form) {
   const values = {};
-  form.querySelectorAll(".modal-input").forEach((f) => { values[f.dataset.blockId] = f.value; });
+  form.querySelectorAll(".modal-input").forEach((f) => { if (f.value) values[f.dataset.blockId] = f.value; });
   form.querySelectorAll(".modal-error").forEach((e) => { e.textContent = ""; });
+  let missing = false;
+  form.querySelectorAll(".modal-checkboxes").forEach((g) => {
+    values[g.dataset.blockId] = [...g.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value);
+    if (g.dataset.required && !values[g.dataset.blockId].length) {
+      g.closest(".modal-block").querySelector(".modal-error").textContent = "Please select an option.";
+      missing = true;
+    }
+  });
+  if (missing) return;
   const status = form.querySelector(".modal-status");
   const submit = form.querySelector(".modal-submit");
   submit.disabled = true;
