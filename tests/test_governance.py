@@ -603,3 +603,28 @@ async def test_forgetting_a_thread_researched_in_deletes_the_research_too(settin
         assert "Fulmar" not in await redis_dump(redis_url, prefix)
     finally:
         await stop_bot(bot)
+
+
+async def test_a_research_thread_forgotten_while_the_agent_runs_keeps_nothing_of_it(settings_for, slack_emu,
+                                                                                    gemini_emu, redis_url, prefix):
+    """Forgotten before the report came: the report is not kept (not in Redis, not at Gemini, not in Slack)
+    and the job's text goes, so nothing of the research outlives the forgetting."""
+    from test_research import job_record, status_messages
+
+    bot = await gov_bot(settings_for, slack_emu, admins="U_CAROL")
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=1.5, report="Razorbill report.")
+        await slack_emu.slash_command("/research", "--now Razorbill supply chain?")
+        status = await eventually(lambda: status_messages(slack_emu) and status_messages(slack_emu)[0],
+                                  message="the status message")
+        await slack_emu.agents.message_shortcut(status, "forget_thread", user="U_CAROL")
+        await eventually(lambda: any(e["user"] == "U_CAROL" for e in slack_emu.ephemerals), message="told")
+        await eventually(lambda: gemini_emu.deleted, 15, message="the research deleted once it was done")
+        await eventually(lambda: gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Razorbill"),
+                         message="nothing at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", status.ts) == [], message="nothing in Slack")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
+        [job] = await job_record(redis_url, prefix)
+        assert job["question"] == "(forgotten)" and "Razorbill" not in await redis_dump(redis_url, prefix)
+    finally:
+        await stop_bot(bot)
