@@ -605,26 +605,65 @@ async def test_forgetting_a_thread_researched_in_deletes_the_research_too(settin
         await stop_bot(bot)
 
 
-async def test_a_research_thread_forgotten_while_the_agent_runs_keeps_nothing_of_it(settings_for, slack_emu,
-                                                                                    gemini_emu, redis_url, prefix):
-    """Forgotten before the report came: the report is not kept (not in Redis, not at Gemini, not in Slack)
-    and the job's text goes, so nothing of the research outlives the forgetting."""
+async def test_forgetting_a_thread_while_its_research_runs_cancels_it_and_keeps_nothing(settings_for, slack_emu,
+                                                                                       gemini_emu, redis_url, prefix):
+    """Forgotten while the agent runs: the job is cancelled at Gemini (no report is posted), its interaction is
+    deleted, its status message goes, and its text goes from Redis."""
     from test_research import job_record, status_messages
 
     bot = await gov_bot(settings_for, slack_emu, admins="U_CAROL")
     try:
-        gemini_emu.script_agent(queued_for=0.1, run_for=1.5, report="Razorbill report.")
+        gemini_emu.script_agent(queued_for=0.1, run_for=30, report="Razorbill report.")
         await slack_emu.slash_command("/research", "--now Razorbill supply chain?")
         status = await eventually(lambda: status_messages(slack_emu) and status_messages(slack_emu)[0],
                                   message="the status message")
+        [research] = await eventually(lambda: gemini_emu.stored_ids(), message="the agent running")
         await slack_emu.agents.message_shortcut(status, "forget_thread", user="U_CAROL")
-        await eventually(lambda: any(e["user"] == "U_CAROL" for e in slack_emu.ephemerals), message="told")
-        await eventually(lambda: gemini_emu.deleted, 15, message="the research deleted once it was done")
+        await eventually(lambda: any(e["user"] == "U_CAROL" and e["text"].startswith("Forgotten: 1")
+                                     for e in slack_emu.ephemerals), message="told")
         await eventually(lambda: gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Razorbill"),
                          message="nothing at Gemini")
+        assert gemini_emu.interaction(research)["status"] == "cancelled"
         await eventually(lambda: slack_emu.bot_messages("C_GENERAL", status.ts) == [], message="nothing in Slack")
+        await eventually(lambda: _finished(redis_url, prefix), message="the job ended")
+        await eventually(lambda: idle(bot_url(slack_emu)), message="idle")
         await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
         [job] = await job_record(redis_url, prefix)
-        assert job["question"] == "(forgotten)" and "Razorbill" not in await redis_dump(redis_url, prefix)
+        assert job["question"] == "(forgotten)" and job["status"] == "cancelled"
+        assert "Razorbill" not in await redis_dump(redis_url, prefix)
+        assert not [m for m in slack_emu.bot_messages("C_GENERAL") if "Razorbill" in m.text]
+    finally:
+        await stop_bot(bot)
+
+
+async def _finished(redis_url, prefix) -> bool:
+    from test_research import job_record
+
+    jobs = await job_record(redis_url, prefix)
+    return bool(jobs) and float(jobs[0].get("finished") or 0) > 0 and jobs[0].get("final_edit_pending") == "0"
+
+
+async def test_forgetting_a_thread_whose_plan_waits_ends_the_job_at_once(settings_for, slack_emu, gemini_emu,
+                                                                         redis_url, prefix):
+    """A plan waiting for Start is forgotten: the plan's interaction is deleted and the job ends now, not at
+    the plan timeout."""
+    from test_research import job_record
+    from test_research_plan import plan_shown
+
+    bot = await gov_bot(settings_for, slack_emu, admins="U_CAROL", research_planning=True,
+                        research_plan_timeout_minutes=600)
+    try:
+        gemini_emu.script_agent(queued_for=0.1, run_for=0.2, plan_steps=["Survey Murrelet suppliers"])
+        await slack_emu.slash_command("/research", "Murrelet sourcing?")
+        shown = await plan_shown(slack_emu)
+        await slack_emu.agents.message_shortcut(shown, "forget_thread", user="U_CAROL")
+        await eventually(lambda: _finished(redis_url, prefix), message="the job ended at once")
+        await eventually(lambda: gemini_emu.stored_ids() == [] and not gemini_emu.contains_text("Murrelet"),
+                         message="the plan deleted at Gemini")
+        await eventually(lambda: slack_emu.bot_messages("C_GENERAL", shown.ts) == [], message="status gone")
+        [job] = await job_record(redis_url, prefix)
+        assert (job["question"], job["status"]) == ("(forgotten)", "cancelled")
+        await eventually(lambda: _nothing_owed(redis_url, prefix), message="nothing owed")
+        assert "Murrelet" not in await redis_dump(redis_url, prefix)
     finally:
         await stop_bot(bot)

@@ -286,7 +286,7 @@ async def _adopt_research(settings: Settings, store, forget, job) -> None:
         job.team, job.channel, thread, job.interaction_id, job.interaction_id, ts=job.status_ts,
         ids=job.interaction_ids, bot=bot, user=job.requester, job=job.id, files=files, move=False)
     if mapped < 0:
-        await store.jobs.forget_text(job.id)
+        await store.jobs.forget(job.id)
         await forget.owe(job.team, job.channel, thread, job.interaction_ids, bot, files)
 
 

@@ -41,6 +41,11 @@ class Governance:
         await self.spend.charge(team, user, channel, self.settings.research_estimate_tokens)
         return ""
 
+    async def track_research(self, job) -> None:
+        """The job's status message is up: forgetting its thread now reaches the job."""
+        await self.forget.store.map_job(job.team, job.channel, job.reply_ts, job.status_ts, user=job.requester,
+                                        job=job.id)
+
     async def settle_research(self, team: str, user: str, channel: str, used: int | None) -> None:
         """The job ended: what it used replaces the estimate (unknown usage keeps the estimate)."""
         if used is not None:

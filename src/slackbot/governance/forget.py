@@ -20,7 +20,7 @@ from ..chat.intake import DM_THREAD
 from ..gemini import Gemini, GeminiError
 from ..slack_out import calls
 from ..slack_out.gateway import SlackGateway
-from ..store.governance import Answered, GovernanceStore
+from ..store.governance import Answered, GovernanceStore, Pending
 from ..store.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -106,20 +106,42 @@ class Forgetter:
         schedule member is off. Each delete is marked done as it is confirmed, so a crash repeats at most
         the one in flight (and a repeat is harmless: Gemini answers 404, Slack message_not_found)."""
         pending = await self.store.pending(team, channel, thread)
-        ids = await self.at_gemini(pending.ids, pace=pace)
-        bot = await self.in_slack(team, channel, pending.bot)
-        files = await self.files_in_slack(team, pending.files)
-        for job in pending.jobs if self.jobs else []:
-            await self.jobs.forget_text(job)
-        jobs = pending.jobs
-        await self.store.purged(team, channel, thread, ids=ids, bot=bot, jobs=jobs, files=files)
-        if len(ids) < len(pending.ids) or len(bot) < len(pending.bot) or len(files) < len(pending.files):
+        owed = await self._with_jobs(pending)
+        ids = await self.at_gemini(owed.ids, pace=pace)
+        bot = await self.in_slack(team, channel, owed.bot)
+        files = await self.files_in_slack(team, owed.files)
+        jobs = pending.jobs if (len(ids), len(bot), len(files)) == (len(owed.ids), len(owed.bot), len(owed.files)) else []
+        await self.store.purged(team, channel, thread, ids=[i for i in ids if i in pending.ids],
+                                bot=[b for b in bot if b in pending.bot], jobs=jobs,
+                                files=[f for f in files if f in pending.files])
+        if len(jobs) < len(pending.jobs) or len(ids) < len(owed.ids) or len(bot) < len(owed.bot) \
+                or len(files) < len(owed.files):
             return False  # the member stays scheduled: a worker tries again after `retry_in`
         await self.store.purge_settled(member)
         if pending:
             log.info("forgot", extra={"team": team, "channel": channel, "thread_ts": thread, "interactions": len(ids),
                                       "answers": len(bot), "uploads": len(files), "research_jobs": len(jobs)})
         return True
+
+    async def _with_jobs(self, pending: Pending) -> Pending:
+        """What is owed, with what each forgotten research job made so far: its text goes and, still
+        running, it is cancelled (when it ends, the worker owes whatever it made after this)."""
+        ids, bot, files = list(pending.ids), list(pending.bot), list(pending.files)
+        for job_id in pending.jobs if self.jobs else []:
+            job = await self.jobs.forget(job_id)
+            if job is None:
+                continue
+            if job.cancelled_by and not job.finished:
+                if job.interaction_id:
+                    try:
+                        await self.gemini.cancel(job.interaction_id)
+                    except GeminiError:
+                        pass  # the worker sees the cancel request and ends the job anyway
+                await self.jobs.poke(job_id)  # a plan waiting for approval is due only at its timeout
+            ids += [i for i in job.interaction_ids if i not in ids]
+            bot += [ts for ts in job.messages if ts not in bot]
+            files += [f for f in job.upload_ids if f not in files]
+        return Pending(ids, bot, pending.jobs, files)
 
     async def at_gemini(self, ids: list[str], *, pace: float = 0.0) -> list[str]:
         """The interactions now gone at Gemini (deleted, or already gone); the rest stay owed."""

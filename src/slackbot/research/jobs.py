@@ -166,6 +166,8 @@ class Research:
             return
         job.status_ts = out.ts
         await self.jobs.set_status_ts(job.id, job.status_ts)  # so a worker can end it if this process dies
+        if self.deps.governance:  # forgetting the thread from now on cancels the job and deletes what it made
+            await self.deps.governance.track_research(job)
         agent_input: object = job.question
         if material is not None:
             read = await material()

@@ -102,6 +102,9 @@ class ResearchWorker:
         if not job.interaction_id:  # due before its agent started: the process starting it died
             await self._finish(job, "not_started")
             return
+        if job.forgotten and job.cancelled_by:  # its thread was forgotten: cancelled at Gemini, and maybe
+            await self._finish(job, "cancelled")  # deleted there already (a poll would find it lost)
+            return
         if job.status in (AWAITING, APPROVED):
             await self._plan_answered(job) if job.status == APPROVED else await self._plan_waiting(job)
             return
@@ -351,6 +354,10 @@ class ResearchWorker:
         gov = self.research.deps.governance
         if gov:
             await gov.settle_research(job.team, job.requester, job.channel, tokens)
+            fresh = await self.jobs.get(job.id)
+            if fresh is not None and fresh.forgotten:  # its thread was forgotten while it ran: none of it stays
+                await gov.forget.owe(job.team, job.channel, fresh.reply_ts, fresh.interaction_ids, fresh.messages,
+                                     fresh.upload_ids)
         if tokens:
             metrics.RESEARCH_TOKENS.labels(job.agent or self.settings.research_agent).inc(tokens)
         audit.record(self.settings, "research", team=job.team, user=job.requester, channel=job.channel,

@@ -50,6 +50,17 @@ if redis.call('TTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS
 return 1
 """
 
+# Map a message to what it started without touching the chain (a research job, as soon as its status
+# message is up), unless the message or its thread was forgotten already (-1).
+# KEYS: msgs; ARGV: message ts, entry json, ttl
+_MAP = """
+local all = redis.call('HGET', KEYS[1], 'x:all')
+if redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[1]) == 1 or (all and tonumber(ARGV[1]) <= tonumber(all)) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3])) end
+return 1
+"""
+
 # What a purge hash is to delete, from a map entry's JSON (KEYS[4] = the purge hash; in_slack: the bot's
 # messages and uploads too, which retention leaves to the workspace).
 _TO_PURGE = """
@@ -134,6 +145,7 @@ class GovernanceStore:
         self.retention = Schedule(redis, self.keys.retention_shards)
         self.purges = Schedule(redis, self.keys.purge_shards)
         self._forget = redis.register_script(_FORGET)
+        self._map = redis.register_script(_MAP)
 
     # --- the message map ------------------------------------------------------------------------
     async def move_and_map(self, team: str, channel: str, thread: str, expected: str | None, new: str, *,
@@ -148,6 +160,12 @@ class GovernanceStore:
             keys=[self.turn_keys.chain(team, channel, thread), self.turn_keys.presence(team, channel, thread),
                   self.keys.msgs(team, channel, thread)],
             args=[expected or "", new, self.chain_ttl, ts, entry, "1" if move else "0"]))
+
+    async def map_job(self, team: str, channel: str, thread: str, ts: str, *, user: str, job: str) -> int:
+        """A research job's status message is up in the thread: forgetting the thread from now on reaches
+        the job (cancelled, and what it made deleted). 1 mapped, -1 the thread was forgotten already."""
+        entry = json.dumps({"ids": [], "bot": [ts], "user": user, "job": job})
+        return int(await self._map(keys=[self.keys.msgs(team, channel, thread)], args=[ts, entry, self.chain_ttl]))
 
     async def answered(self, team: str, channel: str, thread: str) -> list[Answered]:
         raw = await self.redis.hgetall(self.keys.msgs(team, channel, thread))

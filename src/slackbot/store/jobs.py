@@ -75,11 +75,21 @@ class Job:
     report_ts: str = ""  # the report's messages in the thread, comma separated (forgetting deletes them)
     uploads: str = ""  # file ids of its figures and Markdown file in the thread, comma separated (likewise)
     adopted: bool = False  # follow-ups in the report's thread chain onto it (done once, after the last part)
+    forgotten: bool = False  # its thread was forgotten: when it ends, whatever it made is deleted
 
     @property
     def interaction_ids(self) -> list[str]:
         """Every interaction the job made at Gemini, oldest first (forgetting deletes them all)."""
         return [i for i in (*self.earlier_ids.split(","), self.interaction_id) if i]
+
+    @property
+    def messages(self) -> list[str]:
+        """The bot's messages of the job: its status message and the report's (forgetting deletes them)."""
+        return [ts for ts in (self.status_ts, *self.report_ts.split(",")) if ts]
+
+    @property
+    def upload_ids(self) -> list[str]:
+        return [f for f in self.uploads.split(",") if f]
 
     @property
     def reply_ts(self) -> str:
@@ -167,11 +177,18 @@ if (redis.call('HGET', KEYS[1], 'cancelled_by') or '') ~= '' then return 2 end
 return 1
 """
 
-# A forgotten job keeps no text (never a fresh hash: a gone record stays gone). KEYS: job hash
-_FORGET_TEXT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'question', '(forgotten)', 'plan', '', 'progress', '', 'next_input', '')
-return 1
+# A forgotten job keeps no text and, still running, is cancelled (by its requester, as Cancel would be;
+# not once its report is being posted: that report's thread is then mapped and deleted as forgotten).
+# Never a fresh hash: a gone record stays gone. KEYS: job hash. Returns the record after, or {}.
+_FORGET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'question', '(forgotten)', 'plan', '', 'progress', '', 'next_input', '',
+           'forgotten', '1')
+local j = redis.call('HMGET', KEYS[1], 'finished', 'status', 'cancelled_by', 'requester')
+if (tonumber(j[1] or '') or 0) == 0 and j[2] ~= 'posting' and (j[3] or '') == '' then
+  redis.call('HSET', KEYS[1], 'cancelled_by', j[4] or '')
+end
+return redis.call('HGETALL', KEYS[1])
 """
 
 # A job that never got going (Slack refused the status message, Gemini refused the agent) ends.
@@ -252,7 +269,7 @@ class JobStore:
         self._record = redis.register_script(_RECORD)
         self._history = redis.register_script(_HISTORY)
         self._start = redis.register_script(_START)
-        self._forget_text = redis.register_script(_FORGET_TEXT)
+        self._forget = redis.register_script(_FORGET)
         self._set_status_ts = redis.register_script(_SET_STATUS_TS)
         self._end_unstarted = redis.register_script(_END_UNSTARTED)
         self._take = redis.register_script(_TAKE)
@@ -301,10 +318,12 @@ class JobStore:
         await self.schedule.remove(self.keys.due(job_id), job_id)
         return ended
 
-    async def forget_text(self, job_id: str) -> None:
+    async def forget(self, job_id: str) -> Job | None:
         """The job's thread was forgotten: its question, plan and progress go (the record stays, so
-        `/research status` and the per-user cap keep counting it)."""
-        await self._forget_text(keys=[self.keys.job(job_id)])
+        `/research status` and the per-user cap keep counting it) and a job still running is cancelled.
+        The record as it is now (None: gone), so the caller can delete what the job made."""
+        flat = await self._forget(keys=[self.keys.job(job_id)])
+        return Job.from_fields(dict(zip(flat[::2], flat[1::2]))) if flat else None
 
     async def get(self, job_id: str) -> Job | None:
         return Job.from_fields(await self.redis.hgetall(self.keys.job(job_id)))
