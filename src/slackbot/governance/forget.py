@@ -64,7 +64,7 @@ class Forgetter:
         self.spawn = spawn  # TaskTracker.spawn: the deletions at Gemini and in Slack outlive the ack
         self.gemini = gemini
         self.slack = slack
-        self.jobs = jobs  # research jobs whose report was forgotten lose their text
+        self.jobs = jobs  # research jobs of a forgotten thread: cancelled, their text cleared
         self.retry_in = retry_in  # a worker finishes what is not confirmed by then
 
     async def on_deleted(self, team: str, d: Deleted) -> list[Answered]:
@@ -89,7 +89,8 @@ class Forgetter:
 
     async def owe(self, team: str, channel: str, thread: str, ids: list[str], bot: list[str],
                   files: list[str] = ()) -> None:
-        """A turn made these after its message was forgotten: delete them, durably like a forgetting."""
+        """A turn (or a research job) made these after its message or thread was forgotten: delete them,
+        durably like a forgetting."""
         member = await self.store.to_purge(team, channel, thread, ids, bot, files, retry_in=self.retry_in)
         await self.purge(team, channel, thread, member)
 
@@ -110,12 +111,12 @@ class Forgetter:
         ids = await self.at_gemini(owed.ids, pace=pace)
         bot = await self.in_slack(team, channel, owed.bot)
         files = await self.files_in_slack(team, owed.files)
-        jobs = pending.jobs if (len(ids), len(bot), len(files)) == (len(owed.ids), len(owed.bot), len(owed.files)) else []
+        complete = (len(ids), len(bot), len(files)) == (len(owed.ids), len(owed.bot), len(owed.files))
+        jobs = pending.jobs if complete else []  # a job is done once all it made is
         await self.store.purged(team, channel, thread, ids=[i for i in ids if i in pending.ids],
                                 bot=[b for b in bot if b in pending.bot], jobs=jobs,
                                 files=[f for f in files if f in pending.files])
-        if len(jobs) < len(pending.jobs) or len(ids) < len(owed.ids) or len(bot) < len(owed.bot) \
-                or len(files) < len(owed.files):
+        if not complete:
             return False  # the member stays scheduled: a worker tries again after `retry_in`
         await self.store.purge_settled(member)
         if pending:
