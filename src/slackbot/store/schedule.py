@@ -76,24 +76,22 @@ class Schedule:
     async def claim(self, lease: float, limit: int) -> list[tuple[str, str]]:
         """Up to `limit` due (shard, member) pairs, leased for `lease` seconds. All shards are asked at
         once; past the limit, the extra members are handed back (due now) for the next claim."""
-        first = next(self._start) % len(self.shards)
-        order = self.shards[first:] + self.shards[:first]
-        found = await asyncio.gather(*(self._claim(keys=[s], args=[lease, limit]) for s in order))
-        pairs = [(shard, str(m)) for shard, members in zip(order, found) for m in members]
-        for shard, member in pairs[limit:]:
-            await self.at(shard, [member], 0, only="XX")
-        return pairs[:limit]
+        return [(shard, member) for shard, member, _ in await self._claim_all(self._claim, lease, limit, 1)]
 
     async def claim_scored(self, lease: float, limit: int) -> list[tuple[str, str, str]]:
         """As `claim`, with each member's leased score, for `remove_if`."""
+        return await self._claim_all(self._claim_scored, lease, limit, 2)
+
+    async def _claim_all(self, script, lease: float, limit: int, width: int) -> list[tuple[str, str, str]]:
+        """(shard, member, score or "") from every shard; `width`: items per member in the script's answer."""
         first = next(self._start) % len(self.shards)
         order = self.shards[first:] + self.shards[:first]
-        found = await asyncio.gather(*(self._claim_scored(keys=[s], args=[lease, limit]) for s in order))
-        triples = [(shard, str(flat[i]), str(flat[i + 1])) for shard, flat in zip(order, found)
-                   for i in range(0, len(flat), 2)]
-        for shard, member, _ in triples[limit:]:
+        found = await asyncio.gather(*(script(keys=[s], args=[lease, limit]) for s in order))
+        claimed = [(shard, str(flat[i]), str(flat[i + 1]) if width == 2 else "") for shard, flat in zip(order, found)
+                   for i in range(0, len(flat), width)]
+        for shard, member, _ in claimed[limit:]:
             await self.at(shard, [member], 0, only="XX")
-        return triples[:limit]
+        return claimed[:limit]
 
     async def remove_if(self, shard: str, member: str, score: str) -> bool:
         """Take the member off unless someone moved it since it was claimed at `score`."""
