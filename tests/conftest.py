@@ -188,6 +188,20 @@ def settings_for(redis_url, prefix, slack_emu, gemini_emu):
 
 
 @pytest.fixture
+async def run_bot(settings_for, slack_emu):
+    """Start bots with these setting overrides (a test may start several); each is stopped after the test."""
+    bots = []
+
+    async def start(**overrides):
+        bot = await start_bot(settings_for(**overrides), slack_emu)
+        bots.append(bot)
+        return bot
+    yield start
+    for bot in bots:
+        await stop_bot(bot)
+
+
+@pytest.fixture
 async def bot(settings_for, slack_emu):
     running = await start_bot(settings_for(), slack_emu)
     yield running

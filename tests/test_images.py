@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from conftest import bot_url, eventually, idle, metric, progress_shown, start_bot, stop_bot
+from conftest import bot_url, eventually, idle, metric, progress_shown
 from test_tools import MENTION, finished, results_of, shown
 
 from slackbot.images import rules
@@ -29,18 +29,13 @@ PROMPT = "A red lighthouse on a cliff at dusk, oil painting"
 
 
 @pytest.fixture
-async def run_bot(settings_for, slack_emu):
-    bots = []
-
-    async def start(**overrides):
+def run_bot(run_bot):
+    """conftest's run_bot with this file's defaults."""
+    def start(**overrides):
         overrides.setdefault("functions", FUNCTIONS)
         overrides.setdefault("image_model", IMAGE_MODEL)
-        bot = await start_bot(settings_for(**overrides), slack_emu)
-        bots.append(bot)
-        return bot
-    yield start
-    for bot in bots:
-        await stop_bot(bot)
+        return run_bot(**overrides)
+    return start
 
 
 def uploads(slack_emu, channel: str, thread_ts: str) -> list[dict]:

@@ -13,7 +13,7 @@ import logging
 import aiohttp
 import pytest
 
-from conftest import eventually, start_bot, stop_bot
+from conftest import eventually
 
 from slackbot.config import ConfigError, load_settings
 PLACEHOLDER = "_Thinking…_"  # the old design's placeholder: never shown any more
@@ -37,19 +37,6 @@ async def settled(slack_emu, channel, thread_ts, predicate, timeout=10):
         ok = msgs and all(PLACEHOLDER not in m.visible_text for m in msgs) and predicate(msgs)
         return msgs if ok else None
     return await eventually(check, timeout, message="final answer")
-
-
-@pytest.fixture
-async def run_bot(settings_for, slack_emu):
-    bots = []
-
-    async def start(**overrides):
-        bot = await start_bot(settings_for(**overrides), slack_emu)
-        bots.append(bot)
-        return bot
-    yield start
-    for bot in bots:
-        await stop_bot(bot)
 
 
 # 1: sources under the final answer, numbered, de-duplicated, escaped; none while streaming

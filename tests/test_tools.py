@@ -15,7 +15,7 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import bot_url, eventually, idle, metric, progress_shown, start_bot, stop_bot
+from conftest import bot_url, eventually, idle, metric, progress_shown
 
 from slackbot.chat.outcome import STOPPED
 from slackbot.logs import quiet_libraries
@@ -47,18 +47,13 @@ def results_of(gemini_emu) -> list[dict]:
 
 
 @pytest.fixture
-async def run_bot(settings_for, slack_emu):
-    bots = []
-
-    async def start(**overrides):
+def run_bot(run_bot):
+    """conftest's run_bot with this file's defaults."""
+    def start(**overrides):
         overrides.setdefault("functions", ALL)
         overrides.setdefault("function_wait_seconds", 2.0)
-        bot = await start_bot(settings_for(**overrides), slack_emu)
-        bots.append(bot)
-        return bot
-    yield start
-    for bot in bots:
-        await stop_bot(bot)
+        return run_bot(**overrides)
+    return start
 
 
 @pytest.fixture
