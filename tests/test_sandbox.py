@@ -106,7 +106,7 @@ GROWING = "Hello there. This answer grows as Gemini writes it, one sentence afte
 
 async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
     chromium_or_skip()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     settings = sandbox_settings(redis_url=redis_url, prefix=prefix)
     async with sandbox(settings) as base, aiohttp.ClientSession() as http:
@@ -119,90 +119,80 @@ async def test_sandbox_page_chat_thread_and_research_cancel(redis_url, prefix):
                                                           "chunk_delay": 0.1})
         await post_json(http, f"{gemini}/_emu/script_agent", {"run_for": 30})
 
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1440, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(base)
-                expect.set_options(timeout=10_000)
+        async with live_page(base) as (page, errors):
+            # the header says what is real and what is emulated
+            await expect(page.locator("#badge-gemini")).to_have_text("Gemini: emulator")
+            await expect(page.locator("#badge-redis")).to_have_text(f"Redis: {redis_url}")
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+            await expect(page.locator('#channel-list [data-channel="C_GENERAL"]')).to_have_attribute(
+                "aria-current", "true")
+            await expect(page.locator("#user-select")).to_have_value("U_ALICE")
 
-                # the header says what is real and what is emulated
-                await expect(page.locator("#badge-gemini")).to_have_text("Gemini: emulator")
-                await expect(page.locator("#badge-redis")).to_have_text(f"Redis: {redis_url}")
-                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-                await expect(page.locator('#channel-list [data-channel="C_GENERAL"]')).to_have_attribute(
-                    "aria-current", "true")
-                await expect(page.locator("#user-select")).to_have_value("U_ALICE")
+            # a mention in #general: "@bot" becomes the <@UBOT> mention the bot reacts to
+            await page.locator("#composer").fill("@bot hello")
+            await page.locator("#composer").press("Enter")
+            mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
+            await expect(mine.locator(".text .mention")).to_have_text("@bot")
+            await expect(mine.locator(".text")).to_have_text("@bot hello")
 
-                # a mention in #general: "@bot" becomes the <@UBOT> mention the bot reacts to
-                await page.locator("#composer").fill("@bot hello")
-                await page.locator("#composer").press("Enter")
-                mine = page.locator('#messages .message.user[data-user="U_ALICE"]').first
-                await expect(mine.locator(".text .mention")).to_have_text("@bot")
-                await expect(mine.locator(".text")).to_have_text("@bot hello")
+            # the answer goes into the message's thread; open it and watch the answer grow
+            await page.locator("#messages .thread-link").first.click()
+            await expect(page.locator("#thread-pane")).to_be_visible()
+            answer = page.locator("#thread-messages .message.bot .text").first
+            seen: list[str] = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if await answer.count():
+                    text = (await answer.text_content() or "").strip()
+                    if not seen or seen[-1] != text:
+                        seen.append(text)
+                    if text == GROWING:
+                        break
+                await asyncio.sleep(0.03)
+            assert seen and seen[-1] == GROWING, seen
+            growth = [t for t in seen if t != "Thinking…"]
+            assert len(growth) >= 2, f"expected the answer to grow as Gemini writes, saw {seen}"
+            assert all(GROWING.startswith(t) for t in growth), seen
 
-                # the answer goes into the message's thread; open it and watch the answer grow
-                await page.locator("#messages .thread-link").first.click()
-                await expect(page.locator("#thread-pane")).to_be_visible()
-                answer = page.locator("#thread-messages .message.bot .text").first
-                seen: list[str] = []
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    if await answer.count():
-                        text = (await answer.text_content() or "").strip()
-                        if not seen or seen[-1] != text:
-                            seen.append(text)
-                        if text == GROWING:
-                            break
-                    await asyncio.sleep(0.03)
-                assert seen and seen[-1] == GROWING, seen
-                growth = [t for t in seen if t != "Thinking…"]
-                assert len(growth) >= 2, f"expected the answer to grow as Gemini writes, saw {seen}"
-                assert all(GROWING.startswith(t) for t in growth), seen
+            # a reply in the thread (no mention needed) continues the conversation
+            await page.locator("#thread-composer").fill("and again?")
+            await page.locator("#thread-composer").press("Enter")
+            await expect(page.locator("#thread-messages .message.bot .text")).to_have_text(
+                [GROWING, "Reply 2 to: and again?"])
+            await expect(page.locator("#messages .thread-link").first).to_have_text("3 replies")
 
-                # a reply in the thread (no mention needed) continues the conversation
-                await page.locator("#thread-composer").fill("and again?")
-                await page.locator("#thread-composer").press("Enter")
-                await expect(page.locator("#thread-messages .message.bot .text")).to_have_text(
-                    [GROWING, "Reply 2 to: and again?"])
-                await expect(page.locator("#messages .thread-link").first).to_have_text("3 replies")
+            # /research in the composer is sent as a slash command: a status message with Cancel
+            await page.locator("#composer").fill(f"/research {QUESTION}")
+            await page.locator("#composer").press("Enter")
+            status = page.locator("#messages .message.bot", has_text="Deep Research").first
+            await expect(status.locator(".text")).to_contain_text(QUESTION)
+            await expect(status.locator(".text")).to_contain_text("Researching")  # the job is saved and polled
+            cancel = status.locator('.block-actions button[data-action-id="research_cancel"]')
+            await expect(cancel).to_have_text("Cancel")
+            await cancel.click()
+            await expect(status.locator(".text")).to_contain_text("Cancelled", timeout=10_000)
+            await expect(status.locator(".text")).to_contain_text("Cancelled by @alice")
+            # the user's own choice, not a failure to retry "perhaps narrower"
+            await expect(status.locator(".text")).not_to_contain_text("narrower")
+            await expect(status.locator('button[data-action-id="research_cancel"]')).to_have_count(0)
 
-                # /research in the composer is sent as a slash command: a status message with Cancel
-                await page.locator("#composer").fill(f"/research {QUESTION}")
-                await page.locator("#composer").press("Enter")
-                status = page.locator("#messages .message.bot", has_text="Deep Research").first
-                await expect(status.locator(".text")).to_contain_text(QUESTION)
-                await expect(status.locator(".text")).to_contain_text("Researching")  # the job is saved and polled
-                cancel = status.locator('.block-actions button[data-action-id="research_cancel"]')
-                await expect(cancel).to_have_text("Cancel")
-                await cancel.click()
-                await expect(status.locator(".text")).to_contain_text("Cancelled", timeout=10_000)
-                await expect(status.locator(".text")).to_contain_text("Cancelled by @alice")
-                # the user's own choice, not a failure to retry "perhaps narrower"
-                await expect(status.locator(".text")).not_to_contain_text("narrower")
-                await expect(status.locator('button[data-action-id="research_cancel"]')).to_have_count(0)
+            # a private reply ("only visible to you") shows as from the app, not as alice's own words
+            await page.locator("#composer").fill("/research status")
+            await page.locator("#composer").press("Enter")
+            private = page.locator("#messages .message.ephemeral", has_text="research jobs").last
+            await expect(private).to_contain_text("Only visible to you")
+            await expect(private).to_have_attribute("data-user", info["bot_user_id"])
+            await expect(private).to_have_class(re.compile(r"\bbot\b"))
+            await expect(private.locator(".app-tag")).to_have_text("APP")
+            await expect(private.locator(".meta .name")).not_to_have_text("Alice")
+            await expect(private.locator(".avatar")).to_have_class(re.compile(r"\bbot\b"))
 
-                # a private reply ("only visible to you") shows as from the app, not as alice's own words
-                await page.locator("#composer").fill("/research status")
-                await page.locator("#composer").press("Enter")
-                private = page.locator("#messages .message.ephemeral", has_text="research jobs").last
-                await expect(private).to_contain_text("Only visible to you")
-                await expect(private).to_have_attribute("data-user", info["bot_user_id"])
-                await expect(private).to_have_class(re.compile(r"\bbot\b"))
-                await expect(private.locator(".app-tag")).to_have_text("APP")
-                await expect(private.locator(".meta .name")).not_to_have_text("Alice")
-                await expect(private.locator(".avatar")).to_have_class(re.compile(r"\bbot\b"))
-
-                # the picture: the channel with its answer thread open
-                await page.locator("#messages .thread-link").first.click()
-                await page.mouse.move(720, 880)  # no hover toolbar over a message
-                ARTIFACTS.mkdir(exist_ok=True)
-                await page.screenshot(path=str(ARTIFACTS / "sandbox.png"))
-                assert errors == [], errors
-            finally:
-                await browser.close()
+            # the picture: the channel with its answer thread open
+            await page.locator("#messages .thread-link").first.click()
+            await page.mouse.move(720, 880)  # no hover toolbar over a message
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox.png"))
+            assert errors == [], errors
 
     # the sandbox deletes its own keys when it stops
     store = await open_store(redis_url, prefix)
