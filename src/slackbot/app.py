@@ -75,7 +75,7 @@ async def build_services(settings: Settings, redis_client=None) -> Services:
     services.research = Research(ResearchDeps(
         settings=settings, jobs=store.jobs, gemini=gemini, slack=slack,
         spawn=services.tasks.spawn, governance=services.lifecycle.governance,
-        adopt_thread=lambda job: _adopt_research(settings, store, services.lifecycle.governance.forget, job),
+        adopt_thread=services.lifecycle.governance.adopt_research,
         names=services.lifecycle.deps.names))
     return services
 
@@ -269,25 +269,6 @@ async def _serve_until_stopped(services: Services, bolt: AsyncApp, stop: asyncio
     await services.lifecycle.close()  # turns cut off by the drain come back to another replica after their lease
     if worker_task:
         await asyncio.wait({worker_task}, timeout=5)
-
-
-async def _adopt_research(settings: Settings, store, forget, job) -> None:
-    """A report's thread chains onto the research (follow-ups continue it) and the report is mapped like an
-    answered message, so forgetting the thread (or retention) deletes the job's interactions and its report.
-    A thread forgotten while the job ran keeps none of it: what the job made is deleted as a forgetting's
-    (the head left on a deleted interaction makes the next turn start fresh from Slack)."""
-    thread = job.reply_ts
-    if settings.retention_days:
-        await store.governance.retain(job.team, job.channel, thread, settings.retention_days * 86400)
-    await store.adopt_for_research(job.team, job.channel, thread, job.interaction_id,
-                                   job.requester if job.thread_ts else "")
-    bot, files = [job.status_ts, *filter(None, job.report_ts.split(","))], [f for f in job.uploads.split(",") if f]
-    mapped = await store.governance.move_and_map(
-        job.team, job.channel, thread, job.interaction_id, job.interaction_id, ts=job.status_ts,
-        ids=job.interaction_ids, bot=bot, user=job.requester, job=job.id, files=files, move=False)
-    if mapped < 0:
-        await store.jobs.forget(job.id)
-        await forget.owe(job.team, job.channel, thread, job.interaction_ids, bot, files)
 
 
 def _governance_worker(services: Services):

@@ -15,6 +15,7 @@ class Governance:
     spend: object
     forget: object
     settings: object = None
+    store: object = None  # store.Store: a research report's thread is adopted and mapped in one place
 
     @classmethod
     def build(cls, settings, store, gemini, slack, spawn) -> "Governance":
@@ -24,7 +25,7 @@ class Governance:
 
         return cls(Access(settings, store.governance, slack), Spend(settings, store.governance),
                    Forgetter(store.governance, gemini, slack, spawn, jobs=store.jobs,
-                             retry_in=settings.delete_retry_seconds), settings)
+                             retry_in=settings.delete_retry_seconds), settings, store)
 
     # --- /research: the same policy, and a reservation before the agent starts -------------------
     async def admit_research(self, team: str, user: str, channel: str) -> str:
@@ -45,6 +46,24 @@ class Governance:
         """The job's status message is up: forgetting its thread now reaches the job."""
         await self.forget.store.map_job(job.team, job.channel, job.reply_ts, job.status_ts, user=job.requester,
                                         job=job.id)
+
+    async def adopt_research(self, job) -> None:
+        """A report's thread chains onto the research (follow-ups continue it) and the report is mapped like
+        an answered message, so forgetting the thread (or retention) deletes the job's interactions and its
+        report. A thread forgotten while the job ran keeps none of it: what the job made is deleted as a
+        forgetting's (the head left on a deleted interaction makes the next turn start fresh from Slack)."""
+        store, thread = self.store, job.reply_ts
+        if self.settings.retention_days:
+            await store.governance.retain(job.team, job.channel, thread, self.settings.retention_days * 86400)
+        await store.adopt_for_research(job.team, job.channel, thread, job.interaction_id,
+                                       job.requester if job.thread_ts else "")
+        mapped = await store.governance.move_and_map(
+            job.team, job.channel, thread, job.interaction_id, job.interaction_id, ts=job.status_ts,
+            ids=job.interaction_ids, bot=job.messages, user=job.requester, job=job.id, files=job.upload_ids,
+            move=False)
+        if mapped < 0:
+            await store.jobs.forget(job.id)
+            await self.forget.owe(job.team, job.channel, thread, job.interaction_ids, job.messages, job.upload_ids)
 
     async def settle_research(self, team: str, user: str, channel: str, used: int | None) -> None:
         """The job ended: what it used replaces the estimate (unknown usage keeps the estimate)."""

@@ -77,7 +77,7 @@ class GovernanceWorker:
             team, channel, thread = tag.split(":", 2)
             left = await self._left(team, channel, thread)
             if left > 0:  # answered again since it was scheduled: due again from its newest answer
-                await self.store.retention.at(shard, [tag], left, only="XX")
+                await self.store.retain(team, channel, thread, left)
                 continue
             await self._expire(team, channel, thread)
             # off the schedule, unless a turn moved it meanwhile (retain runs before its head moves)
